@@ -1,0 +1,1 @@
+"""Alembic migrations of the veo-batch schema (`alembic.ini` at the repository root)."""

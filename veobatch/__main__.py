@@ -1,0 +1,3 @@
+from veobatch.cli import main
+
+main()

@@ -1,0 +1,467 @@
+"""The `veo-batch` command line."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+
+from veobatch import db
+from veobatch.errors import DatabaseError, ExitCode, JobFileError, VeoBatchError
+from veobatch.export import EXPORT_FORMATS, export_format, export_rows, write_export
+from veobatch.loader import LoadResult, load_rows
+from veobatch.problems import DEFAULT_MAX_PROBLEMS
+from veobatch.settings import SETTINGS, Settings
+from veobatch.sources import FORMATS, open_job_file
+from veobatch.states import ErrorKind
+from veobatch.store import (
+    STATUS_ORDER,
+    batch_id,
+    batch_summaries,
+    count_jobs,
+    error_kinds,
+    select_jobs,
+    stream_jobs,
+)
+from veobatch.table import clip, render
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  done
+  1  the job file has invalid rows; nothing was stored
+  2  usage error (a bad option or argument)
+  3  the file is not a readable job file (syntax, encoding, binary, empty)
+  4  the database cannot be reached or is not migrated
+  5  no such batch
+  6  a setting is malformed
+  7  the batch's state forbids the operation (e.g. it was cancelled)
+"""
+
+
+class App:
+    """What every command shares: the settings, and the database opened on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = db.open_database(self.settings.database_url)
+        return self._engine
+
+
+class VeoGroup(click.Group):
+    """Turns our errors into one clear line on stderr and the documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except VeoBatchError as exc:
+            click.secho(f"error: {exc}", err=True, fg="red")
+            ctx.exit(exc.exit_code)
+        except OperationalError as exc:
+            click.secho(
+                f"error: {DatabaseError(f'database error: {exc.orig}')}", err=True, fg="red"
+            )
+            ctx.exit(ExitCode.DATABASE)
+
+
+def setting_options(command: F) -> F:
+    for spec in reversed(SETTINGS):
+        command = click.option(
+            f"--{spec.name.replace('_', '-')}",
+            spec.name,
+            envvar=spec.env,
+            show_envvar=True,
+            help=spec.help,
+            metavar="TEXT",
+        )(command)
+    return command
+
+
+@click.group(
+    cls=VeoGroup, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]}
+)
+@setting_options
+@click.version_option(package_name="veo-batch")
+@click.pass_context
+def cli(ctx: click.Context, /, **values: str | None) -> None:
+    """Run batches of Veo image-to-video jobs: load a job file, submit its rows under the
+    provider's rate limits, and keep every row's task id or error.
+
+    \b
+    Quick start:
+      veo-batch load jobs.example.yaml      # check and store the jobs
+      veo-batch status                      # batches and their counts
+      veo-batch export jobs.example -o out.csv
+
+    Every setting is an environment variable (VEO_...) or the option before the command.
+    """
+    try:
+        ctx.obj = App(Settings.from_values(values))
+    except VeoBatchError as exc:
+        click.secho(f"error: {exc}", err=True, fg="red")
+        ctx.exit(exc.exit_code)
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+# ---------------------------------------------------------------------------------- load
+
+
+@cli.command()
+@click.argument("file", metavar="FILE")
+@click.option(
+    "--batch",
+    "-b",
+    "batch_name",
+    metavar="NAME",
+    help="Batch name (default: the file name without its extension).",
+)
+@click.option(
+    "--format",
+    "file_format",
+    type=click.Choice(FORMATS),
+    help="File format, when the extension does not say (required for stdin).",
+)
+@click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="Store the valid rows and keep invalid ones as failed (error kind 'invalid').",
+)
+@click.option("--dry-run", is_flag=True, help="Check every row and print a summary; store nothing.")
+@click.option(
+    "--max-problems",
+    default=DEFAULT_MAX_PROBLEMS,
+    show_default=True,
+    metavar="N",
+    type=click.IntRange(min=1),
+    help="How many problems to list before only counting.",
+)
+@pass_app
+def load(
+    app: App,
+    file: str,
+    batch_name: str | None,
+    file_format: str | None,
+    skip_invalid: bool,
+    dry_run: bool,
+    max_problems: int,
+) -> None:
+    """Check every row of FILE (CSV, YAML or JSON Lines; `-` for stdin) and store it as a batch.
+
+    By default a file with any invalid row stores nothing: every problem is listed as
+    FILE:LINE: FIELD: what is wrong. Loading the same file into the same batch again adds only
+    the rows the batch does not have (rows are matched by their `id`, else their line).
+
+    \b
+    Examples:
+      veo-batch load jobs.yaml --dry-run
+      veo-batch load products.csv --batch spring-sale
+      generate-jobs | veo-batch load - --format jsonl --batch nightly
+    """
+    name = batch_name or _batch_name_from(file)
+    started = time.monotonic()
+    engine = None if dry_run else app.engine
+    with open_job_file(file, file_format) as job_file:
+        progress = _progress_printer(job_file.position, job_file.size)
+        result = load_rows(
+            engine,
+            job_file.rows(),
+            batch=name,
+            source=job_file.name if job_file.name == "<stdin>" else str(Path(file).resolve()),
+            models=app.settings.models,
+            skip_invalid=skip_invalid,
+            dry_run=dry_run,
+            max_problems=max_problems,
+            progress=progress,
+        )
+        _print_load(job_file.name, result, dry_run, time.monotonic() - started)
+    if result.rejected:
+        sys.exit(ExitCode.INVALID_ROWS)
+
+
+def _batch_name_from(file: str) -> str:
+    if file == "-":
+        raise JobFileError("<stdin>", "name the batch with --batch when reading standard input")
+    return Path(file).name.rsplit(".", 1)[0] or Path(file).name
+
+
+def _progress_printer(
+    position: Callable[[], int | None], size: int | None
+) -> Callable[[int], None] | None:
+    if not sys.stderr.isatty():
+        return None
+
+    def show(rows: int) -> None:
+        at = position()
+        share = f" ({100 * at / size:.0f}%)" if at is not None and size else ""
+        click.echo(f"\rchecked {rows:,} rows{share}", nl=False, err=True)
+
+    return show
+
+
+def _print_load(name: str, result: LoadResult, dry_run: bool, seconds: float) -> None:
+    if sys.stderr.isatty():
+        click.echo("\r\033[K", nl=False, err=True)
+    report = result.report
+    for line in report.lines():
+        click.echo(line, err=True)
+    click.echo(
+        f"{name}: {result.rows:,} rows checked, {result.valid:,} valid"
+        + (f", {report.invalid_rows:,} invalid ({report.total:,} problems)" if report else "")
+    )
+    if result.models:
+        click.echo("  models: " + ", ".join(f"{m} ×{n:,}" for m, n in result.models.most_common()))
+        click.echo(
+            "  images per job: "
+            + ", ".join(f"{k} ×{n:,}" for k, n in sorted(result.image_counts.items()))
+        )
+    if result.ignored_fields:
+        click.echo(
+            f"  ignored result columns of an export: {', '.join(sorted(result.ignored_fields))}"
+        )
+    if dry_run:
+        click.echo("dry run: nothing was stored")
+        return
+    if result.rejected:
+        click.secho(
+            "nothing was stored: fix the rows above and load again, or load the valid rows "
+            "with --skip-invalid (invalid rows are then kept as failed)",
+            err=True,
+            fg="red",
+        )
+        return
+    rate = result.rows / seconds if seconds > 0 else 0.0
+    kind = "new" if result.created else "existing"
+    click.echo(
+        f"batch {result.batch!r} ({kind}): stored {result.stored:,} "
+        f"rows in {seconds:.1f} s ({rate:,.0f} rows/s)"
+        + (
+            f"; {result.already_present:,} were already in the batch"
+            if result.already_present
+            else ""
+        )
+    )
+    if report:
+        click.echo(
+            f"  {report.invalid_rows:,} invalid rows stored as failed (error kind 'invalid')"
+        )
+    click.echo(f"next: veo-batch status {result.batch}")
+
+
+# ---------------------------------------------------------------------------------- status
+
+
+@cli.command()
+@click.argument("name", required=False)
+@pass_app
+def status(app: App, name: str | None) -> None:
+    """Batches with their row counts per status (one batch, with its errors, if NAME is given).
+
+    \b
+    Examples:
+      veo-batch status
+      veo-batch status spring-sale
+    """
+    with app.engine.connect() as conn:
+        summaries = batch_summaries(conn, name)
+        kinds = error_kinds(conn, summaries[0].id) if name else []
+    if not summaries:
+        click.echo("no batches yet: veo-batch load FILE")
+        return
+    headers = ["BATCH", "STATE", "TOTAL", *(s.upper() for s in STATUS_ORDER)]
+    rows = [
+        [s.name, s.state, f"{s.total:,}", *(f"{s.counts.get(st, 0):,}" for st in STATUS_ORDER)]
+        for s in summaries
+    ]
+    click.echo(render(headers, rows))
+    for summary in summaries:
+        if summary.pause_reason:
+            click.echo(f"{summary.name}: paused: {summary.pause_reason}")
+    if kinds:
+        click.echo("errors: " + ", ".join(f"{kind} ×{count:,}" for kind, count in kinds))
+
+
+# ---------------------------------------------------------------------------------- jobs
+
+
+def _split(values: Sequence[str]) -> list[str]:
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+status_option = click.option(
+    "--status",
+    "-s",
+    "statuses",
+    multiple=True,
+    metavar="STATUS",
+    help=f"Only rows in this status (repeat or comma-separate): {', '.join(STATUS_ORDER)}.",
+)
+kind_option = click.option(
+    "--kind",
+    "-k",
+    "kinds",
+    multiple=True,
+    metavar="KIND",
+    help=f"Only rows with this error kind: {', '.join(k.value for k in ErrorKind)}.",
+)
+
+
+def _checked(values: Sequence[str], allowed: Sequence[str], what: str) -> list[str]:
+    chosen = _split(values)
+    unknown = [v for v in chosen if v not in allowed]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown {what} {', '.join(unknown)}; one of {', '.join(allowed)}"
+        )
+    return chosen
+
+
+@cli.command()
+@click.argument("name")
+@status_option
+@kind_option
+@click.option("--id", "refs", multiple=True, metavar="REF", help="Only the row with this id.")
+@click.option(
+    "--limit",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Show at most this many rows (0: all).",
+)
+@pass_app
+def jobs(
+    app: App,
+    name: str,
+    statuses: Sequence[str],
+    kinds: Sequence[str],
+    refs: Sequence[str],
+    limit: int,
+) -> None:
+    """The rows of batch NAME with their status, task id and error.
+
+    \b
+    Examples:
+      veo-batch jobs spring-sale --status failed
+      veo-batch jobs spring-sale --kind invalid,server --limit 0
+    """
+    wanted = _checked(statuses, STATUS_ORDER, "status")
+    kinds_wanted = _checked(kinds, [k.value for k in ErrorKind], "error kind")
+    with app.engine.connect() as conn:
+        query = select_jobs(batch_id(conn, name), wanted, kinds_wanted, _split(refs))
+        total = count_jobs(conn, query)
+        rows = []
+        for job in stream_jobs(conn, query.limit(limit) if limit else query):
+            rows.append(
+                [
+                    job.ref,
+                    job.line,
+                    job.status,
+                    job.model,
+                    job.task_id,
+                    job.error_kind,
+                    job.http_status,
+                    clip(job.error or "", 90),
+                ]
+            )
+    if not rows:
+        click.echo("no rows match")
+        return
+    click.echo(render(["ID", "LINE", "STATUS", "MODEL", "TASK_ID", "KIND", "HTTP", "ERROR"], rows))
+    if total > len(rows):
+        click.echo(f"showing {len(rows):,} of {total:,} rows; --limit 0 shows all")
+
+
+# ---------------------------------------------------------------------------------- export
+
+
+@cli.command()
+@click.argument("name")
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    metavar="FILE",
+    help="Where to write: a .csv or .jsonl path, or - for standard output.",
+)
+@click.option(
+    "--format",
+    "out_format",
+    type=click.Choice(EXPORT_FORMATS),
+    help="Output format, when the extension does not say.",
+)
+@status_option
+@kind_option
+@pass_app
+def export(
+    app: App,
+    name: str,
+    output: str,
+    out_format: str | None,
+    statuses: Sequence[str],
+    kinds: Sequence[str],
+) -> None:
+    """Write every row of batch NAME with its input fields and its outcome: status, task_id,
+    error, error_kind, http_status, timestamps and video_url.
+
+    \b
+    Examples:
+      veo-batch export spring-sale -o results.csv
+      veo-batch export spring-sale -o failed.jsonl --status failed
+    """
+    fmt = export_format(output, out_format) if output != "-" else (out_format or "csv")
+    wanted = _checked(statuses, STATUS_ORDER, "status")
+    kinds_wanted = _checked(kinds, [k.value for k in ErrorKind], "error kind")
+    with app.engine.connect() as conn:
+        columns, rows = export_rows(conn, select_jobs(batch_id(conn, name), wanted, kinds_wanted))
+        count = write_export(output, fmt, columns, rows, stdout=sys.stdout)
+    if output != "-":
+        click.echo(f"wrote {count:,} rows to {output}", err=True)
+
+
+# ---------------------------------------------------------------------------------- db
+
+
+@cli.group("db")
+def db_group() -> None:
+    """Database schema: migrate and inspect (SQLite migrates itself on first use)."""
+
+
+@db_group.command()
+@click.pass_obj
+def upgrade(app: App) -> None:
+    """Migrate the database (VEO_DATABASE_URL) to the newest schema."""
+    url = app.settings.database_url
+    engine = db.open_database(url, migrate=True)
+    click.echo(f"{db.safe_url(url)}: at revision {db.current_revision(engine)} (newest)")
+
+
+@db_group.command()
+@click.pass_obj
+def current(app: App) -> None:
+    """Print the database's schema revision and the newest one."""
+    url = app.settings.database_url
+    revision = db.current_revision(db.create_engine(url))
+    click.echo(
+        f"{db.safe_url(url)}: at revision {revision or 'none'}; newest is {db.head_revision()}"
+    )
+
+
+def main() -> None:
+    cli(prog_name="veo-batch")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Export a batch as CSV or JSON Lines: each row's input fields, then what happened to it.
+
+The input columns are the loader's own, so an export can be edited and loaded again as a new
+batch (the result columns are then ignored). The file is written next to its destination and
+renamed into place, so a failed export never leaves half a file behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from veobatch.errors import VeoBatchError
+from veobatch.store import stream_jobs, utc
+
+EXPORT_FORMATS: Final = ("csv", "jsonl")
+INPUT_COLUMNS: Final = ("id", "prompt", "model", "images", "aspect_ratio", "enhance_prompt")
+RESULT_COLUMNS: Final = (
+    "status",
+    "task_id",
+    "error",
+    "error_kind",
+    "http_status",
+    "attempts",
+    "remote_status",
+    "progress",
+    "video_url",
+    "line",
+    "created_at",
+    "updated_at",
+    "submitted_at",
+    "finished_at",
+)
+
+
+def export_format(path: str, format: str | None) -> str:
+    if format:
+        return format
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix in EXPORT_FORMATS:
+        return suffix
+    raise VeoBatchError(f"{path}: cannot tell the format; name it .csv or .jsonl, or pass --format")
+
+
+def extra_keys(conn: Connection, query: sa.Select[Any]) -> list[str]:
+    """Every pass-through field used by a row of `query`, in first-seen order."""
+    texts = sa.select(sa.cast(query.subquery().c.extra, sa.Text)).distinct()
+    keys: dict[str, None] = {}
+    for (text,) in conn.execute(texts):
+        if text and text != "null":
+            keys.update(dict.fromkeys(json.loads(text)))
+    return list(keys)
+
+
+def export_rows(
+    conn: Connection, query: sa.Select[Any]
+) -> tuple[list[str], Iterator[dict[str, Any]]]:
+    """The column names and a stream of row dicts (native values) for `query`."""
+    extras = extra_keys(conn, query)
+    columns = [*INPUT_COLUMNS, *extras, *RESULT_COLUMNS]
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for job in stream_jobs(conn, query):
+            yield _row(job, extras)
+
+    return columns, rows()
+
+
+def _row(job: sa.Row[Any], extras: list[str]) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "id": job.ref,
+        "prompt": job.prompt,
+        "model": job.model,
+        "images": job.images,
+        "aspect_ratio": job.aspect_ratio,
+        "enhance_prompt": job.enhance_prompt,
+    }
+    extra = job.extra or {}
+    for key in extras:
+        row[key] = extra.get(key)
+    for column in RESULT_COLUMNS:
+        value = getattr(job, column)
+        row[column] = utc(value).isoformat() if isinstance(value, datetime) else value  # type: ignore[union-attr]
+    return row
+
+
+def write_export(
+    path: str,
+    format: str,
+    columns: list[str],
+    rows: Iterator[dict[str, Any]],
+    stdout: IO[str] | None = None,
+) -> int:
+    """Write rows to `path` (`-` for `stdout`) atomically; returns the number of rows."""
+    if path == "-":
+        assert stdout is not None
+        return _write(stdout, format, columns, rows)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+            count = _write(out, format, columns, rows)
+        os.replace(temporary, target)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    return count
+
+
+def _write(out: IO[str], format: str, columns: list[str], rows: Iterator[dict[str, Any]]) -> int:
+    count = 0
+    if format == "jsonl":
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+            count += 1
+        return count
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_csv_cell(key, row[key]) for key in columns])
+        count += 1
+    return count
+
+
+def _csv_cell(key: str, value: Any) -> Any:
+    if value is None:
+        return ""
+    if key == "images" and isinstance(value, list):
+        return "|".join(str(image) for image in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return value

@@ -1,0 +1,117 @@
+"""The tables. Created and changed only through the Alembic migrations in `migrations/`.
+
+A test compares these models with the migrated schema on SQLite and PostgreSQL, so the two
+cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from veobatch.states import BatchState, JobStatus
+
+# SQLite only aliases the rowid for a column declared exactly INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(column_0_N_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _one_of(column: str, values: type[JobStatus] | type[BatchState]) -> str:
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: DateTime(timezone=True),
+        dict[str, Any]: JSON,
+    }
+
+
+class Batch(Base):
+    __tablename__ = "batches"
+    __table_args__ = (CheckConstraint(_one_of("state", BatchState), name="state"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    source: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default=BatchState.ACTIVE.value)
+    pause_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("batch_id", "ref"),
+        Index("ix_jobs_batch_status", "batch_id", "status"),
+        CheckConstraint(_one_of("status", JobStatus), name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    ref: Mapped[str] = mapped_column(String(200))  # the file's id, else its line number
+    line: Mapped[int | None] = mapped_column(Integer)  # where the row starts in its file
+    # What is sent to the provider.
+    prompt: Mapped[str] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(String(64))
+    images: Mapped[list[str]] = mapped_column(JSON)
+    aspect_ratio: Mapped[str | None] = mapped_column(String(8))
+    enhance_prompt: Mapped[bool | None]
+    extra: Mapped[dict[str, Any] | None]  # other provider fields, passed through untouched
+    # What happened.
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.PENDING.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    task_id: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text)
+    error_kind: Mapped[str | None] = mapped_column(String(32))
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime | None]  # backoff: not released before this time
+    lease_until: Mapped[datetime | None]  # a worker's claim on a `submitting` row
+    remote_status: Mapped[str | None] = mapped_column(String(32))
+    progress: Mapped[str | None] = mapped_column(String(16))
+    video_url: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+    submitted_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class Attempt(Base):
+    """One submission or poll outcome of a job: its history answers 'what happened to row X?'."""
+
+    __tablename__ = "attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    action: Mapped[str] = mapped_column(String(16))  # submit | poll
+    at: Mapped[datetime] = mapped_column(server_default=func.now())
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    task_id: Mapped[str | None] = mapped_column(String(200))
+    remote_status: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+    error_kind: Mapped[str | None] = mapped_column(String(32))

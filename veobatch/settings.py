@@ -1,0 +1,158 @@
+"""Settings: one table of `VEO_*` environment variables, each also a CLI option.
+
+`SETTINGS` is the single list of what can be configured; the CLI builds its options from it and
+the compose-file test checks `VEO_*` names against it. `Settings.from_values()` turns raw strings
+into checked values and says which variable is wrong when one is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from veobatch.catalog import DEFAULT_MODELS, ImageRange, parse_models
+from veobatch.errors import ConfigError
+
+DEFAULT_DATABASE_URL: Final = "sqlite:///./veo-batch.db"
+
+
+@dataclass(frozen=True, slots=True)
+class SettingSpec:
+    name: str  # attribute of Settings and the CLI option `--name-with-dashes`
+    env: str
+    help: str
+    secret: bool = False
+
+
+SETTINGS: Final[tuple[SettingSpec, ...]] = (
+    SettingSpec(
+        "database_url",
+        "VEO_DATABASE_URL",
+        "Database URL: sqlite:///PATH (default ./veo-batch.db) or postgresql://USER@HOST/DB.",
+    ),
+    SettingSpec(
+        "redis_url", "VEO_REDIS_URL", "Redis URL for distributed workers and the shared limit."
+    ),
+    SettingSpec("api_base", "VEO_API_BASE", "Provider base URL, e.g. https://relay.example.com."),
+    SettingSpec(
+        "api_key", "VEO_API_KEY", "Provider API key (never stored or logged).", secret=True
+    ),
+    SettingSpec("rate", "VEO_RATE", "Global request rate, e.g. 10/min or 2/s,burst=4."),
+    SettingSpec(
+        "models", "VEO_MODELS", "Extra or changed models: NAME=LOW-HIGH images, comma separated."
+    ),
+)
+
+SETTING_ENV_NAMES: Final = frozenset(spec.env for spec in SETTINGS)
+
+
+class Secret:
+    """A string that does not show itself in repr(), str() or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+_UNITS: Final = {
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "minute": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
+}
+_RATE_RE: Final = re.compile(
+    r"^\s*(?P<count>\d+(?:\.\d+)?)\s*/\s*(?:(?P<span>\d+(?:\.\d+)?)\s*)?(?P<unit>[a-z]+)\s*"
+    r"(?:,\s*burst\s*=\s*(?P<burst>\d+)\s*)?$"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """`count` requests per `period` seconds, with up to `burst` requests at once."""
+
+    count: float
+    period: float
+    burst: int = 1
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.period
+
+    @classmethod
+    def parse(cls, text: str) -> Rate:
+        match = _RATE_RE.match(text.lower())
+        name = match["unit"] if match else ""
+        unit = _UNITS.get(name) or _UNITS.get(name.removesuffix("s"))
+        if not match or unit is None or float(match["count"]) <= 0:
+            raise ConfigError(
+                f"VEO_RATE: {text!r} is not a rate; write COUNT/UNIT such as '10/min', '2/s' "
+                "or '100/h', optionally followed by ',burst=N'"
+            )
+        span = float(match["span"]) if match["span"] else 1.0
+        burst = int(match["burst"]) if match["burst"] else 1
+        return cls(count=float(match["count"]), period=span * unit, burst=max(burst, 1))
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the usual spellings and pick the driver we ship (psycopg 3) for PostgreSQL."""
+    url = url.strip()
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    if url.startswith(("sqlite://", "postgresql+psycopg://")):
+        return url
+    raise ConfigError(
+        f"VEO_DATABASE_URL: unsupported URL {url.split('://')[0]!r}://...; use "
+        "sqlite:///path/to/file.db or postgresql://user:password@host:5432/dbname"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    api_base: str | None = None
+    api_key: Secret | None = field(default=None, repr=False)
+    rate: Rate | None = None
+    models: Mapping[str, ImageRange] = field(default_factory=lambda: dict(DEFAULT_MODELS))
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, str | None]) -> Settings:
+        """Build settings from raw strings keyed by setting name; blank means unset."""
+        raw = {k: v.strip() for k, v in values.items() if v is not None and v.strip()}
+        api_base = raw.get("api_base")
+        if api_base is not None and not api_base.startswith(("http://", "https://")):
+            raise ConfigError(f"VEO_API_BASE: {api_base!r} must start with http:// or https://")
+        return cls(
+            database_url=normalize_database_url(raw.get("database_url", DEFAULT_DATABASE_URL)),
+            redis_url=raw.get("redis_url"),
+            api_base=api_base.rstrip("/") if api_base else None,
+            api_key=Secret(raw["api_key"]) if "api_key" in raw else None,
+            rate=Rate.parse(raw["rate"]) if "rate" in raw else None,
+            models=parse_models(raw["models"]) if "models" in raw else dict(DEFAULT_MODELS),
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        return cls.from_values({spec.name: environ.get(spec.env) for spec in SETTINGS})

@@ -1,0 +1,430 @@
+"""Readers of job files: CSV, YAML and JSON Lines, from a path or standard input.
+
+Each reader streams: it yields one `RawJob` at a time with the line where the row starts, so a
+file of a million rows never sits whole in memory. Anything that makes the file unusable as a
+whole (not UTF-8, binary, a YAML syntax error, no `prompt` column) raises `JobFileError` with
+the file name and line; a problem confined to one row travels with that row instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Final
+
+import yaml
+
+from veobatch.errors import JobFileError
+from veobatch.jobspec import BOOL_FIELDS, RawJob, field_name_problem, parse_bool_text
+from veobatch.problems import Problem
+
+FORMATS: Final = ("csv", "yaml", "jsonl")
+EXTENSIONS: Final = {
+    ".csv": "csv",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+_REQUIRED_COLUMNS: Final = ("prompt", "model", "images")
+_BOM: Final = b"\xef\xbb\xbf"
+_BINARY_SIGNATURES: Final = {
+    b"PK\x03\x04": "a ZIP archive (an .xlsx workbook? save it as 'CSV UTF-8')",
+    b"\xd0\xcf\x11\xe0": "an old Excel/Office file (save it as 'CSV UTF-8')",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"%PDF": "a PDF document",
+    b"\x1f\x8b": "a gzip archive (unpack it first)",
+}
+
+csv.field_size_limit(64 * 1024 * 1024)  # data: URIs of images up to 20 MB sit in one field
+
+
+@dataclass
+class JobFile:
+    """An opened job file: `rows()` streams its jobs; `position()/size` drive progress."""
+
+    name: str
+    format: str
+    stream: IO[bytes]
+    size: int | None
+
+    def rows(self) -> Iterator[RawJob]:
+        return _READERS[self.format](_text_lines(self.stream, self.name), self.name)
+
+    def position(self) -> int | None:
+        try:
+            return self.stream.tell() if self.size else None
+        except OSError:
+            return None
+
+
+def detect_format(path: str, format: str | None) -> str:
+    if format:
+        if format not in FORMATS:
+            raise JobFileError(path, f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
+        return format
+    if path == "-":
+        raise JobFileError("<stdin>", "say which format standard input is: --format csv|yaml|jsonl")
+    suffix = Path(path).suffix.lower()
+    if suffix == ".json":
+        raise JobFileError(
+            path, "plain JSON is not read; use JSON Lines (.jsonl, one job per line)"
+        )
+    try:
+        return EXTENSIONS[suffix]
+    except KeyError:
+        raise JobFileError(
+            path,
+            f"cannot tell the format from {suffix or 'no extension'!r}; name it .csv, "
+            ".yaml or .jsonl, or pass --format",
+        ) from None
+
+
+@contextmanager
+def open_job_file(
+    path: str, format: str | None = None, stdin: IO[bytes] | None = None
+) -> Iterator[JobFile]:
+    """Open `path` (`-` for standard input) and check that it looks like a text job file."""
+    fmt = detect_format(path, format)
+    if path == "-":
+        raw: IO[bytes] = stdin if stdin is not None else os.fdopen(0, "rb", closefd=False)
+        stream = raw if hasattr(raw, "peek") else io.BufferedReader(raw)  # type: ignore[type-var]
+        yield _checked(JobFile("<stdin>", fmt, stream, None))
+        return
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below, after the caller is done
+    except FileNotFoundError:
+        raise JobFileError(path, "no such file") from None
+    except IsADirectoryError:
+        raise JobFileError(path, "is a directory, not a job file") from None
+    except OSError as exc:
+        raise JobFileError(path, f"cannot be read: {exc.strerror}") from None
+    with handle:
+        yield _checked(JobFile(path, fmt, handle, os.fstat(handle.fileno()).st_size))
+
+
+def _checked(job_file: JobFile) -> JobFile:
+    head: bytes = job_file.stream.peek(4096)[:4096]  # type: ignore[attr-defined]
+    if not head.strip(b" \t\r\n" + _BOM):
+        raise JobFileError(job_file.name, "is empty: no jobs to load")
+    for signature, what in _BINARY_SIGNATURES.items():
+        if head.startswith(signature):
+            raise JobFileError(job_file.name, f"is {what}, not a {job_file.format} job file")
+    if b"\x00" in head:
+        raise JobFileError(
+            job_file.name, f"holds binary data (NUL bytes), not a {job_file.format} job file"
+        )
+    return job_file
+
+
+def _text_lines(stream: IO[bytes], name: str) -> Iterator[str]:
+    """The file's lines as text, each checked to be UTF-8 (a leading BOM is dropped)."""
+    number = 0
+    for number, raw in enumerate(stream, 1):
+        chunk = raw.removeprefix(_BOM) if number == 1 else raw
+        try:
+            yield chunk.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise JobFileError(
+                name,
+                f"is not UTF-8 text (byte 0x{chunk[exc.start]:02x} at column {exc.start + 1}); "
+                "save it as UTF-8 (in Excel: 'CSV UTF-8')",
+                number,
+            ) from None
+        if b"\x00" in chunk:
+            raise JobFileError(name, "holds binary data (NUL bytes)", number)
+
+
+# ---------------------------------------------------------------------------------- CSV
+
+
+def read_csv(lines: Iterator[str], name: str) -> Iterator[RawJob]:
+    reader = csv.reader(lines)
+    try:
+        header = [column.strip() for column in next(reader)]
+    except StopIteration:
+        raise JobFileError(name, "is empty: no header row") from None
+    except csv.Error as exc:
+        raise JobFileError(name, f"the header is not valid CSV: {exc}", 1) from None
+    _check_header(header, name)
+    width = len(header)
+    images_at = header.index("images")
+    bool_columns = [i for i, column in enumerate(header) if column in BOOL_FIELDS]
+    rows = 0
+    while True:
+        start = reader.line_num + 1
+        try:
+            row: list[Any] = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise JobFileError(name, f"not valid CSV: {exc}", start) from None
+        if len(row) != width:
+            if not any(cell.strip() for cell in row):
+                continue  # a blank line, or a line of bare commas
+            problem = Problem(start, None, f"the row has {len(row)} values, the header {width}")
+            rows += 1
+            yield RawJob(start, {}, problems=(problem,))
+            continue
+        images = row[images_at]
+        row[images_at] = [part.strip() for part in images.split("|") if part.strip()]
+        for index in bool_columns:
+            cell = row[index]
+            if cell:
+                row[index] = parse_bool_text(cell)
+        values: dict[str, Any] = {k: v for k, v in zip(header, row, strict=True) if v or v is False}
+        rows += 1
+        yield RawJob(start, values)
+    if rows == 0:
+        raise JobFileError(name, "has a header but no rows: no jobs to load")
+
+
+def _check_header(header: list[str], name: str) -> None:
+    problems = []
+    seen: set[str] = set()
+    for column in header:
+        if not column:
+            problems.append("a column has no name")
+        elif column in seen:
+            problems.append(f"column {column!r} appears twice")
+        elif (message := field_name_problem(column)) is not None:
+            problems.append(f"column {column!r}: {message}")
+        seen.add(column)
+    missing = [column for column in _REQUIRED_COLUMNS if column not in seen]
+    if missing:
+        problems.append(
+            f"no {' or '.join(repr(c) for c in missing)} column; the header has: "
+            f"{', '.join(header)[:200]}"
+        )
+    if problems:
+        raise JobFileError(name, "; ".join(problems), 1)
+
+
+# ---------------------------------------------------------------------------------- JSONL
+
+
+def read_jsonl(lines: Iterator[str], name: str) -> Iterator[RawJob]:
+    rows = 0
+    for number, text in enumerate(lines, 1):
+        if not text.strip():
+            continue
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            if rows == 0:
+                raise JobFileError(
+                    name, f"is not JSON Lines: {exc.msg} at column {exc.colno}", number
+                ) from None
+            yield RawJob(
+                number,
+                {},
+                problems=(
+                    Problem(number, None, f"not valid JSON: {exc.msg} at column {exc.colno}"),
+                ),
+            )
+        else:
+            if not isinstance(value, dict):
+                message = f"each line must be a JSON object, this one is {type(value).__name__}"
+                if rows == 0:
+                    raise JobFileError(name, message, number)
+                yield RawJob(number, {}, problems=(Problem(number, None, message),))
+            else:
+                yield RawJob(number, value)
+        rows += 1
+    if rows == 0:
+        raise JobFileError(name, "is empty: no jobs to load")
+
+
+# ---------------------------------------------------------------------------------- YAML
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_yaml(lines: Iterator[str], name: str) -> Iterator[RawJob]:
+    """`defaults:` (optional, before `jobs:`) and `jobs:`, or a bare list of jobs.
+
+    Jobs are composed one at a time from the parser's events, keeping each field's line.
+    """
+    loader = _Loader(_LineStream(lines))
+    try:
+        yield from _YamlJobs(loader, name).read()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise JobFileError(name, f"YAML syntax error: {exc.problem or exc.context}", line) from None
+    except yaml.YAMLError as exc:
+        raise JobFileError(name, f"YAML error: {exc}") from None
+    finally:
+        loader.dispose()
+
+
+class _LineStream:
+    """A `read(size)` over checked text lines, which is all a YAML loader needs."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+        self._buffer = ""
+
+    def read(self, size: int = -1) -> str:
+        while size < 0 or len(self._buffer) < size:
+            line = next(self._lines, None)
+            if line is None:
+                break
+            self._buffer += line
+        if size < 0:
+            size = len(self._buffer)
+        out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out
+
+
+class _YamlJobs:
+    def __init__(self, loader: Any, name: str) -> None:
+        self.loader = loader
+        self.name = name
+        self.anchors: dict[str, yaml.Node] = {}
+        self.defaults: dict[str, Any] = {}
+        self.default_lines: dict[str, int] = {}
+
+    def read(self) -> Iterator[RawJob]:
+        loader = self.loader
+        count: int
+        loader.get_event()  # stream start
+        if loader.check_event(yaml.StreamEndEvent):
+            raise JobFileError(self.name, "is empty: no jobs to load")
+        loader.get_event()  # document start
+        if loader.check_event(yaml.SequenceStartEvent):
+            count = yield from self._jobs()
+        elif loader.check_event(yaml.MappingStartEvent):
+            count = yield from self._top_mapping()
+        else:
+            node = self._compose()
+            raise JobFileError(
+                self.name,
+                "expected `jobs:` (a list of jobs, optionally after `defaults:`); "
+                f"found {_kind(node)}",
+                node.start_mark.line + 1,
+            )
+        if count == 0:
+            raise JobFileError(self.name, "`jobs:` is empty: no jobs to load")
+
+    def _top_mapping(self) -> Generator[RawJob, None, int]:
+        loader = self.loader
+        loader.get_event()
+        count: int | None = None
+        while not loader.check_event(yaml.MappingEndEvent):
+            key_node = self._compose()
+            key, line = str(key_node.value), key_node.start_mark.line + 1
+            if key == "jobs":
+                if not loader.check_event(yaml.SequenceStartEvent):
+                    raise JobFileError(self.name, "`jobs:` must be a list of jobs", line)
+                count = yield from self._jobs()
+            elif key == "defaults":
+                if count is not None:
+                    raise JobFileError(self.name, "`defaults:` must come before `jobs:`", line)
+                node = self._compose()
+                if not isinstance(node, yaml.MappingNode):
+                    raise JobFileError(
+                        self.name, "`defaults:` must be a mapping of job fields", line
+                    )
+                self.defaults, self.default_lines = self._fields(node)
+            else:
+                hint = " (did you mean 'jobs'?)" if key.lower().startswith("job") else ""
+                raise JobFileError(
+                    self.name,
+                    f"unknown top-level key {key!r}{hint}; a job file has `defaults:` and `jobs:`",
+                    line,
+                )
+        if count is None:
+            raise JobFileError(self.name, "no `jobs:` list")
+        return count
+
+    def _jobs(self) -> Generator[RawJob, None, int]:
+        loader = self.loader
+        loader.get_event()  # sequence start
+        count = 0
+        while not loader.check_event(yaml.SequenceEndEvent):
+            node = self._compose()
+            line = node.start_mark.line + 1
+            count += 1
+            if not isinstance(node, yaml.MappingNode):
+                message = f"each job must be a mapping of fields, this one is {_kind(node)}"
+                yield RawJob(line, {}, problems=(Problem(line, None, message),))
+                continue
+            values, lines = self._fields(node)
+            if self.defaults:
+                values = {**self.defaults, **values}
+                lines = {**self.default_lines, **lines}
+            yield RawJob(line, values, lines)
+        loader.get_event()
+        return count
+
+    def _fields(self, node: yaml.MappingNode) -> tuple[dict[str, Any], dict[str, int]]:
+        loader = self.loader
+        loader.flatten_mapping(node)  # applies `<<: *anchor` merge keys
+        values: dict[str, Any] = {}
+        lines: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(loader.construct_object(key_node, deep=True))
+            values[key] = loader.construct_object(value_node, deep=True)
+            lines[key] = value_node.start_mark.line + 1
+        loader.constructed_objects = {}  # keep memory flat: nothing refers back to old rows
+        return values, lines
+
+    def _compose(self) -> yaml.Node:
+        """Build one node (and its children) from parser events, as PyYAML's composer does."""
+        loader = self.loader
+        event: Any = loader.get_event()
+        start: Any = event.start_mark
+        if isinstance(event, yaml.AliasEvent):
+            try:
+                return self.anchors[str(event.anchor)]
+            except KeyError:
+                message = f"unknown alias *{event.anchor}"
+                raise JobFileError(self.name, message, start.line + 1) from None
+        kind = _NODE_OF_EVENT[type(event)]
+        tag = event.tag
+        if tag is None or tag == "!":
+            tag = loader.resolve(kind, getattr(event, "value", None), event.implicit)
+        node: yaml.Node
+        if kind is yaml.ScalarNode:
+            node = yaml.ScalarNode(tag, event.value, start, event.end_mark, event.style)
+        elif kind is yaml.SequenceNode:
+            node = yaml.SequenceNode(tag, [], start, None, event.flow_style)
+            while not loader.check_event(yaml.SequenceEndEvent):
+                node.value.append(self._compose())
+            node.end_mark = loader.get_event().end_mark
+        else:
+            node = yaml.MappingNode(tag, [], start, None, event.flow_style)
+            while not loader.check_event(yaml.MappingEndEvent):
+                node.value.append((self._compose(), self._compose()))
+            node.end_mark = loader.get_event().end_mark
+        if event.anchor is not None:
+            self.anchors[event.anchor] = node
+        return node
+
+
+_NODE_OF_EVENT: Final[dict[type, type[yaml.Node]]] = {
+    yaml.ScalarEvent: yaml.ScalarNode,
+    yaml.SequenceStartEvent: yaml.SequenceNode,
+    yaml.MappingStartEvent: yaml.MappingNode,
+}
+
+
+def _kind(node: yaml.Node) -> str:
+    if isinstance(node, yaml.ScalarNode):
+        return f"the text {node.value[:40]!r}"
+    return "a list" if isinstance(node, yaml.SequenceNode) else "a mapping"
+
+
+_READERS: Final[dict[str, Callable[[Iterator[str], str], Iterator[RawJob]]]] = {
+    "csv": read_csv,
+    "yaml": read_yaml,
+    "jsonl": read_jsonl,
+}

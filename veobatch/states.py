@@ -1,0 +1,41 @@
+"""The states a job row and a batch can be in (see the row life in the README)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"  # waiting to be released to a worker
+    QUEUED = "queued"  # a message naming the row is on the queue
+    SUBMITTING = "submitting"  # a worker holds a lease and is sending the POST
+    SUBMITTED = "submitted"  # the provider answered a task_id
+    SUCCEEDED = "succeeded"  # the video is ready
+    FAILED = "failed"  # finished without a video; error and error_kind say why
+    IN_DOUBT = "in_doubt"  # the POST may have created a task; never resent on its own
+    CANCELLED = "cancelled"
+
+
+OPEN_STATUSES = frozenset(
+    {JobStatus.PENDING, JobStatus.QUEUED, JobStatus.SUBMITTING, JobStatus.SUBMITTED}
+)
+
+
+class BatchState(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+    FINISHED = "finished"
+
+
+class ErrorKind(StrEnum):
+    INVALID = "invalid"  # the row (or the provider's 400) says the input is wrong
+    AUTH = "auth"
+    QUOTA = "quota"
+    RATE_LIMITED = "rate_limited"
+    SERVER = "server"
+    NETWORK = "network"
+    AMBIGUOUS = "ambiguous"
+    BAD_ANSWER = "bad_answer"
+    REMOTE = "remote"
+    TIMEOUT = "timeout"

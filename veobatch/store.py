@@ -1,0 +1,107 @@
+"""Reading batches and jobs back: counts per status, rows with their errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from veobatch.errors import NotFoundError
+from veobatch.models import Batch, Job
+from veobatch.states import JobStatus
+
+
+@dataclass
+class BatchSummary:
+    id: int
+    name: str
+    state: str
+    source: str
+    pause_reason: str | None
+    created_at: datetime
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """Timestamps come back naive from SQLite (they are UTC) and aware from PostgreSQL."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def batch_summaries(conn: Connection, name: str | None = None) -> list[BatchSummary]:
+    """Batches (oldest first) with their row counts per status; one batch if `name` is given."""
+    query = sa.select(Batch).order_by(Batch.id)
+    if name is not None:
+        query = query.where(Batch.name == name)
+    batches = {
+        b.id: BatchSummary(
+            b.id, b.name, b.state, b.source, b.pause_reason, utc(b.created_at) or b.created_at
+        )
+        for b in conn.execute(query)
+    }
+    if name is not None and not batches:
+        raise NotFoundError(f"no batch named {name!r}; `veo-batch status` lists the batches")
+    counts = sa.select(Job.batch_id, Job.status, sa.func.count()).group_by(Job.batch_id, Job.status)
+    if name is not None:
+        counts = counts.where(Job.batch_id.in_(list(batches)))
+    for batch_id, status, count in conn.execute(counts):
+        batches[batch_id].counts[status] = count
+    return list(batches.values())
+
+
+def batch_id(conn: Connection, name: str) -> int:
+    found = conn.execute(sa.select(Batch.id).where(Batch.name == name)).scalar()
+    if found is None:
+        raise NotFoundError(f"no batch named {name!r}; `veo-batch status` lists the batches")
+    return found
+
+
+def error_kinds(conn: Connection, batch: int) -> list[tuple[str | None, int]]:
+    """How many rows of the batch ended with each kind of error, most frequent first."""
+    query = (
+        sa.select(Job.error_kind, sa.func.count())
+        .where(Job.batch_id == batch, Job.error_kind.is_not(None))
+        .group_by(Job.error_kind)
+        .order_by(sa.func.count().desc())
+    )
+    return [(kind, count) for kind, count in conn.execute(query)]
+
+
+def select_jobs(
+    batch: int,
+    statuses: Sequence[str] = (),
+    kinds: Sequence[str] = (),
+    refs: Sequence[str] = (),
+) -> sa.Select[Any]:
+    query = sa.select(Job).where(Job.batch_id == batch).order_by(Job.id)
+    if statuses:
+        query = query.where(Job.status.in_(statuses))
+    if kinds:
+        query = query.where(Job.error_kind.in_(kinds))
+    if refs:
+        query = query.where(Job.ref.in_(refs))
+    return query
+
+
+def stream_jobs(
+    conn: Connection, query: sa.Select[Any], chunk: int = 2_000
+) -> Iterator[sa.Row[Any]]:
+    """Rows of `query` fetched `chunk` at a time (a server-side cursor on PostgreSQL)."""
+    result = conn.execution_options(stream_results=True, yield_per=chunk).execute(query)
+    yield from result
+
+
+def count_jobs(conn: Connection, query: sa.Select[Any]) -> int:
+    return int(conn.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one())
+
+
+STATUS_ORDER: tuple[str, ...] = tuple(status.value for status in JobStatus)
