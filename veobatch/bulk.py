@@ -17,20 +17,9 @@ from typing import Any, Final
 
 from sqlalchemy import Connection
 
-COLUMNS: Final = (
-    "batch_id",
-    "ref",
-    "line",
-    "prompt",
-    "model",
-    "images",
-    "aspect_ratio",
-    "enhance_prompt",
-    "extra",
-    "status",
-    "error",
-    "error_kind",
-)
+from veobatch.jobspec import ROW_COLUMNS
+
+COLUMNS: Final = ROW_COLUMNS
 _REPLACEABLE: Final = [c for c in COLUMNS if c not in ("batch_id", "ref")]
 
 # Insert, or replace a row that an earlier load stored as invalid; keep every other row as is.

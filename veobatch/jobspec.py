@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
 from veobatch.catalog import ASPECT_RATIOS, ImageRange
@@ -46,27 +46,26 @@ OUTPUT_FIELDS: Final = frozenset(
 )
 _KNOWN_NAMES: Final = (*JOB_FIELDS, *KNOWN_EXTRAS)
 _URL_PREFIXES: Final = ("https://", "http://")
-_TRUE: Final = frozenset({"true", "yes", "1", "y", "on"})
-_FALSE: Final = frozenset({"false", "no", "0", "n", "off"})
+# Usable image references contain no whitespace, quotes, backslashes or control characters,
+# which also lets `images_json` write them without an escaping pass.
+_URL_CHARS: Final = r'[^\s"\\\x00-\x1f]'
+_HTTP_URL: Final = re.compile(rf"https?://[^\s/?#\"\\\x00-\x1f]+{_URL_CHARS}*")
+_DATA_URI: Final = re.compile(rf"data:image/[\w.+-]+(?:;[\w.+=-]+)*,{_URL_CHARS}*")
 
 
-class JobRow(NamedTuple):
-    """A checked row, in the column order the loader inserts."""
-
-    ref: str
-    line: int
-    prompt: str
-    model: str
-    images: str  # JSON list of strings
-    aspect_ratio: str | None
-    enhance_prompt: bool | None
-    extra: str | None  # JSON object of pass-through provider fields
-    image_count: int
+# A stored row: the values of `ROW_COLUMNS`, in that order, ready for executemany or COPY.
+ROW_COLUMNS: Final = (
+    "batch_id", "ref", "line", "prompt", "model", "images", "aspect_ratio", "enhance_prompt",
+    "extra", "status", "error", "error_kind",
+)  # fmt: skip
+StoredRow = tuple[Any, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class RawJob:
-    """One row as read from a file: its starting line, values, and (YAML) each field's line."""
+class RawJob(NamedTuple):
+    """One row as read from a file: its starting line, values, and (YAML) each field's line.
+
+    An empty string stands for a missing value (that is how CSV says it).
+    """
 
     line: int
     values: dict[str, Any]
@@ -77,16 +76,6 @@ class RawJob:
         if self.field_lines is None:
             return self.line
         return self.field_lines.get(name, self.line)
-
-
-def parse_bool_text(text: str) -> bool | str:
-    """`true`/`false` (and yes/no, 1/0) as booleans; anything else is returned for the checker."""
-    lowered = text.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    return text
 
 
 def field_name_problem(name: str) -> str | None:
@@ -102,17 +91,17 @@ def field_name_problem(name: str) -> str | None:
 
 
 def image_problem(value: object) -> str | None:
+    """What is wrong with one entry of `images`, or None if it is a usable URL."""
     if not isinstance(value, str):
         return f"must be a URL string, got {type(value).__name__}"
-    if value.startswith(_URL_PREFIXES):
-        host = value.split("/", 3)[2]
-        if not host or any(ch.isspace() for ch in value):
-            return f"{_short(value)} is not a valid URL (no host, or a space: write %20)"
+    if _HTTP_URL.fullmatch(value):
         return None
+    if value.startswith(_URL_PREFIXES):
+        return f"{_short(value)} is not a valid URL (no host, or a space or quote: write %20)"
     if value.startswith("data:"):
-        header, comma, payload = value.partition(",")
-        if not comma or not header[5:].startswith("image/"):
+        if not _DATA_URI.fullmatch(value):
             return "a data: URI must look like data:image/png;base64,...."
+        header, _, payload = value.partition(",")
         size = len(payload) * 3 // 4 if header.endswith(";base64") else len(payload)
         if size > MAX_IMAGE_BYTES:
             return f"the embedded image is {size / 2**20:.1f} MB; the provider takes at most 20 MB"
@@ -126,6 +115,21 @@ def image_problem(value: object) -> str | None:
     )
 
 
+def _is_plain_image(value: object) -> bool:
+    """A usable image reference that can go into JSON without escaping (the fast path)."""
+    return type(value) is str and (
+        _HTTP_URL.fullmatch(value) is not None
+        or (value.startswith("data:") and image_problem(value) is None)
+    )
+
+
+_PENDING: Final = ("pending", None, None)  # status, error, error_kind of a row to submit
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
 def _short(value: str, limit: int = 60) -> str:
     return repr(value if len(value) <= limit else value[: limit - 3] + "...")
 
@@ -135,13 +139,21 @@ def _bool_problem(value: object) -> str:
 
 
 class JobChecker:
-    """Checks rows of one file; remembers ids seen, so duplicates are found across the file."""
+    """Checks the rows of one load and turns them into `StoredRow`s of batch `batch_id`.
 
-    def __init__(self, models: Mapping[str, ImageRange]) -> None:
+    It remembers the ids seen, so duplicates are found across the whole file, and counts rows
+    per model and per number of images for the summary. The common case (a valid row) runs
+    without building a single message: this is the loader's hot loop.
+    """
+
+    def __init__(self, models: Mapping[str, ImageRange], batch_id: int = 0) -> None:
         self.models = models
+        self.batch_id = batch_id
+        self.model_counts: dict[str, int] = {}
+        self.image_counts: dict[int, int] = {}
+        self.ignored_fields: set[str] = set()
         self._seen_refs: set[str] = set()
         self._name_problems: dict[str, str | None] = {}
-        self.ignored_fields: set[str] = set()
 
     def name_problem(self, name: str) -> str | None:
         try:
@@ -150,113 +162,152 @@ class JobChecker:
             problem = self._name_problems[name] = field_name_problem(name)
             return problem
 
-    def check(self, raw: RawJob) -> tuple[JobRow | None, list[Problem]]:
-        """The row to store and its problems.
+    def check(self, raw: RawJob) -> tuple[StoredRow | None, list[Problem]]:
+        """The row to store (status pending) and its problems.
 
         With problems, the row is only stored with --skip-invalid (as failed); a row whose id is
         taken by an earlier row comes back as None: it cannot be stored under that id at all.
         """
         values = raw.values
+        line = raw.line
         problems: list[Problem] = list(raw.problems)
 
         def bad(name: str, message: str) -> None:
             problems.append(Problem(raw.line_of(name), name, message))
 
         # id: the row's own reference, else its line number.
-        ref_value = values.get("id")
-        if ref_value is None:
-            ref = str(raw.line)
-        elif isinstance(ref_value, bool) or not isinstance(ref_value, str | int):
-            ref = f"line:{raw.line}"
-            bad("id", f"must be text or a number, got {type(ref_value).__name__}")
-        else:
-            ref = str(ref_value).strip()
-            if not ref or len(ref) > MAX_REF_CHARS:
-                bad("id", f"must be 1 to {MAX_REF_CHARS} characters")
-                ref = f"line:{raw.line}"
+        ref = values.get("id")
+        if ref is None or ref == "":
+            ref = str(line)
+        elif type(ref) is not str or len(ref) > MAX_REF_CHARS or not ref.strip():
+            if type(ref) is int:
+                ref = str(ref)
+            else:
+                what = f"must be 1 to {MAX_REF_CHARS} characters"
+                bad(
+                    "id",
+                    what
+                    if isinstance(ref, str)
+                    else f"must be text or a number, got {type(ref).__name__}",
+                )
+                ref = f"line:{line}"
         if ref in self._seen_refs:
             bad("id", f"duplicate id {_short(ref)}: an earlier row has the same id")
             return None, problems
         self._seen_refs.add(ref)
         if raw.problems:  # the reader could not make a row of it: nothing more to check
-            return JobRow(ref, raw.line, "", "", "[]", None, None, None, 0), problems
+            return (self.batch_id, ref, line, "", "", "[]", None, None, None, *_PENDING), problems
 
         prompt = values.get("prompt")
-        if not isinstance(prompt, str) or not prompt.strip():
-            bad("prompt", "missing or empty" if prompt in (None, "") else "must be text")
-            prompt = "" if prompt is None else str(prompt)
-        elif len(prompt) > MAX_PROMPT_CHARS:
-            bad("prompt", f"is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
-
-        model = values.get("model")
-        span = self.models.get(model) if isinstance(model, str) else None
-        if span is None:
-            if model in (None, ""):
-                bad("model", f"missing; one of: {', '.join(self.models)}")
+        if (
+            type(prompt) is not str
+            or not prompt
+            or len(prompt) > MAX_PROMPT_CHARS
+            or prompt.isspace()
+        ):
+            if isinstance(prompt, str) and len(prompt) > MAX_PROMPT_CHARS:
+                bad("prompt", f"is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
             else:
-                close = difflib.get_close_matches(str(model), list(self.models), n=1)
-                hint = (
-                    f"did you mean {close[0]!r}?" if close else f"one of: {', '.join(self.models)}"
+                bad(
+                    "prompt",
+                    "must be text"
+                    if prompt and not isinstance(prompt, str)
+                    else "missing or empty",
                 )
-                bad("model", f"unknown model {_short(str(model))}; {hint}")
-            model = "" if model is None else str(model)
-        assert isinstance(model, str)
+                prompt = "" if prompt is None else str(prompt)
+
+        raw_model = values.get("model")
+        model: str = raw_model if type(raw_model) is str else str(raw_model or "")
+        span = self.models.get(model)
+        if span is None:
+            bad("model", self._model_problem(raw_model))
 
         images = values.get("images")
-        if isinstance(images, str):
+        if type(images) is str and images:
             images = [images]
-        if not isinstance(images, list) or not images:
-            bad(
-                "images",
-                "missing; give 1 to 3 image URLs"
-                if images in (None, "")
-                else "must be a list of image URLs",
-            )
-            images = [] if not isinstance(images, list) else images
+        if (
+            type(images) is list
+            and images
+            and (span is None or span.low <= len(images) <= span.high)
+            and all(map(_is_plain_image, images))
+        ):
+            images_text = '["' + '", "'.join(images) + '"]'
+            image_count = len(images)
         else:
-            if span is not None and not span.low <= len(images) <= span.high:
-                bad("images", f"{model} takes {span} image(s), got {len(images)}")
-            for index, image in enumerate(images, 1):
-                message = image_problem(image)
-                if message is not None:
-                    bad("images", f"image {index}: {message}" if len(images) > 1 else message)
+            images_text = self._images_problems(images, model, span, bad)
+            image_count = 0
 
         aspect_ratio = values.get("aspect_ratio")
         if aspect_ratio is not None and aspect_ratio not in ASPECT_RATIOS:
-            bad(
-                "aspect_ratio",
-                f"must be one of {', '.join(ASPECT_RATIOS)}, got {_short(str(aspect_ratio))}",
-            )
-            aspect_ratio = None
+            if aspect_ratio == "":
+                aspect_ratio = None
+            else:
+                bad(
+                    "aspect_ratio",
+                    f"must be one of {', '.join(ASPECT_RATIOS)}, got {_short(str(aspect_ratio))}",
+                )
+                aspect_ratio = None
 
         enhance_prompt = values.get("enhance_prompt")
-        if enhance_prompt is not None and not isinstance(enhance_prompt, bool):
-            bad("enhance_prompt", _bool_problem(enhance_prompt))
+        if enhance_prompt is not None and type(enhance_prompt) is not bool:
+            if enhance_prompt != "":
+                bad("enhance_prompt", _bool_problem(enhance_prompt))
             enhance_prompt = None
 
-        extra: dict[str, Any] | None = None
+        extra = None
         if not values.keys() <= _JOB_FIELD_SET:
-            extra = self._extras(values, bad)
+            extra_values = self._extras(values, bad)
+            extra = _json(extra_values) if extra_values else None
 
+        if not problems:
+            counts = self.model_counts
+            counts[model] = counts.get(model, 0) + 1
+            self.image_counts[image_count] = self.image_counts.get(image_count, 0) + 1
         return (
-            JobRow(
-                ref=ref,
-                line=raw.line,
-                prompt=prompt,
-                model=model,
-                images=json.dumps(images, ensure_ascii=False, default=str),
-                aspect_ratio=aspect_ratio,
-                enhance_prompt=enhance_prompt,
-                extra=json.dumps(extra, ensure_ascii=False, default=str) if extra else None,
-                image_count=len(images),
+            (
+                self.batch_id,
+                ref,
+                line,
+                prompt,
+                model,
+                images_text,
+                aspect_ratio,
+                enhance_prompt,
+                extra,
+                *_PENDING,
             ),
             problems,
         )
 
+    def _model_problem(self, model: object) -> str:
+        if model is None or model == "":
+            return f"missing; one of: {', '.join(self.models)}"
+        close = difflib.get_close_matches(str(model), list(self.models), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"one of: {', '.join(self.models)}"
+        return f"unknown model {_short(str(model))}; {hint}"
+
+    @staticmethod
+    def _images_problems(images: object, model: str, span: ImageRange | None, bad: Any) -> str:
+        """Report what is wrong with `images` (the slow path) and return it as JSON text."""
+        if type(images) is not list or not images:
+            empty = images is None or images in ("", [])
+            bad(
+                "images",
+                "missing; give 1 to 3 image URLs" if empty else "must be a list of image URLs",
+            )
+            return _json(images if type(images) is list else [])
+        if span is not None and not span.low <= len(images) <= span.high:
+            bad("images", f"{model} takes {span} image(s), got {len(images)}")
+        for index, image in enumerate(images, 1):
+            message = image_problem(image)
+            if message is not None:
+                bad("images", f"image {index}: {message}" if len(images) > 1 else message)
+        return _json(images)
+
     def _extras(self, values: Mapping[str, Any], bad: Any) -> dict[str, Any]:
         extra: dict[str, Any] = {}
         for name, value in values.items():
-            if name in _JOB_FIELD_SET:
+            if name in _JOB_FIELD_SET or value == "":
                 continue
             if name in OUTPUT_FIELDS:
                 self.ignored_fields.add(name)

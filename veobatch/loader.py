@@ -8,25 +8,27 @@ exactly as it was. Running the same load again adds only rows the batch does not
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from queue import Queue
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
-from veobatch.bulk import row_writer
+from veobatch.bulk import Writer, row_writer
 from veobatch.catalog import ImageRange
 from veobatch.errors import BatchStateError
-from veobatch.jobspec import JobChecker, JobRow, RawJob, describe
+from veobatch.jobspec import JobChecker, RawJob, StoredRow, describe
 from veobatch.models import Batch
 from veobatch.problems import DEFAULT_MAX_PROBLEMS, ProblemReport
 from veobatch.states import BatchState, ErrorKind, JobStatus
 
 CHUNK_ROWS = 5_000
 Progress = Callable[[int], None]  # called with the number of rows read so far
+_FAILED, _INVALID = JobStatus.FAILED.value, ErrorKind.INVALID.value
 
 
 @dataclass
@@ -35,12 +37,12 @@ class LoadResult:
     rows: int = 0  # rows read from the file
     valid: int = 0
     stored: int = 0  # rows inserted (or replacing rows stored invalid before)
+    offered: int = 0  # rows handed to the database
     report: ProblemReport = field(default_factory=lambda: ProblemReport(""))
     models: Counter[str] = field(default_factory=Counter)
     image_counts: Counter[int] = field(default_factory=Counter)
     ignored_fields: set[str] = field(default_factory=set)
     created: bool = False  # the batch is new
-    offered: int = 0  # rows handed to the database
     skip_invalid: bool = False
 
     @property
@@ -76,78 +78,87 @@ def load_rows(
     )
     checker = JobChecker(models)
     if dry_run or engine is None:
-        for _ in _checked_rows(rows, checker, result, progress):
+        for _ in _chunks(rows, checker, result, progress):
             pass
     else:
         with engine.connect() as conn, conn.begin() as transaction:
-            batch_id, result.created = _batch_for_load(conn, batch, source)
-            _store(conn, batch_id, _checked_rows(rows, checker, result, progress), result)
+            checker.batch_id, result.created = _batch_for_load(conn, batch, source)
+            with row_writer(conn, fresh_batch=result.created) as write:
+                _write_behind(write, _chunks(rows, checker, result, progress), result)
             if result.rejected:
                 transaction.rollback()
                 result.stored = result.offered = 0
             elif result.stored and not result.created:
-                _reopen(conn, batch_id)
+                _reopen(conn, checker.batch_id)
+    result.models = Counter(checker.model_counts)
+    result.image_counts = Counter(checker.image_counts)
     result.ignored_fields = checker.ignored_fields
     return result
 
 
-def _checked_rows(
+def _chunks(
     rows: Iterable[RawJob], checker: JobChecker, result: LoadResult, progress: Progress | None
-) -> Iterable[tuple[JobRow, str | None]]:
-    """Each storable row with its error text (None when valid); counts and reports on the way."""
-    report = result.report
-    for raw in rows:
-        result.rows += 1
-        row, problems = checker.check(raw)
-        if progress is not None and result.rows % CHUNK_ROWS == 0:
-            progress(result.rows)
+) -> Iterator[list[StoredRow]]:
+    """Checked rows to store, `CHUNK_ROWS` at a time; problems go to `result.report`.
+
+    Once a row is invalid without --skip-invalid, nothing more is yielded (nothing will be
+    stored), but every row is still checked so that the report is complete.
+    """
+    report, skip_invalid, check = result.report, result.skip_invalid, checker.check
+    chunk: list[StoredRow] = []
+    count = 0
+    for count, raw in enumerate(rows, 1):
+        row, problems = check(raw)
         if problems:
             report.add_row(problems)
-            if row is not None:
-                yield row, describe(problems)
-            continue
-        assert row is not None
-        result.valid += 1
-        result.models[row.model] += 1
-        result.image_counts[row.image_count] += 1
-        yield row, None
+            if row is not None and skip_invalid:
+                chunk.append((*row[:-3], _FAILED, describe(problems), _INVALID))
+        elif not report or skip_invalid:
+            chunk.append(row)  # type: ignore[arg-type]  # a row without problems is not None
+        if len(chunk) >= CHUNK_ROWS:
+            yield chunk
+            chunk = []
+            if progress is not None:
+                progress(count)
+    result.rows = count
+    result.valid = count - report.invalid_rows
+    if chunk and (not report or skip_invalid):
+        yield chunk
     if progress is not None:
-        progress(result.rows)
+        progress(count)
 
 
-def _store(
-    conn: Connection,
-    batch_id: int,
-    rows: Iterable[tuple[JobRow, str | None]],
-    result: LoadResult,
-) -> None:
-    pending, failed, invalid = (
-        JobStatus.PENDING.value,
-        JobStatus.FAILED.value,
-        ErrorKind.INVALID.value,
-    )
-    chunk: list[tuple[Any, ...]] = []
-    writing = True
-    with row_writer(conn, fresh_batch=result.created) as write:
-        for row, error in rows:
-            if not writing:
-                continue  # keep checking, to report every problem
-            if error is not None and not result.skip_invalid:
-                writing = False
-                chunk.clear()
+def _write_behind(write: Writer, chunks: Iterator[list[StoredRow]], result: LoadResult) -> None:
+    """Store chunks on a second thread while this one reads and checks the next ones.
+
+    The database drivers do their share without holding the GIL (SQLite's statement steps,
+    libpq's socket writes), so reading and writing overlap on two cores.
+    """
+    queue: Queue[list[StoredRow] | None] = Queue(maxsize=4)
+    failure: list[BaseException] = []
+
+    def drain() -> None:
+        while (chunk := queue.get()) is not None:
+            if failure:
                 continue
-            chunk.append((
-                batch_id, row.ref, row.line, row.prompt, row.model, row.images, row.aspect_ratio,
-                row.enhance_prompt, row.extra,
-                failed if error else pending, error, invalid if error else None,
-            ))  # fmt: skip
-            if len(chunk) >= CHUNK_ROWS:
-                result.offered += len(chunk)
+            try:
                 result.stored += write(chunk)
-                chunk.clear()
-        if chunk and writing:
-            result.offered += len(chunk)
-            result.stored += write(chunk)
+                result.offered += len(chunk)
+            except BaseException as exc:  # re-raised on the reading thread below
+                failure.append(exc)
+
+    writer = threading.Thread(target=drain, name="veo-batch-writer", daemon=True)
+    writer.start()
+    try:
+        for chunk in chunks:
+            if failure:
+                break
+            queue.put(chunk)
+    finally:
+        queue.put(None)
+        writer.join()
+    if failure:
+        raise failure[0]
 
 
 def _batch_for_load(conn: Connection, name: str, source: str) -> tuple[int, bool]:

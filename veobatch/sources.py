@@ -21,7 +21,7 @@ from typing import IO, Any, Final
 import yaml
 
 from veobatch.errors import JobFileError
-from veobatch.jobspec import BOOL_FIELDS, RawJob, field_name_problem, parse_bool_text
+from veobatch.jobspec import BOOL_FIELDS, RawJob, field_name_problem
 from veobatch.problems import Problem
 
 FORMATS: Final = ("csv", "yaml", "jsonl")
@@ -42,6 +42,12 @@ _BINARY_SIGNATURES: Final = {
     b"%PDF": "a PDF document",
     b"\x1f\x8b": "a gzip archive (unpack it first)",
 }
+
+# CSV spellings of booleans; any other text is left for the checker to reject.
+_BOOL_TEXT: Final[dict[str, bool]] = {
+    "true": True, "yes": True, "y": True, "1": True, "on": True,
+    "false": False, "no": False, "n": False, "0": False, "off": False,
+}  # fmt: skip
 
 csv.field_size_limit(64 * 1024 * 1024)  # data: URIs of images up to 20 MB sit in one field
 
@@ -173,13 +179,11 @@ def read_csv(lines: Iterator[str], name: str) -> Iterator[RawJob]:
             rows += 1
             yield RawJob(start, {}, problems=(problem,))
             continue
-        images = row[images_at]
-        row[images_at] = [part.strip() for part in images.split("|") if part.strip()]
+        cells = row[images_at]
+        row[images_at] = [part.strip() for part in cells.split("|")] if cells else ""
         for index in bool_columns:
-            cell = row[index]
-            if cell:
-                row[index] = parse_bool_text(cell)
-        values: dict[str, Any] = {k: v for k, v in zip(header, row, strict=True) if v or v is False}
+            row[index] = _BOOL_TEXT.get(row[index].lower(), row[index])
+        values = dict(zip(header, row, strict=True))
         rows += 1
         yield RawJob(start, values)
     if rows == 0:

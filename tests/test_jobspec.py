@@ -1,0 +1,137 @@
+"""The row checks, as pure functions: every rule, with the message a user would read."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from veobatch.catalog import DEFAULT_MODELS
+from veobatch.jobspec import JobChecker, RawJob, field_name_problem, image_problem
+
+GOOD: dict[str, Any] = {
+    "id": "a1",
+    "prompt": "A fox in the snow",
+    "model": "veo3.1",
+    "images": ["https://img.example.com/fox.jpg"],
+}
+
+
+def check(**fields: Any) -> list[str]:
+    values = {**GOOD, **fields}
+    values = {k: v for k, v in values.items() if v is not ...}
+    _, problems = JobChecker(DEFAULT_MODELS).check(RawJob(7, values))
+    return [f"{p.line}: {p.field}: {p.message}" for p in problems]
+
+
+def test_a_good_row_becomes_a_pending_row() -> None:
+    row, problems = JobChecker(DEFAULT_MODELS, batch_id=3).check(
+        RawJob(7, {**GOOD, "aspect_ratio": "9:16", "enhance_prompt": True, "seed": 42})
+    )
+    assert problems == []
+    assert row is not None
+    batch_id, ref, line, prompt, model, images, aspect, enhance, extra, status, error, kind = row
+    assert (batch_id, ref, line, prompt, model) == (3, "a1", 7, "A fox in the snow", "veo3.1")
+    assert json.loads(images) == ["https://img.example.com/fox.jpg"]
+    assert (aspect, enhance, status, error, kind) == ("9:16", True, "pending", None, None)
+    assert json.loads(extra) == {"seed": 42}
+
+
+def test_without_an_id_the_line_is_the_reference() -> None:
+    row, _ = JobChecker(DEFAULT_MODELS).check(RawJob(12, {**GOOD, "id": None}))
+    assert row is not None
+    assert row[1] == "12"
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"prompt": ...}, "7: prompt: missing or empty"),
+        ({"prompt": "   "}, "7: prompt: missing or empty"),
+        ({"prompt": 42}, "7: prompt: must be text"),
+        ({"prompt": "x" * 4001}, "7: prompt: is 4001 characters; the limit is 4000"),
+        ({"model": ...}, "7: model: missing; one of: veo3-pro-frames"),
+        ({"model": "veo3.2"}, "7: model: unknown model 'veo3.2'; did you mean 'veo3.1'?"),
+        ({"images": ...}, "7: images: missing; give 1 to 3 image URLs"),
+        ({"images": []}, "7: images: missing"),
+        ({"images": {"a": 1}}, "7: images: must be a list of image URLs"),
+        (
+            {"model": "veo3-pro-frames", "images": ["https://a.io/1.jpg", "https://a.io/2.jpg"]},
+            "7: images: veo3-pro-frames takes 1 image(s), got 2",
+        ),
+        (
+            {"images": ["https://a.io/%d.jpg" % i for i in range(3)]},
+            "7: images: veo3.1 takes 1 to 2 image(s), got 3",
+        ),
+        ({"images": ["frames/cat.png"]}, "7: images: 'frames/cat.png' is a local path, not a URL"),
+        ({"images": ["C:\\pics\\cat.png"]}, "is a local path"),
+        ({"images": ["ftp://host/cat.png"]}, "ftp:// is not supported"),
+        ({"images": ["https://a.io/my cat.png"]}, "is not a valid URL"),
+        ({"images": ["https://a.io/1.jpg", "cat.png"]}, "7: images: image 2: 'cat.png' is a local"),
+        ({"images": ["data:text/plain,hello"]}, "a data: URI must look like data:image/png"),
+        ({"aspect_ratio": "4:3"}, "7: aspect_ratio: must be one of 16:9, 9:16, got '4:3'"),
+        ({"enhance_prompt": "maybe"}, "7: enhance_prompt: must be true or false, got 'maybe'"),
+        ({"enhance_prompt": "true"}, "7: enhance_prompt: must be true or false, got 'true'"),
+        ({"enable_upsample": 1}, "7: enable_upsample: must be true or false, got '1'"),
+        ({"notify_hook": "not a url"}, "7: notify_hook: must be an http(s) URL"),
+        ({"id": True}, "7: id: must be text or a number, got bool"),
+        ({"id": "x" * 201}, "7: id: must be 1 to 200 characters"),
+        ({"modle": "veo3.1"}, "7: modle: unknown field 'modle'; did you mean 'model'?"),
+        ({"aspect-ratio": "16:9"}, "unknown field 'aspect-ratio'; did you mean 'aspect_ratio'?"),
+        ({"image": "https://a.io/x.jpg"}, "unknown field 'image'; did you mean 'images'?"),
+        ({"Prompt": "hi"}, "unknown field 'Prompt'; did you mean 'prompt'?"),
+    ],
+)
+def test_each_rule_names_the_field_and_what_is_wrong(fields: dict[str, Any], expected: str) -> None:
+    problems = check(**fields)
+    assert any(expected in p for p in problems), problems
+
+
+def test_every_problem_of_a_row_is_reported() -> None:
+    problems = check(prompt="", model="nope", images=["cat.png"], aspect_ratio="1:1")
+    assert [p.split(":")[1].strip() for p in problems] == [
+        "prompt",
+        "model",
+        "images",
+        "aspect_ratio",
+    ]
+
+
+def test_a_data_uri_over_20_mb_is_refused() -> None:
+    payload = "A" * (28 * 1024 * 1024)  # 21 MB once decoded
+    assert "the provider takes at most 20 MB" in (
+        image_problem(f"data:image/png;base64,{payload}") or ""
+    )
+    assert image_problem("data:image/png;base64,iVBORw0KGgo=") is None
+
+
+def test_unknown_fields_that_look_like_nothing_we_know_pass_through() -> None:
+    assert field_name_problem("enable_upsample") is None
+    assert field_name_problem("seed") is None
+    assert field_name_problem("negative_prompt") is None
+    assert field_name_problem("status") is None  # an export's result column: ignored
+
+
+def test_duplicate_ids_are_found_across_the_file() -> None:
+    checker = JobChecker(DEFAULT_MODELS)
+    assert checker.check(RawJob(2, dict(GOOD)))[1] == []
+    row, problems = checker.check(RawJob(9, dict(GOOD)))
+    assert row is None  # it cannot be stored under an id that is taken
+    assert [p.message for p in problems] == ["duplicate id 'a1': an earlier row has the same id"]
+
+
+def test_field_lines_point_at_the_field_in_yaml() -> None:
+    raw = RawJob(10, {**GOOD, "model": "nope"}, field_lines={"model": 12, "prompt": 11})
+    _, problems = JobChecker(DEFAULT_MODELS).check(raw)
+    assert [(p.line, p.field) for p in problems] == [(12, "model")]
+
+
+def test_non_ascii_urls_and_prompts_are_kept_as_they_are() -> None:
+    row, problems = JobChecker(DEFAULT_MODELS).check(
+        RawJob(1, {**GOOD, "prompt": "清晨的茶园", "images": ["https://例子.cn/茶.jpg"]})
+    )
+    assert problems == []
+    assert row is not None
+    assert row[3] == "清晨的茶园"
+    assert json.loads(row[5]) == ["https://例子.cn/茶.jpg"]

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import pytest
+
+from veobatch.catalog import DEFAULT_MODELS, ImageRange, parse_models
+from veobatch.errors import ConfigError
+from veobatch.settings import DEFAULT_DATABASE_URL, Rate, Settings
+
+
+def test_defaults_need_nothing() -> None:
+    settings = Settings.from_env({})
+    assert settings.database_url == DEFAULT_DATABASE_URL
+    assert settings.redis_url is None
+    assert settings.rate is None
+    assert settings.models == DEFAULT_MODELS
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgresql://u:p@h/db", "postgresql+psycopg://u:p@h/db"),
+        ("postgres://u@h:5433/db", "postgresql+psycopg://u@h:5433/db"),
+        ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("sqlite:///jobs.db", "sqlite:///jobs.db"),
+    ],
+)
+def test_database_urls_are_normalized(given: str, expected: str) -> None:
+    assert Settings.from_env({"VEO_DATABASE_URL": given}).database_url == expected
+
+
+def test_unsupported_database_url_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="VEO_DATABASE_URL: unsupported URL 'mysql'"):
+        Settings.from_env({"VEO_DATABASE_URL": "mysql://root@localhost/x"})
+
+
+@pytest.mark.parametrize(
+    ("text", "per_second", "burst"),
+    [
+        ("10/min", 10 / 60, 1),
+        ("2/s", 2.0, 1),
+        ("2/sec", 2.0, 1),
+        ("100/h", 100 / 3600, 1),
+        ("20 / 1s", 20.0, 1),
+        ("19/10s", 1.9, 1),
+        ("2/s,burst=4", 2.0, 4),
+        ("30/minutes", 0.5, 1),
+    ],
+)
+def test_rates(text: str, per_second: float, burst: int) -> None:
+    rate = Rate.parse(text)
+    assert rate.per_second == pytest.approx(per_second)
+    assert rate.burst == burst
+
+
+@pytest.mark.parametrize("text", ["fast", "10", "0/s", "10/fortnight", "2/s,burst=x", "-1/s"])
+def test_bad_rates_say_how_to_write_one(text: str) -> None:
+    with pytest.raises(ConfigError, match="VEO_RATE: .* write COUNT/UNIT"):
+        Rate.parse(text)
+
+
+def test_api_key_never_shows_itself() -> None:
+    settings = Settings.from_env({"VEO_API_KEY": "sk-secret-value-123"})
+    assert settings.api_key is not None
+    assert settings.api_key.reveal() == "sk-secret-value-123"
+    assert "sk-secret" not in repr(settings)
+    assert "sk-secret" not in str(settings.api_key)
+
+
+def test_api_base_must_be_http() -> None:
+    assert Settings.from_env({"VEO_API_BASE": "https://relay.example/"}).api_base == (
+        "https://relay.example"
+    )
+    with pytest.raises(ConfigError, match="VEO_API_BASE"):
+        Settings.from_env({"VEO_API_BASE": "relay.example"})
+
+
+def test_model_table_can_be_extended_and_overridden() -> None:
+    table = parse_models("veo4-frames=1-3, veo3.1=1")
+    assert table["veo4-frames"] == ImageRange(1, 3)
+    assert table["veo3.1"] == ImageRange(1, 1)
+    assert table["veo3-pro-frames"] == DEFAULT_MODELS["veo3-pro-frames"]
+
+
+@pytest.mark.parametrize("text", ["veo4", "veo4=", "veo4=3-1", "veo4=0", "=1-2"])
+def test_bad_model_table(text: str) -> None:
+    with pytest.raises(ConfigError, match="VEO_MODELS"):
+        parse_models(text)
