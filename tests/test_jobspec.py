@@ -61,7 +61,7 @@ def test_without_an_id_the_line_is_the_reference() -> None:
             "7: images: veo3-pro-frames takes 1 image(s), got 2",
         ),
         (
-            {"images": ["https://a.io/%d.jpg" % i for i in range(3)]},
+            {"images": [f"https://a.io/{i}.jpg" for i in range(3)]},
             "7: images: veo3.1 takes 1 to 2 image(s), got 3",
         ),
         ({"images": ["frames/cat.png"]}, "7: images: 'frames/cat.png' is a local path, not a URL"),

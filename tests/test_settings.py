@@ -54,7 +54,7 @@ def test_rates(text: str, per_second: float, burst: int) -> None:
 
 @pytest.mark.parametrize("text", ["fast", "10", "0/s", "10/fortnight", "2/s,burst=x", "-1/s"])
 def test_bad_rates_say_how_to_write_one(text: str) -> None:
-    with pytest.raises(ConfigError, match="VEO_RATE: .* write COUNT/UNIT"):
+    with pytest.raises(ConfigError, match=r"VEO_RATE: .* write COUNT/UNIT"):
         Rate.parse(text)
 
 
