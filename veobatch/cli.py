@@ -254,10 +254,13 @@ def _print_load(name: str, result: LoadResult, dry_run: bool, seconds: float) ->
             else ""
         )
     )
-    if report:
+    if result.invalid_kept:
         click.echo(
-            f"  {report.invalid_rows:,} invalid rows stored as failed (error kind 'invalid')"
+            f"  {result.invalid_kept:,} invalid rows stored as failed (error kind 'invalid')"
         )
+    if result.invalid_kept < report.invalid_rows:
+        skipped = report.invalid_rows - result.invalid_kept
+        click.echo(f"  {skipped:,} rows not stored: their id was already taken in the file")
     click.echo(f"next: veo-batch status {result.batch}")
 
 

@@ -38,6 +38,7 @@ class LoadResult:
     valid: int = 0
     stored: int = 0  # rows inserted (or replacing rows stored invalid before)
     offered: int = 0  # rows handed to the database
+    invalid_kept: int = 0  # invalid rows stored as failed (--skip-invalid)
     report: ProblemReport = field(default_factory=lambda: ProblemReport(""))
     models: Counter[str] = field(default_factory=Counter)
     image_counts: Counter[int] = field(default_factory=Counter)
@@ -113,6 +114,7 @@ def _chunks(
             report.add_row(problems)
             if row is not None and skip_invalid:
                 chunk.append((*row[:-3], _FAILED, describe(problems), _INVALID))
+                result.invalid_kept += 1
         elif not report or skip_invalid:
             chunk.append(row)  # type: ignore[arg-type]  # a row without problems is not None
         if len(chunk) >= CHUNK_ROWS:

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import os
+import sys
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -100,7 +101,7 @@ def open_job_file(
     """Open `path` (`-` for standard input) and check that it looks like a text job file."""
     fmt = detect_format(path, format)
     if path == "-":
-        raw: IO[bytes] = stdin if stdin is not None else os.fdopen(0, "rb", closefd=False)
+        raw: IO[bytes] = stdin if stdin is not None else sys.stdin.buffer
         stream = raw if hasattr(raw, "peek") else io.BufferedReader(raw)  # type: ignore[type-var]
         yield _checked(JobFile("<stdin>", fmt, stream, None))
         return

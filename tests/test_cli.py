@@ -1,0 +1,190 @@
+"""The `veo-batch` commands as a user runs them: output, exit codes, and no tracebacks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.conftest import Cli
+from veobatch.errors import ExitCode
+from veobatch.settings import normalize_database_url
+
+EXAMPLE = str(Path(__file__).parent.parent / "jobs.example.yaml")
+URL = "https://img.example.com/a.jpg"
+
+
+def test_load_status_jobs_export(run: Cli, tmp_path: Path) -> None:
+    loaded = run("load", EXAMPLE)
+    assert loaded.exit_code == 0, loaded.output
+    assert "6 rows checked, 6 valid" in loaded.stdout
+    assert "batch 'jobs.example' (new): stored 6 rows" in loaded.stdout
+
+    status = run("status")
+    assert status.exit_code == 0
+    header, row = status.stdout.splitlines()[:2]
+    assert header.split()[:4] == ["BATCH", "STATE", "TOTAL", "PENDING"]
+    assert row.split()[:4] == ["jobs.example", "active", "6", "6"]
+
+    jobs = run("jobs", "jobs.example", "--status", "pending")
+    assert "tea-garden-zh" in jobs.stdout
+    assert len(jobs.stdout.splitlines()) == 7
+
+    out = tmp_path / "results.jsonl"
+    exported = run("export", "jobs.example", "-o", str(out))
+    assert exported.exit_code == 0, exported.output
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in records][:2] == ["sunrise-lake", "city-timelapse"]
+    assert {r["status"] for r in records} == {"pending"}
+
+
+def test_loading_the_same_file_twice_adds_nothing(sqlite_run: Cli) -> None:
+    assert sqlite_run("load", EXAMPLE).exit_code == 0
+    again = sqlite_run("load", EXAMPLE)
+    assert again.exit_code == 0
+    assert "stored 0 rows" in again.stdout
+    assert "6 were already in the batch" in again.stdout
+
+
+def test_dry_run_stores_nothing(sqlite_run: Cli) -> None:
+    result = sqlite_run("load", EXAMPLE, "--dry-run")
+    assert result.exit_code == 0
+    assert "models: veo3.1 ×2" in result.stdout
+    assert "dry run: nothing was stored" in result.stdout
+    assert "no batches yet" in sqlite_run("status").stdout
+
+
+def test_invalid_rows_are_all_listed_and_nothing_is_stored(run: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "jobs.csv"
+    path.write_text(
+        "id,prompt,model,images,aspect_ratio\n"
+        f"a,ok,veo3.1,{URL},16:9\n"
+        f"b,,veo3.1,{URL},16:9\n"
+        f"c,ok,veo3.1,cat.png,4:3\n"
+        f"a,ok,veo3.1,{URL},\n",
+        encoding="utf-8",
+    )
+    result = run("load", str(path))
+    assert result.exit_code == ExitCode.INVALID_ROWS
+    problems = [line for line in result.stderr.splitlines() if line.startswith(str(path))]
+    assert problems == [
+        f"{path}:3: prompt: missing or empty",
+        f"{path}:4: images: 'cat.png' is a local path, not a URL; veo-batch sends image URLs: "
+        "upload the file and give its https:// URL, or embed it as a data:image/...;base64 URI",
+        f"{path}:4: aspect_ratio: must be one of 16:9, 9:16, got '4:3'",
+        f"{path}:5: id: duplicate id 'a': an earlier row has the same id",
+    ]
+    assert "nothing was stored" in result.stderr
+    assert "no batches yet" in run("status").stdout
+
+    skipped = run("load", str(path), "--skip-invalid")
+    assert skipped.exit_code == 0
+    assert "2 invalid rows stored as failed" in skipped.stdout
+    assert "1 rows not stored: their id was already taken" in skipped.stdout
+    failed = run("jobs", "jobs", "--status", "failed")
+    assert "invalid" in failed.stdout
+    assert "line 3: prompt: missing or empty" in failed.stdout
+
+
+def test_problem_list_is_capped(sqlite_run: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "many.jsonl"
+    path.write_text(
+        "\n".join('{"prompt": "", "model": "veo3.1", "images": ["x"]}' for _ in range(30))
+    )
+    result = sqlite_run("load", str(path), "--max-problems", "5")
+    assert result.exit_code == ExitCode.INVALID_ROWS
+    assert "... and 55 more problem(s)" in result.stderr
+    assert "30 invalid (60 problems)" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("jobs.yaml", "jobs:\n  - prompt: [\n", "jobs.yaml:3: YAML syntax error"),
+        ("jobs.csv", b"\x89PNG\r\n\x1a\n", "is a PNG image, not a csv job file"),
+        ("jobs.csv", "prompt,model,images\n", "has a header but no rows"),
+        ("jobs.csv", "id,model,images\n1,veo3.1,x\n", "jobs.csv:1: no 'prompt' column"),
+        (
+            "jobs.csv",
+            "prompt,model,images\nh\xe9,veo3.1,x\n".encode("latin-1"),
+            "jobs.csv:2: is not UTF-8",
+        ),
+        ("jobs.txt", "x", "cannot tell the format"),
+    ],
+)
+def test_broken_files_get_one_message_and_exit_3(
+    sqlite_run: Cli, tmp_path: Path, name: str, content: str | bytes, expected: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    result = sqlite_run("load", str(path))
+    assert result.exit_code == ExitCode.BAD_FILE
+    assert expected in result.stderr
+    assert result.stderr.startswith("error: ")
+    assert "Traceback" not in result.output
+    assert "no batches yet" in sqlite_run("status").stdout
+
+
+def test_standard_input(sqlite_run: Cli) -> None:
+    data = f'{{"id": "x", "prompt": "hi", "model": "veo3.1", "images": ["{URL}"]}}\n'
+    assert sqlite_run("load", "-", "--format", "jsonl").exit_code == ExitCode.BAD_FILE  # no name
+    result = sqlite_run("load", "-", "--format", "jsonl", "--batch", "piped", input=data)
+    assert result.exit_code == 0, result.output
+    assert "batch 'piped' (new): stored 1 rows" in result.stdout
+
+
+def test_unknown_batch_exits_5(sqlite_run: Cli) -> None:
+    for args in (["status", "nope"], ["jobs", "nope"], ["export", "nope", "-o", "x.csv"]):
+        result = sqlite_run(*args)
+        assert result.exit_code == ExitCode.NOT_FOUND
+        assert "no batch named 'nope'" in result.stderr
+
+
+def test_bad_filter_values_are_usage_errors(sqlite_run: Cli) -> None:
+    sqlite_run("load", EXAMPLE)
+    result = sqlite_run("jobs", "jobs.example", "--status", "done")
+    assert result.exit_code == ExitCode.USAGE
+    assert "unknown status done" in result.output
+
+
+def test_every_command_explains_itself() -> None:
+    cli = Cli("sqlite://")
+    top = cli("--help")
+    assert "Exit codes:" in top.stdout
+    assert "VEO_DATABASE_URL" in top.stdout
+    for command in ("load", "status", "jobs", "export"):
+        text = cli(command, "--help").stdout
+        assert "Examples:" in text, command
+
+
+def test_postgres_not_migrated_says_what_to_run(postgres_url: str) -> None:
+    admin = sa.create_engine(
+        sa.make_url(postgres_url).set(database="postgres"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.exec_driver_sql("DROP DATABASE IF EXISTS veobatch_unmigrated WITH (FORCE)")
+        conn.exec_driver_sql("CREATE DATABASE veobatch_unmigrated")
+    url = sa.make_url(postgres_url).set(database="veobatch_unmigrated").render_as_string(False)
+    try:
+        cli = Cli(normalize_database_url(url))
+        result = cli("status")
+        assert result.exit_code == ExitCode.DATABASE
+        assert "is empty, not at the newest schema" in result.stderr
+        assert "run `veo-batch db upgrade`" in result.stderr
+        upgraded = cli("db", "upgrade")
+        assert upgraded.exit_code == 0, upgraded.output
+        assert cli("status").exit_code == 0
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql("DROP DATABASE IF EXISTS veobatch_unmigrated WITH (FORCE)")
+        admin.dispose()
+
+
+def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    cli = Cli("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    result = cli("status")
+    assert result.exit_code == ExitCode.DATABASE
+    assert "cannot open the database postgresql+psycopg://nobody@127.0.0.1:1/none" in result.stderr
+    assert "Traceback" not in result.output

@@ -1,0 +1,189 @@
+"""The job store on SQLite and PostgreSQL: loads, rollbacks, reloads, export, schema drift."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.engine import Engine
+
+from veobatch import db
+from veobatch.catalog import DEFAULT_MODELS
+from veobatch.errors import BatchStateError
+from veobatch.export import export_rows, write_export
+from veobatch.jobspec import RawJob
+from veobatch.loader import CHUNK_ROWS, LoadResult, load_rows
+from veobatch.models import Base
+from veobatch.sources import open_job_file
+from veobatch.store import batch_id, batch_summaries, select_jobs
+
+EXAMPLE = Path(__file__).parent.parent / "jobs.example.yaml"
+URL = "https://img.example.com/a.jpg"
+
+
+def load(
+    engine: Engine, rows: list[RawJob], batch: str = "b", *, skip_invalid: bool = False
+) -> LoadResult:
+    return load_rows(
+        engine, rows, batch=batch, source="test", models=DEFAULT_MODELS, skip_invalid=skip_invalid
+    )
+
+
+def job(line: int, ref: str | None = None, **fields: object) -> RawJob:
+    values = {"prompt": f"prompt {line}", "model": "veo3.1", "images": [URL], **fields}
+    if ref is not None:
+        values["id"] = ref
+    return RawJob(line, values)
+
+
+def statuses(engine: Engine, batch: str = "b") -> dict[str, int]:
+    with engine.connect() as conn:
+        return batch_summaries(conn, batch)[0].counts
+
+
+def table_counts(engine: Engine) -> tuple[int, int]:
+    with engine.connect() as conn:
+        batches = conn.exec_driver_sql("SELECT count(*) FROM batches").scalar_one()
+        jobs = conn.exec_driver_sql("SELECT count(*) FROM jobs").scalar_one()
+    return batches, jobs
+
+
+def test_migrations_and_models_do_not_drift(engine: Engine) -> None:
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+        assert db.current_revision(engine) == db.head_revision()
+
+
+def test_load_the_example_file(engine: Engine) -> None:
+    with open_job_file(str(EXAMPLE)) as job_file:
+        result = load(engine, list(job_file.rows()), batch="example")
+    assert (result.rows, result.valid, result.stored, result.created) == (6, 6, 6, True)
+    assert result.models["veo3.1"] == 2
+    assert statuses(engine, "example") == {"pending": 6}
+    with engine.connect() as conn:
+        rows = {r.ref: r for r in conn.execute(select_jobs(batch_id(conn, "example")))}
+    tea = rows["tea-garden-zh"]
+    assert tea.prompt.startswith("清晨的茶园")
+    assert tea.enhance_prompt is True
+    assert tea.model == "veo3-fast-frames"
+    assert rows["portrait-vertical"].extra == {"enable_upsample": True}
+    assert rows["product-spin"].images == [
+        "https://images.example.com/mug/front.jpg",
+        "https://images.example.com/mug/side.jpg",
+        "https://images.example.com/mug/logo.jpg",
+    ]
+    assert rows["sunrise-lake"].line == 15
+
+
+def test_an_invalid_row_anywhere_leaves_the_database_unchanged(engine: Engine) -> None:
+    load(engine, [job(1, "keep")], batch="earlier")
+    before = table_counts(engine)
+    rows = [job(n, f"r{n}") for n in range(1, 3 * CHUNK_ROWS)]  # several chunks written...
+    rows.append(job(99_999, "bad", model="veo9"))  # ...before the bad row at the very end
+    result = load(engine, rows, batch="big")
+    assert result.rejected
+    assert result.stored == 0
+    assert len(result.report.problems) == 1
+    assert result.report.problems[0].format("f").startswith("f:99999: model: unknown model 'veo9'")
+    assert table_counts(engine) == before
+
+
+def test_skip_invalid_stores_bad_rows_as_failed(engine: Engine) -> None:
+    rows = [job(2, "ok"), job(3, "bad", images=["cat.png"]), job(4, "ok", prompt="dup")]
+    result = load(engine, rows, skip_invalid=True)
+    assert not result.rejected
+    assert (result.valid, result.report.invalid_rows, result.stored) == (1, 2, 2)
+    assert statuses(engine) == {"pending": 1, "failed": 1}
+    with engine.connect() as conn:
+        bad = conn.execute(select_jobs(batch_id(conn, "b"), refs=["bad"])).one()
+    assert bad.error_kind == "invalid"
+    assert bad.error.startswith("line 3: images: 'cat.png' is a local path")
+
+
+def test_loading_again_adds_only_new_rows_and_replaces_fixed_invalid_ones(engine: Engine) -> None:
+    load(engine, [job(2, "a"), job(3, "b", model="nope")], skip_invalid=True)
+    result = load(engine, [job(2, "a"), job(3, "b"), job(4, "c")])
+    assert (result.created, result.stored, result.already_present) == (False, 2, 1)
+    assert statuses(engine) == {"pending": 3}
+    assert table_counts(engine) == (1, 3)
+
+
+def test_a_cancelled_batch_takes_no_more_rows(engine: Engine) -> None:
+    load(engine, [job(2, "a")])
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE batches SET state = 'cancelled'")
+    with pytest.raises(BatchStateError, match="was cancelled"):
+        load(engine, [job(3, "b")])
+
+
+def test_rows_without_ids_are_matched_by_line_on_reload(engine: Engine) -> None:
+    rows = [job(n) for n in range(2, 12)]
+    assert load(engine, rows).stored == 10
+    assert load(engine, rows).already_present == 10
+    assert table_counts(engine) == (1, 10)
+
+
+def test_export_round_trips_through_the_loader(engine: Engine, tmp_path: Path) -> None:
+    rows = [
+        job(2, "a", aspect_ratio="9:16", enhance_prompt=True, enable_upsample=True),
+        job(3, "b", prompt='quote " and, comma\nnew line 中文', images=[URL, URL], seed=7),
+    ]
+    load(engine, rows)
+    out = tmp_path / "out.csv"
+    with engine.connect() as conn:
+        columns, stream = export_rows(conn, select_jobs(batch_id(conn, "b")))
+        assert write_export(str(out), "csv", columns, stream) == 2
+    with out.open(newline="", encoding="utf-8") as handle:
+        exported = list(csv.DictReader(handle))
+    assert exported[0]["status"] == "pending"
+    assert exported[0]["enable_upsample"] == "true"
+    assert exported[1]["prompt"] == 'quote " and, comma\nnew line 中文'
+    assert exported[1]["images"] == f"{URL}|{URL}"
+    assert exported[1]["seed"] == "7"
+    for name in ("task_id", "error", "error_kind", "http_status", "video_url", "created_at"):
+        assert name in exported[0]
+    with open_job_file(str(out)) as job_file:
+        again = load(engine, list(job_file.rows()), batch="again")
+    assert again.stored == 2
+    assert "status" in again.ignored_fields
+    with engine.connect() as conn:
+        copy = {r.ref: r for r in conn.execute(select_jobs(batch_id(conn, "again")))}
+    assert copy["b"].prompt == rows[1].values["prompt"]
+    assert copy["b"].extra == {"seed": "7"}  # CSV carries text
+    assert copy["a"].enhance_prompt is True
+
+
+def test_export_jsonl_keeps_types(engine: Engine, tmp_path: Path) -> None:
+    load(engine, [job(2, "a", enhance_prompt=False, seed=7)])
+    out = tmp_path / "out.jsonl"
+    with engine.connect() as conn:
+        columns, stream = export_rows(conn, select_jobs(batch_id(conn, "b")))
+        write_export(str(out), "jsonl", columns, stream)
+    record = json.loads(out.read_text(encoding="utf-8"))
+    assert record["images"] == [URL]
+    assert record["enhance_prompt"] is False
+    assert record["seed"] == 7
+    assert record["line"] == 2
+
+
+def test_counts_per_status_use_one_query_per_call(engine: Engine) -> None:
+    load(engine, [job(n, f"r{n}") for n in range(2, 7)], batch="one")
+    load(engine, [job(2, "x")], batch="two")
+    with engine.connect() as conn:
+        summaries = batch_summaries(conn)
+    assert [(s.name, s.total) for s in summaries] == [("one", 5), ("two", 1)]
+
+
+def test_timestamps_come_back_in_utc(engine: Engine) -> None:
+    load(engine, [job(2, "a")])
+    with engine.connect() as conn:
+        summary = batch_summaries(conn, "b")[0]
+        created = conn.execute(sa.text("SELECT created_at FROM jobs")).scalar_one()
+    assert summary.created_at.tzinfo is not None
+    assert created is not None
