@@ -1,0 +1,32 @@
+# Developer and CI entry points. Each target installs what it needs into .venv first.
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/veo-batch: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(BIN)/veo-batch  ## load the example batch into ./veo-batch.db and show it
+	$(BIN)/veo-batch load jobs.example.yaml
+	$(BIN)/veo-batch status
+	$(BIN)/veo-batch export jobs.example -o results.csv
+
+test: $(BIN)/veo-batch  ## the test suite (needs PostgreSQL; see README)
+	$(BIN)/pytest
+
+lint: $(BIN)/veo-batch
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: $(BIN)/veo-batch
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/python bench/load.py
+
+clean:
+	rm -rf $(VENV) veo-batch.db veo-batch.db-wal veo-batch.db-shm results.csv
