@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
 from veobatch import db
@@ -58,6 +59,11 @@ def test_migrations_and_models_do_not_drift(engine: Engine) -> None:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
         assert db.current_revision(engine) == db.head_revision()
+
+
+def test_the_recorded_head_is_the_newest_migration() -> None:
+    scripts = ScriptDirectory.from_config(db.alembic_config("sqlite://"))
+    assert scripts.get_current_head() == db.head_revision()
 
 
 def test_load_the_example_file(engine: Engine) -> None:

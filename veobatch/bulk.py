@@ -1,12 +1,12 @@
 """Bulk insertion of job rows, the fastest way each database allows.
 
-- PostgreSQL, new batch: `COPY ... FROM STDIN` (psycopg 3 formats rows in C).
-- Everything else: one prepared INSERT executed for a whole chunk (executemany), with
-  `ON CONFLICT (batch_id, ref)` so that loading the same file into a batch again adds only the
-  rows it does not have yet, and replaces rows that were stored invalid (and are now fixed).
-
-Rows must have unique refs within one load (the checker guarantees it), which is what makes
-COPY safe for a batch that had no rows before.
+- A batch with no rows yet: PostgreSQL takes `COPY ... FROM STDIN` (psycopg formats rows in
+  C); SQLite takes a plain INSERT run by the driver's own executemany, with no SQLAlchemy
+  layer in the loop. Refs are unique within one load (the checker guarantees it), so nothing
+  can conflict.
+- A batch that has rows (the same file loaded again): an executemany upsert, `ON CONFLICT
+  (batch_id, ref)`, which adds only the rows the batch does not have and replaces rows that an
+  earlier load stored as invalid (and that are now fixed).
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from sqlalchemy import Connection
 
 from veobatch.jobspec import ROW_COLUMNS
 
-COLUMNS: Final = ROW_COLUMNS
-_REPLACEABLE: Final = [c for c in COLUMNS if c not in ("batch_id", "ref")]
-
+_COLUMN_LIST: Final = ", ".join(ROW_COLUMNS)
+_REPLACEABLE: Final = [c for c in ROW_COLUMNS if c not in ("batch_id", "ref")]
+_INSERT: Final = f"INSERT INTO jobs ({_COLUMN_LIST}) VALUES ({{marks}})"
 # Insert, or replace a row that an earlier load stored as invalid; keep every other row as is.
 _UPSERT: Final = (
-    f"INSERT INTO jobs ({', '.join(COLUMNS)}) VALUES ({{marks}}) "
-    "ON CONFLICT (batch_id, ref) DO UPDATE SET "
+    _INSERT
+    + " ON CONFLICT (batch_id, ref) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in _REPLACEABLE)
     + ", attempts = 0, updated_at = CURRENT_TIMESTAMP "
     "WHERE jobs.status = 'failed' AND jobs.error_kind = 'invalid'"
@@ -36,33 +36,33 @@ Writer = Callable[[Sequence[tuple[Any, ...]]], int]
 
 @contextmanager
 def row_writer(conn: Connection, *, fresh_batch: bool) -> Iterator[Writer]:
-    """A function that stores a chunk of rows (tuples in `COLUMNS` order) and returns how
-    many were inserted or replaced."""
-    if conn.dialect.name == "postgresql" and fresh_batch:
-        with _copy_writer(conn) as write:
-            yield write
-        return
-    marks = ", ".join(["?" if conn.dialect.paramstyle == "qmark" else "%s"] * len(COLUMNS))
-    statement = _UPSERT.format(marks=marks)
-
-    def upsert(rows: Sequence[tuple[Any, ...]]) -> int:
-        return int(conn.exec_driver_sql(statement, list(rows)).rowcount)
-
-    yield upsert
-
-
-@contextmanager
-def _copy_writer(conn: Connection) -> Iterator[Writer]:
+    """A function that stores a chunk of rows (tuples in `ROW_COLUMNS` order) in the open
+    transaction of `conn`, and returns how many were inserted or replaced."""
     driver = conn.connection.driver_connection
     assert driver is not None
-    with (
-        driver.cursor() as cursor,
-        cursor.copy(f"COPY jobs ({', '.join(COLUMNS)}) FROM STDIN") as copy,
-    ):
+    postgres = conn.dialect.name == "postgresql"
+    marks = ", ".join(["%s" if postgres else "?"] * len(ROW_COLUMNS))
+    if fresh_batch and postgres:
+        with (
+            driver.cursor() as cursor,
+            cursor.copy(f"COPY jobs ({_COLUMN_LIST}) FROM STDIN") as copy,
+        ):
 
-        def write(rows: Sequence[tuple[Any, ...]]) -> int:
-            for row in rows:
-                copy.write_row(row)
-            return len(rows)
+            def copy_rows(rows: Sequence[tuple[Any, ...]]) -> int:
+                for row in rows:
+                    copy.write_row(row)
+                return len(rows)
 
-        yield write
+            yield copy_rows
+        return
+    statement = (_INSERT if fresh_batch else _UPSERT).format(marks=marks)
+    cursor = driver.cursor()
+    try:
+
+        def execute_many(rows: Sequence[tuple[Any, ...]]) -> int:
+            cursor.executemany(statement, rows)
+            return int(cursor.rowcount)
+
+        yield execute_many
+    finally:
+        cursor.close()

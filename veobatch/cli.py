@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 from veobatch import db
 from veobatch.errors import DatabaseError, ExitCode, JobFileError, VeoBatchError
 from veobatch.export import EXPORT_FORMATS, export_format, export_rows, write_export
-from veobatch.loader import LoadResult, load_rows
+from veobatch.loader import LoadResult, Progress, load_rows
 from veobatch.problems import DEFAULT_MAX_PROBLEMS
 from veobatch.settings import SETTINGS, Settings
 from veobatch.sources import FORMATS, open_job_file
@@ -175,7 +175,6 @@ def load(
     started = time.monotonic()
     engine = None if dry_run else app.engine
     with open_job_file(file, file_format) as job_file:
-        progress = _progress_printer(job_file.position, job_file.size)
         result = load_rows(
             engine,
             job_file.rows(),
@@ -185,7 +184,8 @@ def load(
             skip_invalid=skip_invalid,
             dry_run=dry_run,
             max_problems=max_problems,
-            progress=progress,
+            progress=_progress_printer(job_file.size),
+            position=job_file.position,
         )
         _print_load(job_file.name, result, dry_run, time.monotonic() - started)
     if result.rejected:
@@ -198,15 +198,13 @@ def _batch_name_from(file: str) -> str:
     return Path(file).name.rsplit(".", 1)[0] or Path(file).name
 
 
-def _progress_printer(
-    position: Callable[[], int | None], size: int | None
-) -> Callable[[int], None] | None:
+def _progress_printer(size: int | None) -> Progress | None:
+    """Rows checked so far (and how much of the file) on stderr, when it is a terminal."""
     if not sys.stderr.isatty():
         return None
 
-    def show(rows: int) -> None:
-        at = position()
-        share = f" ({100 * at / size:.0f}%)" if at is not None and size else ""
+    def show(rows: int, position: int | None) -> None:
+        share = f" ({100 * position / size:.0f}%)" if position is not None and size else ""
         click.echo(f"\rchecked {rows:,} rows{share}", nl=False, err=True)
 
     return show

@@ -69,6 +69,9 @@ class JobFileError(VeoBatchError):
         where = f"{source}:{line}" if line is not None else source
         super().__init__(f"{where}: {message}")
 
+    def __reduce__(self) -> tuple[type[JobFileError], tuple[str, str, int | None]]:
+        return type(self), (self.source, self.detail, self.line)  # crosses process boundaries
+
 
 class JobFileInvalid(VeoBatchError):
     """Some rows are invalid; `report` lists the problems (file, line, field, what is wrong)."""

@@ -4,30 +4,38 @@ One streaming pass does both: rows are checked and written chunk by chunk inside
 transaction. If any row is invalid (and `skip_invalid` is off) writing stops, checking goes on
 so the report lists every problem, and the transaction is rolled back: the database is left
 exactly as it was. Running the same load again adds only rows the batch does not have yet.
+
+Reading and checking is pure Python and holds the GIL; writing is mostly the database's own
+work. Where the platform can fork, the file is read and checked in a child process that hands
+chunks of checked rows to this one through a pipe, so the two halves run on two cores. (A
+thread would not do: the SQLite driver releases the GIL for every row it steps, and a writer
+thread then waits for the busy reading thread at every row.)
 """
 
 from __future__ import annotations
 
-import threading
+import multiprocessing
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from queue import Queue
+from multiprocessing.connection import Connection as Pipe
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
-from veobatch.bulk import Writer, row_writer
+from veobatch.bulk import row_writer
 from veobatch.catalog import ImageRange
-from veobatch.errors import BatchStateError
+from veobatch.errors import BatchStateError, VeoBatchError
 from veobatch.jobspec import JobChecker, RawJob, StoredRow, describe
 from veobatch.models import Batch
 from veobatch.problems import DEFAULT_MAX_PROBLEMS, ProblemReport
 from veobatch.states import BatchState, ErrorKind, JobStatus
 
 CHUNK_ROWS = 5_000
-Progress = Callable[[int], None]  # called with the number of rows read so far
+Progress = Callable[[int, int | None], None]  # rows read so far, bytes read (if known)
+Position = Callable[[], int | None]  # where the reader is in the file, in bytes
+Chunk = tuple[int, int | None, list[StoredRow]]  # rows read, bytes read, rows to store
 _FAILED, _INVALID = JobStatus.FAILED.value, ErrorKind.INVALID.value
 
 
@@ -68,41 +76,55 @@ def load_rows(
     dry_run: bool = False,
     max_problems: int = DEFAULT_MAX_PROBLEMS,
     progress: Progress | None = None,
+    position: Position | None = None,
+    reader_process: bool | None = None,
 ) -> LoadResult:
     """Check `rows` and (unless `dry_run`) store them as batch `batch`.
 
     When a row is invalid and `skip_invalid` is off, nothing is stored and `result.rejected`
-    is true; `result.report` lists the problems either way.
+    is true; `result.report` lists the problems either way. `reader_process` (default: where
+    the platform can fork) reads and checks in a child process while this one writes.
     """
     result = LoadResult(
         batch=batch, report=ProblemReport(source, max_problems), skip_invalid=skip_invalid
     )
     checker = JobChecker(models)
     if dry_run or engine is None:
-        for _ in _chunks(rows, checker, result, progress):
-            pass
-    else:
-        with engine.connect() as conn, conn.begin() as transaction:
-            checker.batch_id, result.created = _batch_for_load(conn, batch, source)
-            with row_writer(conn, fresh_batch=result.created) as write:
-                _write_behind(write, _chunks(rows, checker, result, progress), result)
-            if result.rejected:
-                transaction.rollback()
-                result.stored = result.offered = 0
-            elif result.stored and not result.created:
-                _reopen(conn, checker.batch_id)
-    result.models = Counter(checker.model_counts)
-    result.image_counts = Counter(checker.image_counts)
-    result.ignored_fields = checker.ignored_fields
+        for rows_read, bytes_read, _ in _chunks(rows, checker, result, position):
+            if progress is not None:
+                progress(rows_read, bytes_read)
+        return _summarize(result, checker)
+    if reader_process is None:
+        reader_process = "fork" in multiprocessing.get_all_start_methods()
+    with engine.connect() as conn, conn.begin() as transaction:
+        checker.batch_id, result.created = _batch_for_load(conn, batch, source)
+        if reader_process:
+            chunks: Iterator[Chunk] = _ReaderProcess(rows, checker, result, position).chunks()
+        else:
+            chunks = _chunks(rows, checker, result, position)
+        with row_writer(conn, fresh_batch=result.created) as write:
+            for rows_read, bytes_read, chunk in chunks:
+                if chunk:
+                    result.offered += len(chunk)
+                    result.stored += write(chunk)
+                if progress is not None:
+                    progress(rows_read, bytes_read)
+        if not reader_process:
+            _summarize(result, checker)
+        if result.rejected:
+            transaction.rollback()
+            result.stored = result.offered = 0
+        elif result.stored and not result.created:
+            _reopen(conn, checker.batch_id)
     return result
 
 
 def _chunks(
-    rows: Iterable[RawJob], checker: JobChecker, result: LoadResult, progress: Progress | None
-) -> Iterator[list[StoredRow]]:
-    """Checked rows to store, `CHUNK_ROWS` at a time; problems go to `result.report`.
+    rows: Iterable[RawJob], checker: JobChecker, result: LoadResult, position: Position | None
+) -> Iterator[Chunk]:
+    """Checked rows to store, one chunk per `CHUNK_ROWS` rows read; problems go to the report.
 
-    Once a row is invalid without --skip-invalid, nothing more is yielded (nothing will be
+    Once a row is invalid without --skip-invalid, the chunks are empty (nothing will be
     stored), but every row is still checked so that the report is complete.
     """
     report, skip_invalid, check = result.report, result.skip_invalid, checker.check
@@ -117,50 +139,91 @@ def _chunks(
                 result.invalid_kept += 1
         elif not report or skip_invalid:
             chunk.append(row)  # type: ignore[arg-type]  # a row without problems is not None
-        if len(chunk) >= CHUNK_ROWS:
-            yield chunk
+        if count % CHUNK_ROWS == 0:
+            yield count, position() if position else None, chunk if not result.rejected else []
             chunk = []
-            if progress is not None:
-                progress(count)
     result.rows = count
     result.valid = count - report.invalid_rows
-    if chunk and (not report or skip_invalid):
-        yield chunk
-    if progress is not None:
-        progress(count)
+    yield count, position() if position else None, chunk if not result.rejected else []
 
 
-def _write_behind(write: Writer, chunks: Iterator[list[StoredRow]], result: LoadResult) -> None:
-    """Store chunks on a second thread while this one reads and checks the next ones.
+def _summarize(result: LoadResult, checker: JobChecker) -> LoadResult:
+    result.models = Counter(checker.model_counts)
+    result.image_counts = Counter(checker.image_counts)
+    result.ignored_fields = checker.ignored_fields
+    return result
 
-    The database drivers do their share without holding the GIL (SQLite's statement steps,
-    libpq's socket writes), so reading and writing overlap on two cores.
-    """
-    queue: Queue[list[StoredRow] | None] = Queue(maxsize=4)
-    failure: list[BaseException] = []
 
-    def drain() -> None:
-        while (chunk := queue.get()) is not None:
-            if failure:
-                continue
-            try:
-                result.stored += write(chunk)
-                result.offered += len(chunk)
-            except BaseException as exc:  # re-raised on the reading thread below
-                failure.append(exc)
+class _ReaderProcess:
+    """`_chunks` run in a forked child; its chunks and final counts arrive through a pipe."""
 
-    writer = threading.Thread(target=drain, name="veo-batch-writer", daemon=True)
-    writer.start()
-    try:
-        for chunk in chunks:
-            if failure:
-                break
-            queue.put(chunk)
-    finally:
-        queue.put(None)
-        writer.join()
-    if failure:
-        raise failure[0]
+    def __init__(
+        self,
+        rows: Iterable[RawJob],
+        checker: JobChecker,
+        result: LoadResult,
+        position: Position | None,
+    ) -> None:
+        self.result = result
+        context = multiprocessing.get_context("fork")
+        self.receiver, sender = context.Pipe(duplex=False)
+        self.process = context.Process(
+            target=self._run,
+            args=(sender, rows, checker, result, position),
+            name="veo-batch-reader",
+            daemon=True,
+        )
+        self.process.start()  # before the caller opens a COPY: the child needs no database
+        sender.close()
+
+    @staticmethod
+    def _run(
+        sender: Pipe,
+        rows: Iterable[RawJob],
+        checker: JobChecker,
+        result: LoadResult,
+        position: Position | None,
+    ) -> None:
+        try:
+            for chunk in _chunks(rows, checker, result, position):
+                sender.send(chunk)
+            sender.send(_summarize(result, checker))
+        except BaseException as exc:  # handed to the parent, which raises it
+            sender.send(exc)
+        finally:
+            sender.close()
+
+    def chunks(self) -> Iterator[Chunk]:
+        try:
+            while True:
+                try:
+                    message = self.receiver.recv()
+                except EOFError:
+                    self.process.join()
+                    raise VeoBatchError(
+                        f"the process reading the file stopped (exit code {self.process.exitcode})"
+                    ) from None
+                if isinstance(message, LoadResult):
+                    self._take_counts(message)
+                    return
+                if isinstance(message, BaseException):
+                    raise message
+                yield message
+        finally:
+            self.receiver.close()
+            if self.process.is_alive():
+                self.process.terminate()
+            self.process.join()
+
+    def _take_counts(self, child: LoadResult) -> None:
+        result = self.result
+        result.rows, result.valid, result.invalid_kept = child.rows, child.valid, child.invalid_kept
+        result.report, result.models, result.image_counts = (
+            child.report,
+            child.models,
+            child.image_counts,
+        )
+        result.ignored_fields = child.ignored_fields
 
 
 def _batch_for_load(conn: Connection, name: str, source: str) -> tuple[int, bool]:
