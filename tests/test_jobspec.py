@@ -21,15 +21,15 @@ GOOD: dict[str, Any] = {
 def check(**fields: Any) -> list[str]:
     values = {**GOOD, **fields}
     values = {k: v for k, v in values.items() if v is not ...}
-    _, problems = JobChecker(DEFAULT_MODELS).check(RawJob(7, values))
+    _, problems = JobChecker(DEFAULT_MODELS).check(RawJob.from_mapping(7, values))
     return [f"{p.line}: {p.field}: {p.message}" for p in problems]
 
 
 def test_a_good_row_becomes_a_pending_row() -> None:
     row, problems = JobChecker(DEFAULT_MODELS, batch_id=3).check(
-        RawJob(7, {**GOOD, "aspect_ratio": "9:16", "enhance_prompt": True, "seed": 42})
+        RawJob.from_mapping(7, {**GOOD, "aspect_ratio": "9:16", "enhance_prompt": True, "seed": 42})
     )
-    assert problems == []
+    assert not problems
     assert row is not None
     batch_id, ref, line, prompt, model, images, aspect, enhance, extra, status, error, kind = row
     assert (batch_id, ref, line, prompt, model) == (3, "a1", 7, "A fox in the snow", "veo3.1")
@@ -39,7 +39,7 @@ def test_a_good_row_becomes_a_pending_row() -> None:
 
 
 def test_without_an_id_the_line_is_the_reference() -> None:
-    row, _ = JobChecker(DEFAULT_MODELS).check(RawJob(12, {**GOOD, "id": None}))
+    row, _ = JobChecker(DEFAULT_MODELS).check(RawJob.from_mapping(12, {**GOOD, "id": None}))
     assert row is not None
     assert row[1] == "12"
 
@@ -115,23 +115,25 @@ def test_unknown_fields_that_look_like_nothing_we_know_pass_through() -> None:
 
 def test_duplicate_ids_are_found_across_the_file() -> None:
     checker = JobChecker(DEFAULT_MODELS)
-    assert checker.check(RawJob(2, dict(GOOD)))[1] == []
-    row, problems = checker.check(RawJob(9, dict(GOOD)))
+    assert not checker.check(RawJob.from_mapping(2, GOOD))[1]
+    row, problems = checker.check(RawJob.from_mapping(9, GOOD))
     assert row is None  # it cannot be stored under an id that is taken
     assert [p.message for p in problems] == ["duplicate id 'a1': an earlier row has the same id"]
 
 
 def test_field_lines_point_at_the_field_in_yaml() -> None:
-    raw = RawJob(10, {**GOOD, "model": "nope"}, field_lines={"model": 12, "prompt": 11})
+    raw = RawJob.from_mapping(10, {**GOOD, "model": "nope"}, {"model": 12, "prompt": 11})
     _, problems = JobChecker(DEFAULT_MODELS).check(raw)
     assert [(p.line, p.field) for p in problems] == [(12, "model")]
 
 
 def test_non_ascii_urls_and_prompts_are_kept_as_they_are() -> None:
     row, problems = JobChecker(DEFAULT_MODELS).check(
-        RawJob(1, {**GOOD, "prompt": "清晨的茶园", "images": ["https://例子.cn/茶.jpg"]})
+        RawJob.from_mapping(
+            1, {**GOOD, "prompt": "清晨的茶园", "images": ["https://例子.cn/茶.jpg"]}
+        )
     )
-    assert problems == []
+    assert not problems
     assert row is not None
     assert row[3] == "清晨的茶园"
     assert json.loads(row[5]) == ["https://例子.cn/茶.jpg"]

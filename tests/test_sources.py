@@ -46,13 +46,13 @@ def test_csv_with_bom_crlf_and_a_multiline_prompt_keeps_physical_lines(tmp_path:
     )
     rows = read(write(tmp_path, "jobs.csv", text))
     assert [r.line for r in rows] == [2, 5]
-    first = rows[0].values
-    assert first["id"] == "a"
-    assert first["prompt"] == "first line\r\nsecond, line"
-    assert first["images"] == [URL, URL]
-    assert first["enhance_prompt"] is True
-    assert first["enable_upsample"] is False
-    assert rows[1].values["aspect_ratio"] == ""  # empty means missing
+    first = rows[0]
+    assert first.id == "a"
+    assert first.prompt == "first line\r\nsecond, line"
+    assert first.images == [URL, URL]
+    assert first.enhance_prompt is True
+    assert first.extras == {"enable_upsample": False}
+    assert rows[1].aspect_ratio == ""  # empty means missing
 
 
 def test_csv_row_with_the_wrong_number_of_values_is_a_row_problem(tmp_path: Path) -> None:
@@ -126,14 +126,9 @@ jobs:
 def test_yaml_defaults_apply_and_lines_point_at_jobs_and_fields(tmp_path: Path) -> None:
     rows = read(write(tmp_path, "jobs.yaml", YAML))
     assert [r.line for r in rows] == [6, 9]
-    assert rows[0].values == {
-        "model": "veo3.1",
-        "aspect_ratio": "16:9",
-        "id": "one",
-        "prompt": "first",
-        "images": [URL],
-    }
-    assert rows[1].values["model"] == "veo3-pro-frames"
+    assert rows[0][:7] == (6, "one", "first", "veo3.1", [URL], "16:9", None)
+    assert rows[0].extras is None
+    assert rows[1].model == "veo3-pro-frames"
     assert rows[1].line_of("model") == 10
     assert rows[0].line_of("model") == 2  # from defaults:
     assert rows[1].line_of("images") == 13
@@ -153,13 +148,13 @@ jobs:
     # An unknown top-level key is an error even when it only holds an anchor...
     fails(write(tmp_path, "a.yaml", text), "unknown top-level key 'base'", 1)
     rows = read(write(tmp_path, "b.yaml", text.replace("base: &base\n", "")))
-    assert [r.values["prompt"] for r in rows] == ["first", "second"]
-    assert rows[1].values["model"] == "veo3.1"
+    assert [r.prompt for r in rows] == ["first", "second"]
+    assert rows[1].model == "veo3.1"
 
 
 def test_yaml_top_level_list_of_jobs(tmp_path: Path) -> None:
     rows = read(write(tmp_path, "jobs.yml", f"- prompt: hi\n  model: veo3.1\n  images: [{URL}]\n"))
-    assert rows[0].values["prompt"] == "hi"
+    assert rows[0].prompt == "hi"
 
 
 def test_yaml_job_that_is_not_a_mapping_is_a_row_problem(tmp_path: Path) -> None:
@@ -195,7 +190,7 @@ def test_broken_yaml_files(tmp_path: Path, content: str, expected: str, line: in
 def test_jsonl_lines_and_blank_lines(tmp_path: Path) -> None:
     text = f'{{"prompt": "a", "model": "veo3.1", "images": ["{URL}"]}}\n\n{{"prompt": "b"}}\n'
     rows = read(write(tmp_path, "jobs.jsonl", text))
-    assert [(r.line, r.values["prompt"]) for r in rows] == [(1, "a"), (3, "b")]
+    assert [(r.line, r.prompt) for r in rows] == [(1, "a"), (3, "b")]
 
 
 def test_jsonl_bad_line_after_good_ones_is_a_row_problem(tmp_path: Path) -> None:
@@ -217,7 +212,7 @@ def test_standard_input_needs_a_format() -> None:
     stdin = io.BytesIO(f"prompt,model,images\nhi,veo3.1,{URL}\n".encode())
     with open_job_file("-", "csv", stdin=stdin) as job_file:
         assert job_file.name == "<stdin>"
-        assert [r.values["prompt"] for r in job_file.rows()] == ["hi"]
+        assert [r.prompt for r in job_file.rows()] == ["hi"]
 
 
 @pytest.mark.parametrize(

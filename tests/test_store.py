@@ -39,7 +39,7 @@ def job(line: int, ref: str | None = None, **fields: object) -> RawJob:
     values = {"prompt": f"prompt {line}", "model": "veo3.1", "images": [URL], **fields}
     if ref is not None:
         values["id"] = ref
-    return RawJob(line, values)
+    return RawJob.from_mapping(line, values)
 
 
 def statuses(engine: Engine, batch: str = "b") -> dict[str, int]:
@@ -160,7 +160,7 @@ def test_export_round_trips_through_the_loader(engine: Engine, tmp_path: Path) -
     assert "status" in again.ignored_fields
     with engine.connect() as conn:
         copy = {r.ref: r for r in conn.execute(select_jobs(batch_id(conn, "again")))}
-    assert copy["b"].prompt == rows[1].values["prompt"]
+    assert copy["b"].prompt == rows[1].prompt
     assert copy["b"].extra == {"seed": "7"}  # CSV carries text
     assert copy["a"].enhance_prompt is True
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
@@ -30,6 +31,12 @@ _UPSERT: Final = (
     + ", attempts = 0, updated_at = CURRENT_TIMESTAMP "
     "WHERE jobs.status = 'failed' AND jobs.error_kind = 'invalid'"
 )
+
+SQLITE_LOAD_CACHE_KIB: Final = 32 * 1024
+
+# The sqlite3 driver adapts a bool by looking for a conversion protocol on every row before
+# storing it as an integer; registering the conversion skips that search.
+sqlite3.register_adapter(bool, int)
 
 Writer = Callable[[Sequence[tuple[Any, ...]]], int]
 
@@ -57,6 +64,9 @@ def row_writer(conn: Connection, *, fresh_batch: bool) -> Iterator[Writer]:
         return
     statement = (_INSERT if fresh_batch else _UPSERT).format(marks=marks)
     cursor = driver.cursor()
+    if not postgres:  # a bigger page cache saves SQLite re-reading index pages it spilled
+        (cache_size,) = cursor.execute("PRAGMA cache_size").fetchone()
+        cursor.execute(f"PRAGMA cache_size=-{SQLITE_LOAD_CACHE_KIB}")
     try:
 
         def execute_many(rows: Sequence[tuple[Any, ...]]) -> int:
@@ -65,4 +75,6 @@ def row_writer(conn: Connection, *, fresh_batch: bool) -> Iterator[Writer]:
 
         yield execute_many
     finally:
+        if not postgres:
+            cursor.execute(f"PRAGMA cache_size={int(cache_size)}")
         cursor.close()

@@ -1,8 +1,10 @@
 """What a job is, and the checks every row passes before anything is stored.
 
-Pure logic: rows come in as dicts of Python values (the readers in `sources.py` have already
-turned CSV text into lists and booleans where the text allowed it), and go out either as a
-`JobRow` ready to insert or as a list of `Problem`s naming the line and field.
+Pure logic: a reader (see `sources.py`) turns each row into a `RawJob`, and `JobChecker.check`
+turns that into either a `StoredRow`, ready for the database, or a list of `Problem`s naming
+the line and field. Loading a million rows spends most of its time here, so `check` first tries
+a fast path that only answers "is this row fine?"; any row it does not accept goes through
+`_diagnose`, which applies the same rules one by one and says what is wrong.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
 from veobatch.catalog import ASPECT_RATIOS, ImageRange
+from veobatch.hashset import HashSet
 from veobatch.problems import Problem
 
 MAX_PROMPT_CHARS: Final = 4000
@@ -27,31 +30,9 @@ KNOWN_EXTRAS: Final = ("enable_upsample", "notify_hook")
 BOOL_FIELDS: Final = frozenset({"enhance_prompt", "enable_upsample"})
 # Columns that `veo-batch export` adds: a re-loaded export ignores them instead of sending them.
 OUTPUT_FIELDS: Final = frozenset(
-    {
-        "status",
-        "task_id",
-        "error",
-        "error_kind",
-        "http_status",
-        "attempts",
-        "remote_status",
-        "progress",
-        "video_url",
-        "created_at",
-        "updated_at",
-        "submitted_at",
-        "finished_at",
-        "line",
-    }
-)
-_KNOWN_NAMES: Final = (*JOB_FIELDS, *KNOWN_EXTRAS)
-_URL_PREFIXES: Final = ("https://", "http://")
-# Usable image references contain no whitespace, quotes, backslashes or control characters,
-# which also lets `images_json` write them without an escaping pass.
-_URL_CHARS: Final = r'[^\s"\\\x00-\x1f]'
-_HTTP_URL: Final = re.compile(rf"https?://[^\s/?#\"\\\x00-\x1f]+{_URL_CHARS}*")
-_DATA_URI: Final = re.compile(rf"data:image/[\w.+-]+(?:;[\w.+=-]+)*,{_URL_CHARS}*")
-
+    {"status", "task_id", "error", "error_kind", "http_status", "attempts", "remote_status",
+     "progress", "video_url", "created_at", "updated_at", "submitted_at", "finished_at", "line"}
+)  # fmt: skip
 
 # A stored row: the values of `ROW_COLUMNS`, in that order, ready for executemany or COPY.
 ROW_COLUMNS: Final = (
@@ -60,17 +41,62 @@ ROW_COLUMNS: Final = (
 )  # fmt: skip
 StoredRow = tuple[Any, ...]
 
+_KNOWN_NAMES: Final = (*JOB_FIELDS, *KNOWN_EXTRAS)
+_JOB_FIELD_SET: Final = frozenset(JOB_FIELDS)
+_URL_PREFIXES: Final = ("https://", "http://")
+# Usable image references contain no whitespace, quotes, backslashes or control characters,
+# which also lets the fast path write them into JSON without an escaping pass.
+_URL_CHARS: Final = r'[^\s"\\\x00-\x1f]'
+_URL: Final = rf"https?://[^\s/?#\"\\\x00-\x1f]+{_URL_CHARS}*"
+_HTTP_URL: Final = re.compile(_URL)
+_DATA_URI: Final = re.compile(rf"data:image/[\w.+-]+(?:;[\w.+=-]+)*,{_URL_CHARS}*")
+# http(s) URLs joined by newlines (which no URL contains): a whole `images` list in one call.
+_PLAIN_IMAGES: Final = re.compile(rf"{_URL}(?:\n{_URL})*")
+_ASPECTS_OR_EMPTY: Final = frozenset({*ASPECT_RATIOS, ""})
+_PENDING: Final = ("pending", None, None)  # status, error, error_kind of a row to submit
+_NO_PROBLEMS: Final[Sequence[Problem]] = ()
+
 
 class RawJob(NamedTuple):
-    """One row as read from a file: its starting line, values, and (YAML) each field's line.
+    """One row as a reader found it. None or "" (how CSV says it) means the field is absent.
 
-    An empty string stands for a missing value (that is how CSV says it).
+    `field_lines` (YAML) gives the line of each field; `problems` are what the reader itself
+    found (a line that is not JSON, a CSV row with too many values).
     """
 
     line: int
-    values: dict[str, Any]
+    id: Any = None
+    prompt: Any = None
+    model: Any = None
+    images: Any = None
+    aspect_ratio: Any = None
+    enhance_prompt: Any = None
+    extras: dict[str, Any] | None = None  # every other field, passed to the provider
     field_lines: Mapping[str, int] | None = None
-    problems: tuple[Problem, ...] = ()  # found by the reader (bad JSON, wrong column count)
+    problems: tuple[Problem, ...] = ()
+
+    @classmethod
+    def from_mapping(
+        cls, line: int, values: Mapping[str, Any], field_lines: Mapping[str, int] | None = None
+    ) -> RawJob:
+        images = values.get("images")
+        extras = {k: v for k, v in values.items() if k not in _JOB_FIELD_SET}
+        return cls(
+            line,
+            values.get("id"),
+            values.get("prompt"),
+            values.get("model"),
+            [images] if type(images) is str and images else images,
+            values.get("aspect_ratio"),
+            values.get("enhance_prompt"),
+            extras or None,
+            field_lines,
+        )
+
+    @classmethod
+    def broken(cls, line: int, message: str) -> RawJob:
+        """A row the reader could not make sense of."""
+        return cls(line, problems=(Problem(line, None, message),))
 
     def line_of(self, name: str) -> int:
         if self.field_lines is None:
@@ -96,6 +122,8 @@ def image_problem(value: object) -> str | None:
         return f"must be a URL string, got {type(value).__name__}"
     if _HTTP_URL.fullmatch(value):
         return None
+    if not value.strip():
+        return "is empty (a stray '|' between URLs?)"
     if value.startswith(_URL_PREFIXES):
         return f"{_short(value)} is not a valid URL (no host, or a space or quote: write %20)"
     if value.startswith("data:"):
@@ -123,9 +151,6 @@ def _is_plain_image(value: object) -> bool:
     )
 
 
-_PENDING: Final = ("pending", None, None)  # status, error, error_kind of a row to submit
-
-
 def _json(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
@@ -138,12 +163,16 @@ def _bool_problem(value: object) -> str:
     return f"must be true or false, got {_short(str(value))}"
 
 
+def describe(problems: Sequence[Problem]) -> str:
+    """One line for the `error` column of a row stored invalid with --skip-invalid."""
+    return "; ".join(f"line {p.line}: {p.field}: {p.message}" for p in problems)
+
+
 class JobChecker:
     """Checks the rows of one load and turns them into `StoredRow`s of batch `batch_id`.
 
     It remembers the ids seen, so duplicates are found across the whole file, and counts rows
-    per model and per number of images for the summary. The common case (a valid row) runs
-    without building a single message: this is the loader's hot loop.
+    per model and per number of images for the summary.
     """
 
     def __init__(self, models: Mapping[str, ImageRange], batch_id: int = 0) -> None:
@@ -152,137 +181,170 @@ class JobChecker:
         self.model_counts: dict[str, int] = {}
         self.image_counts: dict[int, int] = {}
         self.ignored_fields: set[str] = set()
-        # The hashes of the refs seen so far (64 bits each), not the refs: a million ids then
-        # take ~70 MB instead of ~100 MB. Two different ids with the same hash (odds of about
-        # 1 in 30 million for a million rows) would be reported as a duplicate: a false alarm
-        # that stores nothing, never a row stored twice.
-        self._seen_refs: set[int] = set()
+        # The 64-bit hashes of the refs seen so far, not the refs: a million ids then take
+        # 16 MB instead of ~100 MB. Two different ids with the same hash (odds of about 1 in
+        # 30 million for a million rows) would be reported as a duplicate: a false alarm that
+        # stores nothing, never a row stored twice.
+        self._seen_refs = HashSet()
         self._name_problems: dict[str, str | None] = {}
 
-    def name_problem(self, name: str) -> str | None:
+    def check(self, raw: RawJob) -> tuple[StoredRow | None, Sequence[Problem]]:
+        """The row to store (status pending) and its problems.
+
+        With problems, the row is only stored with --skip-invalid (as failed); a row whose id is
+        taken by an earlier row comes back as None: it cannot be stored under that id at all.
+        """
+        _, ref, prompt, model, images, aspect, enhance, extras, _, problems = raw
+        if ref is None or ref == "":
+            ref = str(raw.line)
+        elif type(ref) is int:
+            ref = str(ref)
+        span = self.models.get(model) if type(model) is str else None
+        if (
+            problems
+            or span is None
+            or type(ref) is not str
+            or len(ref) > MAX_REF_CHARS
+            or ref.isspace()
+            or type(prompt) is not str
+            or not 0 < len(prompt) <= MAX_PROMPT_CHARS
+            or prompt.isspace()
+            or type(images) is not list
+            or not span.low <= len(images) <= span.high
+            or not (aspect is None or (type(aspect) is str and aspect in _ASPECTS_OR_EMPTY))
+            or not (enhance is None or enhance is True or enhance is False or enhance == "")
+        ):
+            return self._diagnose(raw)
+        try:
+            joined = "\n".join(images)
+        except TypeError:  # an entry that is not text
+            return self._diagnose(raw)
+        if _PLAIN_IMAGES.fullmatch(joined) is None and not all(map(_is_plain_image, images)):
+            return self._diagnose(raw)
+        extra = None
+        if extras is not None and (extra := self._plain_extras(extras)) is False:
+            return self._diagnose(raw)
+        if not self._seen_refs.add(hash(ref)):
+            return self._diagnose(raw)  # says which id is taken
+        self._count(model, len(images))
+        return (
+            self.batch_id, ref, raw.line, prompt, model, '["' + '", "'.join(images) + '"]',
+            aspect or None, None if enhance == "" else enhance, extra, *_PENDING,
+        ), _NO_PROBLEMS  # fmt: skip
+
+    def _count(self, model: str, images: int) -> None:
+        self.model_counts[model] = self.model_counts.get(model, 0) + 1
+        self.image_counts[images] = self.image_counts.get(images, 0) + 1
+
+    def _plain_extras(self, extras: dict[str, Any]) -> str | bool | None:
+        """Extras as JSON (None if none are left), or False if one needs a diagnosis."""
+        broken: list[str] = []
+        kept = self._checked_extras(extras, lambda name, _message: broken.append(name))
+        if broken:
+            return False
+        return _json(kept) if kept else None
+
+    def _name_problem(self, name: str) -> str | None:
         try:
             return self._name_problems[name]
         except KeyError:
             problem = self._name_problems[name] = field_name_problem(name)
             return problem
 
-    def check(self, raw: RawJob) -> tuple[StoredRow | None, list[Problem]]:
-        """The row to store (status pending) and its problems.
-
-        With problems, the row is only stored with --skip-invalid (as failed); a row whose id is
-        taken by an earlier row comes back as None: it cannot be stored under that id at all.
-        """
-        values = raw.values
-        line = raw.line
+    def _diagnose(self, raw: RawJob) -> tuple[StoredRow | None, Sequence[Problem]]:
+        """The slow path: every rule in turn, with a message for each one a row breaks."""
         problems: list[Problem] = list(raw.problems)
 
         def bad(name: str, message: str) -> None:
             problems.append(Problem(raw.line_of(name), name, message))
 
-        # id: the row's own reference, else its line number.
-        ref = values.get("id")
-        if ref is None or ref == "":
-            ref = str(line)
-        elif type(ref) is not str or len(ref) > MAX_REF_CHARS or not ref.strip():
-            if type(ref) is int:
-                ref = str(ref)
-            else:
-                what = f"must be 1 to {MAX_REF_CHARS} characters"
-                bad(
-                    "id",
-                    what
-                    if isinstance(ref, str)
-                    else f"must be text or a number, got {type(ref).__name__}",
-                )
-                ref = f"line:{line}"
-        ref_hash = hash(ref)
-        if ref_hash in self._seen_refs:
+        ref = self._ref(raw, bad)
+        if hash(ref) in self._seen_refs:
             bad("id", f"duplicate id {_short(ref)}: an earlier row has the same id")
             return None, problems
-        self._seen_refs.add(ref_hash)
+        self._seen_refs.add(hash(ref))
         if raw.problems:  # the reader could not make a row of it: nothing more to check
-            return (self.batch_id, ref, line, "", "", "[]", None, None, None, *_PENDING), problems
-
-        prompt = values.get("prompt")
-        if (
-            type(prompt) is not str
-            or not prompt
-            or len(prompt) > MAX_PROMPT_CHARS
-            or prompt.isspace()
-        ):
-            if isinstance(prompt, str) and len(prompt) > MAX_PROMPT_CHARS:
-                bad("prompt", f"is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
-            else:
-                bad(
-                    "prompt",
-                    "must be text"
-                    if prompt and not isinstance(prompt, str)
-                    else "missing or empty",
-                )
-                prompt = "" if prompt is None else str(prompt)
-
-        raw_model = values.get("model")
-        model: str = raw_model if type(raw_model) is str else str(raw_model or "")
-        span = self.models.get(model)
-        if span is None:
-            bad("model", self._model_problem(raw_model))
-
-        images = values.get("images")
-        if type(images) is str and images:
-            images = [images]
-        if (
-            type(images) is list
-            and images
-            and (span is None or span.low <= len(images) <= span.high)
-            and all(map(_is_plain_image, images))
-        ):
-            images_text = '["' + '", "'.join(images) + '"]'
-            image_count = len(images)
-        else:
-            images_text = self._images_problems(images, model, span, bad)
-            image_count = 0
-
-        aspect_ratio = values.get("aspect_ratio")
-        if aspect_ratio is not None and aspect_ratio not in ASPECT_RATIOS:
-            if aspect_ratio == "":
-                aspect_ratio = None
-            else:
-                bad(
-                    "aspect_ratio",
-                    f"must be one of {', '.join(ASPECT_RATIOS)}, got {_short(str(aspect_ratio))}",
-                )
-                aspect_ratio = None
-
-        enhance_prompt = values.get("enhance_prompt")
-        if enhance_prompt is not None and type(enhance_prompt) is not bool:
-            if enhance_prompt != "":
-                bad("enhance_prompt", _bool_problem(enhance_prompt))
-            enhance_prompt = None
-
-        extra = None
-        if not values.keys() <= _JOB_FIELD_SET:
-            extra_values = self._extras(values, bad)
-            extra = _json(extra_values) if extra_values else None
-
-        if not problems:
-            counts = self.model_counts
-            counts[model] = counts.get(model, 0) + 1
-            self.image_counts[image_count] = self.image_counts.get(image_count, 0) + 1
-        return (
-            (
+            return (
                 self.batch_id,
                 ref,
-                line,
-                prompt,
-                model,
-                images_text,
-                aspect_ratio,
-                enhance_prompt,
-                extra,
+                raw.line,
+                "",
+                "",
+                "[]",
+                None,
+                None,
+                None,
                 *_PENDING,
-            ),
-            problems,
-        )
+            ), problems
+
+        prompt = raw.prompt
+        if not isinstance(prompt, str) or not prompt.strip():
+            bad(
+                "prompt",
+                "must be text" if prompt and not isinstance(prompt, str) else "missing or empty",
+            )
+            prompt = "" if prompt is None else str(prompt)
+        elif len(prompt) > MAX_PROMPT_CHARS:
+            bad("prompt", f"is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+
+        model = raw.model if type(raw.model) is str else str(raw.model or "")
+        span = self.models.get(model)
+        if span is None:
+            bad("model", self._model_problem(raw.model))
+
+        images = raw.images
+        if type(images) is not list or not images:
+            empty = images is None or images in ("", [])
+            bad(
+                "images",
+                "missing; give 1 to 3 image URLs" if empty else "must be a list of image URLs",
+            )
+            images = images if type(images) is list else []
+        else:
+            if span is not None and not span.low <= len(images) <= span.high:
+                bad("images", f"{model} takes {span} image(s), got {len(images)}")
+            for index, image in enumerate(images, 1):
+                message = image_problem(image)
+                if message is not None:
+                    bad("images", f"image {index}: {message}" if len(images) > 1 else message)
+
+        aspect = raw.aspect_ratio or None
+        if aspect is not None and aspect not in ASPECT_RATIOS:
+            bad(
+                "aspect_ratio",
+                f"must be one of {', '.join(ASPECT_RATIOS)}, got {_short(str(aspect))}",
+            )
+            aspect = None
+
+        enhance = raw.enhance_prompt
+        if enhance == "":
+            enhance = None
+        elif enhance is not None and type(enhance) is not bool:
+            bad("enhance_prompt", _bool_problem(enhance))
+            enhance = None
+
+        extras = self._checked_extras(raw.extras or {}, bad)
+        if not problems:
+            self._count(model, len(images))
+        return (
+            self.batch_id, ref, raw.line, prompt, model, _json(images), aspect, enhance,
+            _json(extras) if extras else None, *_PENDING,
+        ), problems  # fmt: skip
+
+    @staticmethod
+    def _ref(raw: RawJob, bad: Callable[[str, str], None]) -> str:
+        ref = raw.id
+        if ref is None or ref == "":
+            return str(raw.line)
+        if type(ref) is int:
+            return str(ref)
+        if type(ref) is not str:
+            bad("id", f"must be text or a number, got {type(ref).__name__}")
+        elif len(ref) > MAX_REF_CHARS or ref.isspace():
+            bad("id", f"must be 1 to {MAX_REF_CHARS} characters")
+        else:
+            return ref
+        return f"line:{raw.line}"
 
     def _model_problem(self, model: object) -> str:
         if model is None or model == "":
@@ -291,49 +353,25 @@ class JobChecker:
         hint = f"did you mean {close[0]!r}?" if close else f"one of: {', '.join(self.models)}"
         return f"unknown model {_short(str(model))}; {hint}"
 
-    @staticmethod
-    def _images_problems(images: object, model: str, span: ImageRange | None, bad: Any) -> str:
-        """Report what is wrong with `images` (the slow path) and return it as JSON text."""
-        if type(images) is not list or not images:
-            empty = images is None or images in ("", [])
-            bad(
-                "images",
-                "missing; give 1 to 3 image URLs" if empty else "must be a list of image URLs",
-            )
-            return _json(images if type(images) is list else [])
-        if span is not None and not span.low <= len(images) <= span.high:
-            bad("images", f"{model} takes {span} image(s), got {len(images)}")
-        for index, image in enumerate(images, 1):
-            message = image_problem(image)
-            if message is not None:
-                bad("images", f"image {index}: {message}" if len(images) > 1 else message)
-        return _json(images)
-
-    def _extras(self, values: Mapping[str, Any], bad: Any) -> dict[str, Any]:
-        extra: dict[str, Any] = {}
-        for name, value in values.items():
-            if name in _JOB_FIELD_SET or value == "":
+    def _checked_extras(
+        self, extras: Mapping[str, Any], bad: Callable[[str, str], None]
+    ) -> dict[str, Any]:
+        kept: dict[str, Any] = {}
+        for name, value in extras.items():
+            if value == "" or value is None:
                 continue
             if name in OUTPUT_FIELDS:
                 self.ignored_fields.add(name)
                 continue
-            message = self.name_problem(name)
+            message = self._name_problem(name)
             if message is not None:
                 bad(name, message)
-            elif name in BOOL_FIELDS and not isinstance(value, bool):
+            elif name in BOOL_FIELDS and type(value) is not bool:
                 bad(name, _bool_problem(value))
-            elif name == "notify_hook" and (
-                not isinstance(value, str) or not value.startswith(_URL_PREFIXES)
+            elif name == "notify_hook" and not (
+                isinstance(value, str) and value.startswith(_URL_PREFIXES)
             ):
                 bad(name, "must be an http(s) URL")
             else:
-                extra[name] = value
-        return extra
-
-
-_JOB_FIELD_SET: Final = frozenset(JOB_FIELDS)
-
-
-def describe(problems: list[Problem]) -> str:
-    """One line for the `error` column of a row stored invalid with --skip-invalid."""
-    return "; ".join(f"line {p.line}: {p.field}: {p.message}" for p in problems)
+                kept[name] = value
+        return kept

@@ -14,9 +14,11 @@ thread then waits for the busy reading thread at every row.)
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection as Pipe
 
@@ -85,6 +87,26 @@ def load_rows(
     is true; `result.report` lists the problems either way. `reader_process` (default: where
     the platform can fork) reads and checks in a child process while this one writes.
     """
+    with _cyclic_gc_paused():
+        return _load(
+            engine, rows, batch, source, models, skip_invalid, dry_run, max_problems, progress,
+            position, reader_process,
+        )  # fmt: skip
+
+
+def _load(
+    engine: Engine | None,
+    rows: Iterable[RawJob],
+    batch: str,
+    source: str,
+    models: Mapping[str, ImageRange],
+    skip_invalid: bool,
+    dry_run: bool,
+    max_problems: int,
+    progress: Progress | None,
+    position: Position | None,
+    reader_process: bool | None,
+) -> LoadResult:
     result = LoadResult(
         batch=batch, report=ProblemReport(source, max_problems), skip_invalid=skip_invalid
     )
@@ -119,6 +141,19 @@ def load_rows(
     return result
 
 
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Loading allocates millions of short-lived tuples, all freed by reference counting;
+    the cycle collector would only walk them again and again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _chunks(
     rows: Iterable[RawJob], checker: JobChecker, result: LoadResult, position: Position | None
 ) -> Iterator[Chunk]:
@@ -128,23 +163,26 @@ def _chunks(
     stored), but every row is still checked so that the report is complete.
     """
     report, skip_invalid, check = result.report, result.skip_invalid, checker.check
+    storing = True  # until a row is invalid without --skip-invalid
     chunk: list[StoredRow] = []
     count = 0
     for count, raw in enumerate(rows, 1):
         row, problems = check(raw)
         if problems:
             report.add_row(problems)
-            if row is not None and skip_invalid:
+            if not skip_invalid:
+                storing = False
+            elif row is not None:
                 chunk.append((*row[:-3], _FAILED, describe(problems), _INVALID))
                 result.invalid_kept += 1
-        elif not report or skip_invalid:
+        elif storing:
             chunk.append(row)  # type: ignore[arg-type]  # a row without problems is not None
         if count % CHUNK_ROWS == 0:
-            yield count, position() if position else None, chunk if not result.rejected else []
+            yield count, position() if position else None, chunk if storing else []
             chunk = []
     result.rows = count
     result.valid = count - report.invalid_rows
-    yield count, position() if position else None, chunk if not result.rejected else []
+    yield count, position() if position else None, chunk if storing else []
 
 
 def _summarize(result: LoadResult, checker: JobChecker) -> LoadResult:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 DEFAULT_MAX_PROBLEMS = 50
@@ -31,7 +32,7 @@ class ProblemReport:
     invalid_rows: int = 0
     _seen: set[Problem] = field(default_factory=set)
 
-    def add_row(self, problems: list[Problem]) -> None:
+    def add_row(self, problems: Sequence[Problem]) -> None:
         """Record the problems of one invalid row."""
         self.invalid_rows += 1
         for problem in problems:

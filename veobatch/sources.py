@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import operator
 import os
 import sys
 from collections.abc import Callable, Generator, Iterator
@@ -22,8 +23,7 @@ from typing import IO, Any, Final
 import yaml
 
 from veobatch.errors import JobFileError
-from veobatch.jobspec import BOOL_FIELDS, RawJob, field_name_problem
-from veobatch.problems import Problem
+from veobatch.jobspec import BOOL_FIELDS, JOB_FIELDS, RawJob, field_name_problem
 
 FORMATS: Final = ("csv", "yaml", "jsonl")
 EXTENSIONS: Final = {
@@ -50,6 +50,8 @@ _BOOL_TEXT: Final[dict[str, bool]] = {
     "false": False, "no": False, "n": False, "0": False, "off": False,
 }  # fmt: skip
 
+_new_raw_job: Final = tuple.__new__
+
 csv.field_size_limit(64 * 1024 * 1024)  # data: URIs of images up to 20 MB sit in one field
 
 
@@ -63,7 +65,30 @@ class JobFile:
     size: int | None
 
     def rows(self) -> Iterator[RawJob]:
-        return _READERS[self.format](_text_lines(self.stream, self.name), self.name)
+        # Decoding happens in C, a block at a time; only a file that is not UTF-8 costs a
+        # second look, to say on which line it breaks.
+        text = io.TextIOWrapper(self.stream, encoding="utf-8-sig", newline="")
+        try:
+            yield from _READERS[self.format](text, self.name)
+        except UnicodeDecodeError as exc:
+            raise self._decode_error(exc) from None
+        finally:
+            text.detach()
+
+    def _decode_error(self, exc: UnicodeDecodeError) -> JobFileError:
+        byte = exc.object[exc.start]
+        advice = "save it as UTF-8 (in Excel: 'CSV UTF-8')"
+        if not self.stream.seekable():
+            return JobFileError(self.name, f"is not UTF-8 text (byte 0x{byte:02x}); {advice}")
+        self.stream.seek(0)
+        for number, raw in enumerate(self.stream, 1):
+            try:
+                (raw.removeprefix(_BOM) if number == 1 else raw).decode("utf-8")
+            except UnicodeDecodeError as found:
+                column, byte = found.start + 1, found.object[found.start]
+                message = f"is not UTF-8 text (byte 0x{byte:02x} at column {column}); {advice}"
+                return JobFileError(self.name, message, number)
+        return JobFileError(self.name, f"is not UTF-8 text (byte 0x{byte:02x}); {advice}")
 
     def position(self) -> int | None:
         try:
@@ -131,29 +156,11 @@ def _checked(job_file: JobFile) -> JobFile:
     return job_file
 
 
-def _text_lines(stream: IO[bytes], name: str) -> Iterator[str]:
-    """The file's lines as text, each checked to be UTF-8 (a leading BOM is dropped)."""
-    number = 0
-    for number, raw in enumerate(stream, 1):
-        chunk = raw.removeprefix(_BOM) if number == 1 else raw
-        try:
-            yield chunk.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise JobFileError(
-                name,
-                f"is not UTF-8 text (byte 0x{chunk[exc.start]:02x} at column {exc.start + 1}); "
-                "save it as UTF-8 (in Excel: 'CSV UTF-8')",
-                number,
-            ) from None
-        if b"\x00" in chunk:
-            raise JobFileError(name, "holds binary data (NUL bytes)", number)
-
-
 # ---------------------------------------------------------------------------------- CSV
 
 
-def read_csv(lines: Iterator[str], name: str) -> Iterator[RawJob]:
-    reader = csv.reader(lines)
+def read_csv(text: IO[str], name: str) -> Iterator[RawJob]:
+    reader = csv.reader(text)
     try:
         header = [column.strip() for column in next(reader)]
     except StopIteration:
@@ -162,8 +169,10 @@ def read_csv(lines: Iterator[str], name: str) -> Iterator[RawJob]:
         raise JobFileError(name, f"the header is not valid CSV: {exc}", 1) from None
     _check_header(header, name)
     width = len(header)
-    images_at = header.index("images")
-    bool_columns = [i for i, column in enumerate(header) if column in BOOL_FIELDS]
+    # One C call picks the job fields out of a row; an absent column reads the None that is
+    # appended to every row (index -1).
+    pick = operator.itemgetter(*(header.index(f) if f in header else -1 for f in JOB_FIELDS))
+    extra_columns = [(i, column) for i, column in enumerate(header) if column not in JOB_FIELDS]
     rows = 0
     while True:
         start = reader.line_num + 1
@@ -172,23 +181,42 @@ def read_csv(lines: Iterator[str], name: str) -> Iterator[RawJob]:
         except StopIteration:
             break
         except csv.Error as exc:
-            raise JobFileError(name, f"not valid CSV: {exc}", start) from None
+            message = (
+                "holds binary data (NUL bytes)" if "NUL" in str(exc) else f"not valid CSV: {exc}"
+            )
+            raise JobFileError(name, message, start) from None
+        rows += 1
         if len(row) != width:
             if not any(cell.strip() for cell in row):
+                rows -= 1
                 continue  # a blank line, or a line of bare commas
-            problem = Problem(start, None, f"the row has {len(row)} values, the header {width}")
-            rows += 1
-            yield RawJob(start, {}, problems=(problem,))
+            yield RawJob.broken(start, f"the row has {len(row)} values, the header {width}")
             continue
-        cells = row[images_at]
-        row[images_at] = [part.strip() for part in cells.split("|")] if cells else ""
-        for index in bool_columns:
-            row[index] = _BOOL_TEXT.get(row[index].lower(), row[index])
-        values = dict(zip(header, row, strict=True))
-        rows += 1
-        yield RawJob(start, values)
+        extras = (
+            {column: _csv_value(column, row[i]) for i, column in extra_columns}
+            if extra_columns
+            else None
+        )
+        row.append(None)
+        ref, prompt, model, cell, aspect, enhance = pick(row)
+        images = cell.split("|") if cell else None
+        if images and (" " in cell or "\t" in cell):
+            images = [part.strip() for part in images]
+        if enhance:
+            enhance = _BOOL_TEXT.get(enhance.lower(), enhance)
+        # tuple.__new__ skips the Python-level __new__ of a NamedTuple: this runs per row.
+        yield _new_raw_job(
+            RawJob, (start, ref, prompt, model, images, aspect, enhance, extras, None, ())
+        )
     if rows == 0:
         raise JobFileError(name, "has a header but no rows: no jobs to load")
+
+
+def _csv_value(column: str, text: str) -> Any:
+    """A CSV cell of an extra column: booleans for the boolean fields we know, else text."""
+    if column in BOOL_FIELDS and text:
+        return _BOOL_TEXT.get(text.lower(), text)
+    return text
 
 
 def _check_header(header: list[str], name: str) -> None:
@@ -215,33 +243,27 @@ def _check_header(header: list[str], name: str) -> None:
 # ---------------------------------------------------------------------------------- JSONL
 
 
-def read_jsonl(lines: Iterator[str], name: str) -> Iterator[RawJob]:
+def read_jsonl(text: IO[str], name: str) -> Iterator[RawJob]:
     rows = 0
-    for number, text in enumerate(lines, 1):
-        if not text.strip():
+    for number, line in enumerate(text, 1):
+        if not line.strip():
             continue
         try:
-            value = json.loads(text)
+            value = json.loads(line)
         except json.JSONDecodeError as exc:
             if rows == 0:
                 raise JobFileError(
                     name, f"is not JSON Lines: {exc.msg} at column {exc.colno}", number
                 ) from None
-            yield RawJob(
-                number,
-                {},
-                problems=(
-                    Problem(number, None, f"not valid JSON: {exc.msg} at column {exc.colno}"),
-                ),
-            )
+            yield RawJob.broken(number, f"not valid JSON: {exc.msg} at column {exc.colno}")
         else:
             if not isinstance(value, dict):
                 message = f"each line must be a JSON object, this one is {type(value).__name__}"
                 if rows == 0:
                     raise JobFileError(name, message, number)
-                yield RawJob(number, {}, problems=(Problem(number, None, message),))
+                yield RawJob.broken(number, message)
             else:
-                yield RawJob(number, value)
+                yield RawJob.from_mapping(number, value)
         rows += 1
     if rows == 0:
         raise JobFileError(name, "is empty: no jobs to load")
@@ -252,12 +274,12 @@ def read_jsonl(lines: Iterator[str], name: str) -> Iterator[RawJob]:
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def read_yaml(lines: Iterator[str], name: str) -> Iterator[RawJob]:
+def read_yaml(text: IO[str], name: str) -> Iterator[RawJob]:
     """`defaults:` (optional, before `jobs:`) and `jobs:`, or a bare list of jobs.
 
     Jobs are composed one at a time from the parser's events, keeping each field's line.
     """
-    loader = _Loader(_LineStream(lines))
+    loader = _Loader(text)
     try:
         yield from _YamlJobs(loader, name).read()
     except yaml.MarkedYAMLError as exc:
@@ -268,25 +290,6 @@ def read_yaml(lines: Iterator[str], name: str) -> Iterator[RawJob]:
         raise JobFileError(name, f"YAML error: {exc}") from None
     finally:
         loader.dispose()
-
-
-class _LineStream:
-    """A `read(size)` over checked text lines, which is all a YAML loader needs."""
-
-    def __init__(self, lines: Iterator[str]) -> None:
-        self._lines = lines
-        self._buffer = ""
-
-    def read(self, size: int = -1) -> str:
-        while size < 0 or len(self._buffer) < size:
-            line = next(self._lines, None)
-            if line is None:
-                break
-            self._buffer += line
-        if size < 0:
-            size = len(self._buffer)
-        out, self._buffer = self._buffer[:size], self._buffer[size:]
-        return out
 
 
 class _YamlJobs:
@@ -360,13 +363,13 @@ class _YamlJobs:
             count += 1
             if not isinstance(node, yaml.MappingNode):
                 message = f"each job must be a mapping of fields, this one is {_kind(node)}"
-                yield RawJob(line, {}, problems=(Problem(line, None, message),))
+                yield RawJob.broken(line, message)
                 continue
             values, lines = self._fields(node)
             if self.defaults:
                 values = {**self.defaults, **values}
                 lines = {**self.default_lines, **lines}
-            yield RawJob(line, values, lines)
+            yield RawJob.from_mapping(line, values, lines)
         loader.get_event()
         return count
 
@@ -428,7 +431,7 @@ def _kind(node: yaml.Node) -> str:
     return "a list" if isinstance(node, yaml.SequenceNode) else "a mapping"
 
 
-_READERS: Final[dict[str, Callable[[Iterator[str], str], Iterator[RawJob]]]] = {
+_READERS: Final[dict[str, Callable[[IO[str], str], Iterator[RawJob]]]] = {
     "csv": read_csv,
     "yaml": read_yaml,
     "jsonl": read_jsonl,

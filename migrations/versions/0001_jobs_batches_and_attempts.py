@@ -77,9 +77,6 @@ def upgrade() -> None:
             "'in_doubt', 'cancelled')",
             name=op.f("ck_jobs_status"),
         ),
-        sa.ForeignKeyConstraint(
-            ["batch_id"], ["batches.id"], name=op.f("fk_jobs_batch_id_batches"), ondelete="CASCADE"
-        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
         sa.UniqueConstraint("batch_id", "ref", name=op.f("uq_jobs_batch_id_ref")),
     )
