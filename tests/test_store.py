@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from veobatch import db
 from veobatch.catalog import DEFAULT_MODELS
-from veobatch.errors import BatchStateError
+from veobatch.errors import BatchStateError, JobFileError
 from veobatch.export import export_rows, write_export
 from veobatch.jobspec import RawJob
 from veobatch.loader import CHUNK_ROWS, LoadResult, load_rows
@@ -193,3 +193,46 @@ def test_timestamps_come_back_in_utc(engine: Engine) -> None:
         created = conn.execute(sa.text("SELECT created_at FROM jobs")).scalar_one()
     assert summary.created_at.tzinfo is not None
     assert created is not None
+
+
+@pytest.mark.parametrize("reader_process", [True, False], ids=["forked-reader", "in-process"])
+def test_both_ways_of_loading_store_the_same_rows(
+    engine: Engine, tmp_path: Path, reader_process: bool
+) -> None:
+    path = tmp_path / "jobs.csv"
+    lines = ["id,prompt,model,images,enhance_prompt,seed"]
+    lines += [f"r{n},prompt {n},veo3.1,{URL}|{URL},{n % 2 == 0},{n}" for n in range(CHUNK_ROWS + 7)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with open_job_file(str(path)) as job_file:
+        result = load_rows(
+            engine, job_file.rows(), batch="b", source=str(path), models=DEFAULT_MODELS,
+            reader_process=reader_process,
+        )  # fmt: skip
+    assert (result.rows, result.valid, result.stored) == (
+        CHUNK_ROWS + 7,
+        CHUNK_ROWS + 7,
+        CHUNK_ROWS + 7,
+    )
+    assert result.image_counts == {2: CHUNK_ROWS + 7}
+    with engine.connect() as conn:
+        last = conn.execute(select_jobs(batch_id(conn, "b"), refs=[f"r{CHUNK_ROWS + 6}"])).one()
+    assert last.line == CHUNK_ROWS + 8
+    assert last.enhance_prompt is True
+    assert last.extra == {"seed": str(CHUNK_ROWS + 6)}
+
+
+@pytest.mark.parametrize("reader_process", [True, False], ids=["forked-reader", "in-process"])
+def test_a_file_that_breaks_after_many_rows_stores_nothing(
+    engine: Engine, tmp_path: Path, reader_process: bool
+) -> None:
+    path = tmp_path / "jobs.csv"
+    good = "".join(f"r{n},prompt,veo3.1,{URL}\n" for n in range(3 * CHUNK_ROWS))
+    path.write_bytes(f"id,prompt,model,images\n{good}bad,caf\xe9,veo3.1,{URL}\n".encode("latin-1"))
+    with pytest.raises(JobFileError) as info, open_job_file(str(path)) as job_file:
+        load_rows(
+            engine, job_file.rows(), batch="b", source=str(path), models=DEFAULT_MODELS,
+            reader_process=reader_process,
+        )  # fmt: skip
+    assert info.value.line == 3 * CHUNK_ROWS + 2
+    assert "is not UTF-8 text (byte 0xe9 at column 8)" in str(info.value)
+    assert table_counts(engine) == (0, 0)
