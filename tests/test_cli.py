@@ -188,3 +188,10 @@ def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
     assert result.exit_code == ExitCode.DATABASE
     assert "cannot open the database postgresql+psycopg://nobody@127.0.0.1:1/none" in result.stderr
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("name", ["", "  padded  ", "x" * 201])
+def test_bad_batch_names_are_refused(sqlite_run: Cli, name: str) -> None:
+    result = sqlite_run("load", EXAMPLE, "--batch", name)
+    assert result.exit_code == ExitCode.USAGE
+    assert "a batch name is 1 to 200 characters" in result.output

@@ -171,7 +171,7 @@ def load(
       veo-batch load products.csv --batch spring-sale
       generate-jobs | veo-batch load - --format jsonl --batch nightly
     """
-    name = batch_name or _batch_name_from(file)
+    name = _batch_name(batch_name, file)
     started = time.monotonic()
     engine = None if dry_run else app.engine
     with open_job_file(file, file_format) as job_file:
@@ -192,10 +192,17 @@ def load(
         sys.exit(ExitCode.INVALID_ROWS)
 
 
-def _batch_name_from(file: str) -> str:
-    if file == "-":
-        raise JobFileError("<stdin>", "name the batch with --batch when reading standard input")
-    return Path(file).name.rsplit(".", 1)[0] or Path(file).name
+def _batch_name(given: str | None, file: str) -> str:
+    """The --batch name, else the file's name without its extension."""
+    if given is None:
+        if file == "-":
+            raise JobFileError("<stdin>", "name the batch with --batch when reading standard input")
+        given = Path(file).name.rsplit(".", 1)[0] or Path(file).name
+    if not given.strip() or given != given.strip() or len(given) > 200:
+        raise click.BadParameter(
+            "a batch name is 1 to 200 characters, without spaces around it", param_hint="--batch"
+        )
+    return given
 
 
 def _progress_printer(size: int | None) -> Progress | None:
@@ -241,11 +248,11 @@ def _print_load(name: str, result: LoadResult, dry_run: bool, seconds: float) ->
             fg="red",
         )
         return
-    rate = result.rows / seconds if seconds > 0 else 0.0
+    rate = f" ({result.rows / seconds:,.0f} rows/s)" if result.rows >= 10_000 else ""
     kind = "new" if result.created else "existing"
     click.echo(
         f"batch {result.batch!r} ({kind}): stored {result.stored:,} "
-        f"rows in {seconds:.1f} s ({rate:,.0f} rows/s)"
+        f"rows in {seconds:.1f} s{rate}"
         + (
             f"; {result.already_present:,} were already in the batch"
             if result.already_present
