@@ -306,15 +306,33 @@ def status(app: App, name: str | None) -> None:
 
 
 def _split(values: Sequence[str]) -> list[str]:
+    """Values given as repeated options and/or separated by commas."""
     return [part.strip() for value in values for part in value.split(",") if part.strip()]
 
 
+def _one_of(allowed: Sequence[str], what: str) -> Callable[..., list[str]]:
+    """A click callback: the option's values, split on commas, each one of `allowed`."""
+
+    def check(_ctx: click.Context, _param: click.Parameter, values: Sequence[str]) -> list[str]:
+        chosen = _split(values)
+        unknown = [v for v in chosen if v not in allowed]
+        if unknown:
+            raise click.BadParameter(
+                f"unknown {what} {', '.join(unknown)}; one of {', '.join(allowed)}"
+            )
+        return chosen
+
+    return check
+
+
+ERROR_KINDS = tuple(kind.value for kind in ErrorKind)
 status_option = click.option(
     "--status",
     "-s",
     "statuses",
     multiple=True,
     metavar="STATUS",
+    callback=_one_of(STATUS_ORDER, "status"),
     help=f"Only rows in this status (repeat or comma-separate): {', '.join(STATUS_ORDER)}.",
 )
 kind_option = click.option(
@@ -323,18 +341,9 @@ kind_option = click.option(
     "kinds",
     multiple=True,
     metavar="KIND",
-    help=f"Only rows with this error kind: {', '.join(k.value for k in ErrorKind)}.",
+    callback=_one_of(ERROR_KINDS, "error kind"),
+    help=f"Only rows with this error kind: {', '.join(ERROR_KINDS)}.",
 )
-
-
-def _checked(values: Sequence[str], allowed: Sequence[str], what: str) -> list[str]:
-    chosen = _split(values)
-    unknown = [v for v in chosen if v not in allowed]
-    if unknown:
-        raise click.BadParameter(
-            f"unknown {what} {', '.join(unknown)}; one of {', '.join(allowed)}"
-        )
-    return chosen
 
 
 @cli.command()
@@ -365,10 +374,8 @@ def jobs(
       veo-batch jobs spring-sale --status failed
       veo-batch jobs spring-sale --kind invalid,server --limit 0
     """
-    wanted = _checked(statuses, STATUS_ORDER, "status")
-    kinds_wanted = _checked(kinds, [k.value for k in ErrorKind], "error kind")
     with app.engine.connect() as conn:
-        query = select_jobs(batch_id(conn, name), wanted, kinds_wanted, _split(refs))
+        query = select_jobs(batch_id(conn, name), statuses, kinds, _split(refs))
         total = count_jobs(conn, query)
         rows = []
         for job in stream_jobs(conn, query.limit(limit) if limit else query):
@@ -430,10 +437,8 @@ def export(
       veo-batch export spring-sale -o failed.jsonl --status failed
     """
     fmt = export_format(output, out_format) if output != "-" else (out_format or "csv")
-    wanted = _checked(statuses, STATUS_ORDER, "status")
-    kinds_wanted = _checked(kinds, [k.value for k in ErrorKind], "error kind")
     with app.engine.connect() as conn:
-        columns, rows = export_rows(conn, select_jobs(batch_id(conn, name), wanted, kinds_wanted))
+        columns, rows = export_rows(conn, select_jobs(batch_id(conn, name), statuses, kinds))
         count = write_export(output, fmt, columns, rows, stdout=sys.stdout)
     if output != "-":
         click.echo(f"wrote {count:,} rows to {output}", err=True)
