@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -16,6 +17,7 @@ from veobatch import db
 from veobatch.errors import DatabaseError, ExitCode, JobFileError, VeoBatchError
 from veobatch.export import EXPORT_FORMATS, export_format, export_rows, write_export
 from veobatch.loader import LoadResult, Progress, load_rows
+from veobatch.mockapi import MockConfig, MockProvider
 from veobatch.problems import DEFAULT_MAX_PROBLEMS
 from veobatch.settings import SETTINGS, Settings
 from veobatch.sources import FORMATS, open_job_file
@@ -470,6 +472,82 @@ def current(app: App) -> None:
     click.echo(
         f"{db.safe_url(url)}: at revision {revision or 'none'}; newest is {db.head_revision()}"
     )
+
+
+# ---------------------------------------------------------------------------------- mock-api
+
+
+@cli.command("mock-api")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8787, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--key",
+    envvar="VEO_API_KEY",
+    default="mock-key",
+    show_default=True,
+    help="The API key it accepts (default: VEO_API_KEY when set).",
+)
+@click.option("--limit", type=click.IntRange(min=1), help="Requests allowed per --window.")
+@click.option(
+    "--window",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0.001),
+    help="Seconds of the sliding request window.",
+)
+@click.option("--balance", type=click.IntRange(min=0), help="Tasks it creates before 403 quota.")
+@click.option(
+    "--task-seconds",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="How long a task takes to finish.",
+)
+@click.option(
+    "--failure-rate",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of tasks that end in FAILURE.",
+)
+@click.option("--seed", default=0, show_default=True, help="Seed of the failure draw.")
+def mock_api(
+    host: str,
+    port: int,
+    key: str,
+    limit: int | None,
+    window: float,
+    balance: int | None,
+    task_seconds: float,
+    failure_rate: float,
+    seed: int,
+) -> None:
+    """Serve a local stand-in for the Veo relay API: both endpoints, its error shapes and
+    limits, and faults on demand. Nothing is spent; use it for dry runs, demos and tests.
+
+    A marker in a job's prompt asks for a fault: [mock:status=502], [mock:drop-before],
+    [mock:drop-after], [mock:slow=SECONDS], [mock:fail], [mock:no-task-id].
+    GET /_mock/stats tells requests, 429s, the busiest window and tasks per prompt.
+
+    \b
+    Examples:
+      veo-batch mock-api --port 8787 --limit 20 --window 60
+      VEO_API_BASE=http://127.0.0.1:8787 VEO_API_KEY=mock-key veo-batch ...
+    """
+    config = MockConfig(
+        api_key=key,
+        limit=limit,
+        window=window,
+        balance=balance,
+        task_seconds=task_seconds,
+        failure_rate=failure_rate,
+        seed=seed,
+    )
+    server = MockProvider(config, host, port)
+    where = "from VEO_API_KEY" if key != "mock-key" else "mock-key"
+    click.echo(f"mock provider on {server.url} (key: {where}); Ctrl-C stops it", err=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
 
 
 def main() -> None:

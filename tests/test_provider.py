@@ -1,0 +1,235 @@
+"""The provider client against the mock provider over real HTTP, and its error classification."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from veobatch.mockapi import MockConfig, MockProvider
+from veobatch.provider import ProviderClient, ProviderError, classify, error_message, job_payload
+from veobatch.settings import Secret
+from veobatch.states import ErrorKind
+
+KEY = "test-key-not-real"
+IMAGE = "https://img.example.com/a.jpg"
+
+
+@pytest.fixture
+def mock() -> Iterator[MockProvider]:
+    with MockProvider(MockConfig(api_key=KEY)) as provider:
+        yield provider
+
+
+@pytest.fixture
+def client(mock: MockProvider) -> Iterator[ProviderClient]:
+    with ProviderClient(mock.url, Secret(KEY), read_timeout=1.0) as client:
+        yield client
+
+
+def submit(client: ProviderClient, prompt: str) -> str:
+    return client.submit(job_payload(prompt, "veo3.1", [IMAGE]))
+
+
+def failure(client: ProviderClient, prompt: str) -> ProviderError:
+    with pytest.raises(ProviderError) as info:
+        submit(client, prompt)
+    return info.value
+
+
+def test_submit_then_query_until_success(mock: MockProvider, client: ProviderClient) -> None:
+    mock.state.config.task_seconds = 0.3
+    task_id = submit(client, "a fox")
+    assert ":" in task_id  # like the relay's ids; the query must quote it
+    first = client.query(task_id)
+    assert first.status in {"NOT_START", "IN_PROGRESS"}
+    assert not first.finished
+    deadline = time.monotonic() + 5
+    state = first
+    while not state.finished and time.monotonic() < deadline:
+        state = client.query(task_id)
+    assert state.succeeded
+    assert state.video_url is not None
+    assert state.video_url.endswith(".mp4")
+    assert state.progress == "100%"
+    assert mock.stats()["created_by_prompt"] == {"a fox": 1}
+
+
+def test_a_failed_task_carries_the_reason(client: ProviderClient) -> None:
+    state = client.query(submit(client, "a fox [mock:fail]"))
+    assert state.status == "FAILURE"
+    assert state.fail_reason == "视频生成失败：内容审核未通过"
+    assert state.video_url is None
+
+
+@pytest.mark.parametrize(
+    ("prompt", "kind", "status", "message", "created"),
+    [
+        ("[mock:status=400] x", ErrorKind.INVALID, 400, "模拟错误 400", 0),
+        ("[mock:status=500] x", ErrorKind.SERVER, 500, "模拟错误 500", 0),
+        ("[mock:status=502] x", ErrorKind.SERVER, 502, "an HTML page (502 Bad Gateway)", 0),
+        ("[mock:drop-before] x", ErrorKind.AMBIGUOUS, None, "RemoteProtocolError", 0),
+        ("[mock:drop-after] x", ErrorKind.AMBIGUOUS, None, "RemoteProtocolError", 1),
+        ("[mock:slow=3] x", ErrorKind.AMBIGUOUS, None, "ReadTimeout", 1),
+        ("[mock:no-task-id] x", ErrorKind.BAD_ANSWER, 200, "200 without a task_id", 1),
+    ],
+)
+def test_each_fault_gets_its_kind(
+    mock: MockProvider,
+    client: ProviderClient,
+    prompt: str,
+    kind: ErrorKind,
+    status: int | None,
+    message: str,
+    created: int,
+) -> None:
+    error = failure(client, prompt)
+    assert (error.kind, error.http_status) == (kind, status)
+    assert message in error.message
+    assert mock.stats()["created_by_prompt"].get(prompt, 0) == created
+
+
+def test_wrong_key_is_auth(mock: MockProvider) -> None:
+    with ProviderClient(mock.url, Secret("wrong-key-123")) as client:
+        error = failure(client, "x")
+    assert (error.kind, error.http_status, error.message) == (ErrorKind.AUTH, 401, "无效的令牌")
+    assert "wrong-key-123" not in str(error)
+
+
+def test_missing_images_is_invalid_with_the_providers_words(client: ProviderClient) -> None:
+    with pytest.raises(ProviderError) as info:
+        client.submit({"prompt": "x", "model": "veo3.1", "images": []})
+    assert info.value.kind == ErrorKind.INVALID
+    assert info.value.message == "参数错误：缺少 images"
+
+
+def test_no_balance_is_quota(mock: MockProvider, client: ProviderClient) -> None:
+    mock.state.config.balance = 1
+    submit(client, "first")
+    error = failure(client, "second")
+    assert (error.kind, error.http_status) == (ErrorKind.QUOTA, 403)
+    assert mock.stats()["created"] == 1
+
+
+def test_over_the_window_is_rate_limited_without_retry_after(
+    mock: MockProvider, client: ProviderClient
+) -> None:
+    mock.state.config.limit, mock.state.config.window = 2, 60.0
+    submit(client, "a")
+    submit(client, "b")
+    error = failure(client, "c")
+    assert (error.kind, error.http_status, error.retry_after) == (ErrorKind.RATE_LIMITED, 429, None)
+    assert error.message == "您已达到请求数限制：1分钟内最多请求2次"
+    stats = mock.stats()
+    assert (stats["rejected_429"], stats["busiest_window"], stats["created"]) == (1, 3, 2)
+
+
+def test_nothing_listening_is_network() -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with ProviderClient(f"http://127.0.0.1:{port}", Secret(KEY)) as client:
+        error = failure(client, "x")
+    assert error.kind == ErrorKind.NETWORK
+
+
+def test_unknown_task_is_invalid(client: ProviderClient) -> None:
+    with pytest.raises(ProviderError) as info:
+        client.query("veo3:0-nope")
+    assert (info.value.kind, info.value.http_status) == (ErrorKind.INVALID, 404)
+    assert info.value.message == "task_not_exist"
+
+
+# ---------------------------------------------------------------------------------- pure
+
+
+def transport_client(handler: httpx.MockTransport) -> ProviderClient:
+    return ProviderClient("https://relay.example", Secret("sk-secret-key-xyz"), transport=handler)
+
+
+@pytest.mark.parametrize(
+    ("exception", "kind"),
+    [
+        (httpx.ConnectTimeout("timed out"), ErrorKind.NETWORK),
+        (httpx.ConnectError("refused"), ErrorKind.NETWORK),
+        (httpx.ReadTimeout("timed out"), ErrorKind.AMBIGUOUS),
+        (httpx.WriteError("broken pipe"), ErrorKind.AMBIGUOUS),
+        (httpx.RemoteProtocolError("disconnected"), ErrorKind.AMBIGUOUS),
+    ],
+)
+def test_transport_failures(exception: httpx.TransportError, kind: ErrorKind) -> None:
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise exception
+
+    with transport_client(httpx.MockTransport(fail)) as client:
+        error = failure(client, "x")
+    assert error.kind == kind
+    with (
+        transport_client(httpx.MockTransport(fail)) as client,
+        pytest.raises(ProviderError) as info,
+    ):
+        client.query("t")
+    assert info.value.kind == ErrorKind.NETWORK  # a GET creates nothing: always safe to retry
+
+
+def test_the_key_is_never_in_a_message_even_when_echoed() -> None:
+    def echo(request: httpx.Request) -> httpx.Response:
+        token = request.headers["Authorization"]
+        return httpx.Response(401, json={"error": {"message": f"bad token {token}"}})
+
+    with transport_client(httpx.MockTransport(echo)) as client:
+        error = failure(client, "x")
+    assert "sk-secret-key-xyz" not in str(error)
+    assert "sk-secret-key-xyz" not in error.message
+    assert error.message == "bad token Bearer ***"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "kind", "retry_after"),
+    [
+        (
+            429,
+            b'{"error": {"message": "slow down"}}',
+            {"retry-after": "7"},
+            ErrorKind.RATE_LIMITED,
+            7.0,
+        ),
+        (
+            403,
+            b'{"error": {"message": "x", "code": "insufficient_user_quota"}}',
+            {},
+            ErrorKind.QUOTA,
+            None,
+        ),
+        (403, '{"message": "用户额度不足"}'.encode(), {}, ErrorKind.QUOTA, None),
+        (403, b'{"message": "model not allowed for this token"}', {}, ErrorKind.AUTH, None),
+        (408, b"", {}, ErrorKind.SERVER, None),
+        (413, b"too large", {}, ErrorKind.INVALID, None),
+        (504, b"<html><title>504 Gateway Time-out</title></html>", {}, ErrorKind.SERVER, None),
+    ],
+)
+def test_classify(
+    status: int, body: bytes, headers: dict[str, str], kind: ErrorKind, retry_after: float | None
+) -> None:
+    error = classify(status, body, headers)
+    assert (error.kind, error.retry_after) == (kind, retry_after)
+
+
+def test_error_message_shapes() -> None:
+    assert error_message(b'{"error": {"message": "a", "type": "new_api_error"}}') == "a"
+    assert error_message(b'{"code": "c", "message": "b", "data": null}') == "b"
+    assert error_message(b"<html><title>502 Bad Gateway</title></html>") == (
+        "an HTML page (502 Bad Gateway)"
+    )
+    assert error_message(b"") == "(empty body)"
+
+
+def test_payload_passes_extra_fields_through() -> None:
+    body = job_payload("p", "veo3.1", [IMAGE], "9:16", True, {"enable_upsample": True})
+    assert body == {
+        "enable_upsample": True, "prompt": "p", "model": "veo3.1", "images": [IMAGE],
+        "aspect_ratio": "9:16", "enhance_prompt": True,
+    }  # fmt: skip

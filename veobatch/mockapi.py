@@ -1,0 +1,319 @@
+"""A local stand-in for the Veo relay API, with the provider's habits, for tests and dry runs.
+
+It speaks both endpoints over real HTTP, with the relay's error shapes (see shared/API.md):
+
+- a sliding-window request limit over every request that arrives, answered with 429 and a
+  Chinese message, without Retry-After;
+- a wrong key answered 401 (`无效的令牌`); a balance that runs out, 403
+  `insufficient_user_quota`; a body without prompt, model or images, 400;
+- tasks that take `task_seconds` and end in FAILURE at `failure_rate`;
+- faults on demand, asked for by a marker in the prompt, so a test can give each row its own:
+  `[mock:status=502]` (502 is an HTML page, like a proxy's), `[mock:drop-before]` (connection
+  closed before a task exists), `[mock:drop-after]` (task created, then the connection
+  closed), `[mock:slow=SECONDS]` (task created, answer late), `[mock:fail]` (the task ends in
+  FAILURE), `[mock:no-task-id]` (200 without a task_id).
+
+It counts tasks created per prompt (`GET /_mock/stats`), so a test can see a job paid for
+twice, and records every request's arrival to report the busiest window.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import re
+import socket
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from dataclasses import asdict, dataclass, field, fields
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Final
+from urllib.parse import unquote
+
+from veobatch.provider import SUBMIT_PATH
+
+_MARKER: Final = re.compile(r"\[mock:([a-z-]+)(?:=([^\]]*))?\]")
+_HTML_502: Final = (
+    "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway"
+    "</h1></center><hr><center>nginx</center></body></html>"
+)
+
+
+@dataclass
+class MockConfig:
+    api_key: str = "mock-key"
+    limit: int | None = None  # requests allowed per `window` seconds (every route counts)
+    window: float = 60.0
+    balance: int | None = None  # tasks that can still be created; None: no end
+    task_seconds: float = 0.0  # time from creation to SUCCESS or FAILURE
+    failure_rate: float = 0.0  # share of tasks that end in FAILURE
+    seed: int = 0
+
+
+@dataclass
+class _Task:
+    task_id: str
+    prompt: str
+    created: float
+    fails: bool
+
+
+@dataclass
+class MockState:
+    """Everything the mock remembers; one lock guards it (handlers run on many threads)."""
+
+    config: MockConfig
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    tasks: dict[str, _Task] = field(default_factory=dict)
+    created_by_prompt: Counter[str] = field(default_factory=Counter)
+    arrivals: deque[float] = field(default_factory=deque)  # within the last window
+    requests: int = 0
+    rejected_429: int = 0
+    busiest_window: int = 0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def arrive(self, now: float) -> bool:
+        """Record one request; False if it is over the limit (it still counts, as on relays)."""
+        config = self.config
+        self.requests += 1
+        self.arrivals.append(now)
+        while self.arrivals and self.arrivals[0] <= now - config.window:
+            self.arrivals.popleft()
+        self.busiest_window = max(self.busiest_window, len(self.arrivals))
+        if config.limit is not None and len(self.arrivals) > config.limit:
+            self.rejected_429 += 1
+            return False
+        return True
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "created": sum(self.created_by_prompt.values()),
+            "rejected_429": self.rejected_429,
+            "busiest_window": self.busiest_window,
+            "limit": self.config.limit,
+            "window": self.config.window,
+            "balance": self.config.balance,
+            "created_by_prompt": dict(self.created_by_prompt),
+        }
+
+
+def _error(message: str, code: str | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"message": message, "type": "new_api_error"}
+    if code:
+        error["code"] = code
+    return {"error": error}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as a relay behind nginx
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests run thousands
+        pass
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _reply(self, status: int, body: dict[str, Any] | str) -> None:
+        payload = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
+        data = payload.encode()
+        self.send_response(status)
+        kind = "text/html" if isinstance(body, str) else "application/json; charset=utf-8"
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _drop(self) -> None:
+        """Close the connection without a word, as a crashed proxy would."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return None
+
+    def _admitted(self) -> bool:
+        """The key and the request limit, as every relay route checks them."""
+        state = self.server.state
+        with state.lock:
+            allowed = state.arrive(time.monotonic())
+            key = state.config.api_key
+        if self.headers.get("Authorization") != f"Bearer {key}":
+            self._reply(401, _error("无效的令牌"))
+            return False
+        if not allowed:
+            window = state.config.window
+            span = f"{window / 60:g}分钟" if window >= 60 else f"{window:g}秒"
+            message = f"您已达到请求数限制：{span}内最多请求{state.config.limit}次"
+            self._reply(429, _error(message))
+            return False
+        return True
+
+    # ------------------------------------------------------------------ routes
+
+    def do_POST(self) -> None:
+        if self.path == "/_mock/config":
+            self._configure()
+            return
+        if self.path != SUBMIT_PATH:
+            self._reply(404, _error(f"Invalid URL (POST {self.path})"))
+            return
+        body = self._body()
+        if not self._admitted():
+            return
+        if not isinstance(body, dict):
+            self._reply(400, _error("请求体不是有效的JSON"))
+            return
+        missing = [k for k in ("prompt", "model", "images") if not body.get(k)]
+        if missing:
+            self._reply(400, _error(f"参数错误：缺少 {', '.join(missing)}"))
+            return
+        prompt = str(body["prompt"])
+        markers = dict(_MARKER.findall(prompt))
+        if "status" in markers:
+            status = int(markers["status"])
+            if status == 502:
+                self._reply(502, _HTML_502)
+            else:
+                self._reply(status, _error(f"模拟错误 {status}"))
+            return
+        if "drop-before" in markers:
+            self._drop()
+            return
+        state = self.server.state
+        with state.lock:
+            config = state.config
+            if config.balance is not None and config.balance <= 0:
+                quota = _error("用户额度不足，请充值", code="insufficient_user_quota")
+                self._reply(403, quota)
+                return
+            if config.balance is not None:
+                config.balance -= 1
+            task_id = f"veo3:{int(time.time())}-{uuid.uuid4().hex[:10]}"
+            fails = "fail" in markers or state.rng.random() < config.failure_rate
+            state.tasks[task_id] = _Task(task_id, prompt, time.monotonic(), fails)
+            state.created_by_prompt[prompt] += 1
+        if "drop-after" in markers:
+            self._drop()
+            return
+        if "slow" in markers:
+            time.sleep(float(markers["slow"] or 30))
+        if "no-task-id" in markers:
+            self._reply(200, {"code": "success", "message": "ok"})
+            return
+        self._reply(200, {"task_id": task_id})
+
+    def do_GET(self) -> None:
+        if self.path == "/_mock/stats":
+            with self.server.state.lock:
+                self._reply(200, self.server.state.stats())
+            return
+        if self.path.startswith("/_mock/videos/"):
+            self._reply(200, {"video": self.path.rsplit("/", 1)[-1]})
+            return
+        if not self.path.startswith(SUBMIT_PATH + "/"):
+            self._reply(404, _error(f"Invalid URL (GET {self.path})"))
+            return
+        if not self._admitted():
+            return
+        task_id = unquote(self.path[len(SUBMIT_PATH) + 1 :])
+        state = self.server.state
+        with state.lock:
+            task = state.tasks.get(task_id)
+            duration = state.config.task_seconds
+        if task is None:
+            self._reply(404, {"code": "task_not_exist", "message": "task_not_exist", "data": None})
+            return
+        self._reply(200, self._task_view(task, duration))
+
+    def _task_view(self, task: _Task, duration: float) -> dict[str, Any]:
+        elapsed = time.monotonic() - task.created
+        done = elapsed >= duration
+        share = 1.0 if done else elapsed / duration if duration else 1.0
+        status = "IN_PROGRESS" if not done else "FAILURE" if task.fails else "SUCCESS"
+        if not done and share < 0.1:
+            status = "NOT_START"
+        host = self.headers.get("Host", "127.0.0.1")
+        output = f"http://{host}/_mock/videos/{uuid.uuid5(uuid.NAMESPACE_URL, task.task_id)}.mp4"
+        return {
+            "task_id": task.task_id,
+            "platform": "google",
+            "action": "google-videos",
+            "status": status,
+            "fail_reason": "视频生成失败：内容审核未通过" if done and task.fails else "",
+            "progress": f"{int(share * 100)}%",
+            "data": {"output": output} if status == "SUCCESS" else None,
+            "search_item": "",
+        }
+
+    def _configure(self) -> None:
+        body = self._body()
+        state = self.server.state
+        names = {f.name for f in fields(MockConfig)}
+        if not isinstance(body, dict) or not set(body) <= names:
+            self._reply(400, _error(f"config fields are {sorted(names)}"))
+            return
+        with state.lock:
+            for name, value in body.items():
+                setattr(state.config, name, value)
+            config = asdict(state.config)
+        self._reply(200, config)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    state: MockState
+
+
+class MockProvider:
+    """The mock served on a local port, on a background thread: `with MockProvider() as m:`."""
+
+    def __init__(self, config: MockConfig | None = None, host: str = "127.0.0.1", port: int = 0):
+        self.state = MockState(config or MockConfig())
+        self.state.rng.seed(self.state.config.seed)
+        self._server = _Server((host, port), _Handler)
+        self._server.state = self.state
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> MockProvider:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # how soon stop() returns
+            name="veo-batch-mock-api",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+
+    def stats(self) -> dict[str, Any]:
+        with self.state.lock:
+            return self.state.stats()
+
+    def __enter__(self) -> MockProvider:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()

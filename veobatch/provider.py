@@ -1,0 +1,250 @@
+"""The Veo relay API: submit a job, query a task, and say exactly what went wrong.
+
+See shared/API.md. Every failure becomes a `ProviderError` whose `kind` decides what happens to
+the row (see `classify`):
+
+    network      nothing was sent (connection refused, connect timeout): safe to retry
+    ambiguous    the request may have arrived (read timeout, connection dropped after sending):
+                 a task may exist and be billed, so the row is never resent on its own
+    rate_limited 429; `retry_after` is set when the provider sent Retry-After
+    server       5xx, including a proxy's HTML 502: nothing was created, retry
+    invalid      400 and other 4xx: the row itself is wrong
+    auth         401, or 403 that is not about balance: the key is wrong
+    quota        403 insufficient_user_quota (or quota wording): out of balance
+    bad_answer   200 without a task_id
+
+The provider's message is kept as it came (Chinese included); the API key is never part of a
+message, even if the provider echoes it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import quote
+
+import httpx
+
+from veobatch.errors import VeoBatchError
+from veobatch.settings import Secret
+from veobatch.states import ErrorKind
+
+SUBMIT_PATH: Final = "/v2/videos/generations"
+FINISHED: Final = frozenset({"SUCCESS", "FAILURE"})
+_QUOTA_WORDS: Final = re.compile(r"quota|balance|余额|额度|insufficient", re.IGNORECASE)
+_MAX_MESSAGE: Final = 500
+
+
+class ProviderError(VeoBatchError):
+    """A request to the provider that did not give what was asked; `kind` says what to do."""
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        http_status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.kind = kind
+        self.message = message
+        self.http_status = http_status
+        self.retry_after = retry_after
+        status = f"HTTP {http_status}: " if http_status is not None else ""
+        super().__init__(f"{kind.value}: {status}{message}")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskState:
+    """What the provider says of one task (GET /v2/videos/generations/{task_id})."""
+
+    task_id: str
+    status: str  # NOT_START, SUBMITTED, QUEUED, IN_PROGRESS, SUCCESS, FAILURE, UNKNOWN, ...
+    progress: str | None
+    fail_reason: str | None
+    video_url: str | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "SUCCESS"
+
+
+def job_payload(
+    prompt: str,
+    model: str,
+    images: list[str],
+    aspect_ratio: str | None = None,
+    enhance_prompt: bool | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The JSON body of a submission; extra provider fields are passed through untouched."""
+    body: dict[str, Any] = dict(extra or {})
+    body.update(prompt=prompt, model=model, images=images)
+    if aspect_ratio is not None:
+        body["aspect_ratio"] = aspect_ratio
+    if enhance_prompt is not None:
+        body["enhance_prompt"] = enhance_prompt
+    return body
+
+
+def error_message(body: bytes, content_type: str = "") -> str:
+    """The provider's own words from an error body, whatever shape it came in."""
+    text = body.decode("utf-8", errors="replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])[:_MAX_MESSAGE]
+        for key in ("message", "msg", "error", "detail"):
+            if data.get(key):
+                return str(data[key])[:_MAX_MESSAGE]
+    if "html" in content_type or text.lstrip().lower().startswith(("<!doctype", "<html")):
+        title = re.search(r"<title>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+        return f"an HTML page ({title.group(1).strip() if title else 'no title'})"
+    return text[:_MAX_MESSAGE] or "(empty body)"
+
+
+def _error_code(body: bytes) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    error = data.get("error")
+    code = error.get("code") if isinstance(error, dict) else data.get("code")
+    return str(code or "")
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After in seconds (an HTTP date is not worth supporting: relays send none at all)."""
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        return None
+
+
+def classify(status: int, body: bytes, headers: Mapping[str, str]) -> ProviderError:
+    """The error for an HTTP answer that is not a success."""
+    message = error_message(body, headers.get("content-type", ""))
+    if status == 429:
+        retry_after = retry_after_seconds(headers.get("retry-after"))
+        return ProviderError(ErrorKind.RATE_LIMITED, message, status, retry_after)
+    if status >= 500:
+        return ProviderError(ErrorKind.SERVER, message, status)
+    if status == 401:
+        return ProviderError(ErrorKind.AUTH, message, status)
+    if status == 403:
+        quota = "quota" in _error_code(body) or _QUOTA_WORDS.search(message) is not None
+        return ProviderError(ErrorKind.QUOTA if quota else ErrorKind.AUTH, message, status)
+    if status == 408:
+        return ProviderError(ErrorKind.SERVER, message, status)
+    return ProviderError(ErrorKind.INVALID, message, status)
+
+
+class ProviderClient:
+    """One HTTP client per process, reused for every request (keep-alive, one pool)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: Secret,
+        *,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._key = api_key
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {api_key.reveal()}"},
+            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ProviderClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def submit(self, payload: Mapping[str, Any]) -> str:
+        """POST one job; its task_id. Raises ProviderError (see `classify` for the kinds)."""
+        response = self._send("POST", SUBMIT_PATH, json=payload, may_have_arrived=True)
+        data = self._json(response)
+        task_id = data.get("task_id") if isinstance(data, dict) else None
+        if not isinstance(task_id, str) or not task_id:
+            # The request was accepted; a task may exist that we cannot name.
+            raise ProviderError(
+                ErrorKind.BAD_ANSWER,
+                self._redact(f"200 without a task_id: {response.text[:200]!r}"),
+                response.status_code,
+            )
+        return task_id
+
+    def query(self, task_id: str) -> TaskState:
+        """GET one task's state (the id is quoted: ids may contain ':')."""
+        response = self._send("GET", f"{SUBMIT_PATH}/{quote(task_id, safe='')}")
+        data = self._json(response)
+        if not isinstance(data, dict) or not isinstance(data.get("status"), str):
+            raise ProviderError(
+                ErrorKind.BAD_ANSWER, f"no status in {response.text[:200]!r}", response.status_code
+            )
+        output = data.get("data")
+        video = output.get("output") if isinstance(output, dict) else None
+        progress = data.get("progress")
+        return TaskState(
+            task_id=str(data.get("task_id") or task_id),
+            status=data["status"].upper(),
+            progress=str(progress) if progress not in (None, "") else None,
+            fail_reason=str(data.get("fail_reason") or "") or None,
+            video_url=str(video) if video else None,
+        )
+
+    def _send(
+        self, method: str, path: str, *, json: Any = None, may_have_arrived: bool = False
+    ) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, json=json)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise ProviderError(ErrorKind.NETWORK, self._redact(_describe(exc))) from None
+        except httpx.TransportError as exc:  # read timeout, dropped connection, ...
+            kind = ErrorKind.AMBIGUOUS if may_have_arrived else ErrorKind.NETWORK
+            raise ProviderError(kind, self._redact(_describe(exc))) from None
+        if response.status_code != 200:
+            error = classify(response.status_code, response.content, response.headers)
+            error.message = self._redact(error.message)
+            error.args = (self._redact(str(error)),)
+            raise error
+        return response
+
+    def _json(self, response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            message = self._redact(f"not JSON: {response.text[:200]!r}")
+            raise ProviderError(ErrorKind.BAD_ANSWER, message, response.status_code) from None
+
+    def _redact(self, text: str) -> str:
+        key = self._key.reveal()
+        return text.replace(key, "***") if key else text
+
+
+def _describe(exc: httpx.TransportError) -> str:
+    name = type(exc).__name__
+    detail = str(exc)
+    return f"{name}: {detail}" if detail else name
