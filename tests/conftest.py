@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import sqlalchemy as sa
 from click.testing import CliRunner, Result
 from sqlalchemy.engine import Engine
@@ -113,3 +114,18 @@ def run(database_url: str) -> Cli:
 def sqlite_run(tmp_path: Path) -> Cli:
     """The CLI on a SQLite file only: for tests about input files, not about databases."""
     return Cli(f"sqlite:///{tmp_path / 'veo-batch.db'}")
+
+
+REDIS_URL = os.environ.get("VEO_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    """A real Redis (database 15 by default), emptied before each test."""
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.flushdb()
+    except redis.exceptions.ConnectionError as exc:
+        service_missing(f"Redis is not reachable at {REDIS_URL}: {exc}")
+    yield client
+    client.close()
