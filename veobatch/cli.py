@@ -6,6 +6,7 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -13,15 +14,26 @@ import click
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from veobatch import db
-from veobatch.errors import DatabaseError, ExitCode, JobFileError, VeoBatchError
+from veobatch import db, transitions
+from veobatch.errors import (
+    BatchStateError,
+    ConfigError,
+    DatabaseError,
+    ExitCode,
+    JobFileError,
+    VeoBatchError,
+)
 from veobatch.export import EXPORT_FORMATS, export_format, export_rows, write_export
 from veobatch.loader import LoadResult, Progress, load_rows
 from veobatch.mockapi import MockConfig, MockProvider
 from veobatch.problems import DEFAULT_MAX_PROBLEMS
-from veobatch.settings import SETTINGS, Settings
+from veobatch.provider import ProviderClient
+from veobatch.ratelimit import LocalRateLimiter
+from veobatch.runner import EmbeddedRunner
+from veobatch.runner import Progress as RunProgress
+from veobatch.settings import SETTINGS, Secret, Settings
 from veobatch.sources import FORMATS, open_job_file
-from veobatch.states import ErrorKind
+from veobatch.states import BatchState, ErrorKind, JobStatus
 from veobatch.store import (
     STATUS_ORDER,
     batch_id,
@@ -173,6 +185,23 @@ def load(
       veo-batch load products.csv --batch spring-sale
       generate-jobs | veo-batch load - --format jsonl --batch nightly
     """
+    result = _load_file(app, file, batch_name, file_format, skip_invalid, dry_run, max_problems)
+    if result.rejected:
+        sys.exit(ExitCode.INVALID_ROWS)
+    if not dry_run:
+        click.echo(f"next: veo-batch status {result.batch}")
+
+
+def _load_file(
+    app: App,
+    file: str,
+    batch_name: str | None,
+    file_format: str | None,
+    skip_invalid: bool,
+    dry_run: bool = False,
+    max_problems: int = DEFAULT_MAX_PROBLEMS,
+) -> LoadResult:
+    """What `load` does, and `run` before it submits: check, store, report."""
     name = _batch_name(batch_name, file)
     started = time.monotonic()
     engine = None if dry_run else app.engine
@@ -190,8 +219,7 @@ def load(
             position=job_file.position,
         )
         _print_load(job_file.name, result, dry_run, time.monotonic() - started)
-    if result.rejected:
-        sys.exit(ExitCode.INVALID_ROWS)
+    return result
 
 
 def _batch_name(given: str | None, file: str) -> str:
@@ -268,7 +296,6 @@ def _print_load(name: str, result: LoadResult, dry_run: bool, seconds: float) ->
     if result.invalid_kept < report.invalid_rows:
         skipped = report.invalid_rows - result.invalid_kept
         click.echo(f"  {skipped:,} rows not stored: their id was already taken in the file")
-    click.echo(f"next: veo-batch status {result.batch}")
 
 
 # ---------------------------------------------------------------------------------- status
@@ -548,6 +575,277 @@ def mock_api(
     click.echo(f"mock provider on {server.url} (key: {where}); Ctrl-C stops it", err=True)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
+
+
+# ---------------------------------------------------------------------------------- run
+
+
+@cli.command()
+@click.argument("file", metavar="FILE")
+@click.option(
+    "--batch",
+    "-b",
+    "batch_name",
+    metavar="NAME",
+    help="Batch name (default: the file name without its extension).",
+)
+@click.option(
+    "--format",
+    "file_format",
+    type=click.Choice(FORMATS),
+    help="File format, when the extension does not say (required for stdin).",
+)
+@click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="Submit the valid rows; keep invalid ones as failed (error kind 'invalid').",
+)
+@click.option(
+    "--mock", is_flag=True, help="Send to a mock provider started in this process: spends nothing."
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Requests in flight at once (the rate limit still applies).",
+)
+@click.option(
+    "--output",
+    "-o",
+    metavar="FILE",
+    help="Where to export the results (default: NAME.results.csv).",
+)
+@pass_app
+def run(
+    app: App,
+    file: str,
+    batch_name: str | None,
+    file_format: str | None,
+    skip_invalid: bool,
+    mock: bool,
+    concurrency: int,
+    output: str | None,
+) -> None:
+    """Load FILE and submit its rows in this process (SQLite by default, no Redis needed),
+    then print a summary and export the results.
+
+    Every row ends with a task_id or an error that explains itself. A row whose request may
+    have reached the provider without an answer is left `in_doubt` and never resent on its
+    own (the provider has no idempotency key: a resend may pay twice). A 401 or an empty
+    balance pauses the batch. Ctrl-C stops cleanly; running the same command again resumes
+    and sends nothing twice.
+
+    \b
+    Exit codes: 0 every row has a task; 8 some rows failed or are in doubt;
+    9 the batch is paused (the message says why); 130 stopped with Ctrl-C.
+
+    \b
+    Examples:
+      veo-batch run jobs.example.yaml --mock
+      VEO_API_BASE=https://relay.example VEO_API_KEY=sk-... VEO_RATE=10/min veo-batch run jobs.csv
+    """
+    result = _load_file(app, file, batch_name, file_format, skip_invalid)
+    if result.rejected:
+        sys.exit(ExitCode.INVALID_ROWS)
+    settings = app.settings
+    with contextlib.ExitStack() as stack:
+        if mock:
+            provider = stack.enter_context(MockProvider(MockConfig(api_key="mock-key")))
+            base, key = provider.url, Secret("mock-key")
+            click.echo(f"sending to the mock provider at {base} (nothing is spent)", err=True)
+        elif settings.api_base is None or settings.api_key is None:
+            raise ConfigError(
+                "set VEO_API_BASE and VEO_API_KEY to send to the provider, or try --mock"
+            )
+        else:
+            base, key = settings.api_base, settings.api_key
+        client = stack.enter_context(ProviderClient(
+            base, key, connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+        ))  # fmt: skip
+        with app.engine.connect() as conn:
+            batch = batch_summaries(conn, result.batch)[0]
+        if batch.state == BatchState.CANCELLED:
+            raise BatchStateError(f"batch {batch.name!r} was cancelled")
+        if batch.state == BatchState.PAUSED:
+            _exit_paused(batch.name, batch.pause_reason)
+        runner = EmbeddedRunner(
+            app.engine, client, LocalRateLimiter.for_rate(settings.rate), batch.id,
+            concurrency=concurrency,
+            lease=timedelta(seconds=settings.connect_timeout + settings.read_timeout + 60),
+            on_progress=_run_progress(),
+        )  # fmt: skip
+        try:
+            progress = runner.run()
+        except KeyboardInterrupt:
+            click.echo(
+                "\nstopped: requests in flight were recorded; rows not sent are "
+                "pending again. Run the same command to go on.",
+                err=True,
+            )
+            sys.exit(130)
+    _print_run(app, result.batch, progress, output)
+
+
+def _run_progress() -> Callable[[RunProgress], None]:
+    """A live line on a terminal; elsewhere a line every 10 seconds."""
+    last = [0.0]
+    tty = sys.stderr.isatty()
+
+    def show(p: RunProgress) -> None:
+        now = time.monotonic()
+        if not tty and now - last[0] < 10:
+            return
+        last[0] = now
+        eta = (
+            f", ETA {p.eta / 60:.0f} min"
+            if p.eta and p.eta >= 60
+            else (f", ETA {p.eta:.0f} s" if p.eta else "")
+        )
+        line = (
+            f"{p.done:,}/{p.total:,} done: submitted {p.of(JobStatus.SUBMITTED):,}, "
+            f"failed {p.of(JobStatus.FAILED):,}, in doubt {p.of(JobStatus.IN_DOUBT):,}; "
+            f"{p.rate:.1f} rows/s{eta}"
+        )
+        click.echo(f"\r\033[K{line}" if tty else line, nl=not tty, err=True)
+
+    return show
+
+
+def _print_run(app: App, name: str, progress: RunProgress, output: str | None) -> None:
+    if sys.stderr.isatty():
+        click.echo("", err=True)
+    with app.engine.connect() as conn:
+        batch = batch_summaries(conn, name)[0]
+        kinds = error_kinds(conn, batch.id)
+        path = output or f"{name}.results.csv"
+        columns, rows = export_rows(conn, select_jobs(batch.id))
+        write_export(path, export_format(path, None), columns, rows)
+    counts = [(status, batch.counts.get(status, 0)) for status in STATUS_ORDER]
+    click.echo(render(["STATUS", "ROWS"], [(s, f"{n:,}") for s, n in counts if n]))
+    if kinds:
+        click.echo("errors: " + ", ".join(f"{kind} ×{count:,}" for kind, count in kinds))
+    click.echo(f"results: {path}")
+    if batch.state == BatchState.PAUSED:
+        _exit_paused(name, batch.pause_reason)
+    unfinished = batch.counts.get(JobStatus.FAILED, 0) + batch.counts.get(JobStatus.IN_DOUBT, 0)
+    if unfinished:
+        click.echo(
+            f"{unfinished:,} rows have no task: `veo-batch jobs {name} --status failed` "
+            f"says why; `veo-batch rerun {name}` sends them again",
+            err=True,
+        )
+        sys.exit(ExitCode.ROWS_FAILED)
+
+
+def _exit_paused(name: str, reason: str | None) -> None:
+    click.secho(f"batch {name!r} is paused: {reason}", err=True, fg="red")
+    click.echo(f"fix the cause, then: veo-batch resume {name} && veo-batch run ...", err=True)
+    sys.exit(ExitCode.PAUSED)
+
+
+# ---------------------------------------------------------------------------------- batches
+
+
+@cli.command()
+@click.argument("name")
+@click.option(
+    "--status",
+    "-s",
+    "statuses",
+    multiple=True,
+    metavar="STATUS",
+    callback=_one_of(STATUS_ORDER, "status"),
+    help="Rows in this status (default: failed).",
+)
+@kind_option
+@click.option(
+    "--in-doubt",
+    is_flag=True,
+    help="Also rows in doubt: they may already have a paid task (asks first).",
+)
+@click.option("--dry-run", is_flag=True, help="Count the rows; change nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask (for scripts).")
+@pass_app
+def rerun(
+    app: App,
+    name: str,
+    statuses: Sequence[str],
+    kinds: Sequence[str],
+    in_doubt: bool,
+    dry_run: bool,
+    yes: bool,
+) -> None:
+    """Put rows of batch NAME back to pending, so that the next run sends them again.
+    Their attempts stay in the history.
+
+    \b
+    Examples:
+      veo-batch rerun spring-sale                      # the failed rows
+      veo-batch rerun spring-sale --kind server,network
+      veo-batch rerun spring-sale --in-doubt --yes     # may pay twice for some rows
+    """
+    chosen = list(statuses) or [JobStatus.FAILED.value]
+    if in_doubt:
+        chosen.append(JobStatus.IN_DOUBT.value)
+    with app.engine.connect() as conn:
+        query = select_jobs(batch_id(conn, name), chosen, kinds)
+        count = count_jobs(conn, query)
+    if dry_run or count == 0:
+        click.echo(f"{count:,} rows match; nothing changed")
+        return
+    if in_doubt and not yes:
+        click.confirm(
+            f"{count:,} rows include rows in doubt: the provider may already have created (and "
+            "billed) their tasks, and a resend pays again. Go on?",
+            abort=True,
+            err=True,
+        )
+    with app.engine.begin() as conn:
+        changed = transitions.rerun(conn, batch_id(conn, name), transitions.utcnow(), chosen,
+                                    kinds)  # fmt: skip
+        transitions.resume(conn, batch_id(conn, name), transitions.utcnow())
+    click.echo(f"{changed:,} rows are pending again; `veo-batch run` or the workers send them")
+
+
+def _set_state(app: App, name: str, change: Callable[..., object], done: str) -> None:
+    with app.engine.begin() as conn:
+        changed = change(conn, batch_id(conn, name), transitions.utcnow())
+    if not changed:
+        raise BatchStateError(f"batch {name!r} is not in a state that allows this")
+    click.echo(done)
+
+
+@cli.command()
+@click.argument("name")
+@pass_app
+def pause(app: App, name: str) -> None:
+    """Stop sending rows of batch NAME (requests in flight finish)."""
+    _set_state(app, name, lambda conn, bid, now: transitions.pause(conn, bid, "paused by hand",
+               now), f"batch {name!r} paused; `veo-batch resume {name}` goes on")  # fmt: skip
+
+
+@cli.command()
+@click.argument("name")
+@pass_app
+def resume(app: App, name: str) -> None:
+    """Let batch NAME send again after a pause (fix what paused it first)."""
+    _set_state(app, name, transitions.resume, f"batch {name!r} is active again")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask.")
+@pass_app
+def cancel(app: App, name: str, yes: bool) -> None:
+    """Cancel batch NAME: rows not yet sent become cancelled (requests in flight finish)."""
+    if not yes:
+        click.confirm(f"cancel batch {name!r}? Its unsent rows will never be sent", abort=True)
+    with app.engine.begin() as conn:
+        rows = transitions.cancel(conn, batch_id(conn, name), transitions.utcnow())
+    click.echo(f"batch {name!r} cancelled; {rows:,} rows will not be sent")
 
 
 def main() -> None:

@@ -33,6 +33,8 @@ class ExitCode(IntEnum):
     NOT_FOUND = 5  # no such batch or job
     CONFIG = 6  # a setting is malformed
     STATE = 7  # the batch's state forbids the operation
+    ROWS_FAILED = 8  # run: some rows ended failed or in doubt
+    PAUSED = 9  # run: the batch is paused (auth, quota, or by hand)
 
 
 class VeoBatchError(Exception):

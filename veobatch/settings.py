@@ -40,6 +40,8 @@ SETTINGS: Final[tuple[SettingSpec, ...]] = (
         "api_key", "VEO_API_KEY", "Provider API key (never stored or logged).", secret=True
     ),
     SettingSpec("rate", "VEO_RATE", "Global request rate, e.g. 10/min or 2/s,burst=4."),
+    SettingSpec("connect_timeout", "VEO_CONNECT_TIMEOUT", "Seconds to connect to the provider."),
+    SettingSpec("read_timeout", "VEO_READ_TIMEOUT", "Seconds to wait for the provider's answer."),
     SettingSpec(
         "models", "VEO_MODELS", "Extra or changed models: NAME=LOW-HIGH images, comma separated."
     ),
@@ -128,6 +130,18 @@ def normalize_database_url(url: str) -> str:
     )
 
 
+def _seconds(raw: Mapping[str, str], name: str, env: str, default: float) -> float:
+    if name not in raw:
+        return default
+    try:
+        value = float(raw[name])
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise ConfigError(f"{env}: {raw[name]!r} is not a number of seconds above 0")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
@@ -135,6 +149,8 @@ class Settings:
     api_base: str | None = None
     api_key: Secret | None = field(default=None, repr=False)
     rate: Rate | None = None
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
     models: Mapping[str, ImageRange] = field(default_factory=lambda: dict(DEFAULT_MODELS))
 
     @classmethod
@@ -150,6 +166,8 @@ class Settings:
             api_base=api_base.rstrip("/") if api_base else None,
             api_key=Secret(raw["api_key"]) if "api_key" in raw else None,
             rate=Rate.parse(raw["rate"]) if "rate" in raw else None,
+            connect_timeout=_seconds(raw, "connect_timeout", "VEO_CONNECT_TIMEOUT", 10.0),
+            read_timeout=_seconds(raw, "read_timeout", "VEO_READ_TIMEOUT", 60.0),
             models=parse_models(raw["models"]) if "models" in raw else dict(DEFAULT_MODELS),
         )
 

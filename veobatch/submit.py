@@ -1,0 +1,74 @@
+"""Submit one row: claim it, wait for a rate slot, POST, record the outcome.
+
+The plain function behind both the embedded runner's threads and the Celery task. The claim
+(with its lease) is committed before the POST, so a worker killed mid-request leaves a row in
+`submitting` whose lease runs out: the scheduler then marks it `in_doubt`, never resends it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from veobatch import transitions
+from veobatch.provider import ProviderClient, ProviderError, job_payload
+from veobatch.ratelimit import RateLimiter
+from veobatch.rowlife import MAX_ATTEMPTS, Outcome, after_error, succeeded
+from veobatch.states import BatchState, ErrorKind
+
+
+def payload_of(job: sa.Row[Any]) -> dict[str, Any]:
+    extra: Mapping[str, Any] | None = job.extra
+    return job_payload(
+        job.prompt, job.model, list(job.images), job.aspect_ratio, job.enhance_prompt, extra
+    )
+
+
+def _sleep(seconds: float) -> bool:
+    time.sleep(seconds)
+    return True
+
+
+def submit_one(
+    engine: Engine,
+    client: ProviderClient,
+    limiter: RateLimiter,
+    job_id: int,
+    *,
+    lease: timedelta,
+    max_attempts: int = MAX_ATTEMPTS,
+    wait: Callable[[float], bool] = _sleep,
+) -> Outcome | None:
+    """The outcome of submitting row `job_id`, or None if it was not ours to submit.
+
+    `wait(seconds)` waits for the rate slot; if it returns False (the process is stopping)
+    the row goes back to pending unsent.
+    """
+    with engine.begin() as conn:
+        job = transitions.claim(conn, job_id, transitions.utcnow(), lease)
+        if job is None:
+            return None  # a duplicate message, or the row moved on
+        if transitions.batch_state(conn, job.batch_id) != BatchState.ACTIVE:
+            transitions.unclaim(conn, job_id, transitions.utcnow())
+            return None
+    if not wait(limiter.reserve()):
+        with engine.begin() as conn:
+            transitions.unclaim(conn, job_id, transitions.utcnow())
+        return None
+    try:
+        outcome = succeeded(client.submit(payload_of(job)))
+    except ProviderError as error:
+        if error.kind is ErrorKind.RATE_LIMITED:
+            limiter.cool_down(error.retry_after)
+        attempts = job.attempts + 1
+        outcome = after_error(
+            error.kind, error.message, error.http_status, attempts, max_attempts=max_attempts
+        )
+    with engine.begin() as conn:
+        transitions.record(conn, job, outcome, transitions.utcnow())
+    return outcome
