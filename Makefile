@@ -11,10 +11,9 @@ $(BIN)/veo-batch: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-demo: $(BIN)/veo-batch  ## load the example batch into ./veo-batch.db and show it
-	$(BIN)/veo-batch load jobs.example.yaml
+demo: $(BIN)/veo-batch  ## run the example batch against the built-in mock provider (offline)
+	$(BIN)/veo-batch run jobs.example.yaml --mock
 	$(BIN)/veo-batch status
-	$(BIN)/veo-batch export jobs.example -o results.csv
 
 test: $(BIN)/veo-batch  ## the test suite (needs PostgreSQL; see README)
 	$(BIN)/pytest
@@ -29,4 +28,4 @@ bench: $(BIN)/veo-batch
 	$(BIN)/python bench/load.py
 
 clean:
-	rm -rf $(VENV) veo-batch.db veo-batch.db-wal veo-batch.db-shm results.csv
+	rm -rf $(VENV) veo-batch.db veo-batch.db-wal veo-batch.db-shm jobs.example.results.csv

@@ -195,3 +195,63 @@ def test_bad_batch_names_are_refused(sqlite_run: Cli, name: str) -> None:
     result = sqlite_run("load", EXAMPLE, "--batch", name)
     assert result.exit_code == ExitCode.USAGE
     assert "a batch name is 1 to 200 characters" in result.output
+
+
+def test_run_with_the_mock_provider_submits_every_row(
+    sqlite_run: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = sqlite_run("run", EXAMPLE, "--mock")
+    assert result.exit_code == 0, result.output
+    assert "submitted  6" in result.stdout
+    assert "results: jobs.example.results.csv" in result.stdout
+    exported = (tmp_path / "jobs.example.results.csv").read_text(encoding="utf-8")
+    assert exported.count(",submitted,veo3:") == 6
+    again = sqlite_run("run", EXAMPLE, "--mock")
+    assert again.exit_code == 0
+    assert "6 were already in the batch" in again.stdout
+
+
+def test_run_exit_codes_say_what_happened(sqlite_run: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "jobs.jsonl"
+    path.write_text(
+        f'{{"prompt": "ok", "model": "veo3.1", "images": ["{URL}"]}}\n'
+        f'{{"prompt": "[mock:status=400] no", "model": "veo3.1", "images": ["{URL}"]}}\n',
+        encoding="utf-8",
+    )
+    out = str(tmp_path / "out.jsonl")
+    failed = sqlite_run("run", str(path), "--mock", "-o", out)
+    assert failed.exit_code == ExitCode.ROWS_FAILED
+    assert "1 rows have no task" in failed.stderr
+    assert "veo-batch rerun jobs" in failed.stderr
+
+
+def test_run_without_a_provider_says_what_to_set(sqlite_run: Cli) -> None:
+    result = sqlite_run("run", EXAMPLE)
+    assert result.exit_code == ExitCode.CONFIG
+    assert "set VEO_API_BASE and VEO_API_KEY" in result.stderr
+
+
+def test_pause_resume_cancel(sqlite_run: Cli) -> None:
+    sqlite_run("load", EXAMPLE)
+    assert sqlite_run("pause", "jobs.example").exit_code == 0
+    assert "paused: paused by hand" in sqlite_run("status").stdout
+    assert sqlite_run("pause", "jobs.example").exit_code == ExitCode.STATE
+    assert sqlite_run("resume", "jobs.example").exit_code == 0
+    cancelled = sqlite_run("cancel", "jobs.example", "--yes")
+    assert "6 rows will not be sent" in cancelled.stdout
+    assert sqlite_run("run", EXAMPLE, "--mock").exit_code == ExitCode.STATE
+
+
+def test_rerun_in_doubt_rows_asks_first(sqlite_run: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "jobs.jsonl"
+    path.write_text(
+        f'{{"prompt": "[mock:drop-after] x", "model": "veo3.1", "images": ["{URL}"]}}\n',
+        encoding="utf-8",
+    )
+    sqlite_run("run", str(path), "--mock", "-o", str(tmp_path / "o.csv"))
+    assert "0 rows match" in sqlite_run("rerun", "jobs").stdout  # in doubt is not failed
+    refused = sqlite_run("rerun", "jobs", "--in-doubt", input="n\n")
+    assert refused.exit_code == 1
+    assert "may already have created (and billed)" in refused.output
+    assert "1 rows are pending again" in sqlite_run("rerun", "jobs", "--in-doubt", "--yes").stdout
