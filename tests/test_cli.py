@@ -255,3 +255,16 @@ def test_rerun_in_doubt_rows_asks_first(sqlite_run: Cli, tmp_path: Path) -> None
     assert refused.exit_code == 1
     assert "may already have created (and billed)" in refused.output
     assert "1 rows are pending again" in sqlite_run("rerun", "jobs", "--in-doubt", "--yes").stdout
+
+
+def test_one_rows_story(sqlite_run: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "jobs.jsonl"
+    job = {"id": "j1", "prompt": "[mock:status=400] x", "model": "veo3.1", "images": [URL]}
+    path.write_text(json.dumps(job) + "\n", encoding="utf-8")
+    sqlite_run("run", str(path), "--mock", "-o", str(tmp_path / "o.csv"))
+    sqlite_run("rerun", "jobs")
+    sqlite_run("run", str(path), "--mock", "-o", str(tmp_path / "o.csv"))
+    story = sqlite_run("jobs", "jobs", "--id", "j1").stdout
+    attempts = [line for line in story.splitlines() if line.startswith("j1 ") and "submit" in line]
+    assert len(attempts) == 2
+    assert all("400" in line and "invalid" in line for line in attempts)

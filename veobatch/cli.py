@@ -36,12 +36,14 @@ from veobatch.sources import FORMATS, open_job_file
 from veobatch.states import BatchState, ErrorKind, JobStatus
 from veobatch.store import (
     STATUS_ORDER,
+    attempts_of,
     batch_id,
     batch_summaries,
     count_jobs,
     error_kinds,
     select_jobs,
     stream_jobs,
+    utc,
 )
 from veobatch.table import clip, render
 
@@ -396,16 +398,25 @@ def jobs(
     refs: Sequence[str],
     limit: int,
 ) -> None:
-    """The rows of batch NAME with their status, task id and error.
+    """The rows of batch NAME with their status, task id and error; with --id, each row's
+    attempts too (time, HTTP status, task_id, error).
 
     \b
     Examples:
       veo-batch jobs spring-sale --status failed
       veo-batch jobs spring-sale --kind invalid,server --limit 0
+      veo-batch jobs spring-sale --id sku-4512
     """
+    history: list[list[object]] = []
     with app.engine.connect() as conn:
         query = select_jobs(batch_id(conn, name), statuses, kinds, _split(refs))
         total = count_jobs(conn, query)
+        if refs:
+            history = [
+                [job_ref, utc(a.at), a.action, a.http_status, a.task_id, a.error_kind,
+                 clip(a.error or "", 70)]
+                for job_ref, a in attempts_of(conn, query)
+            ]  # fmt: skip
         rows = []
         for job in stream_jobs(conn, query.limit(limit) if limit else query):
             rows.append(
@@ -426,6 +437,10 @@ def jobs(
     click.echo(render(["ID", "LINE", "STATUS", "MODEL", "TASK_ID", "KIND", "HTTP", "ERROR"], rows))
     if total > len(rows):
         click.echo(f"showing {len(rows):,} of {total:,} rows; --limit 0 shows all")
+    if history:
+        click.echo(
+            "\n" + render(["ID", "AT", "ACTION", "HTTP", "TASK_ID", "KIND", "ERROR"], history)
+        )
 
 
 # ---------------------------------------------------------------------------------- export

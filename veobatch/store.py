@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from veobatch.errors import NotFoundError
-from veobatch.models import Batch, Job
+from veobatch.models import Attempt, Batch, Job
 from veobatch.states import JobStatus
 
 
@@ -98,6 +98,17 @@ def stream_jobs(
     """Rows of `query` fetched `chunk` at a time (a server-side cursor on PostgreSQL)."""
     result = conn.execution_options(stream_results=True, yield_per=chunk).execute(query)
     yield from result
+
+
+def attempts_of(conn: Connection, query: sa.Select[Any]) -> list[tuple[str, sa.Row[Any]]]:
+    """The attempts of the rows `query` selects, oldest first, each with its row's ref."""
+    rows = query.subquery()
+    history = (
+        sa.select(rows.c.ref, Attempt)
+        .join(Attempt, Attempt.job_id == rows.c.id)
+        .order_by(Attempt.at, Attempt.id)
+    )
+    return [(row[0], row) for row in conn.execute(history)]
 
 
 def count_jobs(conn: Connection, query: sa.Select[Any]) -> int:
