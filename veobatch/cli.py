@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import redis
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
@@ -31,6 +34,7 @@ from veobatch.provider import ProviderClient
 from veobatch.ratelimit import LocalRateLimiter
 from veobatch.runner import EmbeddedRunner
 from veobatch.runner import Progress as RunProgress
+from veobatch.services import lease_for
 from veobatch.settings import SETTINGS, Secret, Settings
 from veobatch.sources import FORMATS, open_job_file
 from veobatch.states import BatchState, ErrorKind, JobStatus
@@ -592,6 +596,90 @@ def mock_api(
         server.serve_forever()
 
 
+# ---------------------------------------------------------------------------------- distributed
+
+
+def _export_settings(values: dict[str, str | None]) -> None:
+    """Hand the resolved settings to the processes a command starts (Celery's children)."""
+    for spec in SETTINGS:
+        value = values.get(spec.name)
+        if value:
+            os.environ[spec.env] = value
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.option(
+    "--concurrency",
+    "-c",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Worker processes (each sends one request at a time).",
+)
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def worker(ctx: click.Context, concurrency: int, celery_args: tuple[str, ...]) -> None:
+    """Start a Celery worker that submits rows (needs VEO_REDIS_URL, VEO_DATABASE_URL on
+    PostgreSQL, VEO_API_BASE and VEO_API_KEY). Run one per host, as many hosts as you like;
+    they share one rate limit through Redis. Extra arguments go to `celery worker`.
+
+    \b
+    Examples:
+      veo-batch worker --concurrency 8
+      celery -A worker worker --concurrency 8      # the same, with celery's own command
+    """
+    app: App = ctx.obj
+    if not app.settings.redis_url:
+        raise ConfigError("a worker needs VEO_REDIS_URL (the queue and the shared rate limit)")
+    app.engine  # noqa: B018 - fail here, clearly, if the database is not migrated
+    _export_settings(ctx.parent.params if ctx.parent else {})
+    from worker.app import make_app  # noqa: PLC0415 - built from the settings just exported
+
+    make_app(Settings.from_env(os.environ)).worker_main(
+        ["worker", "--loglevel=INFO", f"--concurrency={concurrency}", *celery_args]
+    )
+
+
+@cli.command("scheduler")
+@click.option(
+    "--tick",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.05),
+    help="Seconds between rounds.",
+)
+@click.option(
+    "--depth",
+    type=click.IntRange(min=1),
+    help="Rows kept queued for the workers (default: ten seconds at VEO_RATE).",
+)
+@pass_app
+def scheduler_command(app: App, tick: float, depth: int | None) -> None:
+    """Release pending rows to the workers as fast as the rate allows, re-send rows whose
+    message was lost, mark rows whose worker died mid-request as in doubt, and finish
+    batches. Run one; a second one started by mistake waits for the first.
+
+    \b
+    Example:
+      VEO_REDIS_URL=redis://localhost:6379/0 veo-batch scheduler
+    """
+    settings = app.settings
+    if not settings.redis_url:
+        raise ConfigError("the scheduler needs VEO_REDIS_URL")
+    from scheduler.loop import Scheduler, queue_depth  # noqa: PLC0415
+    from worker.app import make_app  # noqa: PLC0415
+
+    loop = Scheduler(
+        app.engine, redis.Redis.from_url(settings.redis_url), make_app(settings),
+        depth=depth or queue_depth(settings.rate), tick=tick,
+    )  # fmt: skip
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    click.echo(f"scheduler running (tick {tick}s, depth {loop.depth}); Ctrl-C stops it", err=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        loop.run(stop)
+
+
 # ---------------------------------------------------------------------------------- run
 
 
@@ -689,7 +777,7 @@ def run(
         runner = EmbeddedRunner(
             app.engine, client, LocalRateLimiter.for_rate(settings.rate), batch.id,
             concurrency=concurrency,
-            lease=timedelta(seconds=settings.connect_timeout + settings.read_timeout + 60),
+            lease=lease_for(settings),
             on_progress=_run_progress(),
         )  # fmt: skip
         try:

@@ -43,6 +43,12 @@ SETTINGS: Final[tuple[SettingSpec, ...]] = (
     SettingSpec("connect_timeout", "VEO_CONNECT_TIMEOUT", "Seconds to connect to the provider."),
     SettingSpec("read_timeout", "VEO_READ_TIMEOUT", "Seconds to wait for the provider's answer."),
     SettingSpec(
+        "lease",
+        "VEO_LEASE",
+        "Seconds a worker may hold a row mid-request before it is "
+        "declared in doubt (default: both timeouts plus 60).",
+    ),
+    SettingSpec(
         "models", "VEO_MODELS", "Extra or changed models: NAME=LOW-HIGH images, comma separated."
     ),
 )
@@ -151,6 +157,7 @@ class Settings:
     rate: Rate | None = None
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
+    lease: float | None = None
     models: Mapping[str, ImageRange] = field(default_factory=lambda: dict(DEFAULT_MODELS))
 
     @classmethod
@@ -168,6 +175,7 @@ class Settings:
             rate=Rate.parse(raw["rate"]) if "rate" in raw else None,
             connect_timeout=_seconds(raw, "connect_timeout", "VEO_CONNECT_TIMEOUT", 10.0),
             read_timeout=_seconds(raw, "read_timeout", "VEO_READ_TIMEOUT", 60.0),
+            lease=_seconds(raw, "lease", "VEO_LEASE", 0.0) or None,
             models=parse_models(raw["models"]) if "models" in raw else dict(DEFAULT_MODELS),
         )
 

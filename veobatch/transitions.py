@@ -168,13 +168,18 @@ def requeue(
     now: datetime,
     older_than: timedelta | None = None,
     batch_id: int | None = None,
+    limit: int | None = None,
 ) -> int:
-    """queued rows (of a stopped run, or whose message was lost) back to pending."""
-    query = sa.update(Job).where(Job.status == JobStatus.QUEUED)
+    """queued rows (of a stopped run, or whose message was lost) back to pending, oldest
+    first, at most `limit`."""
+    rows = sa.select(Job.id).where(Job.status == JobStatus.QUEUED)
     if batch_id is not None:
-        query = query.where(Job.batch_id == batch_id)
+        rows = rows.where(Job.batch_id == batch_id)
     if older_than is not None:
-        query = query.where(Job.updated_at < now - older_than)
+        rows = rows.where(Job.updated_at < now - older_than)
+    if limit is not None:
+        rows = rows.order_by(Job.updated_at, Job.id).limit(limit)
+    query = sa.update(Job).where(Job.id.in_(rows.scalar_subquery()), Job.status == JobStatus.QUEUED)
     return conn.execute(query.values(status=JobStatus.PENDING, updated_at=now)).rowcount
 
 

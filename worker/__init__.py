@@ -1,5 +1,10 @@
-"""The Celery worker process: thin tasks that claim a job row and submit it to the provider.
+"""The Celery worker: `veo-batch worker` (or `celery -A worker worker`).
 
-It lands with the submission engine; the store, loader and checks it builds on are in
-`veobatch`.
+Messages carry a row id and nothing else; the database is the only source of truth. Tasks are
+safe to deliver twice (a row is claimed with a conditional UPDATE), which is what makes late
+acknowledgement safe: a message whose worker died is delivered again and finds nothing to do.
 """
+
+from worker.app import app
+
+__all__ = ["app"]

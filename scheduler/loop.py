@@ -1,0 +1,110 @@
+"""The scheduler: release rows to the workers as fast as they can be sent, and nothing lost.
+
+Each tick, while it holds the leader lock in Redis (a second scheduler started by mistake
+waits; the row claims would keep it harmless anyway):
+
+1. rows whose worker died mid-request (lease run out) become `in_doubt`;
+2. rows `queued` whose message is gone (a Redis restart, FLUSHALL) go back to `pending`:
+   the database knows how many rows are queued, Redis how many messages wait or are being
+   worked on, and a shortfall means lost messages;
+3. pending rows of active batches, oldest batch first, become `queued` and get a message,
+   only up to `depth` queued at once: never a million messages in Redis;
+4. batches with nothing left to send become `finished`.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import uuid
+from datetime import timedelta
+from typing import Final
+
+import redis
+import sqlalchemy as sa
+from celery import Celery
+from sqlalchemy.engine import Engine
+
+from veobatch import transitions
+from veobatch.models import Job
+from veobatch.settings import Rate
+from veobatch.states import JobStatus
+from worker.app import SUBMIT_TASK
+
+LOCK_KEY: Final = "veo-batch:scheduler"
+QUEUE: Final = "celery"  # kombu's Redis transport: a list per queue...
+UNACKED: Final = "unacked"  # ...and a hash of messages delivered but not acknowledged
+
+# Refresh the lock if it is still ours (KEYS[1] lock; ARGV[1] token, ARGV[2] ttl ms).
+_HOLD: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
+"""
+
+
+def queue_depth(rate: Rate | None) -> int:
+    """Rows kept queued: ten seconds of sending at the rate, at least 20 (100 without one)."""
+    if rate is None:
+        return 100
+    return max(20, math.ceil(rate.per_second * 10))
+
+
+class Scheduler:
+    def __init__(
+        self,
+        engine: Engine,
+        broker: redis.Redis,
+        app: Celery,
+        *,
+        depth: int = 100,
+        tick: float = 1.0,
+        grace: timedelta = timedelta(seconds=10),
+    ) -> None:
+        self.engine = engine
+        self.broker = broker
+        self.app = app
+        self.depth = depth
+        self.tick = tick
+        self.grace = grace  # how long a queued row may wait before its message counts as lost
+        self._token = uuid.uuid4().hex
+        self._hold = broker.register_script(_HOLD)
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            if self.lead():
+                self.tick_once()
+            stop.wait(self.tick)
+        if self.broker.get(LOCK_KEY) == self._token.encode():
+            self.broker.delete(LOCK_KEY)  # let another scheduler take over at once
+
+    def lead(self) -> bool:
+        """Hold the leader lock for three ticks; False if another scheduler has it."""
+        ttl = max(int(self.tick * 3000), 1000)
+        return bool(self._hold(keys=[LOCK_KEY], args=[self._token, ttl]))
+
+    def tick_once(self) -> list[int]:
+        """One round; the ids of the rows it sent."""
+        now = transitions.utcnow()
+        with self.engine.begin() as conn:
+            transitions.expire_leases(conn, now)
+            queued = self._queued(conn)
+            waiting = self.broker.llen(QUEUE) + self.broker.hlen(UNACKED)
+            if queued > waiting:
+                queued -= transitions.requeue(
+                    conn, now, older_than=self.grace, limit=queued - waiting
+                )
+            ids = transitions.release(conn, now, self.depth - queued)
+            transitions.finish_batches(conn, now)
+        for job_id in ids:  # after the commit: a message never names a row not yet queued
+            self.app.send_task(SUBMIT_TASK, args=[job_id])
+        return ids
+
+    @staticmethod
+    def _queued(conn: sa.Connection) -> int:
+        return int(
+            conn.execute(
+                sa.select(sa.func.count()).where(Job.status == JobStatus.QUEUED)
+            ).scalar_one()
+        )

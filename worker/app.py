@@ -1,0 +1,33 @@
+"""The Celery application, configured from `VEO_*` settings."""
+
+from __future__ import annotations
+
+import os
+from typing import Final
+
+from celery import Celery
+
+from veobatch.settings import Settings
+
+SUBMIT_TASK: Final = "veobatch.submit"
+# Longer than any task can run (a request, its rate wait, its retries are rows, not tasks):
+# Redis hands a message to another worker only if it was not acknowledged in this time.
+VISIBILITY_TIMEOUT: Final = 3600
+
+
+def make_app(settings: Settings) -> Celery:
+    app = Celery("veo-batch", broker=settings.redis_url or "redis://127.0.0.1:6379/0")
+    app.conf.update(
+        task_acks_late=True,  # acknowledged when done: a killed worker's message comes back
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,  # a worker holds one message at a time
+        task_ignore_result=True,  # outcomes go to the database
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    app.autodiscover_tasks(["worker"], related_name="tasks", force=True)
+    return app
+
+
+app = make_app(Settings.from_env(os.environ))
