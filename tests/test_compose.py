@@ -1,0 +1,56 @@
+"""docker-compose.yml cannot run here (no Docker engine), so its promises are checked instead:
+every command it runs is a real `veo-batch` command, and every VEO_ variable a known setting."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from veobatch.cli import cli
+from veobatch.settings import SETTING_ENV_NAMES
+
+ROOT = Path(__file__).parent.parent
+COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+OURS = {name: s for name, s in COMPOSE["services"].items() if "build" in s}
+
+
+def test_the_image_runs_veo_batch() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["veo-batch"]' in dockerfile
+    for folder in ("veobatch", "worker", "scheduler", "migrations"):
+        assert f"COPY {folder} ./{folder}" in dockerfile
+
+
+def test_the_services_are_there() -> None:
+    assert set(OURS) == {"migrate", "scheduler", "worker"}
+    assert {"postgres", "redis"} <= set(COMPOSE["services"])
+    assert "pgdata" in COMPOSE["volumes"]
+
+
+@pytest.mark.parametrize("name", sorted(OURS))
+def test_each_service_runs_a_real_command(name: str) -> None:
+    command = OURS[name]["command"]
+    result = CliRunner().invoke(cli, [*command, "--help"])
+    assert result.exit_code == 0, f"{name}: veo-batch {' '.join(command)}: {result.output}"
+    options = [arg for arg in command if arg.startswith("--")]
+    for option in options:
+        assert option in result.output, f"{name}: {option} is not an option of {command}"
+
+
+@pytest.mark.parametrize("name", sorted(OURS))
+def test_every_variable_is_a_known_setting(name: str) -> None:
+    names = set(OURS[name]["environment"])
+    assert names, name
+    unknown = {n for n in names if n.startswith("VEO_")} - SETTING_ENV_NAMES
+    assert not unknown, f"{name}: unknown settings {sorted(unknown)}"
+
+
+def test_the_database_url_points_at_the_postgres_service() -> None:
+    env = OURS["worker"]["environment"]
+    assert re.match(r"postgresql://veo:veo@postgres:5432/veo$", env["VEO_DATABASE_URL"])
+    assert env["VEO_REDIS_URL"].startswith("redis://redis:6379/")
