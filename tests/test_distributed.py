@@ -17,12 +17,15 @@ from pathlib import Path
 import pytest
 import redis
 import sqlalchemy as sa
+from click.testing import CliRunner
 from sqlalchemy.engine import Engine
 
 from scheduler.loop import Scheduler
 from tests.conftest import REDIS_URL
 from veobatch import db
 from veobatch.catalog import DEFAULT_MODELS
+from veobatch.cli import cli
+from veobatch.errors import ExitCode
 from veobatch.jobspec import RawJob
 from veobatch.loader import load_rows
 from veobatch.mockapi import MockConfig, MockProvider
@@ -180,3 +183,23 @@ def test_a_wrong_key_pauses_the_batch_after_the_requests_in_flight(stack: Stack)
     )
     assert stack.mock.stats()["requests"] <= 4  # two workers, two processes each
     assert set(stack.statuses().values()) <= {"pending", "queued"}
+
+
+def test_run_hands_the_rows_to_the_workers_and_reports(stack: Stack, tmp_path: Path) -> None:
+    path = tmp_path / "jobs.jsonl"
+    path.write_text(
+        "".join(f'{{"prompt": "p{n}", "model": "veo3.1", "images": ["{URL}"]}}\n' for n in range(8))
+        + f'{{"prompt": "[mock:status=400] bad", "model": "veo3.1", "images": ["{URL}"]}}\n',
+        encoding="utf-8",
+    )
+    stack.start_worker()
+    stack.start_scheduler()
+    result = CliRunner().invoke(
+        cli, ["run", str(path), "-o", str(tmp_path / "out.csv")], env=stack.env(),
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert result.exit_code == ExitCode.ROWS_FAILED, result.output
+    assert "the rows go to the workers" in result.stderr
+    assert "submitted  8" in result.stdout
+    assert "failed     1" in result.stdout
+    assert stack.mock.stats()["created"] == 8

@@ -32,7 +32,7 @@ from veobatch.mockapi import MockConfig, MockProvider
 from veobatch.problems import DEFAULT_MAX_PROBLEMS
 from veobatch.provider import ProviderClient
 from veobatch.ratelimit import LocalRateLimiter
-from veobatch.runner import EmbeddedRunner
+from veobatch.runner import EmbeddedRunner, watch
 from veobatch.runner import Progress as RunProgress
 from veobatch.services import lease_for
 from veobatch.settings import SETTINGS, Secret, Settings
@@ -753,6 +753,33 @@ def run(
     if result.rejected:
         sys.exit(ExitCode.INVALID_ROWS)
     settings = app.settings
+    with app.engine.connect() as conn:
+        batch = batch_summaries(conn, result.batch)[0]
+    if batch.state == BatchState.CANCELLED:
+        raise BatchStateError(f"batch {batch.name!r} was cancelled")
+    if batch.state == BatchState.PAUSED:
+        _exit_paused(batch.name, batch.pause_reason)
+    if settings.redis_url and not mock:
+        click.echo(
+            "VEO_REDIS_URL is set: the rows go to the workers (`veo-batch scheduler` and "
+            "`veo-batch worker` must be running); following the batch",
+            err=True,
+        )
+        try:
+            progress = watch(app.engine, batch.id, on_progress=_run_progress())
+        except KeyboardInterrupt:
+            click.echo(f"\nstopped following; the workers go on: veo-batch status {batch.name}",
+                       err=True)  # fmt: skip
+            sys.exit(130)
+    else:
+        progress = _run_embedded(settings, app.engine, batch.id, mock, concurrency)
+    _print_run(app, result.batch, progress, output)
+
+
+def _run_embedded(
+    settings: Settings, engine: Engine, batch: int, mock: bool, concurrency: int
+) -> RunProgress:
+    """Submit the batch from this process (to the mock provider with `mock`)."""
     with contextlib.ExitStack() as stack:
         if mock:
             provider = stack.enter_context(MockProvider(MockConfig(api_key="mock-key")))
@@ -764,24 +791,20 @@ def run(
             )
         else:
             base, key = settings.api_base, settings.api_key
-        client = stack.enter_context(ProviderClient(
-            base, key, connect_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout,
-        ))  # fmt: skip
-        with app.engine.connect() as conn:
-            batch = batch_summaries(conn, result.batch)[0]
-        if batch.state == BatchState.CANCELLED:
-            raise BatchStateError(f"batch {batch.name!r} was cancelled")
-        if batch.state == BatchState.PAUSED:
-            _exit_paused(batch.name, batch.pause_reason)
+        client = stack.enter_context(
+            ProviderClient(
+                base,
+                key,
+                connect_timeout=settings.connect_timeout,
+                read_timeout=settings.read_timeout,
+            )
+        )
         runner = EmbeddedRunner(
-            app.engine, client, LocalRateLimiter.for_rate(settings.rate), batch.id,
-            concurrency=concurrency,
-            lease=lease_for(settings),
-            on_progress=_run_progress(),
+            engine, client, LocalRateLimiter.for_rate(settings.rate), batch,
+            concurrency=concurrency, lease=lease_for(settings), on_progress=_run_progress(),
         )  # fmt: skip
         try:
-            progress = runner.run()
+            return runner.run()
         except KeyboardInterrupt:
             click.echo(
                 "\nstopped: requests in flight were recorded; rows not sent are "
@@ -789,7 +812,6 @@ def run(
                 err=True,
             )
             sys.exit(130)
-    _print_run(app, result.batch, progress, output)
 
 
 def _run_progress() -> Callable[[RunProgress], None]:

@@ -170,18 +170,43 @@ class EmbeddedRunner:
         return not self._stop.wait(seconds) if seconds > 0 else not self._stop.is_set()
 
     def _progress(self, previous: Progress | None = None) -> Progress:
-        with self.engine.connect() as conn:
-            batch = conn.execute(
-                sa.select(Batch.state, Batch.pause_reason).where(Batch.id == self.batch_id)
-            ).one()
-            counts = dict(
-                conn.execute(
-                    sa.select(Job.status, sa.func.count())
-                    .where(Job.batch_id == self.batch_id)
-                    .group_by(Job.status)
-                ).all()
-            )
-        progress = Progress(counts=counts, state=batch.state, pause_reason=batch.pause_reason)
-        if previous is not None:
-            progress.started, progress.done_at_start = previous.started, previous.done_at_start
-        return progress
+        return snapshot(self.engine, self.batch_id, previous)
+
+
+def snapshot(engine: Engine, batch_id: int, previous: Progress | None = None) -> Progress:
+    """The batch's state and counts now (keeping the start of the run from `previous`)."""
+    with engine.connect() as conn:
+        batch = conn.execute(
+            sa.select(Batch.state, Batch.pause_reason).where(Batch.id == batch_id)
+        ).one()
+        counts = dict(
+            conn.execute(
+                sa.select(Job.status, sa.func.count())
+                .where(Job.batch_id == batch_id)
+                .group_by(Job.status)
+            ).all()
+        )
+    progress = Progress(counts=counts, state=batch.state, pause_reason=batch.pause_reason)
+    if previous is not None:
+        progress.started, progress.done_at_start = previous.started, previous.done_at_start
+    return progress
+
+
+def watch(
+    engine: Engine,
+    batch_id: int,
+    *,
+    tick: float = 1.0,
+    on_progress: ProgressCallback | None = None,
+) -> Progress:
+    """Follow a batch that the distributed workers submit, until nothing is left to send or
+    it stops being active (paused, cancelled)."""
+    progress = snapshot(engine, batch_id)
+    progress.done_at_start = progress.done
+    open_rows = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.SUBMITTING)
+    while progress.state == BatchState.ACTIVE and progress.of(*open_rows):
+        time.sleep(tick)
+        progress = snapshot(engine, batch_id, progress)
+        if on_progress is not None:
+            on_progress(progress)
+    return progress
