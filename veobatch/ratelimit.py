@@ -105,7 +105,7 @@ class LocalRateLimiter:
 
 # KEYS[1] tat, KEYS[2] cooldown_until (both microseconds on Redis's clock)
 # ARGV[1] interval (µs), ARGV[2] burst
-# Returns the wait in microseconds. The same rule as gcra_reserve().
+# Returns {slot time, wait} in microseconds (Redis's clock). The same rule as gcra_reserve().
 _RESERVE: Final = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
@@ -116,7 +116,7 @@ local at = math.max(now, tat - (tonumber(ARGV[2]) - 1) * interval, cooldown)
 local new_tat = math.max(tat, at) + interval
 redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX',
            math.floor((new_tat - now) / 1000) + 60000)
-return at - now
+return {string.format('%d', at), string.format('%d', at - now)}
 """
 
 # KEYS[1] cooldown_until (µs), KEYS[2] strikes
@@ -150,8 +150,12 @@ class RedisRateLimiter:
         self._cool_down = redis.register_script(_COOL_DOWN)
 
     def reserve(self) -> float:
-        micros = self._reserve(keys=self._keys, args=[round(self.interval * 1e6), self.burst])
-        return int(micros) / 1e6
+        return self.reserve_slot()[1]
+
+    def reserve_slot(self) -> tuple[float, float]:
+        """(the slot's time on Redis's clock, seconds to wait for it), both in seconds."""
+        at, wait = self._reserve(keys=self._keys, args=[round(self.interval * 1e6), self.burst])
+        return int(at) / 1e6, int(wait) / 1e6
 
     def cool_down(self, retry_after: float | None = None) -> float:
         args = [
