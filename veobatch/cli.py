@@ -931,8 +931,10 @@ def rerun(
     with app.engine.begin() as conn:
         changed = transitions.rerun(conn, batch_id(conn, name), transitions.utcnow(), chosen,
                                     kinds)  # fmt: skip
-        transitions.resume(conn, batch_id(conn, name), transitions.utcnow())
+        state = transitions.reopen(conn, batch_id(conn, name), transitions.utcnow())
     click.echo(f"{changed:,} rows are pending again; `veo-batch run` or the workers send them")
+    if state == BatchState.PAUSED:
+        click.echo(f"the batch is paused: `veo-batch resume {name}` once its cause is fixed")
 
 
 def _set_state(app: App, name: str, change: Callable[..., object], done: str) -> None:

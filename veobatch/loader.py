@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
+from veobatch import transitions
 from veobatch.bulk import row_writer
 from veobatch.catalog import ImageRange
 from veobatch.errors import BatchStateError, VeoBatchError
@@ -137,7 +138,7 @@ def _load(
             transaction.rollback()
             result.stored = result.offered = 0
         elif result.stored and not result.created:
-            _reopen(conn, checker.batch_id)
+            transitions.reopen(conn, checker.batch_id, transitions.utcnow())
     return result
 
 
@@ -279,12 +280,3 @@ def _batch_for_load(conn: Connection, name: str, source: str) -> tuple[int, bool
             f"batch {name!r} was cancelled; load into a new batch with --batch NAME"
         )
     return found.id, False
-
-
-def _reopen(conn: Connection, batch_id: int) -> None:
-    """New rows in a finished batch make it active again."""
-    conn.execute(
-        sa.update(Batch)
-        .where(Batch.id == batch_id, Batch.state == BatchState.FINISHED.value)
-        .values(state=BatchState.ACTIVE.value)
-    )

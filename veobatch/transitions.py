@@ -149,6 +149,16 @@ def resume(conn: Connection, batch_id: int, now: datetime) -> bool:
     )
 
 
+def reopen(conn: Connection, batch_id: int, now: datetime) -> str | None:
+    """A finished batch with rows to send again becomes active; its state afterwards."""
+    conn.execute(
+        sa.update(Batch)
+        .where(Batch.id == batch_id, Batch.state == BatchState.FINISHED)
+        .values(state=BatchState.ACTIVE, updated_at=now)
+    )
+    return batch_state(conn, batch_id)
+
+
 def cancel(conn: Connection, batch_id: int, now: datetime) -> int:
     """The batch is cancelled; its rows not yet sent become `cancelled`. Rows in flight finish."""
     conn.execute(
