@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -268,3 +273,52 @@ def test_one_rows_story(sqlite_run: Cli, tmp_path: Path) -> None:
     attempts = [line for line in story.splitlines() if line.startswith("j1 ") and "submit" in line]
     assert len(attempts) == 2
     assert all("400" in line and "invalid" in line for line in attempts)
+
+
+def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"id": f"r{n}", "prompt": f"[mock:slow=0.3] row {n}", "model": "veo3.1",
+                        "images": [URL]}) + "\n"
+            for n in range(30)
+        ),
+        encoding="utf-8",
+    )  # fmt: skip
+    database = tmp_path / "veo-batch.db"
+    env = {**os.environ, "VEO_DATABASE_URL": f"sqlite:///{database}"}
+    command = [sys.executable, "-m", "veobatch", "run", str(path), "--mock", "-c", "2"]
+    running = subprocess.Popen(command, env=env, cwd=tmp_path, stderr=subprocess.PIPE)
+    engine = sa.create_engine(f"sqlite:///{database}")
+
+    def submitted() -> int:
+        try:
+            with engine.connect() as conn:
+                query = "SELECT count(*) FROM jobs WHERE status = 'submitted'"
+                return int(conn.exec_driver_sql(query).scalar_one())
+        except sa.exc.OperationalError:
+            return 0  # not created yet
+
+    deadline = time.monotonic() + 30
+    while submitted() < 2:
+        assert time.monotonic() < deadline, "no row was submitted in 30 s"
+        time.sleep(0.05)
+    running.send_signal(signal.SIGINT)
+    _, stderr = running.communicate(timeout=30)
+    assert running.returncode == 130
+    assert b"Run the same command to go on" in stderr
+    with engine.connect() as conn:
+        left = dict(conn.exec_driver_sql("SELECT status, count(*) FROM jobs GROUP BY status").all())
+    assert set(left) <= {"submitted", "pending"}  # nothing submitting, nothing queued
+    assert 2 <= left["submitted"] < 30
+
+    again = subprocess.run(
+        command, env=env, cwd=tmp_path, capture_output=True, timeout=60, check=False
+    )
+    assert again.returncode == 0, again.stderr
+    with engine.connect() as conn:
+        attempts = conn.exec_driver_sql("SELECT count(*) FROM attempts").scalar_one()
+        statuses = conn.exec_driver_sql("SELECT DISTINCT status FROM jobs").scalars().all()
+    assert statuses == ["submitted"]
+    assert attempts == 30  # every row sent exactly once over the two runs
+    engine.dispose()
