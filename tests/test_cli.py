@@ -308,7 +308,9 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path) -> No
     assert running.returncode == 130
     assert b"Run the same command to go on" in stderr
     with engine.connect() as conn:
-        left = dict(conn.exec_driver_sql("SELECT status, count(*) FROM jobs GROUP BY status").all())
+        left: dict[str, int] = dict(
+            conn.exec_driver_sql("SELECT status, count(*) FROM jobs GROUP BY status").all()
+        )
     assert set(left) <= {"submitted", "pending"}  # nothing submitting, nothing queued
     assert 2 <= left["submitted"] < 30
 
