@@ -816,7 +816,7 @@ def _run_embedded(
 
 def _run_progress() -> Callable[[RunProgress], None]:
     """A live line on a terminal; elsewhere a line every 10 seconds."""
-    last = [0.0]
+    last = [time.monotonic()]  # the first line after 10 s (a terminal: at once)
     tty = sys.stderr.isatty()
 
     def show(p: RunProgress) -> None:
