@@ -139,22 +139,25 @@ pass_app = click.make_pass_decorator(App)
 
 # ---------------------------------------------------------------------------------- load
 
-
-@cli.command()
-@click.argument("file", metavar="FILE")
-@click.option(
+batch_option = click.option(
     "--batch",
     "-b",
     "batch_name",
     metavar="NAME",
     help="Batch name (default: the file name without its extension).",
 )
-@click.option(
+format_option = click.option(
     "--format",
     "file_format",
     type=click.Choice(FORMATS),
     help="File format, when the extension does not say (required for stdin).",
 )
+
+
+@cli.command()
+@click.argument("file", metavar="FILE")
+@batch_option
+@format_option
 @click.option(
     "--skip-invalid",
     is_flag=True,
@@ -685,19 +688,8 @@ def scheduler_command(app: App, tick: float, depth: int | None) -> None:
 
 @cli.command()
 @click.argument("file", metavar="FILE")
-@click.option(
-    "--batch",
-    "-b",
-    "batch_name",
-    metavar="NAME",
-    help="Batch name (default: the file name without its extension).",
-)
-@click.option(
-    "--format",
-    "file_format",
-    type=click.Choice(FORMATS),
-    help="File format, when the extension does not say (required for stdin).",
-)
+@batch_option
+@format_option
 @click.option(
     "--skip-invalid",
     is_flag=True,
