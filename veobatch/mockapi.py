@@ -110,6 +110,9 @@ def _error(message: str, code: str | None = None) -> dict[str, Any]:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as a relay behind nginx
+    # Headers and body go out in two writes; with Nagle's algorithm the second waits for the
+    # client's delayed ACK, 40 ms per answer. A real server does not do that.
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: tests run thousands

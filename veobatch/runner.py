@@ -27,6 +27,8 @@ from veobatch.rowlife import MAX_ATTEMPTS
 from veobatch.states import BatchState, JobStatus
 from veobatch.submit import submit_one
 
+SNAPSHOT_EVERY = 0.5  # seconds between counts of the batch (one GROUP BY query)
+
 
 @dataclass
 class Progress:
@@ -90,6 +92,8 @@ class EmbeddedRunner:
         self.on_progress = on_progress
         self._queue: queue.Queue[int] = queue.Queue()
         self._stop = threading.Event()
+        self._wakeup = threading.Event()
+        self._db_lock = threading.Lock()  # one writer at a time, as SQLite wants
         self._busy = 0
         self._busy_lock = threading.Lock()
         self._failures: list[BaseException] = []
@@ -107,11 +111,17 @@ class EmbeddedRunner:
         for worker in workers:
             worker.start()
         try:
+            seen = 0.0
             while not self._failures:
-                progress = self._dispatch_once(progress)
-                if self._finished(progress):
-                    break
-                self._stop.wait(self.tick)
+                self._release(progress)
+                if self._idle() or time.monotonic() - seen >= SNAPSHOT_EVERY:
+                    progress, seen = self._progress(progress), time.monotonic()
+                    if self.on_progress is not None:
+                        self.on_progress(progress)
+                    if self._finished(progress):
+                        break
+                self._wakeup.wait(self.tick)  # a worker wakes us when the queue runs low
+                self._wakeup.clear()
         finally:
             self._stop.set()
             for worker in workers:
@@ -123,24 +133,24 @@ class EmbeddedRunner:
             raise self._failures[0]
         return self._progress(progress)
 
-    def _dispatch_once(self, progress: Progress) -> Progress:
+    def _release(self, progress: Progress) -> int:
+        """Queue rows for the threads, keeping a few per thread ready; how many."""
         with self._busy_lock:
-            free = 2 * self.concurrency - self._busy - self._queue.qsize()
-        if progress.state == BatchState.ACTIVE and free > 0:
-            with self.engine.begin() as conn:
-                for job_id in transitions.release(
-                    conn, transitions.utcnow(), free, [self.batch_id]
-                ):
-                    self._queue.put(job_id)
-        progress = self._progress(progress)
-        if self.on_progress is not None:
-            self.on_progress(progress)
-        return progress
+            free = 4 * self.concurrency - self._busy - self._queue.qsize()
+        if progress.state != BatchState.ACTIVE or free < self.concurrency:
+            return 0
+        with self._db_lock, self.engine.begin() as conn:
+            ids = transitions.release(conn, transitions.utcnow(), free, [self.batch_id])
+        for job_id in ids:
+            self._queue.put(job_id)
+        return len(ids)
+
+    def _idle(self) -> bool:
+        with self._busy_lock:
+            return self._busy == 0 and self._queue.empty()
 
     def _finished(self, progress: Progress) -> bool:
-        with self._busy_lock:
-            idle = self._busy == 0 and self._queue.empty()
-        if not idle:
+        if not self._idle():
             return False
         if progress.state != BatchState.ACTIVE:
             return True  # paused or cancelled: nothing more will be sent
@@ -154,10 +164,13 @@ class EmbeddedRunner:
                 continue
             with self._busy_lock:
                 self._busy += 1
+            if self._queue.qsize() < 2 * self.concurrency:
+                self._wakeup.set()
             try:
                 submit_one(
                     self.engine, self.client, self.limiter, job_id, lease=self.lease,
                     max_attempts=self.max_attempts, wait=self._wait_for_slot,
+                    write_lock=self._db_lock,
                 )  # fmt: skip
             except BaseException as exc:  # surfaced by run(); the row's lease will expire
                 self._failures.append(exc)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
 from typing import Any
 
@@ -43,13 +44,17 @@ def submit_one(
     lease: timedelta,
     max_attempts: int = MAX_ATTEMPTS,
     wait: Callable[[float], bool] = _sleep,
+    write_lock: AbstractContextManager[object] | None = None,
 ) -> Outcome | None:
     """The outcome of submitting row `job_id`, or None if it was not ours to submit.
 
     `wait(seconds)` waits for the rate slot; if it returns False (the process is stopping)
-    the row goes back to pending unsent.
+    the row goes back to pending unsent. `write_lock` serializes the transactions of threads
+    that share one SQLite file (SQLite has one writer; without it they would queue up in its
+    busy handler, which sleeps milliseconds at a time).
     """
-    with engine.begin() as conn:
+    lock = write_lock or nullcontext()
+    with lock, engine.begin() as conn:
         job = transitions.claim(conn, job_id, transitions.utcnow(), lease)
         if job is None:
             return None  # a duplicate message, or the row moved on
@@ -57,7 +62,7 @@ def submit_one(
             transitions.unclaim(conn, job_id, transitions.utcnow())
             return None
     if not wait(limiter.reserve()):
-        with engine.begin() as conn:
+        with lock, engine.begin() as conn:
             transitions.unclaim(conn, job_id, transitions.utcnow())
         return None
     try:
@@ -69,6 +74,6 @@ def submit_one(
         outcome = after_error(
             error.kind, error.message, error.http_status, attempts, max_attempts=max_attempts
         )
-    with engine.begin() as conn:
+    with lock, engine.begin() as conn:
         transitions.record(conn, job, outcome, transitions.utcnow())
     return outcome
