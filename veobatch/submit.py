@@ -54,26 +54,27 @@ def submit_one(
     busy handler, which sleeps milliseconds at a time).
     """
     lock = write_lock or nullcontext()
-    with lock, engine.begin() as conn:
-        job = transitions.claim(conn, job_id, transitions.utcnow(), lease)
-        if job is None:
-            return None  # a duplicate message, or the row moved on
-        if transitions.batch_state(conn, job.batch_id) != BatchState.ACTIVE:
-            transitions.unclaim(conn, job_id, transitions.utcnow())
+    with engine.connect() as conn:  # one connection for the claim and the outcome
+        with lock, conn.begin():
+            job = transitions.claim(conn, job_id, transitions.utcnow(), lease)
+            if job is None:
+                return None  # a duplicate message, or the row moved on
+            if transitions.batch_state(conn, job.batch_id) != BatchState.ACTIVE:
+                transitions.unclaim(conn, job_id, transitions.utcnow())
+                return None
+        if not wait(limiter.reserve()):
+            with lock, conn.begin():
+                transitions.unclaim(conn, job_id, transitions.utcnow())
             return None
-    if not wait(limiter.reserve()):
-        with lock, engine.begin() as conn:
-            transitions.unclaim(conn, job_id, transitions.utcnow())
-        return None
-    try:
-        outcome = succeeded(client.submit(payload_of(job)))
-    except ProviderError as error:
-        if error.kind is ErrorKind.RATE_LIMITED:
-            limiter.cool_down(error.retry_after)
-        attempts = job.attempts + 1
-        outcome = after_error(
-            error.kind, error.message, error.http_status, attempts, max_attempts=max_attempts
-        )
-    with lock, engine.begin() as conn:
-        transitions.record(conn, job, outcome, transitions.utcnow())
+        try:
+            outcome = succeeded(client.submit(payload_of(job)))
+        except ProviderError as error:
+            if error.kind is ErrorKind.RATE_LIMITED:
+                limiter.cool_down(error.retry_after)
+            attempts = job.attempts + 1
+            outcome = after_error(
+                error.kind, error.message, error.http_status, attempts, max_attempts=max_attempts
+            )
+        with lock, conn.begin():
+            transitions.record(conn, job, outcome, transitions.utcnow())
     return outcome
