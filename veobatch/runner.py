@@ -50,7 +50,7 @@ class Progress:
     @property
     def done(self) -> int:
         """Rows that need nothing more from this run."""
-        return self.total - self.of(JobStatus.PENDING, JobStatus.QUEUED, JobStatus.SUBMITTING)
+        return self.total - self.of(*transitions.OPEN)
 
     @property
     def rate(self) -> float:
@@ -133,17 +133,16 @@ class EmbeddedRunner:
             raise self._failures[0]
         return self._progress(progress)
 
-    def _release(self, progress: Progress) -> int:
-        """Queue rows for the threads, keeping a few per thread ready; how many."""
+    def _release(self, progress: Progress) -> None:
+        """Queue rows for the threads, keeping a few per thread ready."""
         with self._busy_lock:
             free = 4 * self.concurrency - self._busy - self._queue.qsize()
         if progress.state != BatchState.ACTIVE or free < self.concurrency:
-            return 0
+            return
         with self._db_lock, self.engine.begin() as conn:
             ids = transitions.release(conn, transitions.utcnow(), free, [self.batch_id])
         for job_id in ids:
             self._queue.put(job_id)
-        return len(ids)
 
     def _idle(self) -> bool:
         with self._busy_lock:
@@ -154,7 +153,7 @@ class EmbeddedRunner:
             return False
         if progress.state != BatchState.ACTIVE:
             return True  # paused or cancelled: nothing more will be sent
-        return progress.of(JobStatus.PENDING, JobStatus.QUEUED, JobStatus.SUBMITTING) == 0
+        return progress.of(*transitions.OPEN) == 0
 
     def _work(self) -> None:
         while not self._stop.is_set():
@@ -216,8 +215,7 @@ def watch(
     it stops being active (paused, cancelled)."""
     progress = snapshot(engine, batch_id)
     progress.done_at_start = progress.done
-    open_rows = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.SUBMITTING)
-    while progress.state == BatchState.ACTIVE and progress.of(*open_rows):
+    while progress.state == BatchState.ACTIVE and progress.of(*transitions.OPEN):
         time.sleep(tick)
         progress = snapshot(engine, batch_id, progress)
         if on_progress is not None:
