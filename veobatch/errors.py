@@ -6,7 +6,9 @@
     ├── NotFoundError             a batch or job named by the user does not exist
     ├── BatchStateError           the batch is in a state that forbids the operation
     └── JobFileError              a job file cannot be read as a job file at all
-        └── JobFileInvalid        it was read, but some rows are invalid (carries the report)
+
+Invalid rows are not an exception: the loader reports them all (`LoadResult.report`) and
+the CLI exits 1.
 
 Each class carries the process exit code the CLI uses for it, so the mapping lives here and
 nowhere else. Messages are written for the person at the terminal: they say what is wrong
@@ -16,10 +18,6 @@ and what to do next, and never contain the provider API key.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from veobatch.problems import ProblemReport
 
 
 class ExitCode(IntEnum):
@@ -73,15 +71,3 @@ class JobFileError(VeoBatchError):
 
     def __reduce__(self) -> tuple[type[JobFileError], tuple[str, str, int | None]]:
         return type(self), (self.source, self.detail, self.line)  # crosses process boundaries
-
-
-class JobFileInvalid(VeoBatchError):
-    """Some rows are invalid; `report` lists the problems (file, line, field, what is wrong)."""
-
-    exit_code = ExitCode.INVALID_ROWS
-
-    def __init__(self, report: ProblemReport) -> None:
-        self.report = report
-        super().__init__(
-            f"{report.source}: {report.invalid_rows} invalid row(s), nothing was stored"
-        )

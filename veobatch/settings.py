@@ -23,7 +23,6 @@ class SettingSpec:
     name: str  # attribute of Settings and the CLI option `--name-with-dashes`
     env: str
     help: str
-    secret: bool = False
 
 
 SETTINGS: Final[tuple[SettingSpec, ...]] = (
@@ -36,9 +35,7 @@ SETTINGS: Final[tuple[SettingSpec, ...]] = (
         "redis_url", "VEO_REDIS_URL", "Redis URL for distributed workers and the shared limit."
     ),
     SettingSpec("api_base", "VEO_API_BASE", "Provider base URL, e.g. https://relay.example.com."),
-    SettingSpec(
-        "api_key", "VEO_API_KEY", "Provider API key (never stored or logged).", secret=True
-    ),
+    SettingSpec("api_key", "VEO_API_KEY", "Provider API key (never stored or logged)."),
     SettingSpec("rate", "VEO_RATE", "Global request rate, e.g. 10/min or 2/s,burst=4."),
     SettingSpec("connect_timeout", "VEO_CONNECT_TIMEOUT", "Seconds to connect to the provider."),
     SettingSpec("read_timeout", "VEO_READ_TIMEOUT", "Seconds to wait for the provider's answer."),

@@ -16,11 +16,6 @@ class JobStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-OPEN_STATUSES = frozenset(
-    {JobStatus.PENDING, JobStatus.QUEUED, JobStatus.SUBMITTING, JobStatus.SUBMITTED}
-)
-
-
 class BatchState(StrEnum):
     ACTIVE = "active"
     PAUSED = "paused"
