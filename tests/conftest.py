@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 
 from veobatch import db
 from veobatch.cli import cli
+from veobatch.mockapi import MockConfig, MockProvider
 from veobatch.settings import normalize_database_url
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -129,3 +130,13 @@ def redis_client() -> Iterator[redis.Redis]:
         service_missing(f"Redis is not reachable at {REDIS_URL}: {exc}")
     yield client
     client.close()
+
+
+MOCK_KEY = "mock-key"
+
+
+@pytest.fixture
+def mock() -> Iterator[MockProvider]:
+    """The mock provider on a local port, accepting MOCK_KEY."""
+    with MockProvider(MockConfig(api_key=MOCK_KEY)) as provider:
+        yield provider

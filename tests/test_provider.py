@@ -9,19 +9,13 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from veobatch.mockapi import MockConfig, MockProvider
+from tests.conftest import MOCK_KEY as KEY
+from veobatch.mockapi import MockProvider
 from veobatch.provider import ProviderClient, ProviderError, classify, error_message, job_payload
 from veobatch.settings import Secret
 from veobatch.states import ErrorKind
 
-KEY = "test-key-not-real"
 IMAGE = "https://img.example.com/a.jpg"
-
-
-@pytest.fixture
-def mock() -> Iterator[MockProvider]:
-    with MockProvider(MockConfig(api_key=KEY)) as provider:
-        yield provider
 
 
 @pytest.fixture

@@ -3,32 +3,24 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from tests.conftest import MOCK_KEY as KEY
 from veobatch import transitions
 from veobatch.catalog import DEFAULT_MODELS
 from veobatch.jobspec import RawJob
 from veobatch.loader import load_rows
-from veobatch.mockapi import MockConfig, MockProvider
+from veobatch.mockapi import MockProvider
 from veobatch.models import Attempt, Batch, Job
 from veobatch.provider import ProviderClient
 from veobatch.ratelimit import LocalRateLimiter
 from veobatch.runner import EmbeddedRunner, Progress
 from veobatch.settings import Secret
 
-KEY = "mock-key"
 URL = "https://img.example.com/a.jpg"
-
-
-@pytest.fixture
-def mock() -> Iterator[MockProvider]:
-    with MockProvider(MockConfig(api_key=KEY)) as provider:
-        yield provider
 
 
 def load(engine: Engine, prompts: list[str], batch: str = "b") -> int:
