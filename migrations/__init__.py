@@ -2,4 +2,4 @@
 
 # The newest revision. A new migration updates it; tests/test_store.py checks it against the
 # files in versions/, so the application can tell an up-to-date schema without loading Alembic.
-HEAD = "0001"
+HEAD = "0002"

@@ -8,8 +8,14 @@ waits; the row claims would keep it harmless anyway):
    the database knows how many rows are queued, Redis how many messages wait or are being
    worked on, and a shortfall means lost messages;
 3. pending rows of active batches, oldest batch first, become `queued` and get a message,
-   only up to `depth` queued at once: never a million messages in Redis;
-4. batches with nothing left to send become `finished`.
+   only up to `depth` queued at once (never a million messages in Redis), and never more
+   than `max_in_flight` rows queued, submitting or generating;
+4. submitted rows whose next poll is due go out in groups (one message polls `poll_group`
+   rows), about `depth` polls waiting at once; the rows' next poll moves ahead by
+   `poll_claim`, so a lost message only makes its polls late;
+5. with downloads on, succeeded rows whose video is due are sent to be fetched, about
+   twenty waiting at once;
+6. batches with nothing left to send or follow become `finished`.
 """
 
 from __future__ import annotations
@@ -29,11 +35,21 @@ from veobatch import transitions
 from veobatch.models import Job
 from veobatch.settings import Rate
 from veobatch.states import JobStatus
-from worker.app import SUBMIT_TASK
+from worker.app import (
+    DOWNLOAD_QUEUE,
+    DOWNLOAD_TASK,
+    POLL_QUEUE,
+    POLL_TASK,
+    SUBMIT_QUEUE,
+    SUBMIT_TASK,
+)
 
 LOCK_KEY: Final = "veo-batch:scheduler"
-QUEUE: Final = "celery"  # kombu's Redis transport: a list per queue...
-UNACKED: Final = "unacked"  # ...and a hash of messages delivered but not acknowledged
+# kombu's Redis transport keeps a list per queue, and a hash of the messages delivered but
+# not acknowledged (of every queue).
+UNACKED: Final = "unacked"
+DOWNLOAD_CLAIM: Final = timedelta(minutes=15)
+DOWNLOADS_WAITING: Final = 20  # download messages kept waiting for the workers
 
 # Refresh the lock if it is still ours (KEYS[1] lock; ARGV[1] token, ARGV[2] ttl ms).
 _HOLD: Final = """
@@ -51,6 +67,13 @@ def queue_depth(rate: Rate | None) -> int:
     return max(20, math.ceil(rate.per_second * 10))
 
 
+def poll_group(rate: Rate | None) -> int:
+    """Rows polled by one message: about two seconds of requests at the rate, 1 to 50."""
+    if rate is None:
+        return 20
+    return min(50, max(1, math.ceil(rate.per_second * 2)))
+
+
 class Scheduler:
     def __init__(
         self,
@@ -61,12 +84,20 @@ class Scheduler:
         depth: int = 100,
         tick: float = 1.0,
         grace: timedelta = timedelta(seconds=10),
+        max_in_flight: int | None = None,
+        poll_group: int = 20,
+        poll_claim: timedelta = timedelta(minutes=2),
+        downloads: bool = False,
     ) -> None:
         self.engine = engine
         self.broker = broker
         self.app = app
         self.depth = depth
         self.tick = tick
+        self.max_in_flight = max_in_flight
+        self.poll_group = poll_group
+        self.poll_claim = poll_claim
+        self.downloads = downloads
         self.grace = grace  # how long a queued row may wait before its message counts as lost
         self._token = uuid.uuid4().hex
         self._hold = broker.register_script(_HOLD)
@@ -85,20 +116,35 @@ class Scheduler:
         return bool(self._hold(keys=[LOCK_KEY], args=[self._token, ttl]))
 
     def tick_once(self) -> list[int]:
-        """One round; the ids of the rows it sent."""
+        """One round; the ids of the rows it sent to be submitted."""
         now = transitions.utcnow()
         with self.engine.begin() as conn:
             transitions.expire_leases(conn, now)
             queued = self._queued(conn)
-            waiting = self.broker.llen(QUEUE) + self.broker.hlen(UNACKED)
+            waiting = self.broker.llen(SUBMIT_QUEUE) + self.broker.hlen(UNACKED)
             if queued > waiting:
                 queued -= transitions.requeue(
                     conn, now, older_than=self.grace, limit=queued - waiting
                 )
-            ids = transitions.release(conn, now, self.depth - queued)
+            ids = transitions.release(
+                conn, now, self.depth - queued, max_in_flight=self.max_in_flight
+            )
+            waiting_polls = self.broker.llen(POLL_QUEUE) * self.poll_group
+            polls = transitions.due_polls(conn, now, self.depth - waiting_polls, self.poll_claim)
+            downloads: list[int] = []
+            if self.downloads:
+                waiting_downloads = self.broker.llen(DOWNLOAD_QUEUE)
+                downloads = transitions.due_downloads(
+                    conn, now, DOWNLOADS_WAITING - waiting_downloads, DOWNLOAD_CLAIM
+                )
             transitions.finish_batches(conn, now)
-        for job_id in ids:  # after the commit: a message never names a row not yet queued
+        # After the commit: a message never names a row whose change is not visible yet.
+        for job_id in ids:
             self.app.send_task(SUBMIT_TASK, args=[job_id])
+        for start in range(0, len(polls), self.poll_group):
+            self.app.send_task(POLL_TASK, args=[polls[start : start + self.poll_group]])
+        for job_id in downloads:
+            self.app.send_task(DOWNLOAD_TASK, args=[job_id])
         return ids
 
     @staticmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
 import os
 import signal
@@ -202,19 +204,44 @@ def test_bad_batch_names_are_refused(sqlite_run: Cli, name: str) -> None:
     assert "a batch name is 1 to 200 characters" in result.output
 
 
-def test_run_with_the_mock_provider_submits_every_row(
+def test_run_with_the_mock_provider_ends_with_every_video_on_disk(
     sqlite_run: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    result = sqlite_run("run", EXAMPLE, "--mock")
+    result = sqlite_run("run", EXAMPLE, "--mock", "--download", "videos")
     assert result.exit_code == 0, result.output
-    assert "submitted  6" in result.stdout
+    assert "succeeded  6" in result.stdout
+    assert "videos on disk: 6 of 6" in result.stdout
     assert "results: jobs.example.results.csv" in result.stdout
-    exported = (tmp_path / "jobs.example.results.csv").read_text(encoding="utf-8")
-    assert exported.count(",submitted,veo3:") == 6
+    with (tmp_path / "jobs.example.results.csv").open(encoding="utf-8") as exported:
+        rows = list(csv.DictReader(exported))
+    assert {row["status"] for row in rows} == {"succeeded"}
+    for row in rows:
+        video = Path(row["video_path"])
+        assert video == tmp_path / "videos" / "jobs.example" / f"{row['id']}.mp4"
+        assert hashlib.sha256(video.read_bytes()).hexdigest() == row["video_sha256"]
+        assert video.stat().st_size == int(row["video_bytes"]) > 0
+        assert row["video_url"].startswith("http://127.0.0.1:")
     again = sqlite_run("run", EXAMPLE, "--mock")
     assert again.exit_code == 0
     assert "6 were already in the batch" in again.stdout
+
+
+def test_run_no_wait_stops_at_task_ids_and_a_later_run_follows_them(
+    sqlite_run: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = sqlite_run("--poll-deadline", "0.5", "run", EXAMPLE, "--mock", "--no-wait")
+    assert result.exit_code == 0, result.output
+    assert "submitted  6" in result.stdout
+    status = sqlite_run("status", "jobs.example")
+    assert "active" in status.stdout  # rows generating: the batch is not finished
+    # The mock of the first run is gone with its tasks: polling them answers 404 until the
+    # deadline each row was given when it was submitted (half a second).
+    later = sqlite_run("run", EXAMPLE, "--mock")
+    assert later.exit_code == ExitCode.ROWS_FAILED
+    assert "failed  6" in later.stdout
+    assert "errors: timeout ×6" in later.stdout
 
 
 def test_run_exit_codes_say_what_happened(sqlite_run: Cli, tmp_path: Path) -> None:
@@ -227,7 +254,7 @@ def test_run_exit_codes_say_what_happened(sqlite_run: Cli, tmp_path: Path) -> No
     out = str(tmp_path / "out.jsonl")
     failed = sqlite_run("run", str(path), "--mock", "-o", out)
     assert failed.exit_code == ExitCode.ROWS_FAILED
-    assert "1 rows have no task" in failed.stderr
+    assert "1 rows failed or are in doubt" in failed.stderr
     assert "veo-batch rerun jobs" in failed.stderr
 
 

@@ -4,6 +4,7 @@ condition with a deadline); none sleeps to "wait enough"."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -58,7 +60,8 @@ class Stack:
     def env(self, **extra: str) -> dict[str, str]:
         return {
             **os.environ, "VEO_DATABASE_URL": self.url, "VEO_REDIS_URL": REDIS_URL,
-            "VEO_API_BASE": self.mock.url, "VEO_API_KEY": KEY, **extra,
+            "VEO_API_BASE": self.mock.url, "VEO_API_KEY": KEY, "VEO_POLL_DELAY": "0.1",
+            "VEO_POLL_INTERVAL": "0.1-0.5", **extra,
         }  # fmt: skip
 
     def start_worker(self, concurrency: int = 2, **env: str) -> subprocess.Popen[bytes]:
@@ -70,11 +73,11 @@ class Stack:
         self.workers.append(worker)
         return worker
 
-    def start_scheduler(self, grace: float = 1.0) -> None:
+    def start_scheduler(self, grace: float = 1.0, **options: Any) -> None:
         settings = Settings.from_env(self.env())
         loop = Scheduler(
             self.engine, redis.Redis.from_url(REDIS_URL), make_app(settings),
-            depth=20, tick=0.1, grace=timedelta(seconds=grace),
+            depth=20, tick=0.1, grace=timedelta(seconds=grace), poll_group=5, **options,
         )  # fmt: skip
         self.scheduler = threading.Thread(target=loop.run, args=(self.stop,), daemon=True)
         self.scheduler.start()
@@ -89,6 +92,10 @@ class Stack:
     def batch_state(self) -> str:
         with self.engine.connect() as conn:
             return str(conn.execute(sa.select(Batch.state)).scalar_one())
+
+    def rows(self) -> list[sa.Row[Any]]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(sa.select(Job)))
 
     def statuses(self) -> dict[str, str]:
         with self.engine.connect() as conn:
@@ -132,7 +139,7 @@ def test_two_worker_processes_send_every_row_exactly_once(stack: Stack) -> None:
     stats = stack.mock.stats()
     assert stats["created"] == 80
     assert set(stats["created_by_prompt"].values()) == {1}
-    assert set(stack.statuses().values()) == {"submitted"}
+    assert set(stack.statuses().values()) == {"succeeded"}
 
 
 def test_the_rate_holds_across_worker_processes(stack: Stack) -> None:
@@ -157,18 +164,19 @@ def test_a_worker_killed_mid_request_leaves_its_row_in_doubt(stack: Stack) -> No
     worker.wait()
     stack.start_worker(concurrency=1, VEO_LEASE="2")
     wait_until(lambda: stack.batch_state() == "finished", what="the batch to finish")
-    assert stack.statuses() == {"[mock:slow=30] slow": "in_doubt", "quick": "submitted"}
+    assert stack.statuses() == {"[mock:slow=30] slow": "in_doubt", "quick": "succeeded"}
     assert created["[mock:slow=30] slow"] == 1  # and never sent again
 
 
 def test_a_flushed_redis_loses_no_row(stack: Stack, redis_client: redis.Redis) -> None:
     stack.load([f"[mock:slow=0.1] row {n}" for n in range(30)])
     stack.start_worker(concurrency=1)
-    stack.start_scheduler(grace=0.5)
+    # Lost poll messages are found by their claim running out (two minutes by default).
+    stack.start_scheduler(grace=0.5, poll_claim=timedelta(seconds=2))
     wait_until(lambda: stack.mock.stats()["created"] >= 5, what="five rows sent")
-    redis_client.flushdb()  # every queued message is gone
+    redis_client.flushdb()  # every queued message is gone, submissions and polls
     wait_until(lambda: stack.batch_state() == "finished", what="the batch to finish")
-    assert set(stack.statuses().values()) == {"submitted"}
+    assert set(stack.statuses().values()) == {"succeeded"}
     assert set(stack.mock.stats()["created_by_prompt"].values()) == {1}
 
 
@@ -200,6 +208,48 @@ def test_run_hands_the_rows_to_the_workers_and_reports(stack: Stack, tmp_path: P
     )  # fmt: skip
     assert result.exit_code == ExitCode.ROWS_FAILED, result.output
     assert "the rows go to the workers" in result.stderr
-    assert "submitted  8" in result.stdout
+    assert "succeeded  8" in result.stdout
     assert "failed     1" in result.stdout
     assert stack.mock.stats()["created"] == 8
+
+
+def test_the_in_flight_cap_holds_across_worker_processes(stack: Stack) -> None:
+    stack.mock.state.config.task_seconds = 1.0
+    stack.mock.state.config.failure_rate = 0.5
+    stack.load([f"row {n}" for n in range(24)])
+    stack.start_worker()
+    stack.start_worker()
+    stack.start_scheduler(max_in_flight=4)
+    wait_until(lambda: stack.batch_state() == "finished", timeout=90, what="the batch to finish")
+    stats = stack.mock.stats()
+    assert stats["created"] == 24
+    assert 2 <= stats["peak_running"] <= 4  # generating at once, as the provider counts them
+    rows = stack.rows()
+    assert {r.status for r in rows} == {"succeeded", "failed"}
+    for row in rows:  # every row ends with its video or the provider's reason
+        if row.status == "succeeded":
+            assert row.video_url
+            assert row.remote_status == "SUCCESS"
+        else:
+            assert (row.error_kind, row.remote_status) == ("remote", "FAILURE")
+            assert row.error == "视频生成失败：内容审核未通过"
+
+
+def test_workers_download_every_video_and_resume_a_cut_one(stack: Stack, tmp_path: Path) -> None:
+    stack.load(["[mock:cut-video] cut", "whole"])
+    stack.start_worker(VEO_DOWNLOAD_DIR=str(tmp_path))
+    stack.start_scheduler(downloads=True)
+    wait_until(lambda: all(r.video_sha256 for r in stack.rows()), timeout=90, what="both videos")
+    size = stack.mock.state.config.video_bytes
+    for row in stack.rows():
+        video = Path(row.video_path)
+        assert video.parent == tmp_path / "b"
+        assert (video.stat().st_size, row.video_bytes) == (size, size)
+        assert hashlib.sha256(video.read_bytes()).hexdigest() == row.video_sha256
+        assert row.status == "succeeded"
+    cut = next(r for r in stack.rows() if r.prompt.startswith("[mock:cut-video]"))
+    assert cut.downloads == 2
+    assert cut.download_error is None
+    # The second try asked only for the missing half: the whole video was sent once for
+    # each row, plus the half that was cut.
+    assert stack.mock.stats()["video_bytes_sent"] == 2 * size + size // 2

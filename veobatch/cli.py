@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,10 +32,11 @@ from veobatch.errors import (
 from veobatch.export import EXPORT_FORMATS, export_format, export_rows, write_export
 from veobatch.loader import LoadResult, Progress, load_rows
 from veobatch.mockapi import MockConfig, MockProvider
+from veobatch.polling import Pacing, claim_for
 from veobatch.problems import DEFAULT_MAX_PROBLEMS
 from veobatch.provider import ProviderClient
 from veobatch.ratelimit import LocalRateLimiter
-from veobatch.runner import EmbeddedRunner, watch
+from veobatch.runner import EmbeddedRunner, snapshot, watch
 from veobatch.runner import Progress as RunProgress
 from veobatch.services import lease_for
 from veobatch.settings import SETTINGS, Secret, Settings
@@ -53,6 +57,8 @@ from veobatch.table import clip, render
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+MOCK_TASK_SECONDS = 3.0  # how long `run --mock` takes to "generate" a video
+
 EXIT_CODES_HELP = """\b
 Exit codes:
   0  done
@@ -63,6 +69,8 @@ Exit codes:
   5  no such batch
   6  a setting is malformed
   7  the batch's state forbids the operation (e.g. it was cancelled)
+  8  run: some rows failed or are in doubt
+  9  run: the batch is paused (the message says why)
 """
 
 
@@ -312,15 +320,35 @@ def _print_load(name: str, result: LoadResult, dry_run: bool, seconds: float) ->
 
 @cli.command()
 @click.argument("name", required=False)
+@click.option(
+    "--watch",
+    "-w",
+    is_flag=True,
+    help="Follow batch NAME live: waiting, submitting, generating (with the provider's "
+    "progress), succeeded, failed, in doubt; rate and ETA. Ends when nothing is left to do.",
+)
+@click.option(
+    "--every",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0.2),
+    help="Seconds between updates with --watch.",
+)
 @pass_app
-def status(app: App, name: str | None) -> None:
+def status(app: App, name: str | None, watch: bool, every: float) -> None:
     """Batches with their row counts per status (one batch, with its errors, if NAME is given).
 
     \b
     Examples:
       veo-batch status
       veo-batch status spring-sale
+      veo-batch status spring-sale --watch
     """
+    if watch:
+        if name is None:
+            raise click.UsageError("--watch follows one batch: veo-batch status NAME --watch")
+        _watch_status(app, name, every)
+        return
     with app.engine.connect() as conn:
         summaries = batch_summaries(conn, name)
         kinds = error_kinds(conn, summaries[0].id) if name else []
@@ -338,6 +366,27 @@ def status(app: App, name: str | None) -> None:
             click.echo(f"{summary.name}: paused: {summary.pause_reason}")
     if kinds:
         click.echo("errors: " + ", ".join(f"{kind} ×{count:,}" for kind, count in kinds))
+
+
+def _watch_status(app: App, name: str, every: float) -> None:
+    with app.engine.connect() as conn:
+        bid = batch_id(conn, name)
+    tty = sys.stderr.isatty()
+    show = _progress_line(every=0.0)
+    progress = snapshot(app.engine, bid)
+    progress.downloading = app.settings.download_dir is not None or progress.downloaded > 0
+    progress.done_at_start = progress.done
+    try:
+        while True:
+            show(progress)
+            if progress.state != BatchState.ACTIVE or not progress.of(*transitions.OPEN):
+                break
+            time.sleep(every)
+            progress = snapshot(app.engine, bid, progress)
+    except KeyboardInterrupt:
+        pass
+    if tty:
+        click.echo("", err=True)
 
 
 # ---------------------------------------------------------------------------------- jobs
@@ -406,7 +455,8 @@ def jobs(
     limit: int,
 ) -> None:
     """The rows of batch NAME with their status, task id and error; with --id, each row's
-    attempts too (time, HTTP status, task_id, error).
+    whole story: its video (URL, file, size, sha256) and every submission, poll (the ones
+    that changed something) and download, with time, HTTP status, remote status and error.
 
     \b
     Examples:
@@ -420,12 +470,15 @@ def jobs(
         total = count_jobs(conn, query)
         if refs:
             history = [
-                [job_ref, utc(a.at), a.action, a.http_status, a.task_id, a.error_kind,
-                 clip(a.error or "", 70)]
+                [job_ref, utc(a.at), a.action, a.http_status, a.task_id, a.remote_status,
+                 a.error_kind, clip(a.error or "", 70)]
                 for job_ref, a in attempts_of(conn, query)
             ]  # fmt: skip
         rows = []
+        details: list[str] = []
         for job in stream_jobs(conn, query.limit(limit) if limit else query):
+            if refs:
+                details.append(_job_details(job))
             rows.append(
                 [
                     job.ref,
@@ -444,10 +497,29 @@ def jobs(
     click.echo(render(["ID", "LINE", "STATUS", "MODEL", "TASK_ID", "KIND", "HTTP", "ERROR"], rows))
     if total > len(rows):
         click.echo(f"showing {len(rows):,} of {total:,} rows; --limit 0 shows all")
+    for block in details:
+        click.echo("\n" + block)
     if history:
-        click.echo(
-            "\n" + render(["ID", "AT", "ACTION", "HTTP", "TASK_ID", "KIND", "ERROR"], history)
-        )
+        headers = ["ID", "AT", "ACTION", "HTTP", "TASK_ID", "REMOTE", "KIND", "ERROR"]
+        click.echo("\n" + render(headers, history))
+
+
+def _job_details(job: Any) -> str:
+    """One row's result fields, one per line (only those that are set)."""
+    fields = {
+        "remote status": " ".join(p for p in (job.remote_status, job.progress) if p),
+        "polls": job.polls or "",
+        "submitted at": utc(job.submitted_at) or "",
+        "finished at": utc(job.finished_at) or "",
+        "video url": job.video_url or "",
+        "video file": job.video_path or "",
+        "video bytes": f"{job.video_bytes:,}" if job.video_bytes is not None else "",
+        "video sha256": job.video_sha256 or "",
+        "download error": job.download_error or "",
+        "error": job.error or "",
+    }
+    lines = [f"  {key}: {value}" for key, value in fields.items() if value != ""]
+    return "\n".join([f"{job.ref} ({job.status}):", *lines])
 
 
 # ---------------------------------------------------------------------------------- export
@@ -658,9 +730,11 @@ def worker(ctx: click.Context, concurrency: int, celery_args: tuple[str, ...]) -
 )
 @pass_app
 def scheduler_command(app: App, tick: float, depth: int | None) -> None:
-    """Release pending rows to the workers as fast as the rate allows, re-send rows whose
-    message was lost, mark rows whose worker died mid-request as in doubt, and finish
-    batches. Run one; a second one started by mistake waits for the first.
+    """Release pending rows to the workers as fast as the rate allows (and never more than
+    VEO_MAX_IN_FLIGHT generating), send due polls in groups, send downloads (if
+    VEO_DOWNLOAD_DIR is set: set it on the workers too), re-send rows whose message was
+    lost, mark rows whose worker died mid-request as in doubt, and finish batches. Run one;
+    a second one started by mistake waits for the first.
 
     \b
     Example:
@@ -669,16 +743,25 @@ def scheduler_command(app: App, tick: float, depth: int | None) -> None:
     settings = app.settings
     if not settings.redis_url:
         raise ConfigError("the scheduler needs VEO_REDIS_URL")
-    from scheduler.loop import Scheduler, queue_depth  # noqa: PLC0415
+    from scheduler.loop import Scheduler, poll_group, queue_depth  # noqa: PLC0415
     from worker.app import make_app  # noqa: PLC0415
 
+    depth = depth or queue_depth(settings.rate)
     loop = Scheduler(
         app.engine, redis.Redis.from_url(settings.redis_url), make_app(settings),
-        depth=depth or queue_depth(settings.rate), tick=tick,
+        depth=depth, tick=tick, max_in_flight=settings.max_in_flight,
+        poll_group=poll_group(settings.poll_rate or settings.rate),
+        poll_claim=claim_for(settings.poll_rate or settings.rate, depth),
+        downloads=settings.download_dir is not None,
     )  # fmt: skip
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    click.echo(f"scheduler running (tick {tick}s, depth {loop.depth}); Ctrl-C stops it", err=True)
+    cap = settings.max_in_flight or "none"
+    click.echo(
+        f"scheduler running (tick {tick}s, depth {loop.depth}, in-flight cap {cap}, downloads "
+        f"{'on' if loop.downloads else 'off'}); Ctrl-C stops it",
+        err=True,
+    )
     with contextlib.suppress(KeyboardInterrupt):
         loop.run(stop)
 
@@ -712,6 +795,19 @@ def scheduler_command(app: App, tick: float, depth: int | None) -> None:
     metavar="FILE",
     help="Where to export the results (default: NAME.results.csv).",
 )
+@click.option(
+    "--download",
+    "download_dir",
+    metavar="DIR",
+    help="Download each video into DIR/BATCH/ID.mp4 (default: VEO_DOWNLOAD_DIR, else none).",
+)
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="Wait for the videos (poll each task until it ends), or stop once every row has a "
+    "task id (a later run, or the scheduler, follows them).",
+)
 @pass_app
 def run(
     app: App,
@@ -722,24 +818,30 @@ def run(
     mock: bool,
     concurrency: int,
     output: str | None,
+    download_dir: str | None,
+    wait: bool,
 ) -> None:
-    """Load FILE and submit its rows in this process (SQLite by default, no Redis needed),
-    then print a summary and export the results.
+    """Load FILE, submit its rows and follow each task to its video, in this process
+    (SQLite by default, no Redis needed); then print a summary and export the results.
 
-    Every row ends with a task_id or an error that explains itself. A row whose request may
-    have reached the provider without an answer is left `in_doubt` and never resent on its
-    own (the provider has no idempotency key: a resend may pay twice). A 401 or an empty
-    balance pauses the batch. Ctrl-C stops cleanly; running the same command again resumes
-    and sends nothing twice.
+    Every row ends with a video URL (and, with --download, the file with its size and
+    sha256) or an error that explains itself: the provider's reason when generation failed,
+    `timeout` after VEO_POLL_DEADLINE. A row whose request may have reached the provider
+    without an answer is left `in_doubt` and never resent on its own (the provider has no
+    idempotency key: a resend may pay twice). A 401 or an empty balance pauses the batch.
+    Ctrl-C stops cleanly; running the same command again resumes: it sends nothing twice
+    and polls the tasks already made.
 
     \b
-    Exit codes: 0 every row has a task; 8 some rows failed or are in doubt;
-    9 the batch is paused (the message says why); 130 stopped with Ctrl-C.
+    Exit codes: 0 every row succeeded (with --no-wait: has a task); 8 some rows failed or
+    are in doubt; 9 the batch is paused (the message says why); 130 stopped with Ctrl-C.
+    A video that could not be downloaded is reported but does not fail the row.
 
     \b
     Examples:
-      veo-batch run jobs.example.yaml --mock
+      veo-batch run jobs.example.yaml --mock --download videos
       VEO_API_BASE=https://relay.example VEO_API_KEY=sk-... VEO_RATE=10/min veo-batch run jobs.csv
+      veo-batch --max-in-flight 20 run jobs.csv --no-wait
     """
     result = _load_file(app, file, batch_name, file_format, skip_invalid)
     if result.rejected:
@@ -758,23 +860,48 @@ def run(
             err=True,
         )
         try:
-            progress = watch(app.engine, batch.id, on_progress=_run_progress())
+            progress = watch(
+                app.engine, batch.id, wait_for_videos=wait,
+                downloading=settings.download_dir is not None, on_progress=_progress_line(),
+            )  # fmt: skip
         except KeyboardInterrupt:
             click.echo(f"\nstopped following; the workers go on: veo-batch status {batch.name}",
                        err=True)  # fmt: skip
             sys.exit(130)
     else:
-        progress = _run_embedded(settings, app.engine, batch.id, mock, concurrency)
+        videos = download_dir or settings.download_dir
+        runner = partial(
+            EmbeddedRunner, concurrency=concurrency, lease=lease_for(settings),
+            pacing=_pacing(settings, mock), max_in_flight=settings.max_in_flight,
+            poll_claim=claim_for(settings.poll_rate or settings.rate, 4 * concurrency),
+            wait_for_videos=wait, download_dir=Path(videos) if videos else None,
+            on_progress=_progress_line(),
+        )  # fmt: skip
+        progress = _run_embedded(settings, app.engine, batch.id, mock, runner)
     _print_run(app, result.batch, progress, output)
 
 
+def _pacing(settings: Settings, mock: bool) -> Pacing:
+    """The settings' pacing; the mock's videos take MOCK_TASK_SECONDS, so no need to wait
+    longer than that for the first poll."""
+    pacing = Pacing.of(settings)
+    return (
+        dataclasses.replace(pacing, delay=min(pacing.delay, MOCK_TASK_SECONDS)) if mock else pacing
+    )
+
+
 def _run_embedded(
-    settings: Settings, engine: Engine, batch: int, mock: bool, concurrency: int
+    settings: Settings,
+    engine: Engine,
+    batch: int,
+    mock: bool,
+    runner: Callable[..., EmbeddedRunner],
 ) -> RunProgress:
-    """Submit the batch from this process (to the mock provider with `mock`)."""
+    """Work on the batch from this process (with the mock provider with `mock`)."""
     with contextlib.ExitStack() as stack:
         if mock:
-            provider = stack.enter_context(MockProvider(MockConfig(api_key="mock-key")))
+            config = MockConfig(api_key="mock-key", task_seconds=MOCK_TASK_SECONDS)
+            provider = stack.enter_context(MockProvider(config))
             base, key = provider.url, Secret("mock-key")
             click.echo(f"sending to the mock provider at {base} (nothing is spent)", err=True)
         elif settings.api_base is None or settings.api_key is None:
@@ -791,12 +918,10 @@ def _run_embedded(
                 read_timeout=settings.read_timeout,
             )
         )
-        runner = EmbeddedRunner(
-            engine, client, LocalRateLimiter.for_rate(settings.rate), batch,
-            concurrency=concurrency, lease=lease_for(settings), on_progress=_run_progress(),
-        )  # fmt: skip
+        limiter = LocalRateLimiter.for_rate(settings.rate)
+        poll_limiter = LocalRateLimiter.for_rate(settings.poll_rate) if settings.poll_rate else None
         try:
-            return runner.run()
+            return runner(engine, client, limiter, batch, poll_limiter=poll_limiter).run()
         except KeyboardInterrupt:
             click.echo(
                 "\nstopped: requests in flight were recorded; rows not sent are "
@@ -806,29 +931,49 @@ def _run_embedded(
             sys.exit(130)
 
 
-def _run_progress() -> Callable[[RunProgress], None]:
-    """A live line on a terminal; elsewhere a line every 10 seconds."""
-    last = [time.monotonic()]  # the first line after 10 s (a terminal: at once)
+def _progress_line(every: float = 10.0) -> Callable[[RunProgress], None]:
+    """A live line on a terminal; elsewhere a line every `every` seconds."""
+    last = [time.monotonic()]  # the first line after `every` seconds (a terminal: at once)
     tty = sys.stderr.isatty()
 
     def show(p: RunProgress) -> None:
         now = time.monotonic()
-        if not tty and now - last[0] < 10:
+        if not tty and now - last[0] < every:
             return
         last[0] = now
-        eta = (
-            f", ETA {p.eta / 60:.0f} min"
-            if p.eta and p.eta >= 60
-            else (f", ETA {p.eta:.0f} s" if p.eta else "")
-        )
-        line = (
-            f"{p.done:,}/{p.total:,} done: submitted {p.of(JobStatus.SUBMITTED):,}, "
-            f"failed {p.of(JobStatus.FAILED):,}, in doubt {p.of(JobStatus.IN_DOUBT):,}; "
-            f"{p.rate:.1f} rows/s{eta}"
-        )
+        line = describe_progress(p)
         click.echo(f"\r\033[K{line}" if tty else line, nl=not tty, err=True)
 
     return show
+
+
+def describe_progress(p: RunProgress) -> str:
+    """`12/40 done: waiting 20, submitting 2, generating 6 (41%), succeeded 10, failed 1,
+    in doubt 1; 2 videos on disk; 0.8 rows/s, ETA 35 s`"""
+    generating = f"generating {p.of(JobStatus.SUBMITTED):,}"
+    if p.average_progress is not None:
+        generating += f" ({p.average_progress:.0f}%)"
+    parts = [
+        f"waiting {p.of(JobStatus.PENDING, JobStatus.QUEUED):,}",
+        f"submitting {p.of(JobStatus.SUBMITTING):,}",
+        generating if p.waits_for_videos else f"with a task {p.of(JobStatus.SUBMITTED):,}",
+        f"succeeded {p.of(JobStatus.SUCCEEDED):,}",
+        f"failed {p.of(JobStatus.FAILED):,}",
+        f"in doubt {p.of(JobStatus.IN_DOUBT):,}",
+    ]
+    if p.of(JobStatus.CANCELLED):
+        parts.append(f"cancelled {p.of(JobStatus.CANCELLED):,}")
+    line = f"{p.done:,}/{p.total:,} done: " + ", ".join(parts)
+    if p.downloading:
+        line += f"; {p.downloaded:,} videos on disk"
+        if p.download_errors:
+            line += f" ({p.download_errors:,} downloads failing)"
+    eta = ""
+    if p.eta is not None:
+        eta = f", ETA {p.eta / 60:.0f} min" if p.eta >= 60 else f", ETA {p.eta:.0f} s"
+    if p.state != BatchState.ACTIVE:
+        return f"{line} [{p.state}]"
+    return f"{line}; {p.rate:.1f} rows/s{eta}"
 
 
 def _print_run(app: App, name: str, progress: RunProgress, output: str | None) -> None:
@@ -847,11 +992,23 @@ def _print_run(app: App, name: str, progress: RunProgress, output: str | None) -
     click.echo(f"results: {path}")
     if batch.state == BatchState.PAUSED:
         _exit_paused(name, batch.pause_reason)
+    if progress.downloaded or progress.downloads_due:
+        click.echo(
+            f"videos on disk: {progress.downloaded:,} of {batch.counts.get('succeeded', 0):,}"
+        )
+        if progress.download_errors:
+            click.echo(
+                f"{progress.download_errors:,} downloads failed (the rows stay succeeded; "
+                "`veo-batch jobs NAME --status succeeded` shows download_error); run again to "
+                "retry them",
+                err=True,
+            )
     unfinished = batch.counts.get(JobStatus.FAILED, 0) + batch.counts.get(JobStatus.IN_DOUBT, 0)
     if unfinished:
         click.echo(
-            f"{unfinished:,} rows have no task: `veo-batch jobs {name} --status failed` "
-            f"says why; `veo-batch rerun {name}` sends them again",
+            f"{unfinished:,} rows failed or are in doubt: `veo-batch jobs {name} --status "
+            f"failed` says why; `veo-batch rerun {name}` sends them again (`--kind timeout`: "
+            "polls their tasks again)",
             err=True,
         )
         sys.exit(ExitCode.ROWS_FAILED)
@@ -895,12 +1052,15 @@ def rerun(
     dry_run: bool,
     yes: bool,
 ) -> None:
-    """Put rows of batch NAME back to pending, so that the next run sends them again.
-    Their attempts stay in the history.
+    """Put rows of batch NAME back to work: the next run (or the workers) sends them again
+    as new tasks, except rows that timed out, whose task is polled again (nothing is paid
+    twice for them). Their attempts stay in the history.
 
     \b
     Examples:
       veo-batch rerun spring-sale                      # the failed rows
+      veo-batch rerun spring-sale --kind remote        # generation failed: new tasks
+      veo-batch rerun spring-sale --kind timeout       # poll the same tasks again
       veo-batch rerun spring-sale --kind server,network
       veo-batch rerun spring-sale --in-doubt --yes     # may pay twice for some rows
     """
@@ -920,11 +1080,20 @@ def rerun(
             abort=True,
             err=True,
         )
+    deadline = timedelta(seconds=app.settings.poll_deadline)
     with app.engine.begin() as conn:
-        changed = transitions.rerun(conn, batch_id(conn, name), transitions.utcnow(), chosen,
-                                    kinds)  # fmt: skip
-        state = transitions.reopen(conn, batch_id(conn, name), transitions.utcnow())
-    click.echo(f"{changed:,} rows are pending again; `veo-batch run` or the workers send them")
+        bid = batch_id(conn, name)
+        sent, polled = transitions.rerun(
+            conn, bid, transitions.utcnow(), chosen, kinds, deadline=deadline
+        )
+        state = transitions.reopen(conn, bid, transitions.utcnow())
+    if sent:
+        click.echo(f"{sent:,} rows are pending again; `veo-batch run` or the workers send them")
+    if polled:
+        click.echo(
+            f"{polled:,} rows that timed out are generating again: their tasks are polled "
+            "(for another VEO_POLL_DEADLINE) by `veo-batch run` or the workers"
+        )
     if state == BatchState.PAUSED:
         click.echo(f"the batch is paused: `veo-batch resume {name}` once its cause is fixed")
 

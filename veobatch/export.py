@@ -20,26 +20,11 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from veobatch.errors import VeoBatchError
+from veobatch.jobspec import OUTPUT_COLUMNS
 from veobatch.store import stream_jobs, utc
 
 EXPORT_FORMATS: Final = ("csv", "jsonl")
 INPUT_COLUMNS: Final = ("id", "prompt", "model", "images", "aspect_ratio", "enhance_prompt")
-RESULT_COLUMNS: Final = (
-    "status",
-    "task_id",
-    "error",
-    "error_kind",
-    "http_status",
-    "attempts",
-    "remote_status",
-    "progress",
-    "video_url",
-    "line",
-    "created_at",
-    "updated_at",
-    "submitted_at",
-    "finished_at",
-)
 
 
 def export_format(path: str, format: str | None) -> str:
@@ -66,7 +51,7 @@ def export_rows(
 ) -> tuple[list[str], Iterator[dict[str, Any]]]:
     """The column names and a stream of row dicts (native values) for `query`."""
     extras = extra_keys(conn, query)
-    columns = [*INPUT_COLUMNS, *extras, *RESULT_COLUMNS]
+    columns = [*INPUT_COLUMNS, *extras, *OUTPUT_COLUMNS]
 
     def rows() -> Iterator[dict[str, Any]]:
         for job in stream_jobs(conn, query):
@@ -87,7 +72,7 @@ def _row(job: sa.Row[Any], extras: list[str]) -> dict[str, Any]:
     extra = job.extra or {}
     for key in extras:
         row[key] = extra.get(key)
-    for column in RESULT_COLUMNS:
+    for column in OUTPUT_COLUMNS:
         value = getattr(job, column)
         row[column] = utc(value).isoformat() if isinstance(value, datetime) else value  # type: ignore[union-attr]
     return row

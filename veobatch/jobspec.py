@@ -27,11 +27,14 @@ JOB_FIELDS: Final = ("id", "prompt", "model", "images", "aspect_ratio", "enhance
 # Provider fields seen in relay clients: passed through, but checked when we know their type.
 KNOWN_EXTRAS: Final = ("enable_upsample", "notify_hook")
 BOOL_FIELDS: Final = frozenset({"enhance_prompt", "enable_upsample"})
-# Columns that `veo-batch export` adds: a re-loaded export ignores them instead of sending them.
-OUTPUT_FIELDS: Final = frozenset(
-    {"status", "task_id", "error", "error_kind", "http_status", "attempts", "remote_status",
-     "progress", "video_url", "created_at", "updated_at", "submitted_at", "finished_at", "line"}
+# Columns that `veo-batch export` adds after the job's own: a re-loaded export ignores them
+# instead of sending them.
+OUTPUT_COLUMNS: Final = (
+    "status", "task_id", "error", "error_kind", "http_status", "attempts", "remote_status",
+    "progress", "video_url", "video_path", "video_bytes", "video_sha256", "download_error",
+    "polls", "line", "created_at", "updated_at", "submitted_at", "finished_at",
 )  # fmt: skip
+OUTPUT_FIELDS: Final = frozenset(OUTPUT_COLUMNS)
 
 # A stored row: the values of `ROW_COLUMNS`, in that order, ready for executemany or COPY.
 ROW_COLUMNS: Final = (

@@ -11,15 +11,20 @@ It speaks both endpoints over real HTTP, with the relay's error shapes (see shar
   `[mock:status=502]` (502 is an HTML page, like a proxy's), `[mock:drop-before]` (connection
   closed before a task exists), `[mock:drop-after]` (task created, then the connection
   closed), `[mock:slow=SECONDS]` (task created, answer late), `[mock:fail]` (the task ends in
-  FAILURE), `[mock:no-task-id]` (200 without a task_id).
+  FAILURE), `[mock:no-task-id]` (200 without a task_id), `[mock:cut-video]` (the first
+  download of the video stops halfway);
+- videos served at `/_mock/videos/...` (`video_bytes` long, same bytes for the same task),
+  with `Range` requests answered 206, as a CDN does.
 
 It counts tasks created per prompt (`GET /_mock/stats`), so a test can see a job paid for
-twice, and records every request's arrival to report the busiest window.
+twice, records every request's arrival to report the busiest window, and keeps the most
+tasks it had generating at once (`peak_running`), which is what a provider's cap counts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import json
 import random
 import re
@@ -31,7 +36,7 @@ from collections import Counter, deque
 from dataclasses import asdict, dataclass, field, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from veobatch.provider import SUBMIT_PATH
 
@@ -50,6 +55,7 @@ class MockConfig:
     balance: int | None = None  # tasks that can still be created; None: no end
     task_seconds: float = 0.0  # time from creation to SUCCESS or FAILURE
     failure_rate: float = 0.0  # share of tasks that end in FAILURE
+    video_bytes: int = 64 * 1024
     seed: int = 0
 
 
@@ -58,7 +64,13 @@ class _Task:
     task_id: str
     prompt: str
     created: float
+    ends: float
     fails: bool
+    cut_video: bool = False  # the next full download of its video stops halfway
+
+    def video(self, size: int) -> bytes:
+        unit = (self.task_id + "\n").encode()
+        return (unit * (size // len(unit) + 1))[:size]
 
 
 @dataclass
@@ -71,9 +83,22 @@ class MockState:
     created_by_prompt: Counter[str] = field(default_factory=Counter)
     arrivals: deque[float] = field(default_factory=deque)  # within the last window
     requests: int = 0
+    polls: int = 0
     rejected_429: int = 0
     busiest_window: int = 0
+    video_requests: int = 0
+    video_bytes_sent: int = 0
+    running_ends: list[float] = field(default_factory=list)  # a heap: when each task ends
+    peak_running: int = 0
     rng: random.Random = field(default_factory=random.Random)
+
+    def start_task(self, task: _Task) -> None:
+        self.tasks[task.task_id] = task
+        self.created_by_prompt[task.prompt] += 1
+        while self.running_ends and self.running_ends[0] <= task.created:
+            heapq.heappop(self.running_ends)
+        heapq.heappush(self.running_ends, task.ends)
+        self.peak_running = max(self.peak_running, len(self.running_ends))
 
     def arrive(self, now: float) -> bool:
         """Record one request; False if it is over the limit (it still counts, as on relays)."""
@@ -92,6 +117,10 @@ class MockState:
         return {
             "requests": self.requests,
             "created": sum(self.created_by_prompt.values()),
+            "polls": self.polls,
+            "peak_running": self.peak_running,
+            "video_requests": self.video_requests,
+            "video_bytes_sent": self.video_bytes_sent,
             "rejected_429": self.rejected_429,
             "busiest_window": self.busiest_window,
             "limit": self.config.limit,
@@ -203,8 +232,11 @@ class _Handler(BaseHTTPRequestHandler):
                 config.balance -= 1
             task_id = f"veo3:{int(time.time())}-{uuid.uuid4().hex[:10]}"
             fails = "fail" in markers or state.rng.random() < config.failure_rate
-            state.tasks[task_id] = _Task(task_id, prompt, time.monotonic(), fails)
-            state.created_by_prompt[prompt] += 1
+            created = time.monotonic()
+            state.start_task(
+                _Task(task_id, prompt, created, created + config.task_seconds, fails,
+                      cut_video="cut-video" in markers)
+            )  # fmt: skip
         if "drop-after" in markers:
             self._drop()
             return
@@ -221,7 +253,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._reply(200, self.server.state.stats())
             return
         if self.path.startswith("/_mock/videos/"):
-            self._reply(200, {"video": self.path.rsplit("/", 1)[-1]})
+            self._video(unquote(self.path[len("/_mock/videos/") :]).removesuffix(".mp4"))
             return
         if not self.path.startswith(SUBMIT_PATH + "/"):
             self._reply(404, _error(f"Invalid URL (GET {self.path})"))
@@ -231,22 +263,22 @@ class _Handler(BaseHTTPRequestHandler):
         task_id = unquote(self.path[len(SUBMIT_PATH) + 1 :])
         state = self.server.state
         with state.lock:
+            state.polls += 1
             task = state.tasks.get(task_id)
-            duration = state.config.task_seconds
         if task is None:
             self._reply(404, {"code": "task_not_exist", "message": "task_not_exist", "data": None})
             return
-        self._reply(200, self._task_view(task, duration))
+        self._reply(200, self._task_view(task))
 
-    def _task_view(self, task: _Task, duration: float) -> dict[str, Any]:
-        elapsed = time.monotonic() - task.created
-        done = elapsed >= duration
-        share = 1.0 if done else elapsed / duration if duration else 1.0
+    def _task_view(self, task: _Task) -> dict[str, Any]:
+        now = time.monotonic()
+        done = now >= task.ends
+        share = 1.0 if done else (now - task.created) / (task.ends - task.created)
         status = "IN_PROGRESS" if not done else "FAILURE" if task.fails else "SUCCESS"
         if not done and share < 0.1:
             status = "NOT_START"
         host = self.headers.get("Host", "127.0.0.1")
-        output = f"http://{host}/_mock/videos/{uuid.uuid5(uuid.NAMESPACE_URL, task.task_id)}.mp4"
+        output = f"http://{host}/_mock/videos/{quote(task.task_id, safe='')}.mp4"
         return {
             "task_id": task.task_id,
             "platform": "google",
@@ -257,6 +289,46 @@ class _Handler(BaseHTTPRequestHandler):
             "data": {"output": output} if status == "SUCCESS" else None,
             "search_item": "",
         }
+
+    def _video(self, task_id: str) -> None:
+        """The task's video; `Range: bytes=N-` answered 206 (or 416 past the end)."""
+        state = self.server.state
+        with state.lock:
+            state.video_requests += 1
+            task = state.tasks.get(task_id)
+            size = state.config.video_bytes
+            cut = task is not None and task.cut_video and "Range" not in self.headers
+            if cut and task is not None:
+                task.cut_video = False
+        if task is None or time.monotonic() < task.ends or task.fails:
+            self._reply(404, _error("video not found"))
+            return
+        data = task.video(size)
+        start = 0
+        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", "").strip())
+        if match and int(match.group(1)) >= size:
+            self.send_response(416)
+            self.send_header("Content-Range", f"bytes */{size}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if match:
+            start = int(match.group(1))
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Type", "video/mp4")
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Length", str(size - start))
+        self.end_headers()
+        body = data[: size // 2] if cut else data[start:]
+        with state.lock:
+            state.video_bytes_sent += len(body)
+        self.wfile.write(body)
+        if cut:
+            self.wfile.flush()
+            self._drop()
 
     def _configure(self) -> None:
         body = self._body()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
+import sqlalchemy as sa
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -70,6 +71,19 @@ class Job(Base):
         UniqueConstraint("batch_id", "ref"),
         Index("ix_jobs_batch_status", "batch_id", "status"),
         CheckConstraint(_one_of("status", JobStatus), name="status"),
+        # Partial: a million freshly loaded rows have neither, and cost these indexes nothing.
+        Index(
+            "ix_jobs_next_poll_at",
+            "next_poll_at",
+            sqlite_where=sa.text("next_poll_at IS NOT NULL"),
+            postgresql_where=sa.text("next_poll_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_jobs_next_download_at",
+            "next_download_at",
+            sqlite_where=sa.text("next_download_at IS NOT NULL"),
+            postgresql_where=sa.text("next_download_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -95,9 +109,20 @@ class Job(Base):
     http_status: Mapped[int | None] = mapped_column(Integer)
     next_attempt_at: Mapped[datetime | None]  # backoff: not released before this time
     lease_until: Mapped[datetime | None]  # a worker's claim on a `submitting` row
+    # Following the task (`submitted`): the provider's words, and when to ask next.
     remote_status: Mapped[str | None] = mapped_column(String(32))
-    progress: Mapped[str | None] = mapped_column(String(16))
+    progress: Mapped[str | None] = mapped_column(String(16))  # as the provider says it: "40%"
     video_url: Mapped[str | None] = mapped_column(Text)
+    polls: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_poll_at: Mapped[datetime | None]  # also a poll's claim: pushed ahead when one is sent
+    poll_until: Mapped[datetime | None]  # the deadline: still running then means `timeout`
+    # The video on disk (downloads are optional and never change the row's status).
+    video_path: Mapped[str | None] = mapped_column(Text)
+    video_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    video_sha256: Mapped[str | None] = mapped_column(String(64))
+    downloads: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    download_error: Mapped[str | None] = mapped_column(Text)
+    next_download_at: Mapped[datetime | None]  # set while a download is wanted and not done
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
     submitted_at: Mapped[datetime | None]
@@ -111,7 +136,7 @@ class Attempt(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
-    action: Mapped[str] = mapped_column(String(16))  # submit | poll
+    action: Mapped[str] = mapped_column(String(16))  # submit | poll | download
     at: Mapped[datetime] = mapped_column(server_default=func.now())
     http_status: Mapped[int | None] = mapped_column(Integer)
     task_id: Mapped[str | None] = mapped_column(String(200))

@@ -1,10 +1,13 @@
-"""The embedded mode: one process submits a batch's rows, with the same row life as the
-distributed workers (release → claim → POST → record) and the same limiter rule in process.
+"""The embedded mode: one process takes a batch from rows to videos, with the same row life
+as the distributed workers (release → claim → POST → record, then poll until the task ends,
+then download) and the same limiter rule in process.
 
-A dispatcher (the calling thread) releases rows only as fast as the worker threads take them,
-so the queue never holds more than a few rows; worker threads run `submit_one`. Stopping
-(Ctrl-C) lets requests in flight finish and be recorded, and puts rows still queued back to
-pending: nothing stays `submitting`, and running again resumes where this run stopped.
+A dispatcher (the calling thread) hands work to threads only as fast as they take it, so
+nothing waits in memory for long: due polls and new submissions share the request threads
+(half the free places each, so neither starves the other), downloads have threads of their
+own (a slow video host never holds up the API). Stopping (Ctrl-C) lets requests in flight
+finish and be recorded and puts rows still queued back to pending: nothing stays
+`submitting`, and running again resumes where this run stopped, polling what was submitted.
 """
 
 from __future__ import annotations
@@ -15,19 +18,26 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from veobatch import transitions
+from veobatch.download import download_one, video_client
 from veobatch.models import Batch, Job
+from veobatch.poll import poll_rows
+from veobatch.polling import Pacing, percent_of
 from veobatch.provider import ProviderClient
 from veobatch.ratelimit import RateLimiter
 from veobatch.rowlife import MAX_ATTEMPTS
 from veobatch.states import BatchState, JobStatus
 from veobatch.submit import submit_one
 
-SNAPSHOT_EVERY = 0.5  # seconds between counts of the batch (one GROUP BY query)
+SNAPSHOT_EVERY = 0.5  # seconds between counts of the batch (a few GROUP BY queries)
+DOWNLOAD_CLAIM = timedelta(minutes=15)
+DOWNLOAD_THREADS = 2
 
 
 @dataclass
@@ -39,6 +49,12 @@ class Progress:
     pause_reason: str | None = None
     started: float = field(default_factory=time.monotonic)
     done_at_start: int | None = None
+    waits_for_videos: bool = True  # False: a row is done once it has a task (`--no-wait`)
+    generating: dict[str | None, int] = field(default_factory=dict)  # submitted rows by progress
+    downloading: bool = False  # videos are being fetched (shown, and waited for)
+    downloaded: int = 0
+    downloads_due: int = 0  # succeeded rows whose video is still to be fetched
+    download_errors: int = 0  # of which the last try failed
 
     def of(self, *statuses: JobStatus) -> int:
         return sum(self.counts.get(s, 0) for s in statuses)
@@ -48,9 +64,13 @@ class Progress:
         return sum(self.counts.values())
 
     @property
+    def open_statuses(self) -> tuple[JobStatus, ...]:
+        return transitions.OPEN if self.waits_for_videos else transitions.UNSENT
+
+    @property
     def done(self) -> int:
         """Rows that need nothing more from this run."""
-        return self.total - self.of(*transitions.OPEN)
+        return self.total - self.of(*self.open_statuses)
 
     @property
     def rate(self) -> float:
@@ -62,6 +82,14 @@ class Progress:
     def eta(self) -> float | None:
         left = self.total - self.done
         return left / self.rate if self.rate > 0 else None
+
+    @property
+    def average_progress(self) -> float | None:
+        """The provider's mean progress over the rows generating (rows it said nothing of: 0)."""
+        rows = sum(self.generating.values())
+        if not rows:
+            return None
+        return sum((percent_of(p) or 0.0) * n for p, n in self.generating.items()) / rows
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -75,41 +103,58 @@ class EmbeddedRunner:
         limiter: RateLimiter,
         batch_id: int,
         *,
+        pacing: Pacing,
+        poll_limiter: RateLimiter | None = None,
         concurrency: int = 4,
         lease: timedelta = timedelta(minutes=3),
         tick: float = 0.2,
         max_attempts: int = MAX_ATTEMPTS,
+        max_in_flight: int | None = None,
+        poll_claim: timedelta = timedelta(minutes=2),
+        wait_for_videos: bool = True,
+        download_dir: Path | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> None:
         self.engine = engine
         self.client = client
         self.limiter = limiter
+        self.poll_limiter = poll_limiter or limiter
         self.batch_id = batch_id
+        self.pacing = pacing
         self.concurrency = concurrency
         self.lease = lease
         self.tick = tick
         self.max_attempts = max_attempts
+        self.max_in_flight = max_in_flight
+        self.poll_claim = poll_claim  # a poll handed to a thread is not handed out again before
+        self.wait_for_videos = wait_for_videos
+        self.download_dir = download_dir if wait_for_videos else None
         self.on_progress = on_progress
-        self._queue: queue.Queue[int] = queue.Queue()
+        self._requests: queue.Queue[Callable[[], object]] = queue.Queue()
+        self._downloads: queue.Queue[Callable[[], object]] = queue.Queue()
         self._stop = threading.Event()
         self._wakeup = threading.Event()
         self._db_lock = threading.Lock()  # one writer at a time, as SQLite wants
-        self._busy = 0
+        self._busy = {"requests": 0, "downloads": 0}  # items being worked on, per queue
         self._busy_lock = threading.Lock()
         self._failures: list[BaseException] = []
 
     def run(self) -> Progress:
-        """Submit until no row of the batch is left to send, or the batch pauses, or Ctrl-C."""
+        """Work until every row of the batch is finished (with `wait_for_videos`, else until
+        each has a task), or the batch pauses, or Ctrl-C."""
         with self.engine.begin() as conn:  # rows a killed run left queued are ours again
             transitions.requeue(conn, transitions.utcnow(), batch_id=self.batch_id)
+            if self.download_dir is not None:
+                transitions.retry_downloads(conn, self.batch_id, transitions.utcnow())
         progress = self._progress()
         progress.done_at_start = progress.done
-        workers = [
-            threading.Thread(target=self._work, name=f"veo-batch-submit-{n}", daemon=True)
-            for n in range(self.concurrency)
-        ]
-        for worker in workers:
-            worker.start()
+        threads = [self._thread("requests", self._requests, n) for n in range(self.concurrency)]
+        if self.download_dir is not None:
+            threads += [
+                self._thread("downloads", self._downloads, n) for n in range(DOWNLOAD_THREADS)
+            ]
+        for thread in threads:
+            thread.start()
         try:
             seen = 0.0
             while not self._failures:
@@ -120,12 +165,12 @@ class EmbeddedRunner:
                         self.on_progress(progress)
                     if self._finished(progress):
                         break
-                self._wakeup.wait(self.tick)  # a worker wakes us when the queue runs low
+                self._wakeup.wait(self.tick)  # a thread wakes us when its queue runs low
                 self._wakeup.clear()
         finally:
             self._stop.set()
-            for worker in workers:
-                worker.join()
+            for thread in threads:
+                thread.join()
             with self.engine.begin() as conn:
                 transitions.requeue(conn, transitions.utcnow(), batch_id=self.batch_id)
                 transitions.finish_batches(conn, transitions.utcnow())
@@ -133,74 +178,144 @@ class EmbeddedRunner:
             raise self._failures[0]
         return self._progress(progress)
 
+    # ------------------------------------------------------------------ handing out work
+
     def _release(self, progress: Progress) -> None:
-        """Queue rows for the threads, keeping a few per thread ready."""
+        """Hand due polls, new submissions and due downloads to the threads, keeping a few
+        per thread ready."""
         with self._busy_lock:
-            free = 4 * self.concurrency - self._busy - self._queue.qsize()
-        if progress.state != BatchState.ACTIVE or free < self.concurrency:
+            free = 4 * self.concurrency - self._busy["requests"] - self._requests.qsize()
+        downloads_free = 2 * DOWNLOAD_THREADS - self._downloads.qsize()
+        if free < self.concurrency and downloads_free <= 0:
             return
+        now = transitions.utcnow()
+        batch = [self.batch_id]
         with self._db_lock, self.engine.begin() as conn:
-            ids = transitions.release(conn, transitions.utcnow(), free, [self.batch_id])
-        for job_id in ids:
-            self._queue.put(job_id)
+            polls = []
+            if free >= self.concurrency:
+                polls = transitions.due_polls(conn, now, max(free // 2, 1), self.poll_claim, batch)
+            submits = []
+            if free >= self.concurrency and progress.state == BatchState.ACTIVE:
+                submits = transitions.release(
+                    conn, now, free - len(polls), batch, max_in_flight=self.max_in_flight
+                )
+            downloads = []
+            if self.download_dir is not None and downloads_free > 0:
+                downloads = transitions.due_downloads(
+                    conn, now, downloads_free, DOWNLOAD_CLAIM, batch
+                )
+        for job_id in polls:
+            self._requests.put(partial(self._poll, [job_id]))
+        for job_id in submits:
+            self._requests.put(partial(self._submit, job_id))
+        for job_id in downloads:
+            self._downloads.put(partial(self._download, job_id))
 
     def _idle(self) -> bool:
         with self._busy_lock:
-            return self._busy == 0 and self._queue.empty()
+            busy = sum(self._busy.values())
+            return busy == 0 and self._requests.empty() and self._downloads.empty()
 
     def _finished(self, progress: Progress) -> bool:
         if not self._idle():
             return False
-        if progress.state != BatchState.ACTIVE:
-            return True  # paused or cancelled: nothing more will be sent
-        return progress.of(*transitions.OPEN) == 0
+        if progress.state not in (BatchState.ACTIVE, BatchState.FINISHED):
+            return True  # paused or cancelled: the next run goes on from here
+        if progress.of(*progress.open_statuses):
+            return False
+        return self.download_dir is None or progress.downloads_due == 0
 
-    def _work(self) -> None:
+    # ------------------------------------------------------------------ the threads
+
+    def _thread(
+        self, kind: str, work: queue.Queue[Callable[[], object]], number: int
+    ) -> threading.Thread:
+        name = f"veo-batch-{kind}-{number}"
+        return threading.Thread(target=self._work, args=(kind, work), name=name, daemon=True)
+
+    def _work(self, kind: str, work: queue.Queue[Callable[[], object]]) -> None:
         while not self._stop.is_set():
             try:
-                job_id = self._queue.get(timeout=self.tick)
+                item = work.get(timeout=self.tick)
             except queue.Empty:
                 continue
             with self._busy_lock:
-                self._busy += 1
-            if self._queue.qsize() < 2 * self.concurrency:
+                self._busy[kind] += 1
+            if work.qsize() < 2 * self.concurrency:
                 self._wakeup.set()
             try:
-                submit_one(
-                    self.engine, self.client, self.limiter, job_id, lease=self.lease,
-                    max_attempts=self.max_attempts, wait=self._wait_for_slot,
-                    write_lock=self._db_lock,
-                )  # fmt: skip
-            except BaseException as exc:  # surfaced by run(); the row's lease will expire
+                item()
+            except BaseException as exc:  # surfaced by run(); a claimed row's lease expires
                 self._failures.append(exc)
             finally:
                 with self._busy_lock:
-                    self._busy -= 1
+                    self._busy[kind] -= 1
+
+    def _submit(self, job_id: int) -> None:
+        submit_one(
+            self.engine, self.client, self.limiter, job_id, lease=self.lease,
+            pacing=self.pacing, max_attempts=self.max_attempts, wait=self._wait_for_slot,
+            write_lock=self._db_lock,
+        )  # fmt: skip
+
+    def _poll(self, job_ids: list[int]) -> None:
+        poll_rows(
+            self.engine, self.client, self.poll_limiter, job_ids, pacing=self.pacing,
+            wait=self._wait_for_slot, write_lock=self._db_lock,
+        )  # fmt: skip
+
+    def _download(self, job_id: int) -> None:
+        assert self.download_dir is not None
+        with video_client() as http:
+            download_one(self.engine, http, job_id, self.download_dir, write_lock=self._db_lock)
 
     def _wait_for_slot(self, seconds: float) -> bool:
         """Wait for a rate slot; False (send nothing) if the run is stopping meanwhile."""
         return not self._stop.wait(seconds) if seconds > 0 else not self._stop.is_set()
 
     def _progress(self, previous: Progress | None = None) -> Progress:
-        return snapshot(self.engine, self.batch_id, previous)
+        progress = snapshot(self.engine, self.batch_id, previous)
+        progress.waits_for_videos = self.wait_for_videos
+        progress.downloading = self.download_dir is not None
+        return progress
 
 
 def snapshot(engine: Engine, batch_id: int, previous: Progress | None = None) -> Progress:
     """The batch's state and counts now (keeping the start of the run from `previous`)."""
+    of_batch = Job.batch_id == batch_id
     with engine.connect() as conn:
         batch = conn.execute(
             sa.select(Batch.state, Batch.pause_reason).where(Batch.id == batch_id)
         ).one()
         counts = dict(
             conn.execute(
-                sa.select(Job.status, sa.func.count())
-                .where(Job.batch_id == batch_id)
-                .group_by(Job.status)
+                sa.select(Job.status, sa.func.count()).where(of_batch).group_by(Job.status)
             ).all()
         )
-    progress = Progress(counts=counts, state=batch.state, pause_reason=batch.pause_reason)
+        generating: dict[str | None, int] = {}
+        if counts.get(JobStatus.SUBMITTED):
+            generating = dict(
+                conn.execute(
+                    sa.select(Job.progress, sa.func.count())
+                    .where(of_batch, Job.status == JobStatus.SUBMITTED)
+                    .group_by(Job.progress)
+                ).all()
+            )
+        files = conn.execute(
+            sa.select(
+                sa.func.count(Job.video_path),
+                sa.func.count(Job.next_download_at),
+                sa.func.count(sa.case((Job.next_download_at.is_not(None), Job.download_error))),
+            ).where(of_batch, Job.status == JobStatus.SUCCEEDED)
+        ).one()
+    progress = Progress(
+        counts=counts, state=batch.state, pause_reason=batch.pause_reason, generating=generating,
+        downloaded=files[0], downloads_due=files[1], download_errors=files[2],
+    )  # fmt: skip
     if previous is not None:
         progress.started, progress.done_at_start = previous.started, previous.done_at_start
+        progress.waits_for_videos = previous.waits_for_videos
+        progress.downloading = previous.downloading
     return progress
 
 
@@ -209,13 +324,17 @@ def watch(
     batch_id: int,
     *,
     tick: float = 1.0,
+    wait_for_videos: bool = True,
+    downloading: bool = False,
     on_progress: ProgressCallback | None = None,
 ) -> Progress:
-    """Follow a batch that the distributed workers submit, until nothing is left to send or
-    it stops being active (paused, cancelled)."""
+    """Follow a batch that the distributed workers work on, until nothing is left to do for
+    it or it stops being active (paused, cancelled)."""
     progress = snapshot(engine, batch_id)
+    progress.waits_for_videos = wait_for_videos
+    progress.downloading = downloading
     progress.done_at_start = progress.done
-    while progress.state == BatchState.ACTIVE and progress.of(*transitions.OPEN):
+    while progress.state == BatchState.ACTIVE and progress.of(*progress.open_statuses):
         time.sleep(tick)
         progress = snapshot(engine, batch_id, progress)
         if on_progress is not None:

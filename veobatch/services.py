@@ -1,4 +1,4 @@
-"""What a worker process holds for its whole life: one engine, one HTTP client, one limiter.
+"""What a worker process holds for its whole life: one engine, HTTP clients, the limiters.
 
 Opened on first use in each process (Celery's prefork children each get their own), closed at
 exit. Settings come from the environment (`VEO_*`), which `veo-batch worker` fills from its
@@ -12,14 +12,17 @@ import os
 from dataclasses import dataclass
 from datetime import timedelta
 
+import httpx
 import redis
 from sqlalchemy.engine import Engine
 
 from veobatch import db
+from veobatch.download import video_client
 from veobatch.errors import ConfigError
+from veobatch.polling import Pacing
 from veobatch.provider import ProviderClient
 from veobatch.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
-from veobatch.settings import Settings
+from veobatch.settings import Rate, Settings
 
 
 @dataclass
@@ -28,17 +31,19 @@ class Services:
     engine: Engine
     client: ProviderClient
     limiter: RateLimiter
+    poll_limiter: RateLimiter
     lease: timedelta
+    pacing: Pacing
+    videos: httpx.Client  # for video hosts: never carries the API key
 
     @classmethod
     def open(cls, settings: Settings) -> Services:
         if settings.api_base is None or settings.api_key is None:
             raise ConfigError("a worker needs VEO_API_BASE and VEO_API_KEY")
-        limiter: RateLimiter
-        if settings.redis_url:
-            limiter = RedisRateLimiter(redis.Redis.from_url(settings.redis_url), settings.rate)
-        else:
-            limiter = LocalRateLimiter.for_rate(settings.rate)
+        limiter = limiter_for(settings, settings.rate, "veo-batch:rate")
+        poll_limiter = limiter
+        if settings.poll_rate is not None:
+            poll_limiter = limiter_for(settings, settings.poll_rate, "veo-batch:poll-rate")
         return cls(
             settings=settings,
             engine=db.open_database(settings.database_url),
@@ -49,12 +54,23 @@ class Services:
                 read_timeout=settings.read_timeout,
             ),
             limiter=limiter,
+            poll_limiter=poll_limiter,
             lease=lease_for(settings),
+            pacing=Pacing.of(settings),
+            videos=video_client(),
         )
 
     def close(self) -> None:
         self.client.close()
+        self.videos.close()
         self.engine.dispose()
+
+
+def limiter_for(settings: Settings, rate: Rate | None, prefix: str) -> RateLimiter:
+    """Shared through Redis when there is one (every worker on every host), else in process."""
+    if settings.redis_url:
+        return RedisRateLimiter(redis.Redis.from_url(settings.redis_url), rate, prefix)
+    return LocalRateLimiter.for_rate(rate)
 
 
 def lease_for(settings: Settings) -> timedelta:

@@ -48,6 +48,35 @@ SETTINGS: Final[tuple[SettingSpec, ...]] = (
     SettingSpec(
         "models", "VEO_MODELS", "Extra or changed models: NAME=LOW-HIGH images, comma separated."
     ),
+    SettingSpec(
+        "max_in_flight",
+        "VEO_MAX_IN_FLIGHT",
+        "Most rows submitted and not yet finished at once, across all workers (default: no cap).",
+    ),
+    SettingSpec(
+        "poll_delay", "VEO_POLL_DELAY", "Seconds from a submission to its first poll (default 10)."
+    ),
+    SettingSpec(
+        "poll_interval",
+        "VEO_POLL_INTERVAL",
+        "Seconds between polls of a task, growing from the first to the second: MIN-MAX "
+        "(default 5-30).",
+    ),
+    SettingSpec(
+        "poll_deadline",
+        "VEO_POLL_DEADLINE",
+        "Seconds a task may generate before its row fails with kind timeout (default 1800).",
+    ),
+    SettingSpec(
+        "poll_rate",
+        "VEO_POLL_RATE",
+        "A separate request rate for polls, like VEO_RATE (default: polls share VEO_RATE).",
+    ),
+    SettingSpec(
+        "download_dir",
+        "VEO_DOWNLOAD_DIR",
+        "Download each finished video into this directory (default: no downloads).",
+    ),
 )
 
 SETTING_ENV_NAMES: Final = frozenset(spec.env for spec in SETTINGS)
@@ -105,13 +134,13 @@ class Rate:
         return self.count / self.period
 
     @classmethod
-    def parse(cls, text: str) -> Rate:
+    def parse(cls, text: str, env: str = "VEO_RATE") -> Rate:
         match = _RATE_RE.match(text.lower())
         name = match["unit"] if match else ""
         unit = _UNITS.get(name) or _UNITS.get(name.removesuffix("s"))
         if not match or unit is None or float(match["count"]) <= 0:
             raise ConfigError(
-                f"VEO_RATE: {text!r} is not a rate; write COUNT/UNIT such as '10/min', '2/s' "
+                f"{env}: {text!r} is not a rate; write COUNT/UNIT such as '10/min', '2/s' "
                 "or '100/h', optionally followed by ',burst=N'"
             )
         span = float(match["span"]) if match["span"] else 1.0
@@ -145,6 +174,28 @@ def _seconds(raw: Mapping[str, str], name: str, env: str, default: float) -> flo
     return value
 
 
+def _count(raw: Mapping[str, str], name: str, env: str) -> int | None:
+    if name not in raw:
+        return None
+    if not raw[name].isdigit() or int(raw[name]) < 1:
+        raise ConfigError(f"{env}: {raw[name]!r} is not a whole number above 0")
+    return int(raw[name])
+
+
+def _span(text: str) -> tuple[float, float]:
+    """VEO_POLL_INTERVAL: `MIN-MAX` seconds, or one number for a fixed interval."""
+    low, _, high = text.partition("-")
+    try:
+        span = (float(low), float(high or low))
+    except ValueError:
+        span = (0.0, 0.0)
+    if not 0 < span[0] <= span[1]:
+        raise ConfigError(
+            f"VEO_POLL_INTERVAL: {text!r} is not MIN-MAX seconds (e.g. 5-30) or one number"
+        )
+    return span
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
@@ -156,6 +207,12 @@ class Settings:
     read_timeout: float = 60.0
     lease: float | None = None
     models: Mapping[str, ImageRange] = field(default_factory=lambda: dict(DEFAULT_MODELS))
+    max_in_flight: int | None = None
+    poll_delay: float = 10.0
+    poll_interval: tuple[float, float] = (5.0, 30.0)
+    poll_deadline: float = 1800.0
+    poll_rate: Rate | None = None
+    download_dir: str | None = None
 
     @classmethod
     def from_values(cls, values: Mapping[str, str | None]) -> Settings:
@@ -174,6 +231,12 @@ class Settings:
             read_timeout=_seconds(raw, "read_timeout", "VEO_READ_TIMEOUT", 60.0),
             lease=_seconds(raw, "lease", "VEO_LEASE", 0.0) or None,
             models=parse_models(raw["models"]) if "models" in raw else dict(DEFAULT_MODELS),
+            max_in_flight=_count(raw, "max_in_flight", "VEO_MAX_IN_FLIGHT"),
+            poll_delay=_seconds(raw, "poll_delay", "VEO_POLL_DELAY", 10.0),
+            poll_interval=_span(raw.get("poll_interval", "5-30")),
+            poll_deadline=_seconds(raw, "poll_deadline", "VEO_POLL_DEADLINE", 1800.0),
+            poll_rate=Rate.parse(raw["poll_rate"], "VEO_POLL_RATE") if "poll_rate" in raw else None,
+            download_dir=raw.get("download_dir"),
         )
 
     @classmethod

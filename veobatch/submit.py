@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from veobatch import transitions
+from veobatch.polling import Pacing
 from veobatch.provider import ProviderClient, ProviderError, job_payload
 from veobatch.ratelimit import RateLimiter
 from veobatch.rowlife import MAX_ATTEMPTS, Outcome, after_error, succeeded
@@ -30,7 +31,8 @@ def payload_of(job: sa.Row[Any]) -> dict[str, Any]:
     )
 
 
-def _sleep(seconds: float) -> bool:
+def sleep(seconds: float) -> bool:
+    """The default `wait`: sleep, then go on."""
     time.sleep(seconds)
     return True
 
@@ -42,8 +44,9 @@ def submit_one(
     job_id: int,
     *,
     lease: timedelta,
+    pacing: Pacing,
     max_attempts: int = MAX_ATTEMPTS,
-    wait: Callable[[float], bool] = _sleep,
+    wait: Callable[[float], bool] = sleep,
     write_lock: AbstractContextManager[object] | None = None,
 ) -> Outcome | None:
     """The outcome of submitting row `job_id`, or None if it was not ours to submit.
@@ -76,5 +79,5 @@ def submit_one(
                 error.kind, error.message, error.http_status, attempts, max_attempts=max_attempts
             )
         with lock, conn.begin():
-            transitions.record(conn, job, outcome, transitions.utcnow())
+            transitions.record(conn, job, outcome, transitions.utcnow(), pacing)
     return outcome

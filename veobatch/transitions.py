@@ -15,10 +15,13 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from veobatch.models import Attempt, Batch, Job
+from veobatch.polling import Pacing, PollOutcome
 from veobatch.rowlife import Outcome
 from veobatch.states import BatchState, ErrorKind, JobStatus
 
-OPEN = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.SUBMITTING)
+UNSENT = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.SUBMITTING)  # no task yet
+IN_FLIGHT = (JobStatus.QUEUED, JobStatus.SUBMITTING, JobStatus.SUBMITTED)  # count to the cap
+OPEN = (*UNSENT, JobStatus.SUBMITTED)  # not finished: a task to create, or one to follow
 
 
 def utcnow() -> datetime:
@@ -30,10 +33,24 @@ def _active_batches() -> sa.Select[Any]:
 
 
 def release(
-    conn: Connection, now: datetime, limit: int, batch_ids: Sequence[int] | None = None
+    conn: Connection,
+    now: datetime,
+    limit: int,
+    batch_ids: Sequence[int] | None = None,
+    *,
+    max_in_flight: int | None = None,
 ) -> list[int]:
     """Up to `limit` pending rows of active batches whose backoff is over, oldest batch first,
-    become `queued`; their ids. Rows locked by another scheduler are skipped (PostgreSQL)."""
+    become `queued`; their ids. Rows locked by another scheduler are skipped (PostgreSQL).
+
+    With `max_in_flight`, never more than that many rows queued, submitting or submitted
+    (generating) at once: of all batches, or of `batch_ids` when given.
+    """
+    if max_in_flight is not None:
+        flying = sa.select(sa.func.count()).where(Job.status.in_(IN_FLIGHT))
+        if batch_ids is not None:
+            flying = flying.where(Job.batch_id.in_(list(batch_ids)))
+        limit = min(limit, max_in_flight - int(conn.execute(flying).scalar_one()))
     if limit <= 0:
         return []
     ready = (
@@ -85,12 +102,14 @@ def unclaim(conn: Connection, job_id: int, now: datetime) -> None:
     )
 
 
-def record(conn: Connection, job: sa.Row[Any], outcome: Outcome, now: datetime) -> bool:
+def record(
+    conn: Connection, job: sa.Row[Any], outcome: Outcome, now: datetime, pacing: Pacing
+) -> bool:
     """The outcome of one attempt and its history row, in the caller's transaction.
 
     A task_id is recorded even if the row's lease ran out meanwhile (it is a fact about a
     task that exists); any other outcome only applies to a row still `submitting`. False if
-    the row had moved on.
+    the row had moved on. A new task gets its first poll and its deadline from `pacing`.
     """
     expected = [JobStatus.SUBMITTING]
     if outcome.status is JobStatus.SUBMITTED:
@@ -107,7 +126,13 @@ def record(conn: Connection, job: sa.Row[Any], outcome: Outcome, now: datetime) 
         "attempts": Job.attempts + (1 if outcome.counts_as_attempt else 0),
     }
     if outcome.task_id is not None:
-        values.update(task_id=outcome.task_id, submitted_at=now)
+        values.update(
+            task_id=outcome.task_id,
+            submitted_at=now,
+            polls=0,
+            next_poll_at=now + timedelta(seconds=pacing.delay),
+            poll_until=now + timedelta(seconds=pacing.deadline),
+        )
     if finished:
         values["finished_at"] = now
     changed = conn.execute(
@@ -211,7 +236,7 @@ def expire_leases(conn: Connection, now: datetime) -> int:
 
 
 def finish_batches(conn: Connection, now: datetime) -> int:
-    """Active batches with no row left to send become `finished`."""
+    """Active batches with no row left to send or to follow become `finished`."""
     open_rows = sa.select(Job.id).where(Job.batch_id == Batch.id, Job.status.in_(OPEN))
     return conn.execute(
         sa.update(Batch)
@@ -226,18 +251,218 @@ def rerun(
     now: datetime,
     statuses: Sequence[str],
     kinds: Sequence[str] = (),
-) -> int:
-    """Matching rows back to `pending` with a fresh count of attempts (the attempts table
-    keeps their history)."""
-    query = sa.update(Job).where(Job.batch_id == batch_id, Job.status.in_(list(statuses)))
+    *,
+    deadline: timedelta = timedelta(minutes=30),
+) -> tuple[int, int]:
+    """Matching rows go again; (rows to send again, rows to poll again).
+
+    A row that timed out still has its task: it is polled again, with a new `deadline`. Any
+    other row goes back to `pending` with a fresh count of attempts and is sent as a new task
+    (the attempts table keeps the old one's history).
+    """
+    chosen = sa.and_(Job.batch_id == batch_id, Job.status.in_(list(statuses)))
     if kinds:
-        query = query.where(Job.error_kind.in_(list(kinds)))
-    return conn.execute(
-        query.values(
+        chosen = sa.and_(chosen, Job.error_kind.in_(list(kinds)))
+    sent = conn.execute(
+        sa.update(Job)
+        .where(
+            chosen,
+            sa.or_(
+                Job.status != JobStatus.FAILED,
+                Job.error_kind.is_distinct_from(ErrorKind.TIMEOUT),
+                Job.task_id.is_(None),
+            ),
+        )
+        .values(
             status=JobStatus.PENDING,
             attempts=0,
             next_attempt_at=None,
+            task_id=None,
+            remote_status=None,
+            progress=None,
+            video_url=None,
+            polls=0,
+            next_poll_at=None,
+            poll_until=None,
+            video_path=None,
+            video_bytes=None,
+            video_sha256=None,
+            downloads=0,
+            download_error=None,
+            next_download_at=None,
             finished_at=None,
             updated_at=now,
         )
+    ).rowcount
+    polled = conn.execute(
+        sa.update(Job)
+        .where(
+            chosen,
+            Job.status == JobStatus.FAILED,
+            Job.error_kind == ErrorKind.TIMEOUT,
+            Job.task_id.is_not(None),
+        )
+        .values(
+            status=JobStatus.SUBMITTED,
+            error=None,
+            error_kind=None,
+            next_poll_at=now,
+            poll_until=now + deadline,
+            finished_at=None,
+            updated_at=now,
+        )
+    ).rowcount
+    return sent, polled
+
+
+# ---------------------------------------------------------------------------------- polls
+
+
+def due_polls(
+    conn: Connection,
+    now: datetime,
+    limit: int,
+    claim: timedelta,
+    batch_ids: Sequence[int] | None = None,
+) -> list[int]:
+    """Up to `limit` submitted rows whose next poll is due, longest waiting first; their
+    next poll moves `claim` ahead, so the next round does not send them again. A poll that
+    is lost (a worker killed, a message gone) is simply due again then."""
+    if limit <= 0:
+        return []
+    due = (
+        sa.select(Job.id)
+        .where(Job.next_poll_at <= now, Job.status == JobStatus.SUBMITTED)
+        .order_by(Job.next_poll_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if batch_ids is not None:
+        due = due.where(Job.batch_id.in_(list(batch_ids)))
+    ids = [row.id for row in conn.execute(due)]
+    if not ids:
+        return []
+    claimed = conn.execute(
+        sa.update(Job)
+        .where(Job.id.in_(ids), Job.status == JobStatus.SUBMITTED, Job.next_poll_at <= now)
+        .values(next_poll_at=now + claim)
+        .returning(Job.id)
+    )
+    return sorted(row.id for row in claimed)
+
+
+def polled(conn: Connection, job: sa.Row[Any], outcome: PollOutcome, now: datetime) -> bool:
+    """One poll's outcome (and a history row if it changed something), in the caller's
+    transaction; False if the row was no longer `submitted` (rerun, cancelled meanwhile)."""
+    values: dict[str, Any] = {
+        "status": outcome.status,
+        "remote_status": outcome.remote_status,
+        "progress": outcome.progress,
+        "error": outcome.error,
+        "error_kind": outcome.error_kind,
+        "polls": Job.polls + 1,
+        "next_poll_at": outcome.next_poll_at,
+        "updated_at": now,
+    }
+    if outcome.http_status is not None:
+        values["http_status"] = outcome.http_status
+    if outcome.finished:
+        values["finished_at"] = now
+    if outcome.video_url is not None:
+        values.update(video_url=outcome.video_url, next_download_at=now)
+    changed = conn.execute(
+        sa.update(Job).where(Job.id == job.id, Job.status == JobStatus.SUBMITTED).values(**values)
+    ).rowcount
+    if changed and (outcome.changed or outcome.finished or outcome.error):
+        conn.execute(
+            sa.insert(Attempt).values(
+                job_id=job.id, action="poll", at=now, http_status=outcome.http_status,
+                task_id=job.task_id, remote_status=outcome.remote_status, error=outcome.error,
+                error_kind=outcome.error_kind,
+            )
+        )  # fmt: skip
+    if outcome.pause_reason is not None:
+        pause(conn, job.batch_id, outcome.pause_reason, now)
+    return bool(changed)
+
+
+# ---------------------------------------------------------------------------------- downloads
+
+
+def due_downloads(
+    conn: Connection,
+    now: datetime,
+    limit: int,
+    claim: timedelta,
+    batch_ids: Sequence[int] | None = None,
+) -> list[int]:
+    """Up to `limit` succeeded rows whose video is due to be downloaded; claimed like polls."""
+    if limit <= 0:
+        return []
+    due = (
+        sa.select(Job.id)
+        .where(Job.next_download_at <= now, Job.status == JobStatus.SUCCEEDED)
+        .order_by(Job.next_download_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if batch_ids is not None:
+        due = due.where(Job.batch_id.in_(list(batch_ids)))
+    ids = [row.id for row in conn.execute(due)]
+    if not ids:
+        return []
+    claimed = conn.execute(
+        sa.update(Job)
+        .where(Job.id.in_(ids), Job.next_download_at <= now)
+        .values(next_download_at=now + claim)
+        .returning(Job.id)
+    )
+    return sorted(row.id for row in claimed)
+
+
+def downloaded(
+    conn: Connection,
+    job_id: int,
+    now: datetime,
+    *,
+    path: str | None = None,
+    size: int | None = None,
+    sha256: str | None = None,
+    error: str | None = None,
+    retry_in: float | None = None,
+) -> None:
+    """A download's outcome: the file, or an error and when to try again (None: give up).
+    The row's status is not touched: a video that cannot be fetched is still made."""
+    if error is None:
+        values: dict[str, Any] = {
+            "video_path": path, "video_bytes": size, "video_sha256": sha256,
+            "download_error": None, "next_download_at": None,
+        }  # fmt: skip
+    else:
+        retry_at = now + timedelta(seconds=retry_in) if retry_in is not None else None
+        values = {"download_error": error, "next_download_at": retry_at}
+    conn.execute(
+        sa.update(Job)
+        .where(Job.id == job_id)
+        .values(downloads=Job.downloads + 1, updated_at=now, **values)
+    )
+    conn.execute(
+        sa.insert(Attempt).values(
+            job_id=job_id, action="download", at=now, error=error
+        )
+    )  # fmt: skip
+
+
+def retry_downloads(conn: Connection, batch_id: int, now: datetime) -> int:
+    """Succeeded rows of the batch whose download gave up are due again (a new run asks)."""
+    return conn.execute(
+        sa.update(Job)
+        .where(
+            Job.batch_id == batch_id,
+            Job.status == JobStatus.SUCCEEDED,
+            Job.video_path.is_(None),
+            Job.video_url.is_not(None),
+            Job.next_download_at.is_(None),
+        )
+        .values(next_download_at=now, downloads=0, updated_at=now)
     ).rowcount

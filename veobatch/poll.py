@@ -1,0 +1,69 @@
+"""Poll a group of submitted rows: one rate slot and one GET per row, each outcome recorded.
+
+The plain function behind the embedded runner's threads and the Celery task `veobatch.poll`.
+Rows come in groups (the scheduler claimed them by moving their next poll ahead), so ten
+thousand tasks in flight are a few hundred messages a minute, not ten thousand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from veobatch import transitions
+from veobatch.models import Job
+from veobatch.polling import Pacing, PollOutcome, after_poll
+from veobatch.provider import ProviderClient, ProviderError, TaskState
+from veobatch.ratelimit import RateLimiter
+from veobatch.states import ErrorKind, JobStatus
+from veobatch.store import utc
+from veobatch.submit import sleep
+
+
+def poll_rows(
+    engine: Engine,
+    client: ProviderClient,
+    limiter: RateLimiter,
+    job_ids: Sequence[int],
+    *,
+    pacing: Pacing,
+    wait: Callable[[float], bool] = sleep,
+    write_lock: AbstractContextManager[object] | None = None,
+) -> list[PollOutcome]:
+    """Poll each row still `submitted`; the outcomes. Stops early if `wait` says stop (the
+    rows not polled are due again when their claim runs out)."""
+    with engine.connect() as conn:
+        jobs = conn.execute(
+            sa.select(Job).where(Job.id.in_(list(job_ids)), Job.status == JobStatus.SUBMITTED)
+        ).all()
+    outcomes = []
+    for job in jobs:
+        if not wait(limiter.reserve()):
+            break
+        answer: TaskState | ProviderError
+        try:
+            answer = client.query(job.task_id)
+        except ProviderError as error:
+            if error.kind is ErrorKind.RATE_LIMITED:
+                limiter.cool_down(error.retry_after)
+            answer = error
+        now = transitions.utcnow()
+        submitted_at = utc(job.submitted_at) or now
+        outcome = after_poll(
+            answer,
+            now=now,
+            submitted_at=submitted_at,
+            poll_until=utc(job.poll_until) or submitted_at + timedelta(seconds=pacing.deadline),
+            polls=job.polls + 1,
+            last_status=job.remote_status,
+            last_progress=job.progress,
+            pacing=pacing,
+        )
+        with write_lock or nullcontext(), engine.begin() as conn:
+            transitions.polled(conn, job, outcome, now)
+        outcomes.append(outcome)
+    return outcomes
