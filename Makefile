@@ -12,7 +12,7 @@ $(BIN)/veo-batch: pyproject.toml
 	touch $@
 
 demo: $(BIN)/veo-batch  ## run the example batch against the built-in mock provider (offline)
-	$(BIN)/veo-batch run jobs.example.yaml --mock
+	$(BIN)/veo-batch run jobs.example.yaml --mock --download videos
 	$(BIN)/veo-batch status
 
 test: $(BIN)/veo-batch  ## the test suite (needs PostgreSQL; see README)

@@ -29,7 +29,13 @@ def test_the_image_runs_veo_batch() -> None:
 def test_the_services_are_there() -> None:
     assert set(OURS) == {"migrate", "scheduler", "worker"}
     assert {"postgres", "redis"} <= set(COMPOSE["services"])
-    assert "pgdata" in COMPOSE["volumes"]
+    assert {"pgdata", "videos"} <= set(COMPOSE["volumes"])
+
+
+def test_workers_write_videos_where_the_setting_says() -> None:
+    worker = OURS["worker"]
+    assert "videos:/videos" in worker["volumes"]
+    assert worker["environment"]["VEO_DOWNLOAD_DIR"] == "/videos"
 
 
 @pytest.mark.parametrize("name", sorted(OURS))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,6 +14,7 @@ from sqlalchemy.engine import Engine
 from tests.conftest import MOCK_KEY as KEY
 from veobatch import transitions
 from veobatch.catalog import DEFAULT_MODELS
+from veobatch.download import download_one, video_client
 from veobatch.jobspec import RawJob
 from veobatch.loader import load_rows
 from veobatch.mockapi import MockProvider
@@ -176,3 +179,133 @@ def test_rerun_sends_failed_rows_again(engine: Engine, mock: MockProvider) -> No
             conn.execute(sa.select(sa.func.count()).where(Attempt.job_id == row.id)).scalar_one()
             == 2
         )
+
+
+def test_every_row_ends_with_its_video_or_the_providers_reason(
+    engine: Engine, mock: MockProvider
+) -> None:
+    mock.state.config.task_seconds, mock.state.config.failure_rate = 0.3, 0.5
+    batch_id = load(engine, [f"row {n}" for n in range(20)])
+    progress = run(engine, mock, batch_id)
+    assert progress.state == "finished"
+    made = {task.prompt: task.fails for task in mock.state.tasks.values()}
+    assert len(made) == 20
+    assert 0 < sum(made.values()) < 20
+    for prompt, row in rows(engine).items():
+        if made[prompt]:
+            assert (row.status, row.error_kind, row.remote_status) == (
+                "failed",
+                "remote",
+                "FAILURE",
+            )
+            assert row.error == "视频生成失败：内容审核未通过"
+        else:
+            assert (row.status, row.remote_status, row.progress) == ("succeeded", "SUCCESS", "100%")
+            assert row.video_url.endswith(".mp4")
+        assert row.finished_at is not None
+        assert row.next_poll_at is None
+    with engine.connect() as conn:
+        actions = dict(conn.execute(
+            sa.select(Attempt.action, sa.func.count()).group_by(Attempt.action)
+        ).all())  # fmt: skip
+    assert actions["submit"] == 20
+    assert actions["poll"] >= 20  # at least the poll that saw each task end
+
+
+def test_a_deadline_times_out_and_rerun_polls_the_same_task_again(
+    engine: Engine, mock: MockProvider
+) -> None:
+    mock.state.config.task_seconds = 1.0
+    batch_id = load(engine, ["slow"])
+    impatient = Pacing(delay=0.05, shortest=0.05, longest=0.1, deadline=0.2)
+    run(engine, mock, batch_id, pacing=impatient)
+    row = rows(engine)["slow"]
+    assert (row.status, row.error_kind) == ("failed", "timeout")
+    assert "--kind timeout" in row.error
+    with engine.begin() as conn:
+        again = transitions.rerun(conn, batch_id, transitions.utcnow(), ["failed"], ["timeout"])
+        assert again == (0, 1)  # nothing to send, one task to poll
+        transitions.reopen(conn, batch_id, transitions.utcnow())
+    run(engine, mock, batch_id)
+    row = rows(engine)["slow"]
+    assert (row.status, row.error, row.error_kind) == ("succeeded", None, None)
+    assert mock.stats()["created"] == 1  # the same task: nothing paid twice
+
+
+def test_rerun_of_a_remote_failure_makes_a_new_task(engine: Engine, mock: MockProvider) -> None:
+    batch_id = load(engine, ["[mock:fail] refused"])
+    run(engine, mock, batch_id)
+    first = rows(engine)["[mock:fail] refused"]
+    assert (first.status, first.error_kind) == ("failed", "remote")
+    with engine.begin() as conn:
+        assert transitions.rerun(conn, batch_id, transitions.utcnow(), ["failed"], ["remote"]) == (
+            1,
+            0,
+        )
+        transitions.reopen(conn, batch_id, transitions.utcnow())
+    run(engine, mock, batch_id)
+    second = rows(engine)["[mock:fail] refused"]
+    assert second.task_id != first.task_id
+    assert mock.stats()["created_by_prompt"] == {"[mock:fail] refused": 2}
+
+
+def test_the_in_flight_cap_holds(engine: Engine, mock: MockProvider) -> None:
+    mock.state.config.task_seconds = 0.3
+    batch_id = load(engine, [f"row {n}" for n in range(24)])
+    run(engine, mock, batch_id, concurrency=6, max_in_flight=3)
+    assert {r.status for r in rows(engine).values()} == {"succeeded"}
+    assert 2 <= mock.stats()["peak_running"] <= 3
+
+
+def test_an_interrupted_download_resumes_where_it_stopped(
+    engine: Engine, mock: MockProvider, tmp_path: Path
+) -> None:
+    batch_id = load(engine, ["[mock:cut-video] cut", "whole"])
+    progress = run(engine, mock, batch_id, download_dir=tmp_path)
+    assert progress.downloaded == 2
+    size = mock.state.config.video_bytes
+    cut = rows(engine)["[mock:cut-video] cut"]
+    assert cut.status == "succeeded"
+    assert cut.video_bytes == size
+    assert cut.video_path == str(tmp_path / "b" / "r2.mp4")
+    assert hashlib.sha256(Path(cut.video_path).read_bytes()).hexdigest() == cut.video_sha256
+    assert not list(tmp_path.rglob("*.part"))
+    # Half, then the other half (a Range request), not half and then the whole video again.
+    assert mock.stats()["video_bytes_sent"] == 2 * size + size // 2
+    with engine.connect() as conn:
+        errors = conn.execute(
+            sa.select(Attempt.error).where(Attempt.job_id == cut.id, Attempt.action == "download")
+        ).scalars().all()  # fmt: skip
+    assert len(errors) == 2
+    assert errors[0] is not None
+    assert errors[0].startswith("download: ")
+    assert errors[1] is None
+
+
+def test_a_failed_download_never_fails_the_row(
+    engine: Engine, mock: MockProvider, tmp_path: Path
+) -> None:
+    batch_id = load(engine, ["ok"])
+    run(engine, mock, batch_id)
+    row = rows(engine)["ok"]
+    with engine.begin() as conn:  # the provider deleted the output meanwhile
+        conn.execute(sa.update(Job).values(video_url=f"{mock.url}/_mock/videos/gone.mp4"))
+    with video_client() as http:
+        assert not download_one(engine, http, row.id, tmp_path)
+    row = rows(engine)["ok"]
+    assert row.status == "succeeded"
+    assert row.download_error == "download: HTTP 404 from the video host"
+    assert row.next_download_at is not None  # tried again later
+    assert row.video_path is None
+
+
+def test_polls_share_the_rate_and_spend_few_requests(engine: Engine, mock: MockProvider) -> None:
+    mock.state.config.task_seconds = 1.0
+    batch_id = load(engine, [f"row {n}" for n in range(10)])
+    pacing = Pacing(delay=0.5, shortest=0.1, longest=1.0, deadline=30.0)
+    run(engine, mock, batch_id, pacing=pacing)
+    stats = mock.stats()
+    assert {r.status for r in rows(engine).values()} == {"succeeded"}
+    # The provider's progress says when each task should be done: about two polls a task
+    # (one at the first delay, one just after the estimated end), not one every `shortest`.
+    assert stats["polls"] <= 3 * 10

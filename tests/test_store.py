@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import csv
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
-from veobatch import db
+from veobatch import db, transitions
 from veobatch.catalog import DEFAULT_MODELS
 from veobatch.errors import BatchStateError, JobFileError
 from veobatch.export import export_rows, write_export
 from veobatch.jobspec import RawJob
 from veobatch.loader import CHUNK_ROWS, LoadResult, load_rows
-from veobatch.models import Base
+from veobatch.models import Base, Job
 from veobatch.sources import open_job_file
 from veobatch.store import batch_id, batch_summaries, select_jobs
 
@@ -236,3 +238,33 @@ def test_a_file_that_breaks_after_many_rows_stores_nothing(
     assert info.value.line == 3 * CHUNK_ROWS + 2
     assert "is not UTF-8 text (byte 0xe9 at column 8)" in str(info.value)
     assert table_counts(engine) == (0, 0)
+
+
+def test_a_database_made_by_the_first_release_keeps_its_rows(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = db.create_engine(url)
+    db.upgrade(engine, "0001")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO batches (id, name, source, state) VALUES "
+                             "(1, 'old', 'old.csv', 'active')")  # fmt: skip
+        conn.exec_driver_sql(
+            "INSERT INTO jobs (batch_id, ref, prompt, model, images, status, task_id) VALUES "
+            "(1, 'a', 'p', 'veo3.1', '[]', 'submitted', 'veo3:1-x')"
+        )
+    engine.dispose()
+    engine = db.open_database(url)  # SQLite migrates itself
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(Job)).one()
+        due = transitions.due_polls(conn, transitions.utcnow(), 10, timedelta(minutes=1))
+    assert (row.status, row.task_id, row.polls, row.downloads) == ("submitted", "veo3:1-x", 0, 0)
+    assert due == [row.id]  # its task is followed from now on
+    assert db.current_revision(engine) == db.head_revision()
+    engine.dispose()
+
+
+def test_every_migration_goes_down_and_up_again(engine: Engine) -> None:
+    config = db.alembic_config(engine.url.render_as_string(hide_password=False))
+    command.downgrade(config, "base")
+    assert db.current_revision(engine) is None
+    command.upgrade(config, "head")
+    assert db.current_revision(engine) == db.head_revision()

@@ -631,6 +631,13 @@ def current(app: App) -> None:
     type=click.FloatRange(0, 1),
     help="Share of tasks that end in FAILURE.",
 )
+@click.option(
+    "--video-bytes",
+    default=64 * 1024,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Size of each video it serves.",
+)
 @click.option("--seed", default=0, show_default=True, help="Seed of the failure draw.")
 def mock_api(
     host: str,
@@ -641,14 +648,17 @@ def mock_api(
     balance: int | None,
     task_seconds: float,
     failure_rate: float,
+    video_bytes: int,
     seed: int,
 ) -> None:
     """Serve a local stand-in for the Veo relay API: both endpoints, its error shapes and
     limits, and faults on demand. Nothing is spent; use it for dry runs, demos and tests.
 
     A marker in a job's prompt asks for a fault: [mock:status=502], [mock:drop-before],
-    [mock:drop-after], [mock:slow=SECONDS], [mock:fail], [mock:no-task-id].
-    GET /_mock/stats tells requests, 429s, the busiest window and tasks per prompt.
+    [mock:drop-after], [mock:slow=SECONDS], [mock:fail], [mock:no-task-id],
+    [mock:cut-video] (the first download of its video stops halfway). GET /_mock/stats
+    tells requests, polls, 429s, the busiest window, tasks per prompt and the most tasks
+    generating at once.
 
     \b
     Examples:
@@ -662,6 +672,7 @@ def mock_api(
         balance=balance,
         task_seconds=task_seconds,
         failure_rate=failure_rate,
+        video_bytes=video_bytes,
         seed=seed,
     )
     server = MockProvider(config, host, port)

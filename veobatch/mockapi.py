@@ -16,6 +16,9 @@ It speaks both endpoints over real HTTP, with the relay's error shapes (see shar
 - videos served at `/_mock/videos/...` (`video_bytes` long, same bytes for the same task),
   with `Range` requests answered 206, as a CDN does.
 
+A task id of its own making that it does not know (an earlier mock made it: each `veo-batch
+run --mock` starts one) is answered as if it had made it then, so a stopped run resumes.
+
 It counts tasks created per prompt (`GET /_mock/stats`), so a test can see a job paid for
 twice, records every request's arrival to report the busiest window, and keeps the most
 tasks it had generating at once (`peak_running`), which is what a provider's cap counts.
@@ -29,6 +32,7 @@ import json
 import random
 import re
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -41,6 +45,7 @@ from urllib.parse import quote, unquote
 from veobatch.provider import SUBMIT_PATH
 
 _MARKER: Final = re.compile(r"\[mock:([a-z-]+)(?:=([^\]]*))?\]")
+_OUR_TASK_ID: Final = re.compile(r"^veo3:(\d+)-[0-9a-f]{10}$")
 _HTML_502: Final = (
     "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway"
     "</h1></center><hr><center>nginx</center></body></html>"
@@ -112,6 +117,18 @@ class MockState:
             self.rejected_429 += 1
             return False
         return True
+
+    def recall(self, task_id: str) -> _Task | None:
+        """A task of ours that this mock did not create: an earlier mock did (each `veo-batch
+        run --mock` starts its own). Its id says when it was made; it succeeds."""
+        match = _OUR_TASK_ID.match(task_id)
+        if match is None:
+            return None
+        age = max(time.time() - int(match.group(1)), 0.0)
+        created = time.monotonic() - age
+        task = _Task(task_id, "", created, created + self.config.task_seconds, fails=False)
+        self.tasks[task_id] = task
+        return task
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -264,7 +281,7 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         with state.lock:
             state.polls += 1
-            task = state.tasks.get(task_id)
+            task = state.tasks.get(task_id) or state.recall(task_id)
         if task is None:
             self._reply(404, {"code": "task_not_exist", "message": "task_not_exist", "data": None})
             return
@@ -347,6 +364,11 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     state: MockState
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up (a killed worker, a timeout) is normal here, not an error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class MockProvider:

@@ -39,6 +39,9 @@ def upgrade() -> None:
         jobs.add_column(sa.Column("next_download_at", sa.DateTime(timezone=True), nullable=True))
     _index_set("next_poll_at")
     _index_set("next_download_at")
+    # Tasks made before polling existed are followed from now on (their deadline counts from
+    # their submission).
+    op.execute("UPDATE jobs SET next_poll_at = CURRENT_TIMESTAMP WHERE status = 'submitted'")
 
 
 def downgrade() -> None:
