@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from veobatch.catalog import DEFAULT_MODELS, ImageRange, parse_models
@@ -85,3 +87,31 @@ def test_model_table_can_be_extended_and_overridden() -> None:
 def test_bad_model_table(text: str) -> None:
     with pytest.raises(ConfigError, match="VEO_MODELS"):
         parse_models(text)
+
+
+def test_polling_and_download_settings() -> None:
+    settings = Settings.from_values(
+        {"poll_interval": "2-60", "poll_delay": "30", "poll_deadline": "600",
+         "poll_rate": "1/s", "max_in_flight": "20", "download_dir": "videos"}
+    )  # fmt: skip
+    assert settings.poll_interval == (2.0, 60.0)
+    assert (settings.poll_delay, settings.poll_deadline) == (30.0, 600.0)
+    assert settings.poll_rate == Rate(1.0, 1.0)
+    assert (settings.max_in_flight, settings.download_dir) == (20, "videos")
+    assert Settings.from_values({"poll_interval": "10"}).poll_interval == (10.0, 10.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("poll_interval", "30-5", "VEO_POLL_INTERVAL: '30-5' is not MIN-MAX seconds"),
+        ("poll_interval", "soon", "VEO_POLL_INTERVAL: 'soon' is not MIN-MAX seconds"),
+        ("max_in_flight", "0", "VEO_MAX_IN_FLIGHT: '0' is not a whole number above 0"),
+        ("max_in_flight", "ten", "VEO_MAX_IN_FLIGHT: 'ten' is not a whole number above 0"),
+        ("poll_deadline", "-5", "VEO_POLL_DEADLINE: '-5' is not a number of seconds above 0"),
+        ("poll_rate", "often", "VEO_POLL_RATE: 'often' is not a rate"),
+    ],
+)
+def test_bad_polling_settings_name_the_variable(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Settings.from_values({name: value})

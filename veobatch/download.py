@@ -31,7 +31,6 @@ from veobatch.rowlife import backoff
 MAX_DOWNLOADS: Final = 5  # tries before a download waits for the next `veo-batch run`
 _UNSAFE: Final = re.compile(r"[^A-Za-z0-9._-]")
 _EXTENSIONS: Final = frozenset({".mp4", ".webm", ".mov", ".mkv"})
-_CHUNK: Final = 1 << 16
 
 
 class DownloadError(VeoBatchError):
@@ -65,7 +64,9 @@ def fetch(http: httpx.Client, url: str, target: Path) -> tuple[int, str]:
             for block in iter(lambda: existing.read(1 << 20), b""):
                 digest.update(block)
                 have += len(block)
-    headers = {"Range": f"bytes={have}-"} if have else {}
+    headers = {"Accept-Encoding": "identity"}  # byte offsets must be the file's own
+    if have:
+        headers["Range"] = f"bytes={have}-"
     with http.stream("GET", url, headers=headers) as response:
         if response.status_code == 206 and _range_start(response) == have:
             mode, total = "ab", _range_total(response)
@@ -78,7 +79,7 @@ def fetch(http: httpx.Client, url: str, target: Path) -> tuple[int, str]:
             raise DownloadError(f"HTTP {response.status_code} from the video host")
         if mode:
             with part.open(mode) as out:
-                for block in response.iter_bytes(_CHUNK):
+                for block in response.iter_bytes():  # as it arrives: a cut keeps what came
                     out.write(block)
                     digest.update(block)
                     have += len(block)

@@ -1,0 +1,130 @@
+"""Fetching a video: resumed with Range, started over when the host ignores ranges, checked
+against the length announced, named safely. A real HTTP server on a local port."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from veobatch.download import DownloadError, fetch, safe_name, video_client, video_path
+
+VIDEO = bytes(range(256)) * 400  # 102,400 bytes
+
+
+class Host(ThreadingHTTPServer):
+    daemon_threads = True
+    ranges = True  # answer Range requests with 206
+    short = False  # announce the whole length, send less
+    requests: list[str | None]
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: Host
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        wanted = self.headers.get("Range")
+        self.server.requests.append(wanted)
+        start = int(wanted[6:-1]) if wanted and self.server.ranges else 0
+        if start >= len(VIDEO):
+            self.send_response(416)
+            self.send_header("Content-Range", f"bytes */{len(VIDEO)}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(206 if start else 200)
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(VIDEO) - 1}/{len(VIDEO)}")
+        self.send_header("Content-Length", str(len(VIDEO) - start))
+        self.end_headers()
+        body = VIDEO[start:]
+        self.wfile.write(body[: len(body) // 2] if self.server.short else body)
+        self.close_connection = True
+
+
+@pytest.fixture
+def host() -> Iterator[Host]:
+    server = Host(("127.0.0.1", 0), Handler)
+    server.requests = []
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def url(host: Host) -> str:
+    return f"http://127.0.0.1:{host.server_address[1]}/v.mp4"
+
+
+def test_a_part_file_is_resumed_with_a_range_request(host: Host, tmp_path: Path) -> None:
+    target = tmp_path / "v.mp4"
+    (tmp_path / "v.mp4.part").write_bytes(VIDEO[:1000])
+    with video_client() as http:
+        size, sha256 = fetch(http, url(host), target)
+    assert (size, sha256) == (len(VIDEO), hashlib.sha256(VIDEO).hexdigest())
+    assert target.read_bytes() == VIDEO
+    assert host.requests == ["bytes=1000-"]
+    assert not (tmp_path / "v.mp4.part").exists()
+
+
+def test_a_host_that_ignores_ranges_starts_over(host: Host, tmp_path: Path) -> None:
+    host.ranges = False
+    target = tmp_path / "v.mp4"
+    (tmp_path / "v.mp4.part").write_bytes(b"x" * 1000)  # not even the right bytes
+    with video_client() as http:
+        size, sha256 = fetch(http, url(host), target)
+    assert (size, sha256) == (len(VIDEO), hashlib.sha256(VIDEO).hexdigest())
+    assert target.read_bytes() == VIDEO
+
+
+def test_a_complete_part_file_is_only_renamed(host: Host, tmp_path: Path) -> None:
+    (tmp_path / "v.mp4.part").write_bytes(VIDEO)
+    with video_client() as http:
+        size, _ = fetch(http, url(host), tmp_path / "v.mp4")
+    assert size == len(VIDEO)
+    assert host.requests == [f"bytes={len(VIDEO)}-"]
+
+
+def test_a_short_body_keeps_its_part_and_no_final_file(host: Host, tmp_path: Path) -> None:
+    host.short = True
+    target = tmp_path / "v.mp4"
+    with video_client() as http, pytest.raises(httpx.HTTPError):
+        fetch(http, url(host), target)
+    assert not target.exists()
+    assert (tmp_path / "v.mp4.part").stat().st_size == len(VIDEO) // 2
+    host.short = False
+    with video_client() as http:
+        fetch(http, url(host), target)
+    assert target.read_bytes() == VIDEO
+    assert host.requests[-1] == f"bytes={len(VIDEO) // 2}-"
+
+
+def test_only_http_urls_are_fetched(tmp_path: Path) -> None:
+    with video_client() as http, pytest.raises(DownloadError, match="not an http"):
+        fetch(http, "file:///etc/passwd", tmp_path / "v.mp4")
+
+
+@pytest.mark.parametrize(
+    ("ref", "name"),
+    [("sku-4512", "sku-4512"), ("a b/c", "a_b_c-"), ("../up", "_up-"), (".hidden", "hidden-")],
+)
+def test_names_are_safe_and_distinct(ref: str, name: str) -> None:
+    assert safe_name(ref).startswith(name)
+    assert "/" not in safe_name(ref)
+    assert safe_name("a/b") != safe_name("a_b")
+
+
+def test_the_video_path_keeps_a_known_extension(tmp_path: Path) -> None:
+    assert video_path(tmp_path, "b", "r", "https://cdn/x.webm?sig=1") == tmp_path / "b" / "r.webm"
+    assert video_path(tmp_path, "b", "r", "https://cdn/x.php") == tmp_path / "b" / "r.mp4"
