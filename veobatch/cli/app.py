@@ -1,0 +1,110 @@
+"""The command group every command belongs to: settings, the database, errors as exit codes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+
+from veobatch import db
+from veobatch.errors import (
+    DatabaseError,
+    ExitCode,
+    VeoBatchError,
+)
+from veobatch.settings import SETTINGS, Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  done
+  1  the job file has invalid rows; nothing was stored
+  2  usage error (a bad option or argument)
+  3  the file is not a readable job file (syntax, encoding, binary, empty)
+  4  the database cannot be reached or is not migrated
+  5  no such batch
+  6  a setting is malformed
+  7  the batch's state forbids the operation (e.g. it was cancelled)
+  8  run: some rows failed or are in doubt
+  9  run: the batch is paused (the message says why)
+"""
+
+
+class App:
+    """What every command shares: the settings, and the database opened on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = db.open_database(self.settings.database_url)
+        return self._engine
+
+
+class VeoGroup(click.Group):
+    """Turns our errors into one clear line on stderr and the documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except VeoBatchError as exc:
+            click.secho(f"error: {exc}", err=True, fg="red")
+            ctx.exit(exc.exit_code)
+        except OperationalError as exc:
+            click.secho(
+                f"error: {DatabaseError(f'database error: {exc.orig}')}", err=True, fg="red"
+            )
+            ctx.exit(ExitCode.DATABASE)
+
+
+def setting_options(command: F) -> F:
+    for spec in reversed(SETTINGS):
+        command = click.option(
+            f"--{spec.name.replace('_', '-')}",
+            spec.name,
+            envvar=spec.env,
+            show_envvar=True,
+            help=spec.help,
+            metavar="TEXT",
+        )(command)
+    return command
+
+
+@click.group(
+    cls=VeoGroup, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]}
+)
+@setting_options
+@click.version_option(package_name="veo-batch")
+@click.pass_context
+def cli(ctx: click.Context, /, **values: str | None) -> None:
+    """Run batches of Veo image-to-video jobs: load a job file, submit its rows under the
+    provider's rate limits, follow every task to its video, and keep every row's outcome.
+
+    \b
+    Quick start:
+      veo-batch run jobs.example.yaml --mock --download videos   # offline demo
+      veo-batch load jobs.example.yaml --dry-run                 # check a file
+      veo-batch status jobs.example --watch                      # follow a batch
+      veo-batch export jobs.example -o out.csv
+
+    Every setting is an environment variable (VEO_...) or the option before the command.
+    """
+    try:
+        ctx.obj = App(Settings.from_values(values))
+    except VeoBatchError as exc:
+        click.secho(f"error: {exc}", err=True, fg="red")
+        ctx.exit(exc.exit_code)
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def main() -> None:
+    cli(prog_name="veo-batch")

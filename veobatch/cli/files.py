@@ -1,0 +1,225 @@
+"""Commands that read and write job files: `load`, `export`."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from veobatch.cli.app import App, cli, pass_app
+from veobatch.cli.options import batch_option, format_option, kind_option, status_option
+from veobatch.errors import (
+    ExitCode,
+    JobFileError,
+)
+from veobatch.export import EXPORT_FORMATS, export_format, export_rows, write_export
+from veobatch.loader import LoadResult, Progress, load_rows
+from veobatch.problems import DEFAULT_MAX_PROBLEMS
+from veobatch.sources import open_job_file
+from veobatch.store import (
+    batch_id,
+    select_jobs,
+)
+
+# ---------------------------------------------------------------------------------- load
+
+
+@cli.command()
+@click.argument("file", metavar="FILE")
+@batch_option
+@format_option
+@click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="Store the valid rows and keep invalid ones as failed (error kind 'invalid').",
+)
+@click.option("--dry-run", is_flag=True, help="Check every row and print a summary; store nothing.")
+@click.option(
+    "--max-problems",
+    default=DEFAULT_MAX_PROBLEMS,
+    show_default=True,
+    metavar="N",
+    type=click.IntRange(min=1),
+    help="How many problems to list before only counting.",
+)
+@pass_app
+def load(
+    app: App,
+    file: str,
+    batch_name: str | None,
+    file_format: str | None,
+    skip_invalid: bool,
+    dry_run: bool,
+    max_problems: int,
+) -> None:
+    """Check every row of FILE (CSV, YAML or JSON Lines; `-` for stdin) and store it as a batch.
+
+    By default a file with any invalid row stores nothing: every problem is listed as
+    FILE:LINE: FIELD: what is wrong. Loading the same file into the same batch again adds only
+    the rows the batch does not have (rows are matched by their `id`, else their line).
+
+    \b
+    Examples:
+      veo-batch load jobs.yaml --dry-run
+      veo-batch load products.csv --batch spring-sale
+      generate-jobs | veo-batch load - --format jsonl --batch nightly
+    """
+    result = load_file(app, file, batch_name, file_format, skip_invalid, dry_run, max_problems)
+    if result.rejected:
+        sys.exit(ExitCode.INVALID_ROWS)
+    if not dry_run:
+        click.echo(f"next: veo-batch status {result.batch}")
+
+
+def load_file(
+    app: App,
+    file: str,
+    batch_name: str | None,
+    file_format: str | None,
+    skip_invalid: bool,
+    dry_run: bool = False,
+    max_problems: int = DEFAULT_MAX_PROBLEMS,
+) -> LoadResult:
+    """What `load` does, and `run` before it submits: check, store, report."""
+    name = _batch_name(batch_name, file)
+    started = time.monotonic()
+    engine = None if dry_run else app.engine
+    with open_job_file(file, file_format) as job_file:
+        result = load_rows(
+            engine,
+            job_file.rows(),
+            batch=name,
+            source=job_file.name if job_file.name == "<stdin>" else str(Path(file).resolve()),
+            models=app.settings.models,
+            skip_invalid=skip_invalid,
+            dry_run=dry_run,
+            max_problems=max_problems,
+            progress=_progress_printer(job_file.size),
+            position=job_file.position,
+        )
+        _print_load(job_file.name, result, dry_run, time.monotonic() - started)
+    return result
+
+
+def _batch_name(given: str | None, file: str) -> str:
+    """The --batch name, else the file's name without its extension."""
+    if given is None:
+        if file == "-":
+            raise JobFileError("<stdin>", "name the batch with --batch when reading standard input")
+        given = Path(file).name.rsplit(".", 1)[0] or Path(file).name
+    if not given.strip() or given != given.strip() or len(given) > 200:
+        raise click.BadParameter(
+            "a batch name is 1 to 200 characters, without spaces around it", param_hint="--batch"
+        )
+    return given
+
+
+def _progress_printer(size: int | None) -> Progress | None:
+    """Rows checked so far (and how much of the file) on stderr, when it is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(rows: int, position: int | None) -> None:
+        share = f" ({100 * position / size:.0f}%)" if position is not None and size else ""
+        click.echo(f"\rchecked {rows:,} rows{share}", nl=False, err=True)
+
+    return show
+
+
+def _print_load(name: str, result: LoadResult, dry_run: bool, seconds: float) -> None:
+    if sys.stderr.isatty():
+        click.echo("\r\033[K", nl=False, err=True)
+    report = result.report
+    for line in report.lines():
+        click.echo(line, err=True)
+    click.echo(
+        f"{name}: {result.rows:,} rows checked, {result.valid:,} valid"
+        + (f", {report.invalid_rows:,} invalid ({report.total:,} problems)" if report else "")
+    )
+    if result.models:
+        click.echo("  models: " + ", ".join(f"{m} ×{n:,}" for m, n in result.models.most_common()))
+        click.echo(
+            "  images per job: "
+            + ", ".join(f"{k} ×{n:,}" for k, n in sorted(result.image_counts.items()))
+        )
+    if result.ignored_fields:
+        click.echo(
+            f"  ignored result columns of an export: {', '.join(sorted(result.ignored_fields))}"
+        )
+    if dry_run:
+        click.echo("dry run: nothing was stored")
+        return
+    if result.rejected:
+        click.secho(
+            "nothing was stored: fix the rows above and load again, or load the valid rows "
+            "with --skip-invalid (invalid rows are then kept as failed)",
+            err=True,
+            fg="red",
+        )
+        return
+    rate = f" ({result.rows / seconds:,.0f} rows/s)" if result.rows >= 10_000 else ""
+    kind = "new" if result.created else "existing"
+    click.echo(
+        f"batch {result.batch!r} ({kind}): stored {result.stored:,} "
+        f"rows in {seconds:.1f} s{rate}"
+        + (
+            f"; {result.already_present:,} were already in the batch"
+            if result.already_present
+            else ""
+        )
+    )
+    if result.invalid_kept:
+        click.echo(
+            f"  {result.invalid_kept:,} invalid rows stored as failed (error kind 'invalid')"
+        )
+    if result.invalid_kept < report.invalid_rows:
+        skipped = report.invalid_rows - result.invalid_kept
+        click.echo(f"  {skipped:,} rows not stored: their id was already taken in the file")
+
+
+# ---------------------------------------------------------------------------------- export
+
+
+@cli.command()
+@click.argument("name")
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    metavar="FILE",
+    help="Where to write: a .csv or .jsonl path, or - for standard output.",
+)
+@click.option(
+    "--format",
+    "out_format",
+    type=click.Choice(EXPORT_FORMATS),
+    help="Output format, when the extension does not say.",
+)
+@status_option
+@kind_option
+@pass_app
+def export(
+    app: App,
+    name: str,
+    output: str,
+    out_format: str | None,
+    statuses: Sequence[str],
+    kinds: Sequence[str],
+) -> None:
+    """Write every row of batch NAME with its input fields and its outcome: status, task_id,
+    error, error_kind, http_status, timestamps and video_url.
+
+    \b
+    Examples:
+      veo-batch export spring-sale -o results.csv
+      veo-batch export spring-sale -o failed.jsonl --status failed
+    """
+    fmt = export_format(output, out_format) if output != "-" else (out_format or "csv")
+    with app.engine.connect() as conn:
+        columns, rows = export_rows(conn, select_jobs(batch_id(conn, name), statuses, kinds))
+        count = write_export(output, fmt, columns, rows, stdout=sys.stdout)
+    if output != "-":
+        click.echo(f"wrote {count:,} rows to {output}", err=True)

@@ -1,0 +1,68 @@
+"""Options and option checks shared by several commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import click
+
+from veobatch.sources import FORMATS
+from veobatch.states import ErrorKind
+from veobatch.store import (
+    STATUS_ORDER,
+)
+
+batch_option = click.option(
+    "--batch",
+    "-b",
+    "batch_name",
+    metavar="NAME",
+    help="Batch name (default: the file name without its extension).",
+)
+format_option = click.option(
+    "--format",
+    "file_format",
+    type=click.Choice(FORMATS),
+    help="File format, when the extension does not say (required for stdin).",
+)
+
+
+def split_values(values: Sequence[str]) -> list[str]:
+    """Values given as repeated options and/or separated by commas."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def one_of(allowed: Sequence[str], what: str) -> Callable[..., list[str]]:
+    """A click callback: the option's values, split on commas, each one of `allowed`."""
+
+    def check(_ctx: click.Context, _param: click.Parameter, values: Sequence[str]) -> list[str]:
+        chosen = split_values(values)
+        unknown = [v for v in chosen if v not in allowed]
+        if unknown:
+            raise click.BadParameter(
+                f"unknown {what} {', '.join(unknown)}; one of {', '.join(allowed)}"
+            )
+        return chosen
+
+    return check
+
+
+ERROR_KINDS = tuple(kind.value for kind in ErrorKind)
+status_option = click.option(
+    "--status",
+    "-s",
+    "statuses",
+    multiple=True,
+    metavar="STATUS",
+    callback=one_of(STATUS_ORDER, "status"),
+    help=f"Only rows in this status (repeat or comma-separate): {', '.join(STATUS_ORDER)}.",
+)
+kind_option = click.option(
+    "--kind",
+    "-k",
+    "kinds",
+    multiple=True,
+    metavar="KIND",
+    callback=one_of(ERROR_KINDS, "error kind"),
+    help=f"Only rows with this error kind: {', '.join(ERROR_KINDS)}.",
+)

@@ -1,0 +1,230 @@
+"""Long-running and operator commands: `db`, `mock-api`, `worker`, `scheduler`."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+
+import click
+import redis
+
+from veobatch import db
+from veobatch.cli.app import App, cli, pass_app
+from veobatch.errors import (
+    ConfigError,
+)
+from veobatch.mockapi import MockConfig, MockProvider
+from veobatch.polling import claim_for
+from veobatch.settings import SETTINGS, Settings
+
+# ---------------------------------------------------------------------------------- db
+
+
+@cli.group("db")
+def db_group() -> None:
+    """Database schema: migrate and inspect (SQLite migrates itself on first use)."""
+
+
+@db_group.command()
+@click.pass_obj
+def upgrade(app: App) -> None:
+    """Migrate the database (VEO_DATABASE_URL) to the newest schema."""
+    url = app.settings.database_url
+    engine = db.open_database(url, migrate=True)
+    click.echo(f"{db.safe_url(url)}: at revision {db.current_revision(engine)} (newest)")
+
+
+@db_group.command()
+@click.pass_obj
+def current(app: App) -> None:
+    """Print the database's schema revision and the newest one."""
+    url = app.settings.database_url
+    revision = db.current_revision(db.create_engine(url))
+    click.echo(
+        f"{db.safe_url(url)}: at revision {revision or 'none'}; newest is {db.head_revision()}"
+    )
+
+
+# ---------------------------------------------------------------------------------- mock-api
+
+
+@cli.command("mock-api")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8787, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--key",
+    envvar="VEO_API_KEY",
+    default="mock-key",
+    show_default=True,
+    help="The API key it accepts (default: VEO_API_KEY when set).",
+)
+@click.option("--limit", type=click.IntRange(min=1), help="Requests allowed per --window.")
+@click.option(
+    "--window",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0.001),
+    help="Seconds of the sliding request window.",
+)
+@click.option("--balance", type=click.IntRange(min=0), help="Tasks it creates before 403 quota.")
+@click.option(
+    "--task-seconds",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="How long a task takes to finish.",
+)
+@click.option(
+    "--failure-rate",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of tasks that end in FAILURE.",
+)
+@click.option(
+    "--video-bytes",
+    default=64 * 1024,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Size of each video it serves.",
+)
+@click.option("--seed", default=0, show_default=True, help="Seed of the failure draw.")
+def mock_api(
+    host: str,
+    port: int,
+    key: str,
+    limit: int | None,
+    window: float,
+    balance: int | None,
+    task_seconds: float,
+    failure_rate: float,
+    video_bytes: int,
+    seed: int,
+) -> None:
+    """Serve a local stand-in for the Veo relay API: both endpoints, its error shapes and
+    limits, and faults on demand. Nothing is spent; use it for dry runs, demos and tests.
+
+    A marker in a job's prompt asks for a fault: [mock:status=502], [mock:drop-before],
+    [mock:drop-after], [mock:slow=SECONDS], [mock:fail], [mock:no-task-id],
+    [mock:cut-video] (the first download of its video stops halfway). GET /_mock/stats
+    tells requests, polls, 429s, the busiest window, tasks per prompt and the most tasks
+    generating at once.
+
+    \b
+    Examples:
+      veo-batch mock-api --port 8787 --limit 20 --window 60
+      VEO_API_BASE=http://127.0.0.1:8787 VEO_API_KEY=mock-key veo-batch ...
+    """
+    config = MockConfig(
+        api_key=key,
+        limit=limit,
+        window=window,
+        balance=balance,
+        task_seconds=task_seconds,
+        failure_rate=failure_rate,
+        video_bytes=video_bytes,
+        seed=seed,
+    )
+    server = MockProvider(config, host, port)
+    where = "from VEO_API_KEY" if key != "mock-key" else "mock-key"
+    click.echo(f"mock provider on {server.url} (key: {where}); Ctrl-C stops it", err=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+
+
+# ---------------------------------------------------------------------------------- distributed
+
+
+def _export_settings(values: dict[str, str | None]) -> None:
+    """Hand the resolved settings to the processes a command starts (Celery's children)."""
+    for spec in SETTINGS:
+        value = values.get(spec.name)
+        if value:
+            os.environ[spec.env] = value
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.option(
+    "--concurrency",
+    "-c",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Worker processes (each sends one request at a time).",
+)
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def worker(ctx: click.Context, concurrency: int, celery_args: tuple[str, ...]) -> None:
+    """Start a Celery worker that submits rows, polls their tasks and downloads their videos
+    (needs VEO_REDIS_URL, VEO_DATABASE_URL on PostgreSQL, VEO_API_BASE and VEO_API_KEY;
+    VEO_DOWNLOAD_DIR for downloads). Run one per host, as many hosts as you like;
+    they share one rate limit through Redis. Extra arguments go to `celery worker`.
+
+    \b
+    Examples:
+      veo-batch worker --concurrency 8
+      celery -A worker worker --concurrency 8      # the same, with celery's own command
+    """
+    app: App = ctx.obj
+    if not app.settings.redis_url:
+        raise ConfigError("a worker needs VEO_REDIS_URL (the queue and the shared rate limit)")
+    app.engine  # noqa: B018 - fail here, clearly, if the database is not migrated
+    _export_settings(ctx.parent.params if ctx.parent else {})
+    from worker.app import make_app  # noqa: PLC0415 - built from the settings just exported
+
+    make_app(Settings.from_env(os.environ)).worker_main(
+        ["worker", "--loglevel=INFO", f"--concurrency={concurrency}", *celery_args]
+    )
+
+
+@cli.command("scheduler")
+@click.option(
+    "--tick",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.05),
+    help="Seconds between rounds.",
+)
+@click.option(
+    "--depth",
+    type=click.IntRange(min=1),
+    help="Rows kept queued for the workers (default: ten seconds at VEO_RATE).",
+)
+@pass_app
+def scheduler_command(app: App, tick: float, depth: int | None) -> None:
+    """Release pending rows to the workers as fast as the rate allows (and never more than
+    VEO_MAX_IN_FLIGHT generating), send due polls in groups, send downloads (if
+    VEO_DOWNLOAD_DIR is set: set it on the workers too), re-send rows whose message was
+    lost, mark rows whose worker died mid-request as in doubt, and finish batches. Run one;
+    a second one started by mistake waits for the first.
+
+    \b
+    Example:
+      VEO_REDIS_URL=redis://localhost:6379/0 veo-batch scheduler
+    """
+    settings = app.settings
+    if not settings.redis_url:
+        raise ConfigError("the scheduler needs VEO_REDIS_URL")
+    from scheduler.loop import Scheduler, poll_group, queue_depth  # noqa: PLC0415
+    from worker.app import make_app  # noqa: PLC0415
+
+    depth = depth or queue_depth(settings.rate)
+    loop = Scheduler(
+        app.engine, redis.Redis.from_url(settings.redis_url), make_app(settings),
+        depth=depth, tick=tick, max_in_flight=settings.max_in_flight,
+        poll_group=poll_group(settings.poll_rate or settings.rate),
+        poll_claim=claim_for(settings.poll_rate or settings.rate, depth),
+        downloads=settings.download_dir is not None,
+    )  # fmt: skip
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    cap = settings.max_in_flight or "none"
+    click.echo(
+        f"scheduler running (tick {tick}s, depth {loop.depth}, in-flight cap {cap}, downloads "
+        f"{'on' if loop.downloads else 'off'}); Ctrl-C stops it",
+        err=True,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        loop.run(stop)
