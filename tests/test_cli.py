@@ -285,8 +285,18 @@ def test_rerun_in_doubt_rows_asks_first(sqlite_run: Cli, tmp_path: Path) -> None
     assert "0 rows match" in sqlite_run("rerun", "jobs").stdout  # in doubt is not failed
     refused = sqlite_run("rerun", "jobs", "--in-doubt", input="n\n")
     assert refused.exit_code == 1
-    assert "may already have created (and billed)" in refused.output
+    assert "has (or may have) created and billed their tasks" in refused.output
     assert "1 rows are pending again" in sqlite_run("rerun", "jobs", "--in-doubt", "--yes").stdout
+
+
+def test_rerun_of_rows_with_a_task_asks_first(sqlite_run: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "jobs.jsonl"
+    path.write_text(f'{{"prompt": "x", "model": "veo3.1", "images": ["{URL}"]}}\n', "utf-8")
+    sqlite_run("run", str(path), "--mock", "-o", str(tmp_path / "o.csv"))
+    refused = sqlite_run("rerun", "jobs", "--status", "succeeded", input="n\n")
+    assert refused.exit_code == 1
+    assert "1 rows include rows succeeded" in refused.output
+    assert "succeeded" in sqlite_run("jobs", "jobs").stdout  # nothing changed
 
 
 def test_one_rows_story(sqlite_run: Cli, tmp_path: Path) -> None:

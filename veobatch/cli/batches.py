@@ -251,10 +251,11 @@ def rerun(
     if dry_run or count == 0:
         click.echo(f"{count:,} rows match; nothing changed")
         return
-    if in_doubt and not yes:
+    paid = [s for s in chosen if s in PAID_FOR]
+    if paid and not yes:
         click.confirm(
-            f"{count:,} rows include rows in doubt: the provider may already have created (and "
-            "billed) their tasks, and a resend pays again. Go on?",
+            f"{count:,} rows include rows {' or '.join(paid)}: the provider has (or may have) "
+            "created and billed their tasks already, and a new task pays again. Go on?",
             abort=True,
             err=True,
         )
@@ -274,6 +275,10 @@ def rerun(
         )
     if state == BatchState.PAUSED:
         click.echo(f"the batch is paused: `veo-batch resume {name}` once its cause is fixed")
+
+
+# Rows whose task exists (or may): sending them again pays again, so `rerun` asks first.
+PAID_FOR = (JobStatus.IN_DOUBT, JobStatus.SUBMITTED, JobStatus.SUCCEEDED)
 
 
 def _set_state(app: App, name: str, change: Callable[..., object], done: str) -> None:
