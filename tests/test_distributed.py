@@ -31,7 +31,7 @@ from veobatch.errors import ExitCode
 from veobatch.jobspec import RawJob
 from veobatch.loader import load_rows
 from veobatch.mockapi import MockConfig, MockProvider
-from veobatch.models import Batch, Job
+from veobatch.models import Attempt, Batch, Job
 from veobatch.settings import Settings
 from worker.app import make_app
 
@@ -82,16 +82,18 @@ class Stack:
         self.scheduler = threading.Thread(target=loop.run, args=(self.stop,), daemon=True)
         self.scheduler.start()
 
-    def load(self, prompts: list[str]) -> None:
+    def load(self, prompts: list[str], batch: str = "b") -> None:
         rows = [
             RawJob.from_mapping(n, {"prompt": p, "model": "veo3.1", "images": [URL]})
             for n, p in enumerate(prompts, 2)
         ]
-        load_rows(self.engine, rows, batch="b", source="test", models=DEFAULT_MODELS)
+        load_rows(self.engine, rows, batch=batch, source="test", models=DEFAULT_MODELS)
 
     def batch_state(self) -> str:
+        """The state of the batch, or "finished" once every batch is."""
         with self.engine.connect() as conn:
-            return str(conn.execute(sa.select(Batch.state)).scalar_one())
+            states = set(conn.execute(sa.select(Batch.state)).scalars())
+        return states.pop() if len(states) == 1 else "mixed"
 
     def rows(self) -> list[sa.Row[Any]]:
         with self.engine.connect() as conn:
@@ -252,3 +254,19 @@ def test_workers_download_every_video_and_resume_a_cut_one(stack: Stack, tmp_pat
     assert cut.download_error is None
     # The second try asked only for the missing half: each video was sent exactly once.
     assert stack.mock.stats()["video_bytes_sent"] == 2 * size
+
+
+def test_a_small_batch_is_not_stuck_behind_a_big_one(stack: Stack) -> None:
+    stack.load([f"big {n}" for n in range(60)], batch="big")
+    stack.load([f"small {n}" for n in range(5)], batch="small")
+    stack.start_worker(VEO_RATE="20/s")
+    stack.start_scheduler()
+    wait_until(lambda: stack.batch_state() == "finished", timeout=90, what="both batches")
+    with stack.engine.connect() as conn:
+        order = conn.execute(
+            sa.select(Job.prompt).join(Attempt, Attempt.job_id == Job.id)
+            .where(Attempt.action == "submit").order_by(Attempt.at, Attempt.id)
+        ).scalars().all()  # fmt: skip
+    assert len(order) == 65
+    last_small = max(n for n, prompt in enumerate(order) if prompt.startswith("small"))
+    assert last_small < 15  # the scheduler's rounds share each release between the batches

@@ -309,3 +309,18 @@ def test_polls_share_the_rate_and_spend_few_requests(engine: Engine, mock: MockP
     # The provider's progress says when each task should be done: about two polls a task
     # (one at the first delay, one just after the estimated end), not one every `shortest`.
     assert stats["polls"] <= 3 * 10
+
+
+def test_active_batches_share_each_release(engine: Engine) -> None:
+    big = load(engine, [f"big {n}" for n in range(50)], batch="big")
+    small = load(engine, [f"small {n}" for n in range(3)], batch="small")
+    with engine.begin() as conn:
+        first = transitions.release(conn, transitions.utcnow(), 10)
+    with engine.connect() as conn:
+        of = dict(conn.execute(sa.select(Job.id, Job.batch_id).where(Job.id.in_(first))).all())
+    # The small batch gets all it has although the big one was loaded first; the big one
+    # takes the rest of the round.
+    assert sorted(of.values()).count(small) == 3
+    assert sorted(of.values()).count(big) == 7
+    with engine.begin() as conn:
+        assert len(transitions.release(conn, transitions.utcnow(), 100)) == 43

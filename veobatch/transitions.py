@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from itertools import zip_longest
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,10 +29,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _active_batches() -> sa.Select[Any]:
-    return sa.select(Batch.id).where(Batch.state == BatchState.ACTIVE)
-
-
 def release(
     conn: Connection,
     now: datetime,
@@ -40,10 +37,13 @@ def release(
     *,
     max_in_flight: int | None = None,
 ) -> list[int]:
-    """Up to `limit` pending rows of active batches whose backoff is over, oldest batch first,
-    become `queued`; their ids. Rows locked by another scheduler are skipped (PostgreSQL).
+    """Up to `limit` pending rows of active batches whose backoff is over become `queued`;
+    their ids, one batch's after another's in turn. Rows locked by another scheduler are
+    skipped (PostgreSQL).
 
-    With `max_in_flight`, never more than that many rows queued, submitting or submitted
+    Active batches share `limit` evenly (what one leaves unused goes to the others), so a
+    10-row batch queued by another system is not stuck behind a 100,000-row file. With
+    `max_in_flight`, never more than that many rows queued, submitting or submitted
     (generating) at once: of all batches, or of `batch_ids` when given.
     """
     if max_in_flight is not None:
@@ -53,29 +53,52 @@ def release(
         limit = min(limit, max_in_flight - int(conn.execute(flying).scalar_one()))
     if limit <= 0:
         return []
-    ready = (
-        sa.select(Job.id)
-        .where(
-            Job.status == JobStatus.PENDING,
-            Job.batch_id.in_(_active_batches()),
-            sa.or_(Job.next_attempt_at.is_(None), Job.next_attempt_at <= now),
-        )
-        .order_by(Job.batch_id, Job.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+    ready = sa.and_(
+        Job.status == JobStatus.PENDING,
+        sa.or_(Job.next_attempt_at.is_(None), Job.next_attempt_at <= now),
     )
+    batches = sa.select(Batch.id).where(Batch.state == BatchState.ACTIVE).order_by(Batch.id)
     if batch_ids is not None:
-        ready = ready.where(Job.batch_id.in_(list(batch_ids)))
-    ids = [row.id for row in conn.execute(ready)]
-    if not ids:
+        batches = batches.where(Batch.id.in_(list(batch_ids)))
+    waiting = [
+        bid for bid in conn.execute(batches).scalars()
+        if conn.execute(sa.select(Job.id).where(Job.batch_id == bid, ready).limit(1)).first()
+    ]  # fmt: skip
+    taken: dict[int, list[int]] = {bid: [] for bid in waiting}
+    count = 0
+    while waiting and count < limit:  # a round: each batch its share of what is left
+        share = max((limit - count) // len(waiting), 1)
+        for bid in list(waiting):
+            room = min(share, limit - count)
+            if room <= 0:
+                break
+            rows = (
+                sa.select(Job.id)
+                .where(Job.batch_id == bid, ready)
+                .order_by(Job.id)
+                .limit(room)
+                .with_for_update(skip_locked=True)
+            )
+            if taken[bid]:
+                rows = rows.where(Job.id > taken[bid][-1])
+            got = list(conn.execute(rows).scalars())
+            taken[bid] += got
+            count += len(got)
+            if len(got) < room:
+                waiting.remove(bid)  # it has no more: the others share its part
+    # Interleaved, one row of each batch in turn: the order the messages go out in.
+    order = [i for column in zip_longest(*taken.values()) for i in column if i is not None]
+    if not order:
         return []
-    queued = conn.execute(
-        sa.update(Job)
-        .where(Job.id.in_(ids), Job.status == JobStatus.PENDING)
-        .values(status=JobStatus.QUEUED, updated_at=now)
-        .returning(Job.id)
+    queued = set(
+        conn.execute(
+            sa.update(Job)
+            .where(Job.id.in_(order), Job.status == JobStatus.PENDING)
+            .values(status=JobStatus.QUEUED, updated_at=now)
+            .returning(Job.id)
+        ).scalars()
     )
-    return sorted(row.id for row in queued)
+    return [i for i in order if i in queued]
 
 
 def claim(conn: Connection, job_id: int, now: datetime, lease: timedelta) -> sa.Row[Any] | None:
