@@ -268,3 +268,41 @@ def test_every_migration_goes_down_and_up_again(engine: Engine) -> None:
     assert db.current_revision(engine) is None
     command.upgrade(config, "head")
     assert db.current_revision(engine) == db.head_revision()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".yaml"])
+def test_external_id_is_the_rows_key_in_every_format(
+    engine: Engine, tmp_path: Path, suffix: str
+) -> None:
+    texts = {
+        ".csv": f"external_id,prompt,model,images\nsku-1,a,veo3.1,{URL}\nsku-2,b,veo3.1,{URL}\n",
+        ".jsonl": "".join(
+            json.dumps({"external_id": f"sku-{n}", "prompt": p, "model": "veo3.1", "images": [URL]})
+            + "\n"
+            for n, p in ((1, "a"), (2, "b"))
+        ),
+        ".yaml": "jobs:\n"
+        + "".join(
+            f"  - {{external_id: sku-{n}, prompt: {p}, model: veo3.1, images: [{URL}]}}\n"
+            for n, p in ((1, "a"), (2, "b"))
+        ),
+    }
+    path = tmp_path / f"jobs{suffix}"
+    path.write_text(texts[suffix], encoding="utf-8")
+    for _ in range(2):  # sent twice: one row each
+        with open_job_file(str(path)) as job_file:
+            load(engine, list(job_file.rows()))
+    with engine.connect() as conn:
+        rows = conn.execute(select_jobs(batch_id(conn, "b"))).all()
+    assert [(r.ref, r.prompt, r.extra) for r in rows] == [
+        ("sku-1", "a", None),
+        ("sku-2", "b", None),
+    ]
+
+
+def test_id_and_external_id_must_agree(engine: Engine) -> None:
+    row = RawJob.from_mapping(3, {"id": "a", "external_id": "b", "prompt": "p",
+                                  "model": "veo3.1", "images": [URL]})  # fmt: skip
+    result = load(engine, [row])
+    assert result.rejected
+    assert result.report.lines() == ["test:3: external_id: differs from id 'a'; give one of them"]

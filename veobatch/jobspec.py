@@ -24,6 +24,9 @@ MAX_IMAGE_BYTES: Final = 20 * 1024 * 1024  # Google's limit for one input image
 
 # The fields of a job that veo-batch itself understands.
 JOB_FIELDS: Final = ("id", "prompt", "model", "images", "aspect_ratio", "enhance_prompt")
+# Another name for `id`, as systems that queue jobs call it: the job's key in its batch. The
+# same id sent again to the same batch never makes a second row.
+ID_ALIAS: Final = "external_id"
 # Provider fields seen in relay clients: passed through, but checked when we know their type.
 KNOWN_EXTRAS: Final = ("enable_upsample", "notify_hook")
 BOOL_FIELDS: Final = frozenset({"enhance_prompt", "enable_upsample"})
@@ -43,7 +46,7 @@ ROW_COLUMNS: Final = (
 )  # fmt: skip
 StoredRow = tuple[Any, ...]
 
-_KNOWN_NAMES: Final = (*JOB_FIELDS, *KNOWN_EXTRAS)
+_KNOWN_NAMES: Final = (*JOB_FIELDS, ID_ALIAS, *KNOWN_EXTRAS)
 _JOB_FIELD_SET: Final = frozenset(JOB_FIELDS)
 _URL_PREFIXES: Final = ("https://", "http://")
 # Usable image references contain no whitespace, quotes, backslashes or control characters,
@@ -82,10 +85,16 @@ class RawJob(NamedTuple):
         cls, line: int, values: Mapping[str, Any], field_lines: Mapping[str, int] | None = None
     ) -> RawJob:
         images = values.get("images")
-        extras = {k: v for k, v in values.items() if k not in _JOB_FIELD_SET}
+        extras = {k: v for k, v in values.items() if k not in _JOB_FIELD_SET and k != ID_ALIAS}
+        ref, alias = values.get("id"), values.get(ID_ALIAS)
+        problems: tuple[Problem, ...] = ()
+        if ref in (None, ""):
+            ref = alias
+        elif alias not in (None, "") and alias != ref:
+            problems = (Problem(line, ID_ALIAS, f"differs from id {ref!r}; give one of them"),)
         return cls(
             line,
-            values.get("id"),
+            ref,
             values.get("prompt"),
             values.get("model"),
             [images] if type(images) is str and images else images,
@@ -93,6 +102,7 @@ class RawJob(NamedTuple):
             values.get("enhance_prompt"),
             extras or None,
             field_lines,
+            problems,
         )
 
     @classmethod

@@ -23,7 +23,7 @@ from typing import IO, Any, Final
 import yaml
 
 from veobatch.errors import JobFileError
-from veobatch.jobspec import BOOL_FIELDS, JOB_FIELDS, RawJob, field_name_problem
+from veobatch.jobspec import BOOL_FIELDS, ID_ALIAS, JOB_FIELDS, RawJob, field_name_problem
 
 FORMATS: Final = ("csv", "yaml", "jsonl")
 EXTENSIONS: Final = {
@@ -168,6 +168,8 @@ def read_csv(text: IO[str], name: str) -> Iterator[RawJob]:
     except csv.Error as exc:
         raise JobFileError(name, f"the header is not valid CSV: {exc}", 1) from None
     _check_header(header, name)
+    if ID_ALIAS in header:  # the id column under its other name
+        header[header.index(ID_ALIAS)] = "id"
     width = len(header)
     # One C call picks the job fields out of a row; an absent column reads the None that is
     # appended to every row (index -1).
@@ -230,6 +232,8 @@ def _check_header(header: list[str], name: str) -> None:
         elif (message := field_name_problem(column)) is not None:
             problems.append(f"column {column!r}: {message}")
         seen.add(column)
+    if {"id", ID_ALIAS} <= seen:
+        problems.append(f"columns 'id' and {ID_ALIAS!r} are the same thing; keep one")
     missing = [column for column in _REQUIRED_COLUMNS if column not in seen]
     if missing:
         problems.append(
