@@ -1,0 +1,109 @@
+"""The Python API on SQLite and PostgreSQL: intake with the file checks, idempotent keys,
+reading back, and the batch changes; then the rows go out through the embedded runner."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from tests.conftest import MOCK_KEY
+from veobatch import Client, InvalidJobs
+from veobatch.errors import BatchStateError, NotFoundError
+from veobatch.mockapi import MockProvider
+from veobatch.polling import Pacing
+from veobatch.provider import ProviderClient
+from veobatch.ratelimit import LocalRateLimiter
+from veobatch.runner import EmbeddedRunner
+from veobatch.settings import Secret
+
+URL = "https://img.example.com/a.jpg"
+
+
+def job(key: str | None, prompt: str = "a fox", **fields: object) -> dict[str, object]:
+    values: dict[str, object] = {"prompt": prompt, "model": "veo3.1", "images": [URL], **fields}
+    if key is not None:
+        values["external_id"] = key
+    return values
+
+
+@pytest.fixture
+def veo(database_url: str, engine: Engine) -> Iterator[Client]:
+    with Client(database_url) as client:
+        yield client
+
+
+def test_add_then_read_back(veo: Client) -> None:
+    intake = veo.add("products", [job("sku-1"), job("sku-2", aspect_ratio="9:16")])
+    assert (intake.created, intake.added, intake.already_there) == (True, 2, 0)
+    assert intake.refs == ["sku-1", "sku-2"]
+    status = veo.status("products")
+    assert (status.state, status.counts) == ("active", {"pending": 2})
+    assert [b.name for b in veo.batches()] == ["products"]
+    rows = veo.jobs("products")
+    assert [(r["id"], r["status"]) for r in rows] == [("sku-1", "pending"), ("sku-2", "pending")]
+    assert veo.jobs("products", limit=1, offset=1)[0]["id"] == "sku-2"
+    assert veo.job("products", "sku-2")["history"] == []
+
+
+def test_the_same_external_id_never_makes_a_second_row(veo: Client) -> None:
+    first = veo.add("products", [job("sku-1"), job("sku-2")])
+    again = veo.add("products", [job("sku-2"), job("sku-3")])  # a retry, and one new job
+    assert (again.created, again.added, again.already_there) == (False, 1, 1)
+    assert first.refs[1] == again.refs[0] == "sku-2"
+    assert veo.status("products").counts == {"pending": 3}
+
+
+def test_jobs_without_a_key_are_new_rows_each_time(veo: Client) -> None:
+    veo.add("adhoc", [job(None)])
+    veo.add("adhoc", [job(None)])
+    assert veo.status("adhoc").counts == {"pending": 2}
+
+
+def test_invalid_jobs_are_named_by_index_and_field_and_nothing_is_stored(veo: Client) -> None:
+    with pytest.raises(InvalidJobs) as caught:
+        veo.add("products", [job("ok"), job("bad", model="veo4"), job("worse", images=[])])
+    problems = caught.value.problems
+    assert [(p["index"], p["field"]) for p in problems] == [(1, "model"), (2, "images")]
+    assert "job 1: model: unknown model 'veo4'" in str(caught.value)
+    with pytest.raises(NotFoundError):
+        veo.status("products")  # the batch was not even made
+    with pytest.raises(InvalidJobs, match="job 0: a job is a mapping of fields, not str"):
+        veo.add("products", ["a fox"])  # type: ignore[list-item]
+
+
+def test_pause_resume_cancel_and_rerun(veo: Client) -> None:
+    veo.add("b", [job("a"), job("b")])
+    veo.pause("b")
+    assert veo.status("b").state == "paused"
+    with pytest.raises(BatchStateError):
+        veo.pause("b")
+    veo.resume("b")
+    assert veo.status("b").state == "active"
+    assert veo.rerun("b") == (0, 0)  # nothing failed
+    assert veo.cancel("b") == 2
+    assert veo.status("b").counts == {"cancelled": 2}
+
+
+def test_rows_added_from_python_go_to_videos(
+    veo: Client, engine: Engine, mock: MockProvider
+) -> None:
+    veo.add("b", [job("a"), job("b", prompt="[mock:fail] refused")])
+    bid = veo.status("b").id
+    with ProviderClient(mock.url, Secret(MOCK_KEY)) as provider:
+        EmbeddedRunner(
+            engine, provider, LocalRateLimiter(0.0), bid, tick=0.02, lease=timedelta(seconds=30),
+            pacing=Pacing(delay=0.05, shortest=0.05, longest=0.2),
+        ).run()  # fmt: skip
+    done = {r["id"]: r for r in veo.iter_jobs("b")}
+    assert done["a"]["status"] == "succeeded"
+    assert done["a"]["video_url"]
+    assert (done["b"]["status"], done["b"]["error_kind"]) == ("failed", "remote")
+    story = veo.job("b", "b")["history"]
+    assert story[0]["action"] == "submit"
+    assert story[-1]["remote_status"] == "FAILURE"
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM jobs")).scalar_one() == 2
