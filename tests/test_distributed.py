@@ -5,6 +5,7 @@ condition with a deadline); none sleeps to "wait enough"."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -270,3 +271,36 @@ def test_a_small_batch_is_not_stuck_behind_a_big_one(stack: Stack) -> None:
     assert len(order) == 65
     last_small = max(n for n, prompt in enumerate(order) if prompt.startswith("small"))
     assert last_small < 15  # the scheduler's rounds share each release between the batches
+
+
+def test_any_celery_client_can_queue_jobs_and_a_resend_adds_nothing(stack: Stack) -> None:
+    stack.start_worker()
+    stack.start_scheduler()
+    # A separate process that has Celery and nothing of ours (checked at the end).
+    script = f"""
+import json, sys
+from celery import Celery
+app = Celery(broker={REDIS_URL!r}, backend={REDIS_URL!r})
+jobs = [{{"external_id": "sku-1", "prompt": "a fox", "model": "veo3.1", "images": ["{URL}"]}},
+        {{"external_id": "sku-2", "prompt": "a cat", "model": "veo3.1", "images": ["{URL}"]}}]
+first = app.send_task("veobatch.enqueue", args=["from-celery", jobs]).get(timeout=60)
+again = app.send_task("veobatch.enqueue", args=["from-celery", jobs]).get(timeout=60)
+bad = app.send_task("veobatch.enqueue", args=["from-celery", [{{"prompt": "x", "model": "veo4",
+                    "images": ["{URL}"]}}]]).get(timeout=60)
+assert not [name for name in sys.modules if name.split(".")[0] in ("veobatch", "worker")]
+print(json.dumps([first, again, bad]))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    first, again, bad = json.loads(done.stdout)
+    assert (first["ok"], first["created"], first["added"]) == (True, True, 2)
+    assert first["refs"] == ["sku-1", "sku-2"]
+    assert (again["ok"], again["added"], again["already_there"]) == (True, 0, 2)
+    assert bad["ok"] is False
+    assert bad["problems"][0]["index"] == 0
+    assert bad["problems"][0]["field"] == "model"
+    wait_until(lambda: stack.batch_state() == "finished", what="the batch to finish")
+    assert sorted(stack.statuses().values()) == ["succeeded", "succeeded"]
+    assert stack.mock.stats()["created"] == 2

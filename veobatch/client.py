@@ -23,8 +23,10 @@ from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 from veobatch import db, transitions
+from veobatch.catalog import ImageRange
 from veobatch.errors import BatchStateError, ExitCode, NotFoundError, VeoBatchError
 from veobatch.jobspec import ID_ALIAS, RawJob
 from veobatch.loader import load_rows
@@ -101,17 +103,7 @@ class Client:
     def add(self, batch: str, jobs: Iterable[Mapping[str, Any]]) -> Intake:
         """Check every job and store them in `batch` (made if new), in one transaction: one
         invalid job and nothing is stored (`InvalidJobs` says which and why)."""
-        keyed = [_with_key(index, job) for index, job in enumerate(jobs)]
-        rows = (RawJob.from_mapping(index, job) for index, job in enumerate(keyed))
-        result = load_rows(
-            self.engine, rows, batch=batch, source="python", models=self.settings.models,
-            reader_process=False,
-        )  # fmt: skip
-        if result.rejected:
-            report = result.report
-            raise InvalidJobs(report.problems, report.total - len(report.problems))
-        refs = [str(job.get("id") or job.get(ID_ALIAS)) for job in keyed]
-        return Intake(batch, result.created, result.stored, result.already_present, refs)
+        return add_jobs(self.engine, self.settings.models, batch, jobs)
 
     # ------------------------------------------------------------------ reading
 
@@ -192,6 +184,22 @@ class Client:
         with self.engine.begin() as conn:
             if not change(conn, batch_id(conn, batch), transitions.utcnow()):
                 raise BatchStateError(f"batch {batch!r} is not in a state that allows this")
+
+
+def add_jobs(
+    engine: Engine, models: Mapping[str, ImageRange], batch: str, jobs: Iterable[Any]
+) -> Intake:
+    """`Client.add`, for callers that hold an engine (the Celery task `veobatch.enqueue`)."""
+    keyed = [_with_key(index, job) for index, job in enumerate(jobs)]
+    rows = (RawJob.from_mapping(index, job) for index, job in enumerate(keyed))
+    result = load_rows(
+        engine, rows, batch=batch, source="python", models=models, reader_process=False
+    )
+    if result.rejected:
+        report = result.report
+        raise InvalidJobs(report.problems, report.total - len(report.problems))
+    refs = [str(job.get("id") or job.get(ID_ALIAS)) for job in keyed]
+    return Intake(batch, result.created, result.stored, result.already_present, refs)
 
 
 def _with_key(index: int, job: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from veobatch.settings import Settings
 SUBMIT_TASK: Final = "veobatch.submit"
 POLL_TASK: Final = "veobatch.poll"
 DOWNLOAD_TASK: Final = "veobatch.download"
+ENQUEUE_TASK: Final = "veobatch.enqueue"  # for other systems: add jobs to a batch
 SUBMIT_QUEUE: Final = "celery"
 # Polls and downloads have queues of their own: the scheduler counts the submissions waiting
 # to find lost messages, and the polls and downloads waiting to pace them.
@@ -24,7 +25,9 @@ VISIBILITY_TIMEOUT: Final = 3600
 
 
 def make_app(settings: Settings) -> Celery:
-    app = Celery("veo-batch", broker=settings.redis_url or "redis://127.0.0.1:6379/0")
+    broker = settings.redis_url or "redis://127.0.0.1:6379/0"
+    # The backend keeps the answers of `veobatch.enqueue` (every other task ignores its result).
+    app = Celery("veo-batch", broker=broker, backend=broker)
     app.conf.update(
         task_acks_late=True,  # acknowledged when done: a killed worker's message comes back
         task_reject_on_worker_lost=True,

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from celery import shared_task
 
+from veobatch.client import InvalidJobs, add_jobs
 from veobatch.download import download_one
 from veobatch.poll import poll_rows
 from veobatch.services import services
 from veobatch.submit import submit_one
-from worker.app import DOWNLOAD_TASK, POLL_TASK, SUBMIT_TASK
+from worker.app import DOWNLOAD_TASK, ENQUEUE_TASK, POLL_TASK, SUBMIT_TASK
 
 
 @shared_task(name=SUBMIT_TASK)  # type: ignore[untyped-decorator]
@@ -38,3 +41,17 @@ def download(job_id: int) -> bool:
     if held.settings.download_dir is None:
         return False  # the scheduler wants downloads, this worker was not told where
     return download_one(held.engine, held.videos, job_id, Path(held.settings.download_dir))
+
+
+@shared_task(name=ENQUEUE_TASK, ignore_result=False)  # type: ignore[untyped-decorator]
+def enqueue(batch: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Add `jobs` to `batch` (made if new) from any Celery client, in any language:
+    `send_task("veobatch.enqueue", args=[batch, jobs])`. The same checks as files; a job's
+    `external_id` (or `id`) makes a re-send add nothing. Answers what was stored, or the
+    problems (then nothing was stored)."""
+    held = services()
+    try:
+        intake = add_jobs(held.engine, held.settings.models, batch, jobs)
+    except InvalidJobs as invalid:
+        return {"ok": False, "batch": batch, "problems": invalid.problems}
+    return {"ok": True, **asdict(intake)}
