@@ -362,3 +362,15 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path) -> No
     assert statuses == ["succeeded"]  # the tasks made by the first run were followed too
     assert attempts == 30  # every row sent exactly once over the two runs
     engine.dispose()
+
+
+def test_serve_needs_tokens_or_a_loopback_no_auth(sqlite_run: Cli) -> None:
+    refused = sqlite_run("serve")
+    assert refused.exit_code == ExitCode.CONFIG
+    assert "set VEO_API_TOKENS" in refused.output
+    exposed = sqlite_run("serve", "--no-auth", "--host", "0.0.0.0")
+    assert exposed.exit_code == ExitCode.CONFIG
+    assert "--no-auth only on a loopback address" in exposed.output
+    short = sqlite_run("--api-tokens", "short", "serve")
+    assert short.exit_code == ExitCode.CONFIG
+    assert "VEO_API_TOKENS: each token must be at least 16 characters" in short.output

@@ -100,10 +100,18 @@ class Client:
 
     # ------------------------------------------------------------------ intake
 
-    def add(self, batch: str, jobs: Iterable[Mapping[str, Any]]) -> Intake:
+    def add(
+        self,
+        batch: str,
+        jobs: Iterable[Mapping[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+    ) -> Intake:
         """Check every job and store them in `batch` (made if new), in one transaction: one
-        invalid job and nothing is stored (`InvalidJobs` says which and why)."""
-        return add_jobs(self.engine, self.settings.models, batch, jobs)
+        invalid job and nothing is stored (`InvalidJobs` says which and why). Jobs without an
+        id are keyed by `idempotency_key` and their place in `jobs` when it is given, so the
+        same call made again adds nothing."""
+        return add_jobs(self.engine, self.settings.models, batch, jobs, idempotency_key)
 
     # ------------------------------------------------------------------ reading
 
@@ -129,7 +137,7 @@ class Client:
         """A page of the batch's rows (in the order they were added), as plain dicts."""
         with self.engine.connect() as conn:
             query = select_jobs(batch_id(conn, batch), statuses, kinds)
-            return [_view(row) for row in stream_jobs(conn, query.limit(limit).offset(offset))]
+            return [job_view(row) for row in stream_jobs(conn, query.limit(limit).offset(offset))]
 
     def job(self, batch: str, ref: str) -> dict[str, Any]:
         """One row with its whole history (each submission, poll and download)."""
@@ -138,7 +146,7 @@ class Client:
             row = conn.execute(query).first()
             if row is None:
                 raise NotFoundError(f"batch {batch!r} has no job {ref!r}")
-            view = _view(row)
+            view = job_view(row)
             view["history"] = [
                 {"at": utc(a.at), "action": a.action, "http_status": a.http_status,
                  "task_id": a.task_id, "remote_status": a.remote_status, "error": a.error,
@@ -152,7 +160,7 @@ class Client:
         with self.engine.connect() as conn:
             query = select_jobs(batch_id(conn, batch))
             for row in stream_jobs(conn, query):
-                yield _view(row)
+                yield job_view(row)
 
     # ------------------------------------------------------------------ changes
 
@@ -186,11 +194,22 @@ class Client:
                 raise BatchStateError(f"batch {batch!r} is not in a state that allows this")
 
 
+def check_batch_name(name: object) -> str:
+    if not isinstance(name, str) or not name.strip() or name != name.strip() or len(name) > 200:
+        raise VeoBatchError("a batch name is 1 to 200 characters, without spaces around it")
+    return name
+
+
 def add_jobs(
-    engine: Engine, models: Mapping[str, ImageRange], batch: str, jobs: Iterable[Any]
+    engine: Engine,
+    models: Mapping[str, ImageRange],
+    batch: str,
+    jobs: Iterable[Any],
+    idempotency_key: str | None = None,
 ) -> Intake:
-    """`Client.add`, for callers that hold an engine (the Celery task `veobatch.enqueue`)."""
-    keyed = [_with_key(index, job) for index, job in enumerate(jobs)]
+    """`Client.add`, for callers that hold an engine (the Celery task, the HTTP API)."""
+    check_batch_name(batch)
+    keyed = [_with_key(index, job, idempotency_key) for index, job in enumerate(jobs)]
     rows = (RawJob.from_mapping(index, job) for index, job in enumerate(keyed))
     result = load_rows(
         engine, rows, batch=batch, source="python", models=models, reader_process=False
@@ -202,18 +221,20 @@ def add_jobs(
     return Intake(batch, result.created, result.stored, result.already_present, refs)
 
 
-def _with_key(index: int, job: Mapping[str, Any]) -> dict[str, Any]:
-    """The job with a key: its own id, else a fresh one (then a retry makes a second row)."""
+def _with_key(index: int, job: Mapping[str, Any], idempotency_key: str | None) -> dict[str, Any]:
+    """The job with a key: its own id; else, with an idempotency key for the whole request,
+    that key and the job's place in it (so the same request sent again adds nothing); else
+    a fresh one (then a retry makes a second row)."""
     if not isinstance(job, Mapping):
         kind = type(job).__name__
         raise InvalidJobs([Problem(index, None, f"a job is a mapping of fields, not {kind}")])
     keyed = dict(job)
     if keyed.get("id") in (None, "") and keyed.get(ID_ALIAS) in (None, ""):
-        keyed["id"] = uuid.uuid4().hex[:16]
+        keyed["id"] = f"{idempotency_key}:{index}" if idempotency_key else uuid.uuid4().hex[:16]
     return keyed
 
 
-def _view(row: sa.Row[Any]) -> dict[str, Any]:
+def job_view(row: sa.Row[Any]) -> dict[str, Any]:
     view = {name: getattr(row, name) for name in JOB_VIEW_FIELDS}
     view["id"] = view.pop("ref")
     for name in ("submitted_at", "finished_at"):

@@ -8,6 +8,7 @@ renamed into place, so a failed export never leaves half a file behind.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import tempfile
@@ -102,19 +103,35 @@ def write_export(
     return count
 
 
-def _write(out: IO[str], format: str, columns: list[str], rows: Iterator[dict[str, Any]]) -> int:
-    count = 0
+def write_rows(format: str, columns: list[str], rows: Iterator[dict[str, Any]]) -> Iterator[str]:
+    """The export as text, a few hundred rows at a time (for a streamed HTTP answer)."""
+    buffer = io.StringIO()
+    for count, _ in enumerate(_lines(buffer, format, columns, rows), 1):
+        if count % 500 == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _lines(
+    out: IO[str], format: str, columns: list[str], rows: Iterator[dict[str, Any]]
+) -> Iterator[None]:
+    """Write the header (CSV), then each row, yielding after each row."""
     if format == "jsonl":
         for row in rows:
             out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-            count += 1
-        return count
+            yield None
+        return
     writer = csv.writer(out)
     writer.writerow(columns)
     for row in rows:
         writer.writerow([_csv_cell(key, row[key]) for key in columns])
-        count += 1
-    return count
+        yield None
+
+
+def _write(out: IO[str], format: str, columns: list[str], rows: Iterator[dict[str, Any]]) -> int:
+    return sum(1 for _ in _lines(out, format, columns, rows))
 
 
 def _csv_cell(key: str, value: Any) -> Any:

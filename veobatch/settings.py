@@ -73,6 +73,12 @@ SETTINGS: Final[tuple[SettingSpec, ...]] = (
         "A separate request rate for polls, like VEO_RATE (default: polls share VEO_RATE).",
     ),
     SettingSpec(
+        "api_tokens",
+        "VEO_API_TOKENS",
+        "Bearer tokens that callers of `veo-batch serve` must present, comma separated "
+        "(tokens of our own, never the provider key).",
+    ),
+    SettingSpec(
         "download_dir",
         "VEO_DOWNLOAD_DIR",
         "Download each finished video into this directory (default: no downloads).",
@@ -182,6 +188,13 @@ def _count(raw: Mapping[str, str], name: str, env: str) -> int | None:
     return int(raw[name])
 
 
+def _tokens(text: str) -> tuple[Secret, ...]:
+    tokens = tuple(Secret(token.strip()) for token in text.split(",") if token.strip())
+    if any(len(token.reveal()) < 16 for token in tokens):
+        raise ConfigError("VEO_API_TOKENS: each token must be at least 16 characters")
+    return tokens
+
+
 def _span(text: str) -> tuple[float, float]:
     """VEO_POLL_INTERVAL: `MIN-MAX` seconds, or one number for a fixed interval."""
     low, _, high = text.partition("-")
@@ -213,6 +226,7 @@ class Settings:
     poll_deadline: float = 1800.0
     poll_rate: Rate | None = None
     download_dir: str | None = None
+    api_tokens: tuple[Secret, ...] = field(default=(), repr=False)
 
     @classmethod
     def from_values(cls, values: Mapping[str, str | None]) -> Settings:
@@ -237,6 +251,7 @@ class Settings:
             poll_deadline=_seconds(raw, "poll_deadline", "VEO_POLL_DEADLINE", 1800.0),
             poll_rate=Rate.parse(raw["poll_rate"], "VEO_POLL_RATE") if "poll_rate" in raw else None,
             download_dir=raw.get("download_dir"),
+            api_tokens=_tokens(raw.get("api_tokens", "")),
         )
 
     @classmethod

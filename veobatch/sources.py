@@ -142,6 +142,12 @@ def open_job_file(
         yield _checked(JobFile(path, fmt, handle, os.fstat(handle.fileno()).st_size))
 
 
+def job_file_from_bytes(name: str, data: bytes, format: str | None = None) -> JobFile:
+    """An uploaded job file, checked like a file on disk; problems name it `name`."""
+    stream = io.BufferedReader(io.BytesIO(data))
+    return _checked(JobFile(name, detect_format(name, format), stream, len(data)))
+
+
 def _checked(job_file: JobFile) -> JobFile:
     head: bytes = job_file.stream.peek(4096)[:4096]  # type: ignore[attr-defined]
     if not head.strip(b" \t\r\n" + _BOM):

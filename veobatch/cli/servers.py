@@ -228,3 +228,43 @@ def scheduler_command(app: App, tick: float, depth: int | None) -> None:
     )
     with contextlib.suppress(KeyboardInterrupt):
         loop.run(stop)
+
+
+# ---------------------------------------------------------------------------------- serve
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--no-auth", is_flag=True, help="Serve without tokens (only on a loopback address).")
+@click.option(
+    "--max-body-mb",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Largest request body accepted (a JSON batch or an uploaded job file).",
+)
+@pass_app
+def serve(app: App, host: str, port: int, no_auth: bool, max_body_mb: int) -> None:
+    """Serve the HTTP API: queue batches (JSON or an uploaded job file), read their progress
+    and rows, rerun, pause, resume, cancel, export. The OpenAPI schema is at /openapi.json,
+    its pages at /docs. Callers send `Authorization: Bearer TOKEN`, one of VEO_API_TOKENS.
+
+    \b
+    Examples:
+      VEO_API_TOKENS=$(openssl rand -hex 24) veo-batch serve --host 0.0.0.0 --port 8000
+      curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8000/batches
+    """
+    settings = app.settings
+    if not settings.api_tokens and not no_auth:
+        raise ConfigError("set VEO_API_TOKENS (the tokens callers present), or pass --no-auth "
+                          "to serve on a loopback address without them")  # fmt: skip
+    if no_auth and host not in ("127.0.0.1", "localhost", "::1"):
+        raise ConfigError(f"--no-auth only on a loopback address, not {host}")
+    import uvicorn  # noqa: PLC0415 - only this command needs the web stack
+
+    from veobatch.httpapi import create_app  # noqa: PLC0415
+
+    api = create_app(settings, app.engine, max_body=max_body_mb * 1024 * 1024)
+    click.echo(f"serving on http://{host}:{port} (schema: /openapi.json, pages: /docs)", err=True)
+    uvicorn.run(api, host=host, port=port, log_level="info")
