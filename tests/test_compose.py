@@ -27,7 +27,7 @@ def test_the_image_runs_veo_batch() -> None:
 
 
 def test_the_services_are_there() -> None:
-    assert set(OURS) == {"migrate", "scheduler", "worker"}
+    assert set(OURS) == {"migrate", "scheduler", "worker", "api"}
     assert {"postgres", "redis"} <= set(COMPOSE["services"])
     assert {"pgdata", "videos"} <= set(COMPOSE["volumes"])
 
