@@ -16,6 +16,9 @@ waits; the row claims would keep it harmless anyway):
 5. with downloads on, succeeded rows whose video is due are sent to be fetched, about
    twenty waiting at once;
 6. batches with nothing left to send or follow become `finished`.
+
+Webhook calls (a batch finished or paused) go out from a thread of their own, so a slow or
+failing receiver never holds up a tick.
 """
 
 from __future__ import annotations
@@ -26,14 +29,15 @@ import uuid
 from datetime import timedelta
 from typing import Final
 
+import httpx
 import redis
 import sqlalchemy as sa
 from celery import Celery
 from sqlalchemy.engine import Engine
 
-from veobatch import transitions
+from veobatch import transitions, webhooks
 from veobatch.models import Job
-from veobatch.settings import Rate
+from veobatch.settings import Rate, Secret
 from veobatch.states import JobStatus
 from worker.app import (
     DOWNLOAD_QUEUE,
@@ -88,6 +92,7 @@ class Scheduler:
         poll_group: int = 20,
         poll_claim: timedelta = timedelta(minutes=2),
         downloads: bool = False,
+        webhook_secret: Secret | None = None,
     ) -> None:
         self.engine = engine
         self.broker = broker
@@ -98,15 +103,24 @@ class Scheduler:
         self.poll_group = poll_group
         self.poll_claim = poll_claim
         self.downloads = downloads
+        self.webhook_secret = webhook_secret
+        self._leading = threading.Event()
         self.grace = grace  # how long a queued row may wait before its message counts as lost
         self._token = uuid.uuid4().hex
         self._hold = broker.register_script(_HOLD)
 
     def run(self, stop: threading.Event) -> None:
+        calls = threading.Thread(target=self._call_webhooks, args=(stop,), daemon=True,
+                                 name="veo-batch-webhooks")  # fmt: skip
+        calls.start()
         while not stop.is_set():
             if self.lead():
+                self._leading.set()
                 self.tick_once()
+            else:
+                self._leading.clear()
             stop.wait(self.tick)
+        calls.join()
         if self.broker.get(LOCK_KEY) == self._token.encode():
             self.broker.delete(LOCK_KEY)  # let another scheduler take over at once
 
@@ -146,6 +160,13 @@ class Scheduler:
         for job_id in downloads:
             self.app.send_task(DOWNLOAD_TASK, args=[job_id])
         return ids
+
+    def _call_webhooks(self, stop: threading.Event) -> None:
+        with httpx.Client() as http:
+            while not stop.wait(self.tick):
+                if self._leading.is_set():
+                    webhooks.deliver_due(self.engine, http, self.webhook_secret,
+                                         transitions.utcnow())  # fmt: skip
 
     @staticmethod
     def _queued(conn: sa.Connection) -> int:

@@ -106,12 +106,16 @@ class Client:
         jobs: Iterable[Mapping[str, Any]],
         *,
         idempotency_key: str | None = None,
+        webhook_url: str | None = None,
     ) -> Intake:
         """Check every job and store them in `batch` (made if new), in one transaction: one
         invalid job and nothing is stored (`InvalidJobs` says which and why). Jobs without an
         id are keyed by `idempotency_key` and their place in `jobs` when it is given, so the
-        same call made again adds nothing."""
-        return add_jobs(self.engine, self.settings.models, batch, jobs, idempotency_key)
+        same call made again adds nothing. `webhook_url` is told (a signed JSON POST) when
+        the batch finishes or pauses."""
+        return add_jobs(
+            self.engine, self.settings.models, batch, jobs, idempotency_key, webhook_url
+        )
 
     # ------------------------------------------------------------------ reading
 
@@ -206,9 +210,12 @@ def add_jobs(
     batch: str,
     jobs: Iterable[Any],
     idempotency_key: str | None = None,
+    webhook_url: str | None = None,
 ) -> Intake:
     """`Client.add`, for callers that hold an engine (the Celery task, the HTTP API)."""
     check_batch_name(batch)
+    if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
+        raise VeoBatchError(f"webhook_url: {webhook_url[:100]!r} is not an http(s) URL")
     keyed = [_with_key(index, job, idempotency_key) for index, job in enumerate(jobs)]
     rows = (RawJob.from_mapping(index, job) for index, job in enumerate(keyed))
     result = load_rows(
@@ -217,6 +224,9 @@ def add_jobs(
     if result.rejected:
         report = result.report
         raise InvalidJobs(report.problems, report.total - len(report.problems))
+    if webhook_url is not None:
+        with engine.begin() as conn:
+            transitions.set_webhook(conn, batch_id(conn, batch), webhook_url)
     refs = [str(job.get("id") or job.get(ID_ALIAS)) for job in keyed]
     return Intake(batch, result.created, result.stored, result.already_present, refs)
 

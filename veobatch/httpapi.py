@@ -83,6 +83,11 @@ class BatchIn(BaseModel):
         None, min_length=1, max_length=100,
         description="Keys the jobs without an id: the same request sent again adds nothing.",
     )  # fmt: skip
+    webhook_url: str | None = Field(
+        None, max_length=2000, pattern=r"^https?://\S+$",
+        description="Told (a JSON POST signed with HMAC-SHA256) when the batch finishes or "
+        "pauses; retried with backoff until it answers 2xx.",
+    )  # fmt: skip
 
 
 class Intake(BaseModel):
@@ -271,7 +276,9 @@ def create_app(settings: Settings, engine: Engine, *, max_body: int = MAX_BODY_B
         """Add jobs to a batch (made if new). 201 if anything was added, 200 if every job was
         already there (a re-send)."""
         jobs = [job.model_dump(exclude_none=True) for job in body.jobs]
-        intake = add_jobs(engine, settings.models, body.name, jobs, body.idempotency_key)
+        intake = add_jobs(
+            engine, settings.models, body.name, jobs, body.idempotency_key, body.webhook_url
+        )
         if not intake.added:
             response.status_code = 200
         return Intake(**vars(intake))

@@ -79,6 +79,11 @@ SETTINGS: Final[tuple[SettingSpec, ...]] = (
         "(tokens of our own, never the provider key).",
     ),
     SettingSpec(
+        "webhook_secret",
+        "VEO_WEBHOOK_SECRET",
+        "Secret that signs webhook calls (HMAC-SHA256 of the timestamp and body).",
+    ),
+    SettingSpec(
         "download_dir",
         "VEO_DOWNLOAD_DIR",
         "Download each finished video into this directory (default: no downloads).",
@@ -227,6 +232,7 @@ class Settings:
     poll_rate: Rate | None = None
     download_dir: str | None = None
     api_tokens: tuple[Secret, ...] = field(default=(), repr=False)
+    webhook_secret: Secret | None = field(default=None, repr=False)
 
     @classmethod
     def from_values(cls, values: Mapping[str, str | None]) -> Settings:
@@ -252,6 +258,7 @@ class Settings:
             poll_rate=Rate.parse(raw["poll_rate"], "VEO_POLL_RATE") if "poll_rate" in raw else None,
             download_dir=raw.get("download_dir"),
             api_tokens=_tokens(raw.get("api_tokens", "")),
+            webhook_secret=Secret(raw["webhook_secret"]) if "webhook_secret" in raw else None,
         )
 
     @classmethod

@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from veobatch import webhooks
 from veobatch.models import Attempt, Batch, Job
 from veobatch.polling import Pacing, PollOutcome
 from veobatch.rowlife import Outcome
@@ -178,13 +179,16 @@ def record(
 
 
 def pause(conn: Connection, batch_id: int, reason: str, now: datetime) -> bool:
-    return bool(
+    paused = bool(
         conn.execute(
             sa.update(Batch)
             .where(Batch.id == batch_id, Batch.state == BatchState.ACTIVE)
             .values(state=BatchState.PAUSED, pause_reason=reason, updated_at=now)
         ).rowcount
     )
+    if paused:
+        webhooks.notify(conn, [batch_id], "batch.paused", now)
+    return paused
 
 
 def resume(conn: Connection, batch_id: int, now: datetime) -> bool:
@@ -259,13 +263,24 @@ def expire_leases(conn: Connection, now: datetime) -> int:
 
 
 def finish_batches(conn: Connection, now: datetime) -> int:
-    """Active batches with no row left to send or to follow become `finished`."""
+    """Active batches with no row left to send or to follow become `finished` (and their
+    webhooks are told)."""
     open_rows = sa.select(Job.id).where(Job.batch_id == Batch.id, Job.status.in_(OPEN))
-    return conn.execute(
-        sa.update(Batch)
-        .where(Batch.state == BatchState.ACTIVE, ~sa.exists(open_rows))
-        .values(state=BatchState.FINISHED, updated_at=now)
-    ).rowcount
+    finished = list(
+        conn.execute(
+            sa.update(Batch)
+            .where(Batch.state == BatchState.ACTIVE, ~sa.exists(open_rows))
+            .values(state=BatchState.FINISHED, updated_at=now)
+            .returning(Batch.id)
+        ).scalars()
+    )
+    webhooks.notify(conn, finished, "batch.finished", now)
+    return len(finished)
+
+
+def set_webhook(conn: Connection, batch_id: int, url: str | None) -> None:
+    """The URL told when the batch finishes or pauses (None: no longer told)."""
+    conn.execute(sa.update(Batch).where(Batch.id == batch_id).values(webhook_url=url))
 
 
 def rerun(

@@ -10,6 +10,7 @@ from celery import shared_task
 
 from veobatch.client import InvalidJobs, add_jobs
 from veobatch.download import download_one
+from veobatch.errors import VeoBatchError
 from veobatch.poll import poll_rows
 from veobatch.services import services
 from veobatch.submit import submit_one
@@ -44,14 +45,18 @@ def download(job_id: int) -> bool:
 
 
 @shared_task(name=ENQUEUE_TASK, ignore_result=False)  # type: ignore[untyped-decorator]
-def enqueue(batch: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
+def enqueue(
+    batch: str, jobs: list[dict[str, Any]], webhook_url: str | None = None
+) -> dict[str, Any]:
     """Add `jobs` to `batch` (made if new) from any Celery client, in any language:
     `send_task("veobatch.enqueue", args=[batch, jobs])`. The same checks as files; a job's
     `external_id` (or `id`) makes a re-send add nothing. Answers what was stored, or the
     problems (then nothing was stored)."""
     held = services()
     try:
-        intake = add_jobs(held.engine, held.settings.models, batch, jobs)
+        intake = add_jobs(held.engine, held.settings.models, batch, jobs, None, webhook_url)
     except InvalidJobs as invalid:
         return {"ok": False, "batch": batch, "problems": invalid.problems}
+    except VeoBatchError as refused:  # a bad batch name or webhook URL
+        return {"ok": False, "batch": batch, "problems": [], "error": str(refused)}
     return {"ok": True, **asdict(intake)}

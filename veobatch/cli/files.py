@@ -9,8 +9,15 @@ from pathlib import Path
 
 import click
 
+from veobatch import transitions
 from veobatch.cli.app import App, cli, pass_app
-from veobatch.cli.options import batch_option, format_option, kind_option, status_option
+from veobatch.cli.options import (
+    batch_option,
+    format_option,
+    kind_option,
+    status_option,
+    webhook_option,
+)
 from veobatch.errors import (
     ExitCode,
     JobFileError,
@@ -45,6 +52,7 @@ from veobatch.store import (
     type=click.IntRange(min=1),
     help="How many problems to list before only counting.",
 )
+@webhook_option
 @pass_app
 def load(
     app: App,
@@ -54,6 +62,7 @@ def load(
     skip_invalid: bool,
     dry_run: bool,
     max_problems: int,
+    webhook_url: str | None,
 ) -> None:
     """Check every row of FILE (CSV, YAML or JSON Lines; `-` for stdin) and store it as a batch.
 
@@ -71,6 +80,9 @@ def load(
     if result.rejected:
         sys.exit(ExitCode.INVALID_ROWS)
     if not dry_run:
+        if webhook_url is not None:
+            with app.engine.begin() as conn:
+                transitions.set_webhook(conn, batch_id(conn, result.batch), webhook_url)
         click.echo(f"next: veo-batch status {result.batch}")
 
 

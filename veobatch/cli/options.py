@@ -66,3 +66,19 @@ kind_option = click.option(
     callback=one_of(ERROR_KINDS, "error kind"),
     help=f"Only rows with this error kind: {', '.join(ERROR_KINDS)}.",
 )
+
+
+def _http_url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise click.BadParameter(f"{value!r} is not an http(s) URL")
+    return value
+
+
+webhook_option = click.option(
+    "--webhook",
+    "webhook_url",
+    metavar="URL",
+    callback=_http_url,
+    help="Tell URL when the batch finishes or pauses: a JSON summary POSTed, signed with "
+    "VEO_WEBHOOK_SECRET (HMAC-SHA256), retried until it answers 2xx.",
+)

@@ -10,11 +10,13 @@ from functools import partial
 from pathlib import Path
 
 import click
+import httpx
 from sqlalchemy.engine import Engine
 
+from veobatch import transitions, webhooks
 from veobatch.cli.app import App, cli, pass_app
 from veobatch.cli.files import load_file
-from veobatch.cli.options import batch_option, format_option
+from veobatch.cli.options import batch_option, format_option, webhook_option
 from veobatch.cli.progress import progress_line
 from veobatch.errors import (
     BatchStateError,
@@ -33,6 +35,7 @@ from veobatch.settings import Secret, Settings
 from veobatch.states import BatchState, JobStatus
 from veobatch.store import (
     STATUS_ORDER,
+    batch_id,
     batch_summaries,
     error_kinds,
     select_jobs,
@@ -83,6 +86,7 @@ MOCK_TASK_SECONDS = 3.0  # how long `run --mock` takes to "generate" a video
     help="Wait for the videos (poll each task until it ends), or stop once every row has a "
     "task id (a later run, or the scheduler, follows them).",
 )
+@webhook_option
 @pass_app
 def run(
     app: App,
@@ -95,6 +99,7 @@ def run(
     output: str | None,
     download_dir: str | None,
     wait: bool,
+    webhook_url: str | None,
 ) -> None:
     """Load FILE, submit its rows and follow each task to its video, in this process
     (SQLite by default, no Redis needed); then print a summary and export the results.
@@ -122,6 +127,9 @@ def run(
     if result.rejected:
         sys.exit(ExitCode.INVALID_ROWS)
     settings = app.settings
+    if webhook_url is not None:
+        with app.engine.begin() as conn:
+            transitions.set_webhook(conn, batch_id(conn, result.batch), webhook_url)
     with app.engine.connect() as conn:
         batch = batch_summaries(conn, result.batch)[0]
     if batch.state == BatchState.CANCELLED:
@@ -159,7 +167,19 @@ def run(
             on_progress=progress_line(),
         )  # fmt: skip
         progress = _run_embedded(settings, app.engine, batch.id, mock, runner)
+        _call_webhooks(app)
     _print_run(app, result.batch, progress, output)
+
+
+def _call_webhooks(app: App) -> None:
+    """The webhook calls due (this batch finished or paused): one try each, here; a call
+    that fails is tried again by the next run or by the scheduler."""
+    with httpx.Client() as http:
+        arrived = webhooks.deliver_due(
+            app.engine, http, app.settings.webhook_secret, transitions.utcnow()
+        )
+    if arrived:
+        click.echo(f"webhook told ({arrived:,} call{'s' if arrived > 1 else ''})", err=True)
 
 
 def _pacing(settings: Settings, mock: bool) -> Pacing:

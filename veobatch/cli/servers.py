@@ -216,7 +216,7 @@ def scheduler_command(app: App, tick: float, depth: int | None) -> None:
         depth=depth, tick=tick, max_in_flight=settings.max_in_flight,
         poll_group=poll_group(settings.poll_rate or settings.rate),
         poll_claim=claim_for(settings.poll_rate or settings.rate, depth),
-        downloads=settings.download_dir is not None,
+        downloads=settings.download_dir is not None, webhook_secret=settings.webhook_secret,
     )  # fmt: skip
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

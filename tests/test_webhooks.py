@@ -1,0 +1,162 @@
+"""Webhooks on SQLite and PostgreSQL: an event stored when a batch finishes or pauses, a
+signed POST to a real local receiver that fails and then recovers, every try recorded."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from tests.conftest import Cli
+from veobatch import Client, transitions, webhooks
+from veobatch.models import Delivery, DeliveryAttempt, Job
+from veobatch.settings import Secret
+
+SECRET = Secret("webhook-secret-for-tests")
+URL = "https://img.example.com/a.jpg"
+
+
+class Receiver(ThreadingHTTPServer):
+    daemon_threads = True
+    answers: list[int]  # status codes to answer, in turn; then 200
+    calls: list[tuple[dict[str, str], bytes]]
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: Receiver
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.calls.append(({k.lower(): v for k, v in self.headers.items()}, body))
+        status = self.server.answers.pop(0) if self.server.answers else 200
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver(("127.0.0.1", 0), Handler)
+    server.answers, server.calls = [], []
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def address(receiver: Receiver) -> str:
+    return f"http://127.0.0.1:{receiver.server_address[1]}/hooks/veo"
+
+
+def job(key: str) -> dict[str, object]:
+    return {"external_id": key, "prompt": "a fox", "model": "veo3.1", "images": [URL]}
+
+
+def finish(engine: Engine, batch: str) -> None:
+    """Every row of the batch succeeds, then the batch finishes (as the runners would)."""
+    with engine.begin() as conn:
+        conn.execute(sa.update(Job).values(status="succeeded"))
+        assert transitions.finish_batches(conn, transitions.utcnow()) == 1
+
+
+def test_a_failing_receiver_is_called_again_until_it_answers(
+    engine: Engine, database_url: str, receiver: Receiver
+) -> None:
+    with Client(database_url) as veo:
+        veo.add("cms", [job("a"), job("b")], webhook_url=address(receiver))
+    finish(engine, "cms")
+    receiver.answers = [500]
+    now = transitions.utcnow()
+    with httpx.Client() as http:
+        assert webhooks.deliver_due(engine, http, SECRET, now) == 0  # 500
+        assert webhooks.deliver_due(engine, http, SECRET, now) == 0  # not due again yet
+        assert len(receiver.calls) == 1
+        later = now + timedelta(seconds=webhooks.retry_in(1) + 1)
+        assert webhooks.deliver_due(engine, http, SECRET, later) == 1
+        assert webhooks.deliver_due(engine, http, SECRET, later + timedelta(hours=2)) == 0
+    assert len(receiver.calls) == 2
+    headers, body = receiver.calls[-1]
+    summary = json.loads(body)
+    assert (summary["event"], summary["batch"], summary["state"]) == (
+        "batch.finished", "cms", "finished"
+    )  # fmt: skip
+    assert (summary["total"], summary["counts"]) == (2, {"succeeded": 2})
+    signed = f"{headers['x-veo-batch-timestamp']}.".encode() + body
+    expected = hmac.new(SECRET.reveal().encode(), signed, hashlib.sha256).hexdigest()
+    assert headers["x-veo-batch-signature"] == f"sha256={expected}"
+    assert headers["x-veo-batch-delivery"] == receiver.calls[0][0]["x-veo-batch-delivery"]
+    with engine.connect() as conn:
+        tries = conn.execute(
+            sa.select(DeliveryAttempt.http_status, DeliveryAttempt.error).order_by(
+                DeliveryAttempt.id
+            )
+        ).all()
+        delivered = conn.execute(sa.select(Delivery.delivered_at)).scalar_one()
+    assert [t.http_status for t in tries] == [500, 200]
+    assert tries[0].error.startswith("HTTP 500")
+    assert delivered is not None
+
+
+def test_a_pause_is_told_with_its_reason(
+    engine: Engine, database_url: str, receiver: Receiver
+) -> None:
+    with Client(database_url) as veo:
+        veo.add("cms", [job("a")], webhook_url=address(receiver))
+        veo.pause("cms", "out of balance")
+    with httpx.Client() as http:
+        assert webhooks.deliver_due(engine, http, SECRET, transitions.utcnow()) == 1
+    summary = json.loads(receiver.calls[0][1])
+    assert (summary["event"], summary["pause_reason"]) == ("batch.paused", "out of balance")
+
+
+def test_without_a_secret_nothing_is_sent_and_the_reason_is_kept(
+    engine: Engine, database_url: str, receiver: Receiver
+) -> None:
+    with Client(database_url) as veo:
+        veo.add("cms", [job("a")], webhook_url=address(receiver))
+    finish(engine, "cms")
+    with httpx.Client() as http:
+        assert webhooks.deliver_due(engine, http, None, transitions.utcnow()) == 0
+    assert receiver.calls == []
+    with engine.connect() as conn:
+        error = conn.execute(sa.select(DeliveryAttempt.error)).scalar_one()
+    assert error is not None
+    assert "VEO_WEBHOOK_SECRET is not set" in error
+
+
+def test_batches_without_a_webhook_store_no_event(engine: Engine, database_url: str) -> None:
+    with Client(database_url) as veo:
+        veo.add("quiet", [job("a")])
+    finish(engine, "quiet")
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(Delivery)).scalar_one() == 0
+
+
+def test_run_tells_the_webhook_when_the_batch_is_done(
+    sqlite_run: Cli, tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = sqlite_run(
+        "--webhook-secret", SECRET.reveal(), "run", str(Path(__file__).parent.parent /
+        "jobs.example.yaml"), "--mock", "--webhook", address(receiver),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "webhook told (1 call)" in result.stderr
+    summary = json.loads(receiver.calls[0][1])
+    assert (summary["event"], summary["counts"]) == ("batch.finished", {"succeeded": 6})

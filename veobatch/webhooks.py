@@ -1,0 +1,139 @@
+"""Tell a batch's webhook when it finishes or pauses: a signed JSON summary, retried.
+
+An event is stored (table `deliveries`) in the transaction that finishes or pauses the batch,
+with its body fixed then; delivering it is separate work (the scheduler's own thread, or the
+end of `veo-batch run`), so a slow or failing receiver never holds up a submission. Each try
+is recorded (`delivery_attempts`); a failure is tried again with a growing delay, up to
+`MAX_TRIES`.
+
+The receiver checks the signature: HMAC-SHA256, keyed with VEO_WEBHOOK_SECRET, of
+`"{X-Veo-Batch-Timestamp}.{body}"`, sent as `X-Veo-Batch-Signature: sha256=<hex>`; a
+timestamp far from its clock means a replay. `X-Veo-Batch-Delivery` is the same on every try
+of one event, so a receiver can drop repeats.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import httpx
+import sqlalchemy as sa
+from sqlalchemy import Connection
+from sqlalchemy.engine import Engine
+
+from veobatch.models import Batch, Delivery, DeliveryAttempt, Job
+from veobatch.settings import Secret
+
+MAX_TRIES: Final = 10
+FIRST_RETRY: Final = 10.0  # seconds; doubling, up to an hour
+LAST_RETRY: Final = 3600.0
+CLAIM: Final = timedelta(minutes=2)  # a delivery being tried is not tried again meanwhile
+TIMEOUT: Final = httpx.Timeout(10.0, connect=5.0)
+
+
+def retry_in(tries: int) -> float:
+    return float(min(FIRST_RETRY * 2.0 ** (tries - 1), LAST_RETRY))
+
+
+def sign(secret: Secret, timestamp: int, body: bytes) -> str:
+    mac = hmac.new(secret.reveal().encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"sha256={mac.hexdigest()}"
+
+
+def notify(conn: Connection, batch_ids: list[int], event: str, now: datetime) -> int:
+    """Store `event` for each of `batch_ids` that has a webhook, with the batch as it is now;
+    in the caller's transaction. The number stored."""
+    if not batch_ids:
+        return 0
+    batches = conn.execute(
+        sa.select(Batch.id, Batch.name, Batch.state, Batch.pause_reason, Batch.webhook_url).where(
+            Batch.id.in_(batch_ids), Batch.webhook_url.is_not(None)
+        )
+    ).all()
+    for batch in batches:
+        counts = dict(
+            conn.execute(
+                sa.select(Job.status, sa.func.count())
+                .where(Job.batch_id == batch.id)
+                .group_by(Job.status)
+            ).all()
+        )
+        body = {
+            "event": event, "batch": batch.name, "state": batch.state,
+            "pause_reason": batch.pause_reason, "total": sum(counts.values()), "counts": counts,
+            "at": now.isoformat(),
+        }  # fmt: skip
+        conn.execute(
+            sa.insert(Delivery).values(
+                batch_id=batch.id, event=event, url=batch.webhook_url, created_at=now,
+                payload=json.dumps(body, ensure_ascii=False), next_attempt_at=now,
+            )
+        )  # fmt: skip
+    return len(batches)
+
+
+def deliver_due(
+    engine: Engine, http: httpx.Client, secret: Secret | None, now: datetime, limit: int = 20
+) -> int:
+    """Try each delivery due at `now` once; how many arrived."""
+    with engine.begin() as conn:
+        due = list(
+            conn.execute(
+                sa.select(Delivery.id)
+                .where(Delivery.next_attempt_at <= now)
+                .order_by(Delivery.next_attempt_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).scalars()
+        )
+        if due:
+            conn.execute(
+                sa.update(Delivery).where(Delivery.id.in_(due)).values(next_attempt_at=now + CLAIM)
+            )
+        rows = conn.execute(sa.select(Delivery).where(Delivery.id.in_(due))).all()
+    arrived = 0
+    for row in rows:
+        status, error = _post(http, secret, row)
+        tries = row.attempts + 1
+        done = error is None
+        arrived += done
+        later = None if done or tries >= MAX_TRIES else now + timedelta(seconds=retry_in(tries))
+        with engine.begin() as conn:
+            conn.execute(
+                sa.insert(DeliveryAttempt).values(
+                    delivery_id=row.id, at=now, http_status=status, error=error
+                )
+            )
+            conn.execute(
+                sa.update(Delivery)
+                .where(Delivery.id == row.id)
+                .values(attempts=tries, next_attempt_at=later, delivered_at=now if done else None)
+            )
+    return arrived
+
+
+def _post(http: httpx.Client, secret: Secret | None, row: Any) -> tuple[int | None, str | None]:
+    if secret is None:
+        return None, "VEO_WEBHOOK_SECRET is not set: webhook calls are always signed"
+    body = row.payload.encode()
+    timestamp = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "veo-batch",
+        "X-Veo-Batch-Event": row.event,
+        "X-Veo-Batch-Delivery": str(row.id),
+        "X-Veo-Batch-Timestamp": str(timestamp),
+        "X-Veo-Batch-Signature": sign(secret, timestamp, body),
+    }
+    try:
+        response = http.post(row.url, content=body, headers=headers, timeout=TIMEOUT)
+    except httpx.HTTPError as exc:
+        return None, f"{type(exc).__name__}: {exc}"[:500]
+    if 200 <= response.status_code < 300:
+        return response.status_code, None
+    return response.status_code, f"HTTP {response.status_code}: {response.text[:200]}"
