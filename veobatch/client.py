@@ -84,8 +84,7 @@ class Client:
     """A handle on the veo-batch store (`VEO_DATABASE_URL` unless given)."""
 
     def __init__(self, database_url: str | None = None, *, settings: Settings | None = None):
-        values = {k: v for k, v in os.environ.items() if k.startswith("VEO_")}
-        self.settings = settings or Settings.from_env(values)
+        self.settings = settings or Settings.from_env(os.environ)
         url = database_url or self.settings.database_url
         self.engine = db.open_database(Settings.from_values({"database_url": url}).database_url)
 
