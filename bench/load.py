@@ -33,10 +33,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
-import json
 import os
-import platform
 import random
 import resource
 import shlex
@@ -51,11 +48,23 @@ from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, LiteralString
+from typing import Any, Final
 
 import psycopg
 from psycopg import sql
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: bench.common
+
+from bench.common import (
+    BenchError,
+    drop_database,
+    git_state,
+    machine_facts,
+    pg_admin,
+    recreate_database,
+    veo_batch,
+    write_json,
+)
 from veobatch.table import render
 
 SEED: Final = 20_240_601
@@ -68,11 +77,8 @@ PANDAS_CHUNKSIZE: Final = 50_000
 PG_MAX_PARAMS: Final = 65_535  # bind parameters in one PostgreSQL statement
 TRIAL_ROWS: Final = 20_000  # rows of the trial that picks pandas' method on PostgreSQL
 PG_NAME: Final = "veobatch_bench"
-PG_ADMIN_DSN: Final = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
 PG_BENCH_DSN: Final = f"host=127.0.0.1 port=5432 user=postgres dbname={PG_NAME}"
 PG_URL: Final = f"postgresql+psycopg://postgres@127.0.0.1:5432/{PG_NAME}"
-REPO: Final = Path(__file__).resolve().parent.parent
-OUT_DIR: Final = REPO / "bench" / "out"
 ERROR_TAIL_CHARS: Final = 3000  # of a failed child's output (pandas quotes whole statements)
 HEADER: Final = ("id", "prompt", "model", "images", "aspect_ratio", "enhance_prompt")
 
@@ -254,10 +260,6 @@ def count_csv_rows(path: Path) -> int:
 # ---------------------------------------------------------------------------------- running
 
 
-class BenchError(Exception):
-    """A load failed or stored the wrong number of rows."""
-
-
 @dataclass(frozen=True)
 class Run:
     seconds: float
@@ -323,10 +325,6 @@ def run_measured(argv: Sequence[str], env: dict[str, str]) -> Run:
         tail = (run.stdout + run.stderr)[-ERROR_TAIL_CHARS:]
         raise BenchError(f"`{shlex.join(argv)}` exited with {child.returncode}:\n{tail}")
     return run
-
-
-def veo_batch(*args: str) -> list[str]:
-    return [sys.executable, "-m", "veobatch", *args]
 
 
 def with_database(url: str) -> dict[str, str]:
@@ -460,17 +458,10 @@ def bench_sqlite(csv_path: Path, rows: int, work: Path, skip_pandas: bool) -> li
     return results
 
 
-def pg_admin(statement: LiteralString) -> None:
-    """Run `statement` ({} for the bench database's name) on the server's `postgres` database."""
-    query = sql.SQL(statement).format(sql.Identifier(PG_NAME))
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(query)
-
-
 def pg_unreachable() -> str | None:
     """Why PostgreSQL cannot be used, or None when it can."""
     try:
-        pg_admin("SELECT 1")
+        pg_admin("SELECT 1", PG_NAME)
     except psycopg.OperationalError as exc:
         return str(exc).strip()
     return None
@@ -481,8 +472,7 @@ def bench_postgresql(csv_path: Path, rows: int, skip_pandas: bool) -> list[Resul
     if problem is not None:
         print(f"postgresql: skipped, the server at 127.0.0.1:5432 cannot be reached: {problem}")
         return []
-    pg_admin("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-    pg_admin("CREATE DATABASE {}")
+    recreate_database(PG_NAME)
     try:
         results = [load_veobatch("postgresql", PG_URL, csv_path, rows, pg_count())]
         if not skip_pandas:
@@ -493,7 +483,7 @@ def bench_postgresql(csv_path: Path, rows: int, skip_pandas: bool) -> list[Resul
             results.append(result)
         return results
     finally:
-        pg_admin("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+        drop_database(PG_NAME)
 
 
 def pg_pandas_method(csv_path: Path) -> tuple[str, dict[str, float]]:
@@ -571,45 +561,24 @@ def report(results: Sequence[Result], floor_mb: float) -> str:
     )
 
 
-def write_json(
+def write_results(
     results: Sequence[Result],
     csv_path: Path,
     floor_mb: float,
     started: datetime,
     code: dict[str, Any],
 ) -> Path:
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    path = OUT_DIR / f"load-{started:%Y%m%dT%H%M%SZ}.json"
     document = {
         "started": started.isoformat(),
         "csv": {"path": str(csv_path), "bytes": csv_path.stat().st_size, "seed": SEED},
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-        },
+        "machine": machine_facts(),
         "code": code,
         "targets": {"rows_per_s": TARGET_ROWS_PER_S, "peak_rss_mb": TARGET_RSS_MB},
         "rss_floor_mb": round(floor_mb, 1),
         "veo_batch_vs_pandas": ratios(results),
         "results": [{**asdict(r), "rows_per_s": r.rows_per_s} for r in results],
     }
-    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return path
-
-
-def git_state() -> dict[str, Any]:
-    """The commit measured, the files changed since it and a hash of those changes."""
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    return {
-        "commit": git("rev-parse", "HEAD"),
-        "changed": git("status", "--short").splitlines(),
-        "diff_sha256": hashlib.sha256(git("diff", "HEAD").encode()).hexdigest(),
-    }
+    return write_json("load", started, document)
 
 
 def own_peak_rss_mb() -> float:
@@ -667,7 +636,7 @@ def run_benchmark(args: argparse.Namespace, work: Path) -> None:
         return
     floor = own_peak_rss_mb()
     print("\n" + report(results, floor))
-    print(f"\nwrote {write_json(results, csv_path, floor, started, code)}")
+    print(f"\nwrote {write_results(results, csv_path, floor, started, code)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,7 +15,7 @@ each run). Every process this script starts gets a process group of its own and 
    - achieved rate: (rows created - 1) / (last `submitted_at` - first `submitted_at`), from the
      database (`submitted_at` is taken when the answer is recorded), as a % of VEO_RATE
      (target: at least 97%); the request rate the same way from every submit attempt, and the
-     mock's request count over the whole run (scheduler start to batch `finished`);
+     mock's request count over the whole run (scheduler start to every row having its task);
    - 429s the mock sent (target 0) and its busiest 1 s window (target at most 20);
    - rows created twice (must be 0).
 
@@ -40,7 +40,7 @@ each run). Every process this script starts gets a process group of its own and 
    - distributed veo-batch: PostgreSQL, Redis, two `veo-batch worker -c N` processes (N from
      `--overhead-concurrency`, several values are each measured), `veo-batch scheduler --tick
      0.05`. Timed from the scheduler's "scheduler running" line (the workers are ready before)
-     to the batch being `finished` in the database (polled every 50 ms). Compared with the
+     to every row having its task in the database (polled every 50 ms). Compared with the
      script's own clock;
    - embedded veo-batch: `veo-batch run FILE --concurrency 4` on a fresh SQLite file, sending
      to the same kind of mock through VEO_API_BASE/VEO_API_KEY (not `--mock`). Timed from spawn
@@ -54,7 +54,7 @@ each run). Every process this script starts gets a process group of its own and 
    the mock (% of one core: near 100% means the mock is the bottleneck) and how busy the
    whole machine was (both cores, PostgreSQL and Redis included) are reported.
 
-Every run is checked: every row created exactly once at the mock, every row `submitted`. A run
+Every run is checked: every row created exactly once at the mock, every row with its task. A run
 that does not finish (no row done for 60 s, or its deadline) stops the benchmark with the
 row counts per status, and problems in the logs of veo-batch's processes (tracebacks, ERROR
 and WARNING lines) are printed. The commit and a hash of the working tree's changes are
@@ -69,34 +69,47 @@ Results: a table per part and `bench/out/submit-<time>.json`.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import hashlib
 import json
 import os
-import platform
-import re
-import resource
-import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
-import types
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, LiteralString
+from typing import Any, Final
 
 import httpx
 import psycopg
-import redis
-from psycopg import sql
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: bench.common
+
+from bench.common import (
+    BenchError,
+    Child,
+    Children,
+    Mock,
+    base_env,
+    check_services,
+    children_cpu,
+    drop_database,
+    flush_redis,
+    git_state,
+    machine_facts,
+    note_code_change,
+    print_problems,
+    problems_of,
+    recreate_database,
+    run_quietly,
+    veo_batch,
+    workspace,
+    write_jobs,
+    write_json,
+)
 from veobatch.provider import SUBMIT_PATH
 from veobatch.table import render
 
@@ -119,21 +132,15 @@ STALL_MS: Final = 10.0  # an answer slower than this from an idle local mock is 
 KEY: Final = "bench-key"
 REDIS_URL: Final = "redis://127.0.0.1:6379/12"
 PG_NAME: Final = "veobatch_bench2"
-PG_ADMIN_DSN: Final = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
 PG_BENCH_DSN: Final = f"host=127.0.0.1 port=5432 user=postgres dbname={PG_NAME} connect_timeout=5"
 PG_URL: Final = f"postgresql://postgres@127.0.0.1:5432/{PG_NAME}"
 TICK: Final = "0.05"  # the scheduler's --tick
 POLL: Final = 0.05  # seconds between looks at the database or a log
 STALL_SECONDS: Final = 60.0  # no row done for this long: the run is stuck
-STOP_SECONDS: Final = 15.0  # SIGTERM, then this long, then SIGKILL
-START_SECONDS: Final = 60.0  # for a worker, the mock or the scheduler to come up
-REPO: Final = Path(__file__).resolve().parent.parent
-OUT_DIR: Final = REPO / "bench" / "out"
-CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
 OPEN_STATUSES: Final = ("pending", "queued", "submitting")
-PROBLEM: Final = re.compile(r"Traceback|ERROR|CRITICAL|WARNING|Error:|Exception", re.IGNORECASE)
-NOT_A_PROBLEM: Final = re.compile(r"superuser privileges|_warn_or_raise_security_error")
 IMAGE: Final = "https://img.example.com/x.jpg"
+MOCK_COUNTERS: Final = ("requests", "created", "rejected_429", "busiest_window", "limit", "window")
+PROMPT: Final = "row {n}: a lighthouse on a windswept beach at dawn, slow pan"  # after a tag
 
 # The baseline of the overhead part: what a user would write without us. Run as its own file
 # (an interpreter that imports httpx and nothing else), its clock printed as JSON at the end.
@@ -220,214 +227,13 @@ def submit(payload):
 '''
 
 
-class BenchError(Exception):
-    pass
-
-
-# ---------------------------------------------------------------------------------- processes
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    """/proc/PID/stat after the command name (field 3, the state, is index 0)."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2 :].split()
-
-
-def _all_processes() -> dict[int, list[str]]:
-    found = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            stat = _stat_fields(int(entry))
-            if stat is not None:
-                found[int(entry)] = stat
-    return found
-
-
-def process_tree(root: int) -> list[int]:
-    """`root` and every process below it (Celery's prefork children)."""
-    children: dict[int, list[int]] = {}
-    for pid, stat in _all_processes().items():
-        children.setdefault(int(stat[1]), []).append(pid)
-    found, queue = [], [root]
-    while queue:
-        pid = queue.pop()
-        found.append(pid)
-        queue.extend(children.get(pid, []))
-    return found
-
-
-def cpu_seconds(pids: Iterable[int]) -> float:
-    """User + system CPU time of `pids` (each with all its threads)."""
-    total = 0
-    for pid in pids:
-        stat = _stat_fields(pid)
-        if stat is not None:
-            total += int(stat[11]) + int(stat[12])
-    return total / CLK_TCK
-
-
-def machine_jiffies() -> tuple[int, int]:
-    """(busy, total) CPU time of the whole machine, all cores, from /proc/stat."""
-    with open("/proc/stat") as handle:
-        values = [int(v) for v in handle.readline().split()[1:9]]
-    idle = values[3] + values[4]
-    return sum(values) - idle, sum(values)
-
-
-@dataclass
-class Child:
-    name: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def cpu(self) -> float:
-        return cpu_seconds(process_tree(self.proc.pid))
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-    def tail(self, chars: int = 3000) -> str:
-        return self.output()[-chars:]
-
-    def wait_for(self, pattern: str, timeout: float = START_SECONDS) -> tuple[float, re.Match[str]]:
-        """The moment `pattern` shows in the log (time.monotonic()) and its match."""
-        compiled = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
-            match = compiled.search(self.output())
-            if match:
-                return time.monotonic(), match
-            if self.proc.poll() is not None:
-                raise BenchError(
-                    f"{self.name} exited with {self.proc.returncode} before "
-                    f"/{pattern}/:\n{self.tail()}"
-                )
-            if time.monotonic() > deadline:
-                raise BenchError(f"{self.name}: no /{pattern}/ after {timeout} s:\n{self.tail()}")
-            time.sleep(POLL / 5)
-
-    def problems(self, limit: int = 5) -> tuple[int, list[str]]:
-        """Lines of the log that look like trouble: how many, and the first distinct ones."""
-        lines = [
-            line.strip()
-            for line in self.output().splitlines()
-            if PROBLEM.search(line) and not NOT_A_PROBLEM.search(line)
-        ]
-        return len(lines), list(dict.fromkeys(lines))[:limit]
-
-
-class Children:
-    """Every process this script starts, each in a process group of its own."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.running: list[Child] = []
-
-    def spawn(self, name: str, argv: Sequence[str], env: dict[str, str], cwd: Path = REPO) -> Child:
-        log = self.logs / f"{name}.log"
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
-                argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-        child = Child(name, proc, log)
-        self.running.append(child)
-        return child
-
-    def stop(self, *children: Child) -> None:
-        """SIGTERM each child's group, SIGKILL what is left after STOP_SECONDS."""
-        for child in children:
-            if child.proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_SECONDS
-        for child in children:
-            try:
-                child.proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.proc.pid, signal.SIGKILL)  # not reaped yet: still our group
-                child.proc.wait()
-            self._sweep(child.proc.pid)
-            if child in self.running:
-                self.running.remove(child)
-
-    @staticmethod
-    def _sweep(pgid: int) -> None:
-        """Kill members left in the group of a leader that has exited (orphaned children)."""
-        for pid, stat in _all_processes().items():
-            if int(stat[2]) == pgid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-
-    def stop_all(self) -> None:
-        self.stop(*list(self.running))
-
-
-def veo_batch(*args: str) -> list[str]:
-    return [sys.executable, "-m", "veobatch", *args]
-
-
-def base_env(**extra: str) -> dict[str, str]:
-    """This environment without any VEO_* setting of its own, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VEO_")}
-    return {**env, **extra}
-
-
-def run_quietly(argv: Sequence[str], env: dict[str, str], timeout: float = 300) -> str:
-    """Run a short command to its end; its output. Fails unless it exits 0."""
-    try:
-        done = subprocess.run(
-            argv, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise BenchError(f"`{' '.join(argv)}` did not end in {timeout} s") from exc
-    if done.returncode != 0:
-        output = (done.stdout + done.stderr)[-3000:]
-        raise BenchError(f"`{' '.join(argv)}` exited with {done.returncode}:\n{output}")
-    return done.stdout + done.stderr
-
-
 # ---------------------------------------------------------------------------------- services
 
 
-@dataclass
-class Mock:
-    child: Child
-    url: str
-
-    def stats(self) -> dict[str, Any]:
-        response = httpx.get(f"{self.url}/_mock/stats", timeout=30)
-        response.raise_for_status()
-        stats: dict[str, Any] = response.json()
-        return stats
-
-
 def start_mock(children: Children, name: str, limit: int | None = None) -> Mock:
-    """A fresh mock provider in a subprocess, on a port the system picks."""
-    argv = veo_batch("mock-api", "--port", "0", "--key", KEY)
-    if limit is not None:
-        argv += ["--limit", str(limit), "--window", str(WINDOW)]
-    child = children.spawn(name, argv, base_env())
-    _, match = child.wait_for(r"mock provider on (http://\S+)")
-    return Mock(child, match[1])
-
-
-def mock_facts(stats: dict[str, Any]) -> dict[str, Any]:
-    """The mock's counters, with the prompts created more than once counted, not listed."""
-    created = stats.get("created_by_prompt", {})
-    return {
-        "requests": stats["requests"],
-        "created": stats["created"],
-        "rejected_429": stats["rejected_429"],
-        "busiest_window": stats["busiest_window"],
-        "limit": stats["limit"],
-        "window": stats["window"],
-        "prompts_created_twice": sum(1 for n in created.values() if n > 1),
-    }
+    """A fresh mock provider, allowing `limit` requests per WINDOW if `limit` is given."""
+    options = () if limit is None else ("--limit", str(limit), "--window", str(WINDOW))
+    return Mock.start(children, name, KEY, *options)
 
 
 def probe_latency(children: Children) -> dict[str, float]:
@@ -452,56 +258,12 @@ def probe_latency(children: Children) -> dict[str, float]:
     }
 
 
-def pg_admin(statement: LiteralString) -> None:
-    """Run `statement` ({} for the bench database's name) on the server's `postgres` database."""
-    query = sql.SQL(statement).format(sql.Identifier(PG_NAME))
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(query)
-
-
 def fresh_database() -> dict[str, str]:
     """Drop and create `veobatch_bench2`, migrate it; the environment that points at it."""
-    pg_admin("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-    pg_admin("CREATE DATABASE {}")
+    recreate_database(PG_NAME)
     env = base_env(VEO_DATABASE_URL=PG_URL)
     run_quietly(veo_batch("db", "upgrade"), env)
     return env
-
-
-def flush_redis() -> None:
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=10)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-
-
-def check_services() -> None:
-    try:
-        pg_admin("SELECT 1")
-    except psycopg.OperationalError as exc:
-        raise BenchError(f"PostgreSQL at 127.0.0.1:5432 cannot be reached: {exc}") from exc
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        raise BenchError(f"Redis at {REDIS_URL} cannot be reached: {exc}") from exc
-    finally:
-        client.close()
-
-
-def write_jobs(path: Path, rows: int, tag: str) -> Path:
-    """A JSON Lines job file whose prompts are all different (the mock counts per prompt)."""
-    with path.open("w", encoding="utf-8") as out:
-        for n in range(rows):
-            row = {
-                "id": f"{tag}-{n}",
-                "prompt": f"{tag} row {n}: a lighthouse on a windswept beach at dawn, slow pan",
-                "model": "veo3.1",
-                "images": [IMAGE],
-            }
-            out.write(json.dumps(row) + "\n")
-    return path
 
 
 def rate(count: int, first: float | None, last: float | None) -> float:
@@ -512,6 +274,14 @@ def rate(count: int, first: float | None, last: float | None) -> float:
 
 
 # ---------------------------------------------------------------------------------- CPU
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU time of the whole machine, all cores, from /proc/stat."""
+    with open("/proc/stat") as handle:
+        values = [int(v) for v in handle.readline().split()[1:9]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
 
 
 @dataclass
@@ -547,18 +317,13 @@ class CpuClock:
         }
 
 
-def children_cpu() -> float:
-    """CPU time of every child this process has waited for (a reaped child's, in full)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 # ---------------------------------------------------------------------------------- veo-batch
 
 
 def wait_finished(batch: str, rows: int, timeout: float) -> float:
-    """Poll until the batch is `finished`; the moment it was seen. Fails on a pause, after
-    STALL_SECONDS without a row done, or after `timeout`, with the rows per status."""
+    """Poll until every row of the batch has its task (or ended); the moment it was seen.
+    Fails on a pause, after STALL_SECONDS without a row done, or after `timeout`, with the
+    rows per status. (Following the tasks is not measured here: see bench/poll.py.)"""
     started = time.monotonic()
     deadline = started + timeout
     done, progressed, next_count = -1, started, started
@@ -575,7 +340,10 @@ def wait_finished(batch: str, rows: int, timeout: float) -> float:
             now = time.monotonic()
             if row is None:
                 raise BenchError(f"batch {batch!r} is not in the database")
-            if row[0] == "finished":
+            unsent = conn.execute(
+                "SELECT count(*) FROM jobs WHERE status = ANY(%s)", (list(OPEN_STATUSES),)
+            ).fetchone()
+            if row[0] == "finished" or (unsent is not None and unsent[0] == 0):
                 return now
             if row[0] != "active":
                 raise BenchError(f"batch {batch!r} is {row[0]} ({row[1]}); rows: {counts()}")
@@ -625,15 +393,6 @@ def database_facts() -> dict[str, Any]:
     }
 
 
-def problems_of(children: Iterable[Child]) -> dict[str, Any]:
-    found = {}
-    for child in children:
-        count, lines = child.problems()
-        if count:
-            found[child.name] = {"lines": count, "first": lines}
-    return found
-
-
 def run_distributed(
     children: Children,
     work: Path,
@@ -647,11 +406,13 @@ def run_distributed(
     timeout: float,
 ) -> dict[str, Any]:
     """Load `jobs` as batch `name` into a fresh database, start the workers, then the
-    scheduler, and time the batch from the scheduler's start to `finished`."""
+    scheduler, and time the batch from the scheduler's start to every row having its task."""
     env = fresh_database()
-    flush_redis()
+    flush_redis(REDIS_URL)
     run_quietly(veo_batch("load", str(jobs), "--batch", name), env)
-    env.update(VEO_REDIS_URL=REDIS_URL, VEO_API_BASE=mock.url, VEO_API_KEY=KEY)
+    # Polls would share the rate with submissions: held off, so every slot is a submission.
+    env.update(VEO_REDIS_URL=REDIS_URL, VEO_API_BASE=mock.url, VEO_API_KEY=KEY,
+               VEO_POLL_DELAY="3600")  # fmt: skip
     if rate_setting is not None:
         env["VEO_RATE"] = rate_setting
     workers = [
@@ -673,7 +434,7 @@ def run_distributed(
         cpu = clock.stop()
     finally:
         children.stop(scheduler, *workers)
-    stats = mock_facts(mock.stats())
+    stats = mock.facts(MOCK_COUNTERS)
     facts = database_facts()
     return {
         "rows": rows,
@@ -688,7 +449,8 @@ def run_distributed(
 
 
 def check_all_submitted(result: dict[str, Any], rows: int) -> list[str]:
-    """What is wrong with a run of veo-batch: every row must be created once, and submitted."""
+    """What is wrong with a run of veo-batch: every row must be created once, and have its
+    task (`submitted`, or `succeeded` once the scheduler has polled it)."""
     wrong = []
     stats = result["mock"]
     if stats["created"] != rows:
@@ -696,7 +458,7 @@ def check_all_submitted(result: dict[str, Any], rows: int) -> list[str]:
     if stats["prompts_created_twice"]:
         wrong.append(f"{stats['prompts_created_twice']:,} rows were created twice")
     statuses = result["statuses"] if "statuses" in result else result["database"]["statuses"]
-    if statuses.get("submitted", 0) != rows:
+    if statuses.get("submitted", 0) + statuses.get("succeeded", 0) != rows:
         wrong.append(f"rows per status: {statuses}")
     return wrong
 
@@ -713,7 +475,9 @@ def precision_ours(children: Children, work: Path, rows: int) -> dict[str, Any]:
     )
     mock = start_mock(children, "precision-mock", LIMIT)
     try:
-        jobs = write_jobs(work / "precision.jsonl", rows, "precision")
+        jobs = write_jobs(
+            work / "precision.jsonl", rows, "precision-{n}", "precision " + PROMPT, IMAGE
+        )
         result = run_distributed(
             children, work, "precision", jobs, rows, mock, rate_setting=rate_setting,
             concurrency=PRECISION_CONCURRENCY, timeout=60 + 3 * rows / (LIMIT * RATE_SHARE),
@@ -745,7 +509,7 @@ def precision_naive(
     home.mkdir()
     out.mkdir()
     (home / "naive_app.py").write_text(NAIVE_APP, encoding="utf-8")
-    flush_redis()
+    flush_redis(REDIS_URL)
     mock = start_mock(children, "naive-mock", LIMIT)
     workers: list[Child] = []
     try:
@@ -779,10 +543,10 @@ def precision_naive(
     finally:
         children.stop(*workers)
         try:
-            stats = mock_facts(mock.stats()) if mock.child.proc.poll() is None else {}
+            stats = mock.facts(MOCK_COUNTERS) if mock.child.proc.poll() is None else {}
         finally:
             children.stop(mock.child)
-    flush_redis()  # the tasks never run
+    flush_redis(REDIS_URL)  # the tasks never run
     lines = sorted(_naive_lines(out))
     times = [t for t, _ in lines]
     created = [t for t, status in lines if status == "200"]
@@ -860,7 +624,7 @@ def overhead_script(
         child, wall, cpu = run_timed(children, "script", argv, base_env(), mock, deadline + 30)
         if child.proc.returncode != 0:
             raise BenchError(f"the script exited with {child.proc.returncode}:\n{child.tail()}")
-        stats = mock_facts(mock.stats())
+        stats = mock.facts(MOCK_COUNTERS)
     finally:
         children.stop(mock.child)
     report = json.loads(child.output().strip().splitlines()[-1])
@@ -914,10 +678,10 @@ def overhead_embedded(children: Children, work: Path, jobs: Path, rows: int) -> 
         )
         argv = veo_batch(
             "run", str(jobs), "--batch", "overhead", "--concurrency", str(EMBEDDED_CONCURRENCY),
-            "--output", str(work / "embedded.results.csv"),
+            "--output", str(work / "embedded.results.csv"), "--no-wait",  # submitting only
         )  # fmt: skip
         child, wall, cpu = run_timed(children, "run", argv, env, mock, 120 + rows / 20)
-        stats = mock_facts(mock.stats())
+        stats = mock.facts(MOCK_COUNTERS)
     finally:
         children.stop(mock.child)
     with closing(sqlite3.connect(database)) as conn:
@@ -1034,7 +798,7 @@ def overhead_table(
         ratios[f"distributed_c{r['concurrency']}"] = ratio
         rows.append([
             "veo-batch workers", f"{WORKERS}×{r['concurrency']}", f"{r['rows']:,}",
-            "scheduler start → finished", f"{r['seconds']:.2f}", f"{speed:,.0f}",
+            "scheduler start → all tasks", f"{r['seconds']:.2f}", f"{speed:,.0f}",
             f"×{ratio:.2f}", mock_share(r), percent(r["cpu"]["machine_busy"]), check(r),
         ])  # fmt: skip
     if distributed:
@@ -1068,36 +832,6 @@ def overhead_table(
         )
     )
     return f"{render(headers, rows)}\n\n{notes}", ratios
-
-
-def git_state() -> dict[str, Any]:
-    """The commit measured, the files changed since it and a hash of those changes."""
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    return {
-        "commit": git("rev-parse", "HEAD"),
-        "changed": git("status", "--short").splitlines(),
-        "diff_sha256": hashlib.sha256(git("diff", "HEAD").encode()).hexdigest(),
-    }
-
-
-def write_json(started: datetime, document: dict[str, Any]) -> Path:
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    path = OUT_DIR / f"submit-{started:%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return path
-
-
-def print_problems(results: dict[str, Any]) -> None:
-    for part, result in results.items():
-        for name, found in (result or {}).get("problems", {}).items():
-            print(f"\nnote: {part}: {found['lines']:,} log lines of {name} look like trouble; "
-                  "the first distinct ones:")  # fmt: skip
-            for line in found["first"]:
-                print(f"  {line[:300]}")
 
 
 # ---------------------------------------------------------------------------------- main
@@ -1143,8 +877,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def run_benchmark(args: argparse.Namespace, work: Path, children: Children) -> None:
     started, code = datetime.now(UTC), git_state()
-    check_services()
-    flush_redis()
+    check_services(PG_NAME, REDIS_URL)
+    flush_redis(REDIS_URL)
     results: dict[str, Any] = {}
     try:
         if not args.skip_precision:
@@ -1158,7 +892,9 @@ def run_benchmark(args: argparse.Namespace, work: Path, children: Children) -> N
                 f"overhead: the mock answers in {latency['median_ms']:.1f} ms (median)", flush=True
             )
             rows = args.overhead_rows
-            jobs = write_jobs(work / "overhead.jsonl", rows, "overhead")
+            jobs = write_jobs(
+                work / "overhead.jsonl", rows, "overhead-{n}", "overhead " + PROMPT, IMAGE
+            )
             scripts = [overhead_script(children, work, jobs, rows, c) for c in SCRIPT_CONCURRENCY]
             distributed = [
                 overhead_distributed(children, work, jobs, rows, c)
@@ -1167,15 +903,11 @@ def run_benchmark(args: argparse.Namespace, work: Path, children: Children) -> N
             if not args.skip_embedded:
                 results["embedded"] = overhead_embedded(children, work, jobs, rows)
     finally:
-        pg_admin("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-        flush_redis()
+        drop_database(PG_NAME)
+        flush_redis(REDIS_URL)
     document: dict[str, Any] = {
         "started": started.isoformat(),
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-        },
+        "machine": machine_facts(),
         "code": code,
         "settings": {
             "limit": LIMIT,
@@ -1192,12 +924,7 @@ def run_benchmark(args: argparse.Namespace, work: Path, children: Children) -> N
         "mock_latency": latency,
         "results": {**results, "scripts": scripts, "distributed": distributed},
     }
-    if git_state() != code:
-        document["code_at_end"] = git_state()
-        print(
-            "\nwarning: the working tree changed during the run (see code and code_at_end in "
-            "the JSON); parts started before the change ran the old code"
-        )
+    note_code_change(document)
     if "precision" in results:
         print("\n" + precision_table(results["precision"], results.get("naive")))
     if scripts:
@@ -1205,34 +932,17 @@ def run_benchmark(args: argparse.Namespace, work: Path, children: Children) -> N
         document["veo_batch_vs_script"] = ratios
         print("\n" + table)
     problems = {**results, **{f"distributed_c{r['concurrency']}": r for r in distributed}}
-    print_problems(problems)
-    print(f"\nwrote {write_json(started, document)}")
-
-
-def _terminate(signum: int, _frame: types.FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the `finally` that stops the children
+    print_problems(problems.items())
+    print(f"\nwrote {write_json('submit', started, document)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    work = Path(tempfile.mkdtemp(prefix="veobatch-submit-"))
-    logs = work / "logs"
-    logs.mkdir()
-    children = Children(logs)
     try:
-        run_benchmark(args, work, children)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        print(f"logs: {logs}", file=sys.stderr)
-        args.keep = True
-        return 1
-    finally:
-        children.stop_all()
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        with workspace("veobatch-submit-", args.keep) as (work, children):
+            run_benchmark(args, work, children)
+    except BenchError:
+        return 1  # printed by workspace()
     return 0
 
 

@@ -1,0 +1,405 @@
+"""What the benchmark scripts share: their child processes (each in a process group of its own,
+with its log, CPU time and stop), the mock provider's handle, scratch PostgreSQL and Redis
+databases, the state of the code measured and the JSON file of results.
+
+The scripts run as `python bench/NAME.py`; each puts the repository's root on `sys.path` and
+imports this module as `bench.common`, the name mypy checks it under.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final, LiteralString
+
+import httpx
+import psycopg
+from psycopg import sql
+
+REPO: Final = Path(__file__).resolve().parent.parent
+OUT_DIR: Final = REPO / "bench" / "out"
+PG_ADMIN_DSN: Final = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
+STOP_SECONDS: Final = 15.0  # SIGTERM, then this long, then SIGKILL
+START_SECONDS: Final = 60.0  # for a worker, the mock or the scheduler to come up
+CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
+PROBLEM: Final = re.compile(r"Traceback|ERROR|CRITICAL|WARNING|Error:|Exception", re.IGNORECASE)
+NOT_A_PROBLEM: Final = re.compile(r"superuser privileges|_warn_or_raise_security_error")
+
+
+class BenchError(Exception):
+    """A measurement failed: the benchmark stops with this message."""
+
+
+# ---------------------------------------------------------------------------------- processes
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat after the command name (field 3, the state, is index 0)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+def _all_processes() -> dict[int, list[str]]:
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = _stat_fields(int(entry))
+            if stat is not None:
+                found[int(entry)] = stat
+    return found
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every process below it (Celery's prefork children)."""
+    children: dict[int, list[int]] = {}
+    for pid, stat in _all_processes().items():
+        children.setdefault(int(stat[1]), []).append(pid)
+    found, queue = [], [root]
+    while queue:
+        pid = queue.pop()
+        found.append(pid)
+        queue.extend(children.get(pid, []))
+    return found
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User + system CPU time of `pids` (each with all its threads)."""
+    total = 0
+    for pid in pids:
+        stat = _stat_fields(pid)
+        if stat is not None:
+            total += int(stat[11]) + int(stat[12])
+    return total / CLK_TCK
+
+
+def children_cpu() -> float:
+    """CPU time of every child this process has waited for (a reaped child's, in full)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def cpu(self) -> float:
+        return cpu_seconds(process_tree(self.proc.pid))
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def tail(self, chars: int = 3000) -> str:
+        return self.output()[-chars:]
+
+    def wait_for(self, pattern: str, timeout: float = START_SECONDS) -> tuple[float, re.Match[str]]:
+        """The moment `pattern` shows in the log (time.monotonic()) and its match."""
+        compiled = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            match = compiled.search(self.output())
+            if match:
+                return time.monotonic(), match
+            if self.proc.poll() is not None:
+                raise BenchError(
+                    f"{self.name} exited with {self.proc.returncode} before "
+                    f"/{pattern}/:\n{self.tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise BenchError(f"{self.name}: no /{pattern}/ after {timeout} s:\n{self.tail()}")
+            time.sleep(0.01)
+
+    def problems(
+        self, not_a_problem: re.Pattern[str] = NOT_A_PROBLEM, limit: int = 5
+    ) -> tuple[int, list[str]]:
+        """Lines of the log that look like trouble: how many, and the first distinct ones."""
+        lines = [
+            line.strip()
+            for line in self.output().splitlines()
+            if PROBLEM.search(line) and not not_a_problem.search(line)
+        ]
+        return len(lines), list(dict.fromkeys(lines))[:limit]
+
+
+class Children:
+    """Every process this script starts, each in a process group of its own."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.running: list[Child] = []
+
+    def spawn(self, name: str, argv: Sequence[str], env: dict[str, str], cwd: Path = REPO) -> Child:
+        log = self.logs / f"{name}.log"
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        child = Child(name, proc, log)
+        self.running.append(child)
+        return child
+
+    def stop(self, *children: Child) -> None:
+        """SIGTERM each child's group, SIGKILL what is left after STOP_SECONDS."""
+        for child in children:
+            if child.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_SECONDS
+        for child in children:
+            try:
+                child.proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.proc.pid, signal.SIGKILL)  # not reaped yet: still our group
+                child.proc.wait()
+            self._sweep(child.proc.pid)
+            if child in self.running:
+                self.running.remove(child)
+
+    @staticmethod
+    def _sweep(pgid: int) -> None:
+        """Kill members left in the group of a leader that has exited (orphaned children)."""
+        for pid, stat in _all_processes().items():
+            if int(stat[2]) == pgid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+    def stop_all(self) -> None:
+        self.stop(*list(self.running))
+
+
+def problems_of(
+    children: Iterable[Child], not_a_problem: re.Pattern[str] = NOT_A_PROBLEM
+) -> dict[str, Any]:
+    found = {}
+    for child in children:
+        count, lines = child.problems(not_a_problem)
+        if count:
+            found[child.name] = {"lines": count, "first": lines}
+    return found
+
+
+def _terminate(signum: int, _frame: types.FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the `finally` that stops the children
+
+
+@contextlib.contextmanager
+def workspace(prefix: str, keep: bool) -> Iterator[tuple[Path, Children]]:
+    """A new temporary directory and the Children that log into its `logs` folder. However the
+    block ends (SIGTERM too), every child still running is stopped and the directory removed,
+    unless `keep`. A BenchError is printed with where the logs are, which are then kept, and
+    raised again."""
+    signal.signal(signal.SIGTERM, _terminate)
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    logs = work / "logs"
+    logs.mkdir()
+    children = Children(logs)
+    try:
+        yield work, children
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        print(f"logs: {logs}", file=sys.stderr)
+        keep = True
+        raise
+    finally:
+        children.stop_all()
+        if keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def veo_batch(*args: str) -> list[str]:
+    return [sys.executable, "-m", "veobatch", *args]
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    """This environment without any VEO_* setting of its own, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VEO_")}
+    return {**env, **extra}
+
+
+def run_quietly(argv: Sequence[str], env: dict[str, str], timeout: float = 300) -> str:
+    """Run a short command to its end; its output. Fails unless it exits 0."""
+    try:
+        done = subprocess.run(
+            argv, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"`{' '.join(argv)}` did not end in {timeout} s") from exc
+    if done.returncode != 0:
+        output = (done.stdout + done.stderr)[-3000:]
+        raise BenchError(f"`{' '.join(argv)}` exited with {done.returncode}:\n{output}")
+    return done.stdout + done.stderr
+
+
+# ---------------------------------------------------------------------------------- services
+
+
+@dataclass
+class Mock:
+    """A mock provider (`veo-batch mock-api`) running as `child`, answering at `url`."""
+
+    child: Child
+    url: str
+
+    @classmethod
+    def start(cls, children: Children, name: str, key: str, *options: str) -> Mock:
+        """A fresh mock provider in a subprocess, on a port the system picks."""
+        argv = veo_batch("mock-api", "--port", "0", "--key", key, *options)
+        child = children.spawn(name, argv, base_env())
+        _, match = child.wait_for(r"mock provider on (http://\S+)")
+        return cls(child, match[1])
+
+    def stats(self) -> dict[str, Any]:
+        response = httpx.get(f"{self.url}/_mock/stats", timeout=30)
+        response.raise_for_status()
+        stats: dict[str, Any] = response.json()
+        return stats
+
+    def facts(self, counters: Sequence[str]) -> dict[str, Any]:
+        """The mock's `counters`, with the prompts created more than once counted, not listed."""
+        stats = self.stats()
+        created = stats.get("created_by_prompt", {})
+        return {
+            **{name: stats[name] for name in counters},
+            "prompts_created_twice": sum(1 for n in created.values() if n > 1),
+        }
+
+
+def write_jobs(path: Path, rows: int, row_id: str, prompt: str, image: str) -> Path:
+    """A JSON Lines job file whose prompts are all different (the mock counts per prompt):
+    `row_id` and `prompt` are formats of the row's number `n`."""
+    with path.open("w", encoding="utf-8") as out:
+        for n in range(rows):
+            row = {
+                "id": row_id.format(n=n),
+                "prompt": prompt.format(n=n),
+                "model": "veo3.1",
+                "images": [image],
+            }
+            out.write(json.dumps(row) + "\n")
+    return path
+
+
+def pg_admin(statement: LiteralString, database: str) -> None:
+    """Run `statement` ({} for the name `database`) on the server's `postgres` database."""
+    query = sql.SQL(statement).format(sql.Identifier(database))
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(query)
+
+
+def recreate_database(database: str) -> None:
+    """Drop `database` if it exists (closing its connections) and create it empty."""
+    drop_database(database)
+    pg_admin("CREATE DATABASE {}", database)
+
+
+def drop_database(database: str) -> None:
+    pg_admin("DROP DATABASE IF EXISTS {} WITH (FORCE)", database)
+
+
+# Redis is imported where it is used: load.py needs none, and every module it imports raises
+# its own peak RSS, the floor of the peak RSS it measures in its children.
+
+
+def flush_redis(url: str) -> None:
+    import redis  # noqa: PLC0415 - see above
+
+    client = redis.Redis.from_url(url, socket_timeout=10)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+def check_services(database: str, redis_url: str) -> None:
+    """Fail unless PostgreSQL (its `postgres` database) and Redis at `redis_url` answer."""
+    import redis  # noqa: PLC0415 - see above
+
+    try:
+        pg_admin("SELECT 1", database)
+    except psycopg.OperationalError as exc:
+        raise BenchError(f"PostgreSQL at 127.0.0.1:5432 cannot be reached: {exc}") from exc
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise BenchError(f"Redis at {redis_url} cannot be reached: {exc}") from exc
+    finally:
+        client.close()
+
+
+# ---------------------------------------------------------------------------------- results
+
+
+def git_state() -> dict[str, Any]:
+    """The commit measured, the files changed since it and a hash of those changes."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "changed": git("status", "--short").splitlines(),
+        "diff_sha256": hashlib.sha256(git("diff", "HEAD").encode()).hexdigest(),
+    }
+
+
+def note_code_change(document: dict[str, Any]) -> None:
+    """Warn, and add `code_at_end` to `document`, when the working tree is no longer as its
+    `code` (from git_state() at the start) says."""
+    if git_state() != document["code"]:
+        document["code_at_end"] = git_state()
+        print(
+            "\nwarning: the working tree changed during the run (see code and code_at_end in "
+            "the JSON); parts started before the change ran the old code"
+        )
+
+
+def machine_facts() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+    }
+
+
+def write_json(kind: str, started: datetime, document: dict[str, Any]) -> Path:
+    """Write `document` to bench/out/KIND-<started>.json; its path."""
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    path = OUT_DIR / f"{kind}-{started:%Y%m%dT%H%M%SZ}.json"
+    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def print_problems(results: Iterable[tuple[str, dict[str, Any] | None]]) -> None:
+    """The log lines that look like trouble, of each (label, result) that has `problems`."""
+    for label, result in results:
+        for name, found in (result or {}).get("problems", {}).items():
+            print(f"\nnote: {label}: {found['lines']:,} log lines of {name} look like trouble; "
+                  "the first distinct ones:")  # fmt: skip
+            for line in found["first"]:
+                print(f"  {line[:300]}")
