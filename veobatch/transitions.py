@@ -366,27 +366,40 @@ def due_polls(
     """Up to `limit` submitted rows whose next poll is due, longest waiting first; their
     next poll moves `claim` ahead, so the next round does not send them again. A poll that
     is lost (a worker killed, a message gone) is simply due again then."""
+    return _claim_due(conn, Job.next_poll_at, JobStatus.SUBMITTED, now, limit, claim, batch_ids)
+
+
+def _claim_due(
+    conn: Connection,
+    due_at: sa.orm.InstrumentedAttribute[datetime | None],
+    status: JobStatus,
+    now: datetime,
+    limit: int,
+    claim: timedelta,
+    batch_ids: Sequence[int] | None,
+) -> list[int]:
+    """Rows in `status` whose `due_at` has come, oldest first; `due_at` moves `claim` ahead."""
     if limit <= 0:
         return []
     due = (
         sa.select(Job.id)
-        .where(Job.next_poll_at <= now, Job.status == JobStatus.SUBMITTED)
-        .order_by(Job.next_poll_at)
+        .where(due_at <= now, Job.status == status)
+        .order_by(due_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
     if batch_ids is not None:
         due = due.where(Job.batch_id.in_(list(batch_ids)))
-    ids = [row.id for row in conn.execute(due)]
+    ids = list(conn.execute(due).scalars())
     if not ids:
         return []
     claimed = conn.execute(
         sa.update(Job)
-        .where(Job.id.in_(ids), Job.status == JobStatus.SUBMITTED, Job.next_poll_at <= now)
-        .values(next_poll_at=now + claim)
+        .where(Job.id.in_(ids), Job.status == status, due_at <= now)
+        .values({due_at: now + claim})
         .returning(Job.id)
     )
-    return sorted(row.id for row in claimed)
+    return sorted(claimed.scalars())
 
 
 def polled(conn: Connection, job: sa.Row[Any], outcome: PollOutcome, now: datetime) -> bool:
@@ -435,27 +448,7 @@ def due_downloads(
     batch_ids: Sequence[int] | None = None,
 ) -> list[int]:
     """Up to `limit` succeeded rows whose video is due to be downloaded; claimed like polls."""
-    if limit <= 0:
-        return []
-    due = (
-        sa.select(Job.id)
-        .where(Job.next_download_at <= now, Job.status == JobStatus.SUCCEEDED)
-        .order_by(Job.next_download_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    if batch_ids is not None:
-        due = due.where(Job.batch_id.in_(list(batch_ids)))
-    ids = [row.id for row in conn.execute(due)]
-    if not ids:
-        return []
-    claimed = conn.execute(
-        sa.update(Job)
-        .where(Job.id.in_(ids), Job.next_download_at <= now)
-        .values(next_download_at=now + claim)
-        .returning(Job.id)
-    )
-    return sorted(row.id for row in claimed)
+    return _claim_due(conn, Job.next_download_at, JobStatus.SUCCEEDED, now, limit, claim, batch_ids)
 
 
 def downloaded(
