@@ -38,6 +38,7 @@ from veobatch.store import (
     attempts_of,
     batch_id,
     batch_summaries,
+    count_jobs,
     select_jobs,
     stream_jobs,
     utc,
@@ -87,6 +88,13 @@ class Client:
         self.settings = settings or Settings.from_env(os.environ)
         url = database_url or self.settings.database_url
         self.engine = db.open_database(Settings.from_values({"database_url": url}).database_url)
+
+    @classmethod
+    def over(cls, engine: Engine, settings: Settings) -> Client:
+        """A client on an engine someone else opened (the HTTP API's)."""
+        client = cls.__new__(cls)
+        client.engine, client.settings = engine, settings
+        return client
 
     def close(self) -> None:
         self.engine.dispose()
@@ -141,6 +149,11 @@ class Client:
         with self.engine.connect() as conn:
             query = select_jobs(batch_id(conn, batch), statuses, kinds)
             return [job_view(row) for row in stream_jobs(conn, query.limit(limit).offset(offset))]
+
+    def count(self, batch: str, *, statuses: Sequence[str] = (), kinds: Sequence[str] = ()) -> int:
+        """How many rows `jobs` pages through."""
+        with self.engine.connect() as conn:
+            return count_jobs(conn, select_jobs(batch_id(conn, batch), statuses, kinds))
 
     def job(self, batch: str, ref: str) -> dict[str, Any]:
         """One row with its whole history (each submission, poll and download)."""

@@ -12,8 +12,8 @@ and field; nothing answers with a stack trace.
 
 import hmac
 import logging
-from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from collections.abc import Iterator
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final
 
@@ -27,8 +27,7 @@ from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from veobatch import transitions
-from veobatch.client import InvalidJobs, add_jobs, check_batch_name, job_view
+from veobatch.client import Client, InvalidJobs, check_batch_name
 from veobatch.errors import BatchStateError, JobFileError, NotFoundError, VeoBatchError
 from veobatch.export import export_rows, write_rows
 from veobatch.loader import load_rows
@@ -36,14 +35,19 @@ from veobatch.settings import Settings
 from veobatch.sources import job_file_from_bytes
 from veobatch.states import ErrorKind, JobStatus
 from veobatch.store import (
-    attempts_of,
     batch_id,
-    batch_summaries,
-    count_jobs,
     select_jobs,
 )
 
 MAX_BODY_BYTES: Final = 20 * 1024 * 1024
+# Our errors as HTTP answers, the most specific first (InvalidJobs and RowsRefused carry their
+# problems and have handlers of their own).
+STATUS_OF: Final[dict[type[Exception], int]] = {
+    NotFoundError: 404,
+    BatchStateError: 409,
+    JobFileError: 422,
+    VeoBatchError: 422,
+}
 log = logging.getLogger("veobatch.http")
 
 
@@ -199,6 +203,7 @@ def create_app(settings: Settings, engine: Engine, *, max_body: int = MAX_BODY_B
         description="Queue Veo image-to-video jobs, follow them to their videos.",
         responses=ERRORS,
     )
+    veo = Client.over(engine, settings)  # reads and changes: the Python API's own
     bearer = HTTPBearer(auto_error=False)
     tokens = [t.reveal().encode() for t in settings.api_tokens]
 
@@ -245,21 +250,12 @@ def create_app(settings: Settings, engine: Engine, *, max_body: int = MAX_BODY_B
     async def rows_refused(_request: Request, exc: RowsRefused) -> JSONResponse:
         return _problem(422, exc.detail, exc.problems)
 
-    @app.exception_handler(JobFileError)
-    async def bad_file(_request: Request, exc: JobFileError) -> JSONResponse:
-        return _problem(422, str(exc))
+    async def refused(_request: Request, exc: Exception) -> JSONResponse:
+        status = next(code for kind, code in STATUS_OF.items() if isinstance(exc, kind))
+        return _problem(status, str(exc))
 
-    @app.exception_handler(NotFoundError)
-    async def not_found(_request: Request, exc: NotFoundError) -> JSONResponse:
-        return _problem(404, str(exc))
-
-    @app.exception_handler(BatchStateError)
-    async def bad_state(_request: Request, exc: BatchStateError) -> JSONResponse:
-        return _problem(409, str(exc))
-
-    @app.exception_handler(VeoBatchError)
-    async def refused(_request: Request, exc: VeoBatchError) -> JSONResponse:
-        return _problem(422, str(exc))
+    for error in STATUS_OF:
+        app.add_exception_handler(error, refused)
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> JSONResponse:
@@ -276,8 +272,8 @@ def create_app(settings: Settings, engine: Engine, *, max_body: int = MAX_BODY_B
         """Add jobs to a batch (made if new). 201 if anything was added, 200 if every job was
         already there (a re-send)."""
         jobs = [job.model_dump(exclude_none=True) for job in body.jobs]
-        intake = add_jobs(
-            engine, settings.models, body.name, jobs, body.idempotency_key, body.webhook_url
+        intake = veo.add(
+            body.name, jobs, idempotency_key=body.idempotency_key, webhook_url=body.webhook_url
         )
         if not intake.added:
             response.status_code = 200
@@ -316,14 +312,12 @@ def create_app(settings: Settings, engine: Engine, *, max_body: int = MAX_BODY_B
 
     @app.get("/batches", dependencies=guarded, response_model=list[Batch])
     def batches() -> list[Batch]:
-        with engine.connect() as conn:
-            return [_batch(s) for s in batch_summaries(conn)]
+        return [_batch(s) for s in veo.batches()]
 
     @app.get("/batches/{name}", dependencies=guarded, response_model=Batch)
     def batch(name: str) -> Batch:
         """A batch's state and its rows counted per status."""
-        with engine.connect() as conn:
-            return _batch(batch_summaries(conn, name)[0])
+        return _batch(veo.status(name))
 
     @app.get("/batches/{name}/jobs", dependencies=guarded, response_model=JobsPage)
     def jobs(
@@ -333,24 +327,14 @@ def create_app(settings: Settings, engine: Engine, *, max_body: int = MAX_BODY_B
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     ) -> JobsPage:
-        with engine.connect() as conn:
-            query = select_jobs(batch_id(conn, name), status or (), kind or ())
-            rows = [Job(**job_view(r)) for r in conn.execute(query.limit(limit).offset(offset))]
-            return JobsPage(jobs=rows, total=count_jobs(conn, query), limit=limit, offset=offset)
+        chosen = {"statuses": status or (), "kinds": kind or ()}
+        rows = [Job(**view) for view in veo.jobs(name, limit=limit, offset=offset, **chosen)]
+        return JobsPage(jobs=rows, total=veo.count(name, **chosen), limit=limit, offset=offset)
 
     @app.get("/batches/{name}/jobs/{ref}", dependencies=guarded, response_model=JobStory)
     def job(name: str, ref: str) -> JobStory:
         """One row and its story: each submission, poll that changed something, download."""
-        with engine.connect() as conn:
-            query = select_jobs(batch_id(conn, name), refs=[ref])
-            row = conn.execute(query).first()
-            if row is None:
-                raise NotFoundError(f"batch {name!r} has no job {ref!r}")
-            history = [
-                Event(**{k: getattr(a, k) for k in Event.model_fields})
-                for _, a in attempts_of(conn, query)
-            ]  # fmt: skip
-        return JobStory(**job_view(row), history=history)
+        return JobStory(**veo.job(name, ref))
 
     @app.get(
         "/batches/{name}/export", dependencies=guarded, response_class=StreamingResponse,
@@ -378,37 +362,24 @@ def create_app(settings: Settings, engine: Engine, *, max_body: int = MAX_BODY_B
     @app.post("/batches/{name}/rerun", dependencies=guarded, response_model=Rerunning)
     def rerun(name: str, body: Rerun) -> Rerunning:
         """Failed rows (by default) back to work; timed-out rows are polled again."""
-        deadline = settings.poll_deadline
-        with engine.begin() as conn:
-            bid = batch_id(conn, name)
-            now = transitions.utcnow()
-            sent, polled = transitions.rerun(
-                conn, bid, now, body.statuses, body.kinds, deadline=timedelta(seconds=deadline)
-            )
-            transitions.reopen(conn, bid, now)
+        sent, polled = veo.rerun(name, body.statuses, body.kinds)
         return Rerunning(sent_again=sent, polled_again=polled)
-
-    def change(name: str, apply: Callable[..., object]) -> Changed:
-        with engine.begin() as conn:
-            bid = batch_id(conn, name)
-            result = apply(conn, bid, transitions.utcnow())
-            if not result:
-                raise BatchStateError(f"batch {name!r} is not in a state that allows this")
-            state = transitions.batch_state(conn, bid) or ""
-        return Changed(batch=name, state=state, rows=result if type(result) is int else None)
 
     @app.post("/batches/{name}/pause", dependencies=guarded, response_model=Changed)
     def pause(name: str) -> Changed:
-        return change(name, lambda c, b, now: transitions.pause(c, b, "paused over HTTP", now))
+        veo.pause(name, "paused over HTTP")
+        return Changed(batch=name, state=veo.status(name).state)
 
     @app.post("/batches/{name}/resume", dependencies=guarded, response_model=Changed)
     def resume(name: str) -> Changed:
-        return change(name, transitions.resume)
+        veo.resume(name)
+        return Changed(batch=name, state=veo.status(name).state)
 
     @app.post("/batches/{name}/cancel", dependencies=guarded, response_model=Changed)
     def cancel(name: str) -> Changed:
         """Rows not yet sent become cancelled (`rows` says how many); tasks made finish."""
-        return change(name, lambda c, b, now: transitions.cancel(c, b, now) or True)
+        rows = veo.cancel(name)
+        return Changed(batch=name, state=veo.status(name).state, rows=rows)
 
     return app
 
