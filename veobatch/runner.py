@@ -138,6 +138,7 @@ class EmbeddedRunner:
         self._busy = {"requests": 0, "downloads": 0}  # items being worked on, per queue
         self._busy_lock = threading.Lock()
         self._failures: list[BaseException] = []
+        self._videos = video_client()  # one connection pool for every download of the run
 
     def run(self) -> Progress:
         """Work until every row of the batch is finished (with `wait_for_videos`, else until
@@ -171,6 +172,7 @@ class EmbeddedRunner:
             self._stop.set()
             for thread in threads:
                 thread.join()
+            self._videos.close()
             with self.engine.begin() as conn:
                 transitions.requeue(conn, transitions.utcnow(), batch_id=self.batch_id)
                 transitions.finish_batches(conn, transitions.utcnow())
@@ -266,8 +268,7 @@ class EmbeddedRunner:
 
     def _download(self, job_id: int) -> None:
         assert self.download_dir is not None
-        with video_client() as http:
-            download_one(self.engine, http, job_id, self.download_dir, write_lock=self._db_lock)
+        download_one(self.engine, self._videos, job_id, self.download_dir, write_lock=self._db_lock)
 
     def _wait_for_slot(self, seconds: float) -> bool:
         """Wait for a rate slot; False (send nothing) if the run is stopping meanwhile."""
