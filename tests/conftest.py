@@ -7,8 +7,11 @@ that needs it is skipped with the reason, except under `CI=true`, where it fails
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import HTTPServer
 from pathlib import Path
 
 import pytest
@@ -140,3 +143,16 @@ def mock() -> Iterator[MockProvider]:
     """The mock provider on a local port, accepting MOCK_KEY."""
     with MockProvider(MockConfig(api_key=MOCK_KEY)) as provider:
         yield provider
+
+
+@contextmanager
+def serving(server: HTTPServer) -> Iterator[HTTPServer]:
+    """A test's own HTTP server (a video host, a webhook receiver) on a thread, then closed."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

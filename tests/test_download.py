@@ -4,7 +4,6 @@ against the length announced, named safely. A real HTTP server on a local port."
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import serving
 from veobatch.download import DownloadError, fetch, safe_name, video_client, video_path
 
 VIDEO = bytes(range(256)) * 400  # 102,400 bytes
@@ -55,12 +55,8 @@ class Handler(BaseHTTPRequestHandler):
 def host() -> Iterator[Host]:
     server = Host(("127.0.0.1", 0), Handler)
     server.requests = []
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving(server):
+        yield server
 
 
 def url(host: Host) -> str:
