@@ -65,7 +65,7 @@ from bench.common import (
     veo_batch,
     write_json,
 )
-from veobatch.table import render
+from veobatch.cli.table import render
 
 SEED: Final = 20_240_601
 DEFAULT_ROWS: Final = 1_000_000

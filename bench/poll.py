@@ -113,10 +113,10 @@ from bench.common import (
     write_jobs,
     write_json,
 )
+from veobatch.cli.table import render
 from veobatch.errors import ConfigError
-from veobatch.provider import SUBMIT_PATH
+from veobatch.provider.client import SUBMIT_PATH
 from veobatch.settings import Rate
-from veobatch.table import render
 
 DEFAULT_ROWS: Final = 5_000
 DEFAULT_TASK_SECONDS: Final = 30.0

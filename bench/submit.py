@@ -110,8 +110,8 @@ from bench.common import (
     write_jobs,
     write_json,
 )
-from veobatch.provider import SUBMIT_PATH
-from veobatch.table import render
+from veobatch.cli.table import render
+from veobatch.provider.client import SUBMIT_PATH
 
 DEFAULT_ROWS: Final = 1_000
 DEFAULT_OVERHEAD_ROWS: Final = 10_000

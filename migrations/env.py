@@ -1,5 +1,5 @@
 """Alembic environment: the URL comes from the settings (`VEO_DATABASE_URL`) unless the caller
-passes a connection or a URL, as `veobatch.db.upgrade` and the tests do."""
+passes a connection or a URL, as `veobatch.store.database.upgrade` and the tests do."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import os
 from alembic import context
 from sqlalchemy import Connection
 
-from veobatch.db import create_engine
-from veobatch.models import Base
 from veobatch.settings import Settings
+from veobatch.store.database import create_engine
+from veobatch.store.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -35,10 +35,10 @@ import sqlalchemy as sa
 from celery import Celery
 from sqlalchemy.engine import Engine
 
-from veobatch import transitions, webhooks
-from veobatch.models import Job
+from veobatch.engine import transitions, webhooks
 from veobatch.settings import Rate, Secret
 from veobatch.states import JobStatus
+from veobatch.store.tables import Job
 from worker.app import (
     DOWNLOAD_QUEUE,
     DOWNLOAD_TASK,

@@ -20,10 +20,10 @@ import sqlalchemy as sa
 from click.testing import CliRunner, Result
 from sqlalchemy.engine import Engine
 
-from veobatch import db
 from veobatch.cli import cli
-from veobatch.mockapi import MockConfig, MockProvider
+from veobatch.provider.mock import MockConfig, MockProvider
 from veobatch.settings import normalize_database_url
+from veobatch.store import database
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "VEO_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -51,11 +51,11 @@ def postgres_url() -> Iterator[str]:
     except sa.exc.OperationalError as exc:
         admin.dispose()
         service_missing(
-            f"PostgreSQL is not reachable at {db.safe_url(POSTGRES_ADMIN_URL)}: {exc.orig}"
+            f"PostgreSQL is not reachable at {database.safe_url(POSTGRES_ADMIN_URL)}: {exc.orig}"
         )
     url = sa.make_url(normalize_database_url(POSTGRES_ADMIN_URL)).set(database=name)
     url_text = url.render_as_string(hide_password=False)
-    engine = db.open_database(url_text, migrate=True)
+    engine = database.open_database(url_text, migrate=True)
     engine.dispose()
     yield url_text
     with admin.connect() as conn:
@@ -79,7 +79,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite:///{tmp_path / 'veo-batch.db'}"
         return
     url: str = request.getfixturevalue("postgres_url")
-    engine = db.create_engine(url)
+    engine = database.create_engine(url)
     _empty(engine)
     engine.dispose()
     yield url
@@ -87,7 +87,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
-    engine = db.open_database(database_url, migrate=True)
+    engine = database.open_database(database_url, migrate=True)
     yield engine
     engine.dispose()
 

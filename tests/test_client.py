@@ -12,12 +12,12 @@ from sqlalchemy.engine import Engine
 
 from tests.conftest import MOCK_KEY
 from veobatch import Client, InvalidJobs
+from veobatch.embedded_runner import EmbeddedRunner
+from veobatch.engine.poll_rules import Pacing
+from veobatch.engine.rate_limit import LocalRateLimiter
 from veobatch.errors import BatchStateError, NotFoundError
-from veobatch.mockapi import MockProvider
-from veobatch.polling import Pacing
-from veobatch.provider import ProviderClient
-from veobatch.ratelimit import LocalRateLimiter
-from veobatch.runner import EmbeddedRunner
+from veobatch.provider.client import ProviderClient
+from veobatch.provider.mock import MockProvider
 from veobatch.settings import Secret
 
 URL = "https://img.example.com/a.jpg"

@@ -25,15 +25,15 @@ from sqlalchemy.engine import Engine
 
 from scheduler.loop import Scheduler
 from tests.conftest import REDIS_URL
-from veobatch import db
-from veobatch.catalog import DEFAULT_MODELS
 from veobatch.cli import cli
 from veobatch.errors import ExitCode
-from veobatch.jobspec import RawJob
-from veobatch.loader import load_rows
-from veobatch.mockapi import MockConfig, MockProvider
-from veobatch.models import Attempt, Batch, Job
+from veobatch.intake.catalog import DEFAULT_MODELS
+from veobatch.intake.job_spec import RawJob
+from veobatch.intake.loader import load_rows
+from veobatch.provider.mock import MockConfig, MockProvider
 from veobatch.settings import Settings
+from veobatch.store import database
+from veobatch.store.tables import Attempt, Batch, Job
 from worker.app import make_app
 
 KEY = "mock-key"
@@ -121,7 +121,7 @@ class Stack:
 
 @pytest.fixture
 def stack(postgres_url: str, redis_client: redis.Redis) -> Iterator[Stack]:
-    engine = db.create_engine(postgres_url)
+    engine = database.create_engine(postgres_url)
     with engine.begin() as conn:
         conn.exec_driver_sql("TRUNCATE attempts, jobs, batches RESTART IDENTITY CASCADE")
     with MockProvider(MockConfig(api_key=KEY)) as mock:

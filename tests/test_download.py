@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import serving
-from veobatch.download import DownloadError, fetch, safe_name, video_client, video_path
+from veobatch.engine.download import DownloadError, fetch, safe_name, video_client, video_path
 
 VIDEO = bytes(range(256)) * 400  # 102,400 bytes
 

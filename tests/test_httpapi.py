@@ -20,9 +20,9 @@ import uvicorn
 from hypothesis import HealthCheck, settings
 from sqlalchemy.engine import Engine
 
-from veobatch import db
 from veobatch.httpapi import create_app
 from veobatch.settings import Settings
+from veobatch.store import database
 
 TOKEN = "test-token-0123456789abcdef"
 URL = "https://img.example.com/a.jpg"
@@ -180,7 +180,7 @@ SCHEMA = schemathesis.openapi.from_dict(
 @pytest.fixture(scope="module")
 def schema_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = f"sqlite:///{tmp_path_factory.mktemp('schema') / 'schema.db'}"
-    engine = db.open_database(url)
+    engine = database.open_database(url)
     with Served(engine, url, max_body=1024 * 1024) as running:
         seed = httpx.post(
             f"{running.url}/batches", headers={"Authorization": f"Bearer {TOKEN}"},

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from veobatch.catalog import DEFAULT_MODELS
-from veobatch.jobspec import JobChecker, RawJob, field_name_problem, image_problem
+from veobatch.intake.catalog import DEFAULT_MODELS
+from veobatch.intake.job_spec import JobChecker, RawJob, field_name_problem, image_problem
 
 GOOD: dict[str, Any] = {
     "id": "a1",

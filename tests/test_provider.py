@@ -10,8 +10,14 @@ import httpx
 import pytest
 
 from tests.conftest import MOCK_KEY as KEY
-from veobatch.mockapi import MockProvider
-from veobatch.provider import ProviderClient, ProviderError, classify, error_message, job_payload
+from veobatch.provider.client import (
+    ProviderClient,
+    ProviderError,
+    classify,
+    error_message,
+    job_payload,
+)
+from veobatch.provider.mock import MockProvider
 from veobatch.settings import Secret
 from veobatch.states import ErrorKind
 

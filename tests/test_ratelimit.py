@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from tests.conftest import REDIS_URL
-from veobatch.ratelimit import (
+from veobatch.engine.rate_limit import (
     COOL_DOWN_CAP,
     LocalRateLimiter,
     RedisRateLimiter,

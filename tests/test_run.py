@@ -12,19 +12,19 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.conftest import MOCK_KEY as KEY
-from veobatch import transitions
-from veobatch.catalog import DEFAULT_MODELS
-from veobatch.download import download_one, video_client
-from veobatch.jobspec import RawJob
-from veobatch.loader import load_rows
-from veobatch.mockapi import MockProvider
-from veobatch.models import Attempt, Batch, Job
-from veobatch.polling import Pacing
-from veobatch.provider import ProviderClient
-from veobatch.ratelimit import LocalRateLimiter
-from veobatch.runner import EmbeddedRunner, Progress
+from veobatch.embedded_runner import EmbeddedRunner, Progress
+from veobatch.engine import transitions
+from veobatch.engine.download import download_one, video_client
+from veobatch.engine.poll_rules import Pacing
+from veobatch.engine.rate_limit import LocalRateLimiter
+from veobatch.intake.catalog import DEFAULT_MODELS
+from veobatch.intake.job_spec import RawJob
+from veobatch.intake.loader import load_rows
+from veobatch.provider.client import ProviderClient
+from veobatch.provider.mock import MockProvider
 from veobatch.settings import Secret
 from veobatch.states import JobStatus
+from veobatch.store.tables import Attempt, Batch, Job
 
 URL = "https://img.example.com/a.jpg"
 

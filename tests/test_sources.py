@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from veobatch.errors import JobFileError
-from veobatch.jobspec import RawJob
-from veobatch.sources import open_job_file
+from veobatch.intake.job_spec import RawJob
+from veobatch.intake.readers import open_job_file
 
 URL = "https://img.example.com/a.jpg"
 

@@ -15,15 +15,16 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
-from veobatch import db, transitions
-from veobatch.catalog import DEFAULT_MODELS
+from veobatch.engine import transitions
 from veobatch.errors import BatchStateError, JobFileError
-from veobatch.export import export_rows, write_export
-from veobatch.jobspec import RawJob
-from veobatch.loader import CHUNK_ROWS, LoadResult, load_rows
-from veobatch.models import Base, Job
-from veobatch.sources import open_job_file
-from veobatch.store import batch_id, batch_summaries, select_jobs
+from veobatch.intake.catalog import DEFAULT_MODELS
+from veobatch.intake.job_spec import RawJob
+from veobatch.intake.loader import CHUNK_ROWS, LoadResult, load_rows
+from veobatch.intake.readers import open_job_file
+from veobatch.store import database
+from veobatch.store.export import export_rows, write_export
+from veobatch.store.queries import batch_id, batch_summaries, select_jobs
+from veobatch.store.tables import Base, Job
 
 EXAMPLE = Path(__file__).parent.parent / "jobs.example.yaml"
 URL = "https://img.example.com/a.jpg"
@@ -60,12 +61,12 @@ def test_migrations_and_models_do_not_drift(engine: Engine) -> None:
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
-        assert db.current_revision(engine) == db.head_revision()
+        assert database.current_revision(engine) == database.head_revision()
 
 
 def test_the_recorded_head_is_the_newest_migration() -> None:
-    scripts = ScriptDirectory.from_config(db.alembic_config("sqlite://"))
-    assert scripts.get_current_head() == db.head_revision()
+    scripts = ScriptDirectory.from_config(database.alembic_config("sqlite://"))
+    assert scripts.get_current_head() == database.head_revision()
 
 
 def test_load_the_example_file(engine: Engine) -> None:
@@ -242,8 +243,8 @@ def test_a_file_that_breaks_after_many_rows_stores_nothing(
 
 def test_a_database_made_by_the_first_release_keeps_its_rows(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    engine = db.create_engine(url)
-    db.upgrade(engine, "0001")
+    engine = database.create_engine(url)
+    database.upgrade(engine, "0001")
     with engine.begin() as conn:
         conn.exec_driver_sql("INSERT INTO batches (id, name, source, state) VALUES "
                              "(1, 'old', 'old.csv', 'active')")  # fmt: skip
@@ -252,22 +253,22 @@ def test_a_database_made_by_the_first_release_keeps_its_rows(tmp_path: Path) -> 
             "(1, 'a', 'p', 'veo3.1', '[]', 'submitted', 'veo3:1-x')"
         )
     engine.dispose()
-    engine = db.open_database(url)  # SQLite migrates itself
+    engine = database.open_database(url)  # SQLite migrates itself
     with engine.connect() as conn:
         row = conn.execute(sa.select(Job)).one()
         due = transitions.due_polls(conn, transitions.utcnow(), 10, timedelta(minutes=1))
     assert (row.status, row.task_id, row.polls, row.downloads) == ("submitted", "veo3:1-x", 0, 0)
     assert due == [row.id]  # its task is followed from now on
-    assert db.current_revision(engine) == db.head_revision()
+    assert database.current_revision(engine) == database.head_revision()
     engine.dispose()
 
 
 def test_every_migration_goes_down_and_up_again(engine: Engine) -> None:
-    config = db.alembic_config(engine.url.render_as_string(hide_password=False))
+    config = database.alembic_config(engine.url.render_as_string(hide_password=False))
     command.downgrade(config, "base")
-    assert db.current_revision(engine) is None
+    assert database.current_revision(engine) is None
     command.upgrade(config, "head")
-    assert db.current_revision(engine) == db.head_revision()
+    assert database.current_revision(engine) == database.head_revision()
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".yaml"])

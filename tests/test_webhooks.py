@@ -18,9 +18,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.conftest import Cli, serving
-from veobatch import Client, transitions, webhooks
-from veobatch.models import Delivery, DeliveryAttempt, Job
+from veobatch import Client
+from veobatch.engine import transitions, webhooks
 from veobatch.settings import Secret
+from veobatch.store.tables import Delivery, DeliveryAttempt, Job
 
 SECRET = Secret("webhook-secret-for-tests")
 URL = "https://img.example.com/a.jpg"

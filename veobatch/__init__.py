@@ -1,8 +1,8 @@
 """veo-batch: batches of Veo image-to-video jobs, from rows to videos.
 
-The Python API is `Client` (see `veobatch.client`); the command line is `veo-batch`.
+The Python API is `Client` (see `veobatch.python_api`); the command line is `veo-batch`.
 """
 
-from veobatch.client import Client, Intake, InvalidJobs
+from veobatch.python_api import Client, Intake, InvalidJobs
 
 __all__ = ["Client", "Intake", "InvalidJobs"]

@@ -27,14 +27,14 @@ from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from veobatch.client import Client, InvalidJobs, check_batch_name
 from veobatch.errors import BatchStateError, JobFileError, NotFoundError, VeoBatchError
-from veobatch.export import export_rows, write_rows
-from veobatch.loader import load_rows
+from veobatch.intake.loader import load_rows
+from veobatch.intake.readers import job_file_from_bytes
+from veobatch.python_api import Client, InvalidJobs, check_batch_name
 from veobatch.settings import Settings
-from veobatch.sources import job_file_from_bytes
 from veobatch.states import ErrorKind, JobStatus
-from veobatch.store import (
+from veobatch.store.export import export_rows, write_rows
+from veobatch.store.queries import (
     batch_id,
     select_jobs,
 )

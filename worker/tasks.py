@@ -8,12 +8,12 @@ from typing import Any
 
 from celery import shared_task
 
-from veobatch.client import InvalidJobs, add_jobs
-from veobatch.download import download_one
+from veobatch.engine.download import download_one
+from veobatch.engine.poll import poll_rows
+from veobatch.engine.submit import submit_one
 from veobatch.errors import VeoBatchError
-from veobatch.poll import poll_rows
-from veobatch.services import services
-from veobatch.submit import submit_one
+from veobatch.process import services
+from veobatch.python_api import InvalidJobs, add_jobs
 from worker.app import DOWNLOAD_TASK, ENQUEUE_TASK, POLL_TASK, SUBMIT_TASK
 
 

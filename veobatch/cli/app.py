@@ -9,13 +9,13 @@ import click
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from veobatch import db
 from veobatch.errors import (
     DatabaseError,
     ExitCode,
     VeoBatchError,
 )
 from veobatch.settings import SETTINGS, Settings
+from veobatch.store import database
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,7 +44,7 @@ class App:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = db.open_database(self.settings.database_url)
+            self._engine = database.open_database(self.settings.database_url)
         return self._engine
 
 

@@ -10,16 +10,17 @@ from typing import Any
 
 import click
 
-from veobatch import transitions
 from veobatch.cli.app import App, cli, pass_app
 from veobatch.cli.options import kind_option, one_of, split_values, status_option
 from veobatch.cli.progress import progress_line
+from veobatch.cli.table import clip, render
+from veobatch.embedded_runner import snapshot
+from veobatch.engine import transitions
 from veobatch.errors import (
     BatchStateError,
 )
-from veobatch.runner import snapshot
 from veobatch.states import BatchState, JobStatus
-from veobatch.store import (
+from veobatch.store.queries import (
     STATUS_ORDER,
     attempts_of,
     batch_id,
@@ -30,7 +31,6 @@ from veobatch.store import (
     stream_jobs,
     utc,
 )
-from veobatch.table import clip, render
 
 # ---------------------------------------------------------------------------------- status
 

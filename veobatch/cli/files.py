@@ -9,7 +9,6 @@ from pathlib import Path
 
 import click
 
-from veobatch import transitions
 from veobatch.cli.app import App, cli, pass_app
 from veobatch.cli.options import (
     batch_option,
@@ -18,15 +17,16 @@ from veobatch.cli.options import (
     status_option,
     webhook_option,
 )
+from veobatch.engine import transitions
 from veobatch.errors import (
     ExitCode,
     JobFileError,
 )
-from veobatch.export import EXPORT_FORMATS, export_format, export_rows, write_export
-from veobatch.loader import LoadResult, Progress, load_rows
-from veobatch.problems import DEFAULT_MAX_PROBLEMS
-from veobatch.sources import open_job_file
-from veobatch.store import (
+from veobatch.intake.loader import LoadResult, Progress, load_rows
+from veobatch.intake.problems import DEFAULT_MAX_PROBLEMS
+from veobatch.intake.readers import open_job_file
+from veobatch.store.export import EXPORT_FORMATS, export_format, export_rows, write_export
+from veobatch.store.queries import (
     batch_id,
     select_jobs,
 )

@@ -6,9 +6,9 @@ from collections.abc import Callable, Sequence
 
 import click
 
-from veobatch.sources import FORMATS
+from veobatch.intake.readers import FORMATS
 from veobatch.states import ErrorKind
-from veobatch.store import (
+from veobatch.store.queries import (
     STATUS_ORDER,
 )
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import click
 
-from veobatch.runner import Progress as RunProgress
+from veobatch.embedded_runner import Progress as RunProgress
 from veobatch.states import BatchState, JobStatus
 
 

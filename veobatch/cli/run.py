@@ -13,34 +13,34 @@ import click
 import httpx
 from sqlalchemy.engine import Engine
 
-from veobatch import transitions, webhooks
 from veobatch.cli.app import App, cli, pass_app
 from veobatch.cli.files import load_file
 from veobatch.cli.options import batch_option, format_option, webhook_option
 from veobatch.cli.progress import progress_line
+from veobatch.cli.table import render
+from veobatch.embedded_runner import EmbeddedRunner, watch
+from veobatch.embedded_runner import Progress as RunProgress
+from veobatch.engine import transitions, webhooks
+from veobatch.engine.poll_rules import Pacing, claim_for
+from veobatch.engine.rate_limit import LocalRateLimiter
 from veobatch.errors import (
     BatchStateError,
     ConfigError,
     ExitCode,
 )
-from veobatch.export import export_format, export_rows, write_export
-from veobatch.mockapi import MockConfig, MockProvider
-from veobatch.polling import Pacing, claim_for
-from veobatch.provider import ProviderClient
-from veobatch.ratelimit import LocalRateLimiter
-from veobatch.runner import EmbeddedRunner, watch
-from veobatch.runner import Progress as RunProgress
-from veobatch.services import lease_for
+from veobatch.process import lease_for
+from veobatch.provider.client import ProviderClient
+from veobatch.provider.mock import MockConfig, MockProvider
 from veobatch.settings import Secret, Settings
 from veobatch.states import BatchState, JobStatus
-from veobatch.store import (
+from veobatch.store.export import export_format, export_rows, write_export
+from veobatch.store.queries import (
     STATUS_ORDER,
     batch_id,
     batch_summaries,
     error_kinds,
     select_jobs,
 )
-from veobatch.table import render
 
 MOCK_TASK_SECONDS = 3.0  # how long `run --mock` takes to "generate" a video
 

@@ -10,14 +10,14 @@ import threading
 import click
 import redis
 
-from veobatch import db
 from veobatch.cli.app import App, cli, pass_app
+from veobatch.engine.poll_rules import claim_for
 from veobatch.errors import (
     ConfigError,
 )
-from veobatch.mockapi import MockConfig, MockProvider
-from veobatch.polling import claim_for
+from veobatch.provider.mock import MockConfig, MockProvider
 from veobatch.settings import SETTINGS, Settings
+from veobatch.store import database
 
 # ---------------------------------------------------------------------------------- db
 
@@ -32,8 +32,10 @@ def db_group() -> None:
 def upgrade(app: App) -> None:
     """Migrate the database (VEO_DATABASE_URL) to the newest schema."""
     url = app.settings.database_url
-    engine = db.open_database(url, migrate=True)
-    click.echo(f"{db.safe_url(url)}: at revision {db.current_revision(engine)} (newest)")
+    engine = database.open_database(url, migrate=True)
+    click.echo(
+        f"{database.safe_url(url)}: at revision {database.current_revision(engine)} (newest)"
+    )
 
 
 @db_group.command()
@@ -41,9 +43,10 @@ def upgrade(app: App) -> None:
 def current(app: App) -> None:
     """Print the database's schema revision and the newest one."""
     url = app.settings.database_url
-    revision = db.current_revision(db.create_engine(url))
+    revision = database.current_revision(database.create_engine(url))
     click.echo(
-        f"{db.safe_url(url)}: at revision {revision or 'none'}; newest is {db.head_revision()}"
+        f"{database.safe_url(url)}: at revision {revision or 'none'}; "
+        f"newest is {database.head_revision()}"
     )
 
 

@@ -16,11 +16,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from veobatch import transitions
-from veobatch.polling import Pacing
-from veobatch.provider import ProviderClient, ProviderError, job_payload
-from veobatch.ratelimit import RateLimiter
-from veobatch.rowlife import MAX_ATTEMPTS, Outcome, after_error, succeeded
+from veobatch.engine import transitions
+from veobatch.engine.poll_rules import Pacing
+from veobatch.engine.rate_limit import RateLimiter
+from veobatch.engine.submit_rules import MAX_ATTEMPTS, Outcome, after_error, succeeded
+from veobatch.provider.client import ProviderClient, ProviderError, job_payload
 from veobatch.states import BatchState, ErrorKind
 
 

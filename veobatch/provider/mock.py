@@ -42,7 +42,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 from urllib.parse import quote, unquote
 
-from veobatch.provider import SUBMIT_PATH
+from veobatch.provider.client import SUBMIT_PATH
 
 _MARKER: Final = re.compile(r"\[mock:([a-z-]+)(?:=([^\]]*))?\]")
 _OUR_TASK_ID: Final = re.compile(r"^veo3:(\d+)-[0-9a-f]{10}$")

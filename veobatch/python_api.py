@@ -25,15 +25,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from veobatch import db, transitions
-from veobatch.catalog import ImageRange
+from veobatch.engine import transitions
 from veobatch.errors import BatchStateError, ExitCode, NotFoundError, VeoBatchError
-from veobatch.jobspec import ID_ALIAS, RawJob
-from veobatch.loader import load_rows
-from veobatch.problems import Problem
+from veobatch.intake.catalog import ImageRange
+from veobatch.intake.job_spec import ID_ALIAS, RawJob
+from veobatch.intake.loader import load_rows
+from veobatch.intake.problems import Problem
 from veobatch.settings import Settings
 from veobatch.states import JobStatus
-from veobatch.store import (
+from veobatch.store import database
+from veobatch.store.queries import (
     BatchSummary,
     attempts_of,
     batch_id,
@@ -87,7 +88,9 @@ class Client:
     def __init__(self, database_url: str | None = None, *, settings: Settings | None = None):
         self.settings = settings or Settings.from_env(os.environ)
         url = database_url or self.settings.database_url
-        self.engine = db.open_database(Settings.from_values({"database_url": url}).database_url)
+        self.engine = database.open_database(
+            Settings.from_values({"database_url": url}).database_url
+        )
 
     @classmethod
     def over(cls, engine: Engine, settings: Settings) -> Client:

@@ -15,8 +15,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
-from veobatch.catalog import ASPECT_RATIOS, ImageRange
-from veobatch.problems import Problem
+from veobatch.intake.catalog import ASPECT_RATIOS, ImageRange
+from veobatch.intake.problems import Problem
 
 MAX_PROMPT_CHARS: Final = 4000
 MAX_REF_CHARS: Final = 200

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from veobatch.errors import NotFoundError
-from veobatch.models import Attempt, Batch, Job
 from veobatch.states import JobStatus
+from veobatch.store.tables import Attempt, Batch, Job
 
 
 @dataclass

@@ -23,10 +23,10 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from veobatch import transitions
+from veobatch.engine import transitions
+from veobatch.engine.submit_rules import backoff
 from veobatch.errors import VeoBatchError
-from veobatch.models import Batch, Job
-from veobatch.rowlife import backoff
+from veobatch.store.tables import Batch, Job
 
 MAX_DOWNLOADS: Final = 5  # tries before a download waits for the next `veo-batch run`
 _UNSAFE: Final = re.compile(r"[^A-Za-z0-9._-]")

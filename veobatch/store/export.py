@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from veobatch.errors import VeoBatchError
-from veobatch.jobspec import OUTPUT_COLUMNS
-from veobatch.store import stream_jobs, utc
+from veobatch.intake.job_spec import OUTPUT_COLUMNS
+from veobatch.store.queries import stream_jobs, utc
 
 EXPORT_FORMATS: Final = ("csv", "jsonl")
 INPUT_COLUMNS: Final = ("id", "prompt", "model", "images", "aspect_ratio", "enhance_prompt")

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from veobatch.provider import ProviderError, TaskState
-from veobatch.rowlife import PAUSING
+from veobatch.engine.submit_rules import PAUSING
+from veobatch.provider.client import ProviderError, TaskState
 from veobatch.settings import Rate, Settings
 from veobatch.states import ErrorKind, JobStatus
 

@@ -14,14 +14,14 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from veobatch import transitions
-from veobatch.models import Job
-from veobatch.polling import Pacing, PollOutcome, after_poll
-from veobatch.provider import ProviderClient, ProviderError, TaskState
-from veobatch.ratelimit import RateLimiter
+from veobatch.engine import transitions
+from veobatch.engine.poll_rules import Pacing, PollOutcome, after_poll
+from veobatch.engine.rate_limit import RateLimiter
+from veobatch.engine.submit import sleep
+from veobatch.provider.client import ProviderClient, ProviderError, TaskState
 from veobatch.states import ErrorKind, JobStatus
-from veobatch.store import utc
-from veobatch.submit import sleep
+from veobatch.store.queries import utc
+from veobatch.store.tables import Job
 
 
 def poll_rows(

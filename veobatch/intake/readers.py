@@ -23,7 +23,7 @@ from typing import IO, Any, Final
 import yaml
 
 from veobatch.errors import JobFileError
-from veobatch.jobspec import BOOL_FIELDS, ID_ALIAS, JOB_FIELDS, RawJob, field_name_problem
+from veobatch.intake.job_spec import BOOL_FIELDS, ID_ALIAS, JOB_FIELDS, RawJob, field_name_problem
 
 FORMATS: Final = ("csv", "yaml", "jsonl")
 EXTENSIONS: Final = {

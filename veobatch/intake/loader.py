@@ -26,14 +26,14 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
-from veobatch import transitions
-from veobatch.bulk import row_writer
-from veobatch.catalog import ImageRange
+from veobatch.engine import transitions
 from veobatch.errors import BatchStateError, VeoBatchError
-from veobatch.jobspec import JobChecker, RawJob, StoredRow, describe
-from veobatch.models import Batch
-from veobatch.problems import DEFAULT_MAX_PROBLEMS, ProblemReport
+from veobatch.intake.bulk import row_writer
+from veobatch.intake.catalog import ImageRange
+from veobatch.intake.job_spec import JobChecker, RawJob, StoredRow, describe
+from veobatch.intake.problems import DEFAULT_MAX_PROBLEMS, ProblemReport
 from veobatch.states import BatchState, ErrorKind, JobStatus
+from veobatch.store.tables import Batch
 
 CHUNK_ROWS = 5_000
 Progress = Callable[[int, int | None], None]  # rows read so far, bytes read (if known)

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection
 
-from veobatch.jobspec import ROW_COLUMNS
+from veobatch.intake.job_spec import ROW_COLUMNS
 
 _COLUMN_LIST: Final = ", ".join(ROW_COLUMNS)
 _REPLACEABLE: Final = [c for c in ROW_COLUMNS if c not in ("batch_id", "ref")]

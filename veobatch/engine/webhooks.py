@@ -26,8 +26,8 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
-from veobatch.models import Batch, Delivery, DeliveryAttempt, Job
 from veobatch.settings import Secret
+from veobatch.store.tables import Batch, Delivery, DeliveryAttempt, Job
 
 MAX_TRIES: Final = 10
 FIRST_RETRY: Final = 10.0  # seconds; doubling, up to an hour

@@ -15,11 +15,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from veobatch import webhooks
-from veobatch.models import Attempt, Batch, Job
-from veobatch.polling import Pacing, PollOutcome
-from veobatch.rowlife import Outcome
+from veobatch.engine import webhooks
+from veobatch.engine.poll_rules import Pacing, PollOutcome
+from veobatch.engine.submit_rules import Outcome
 from veobatch.states import BatchState, ErrorKind, JobStatus
+from veobatch.store.tables import Attempt, Batch, Job
 
 UNSENT = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.SUBMITTING)  # no task yet
 IN_FLIGHT = (JobStatus.QUEUED, JobStatus.SUBMITTING, JobStatus.SUBMITTED)  # count to the cap

@@ -24,16 +24,16 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from veobatch import transitions
-from veobatch.download import download_one, video_client
-from veobatch.models import Batch, Job
-from veobatch.poll import poll_rows
-from veobatch.polling import Pacing, percent_of
-from veobatch.provider import ProviderClient
-from veobatch.ratelimit import RateLimiter
-from veobatch.rowlife import MAX_ATTEMPTS
+from veobatch.engine import transitions
+from veobatch.engine.download import download_one, video_client
+from veobatch.engine.poll import poll_rows
+from veobatch.engine.poll_rules import Pacing, percent_of
+from veobatch.engine.rate_limit import RateLimiter
+from veobatch.engine.submit import submit_one
+from veobatch.engine.submit_rules import MAX_ATTEMPTS
+from veobatch.provider.client import ProviderClient
 from veobatch.states import BatchState, JobStatus
-from veobatch.submit import submit_one
+from veobatch.store.tables import Batch, Job
 
 SNAPSHOT_EVERY = 0.5  # seconds between counts of the batch (a few GROUP BY queries)
 DOWNLOAD_CLAIM = timedelta(minutes=15)

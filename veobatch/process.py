@@ -16,13 +16,13 @@ import httpx
 import redis
 from sqlalchemy.engine import Engine
 
-from veobatch import db
-from veobatch.download import video_client
+from veobatch.engine.download import video_client
+from veobatch.engine.poll_rules import Pacing
+from veobatch.engine.rate_limit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from veobatch.errors import ConfigError
-from veobatch.polling import Pacing
-from veobatch.provider import ProviderClient
-from veobatch.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
+from veobatch.provider.client import ProviderClient
 from veobatch.settings import Rate, Settings
+from veobatch.store import database
 
 
 @dataclass
@@ -46,7 +46,7 @@ class Services:
             poll_limiter = limiter_for(settings, settings.poll_rate, "veo-batch:poll-rate")
         return cls(
             settings=settings,
-            engine=db.open_database(settings.database_url),
+            engine=database.open_database(settings.database_url),
             client=ProviderClient(
                 settings.api_base,
                 settings.api_key,

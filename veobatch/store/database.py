@@ -7,6 +7,7 @@ an unmigrated one says so instead of failing on a missing table.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,16 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-import migrations
 from veobatch.errors import DatabaseError
 
-MIGRATIONS_DIR = Path(migrations.__file__).parent
+
+def _migrations_dir() -> Path:
+    """The `migrations` package's folder, found without importing it: the migrations import
+    the store's tables, never the other way round."""
+    spec = importlib.util.find_spec("migrations")
+    if spec is None or spec.origin is None:
+        raise DatabaseError("the migrations are not installed beside veobatch; reinstall it")
+    return Path(spec.origin).parent
 
 
 def safe_url(url: str | sa.URL) -> str:
@@ -55,7 +62,7 @@ def create_engine(url: str) -> Engine:
 
 def alembic_config(url: str) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("script_location", str(_migrations_dir()))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
