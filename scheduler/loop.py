@@ -23,7 +23,7 @@ failing receiver never holds up a tick.
 
 from __future__ import annotations
 
-import math
+import json
 import threading
 import uuid
 from datetime import timedelta
@@ -36,7 +36,9 @@ from celery import Celery
 from sqlalchemy.engine import Engine
 
 from veobatch.engine import transitions, webhooks
-from veobatch.settings import Rate, Secret
+from veobatch.engine.poll_rules import claim_for
+from veobatch.process import poll_group, queue_depth
+from veobatch.settings import Secret, Settings
 from veobatch.states import JobStatus
 from veobatch.store.tables import Job
 from worker.app import (
@@ -52,6 +54,7 @@ LOCK_KEY: Final = "veo-batch:scheduler"
 # kombu's Redis transport keeps a list per queue, and a hash of the messages delivered but
 # not acknowledged (of every queue).
 UNACKED: Final = "unacked"
+GRACE: Final = timedelta(seconds=10)  # a queued row older than this without a message is lost
 DOWNLOAD_CLAIM: Final = timedelta(minutes=15)
 DOWNLOADS_WAITING: Final = 20  # download messages kept waiting for the workers
 
@@ -64,20 +67,6 @@ return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
 """
 
 
-def queue_depth(rate: Rate | None) -> int:
-    """Rows kept queued: ten seconds of sending at the rate, at least 20 (100 without one)."""
-    if rate is None:
-        return 100
-    return max(20, math.ceil(rate.per_second * 10))
-
-
-def poll_group(rate: Rate | None) -> int:
-    """Rows polled by one message: about two seconds of requests at the rate, 1 to 50."""
-    if rate is None:
-        return 20
-    return min(50, max(1, math.ceil(rate.per_second * 2)))
-
-
 class Scheduler:
     def __init__(
         self,
@@ -85,12 +74,12 @@ class Scheduler:
         broker: redis.Redis,
         app: Celery,
         *,
-        depth: int = 100,
-        tick: float = 1.0,
-        grace: timedelta = timedelta(seconds=10),
+        depth: int,
+        tick: float,
+        grace: timedelta,
+        poll_group: int,
+        poll_claim: timedelta,
         max_in_flight: int | None = None,
-        poll_group: int = 20,
-        poll_claim: timedelta = timedelta(minutes=2),
         downloads: bool = False,
         webhook_secret: Secret | None = None,
     ) -> None:
@@ -108,6 +97,28 @@ class Scheduler:
         self.grace = grace  # how long a queued row may wait before its message counts as lost
         self._token = uuid.uuid4().hex
         self._hold = broker.register_script(_HOLD)
+
+    @classmethod
+    def for_settings(
+        cls,
+        settings: Settings,
+        engine: Engine,
+        broker: redis.Redis,
+        app: Celery,
+        *,
+        tick: float,
+        depth: int | None = None,
+    ) -> Scheduler:
+        """The scheduler the settings describe (`depth`: ten seconds at VEO_RATE unless
+        given)."""
+        depth = depth or queue_depth(settings.rate)
+        polls = settings.poll_rate or settings.rate
+        return cls(
+            engine, broker, app, depth=depth, tick=tick, grace=GRACE,
+            poll_group=poll_group(polls), poll_claim=claim_for(polls, depth),
+            max_in_flight=settings.max_in_flight, downloads=settings.download_dir is not None,
+            webhook_secret=settings.webhook_secret,
+        )  # fmt: skip
 
     def run(self, stop: threading.Event) -> None:
         calls = threading.Thread(target=self._call_webhooks, args=(stop,), daemon=True,
@@ -135,7 +146,7 @@ class Scheduler:
         with self.engine.begin() as conn:
             transitions.expire_leases(conn, now)
             queued = self._queued(conn)
-            waiting = self.broker.llen(SUBMIT_QUEUE) + self.broker.hlen(UNACKED)
+            waiting = self.broker.llen(SUBMIT_QUEUE) + self._unacked_submissions()
             if queued > waiting:
                 queued -= transitions.requeue(
                     conn, now, older_than=self.grace, limit=queued - waiting
@@ -167,6 +178,19 @@ class Scheduler:
                 if self._leading.is_set():
                     webhooks.deliver_due(self.engine, http, self.webhook_secret,
                                          transitions.utcnow())  # fmt: skip
+
+    def _unacked_submissions(self) -> int:
+        """Submit messages delivered to a worker and not yet acknowledged. kombu keeps those
+        of every queue in one hash, each as `[message, exchange, routing_key]`: only the
+        submit queue's count (polls in flight must not hide lost submissions)."""
+        count = 0
+        for raw in self.broker.hvals(UNACKED):
+            try:
+                routing_key = json.loads(raw)[2]
+            except (ValueError, IndexError, TypeError):
+                continue
+            count += routing_key == SUBMIT_QUEUE
+        return count
 
     @staticmethod
     def _queued(conn: sa.Connection) -> int:

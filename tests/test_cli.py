@@ -89,7 +89,7 @@ def test_invalid_rows_are_all_listed_and_nothing_is_stored(run: Cli, tmp_path: P
     skipped = run("load", str(path), "--skip-invalid")
     assert skipped.exit_code == 0
     assert "2 invalid rows stored as failed" in skipped.stdout
-    assert "1 rows not stored: their id was already taken" in skipped.stdout
+    assert "1 row not stored: their id was already taken" in skipped.stdout
     failed = run("jobs", "jobs", "--status", "failed")
     assert "invalid" in failed.stdout
     assert "line 3: prompt: missing or empty" in failed.stdout
@@ -139,7 +139,7 @@ def test_standard_input(sqlite_run: Cli) -> None:
     assert sqlite_run("load", "-", "--format", "jsonl").exit_code == ExitCode.BAD_FILE  # no name
     result = sqlite_run("load", "-", "--format", "jsonl", "--batch", "piped", input=data)
     assert result.exit_code == 0, result.output
-    assert "batch 'piped' (new): stored 1 rows" in result.stdout
+    assert "batch 'piped' (new): stored 1 row" in result.stdout
 
 
 def test_unknown_batch_exits_5(sqlite_run: Cli) -> None:
@@ -254,7 +254,7 @@ def test_run_exit_codes_say_what_happened(sqlite_run: Cli, tmp_path: Path) -> No
     out = str(tmp_path / "out.jsonl")
     failed = sqlite_run("run", str(path), "--mock", "-o", out)
     assert failed.exit_code == ExitCode.ROWS_FAILED
-    assert "1 rows failed or are in doubt" in failed.stderr
+    assert "1 row failed or is in doubt" in failed.stderr
     assert "veo-batch rerun jobs" in failed.stderr
 
 
@@ -286,7 +286,7 @@ def test_rerun_in_doubt_rows_asks_first(sqlite_run: Cli, tmp_path: Path) -> None
     refused = sqlite_run("rerun", "jobs", "--in-doubt", input="n\n")
     assert refused.exit_code == 1
     assert "has (or may have) created and billed their tasks" in refused.output
-    assert "1 rows are pending again" in sqlite_run("rerun", "jobs", "--in-doubt", "--yes").stdout
+    assert "1 row is pending again" in sqlite_run("rerun", "jobs", "--in-doubt", "--yes").stdout
 
 
 def test_rerun_of_rows_with_a_task_asks_first(sqlite_run: Cli, tmp_path: Path) -> None:
@@ -295,7 +295,7 @@ def test_rerun_of_rows_with_a_task_asks_first(sqlite_run: Cli, tmp_path: Path) -
     sqlite_run("run", str(path), "--mock", "-o", str(tmp_path / "o.csv"))
     refused = sqlite_run("rerun", "jobs", "--status", "succeeded", input="n\n")
     assert refused.exit_code == 1
-    assert "1 rows include rows succeeded" in refused.output
+    assert "of the 1 row chosen, those succeeded" in refused.output
     assert "succeeded" in sqlite_run("jobs", "jobs").stdout  # nothing changed
 
 

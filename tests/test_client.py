@@ -83,7 +83,8 @@ def test_pause_resume_cancel_and_rerun(veo: Client) -> None:
         veo.pause("b")
     veo.resume("b")
     assert veo.status("b").state == "active"
-    assert veo.rerun("b") == (0, 0)  # nothing failed
+    again = veo.rerun("b")  # nothing failed
+    assert (again.matched, again.sent_again, again.polled_again) == (0, 0, 0)
     assert veo.cancel("b") == 2
     assert veo.status("b").counts == {"cancelled": 2}
 
@@ -96,7 +97,8 @@ def test_rows_added_from_python_go_to_videos(
     with ProviderClient(mock.url, Secret(MOCK_KEY)) as provider:
         EmbeddedRunner(
             engine, provider, LocalRateLimiter(0.0), bid, tick=0.02, lease=timedelta(seconds=30),
-            pacing=Pacing(delay=0.05, shortest=0.05, longest=0.2),
+            poll_claim=timedelta(minutes=2),
+            pacing=Pacing(delay=0.05, shortest=0.05, longest=0.2, deadline=30),
         ).run()  # fmt: skip
     done = {r["id"]: r for r in veo.iter_jobs("b")}
     assert done["a"]["status"] == "succeeded"

@@ -76,6 +76,7 @@ class Stack:
 
     def start_scheduler(self, grace: float = 1.0, **options: Any) -> None:
         settings = Settings.from_env(self.env())
+        options.setdefault("poll_claim", timedelta(minutes=2))
         loop = Scheduler(
             self.engine, redis.Redis.from_url(REDIS_URL), make_app(settings),
             depth=20, tick=0.1, grace=timedelta(seconds=grace), poll_group=5, **options,

@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from tests.conftest import serving
-from veobatch.engine.download import DownloadError, fetch, safe_name, video_client, video_path
+from veobatch.engine.download import fetch, safe_name, video_client, video_path
+from veobatch.errors import DownloadError
 
 VIDEO = bytes(range(256)) * 400  # 102,400 bytes
 

@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from tests.conftest import MOCK_KEY as KEY
+from veobatch.errors import ProviderError
 from veobatch.provider.client import (
     ProviderClient,
-    ProviderError,
     classify,
     error_message,
     job_payload,

@@ -12,10 +12,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.conftest import MOCK_KEY as KEY
-from veobatch.embedded_runner import EmbeddedRunner, Progress
+from veobatch.embedded_runner import EmbeddedRunner
 from veobatch.engine import transitions
 from veobatch.engine.download import download_one, video_client
 from veobatch.engine.poll_rules import Pacing
+from veobatch.engine.progress import Progress
 from veobatch.engine.rate_limit import LocalRateLimiter
 from veobatch.intake.catalog import DEFAULT_MODELS
 from veobatch.intake.job_spec import RawJob
@@ -50,7 +51,7 @@ def run(
     with ProviderClient(mock.url, Secret(key), read_timeout=1.0) as client:
         runner = EmbeddedRunner(
             engine, client, LocalRateLimiter(0.0), batch_id, tick=0.02,
-            lease=timedelta(seconds=30), **options,
+            lease=timedelta(seconds=30), poll_claim=timedelta(minutes=2), **options,
         )  # fmt: skip
         return runner.run()
 

@@ -22,7 +22,7 @@ from veobatch.intake.job_spec import RawJob
 from veobatch.intake.loader import CHUNK_ROWS, LoadResult, load_rows
 from veobatch.intake.readers import open_job_file
 from veobatch.store import database
-from veobatch.store.export import export_rows, write_export
+from veobatch.store.export import ExportText, write_export
 from veobatch.store.queries import batch_id, batch_summaries, select_jobs
 from veobatch.store.tables import Base, Job
 
@@ -146,8 +146,9 @@ def test_export_round_trips_through_the_loader(engine: Engine, tmp_path: Path) -
     load(engine, rows)
     out = tmp_path / "out.csv"
     with engine.connect() as conn:
-        columns, stream = export_rows(conn, select_jobs(batch_id(conn, "b")))
-        assert write_export(str(out), "csv", columns, stream) == 2
+        text = ExportText(engine, select_jobs(batch_id(conn, "b")), "csv")
+    write_export(str(out), text)
+    assert text.rows == 2
     with out.open(newline="", encoding="utf-8") as handle:
         exported = list(csv.DictReader(handle))
     assert exported[0]["status"] == "pending"
@@ -172,8 +173,7 @@ def test_export_jsonl_keeps_types(engine: Engine, tmp_path: Path) -> None:
     load(engine, [job(2, "a", enhance_prompt=False, seed=7)])
     out = tmp_path / "out.jsonl"
     with engine.connect() as conn:
-        columns, stream = export_rows(conn, select_jobs(batch_id(conn, "b")))
-        write_export(str(out), "jsonl", columns, stream)
+        write_export(str(out), ExportText(engine, select_jobs(batch_id(conn, "b")), "jsonl"))
     record = json.loads(out.read_text(encoding="utf-8"))
     assert record["images"] == [URL]
     assert record["enhance_prompt"] is False

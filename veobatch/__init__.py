@@ -3,6 +3,7 @@
 The Python API is `Client` (see `veobatch.python_api`); the command line is `veo-batch`.
 """
 
-from veobatch.python_api import Client, Intake, InvalidJobs
+from veobatch.errors import InvalidJobs
+from veobatch.python_api import Client, Intake
 
 __all__ = ["Client", "Intake", "InvalidJobs"]

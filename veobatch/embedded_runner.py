@@ -16,80 +16,27 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from veobatch.engine import transitions
 from veobatch.engine.download import download_one, video_client
 from veobatch.engine.poll import poll_rows
-from veobatch.engine.poll_rules import Pacing, percent_of
+from veobatch.engine.poll_rules import Pacing
+from veobatch.engine.progress import Progress, snapshot
 from veobatch.engine.rate_limit import RateLimiter
 from veobatch.engine.submit import submit_one
 from veobatch.engine.submit_rules import MAX_ATTEMPTS
+from veobatch.process import Process
 from veobatch.provider.client import ProviderClient
-from veobatch.states import BatchState, JobStatus
-from veobatch.store.tables import Batch, Job
+from veobatch.states import BatchState
 
 SNAPSHOT_EVERY = 0.5  # seconds between counts of the batch (a few GROUP BY queries)
 DOWNLOAD_CLAIM = timedelta(minutes=15)
 DOWNLOAD_THREADS = 2
-
-
-@dataclass
-class Progress:
-    """A batch's counts per status while it runs, and how fast rows are getting done."""
-
-    counts: dict[str, int] = field(default_factory=dict)
-    state: str = BatchState.ACTIVE
-    pause_reason: str | None = None
-    started: float = field(default_factory=time.monotonic)
-    done_at_start: int | None = None
-    waits_for_videos: bool = True  # False: a row is done once it has a task (`--no-wait`)
-    generating: dict[str | None, int] = field(default_factory=dict)  # submitted rows by progress
-    downloading: bool = False  # videos are being fetched (shown, and waited for)
-    downloaded: int = 0
-    downloads_due: int = 0  # succeeded rows whose video is still to be fetched
-    download_errors: int = 0  # of which the last try failed
-
-    def of(self, *statuses: JobStatus) -> int:
-        return sum(self.counts.get(s, 0) for s in statuses)
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    @property
-    def open_statuses(self) -> tuple[JobStatus, ...]:
-        return transitions.OPEN if self.waits_for_videos else transitions.UNSENT
-
-    @property
-    def done(self) -> int:
-        """Rows that need nothing more from this run."""
-        return self.total - self.of(*self.open_statuses)
-
-    @property
-    def rate(self) -> float:
-        """Rows done per second in this run."""
-        elapsed = time.monotonic() - self.started
-        return (self.done - (self.done_at_start or 0)) / elapsed if elapsed > 0 else 0.0
-
-    @property
-    def eta(self) -> float | None:
-        left = self.total - self.done
-        return left / self.rate if self.rate > 0 else None
-
-    @property
-    def average_progress(self) -> float | None:
-        """The provider's mean progress over the rows generating (rows it said nothing of: 0)."""
-        rows = sum(self.generating.values())
-        if not rows:
-            return None
-        return sum((percent_of(p) or 0.0) * n for p, n in self.generating.items()) / rows
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -104,13 +51,13 @@ class EmbeddedRunner:
         batch_id: int,
         *,
         pacing: Pacing,
+        lease: timedelta,
+        poll_claim: timedelta,
         poll_limiter: RateLimiter | None = None,
         concurrency: int = 4,
-        lease: timedelta = timedelta(minutes=3),
         tick: float = 0.2,
         max_attempts: int = MAX_ATTEMPTS,
         max_in_flight: int | None = None,
-        poll_claim: timedelta = timedelta(minutes=2),
         wait_for_videos: bool = True,
         download_dir: Path | None = None,
         on_progress: ProgressCallback | None = None,
@@ -139,6 +86,26 @@ class EmbeddedRunner:
         self._busy_lock = threading.Lock()
         self._failures: list[BaseException] = []
         self._videos = video_client()  # one connection pool for every download of the run
+
+    @classmethod
+    def for_process(
+        cls,
+        held: Process,
+        batch_id: int,
+        *,
+        concurrency: int,
+        wait_for_videos: bool = True,
+        download_dir: Path | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> EmbeddedRunner:
+        """A runner with what `held` holds (built from the settings)."""
+        return cls(
+            held.engine, held.client, held.limiter, batch_id, pacing=held.pacing,
+            lease=held.lease, poll_claim=held.poll_claim(4 * concurrency),
+            poll_limiter=held.poll_limiter, concurrency=concurrency,
+            max_in_flight=held.settings.max_in_flight, wait_for_videos=wait_for_videos,
+            download_dir=download_dir, on_progress=on_progress,
+        )  # fmt: skip
 
     def run(self) -> Progress:
         """Work until every row of the batch is finished (with `wait_for_videos`, else until
@@ -194,7 +161,7 @@ class EmbeddedRunner:
         batch = [self.batch_id]
         with self._db_lock, self.engine.begin() as conn:
             polls = []
-            if free >= self.concurrency:
+            if free >= self.concurrency and self.wait_for_videos:  # --no-wait: no polls
                 polls = transitions.due_polls(conn, now, max(free // 2, 1), self.poll_claim, batch)
             submits = []
             if free >= self.concurrency and progress.state == BatchState.ACTIVE:
@@ -279,65 +246,3 @@ class EmbeddedRunner:
         progress.waits_for_videos = self.wait_for_videos
         progress.downloading = self.download_dir is not None
         return progress
-
-
-def snapshot(engine: Engine, batch_id: int, previous: Progress | None = None) -> Progress:
-    """The batch's state and counts now (keeping the start of the run from `previous`)."""
-    of_batch = Job.batch_id == batch_id
-    with engine.connect() as conn:
-        batch = conn.execute(
-            sa.select(Batch.state, Batch.pause_reason).where(Batch.id == batch_id)
-        ).one()
-        counts = dict(
-            conn.execute(
-                sa.select(Job.status, sa.func.count()).where(of_batch).group_by(Job.status)
-            ).all()
-        )
-        generating: dict[str | None, int] = {}
-        if counts.get(JobStatus.SUBMITTED):
-            generating = dict(
-                conn.execute(
-                    sa.select(Job.progress, sa.func.count())
-                    .where(of_batch, Job.status == JobStatus.SUBMITTED)
-                    .group_by(Job.progress)
-                ).all()
-            )
-        files = conn.execute(
-            sa.select(
-                sa.func.count(Job.video_path),
-                sa.func.count(Job.next_download_at),
-                sa.func.count(sa.case((Job.next_download_at.is_not(None), Job.download_error))),
-            ).where(of_batch, Job.status == JobStatus.SUCCEEDED)
-        ).one()
-    progress = Progress(
-        counts=counts, state=batch.state, pause_reason=batch.pause_reason, generating=generating,
-        downloaded=files[0], downloads_due=files[1], download_errors=files[2],
-    )  # fmt: skip
-    if previous is not None:
-        progress.started, progress.done_at_start = previous.started, previous.done_at_start
-        progress.waits_for_videos = previous.waits_for_videos
-        progress.downloading = previous.downloading
-    return progress
-
-
-def watch(
-    engine: Engine,
-    batch_id: int,
-    *,
-    tick: float = 1.0,
-    wait_for_videos: bool = True,
-    downloading: bool = False,
-    on_progress: ProgressCallback | None = None,
-) -> Progress:
-    """Follow a batch that the distributed workers work on, until nothing is left to do for
-    it or it stops being active (paused, cancelled)."""
-    progress = snapshot(engine, batch_id)
-    progress.waits_for_videos = wait_for_videos
-    progress.downloading = downloading
-    progress.done_at_start = progress.done
-    while progress.state == BatchState.ACTIVE and progress.of(*progress.open_statuses):
-        time.sleep(tick)
-        progress = snapshot(engine, batch_id, progress)
-        if on_progress is not None:
-            on_progress(progress)
-    return progress

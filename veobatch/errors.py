@@ -1,38 +1,62 @@
-"""Every error veo-batch raises on purpose, in one tree.
+"""Every error veo-batch raises on purpose, in one tree, and every exit code of the CLI.
 
     VeoBatchError                 root: catch this to catch everything of ours
-    ├── ConfigError               a setting (env var or option) is malformed
+    ├── ConfigError               a setting (env var or option) is malformed or missing
     ├── DatabaseError             the database cannot be reached or is not migrated
     ├── NotFoundError             a batch or job named by the user does not exist
-    ├── BatchStateError           the batch is in a state that forbids the operation
-    └── JobFileError              a job file cannot be read as a job file at all
+    ├── BatchStateError           the batch's state forbids the operation (names the state)
+    ├── JobFileError              a job file cannot be read as a job file at all
+    ├── InvalidJobs               some jobs or rows are invalid; nothing was stored
+    ├── ProviderError             the relay did not give what was asked; `kind` says why
+    └── DownloadError             a video could not be fetched (the row's status stays)
 
-Invalid rows are not an exception: the loader reports them all (`LoadResult.report`) and
-the CLI exits 1.
-
-Each class carries the process exit code the CLI uses for it, so the mapping lives here and
-nowhere else. Messages are written for the person at the terminal: they say what is wrong
-and what to do next, and never contain the provider API key.
+Each class carries the process exit code the CLI uses for it, so that mapping lives here and
+nowhere else; the HTTP API maps the same classes to statuses in one table of its own. Messages
+are written for the person at the terminal: they say what is wrong and what to do next, and
+never contain the provider API key.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import IntEnum
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from veobatch.intake.problems import Problem
+    from veobatch.states import ErrorKind
 
 
 class ExitCode(IntEnum):
-    """Process exit codes, documented in `veo-batch --help` and the README."""
+    """Process exit codes; `EXIT_CODE_MEANINGS` says each one in words (the CLI's help and
+    the README's table are that text)."""
 
     OK = 0
-    INVALID_ROWS = 1  # the job file has invalid rows; nothing was stored
-    USAGE = 2  # a bad option or argument (click's own code for usage errors)
-    BAD_FILE = 3  # the file is not a readable job file (syntax, encoding, binary, empty)
-    DATABASE = 4  # the database cannot be reached or is not migrated
-    NOT_FOUND = 5  # no such batch or job
-    CONFIG = 6  # a setting is malformed
-    STATE = 7  # the batch's state forbids the operation
-    ROWS_FAILED = 8  # run: some rows ended failed or in doubt
-    PAUSED = 9  # run: the batch is paused (auth, quota, or by hand)
+    INVALID_ROWS = 1
+    USAGE = 2  # click's own code for usage errors
+    BAD_FILE = 3
+    DATABASE = 4
+    NOT_FOUND = 5
+    CONFIG = 6
+    STATE = 7
+    ROWS_FAILED = 8
+    PAUSED = 9
+    INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+
+
+EXIT_CODE_MEANINGS: Final[dict[ExitCode, str]] = {
+    ExitCode.OK: "done",
+    ExitCode.INVALID_ROWS: "the job file has invalid rows; nothing was stored",
+    ExitCode.USAGE: "usage error (a bad option or argument)",
+    ExitCode.BAD_FILE: "the file is not a readable job file (syntax, encoding, binary, empty)",
+    ExitCode.DATABASE: "the database cannot be reached or is not migrated",
+    ExitCode.NOT_FOUND: "no such batch or job",
+    ExitCode.CONFIG: "a setting is malformed or missing",
+    ExitCode.STATE: "the batch's state forbids the operation (e.g. it was cancelled)",
+    ExitCode.ROWS_FAILED: "run: some rows ended failed or in doubt",
+    ExitCode.PAUSED: "run: the batch is paused (a 401 or an empty balance; the message says why)",
+    ExitCode.INTERRUPTED: "run, status --watch: stopped with Ctrl-C; the same command goes on",
+}
 
 
 class VeoBatchError(Exception):
@@ -54,7 +78,13 @@ class NotFoundError(VeoBatchError):
 
 
 class BatchStateError(VeoBatchError):
+    """The batch is in `state`, which forbids the operation."""
+
     exit_code = ExitCode.STATE
+
+    def __init__(self, message: str, state: str | None = None) -> None:
+        super().__init__(message)
+        self.state = state
 
 
 class JobFileError(VeoBatchError):
@@ -71,3 +101,60 @@ class JobFileError(VeoBatchError):
 
     def __reduce__(self) -> tuple[type[JobFileError], tuple[str, str, int | None]]:
         return type(self), (self.source, self.detail, self.line)  # crosses process boundaries
+
+
+class InvalidJobs(VeoBatchError):
+    """Some jobs are invalid; nothing was stored. `problems` name each job by its index (from
+    0, in the order given) or, for a job file, by its line, and the field; `more` counts the
+    problems past the ones listed."""
+
+    exit_code = ExitCode.INVALID_ROWS
+
+    def __init__(
+        self,
+        problems: Sequence[Problem],
+        more: int = 0,
+        *,
+        source: str | None = None,
+    ) -> None:
+        self.source = source
+        self.problems: list[dict[str, Any]] = [
+            {"index": p.line, "field": p.field, "message": p.message} for p in problems
+        ]
+        where = "line" if source else "job"
+        lines = [
+            f"{where} {p.line}: {p.field}: {p.message}"
+            if p.field
+            else f"{where} {p.line}: {p.message}"
+            for p in problems
+        ]
+        if more:
+            lines.append(f"... and {more} more problem(s)")
+        self.detail = (
+            f"{source}: invalid rows; nothing was stored"
+            if source
+            else ("invalid jobs; nothing was stored")
+        )
+        super().__init__(f"{self.detail}:\n  " + "\n  ".join(lines))
+
+
+class ProviderError(VeoBatchError):
+    """A request to the provider that did not give what was asked; `kind` says what to do."""
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        http_status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.kind = kind
+        self.message = message
+        self.http_status = http_status
+        self.retry_after = retry_after
+        status = f"HTTP {http_status}: " if http_status is not None else ""
+        super().__init__(f"{kind.value}: {status}{message}")
+
+
+class DownloadError(VeoBatchError):
+    """A video could not be fetched (whatever the cause, the row's status stays)."""

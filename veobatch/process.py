@@ -1,13 +1,15 @@
-"""What a worker process holds for its whole life: one engine, HTTP clients, the limiters.
+"""What a process holds for its whole life, built from `Settings` in one place: the database
+engine, the provider client, the rate limiters, the pacing of polls, the video client.
 
-Opened on first use in each process (Celery's prefork children each get their own), closed at
-exit. Settings come from the environment (`VEO_*`), which `veo-batch worker` fills from its
-options before it starts the worker.
+`veo-batch run` (the embedded mode), the Celery worker and the scheduler all build what they
+hold here, so a setting means the same thing in each. Celery's prefork children each open
+their own (`worker_process()`), closed at exit.
 """
 
 from __future__ import annotations
 
 import atexit
+import math
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,16 +19,17 @@ import redis
 from sqlalchemy.engine import Engine
 
 from veobatch.engine.download import video_client
-from veobatch.engine.poll_rules import Pacing
+from veobatch.engine.poll_rules import Pacing, claim_for
 from veobatch.engine.rate_limit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from veobatch.errors import ConfigError
 from veobatch.provider.client import ProviderClient
+from veobatch.service import BatchService
 from veobatch.settings import Rate, Settings
 from veobatch.store import database
 
 
 @dataclass
-class Services:
+class Process:
     settings: Settings
     engine: Engine
     client: ProviderClient
@@ -37,16 +40,25 @@ class Services:
     videos: httpx.Client  # for video hosts: never carries the API key
 
     @classmethod
-    def open(cls, settings: Settings) -> Services:
+    def open(
+        cls, settings: Settings, *, engine: Engine | None = None, shared: bool = True
+    ) -> Process:
+        """Everything a submitting process needs. `shared` limiters live in Redis (every
+        worker on every host books from one schedule) when VEO_REDIS_URL is set; otherwise,
+        and for the embedded mode, they are this process's own."""
         if settings.api_base is None or settings.api_key is None:
-            raise ConfigError("a worker needs VEO_API_BASE and VEO_API_KEY")
-        limiter = limiter_for(settings, settings.rate, "veo-batch:rate")
+            raise ConfigError(
+                "set VEO_API_BASE and VEO_API_KEY to send to the provider (`veo-batch run "
+                "--mock` tries it offline)"
+            )
+        redis_url = settings.redis_url if shared else None
+        limiter = limiter_for(redis_url, settings.rate, "veo-batch:rate")
         poll_limiter = limiter
         if settings.poll_rate is not None:
-            poll_limiter = limiter_for(settings, settings.poll_rate, "veo-batch:poll-rate")
+            poll_limiter = limiter_for(redis_url, settings.poll_rate, "veo-batch:poll-rate")
         return cls(
             settings=settings,
-            engine=database.open_database(settings.database_url),
+            engine=engine or database.open_database(settings.database_url),
             client=ProviderClient(
                 settings.api_base,
                 settings.api_key,
@@ -55,10 +67,14 @@ class Services:
             ),
             limiter=limiter,
             poll_limiter=poll_limiter,
-            lease=lease_for(settings),
+            lease=timedelta(seconds=settings.lease_seconds),
             pacing=Pacing.of(settings),
             videos=video_client(),
         )
+
+    def poll_claim(self, outstanding: int) -> timedelta:
+        """How long a poll handed out is not handed out again, with `outstanding` waiting."""
+        return claim_for(self.settings.poll_rate or self.settings.rate, outstanding)
 
     def close(self) -> None:
         self.client.close()
@@ -66,29 +82,49 @@ class Services:
         self.engine.dispose()
 
 
-def limiter_for(settings: Settings, rate: Rate | None, prefix: str) -> RateLimiter:
+def limiter_for(redis_url: str | None, rate: Rate | None, prefix: str) -> RateLimiter:
     """Shared through Redis when there is one (every worker on every host), else in process."""
-    if settings.redis_url:
-        return RedisRateLimiter(redis.Redis.from_url(settings.redis_url), rate, prefix)
+    if redis_url:
+        return RedisRateLimiter(redis.Redis.from_url(redis_url), rate, prefix)
     return LocalRateLimiter.for_rate(rate)
 
 
-def lease_for(settings: Settings) -> timedelta:
-    """How long a claimed row may stay `submitting` (VEO_LEASE, else the longest a request
-    can take plus a minute of waiting for a rate slot)."""
-    if settings.lease is not None:
-        return timedelta(seconds=settings.lease)
-    return timedelta(seconds=settings.connect_timeout + settings.read_timeout + 60)
+def queue_depth(rate: Rate | None) -> int:
+    """Rows the scheduler keeps queued: ten seconds of sending at the rate, at least 20 (100
+    without a rate)."""
+    if rate is None:
+        return 100
+    return max(20, math.ceil(rate.per_second * 10))
 
 
-_opened: dict[int, Services] = {}
+def poll_group(rate: Rate | None) -> int:
+    """Rows polled by one message: about two seconds of requests at the rate, 1 to 50."""
+    if rate is None:
+        return 20
+    return min(50, max(1, math.ceil(rate.per_second * 2)))
 
 
-def services() -> Services:
-    """This process's services (a forked child opens its own)."""
+_opened: dict[int, Process] = {}
+_services: dict[int, BatchService] = {}
+
+
+def worker_process() -> Process:
+    """This worker process's `Process` (a forked child opens its own)."""
     pid = os.getpid()
     if pid not in _opened:
         _opened.clear()  # inherited from a parent: not ours to use or close
-        _opened[pid] = Services.open(Settings.from_env(os.environ))
+        _opened[pid] = Process.open(Settings.from_env(os.environ))
         atexit.register(_opened[pid].close)
     return _opened[pid]
+
+
+def worker_service() -> BatchService:
+    """This worker process's service over the store: all that storing jobs needs (no
+    provider key)."""
+    pid = os.getpid()
+    if pid not in _services:
+        _services.clear()
+        settings = Settings.from_env(os.environ)
+        _services[pid] = BatchService(database.open_database(settings.database_url), settings)
+        atexit.register(_services[pid].engine.dispose)
+    return _services[pid]

@@ -7,6 +7,7 @@ into checked values and says which variable is wrong when one is.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -264,3 +265,15 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         return cls.from_values({spec.name: environ.get(spec.env) for spec in SETTINGS})
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a claimed row may stay `submitting` (VEO_LEASE, else the longest a request
+        can take plus a minute of waiting for a rate slot)."""
+        if self.lease is not None:
+            return self.lease
+        return self.connect_timeout + self.read_timeout + 60
+
+    def on_database(self, url: str) -> Settings:
+        """These settings with another database (checked as VEO_DATABASE_URL is)."""
+        return dataclasses.replace(self, database_url=normalize_database_url(url))

@@ -34,3 +34,11 @@ class ErrorKind(StrEnum):
     BAD_ANSWER = "bad_answer"
     REMOTE = "remote"
     TIMEOUT = "timeout"
+
+
+# Groups of row statuses, for the queries and the progress that count them.
+UNSENT = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.SUBMITTING)  # no task yet
+IN_FLIGHT = (JobStatus.QUEUED, JobStatus.SUBMITTING, JobStatus.SUBMITTED)  # count to the cap
+OPEN = (*UNSENT, JobStatus.SUBMITTED)  # not finished: a task to create, or one to follow
+# Rows whose task exists (or may): sending them again pays again, so a rerun asks first.
+PAID_FOR = (JobStatus.IN_DOUBT, JobStatus.SUBMITTED, JobStatus.SUCCEEDED)

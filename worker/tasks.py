@@ -1,4 +1,4 @@
-"""Thin tasks: each opens nothing of its own and calls a plain function."""
+"""Thin tasks: each takes what its process holds and calls one plain function."""
 
 from __future__ import annotations
 
@@ -11,16 +11,15 @@ from celery import shared_task
 from veobatch.engine.download import download_one
 from veobatch.engine.poll import poll_rows
 from veobatch.engine.submit import submit_one
-from veobatch.errors import VeoBatchError
-from veobatch.process import services
-from veobatch.python_api import InvalidJobs, add_jobs
+from veobatch.errors import InvalidJobs, VeoBatchError
+from veobatch.process import worker_process, worker_service
 from worker.app import DOWNLOAD_TASK, ENQUEUE_TASK, POLL_TASK, SUBMIT_TASK
 
 
 @shared_task(name=SUBMIT_TASK)  # type: ignore[untyped-decorator]
 def submit(job_id: int) -> str | None:
     """Claim row `job_id`, wait for a rate slot, POST it, record the outcome."""
-    held = services()
+    held = worker_process()
     outcome = submit_one(
         held.engine, held.client, held.limiter, job_id, lease=held.lease, pacing=held.pacing
     )
@@ -30,15 +29,15 @@ def submit(job_id: int) -> str | None:
 @shared_task(name=POLL_TASK)  # type: ignore[untyped-decorator]
 def poll(job_ids: list[int]) -> int:
     """Poll a group of submitted rows, each in its rate slot; how many were polled."""
-    held = services()
-    return len(poll_rows(held.engine, held.client, held.poll_limiter, job_ids,
-                         pacing=held.pacing))  # fmt: skip
+    held = worker_process()
+    outcomes = poll_rows(held.engine, held.client, held.poll_limiter, job_ids, pacing=held.pacing)
+    return len(outcomes)
 
 
 @shared_task(name=DOWNLOAD_TASK)  # type: ignore[untyped-decorator]
 def download(job_id: int) -> bool:
     """Fetch a succeeded row's video into VEO_DOWNLOAD_DIR (of this worker's host)."""
-    held = services()
+    held = worker_process()
     if held.settings.download_dir is None:
         return False  # the scheduler wants downloads, this worker was not told where
     return download_one(held.engine, held.videos, job_id, Path(held.settings.download_dir))
@@ -51,10 +50,9 @@ def enqueue(
     """Add `jobs` to `batch` (made if new) from any Celery client, in any language:
     `send_task("veobatch.enqueue", args=[batch, jobs])`. The same checks as files; a job's
     `external_id` (or `id`) makes a re-send add nothing. Answers what was stored, or the
-    problems (then nothing was stored)."""
-    held = services()
+    problems (then nothing was stored). Needs the database only, not the provider's key."""
     try:
-        intake = add_jobs(held.engine, held.settings.models, batch, jobs, None, webhook_url)
+        intake = worker_service().add(batch, jobs, webhook_url=webhook_url)
     except InvalidJobs as invalid:
         return {"ok": False, "batch": batch, "problems": invalid.problems}
     except VeoBatchError as refused:  # a bad batch name or webhook URL

@@ -9,29 +9,16 @@ import click
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from veobatch.errors import (
-    DatabaseError,
-    ExitCode,
-    VeoBatchError,
-)
+from veobatch.errors import EXIT_CODE_MEANINGS, DatabaseError, ExitCode, VeoBatchError
+from veobatch.service import BatchService
 from veobatch.settings import SETTINGS, Settings
 from veobatch.store import database
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-EXIT_CODES_HELP = """\b
-Exit codes:
-  0  done
-  1  the job file has invalid rows; nothing was stored
-  2  usage error (a bad option or argument)
-  3  the file is not a readable job file (syntax, encoding, binary, empty)
-  4  the database cannot be reached or is not migrated
-  5  no such batch
-  6  a setting is malformed
-  7  the batch's state forbids the operation (e.g. it was cancelled)
-  8  run: some rows failed or are in doubt
-  9  run: the batch is paused (the message says why)
-"""
+EXIT_CODES_HELP = "\b\nExit codes:\n" + "\n".join(
+    f"  {code.value:<3}  {meaning}" for code, meaning in EXIT_CODE_MEANINGS.items()
+)
 
 
 class App:
@@ -46,6 +33,11 @@ class App:
         if self._engine is None:
             self._engine = database.open_database(self.settings.database_url)
         return self._engine
+
+    @property
+    def service(self) -> BatchService:
+        """The operations every face calls, over this command's database."""
+        return BatchService(self.engine, self.settings)
 
 
 class VeoGroup(click.Group):

@@ -1,36 +1,29 @@
-"""Commands about stored batches: `status`, `jobs`, `rerun`, `pause`, `resume`, `cancel`."""
+"""Commands about stored batches: `status`, `jobs`, `rerun`, `pause`, `resume`, `cancel`.
+
+Each one parses its options, calls one method of the service, and formats the answer."""
 
 from __future__ import annotations
 
 import sys
-import time
-from collections.abc import Callable, Sequence
-from datetime import timedelta
+from collections.abc import Sequence
 from typing import Any
 
 import click
 
 from veobatch.cli.app import App, cli, pass_app
-from veobatch.cli.options import kind_option, one_of, split_values, status_option
+from veobatch.cli.options import (
+    is_are,
+    kind_option,
+    one_of,
+    rows_text,
+    split_values,
+    status_option,
+)
 from veobatch.cli.progress import progress_line
 from veobatch.cli.table import clip, render
-from veobatch.embedded_runner import snapshot
-from veobatch.engine import transitions
-from veobatch.errors import (
-    BatchStateError,
-)
+from veobatch.errors import NotFoundError
 from veobatch.states import BatchState, JobStatus
-from veobatch.store.queries import (
-    STATUS_ORDER,
-    attempts_of,
-    batch_id,
-    batch_summaries,
-    count_jobs,
-    error_kinds,
-    select_jobs,
-    stream_jobs,
-    utc,
-)
+from veobatch.store.queries import STATUS_ORDER
 
 # ---------------------------------------------------------------------------------- status
 
@@ -66,9 +59,7 @@ def status(app: App, name: str | None, watch: bool, every: float) -> None:
             raise click.UsageError("--watch follows one batch: veo-batch status NAME --watch")
         _watch_status(app, name, every)
         return
-    with app.engine.connect() as conn:
-        summaries = batch_summaries(conn, name)
-        kinds = error_kinds(conn, summaries[0].id) if name else []
+    summaries = [app.service.status(name)] if name else app.service.batches()
     if not summaries:
         click.echo("no batches yet: veo-batch load FILE")
         return
@@ -81,28 +72,19 @@ def status(app: App, name: str | None, watch: bool, every: float) -> None:
     for summary in summaries:
         if summary.pause_reason:
             click.echo(f"{summary.name}: paused: {summary.pause_reason}")
-    if kinds:
-        click.echo("errors: " + ", ".join(f"{kind} ×{count:,}" for kind, count in kinds))
+        if summary.error_kinds:
+            kinds = ", ".join(f"{kind} ×{count:,}" for kind, count in summary.error_kinds)
+            click.echo(f"errors: {kinds}")
 
 
 def _watch_status(app: App, name: str, every: float) -> None:
-    with app.engine.connect() as conn:
-        bid = batch_id(conn, name)
-    tty = sys.stderr.isatty()
     show = progress_line(every=0.0)
-    progress = snapshot(app.engine, bid)
-    progress.downloading = app.settings.download_dir is not None or progress.downloaded > 0
-    progress.done_at_start = progress.done
     try:
-        while True:
+        for progress in app.service.watch(name, every=every):
             show(progress)
-            if progress.state != BatchState.ACTIVE or not progress.of(*transitions.OPEN):
-                break
-            time.sleep(every)
-            progress = snapshot(app.engine, bid, progress)
     except KeyboardInterrupt:
         pass
-    if tty:
+    if sys.stderr.isatty():
         click.echo("", err=True)
 
 
@@ -140,62 +122,59 @@ def jobs(
       veo-batch jobs spring-sale --kind invalid,server --limit 0
       veo-batch jobs spring-sale --id sku-4512
     """
-    history: list[list[object]] = []
-    with app.engine.connect() as conn:
-        query = select_jobs(batch_id(conn, name), statuses, kinds, split_values(refs))
-        total = count_jobs(conn, query)
-        if refs:
-            history = [
-                [job_ref, utc(a.at), a.action, a.http_status, a.task_id, a.remote_status,
-                 a.error_kind, clip(a.error or "", 70)]
-                for job_ref, a in attempts_of(conn, query)
-            ]  # fmt: skip
-        rows = []
-        details: list[str] = []
-        for job in stream_jobs(conn, query.limit(limit) if limit else query):
-            if refs:
-                details.append(_job_details(job))
-            rows.append(
-                [
-                    job.ref,
-                    job.line,
-                    job.status,
-                    job.model,
-                    job.task_id,
-                    job.error_kind,
-                    job.http_status,
-                    clip(job.error or "", 90),
-                ]
-            )
+    chosen = split_values(refs)
+    service = app.service
+    rows = service.jobs(name, statuses=statuses, kinds=kinds, refs=chosen, limit=limit)
     if not rows:
+        if chosen:
+            raise NotFoundError(f"batch {name!r} has no job {', '.join(map(repr, chosen))}")
         click.echo("no rows match")
         return
-    click.echo(render(["ID", "LINE", "STATUS", "MODEL", "TASK_ID", "KIND", "HTTP", "ERROR"], rows))
+    table = [
+        [job["id"], job["line"], job["status"], job["model"], job["task_id"], job["error_kind"],
+         job["http_status"], clip(job["error"] or "", 90)]
+        for job in rows
+    ]  # fmt: skip
+    click.echo(render(["ID", "LINE", "STATUS", "MODEL", "TASK_ID", "KIND", "HTTP", "ERROR"], table))
+    total = service.count(name, statuses=statuses, kinds=kinds, refs=chosen)
     if total > len(rows):
         click.echo(f"showing {len(rows):,} of {total:,} rows; --limit 0 shows all")
-    for block in details:
-        click.echo("\n" + block)
+    if chosen:
+        _stories(app, name, rows)
+
+
+def _stories(app: App, name: str, rows: list[dict[str, Any]]) -> None:
+    """Each row's result fields, then one table of every row's history."""
+    history = []
+    for job in rows:
+        click.echo("\n" + _job_details(job))
+        history += [
+            [job["id"], a["at"], a["action"], a["http_status"], a["task_id"], a["remote_status"],
+             a["error_kind"], clip(a["error"] or "", 70)]
+            for a in app.service.job(name, job["id"])["history"]
+        ]  # fmt: skip
     if history:
         headers = ["ID", "AT", "ACTION", "HTTP", "TASK_ID", "REMOTE", "KIND", "ERROR"]
         click.echo("\n" + render(headers, history))
 
 
-def _job_details(job: Any) -> str:
+def _job_details(job: dict[str, Any]) -> str:
     """One row's result fields, one per line (only those that are set)."""
+    size = job["video_bytes"]
     fields = {
-        "remote status": " ".join(p for p in (job.remote_status, job.progress) if p),
-        "polls": job.polls or "",
-        "submitted at": utc(job.submitted_at) or "",
-        "finished at": utc(job.finished_at) or "",
-        "video url": job.video_url or "",
-        "video file": job.video_path or "",
-        "video bytes": f"{job.video_bytes:,}" if job.video_bytes is not None else "",
-        "video sha256": job.video_sha256 or "",
-        "download error": job.download_error or "",
-        "error": job.error or "",
+        "remote status": " ".join(p for p in (job["remote_status"], job["progress"]) if p),
+        "polls": job["polls"] or "",
+        "submitted at": job["submitted_at"] or "",
+        "finished at": job["finished_at"] or "",
+        "video url": job["video_url"] or "",
+        "video file": job["video_path"] or "",
+        "video bytes": f"{size:,}" if size is not None else "",
+        "video sha256": job["video_sha256"] or "",
+        "download error": job["download_error"] or "",
+        "error": job["error"] or "",
     }
     lines = [f"  {key}: {value}" for key, value in fields.items() if value != ""]
-    return "\n".join([f"{job.ref} ({job.status}):", *lines])
+    return "\n".join([f"{job['id']} ({job['status']}):", *lines])
 
 
 # ---------------------------------------------------------------------------------- batches
@@ -245,65 +224,62 @@ def rerun(
     chosen = list(statuses) or [JobStatus.FAILED.value]
     if in_doubt:
         chosen.append(JobStatus.IN_DOUBT.value)
-    with app.engine.connect() as conn:
-        query = select_jobs(batch_id(conn, name), chosen, kinds)
-        count = count_jobs(conn, query)
-    if dry_run or count == 0:
-        click.echo(f"{count:,} rows match; nothing changed")
+    service = app.service
+    look = service.rerun(name, chosen, kinds, dry_run=True)
+    if dry_run or look.matched == 0:
+        click.echo(f"{rows_text(look.matched)} match; nothing changed")
         return
-    paid = [s for s in chosen if s in PAID_FOR]
-    if paid and not yes:
+    if look.paid_for and not yes:
         click.confirm(
-            f"{count:,} rows include rows {' or '.join(paid)}: the provider has (or may have) "
-            "created and billed their tasks already, and a new task pays again. Go on?",
+            f"of the {rows_text(look.matched)} chosen, those {' or '.join(look.paid_for)}: "
+            "the provider has (or may have) created and billed their tasks already, and a "
+            "new task pays again. Go on?",
             abort=True,
             err=True,
         )
-    deadline = timedelta(seconds=app.settings.poll_deadline)
-    with app.engine.begin() as conn:
-        bid = batch_id(conn, name)
-        sent, polled = transitions.rerun(
-            conn, bid, transitions.utcnow(), chosen, kinds, deadline=deadline
-        )
-        state = transitions.reopen(conn, bid, transitions.utcnow())
-    if sent:
-        click.echo(f"{sent:,} rows are pending again; `veo-batch run` or the workers send them")
-    if polled:
+    done = service.rerun(name, chosen, kinds)
+    if done.sent_again:
         click.echo(
-            f"{polled:,} rows that timed out are generating again: their tasks are polled "
-            "(for another VEO_POLL_DEADLINE) by `veo-batch run` or the workers"
+            f"{rows_text(done.sent_again)} {is_are(done.sent_again)} pending again; "
+            f"`veo-batch run --batch {name}` or the workers send them"
         )
-    if state == BatchState.PAUSED:
+    if done.polled_again:
+        click.echo(
+            f"{rows_text(done.polled_again)} that timed out {is_are(done.polled_again)} "
+            "generating again: their tasks are polled (for another VEO_POLL_DEADLINE) by "
+            "`veo-batch run` or the workers"
+        )
+    if done.state == BatchState.PAUSED:
         click.echo(f"the batch is paused: `veo-batch resume {name}` once its cause is fixed")
-
-
-# Rows whose task exists (or may): sending them again pays again, so `rerun` asks first.
-PAID_FOR = (JobStatus.IN_DOUBT, JobStatus.SUBMITTED, JobStatus.SUCCEEDED)
-
-
-def _set_state(app: App, name: str, change: Callable[..., object], done: str) -> None:
-    with app.engine.begin() as conn:
-        changed = change(conn, batch_id(conn, name), transitions.utcnow())
-    if not changed:
-        raise BatchStateError(f"batch {name!r} is not in a state that allows this")
-    click.echo(done)
 
 
 @cli.command()
 @click.argument("name")
 @pass_app
 def pause(app: App, name: str) -> None:
-    """Stop sending rows of batch NAME (requests in flight finish)."""
-    _set_state(app, name, lambda conn, bid, now: transitions.pause(conn, bid, "paused by hand",
-               now), f"batch {name!r} paused; `veo-batch resume {name}` goes on")  # fmt: skip
+    """Stop sending rows of batch NAME (requests in flight finish; tasks made are followed).
+
+    \b
+    Example:
+      veo-batch pause spring-sale && veo-batch resume spring-sale
+    """
+    app.service.pause(name, "paused by hand")
+    click.echo(f"batch {name!r} paused; `veo-batch resume {name}` goes on")
 
 
 @cli.command()
 @click.argument("name")
 @pass_app
 def resume(app: App, name: str) -> None:
-    """Let batch NAME send again after a pause (fix what paused it first)."""
-    _set_state(app, name, transitions.resume, f"batch {name!r} is active again")
+    """Let batch NAME send again after a pause (fix what paused it first: the key, the
+    balance).
+
+    \b
+    Example:
+      veo-batch resume spring-sale && veo-batch run --batch spring-sale
+    """
+    app.service.resume(name)
+    click.echo(f"batch {name!r} is active again")
 
 
 @cli.command()
@@ -311,9 +287,13 @@ def resume(app: App, name: str) -> None:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask.")
 @pass_app
 def cancel(app: App, name: str, yes: bool) -> None:
-    """Cancel batch NAME: rows not yet sent become cancelled (requests in flight finish)."""
+    """Cancel batch NAME: rows not yet sent become cancelled (requests in flight finish).
+
+    \b
+    Example:
+      veo-batch cancel spring-sale --yes
+    """
     if not yes:
         click.confirm(f"cancel batch {name!r}? Its unsent rows will never be sent", abort=True)
-    with app.engine.begin() as conn:
-        rows = transitions.cancel(conn, batch_id(conn, name), transitions.utcnow())
-    click.echo(f"batch {name!r} cancelled; {rows:,} rows will not be sent")
+    rows = app.service.cancel(name)
+    click.echo(f"batch {name!r} cancelled; {rows_text(rows)} will not be sent")

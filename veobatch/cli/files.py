@@ -14,22 +14,17 @@ from veobatch.cli.options import (
     batch_option,
     format_option,
     kind_option,
+    plural,
+    rows_text,
     status_option,
     webhook_option,
 )
-from veobatch.engine import transitions
-from veobatch.errors import (
-    ExitCode,
-    JobFileError,
-)
-from veobatch.intake.loader import LoadResult, Progress, load_rows
+from veobatch.errors import ExitCode, JobFileError, VeoBatchError
+from veobatch.intake.loader import LoadResult, Progress
 from veobatch.intake.problems import DEFAULT_MAX_PROBLEMS
 from veobatch.intake.readers import open_job_file
-from veobatch.store.export import EXPORT_FORMATS, export_format, export_rows, write_export
-from veobatch.store.queries import (
-    batch_id,
-    select_jobs,
-)
+from veobatch.service import BatchService, check_batch_name
+from veobatch.store.export import EXPORT_FORMATS, export_format, write_export
 
 # ---------------------------------------------------------------------------------- load
 
@@ -76,13 +71,12 @@ def load(
       veo-batch load products.csv --batch spring-sale
       generate-jobs | veo-batch load - --format jsonl --batch nightly
     """
-    result = load_file(app, file, batch_name, file_format, skip_invalid, dry_run, max_problems)
+    result = load_file(
+        app, file, batch_name, file_format, skip_invalid, dry_run, max_problems, webhook_url
+    )
     if result.rejected:
         sys.exit(ExitCode.INVALID_ROWS)
     if not dry_run:
-        if webhook_url is not None:
-            with app.engine.begin() as conn:
-                transitions.set_webhook(conn, batch_id(conn, result.batch), webhook_url)
         click.echo(f"next: veo-batch status {result.batch}")
 
 
@@ -94,24 +88,19 @@ def load_file(
     skip_invalid: bool,
     dry_run: bool = False,
     max_problems: int = DEFAULT_MAX_PROBLEMS,
+    webhook_url: str | None = None,
 ) -> LoadResult:
     """What `load` does, and `run` before it submits: check, store, report."""
     name = _batch_name(batch_name, file)
     started = time.monotonic()
-    engine = None if dry_run else app.engine
+    service = BatchService(None, app.settings) if dry_run else app.service
     with open_job_file(file, file_format) as job_file:
-        result = load_rows(
-            engine,
-            job_file.rows(),
-            batch=name,
+        result = service.load(
+            job_file, name,
             source=job_file.name if job_file.name == "<stdin>" else str(Path(file).resolve()),
-            models=app.settings.models,
-            skip_invalid=skip_invalid,
-            dry_run=dry_run,
-            max_problems=max_problems,
-            progress=_progress_printer(job_file.size),
-            position=job_file.position,
-        )
+            skip_invalid=skip_invalid, dry_run=dry_run, max_problems=max_problems,
+            webhook_url=webhook_url, progress=_progress_printer(job_file.size),
+        )  # fmt: skip
         _print_load(job_file.name, result, dry_run, time.monotonic() - started)
     return result
 
@@ -122,11 +111,10 @@ def _batch_name(given: str | None, file: str) -> str:
         if file == "-":
             raise JobFileError("<stdin>", "name the batch with --batch when reading standard input")
         given = Path(file).name.rsplit(".", 1)[0] or Path(file).name
-    if not given.strip() or given != given.strip() or len(given) > 200:
-        raise click.BadParameter(
-            "a batch name is 1 to 200 characters, without spaces around it", param_hint="--batch"
-        )
-    return given
+    try:
+        return check_batch_name(given)
+    except VeoBatchError as exc:
+        raise click.BadParameter(str(exc), param_hint="--batch") from None
 
 
 def _progress_printer(size: int | None) -> Progress | None:
@@ -136,7 +124,7 @@ def _progress_printer(size: int | None) -> Progress | None:
 
     def show(rows: int, position: int | None) -> None:
         share = f" ({100 * position / size:.0f}%)" if position is not None and size else ""
-        click.echo(f"\rchecked {rows:,} rows{share}", nl=False, err=True)
+        click.echo(f"\rchecked {rows_text(rows)}{share}", nl=False, err=True)
 
     return show
 
@@ -148,8 +136,12 @@ def _print_load(name: str, result: LoadResult, dry_run: bool, seconds: float) ->
     for line in report.lines():
         click.echo(line, err=True)
     click.echo(
-        f"{name}: {result.rows:,} rows checked, {result.valid:,} valid"
-        + (f", {report.invalid_rows:,} invalid ({report.total:,} problems)" if report else "")
+        f"{name}: {rows_text(result.rows)} checked, {result.valid:,} valid"
+        + (
+            f", {report.invalid_rows:,} invalid ({plural(report.total, 'problem')})"
+            if report
+            else ""
+        )
     )
     if result.models:
         click.echo("  models: " + ", ".join(f"{m} ×{n:,}" for m, n in result.models.most_common()))
@@ -175,21 +167,23 @@ def _print_load(name: str, result: LoadResult, dry_run: bool, seconds: float) ->
     rate = f" ({result.rows / seconds:,.0f} rows/s)" if result.rows >= 10_000 else ""
     kind = "new" if result.created else "existing"
     click.echo(
-        f"batch {result.batch!r} ({kind}): stored {result.stored:,} "
-        f"rows in {seconds:.1f} s{rate}"
+        f"batch {result.batch!r} ({kind}): stored {rows_text(result.stored)} "
+        f"in {seconds:.1f} s{rate}"
         + (
-            f"; {result.already_present:,} were already in the batch"
+            f"; {result.already_present:,} {'was' if result.already_present == 1 else 'were'} "
+            "already in the batch"
             if result.already_present
             else ""
         )
     )
     if result.invalid_kept:
         click.echo(
-            f"  {result.invalid_kept:,} invalid rows stored as failed (error kind 'invalid')"
+            f"  {result.invalid_kept:,} invalid {rows_text(result.invalid_kept).split()[1]} stored "
+            "as failed (error kind 'invalid')"
         )
     if result.invalid_kept < report.invalid_rows:
         skipped = report.invalid_rows - result.invalid_kept
-        click.echo(f"  {skipped:,} rows not stored: their id was already taken in the file")
+        click.echo(f"  {rows_text(skipped)} not stored: their id was already taken in the file")
 
 
 # ---------------------------------------------------------------------------------- export
@@ -230,8 +224,7 @@ def export(
       veo-batch export spring-sale -o failed.jsonl --status failed
     """
     fmt = export_format(output, out_format) if output != "-" else (out_format or "csv")
-    with app.engine.connect() as conn:
-        columns, rows = export_rows(conn, select_jobs(batch_id(conn, name), statuses, kinds))
-        count = write_export(output, fmt, columns, rows, stdout=sys.stdout)
+    text = app.service.export(name, fmt, statuses=statuses, kinds=kinds)
+    write_export(output, text, stdout=sys.stdout)
     if output != "-":
-        click.echo(f"wrote {count:,} rows to {output}", err=True)
+        click.echo(f"wrote {rows_text(text.rows)} to {output}", err=True)

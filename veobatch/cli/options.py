@@ -6,7 +6,9 @@ from collections.abc import Callable, Sequence
 
 import click
 
+from veobatch.errors import VeoBatchError
 from veobatch.intake.readers import FORMATS
+from veobatch.service import check_webhook_url
 from veobatch.states import ErrorKind
 from veobatch.store.queries import (
     STATUS_ORDER,
@@ -25,6 +27,19 @@ format_option = click.option(
     type=click.Choice(FORMATS),
     help="File format, when the extension does not say (required for stdin).",
 )
+
+
+def plural(count: int, word: str) -> str:
+    """`1 row`, `2 rows`, `1,000 problems`."""
+    return f"{count:,} {word}" if count == 1 else f"{count:,} {word}s"
+
+
+def rows_text(count: int) -> str:
+    return plural(count, "row")
+
+
+def is_are(count: int) -> str:
+    return "is" if count == 1 else "are"
 
 
 def split_values(values: Sequence[str]) -> list[str]:
@@ -69,9 +84,10 @@ kind_option = click.option(
 
 
 def _http_url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    if value is not None and not value.startswith(("http://", "https://")):
-        raise click.BadParameter(f"{value!r} is not an http(s) URL")
-    return value
+    try:
+        return None if value is None else check_webhook_url(value)
+    except VeoBatchError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 webhook_option = click.option(

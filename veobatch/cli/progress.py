@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import click
 
-from veobatch.embedded_runner import Progress as RunProgress
+from veobatch.engine.progress import Progress as RunProgress
 from veobatch.states import BatchState, JobStatus
 
 

@@ -1,54 +1,44 @@
-"""`veo-batch run`: load a file, then take its rows to videos (here, or by the workers)."""
+"""`veo-batch run`: load a file (or take a stored batch), then take its rows to videos, here or
+by the workers."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import sys
-from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import click
 import httpx
-from sqlalchemy.engine import Engine
 
 from veobatch.cli.app import App, cli, pass_app
 from veobatch.cli.files import load_file
-from veobatch.cli.options import batch_option, format_option, webhook_option
+from veobatch.cli.options import (
+    batch_option,
+    format_option,
+    is_are,
+    rows_text,
+    webhook_option,
+)
 from veobatch.cli.progress import progress_line
 from veobatch.cli.table import render
-from veobatch.embedded_runner import EmbeddedRunner, watch
-from veobatch.embedded_runner import Progress as RunProgress
+from veobatch.embedded_runner import EmbeddedRunner
 from veobatch.engine import transitions, webhooks
-from veobatch.engine.poll_rules import Pacing, claim_for
-from veobatch.engine.rate_limit import LocalRateLimiter
-from veobatch.errors import (
-    BatchStateError,
-    ConfigError,
-    ExitCode,
-)
-from veobatch.process import lease_for
-from veobatch.provider.client import ProviderClient
+from veobatch.engine.progress import Progress
+from veobatch.errors import BatchStateError, ExitCode
+from veobatch.process import Process
 from veobatch.provider.mock import MockConfig, MockProvider
 from veobatch.settings import Secret, Settings
 from veobatch.states import BatchState, JobStatus
-from veobatch.store.export import export_format, export_rows, write_export
-from veobatch.store.queries import (
-    STATUS_ORDER,
-    batch_id,
-    batch_summaries,
-    error_kinds,
-    select_jobs,
-)
+from veobatch.store.export import export_format, write_export
+from veobatch.store.queries import STATUS_ORDER, BatchSummary
 
 MOCK_TASK_SECONDS = 3.0  # how long `run --mock` takes to "generate" a video
-
-# ---------------------------------------------------------------------------------- run
+MOCK_KEY = "mock-key"
 
 
 @cli.command()
-@click.argument("file", metavar="FILE")
+@click.argument("file", metavar="[FILE]", required=False)
 @batch_option
 @format_option
 @click.option(
@@ -90,7 +80,7 @@ MOCK_TASK_SECONDS = 3.0  # how long `run --mock` takes to "generate" a video
 @pass_app
 def run(
     app: App,
-    file: str,
+    file: str | None,
     batch_name: str | None,
     file_format: str | None,
     skip_invalid: bool,
@@ -103,6 +93,8 @@ def run(
 ) -> None:
     """Load FILE, submit its rows and follow each task to its video, in this process
     (SQLite by default, no Redis needed); then print a summary and export the results.
+    Without FILE, `--batch NAME` runs a stored batch (one queued over HTTP, from Python or
+    by a Celery client, or a rerun).
 
     Every row ends with a video URL (and, with --download, the file with its size and
     sha256) or an error that explains itself: the provider's reason when generation failed,
@@ -122,53 +114,114 @@ def run(
       veo-batch run jobs.example.yaml --mock --download videos
       VEO_API_BASE=https://relay.example VEO_API_KEY=sk-... VEO_RATE=10/min veo-batch run jobs.csv
       veo-batch --max-in-flight 20 run jobs.csv --no-wait
+      veo-batch run --batch nightly            # a batch queued over HTTP or from Python
     """
-    result = load_file(app, file, batch_name, file_format, skip_invalid)
-    if result.rejected:
-        sys.exit(ExitCode.INVALID_ROWS)
-    settings = app.settings
-    if webhook_url is not None:
-        with app.engine.begin() as conn:
-            transitions.set_webhook(conn, batch_id(conn, result.batch), webhook_url)
-    with app.engine.connect() as conn:
-        batch = batch_summaries(conn, result.batch)[0]
+    name = _stored_or_loaded(app, file, batch_name, file_format, skip_invalid, webhook_url)
+    batch = app.service.status(name)
     if batch.state == BatchState.CANCELLED:
-        raise BatchStateError(f"batch {batch.name!r} was cancelled")
+        raise BatchStateError(f"batch {batch.name!r} is cancelled: nothing to run", batch.state)
     if batch.state == BatchState.PAUSED:
         _exit_paused(batch.name, batch.pause_reason)
+    settings = app.settings
     if settings.redis_url and not mock:
-        click.echo(
-            "VEO_REDIS_URL is set: the rows go to the workers (`veo-batch scheduler` and "
-            "`veo-batch worker` must be running); following the batch",
-            err=True,
-        )
-        if download_dir:
-            click.echo(
-                "--download is for runs in this process: the workers download into their "
-                "own VEO_DOWNLOAD_DIR (set it on the scheduler and the workers)",
-                err=True,
-            )
-        try:
-            progress = watch(
-                app.engine, batch.id, wait_for_videos=wait,
-                downloading=settings.download_dir is not None, on_progress=progress_line(),
-            )  # fmt: skip
-        except KeyboardInterrupt:
-            click.echo(f"\nstopped following; the workers go on: veo-batch status {batch.name}",
-                       err=True)  # fmt: skip
-            sys.exit(130)
+        progress = _follow_workers(app, batch, wait, download_dir)
     else:
         videos = download_dir or settings.download_dir
-        runner = partial(
-            EmbeddedRunner, concurrency=concurrency, lease=lease_for(settings),
-            pacing=_pacing(settings, mock), max_in_flight=settings.max_in_flight,
-            poll_claim=claim_for(settings.poll_rate or settings.rate, 4 * concurrency),
-            wait_for_videos=wait, download_dir=Path(videos) if videos else None,
+        progress = _run_here(app, batch, mock, concurrency, wait, Path(videos) if videos else None)
+        _call_webhooks(app)
+    _print_run(app, name, progress, output)
+
+
+def _stored_or_loaded(
+    app: App,
+    file: str | None,
+    batch_name: str | None,
+    file_format: str | None,
+    skip_invalid: bool,
+    webhook_url: str | None,
+) -> str:
+    """The batch to run: FILE loaded (exit 1 if it has invalid rows), or the stored batch."""
+    if file is None:
+        if batch_name is None:
+            raise click.UsageError(
+                "name a job file (veo-batch run jobs.csv) or a stored batch "
+                "(veo-batch run --batch NAME)"
+            )
+        if webhook_url is not None:
+            app.service.set_webhook(batch_name, webhook_url)
+        return batch_name
+    result = load_file(app, file, batch_name, file_format, skip_invalid, webhook_url=webhook_url)
+    if result.rejected:
+        sys.exit(ExitCode.INVALID_ROWS)
+    return result.batch
+
+
+def _follow_workers(
+    app: App, batch: BatchSummary, wait: bool, download_dir: str | None
+) -> Progress:
+    click.echo(
+        "VEO_REDIS_URL is set: the rows go to the workers (`veo-batch scheduler` and "
+        "`veo-batch worker` must be running); following the batch",
+        err=True,
+    )
+    if download_dir:
+        click.echo(
+            "--download is for runs in this process: the workers download into their "
+            "own VEO_DOWNLOAD_DIR (set it on the scheduler and the workers)",
+            err=True,
+        )
+    show = progress_line()
+    progress = None
+    try:
+        for progress in app.service.watch(batch.name, wait_for_videos=wait):
+            show(progress)
+    except KeyboardInterrupt:
+        click.echo(
+            f"\nstopped following; the workers go on: veo-batch status {batch.name}", err=True
+        )
+        sys.exit(ExitCode.INTERRUPTED)
+    assert progress is not None  # watch yields at least once
+    return progress
+
+
+def _run_here(
+    app: App, batch: BatchSummary, mock: bool, concurrency: int, wait: bool, videos: Path | None
+) -> Progress:
+    """Work on the batch from this process (with the mock provider with `mock`)."""
+    with contextlib.ExitStack() as stack:
+        settings = app.settings
+        if mock:
+            provider = stack.enter_context(
+                MockProvider(MockConfig(api_key=MOCK_KEY, task_seconds=MOCK_TASK_SECONDS))
+            )
+            settings = _on_mock(settings, provider.url)
+            click.echo(f"sending to the mock provider at {provider.url} (nothing is spent)",
+                       err=True)  # fmt: skip
+        held = Process.open(settings, engine=app.engine, shared=False)
+        stack.callback(held.client.close)
+        stack.callback(held.videos.close)
+        runner = EmbeddedRunner.for_process(
+            held, batch.id, concurrency=concurrency, wait_for_videos=wait, download_dir=videos,
             on_progress=progress_line(),
         )  # fmt: skip
-        progress = _run_embedded(settings, app.engine, batch.id, mock, runner)
-        _call_webhooks(app)
-    _print_run(app, result.batch, progress, output)
+        try:
+            return runner.run()
+        except KeyboardInterrupt:
+            click.echo(
+                "\nstopped: requests in flight were recorded; rows not sent are "
+                "pending again. Run the same command to go on.",
+                err=True,
+            )
+            sys.exit(ExitCode.INTERRUPTED)
+
+
+def _on_mock(settings: Settings, url: str) -> Settings:
+    """The settings pointed at the mock provider; its videos take MOCK_TASK_SECONDS, so no
+    need to wait longer than that for the first poll."""
+    return dataclasses.replace(
+        settings, api_base=url, api_key=Secret(MOCK_KEY),
+        poll_delay=min(settings.poll_delay, MOCK_TASK_SECONDS),
+    )  # fmt: skip
 
 
 def _call_webhooks(app: App) -> None:
@@ -182,69 +235,17 @@ def _call_webhooks(app: App) -> None:
         click.echo(f"webhook told ({arrived:,} call{'s' if arrived > 1 else ''})", err=True)
 
 
-def _pacing(settings: Settings, mock: bool) -> Pacing:
-    """The settings' pacing; the mock's videos take MOCK_TASK_SECONDS, so no need to wait
-    longer than that for the first poll."""
-    pacing = Pacing.of(settings)
-    return (
-        dataclasses.replace(pacing, delay=min(pacing.delay, MOCK_TASK_SECONDS)) if mock else pacing
-    )
-
-
-def _run_embedded(
-    settings: Settings,
-    engine: Engine,
-    batch: int,
-    mock: bool,
-    runner: Callable[..., EmbeddedRunner],
-) -> RunProgress:
-    """Work on the batch from this process (with the mock provider with `mock`)."""
-    with contextlib.ExitStack() as stack:
-        if mock:
-            config = MockConfig(api_key="mock-key", task_seconds=MOCK_TASK_SECONDS)
-            provider = stack.enter_context(MockProvider(config))
-            base, key = provider.url, Secret("mock-key")
-            click.echo(f"sending to the mock provider at {base} (nothing is spent)", err=True)
-        elif settings.api_base is None or settings.api_key is None:
-            raise ConfigError(
-                "set VEO_API_BASE and VEO_API_KEY to send to the provider, or try --mock"
-            )
-        else:
-            base, key = settings.api_base, settings.api_key
-        client = stack.enter_context(
-            ProviderClient(
-                base,
-                key,
-                connect_timeout=settings.connect_timeout,
-                read_timeout=settings.read_timeout,
-            )
-        )
-        limiter = LocalRateLimiter.for_rate(settings.rate)
-        poll_limiter = LocalRateLimiter.for_rate(settings.poll_rate) if settings.poll_rate else None
-        try:
-            return runner(engine, client, limiter, batch, poll_limiter=poll_limiter).run()
-        except KeyboardInterrupt:
-            click.echo(
-                "\nstopped: requests in flight were recorded; rows not sent are "
-                "pending again. Run the same command to go on.",
-                err=True,
-            )
-            sys.exit(130)
-
-
-def _print_run(app: App, name: str, progress: RunProgress, output: str | None) -> None:
+def _print_run(app: App, name: str, progress: Progress, output: str | None) -> None:
     if sys.stderr.isatty():
         click.echo("", err=True)
-    with app.engine.connect() as conn:
-        batch = batch_summaries(conn, name)[0]
-        kinds = error_kinds(conn, batch.id)
-        path = output or f"{name}.results.csv"
-        columns, rows = export_rows(conn, select_jobs(batch.id))
-        write_export(path, export_format(path, None), columns, rows)
+    batch = app.service.status(name)
+    path = output or f"{name}.results.csv"
+    write_export(path, app.service.export(name, export_format(path, None)))
     counts = [(status, batch.counts.get(status, 0)) for status in STATUS_ORDER]
     click.echo(render(["STATUS", "ROWS"], [(s, f"{n:,}") for s, n in counts if n]))
-    if kinds:
-        click.echo("errors: " + ", ".join(f"{kind} ×{count:,}" for kind, count in kinds))
+    if batch.error_kinds:
+        kinds = ", ".join(f"{kind} ×{count:,}" for kind, count in batch.error_kinds)
+        click.echo(f"errors: {kinds}")
     click.echo(f"results: {path}")
     if batch.state == BatchState.PAUSED:
         _exit_paused(name, batch.pause_reason)
@@ -262,7 +263,8 @@ def _print_run(app: App, name: str, progress: RunProgress, output: str | None) -
     unfinished = batch.counts.get(JobStatus.FAILED, 0) + batch.counts.get(JobStatus.IN_DOUBT, 0)
     if unfinished:
         click.echo(
-            f"{unfinished:,} rows failed or are in doubt: `veo-batch jobs {name} --status "
+            f"{rows_text(unfinished)} failed or {is_are(unfinished)} in doubt: "
+            f"`veo-batch jobs {name} --status "
             f"failed` says why; `veo-batch rerun {name}` sends them again (`--kind timeout`: "
             "polls their tasks again)",
             err=True,

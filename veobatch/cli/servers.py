@@ -11,7 +11,6 @@ import click
 import redis
 
 from veobatch.cli.app import App, cli, pass_app
-from veobatch.engine.poll_rules import claim_for
 from veobatch.errors import (
     ConfigError,
 )
@@ -210,17 +209,13 @@ def scheduler_command(app: App, tick: float, depth: int | None) -> None:
     settings = app.settings
     if not settings.redis_url:
         raise ConfigError("the scheduler needs VEO_REDIS_URL")
-    from scheduler.loop import Scheduler, poll_group, queue_depth  # noqa: PLC0415
+    from scheduler.loop import Scheduler  # noqa: PLC0415
     from worker.app import make_app  # noqa: PLC0415
 
-    depth = depth or queue_depth(settings.rate)
-    loop = Scheduler(
-        app.engine, redis.Redis.from_url(settings.redis_url), make_app(settings),
-        depth=depth, tick=tick, max_in_flight=settings.max_in_flight,
-        poll_group=poll_group(settings.poll_rate or settings.rate),
-        poll_claim=claim_for(settings.poll_rate or settings.rate, depth),
-        downloads=settings.download_dir is not None, webhook_secret=settings.webhook_secret,
-    )  # fmt: skip
+    broker = redis.Redis.from_url(settings.redis_url)
+    loop = Scheduler.for_settings(
+        settings, app.engine, broker, make_app(settings), tick=tick, depth=depth
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     cap = settings.max_in_flight or "none"

@@ -25,16 +25,12 @@ from sqlalchemy.engine import Engine
 
 from veobatch.engine import transitions
 from veobatch.engine.submit_rules import backoff
-from veobatch.errors import VeoBatchError
+from veobatch.errors import DownloadError
 from veobatch.store.tables import Batch, Job
 
 MAX_DOWNLOADS: Final = 5  # tries before a download waits for the next `veo-batch run`
 _UNSAFE: Final = re.compile(r"[^A-Za-z0-9._-]")
 _EXTENSIONS: Final = frozenset({".mp4", ".webm", ".mov", ".mkv"})
-
-
-class DownloadError(VeoBatchError):
-    """A video could not be fetched (whatever the cause, the row's status stays)."""
 
 
 def safe_name(text: str) -> str:

@@ -18,7 +18,8 @@ from veobatch.engine import transitions
 from veobatch.engine.poll_rules import Pacing, PollOutcome, after_poll
 from veobatch.engine.rate_limit import RateLimiter
 from veobatch.engine.submit import sleep
-from veobatch.provider.client import ProviderClient, ProviderError, TaskState
+from veobatch.errors import ProviderError
+from veobatch.provider.client import ProviderClient, TaskState
 from veobatch.states import ErrorKind, JobStatus
 from veobatch.store.queries import utc
 from veobatch.store.tables import Job

@@ -24,7 +24,8 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from veobatch.engine.submit_rules import PAUSING
-from veobatch.provider.client import ProviderError, TaskState
+from veobatch.errors import ProviderError
+from veobatch.provider.client import TaskState
 from veobatch.settings import Rate, Settings
 from veobatch.states import ErrorKind, JobStatus
 

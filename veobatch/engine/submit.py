@@ -20,7 +20,8 @@ from veobatch.engine import transitions
 from veobatch.engine.poll_rules import Pacing
 from veobatch.engine.rate_limit import RateLimiter
 from veobatch.engine.submit_rules import MAX_ATTEMPTS, Outcome, after_error, succeeded
-from veobatch.provider.client import ProviderClient, ProviderError, job_payload
+from veobatch.errors import ProviderError
+from veobatch.provider.client import ProviderClient, job_payload
 from veobatch.states import BatchState, ErrorKind
 
 

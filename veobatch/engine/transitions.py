@@ -18,12 +18,8 @@ from sqlalchemy import Connection
 from veobatch.engine import webhooks
 from veobatch.engine.poll_rules import Pacing, PollOutcome
 from veobatch.engine.submit_rules import Outcome
-from veobatch.states import BatchState, ErrorKind, JobStatus
+from veobatch.states import IN_FLIGHT, OPEN, BatchState, ErrorKind, JobStatus
 from veobatch.store.tables import Attempt, Batch, Job
-
-UNSENT = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.SUBMITTING)  # no task yet
-IN_FLIGHT = (JobStatus.QUEUED, JobStatus.SUBMITTING, JobStatus.SUBMITTED)  # count to the cap
-OPEN = (*UNSENT, JobStatus.SUBMITTED)  # not finished: a task to create, or one to follow
 
 
 def utcnow() -> datetime:

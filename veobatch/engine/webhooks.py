@@ -27,7 +27,8 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
 from veobatch.settings import Secret
-from veobatch.store.tables import Batch, Delivery, DeliveryAttempt, Job
+from veobatch.store.queries import status_counts
+from veobatch.store.tables import Batch, Delivery, DeliveryAttempt
 
 MAX_TRIES: Final = 10
 FIRST_RETRY: Final = 10.0  # seconds; doubling, up to an hour
@@ -55,14 +56,9 @@ def notify(conn: Connection, batch_ids: list[int], event: str, now: datetime) ->
             Batch.id.in_(batch_ids), Batch.webhook_url.is_not(None)
         )
     ).all()
+    counted = status_counts(conn, [batch.id for batch in batches])
     for batch in batches:
-        counts = dict(
-            conn.execute(
-                sa.select(Job.status, sa.func.count())
-                .where(Job.batch_id == batch.id)
-                .group_by(Job.status)
-            ).all()
-        )
+        counts = counted[batch.id]
         body = {
             "event": event, "batch": batch.name, "state": batch.state,
             "pause_reason": batch.pause_reason, "total": sum(counts.values()), "counts": counts,

@@ -28,7 +28,7 @@ from urllib.parse import quote
 
 import httpx
 
-from veobatch.errors import VeoBatchError
+from veobatch.errors import ProviderError
 from veobatch.settings import Secret
 from veobatch.states import ErrorKind
 
@@ -36,24 +36,6 @@ SUBMIT_PATH: Final = "/v2/videos/generations"
 FINISHED: Final = frozenset({"SUCCESS", "FAILURE"})
 _QUOTA_WORDS: Final = re.compile(r"quota|balance|余额|额度|insufficient", re.IGNORECASE)
 _MAX_MESSAGE: Final = 500
-
-
-class ProviderError(VeoBatchError):
-    """A request to the provider that did not give what was asked; `kind` says what to do."""
-
-    def __init__(
-        self,
-        kind: ErrorKind,
-        message: str,
-        http_status: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        self.kind = kind
-        self.message = message
-        self.http_status = http_status
-        self.retry_after = retry_after
-        status = f"HTTP {http_status}: " if http_status is not None else ""
-        super().__init__(f"{kind.value}: {status}{message}")
 
 
 @dataclass(frozen=True, slots=True)

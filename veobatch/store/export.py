@@ -12,13 +12,14 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
+from sqlalchemy.engine import Engine
 
 from veobatch.errors import VeoBatchError
 from veobatch.intake.job_spec import OUTPUT_COLUMNS
@@ -79,39 +80,47 @@ def _row(job: sa.Row[Any], extras: list[str]) -> dict[str, Any]:
     return row
 
 
-def write_export(
-    path: str,
-    format: str,
-    columns: list[str],
-    rows: Iterator[dict[str, Any]],
-    stdout: IO[str] | None = None,
-) -> int:
-    """Write rows to `path` (`-` for `stdout`) atomically; returns the number of rows."""
+class ExportText:
+    """The rows `query` selects as CSV or JSON Lines text, a few hundred rows a chunk, read
+    while it is iterated (one connection, a server-side cursor on PostgreSQL); `rows` counts
+    the rows written so far."""
+
+    def __init__(self, engine: Engine, query: sa.Select[Any], format: str) -> None:
+        if format not in EXPORT_FORMATS:
+            raise VeoBatchError(f"format: {format!r} is not one of {', '.join(EXPORT_FORMATS)}")
+        self.engine, self.query, self.format = engine, query, format
+        self.rows = 0
+
+    def __iter__(self) -> Iterator[str]:
+        buffer = io.StringIO()
+        with self.engine.connect() as conn:
+            columns, rows = export_rows(conn, self.query)
+            for _ in _lines(buffer, self.format, columns, rows):
+                self.rows += 1
+                if self.rows % 500 == 0:
+                    yield buffer.getvalue()
+                    buffer.seek(0)
+                    buffer.truncate()
+        yield buffer.getvalue()
+
+
+def write_export(path: str, text: Iterable[str], stdout: IO[str] | None = None) -> None:
+    """Write `text` to `path` (`-`: `stdout`), atomically: into a temporary file beside it,
+    renamed into place once complete."""
     if path == "-":
         assert stdout is not None
-        return _write(stdout, format, columns, rows)
+        stdout.writelines(text)
+        return
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            count = _write(out, format, columns, rows)
+            out.writelines(text)
         os.replace(temporary, target)
     except BaseException:
         os.unlink(temporary)
         raise
-    return count
-
-
-def write_rows(format: str, columns: list[str], rows: Iterator[dict[str, Any]]) -> Iterator[str]:
-    """The export as text, a few hundred rows at a time (for a streamed HTTP answer)."""
-    buffer = io.StringIO()
-    for count, _ in enumerate(_lines(buffer, format, columns, rows), 1):
-        if count % 500 == 0:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
 
 
 def _lines(
@@ -128,10 +137,6 @@ def _lines(
     for row in rows:
         writer.writerow([_csv_cell(key, row[key]) for key in columns])
         yield None
-
-
-def _write(out: IO[str], format: str, columns: list[str], rows: Iterator[dict[str, Any]]) -> int:
-    return sum(1 for _ in _lines(out, format, columns, rows))
 
 
 def _csv_cell(key: str, value: Any) -> Any:

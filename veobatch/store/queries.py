@@ -24,6 +24,7 @@ class BatchSummary:
     pause_reason: str | None
     created_at: datetime
     counts: dict[str, int] = field(default_factory=dict)
+    error_kinds: list[tuple[str | None, int]] = field(default_factory=list)  # `status` only
 
     @property
     def total(self) -> int:
@@ -50,12 +51,22 @@ def batch_summaries(conn: Connection, name: str | None = None) -> list[BatchSumm
     }
     if name is not None and not batches:
         raise NotFoundError(f"no batch named {name!r}; `veo-batch status` lists the batches")
-    counts = sa.select(Job.batch_id, Job.status, sa.func.count()).group_by(Job.batch_id, Job.status)
-    if name is not None:
-        counts = counts.where(Job.batch_id.in_(list(batches)))
-    for batch_id, status, count in conn.execute(counts):
-        batches[batch_id].counts[status] = count
+    counted = status_counts(conn, list(batches) if name is not None else None)
+    for bid, counts in counted.items():
+        batches[bid].counts = counts
     return list(batches.values())
+
+
+def status_counts(conn: Connection, batch_ids: Sequence[int] | None) -> dict[int, dict[str, int]]:
+    """Each batch's rows counted per status (of `batch_ids`, or of every batch): the one
+    query behind `status`, the live progress and the webhook bodies."""
+    query = sa.select(Job.batch_id, Job.status, sa.func.count()).group_by(Job.batch_id, Job.status)
+    if batch_ids is not None:
+        query = query.where(Job.batch_id.in_(list(batch_ids)))
+    counted: dict[int, dict[str, int]] = {bid: {} for bid in batch_ids or ()}
+    for bid, status, count in conn.execute(query):
+        counted.setdefault(bid, {})[status] = count
+    return counted
 
 
 def batch_id(conn: Connection, name: str) -> int:

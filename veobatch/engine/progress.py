@@ -1,0 +1,130 @@
+"""A batch's progress while it runs: counts per status, the provider's progress, videos on
+disk, rate and ETA; read from the store, never from events, so any process can show it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from veobatch.engine.poll_rules import percent_of
+from veobatch.states import OPEN, UNSENT, BatchState, JobStatus
+from veobatch.store.queries import status_counts
+from veobatch.store.tables import Batch, Job
+
+
+@dataclass
+class Progress:
+    """A batch's counts per status while it runs, and how fast rows are getting done."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    state: str = BatchState.ACTIVE
+    pause_reason: str | None = None
+    started: float = field(default_factory=time.monotonic)
+    done_at_start: int | None = None
+    waits_for_videos: bool = True  # False: a row is done once it has a task (`--no-wait`)
+    generating: dict[str | None, int] = field(default_factory=dict)  # submitted rows by progress
+    downloading: bool = False  # videos are being fetched (shown, and waited for)
+    downloaded: int = 0
+    downloads_due: int = 0  # succeeded rows whose video is still to be fetched
+    download_errors: int = 0  # of which the last try failed
+
+    def of(self, *statuses: JobStatus) -> int:
+        return sum(self.counts.get(s, 0) for s in statuses)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def open_statuses(self) -> tuple[JobStatus, ...]:
+        return OPEN if self.waits_for_videos else UNSENT
+
+    @property
+    def done(self) -> int:
+        """Rows that need nothing more from this run."""
+        return self.total - self.of(*self.open_statuses)
+
+    @property
+    def over(self) -> bool:
+        """Nothing is left to wait for: every row is done, or the batch is not active."""
+        return self.state != BatchState.ACTIVE or not self.of(*self.open_statuses)
+
+    @property
+    def rate(self) -> float:
+        """Rows done per second in this run."""
+        elapsed = time.monotonic() - self.started
+        return (self.done - (self.done_at_start or 0)) / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        left = self.total - self.done
+        return left / self.rate if self.rate > 0 else None
+
+    @property
+    def average_progress(self) -> float | None:
+        """The provider's mean progress over the rows generating (rows it said nothing of: 0)."""
+        rows = sum(self.generating.values())
+        if not rows:
+            return None
+        return sum((percent_of(p) or 0.0) * n for p, n in self.generating.items()) / rows
+
+
+def snapshot(engine: Engine, batch_id: int, previous: Progress | None = None) -> Progress:
+    """The batch's state and counts now (keeping the start of the run from `previous`)."""
+    of_batch = Job.batch_id == batch_id
+    with engine.connect() as conn:
+        batch = conn.execute(
+            sa.select(Batch.state, Batch.pause_reason).where(Batch.id == batch_id)
+        ).one()
+        counts = status_counts(conn, [batch_id])[batch_id]
+        generating: dict[str | None, int] = {}
+        if counts.get(JobStatus.SUBMITTED):
+            generating = dict(
+                conn.execute(
+                    sa.select(Job.progress, sa.func.count())
+                    .where(of_batch, Job.status == JobStatus.SUBMITTED)
+                    .group_by(Job.progress)
+                ).all()
+            )
+        files = conn.execute(
+            sa.select(
+                sa.func.count(Job.video_path),
+                sa.func.count(Job.next_download_at),
+                sa.func.count(sa.case((Job.next_download_at.is_not(None), Job.download_error))),
+            ).where(of_batch, Job.status == JobStatus.SUCCEEDED)
+        ).one()
+    progress = Progress(
+        counts=counts, state=batch.state, pause_reason=batch.pause_reason, generating=generating,
+        downloaded=files[0], downloads_due=files[1], download_errors=files[2],
+    )  # fmt: skip
+    if previous is not None:
+        progress.started, progress.done_at_start = previous.started, previous.done_at_start
+        progress.waits_for_videos = previous.waits_for_videos
+        progress.downloading = previous.downloading
+    return progress
+
+
+def follow(
+    engine: Engine,
+    batch_id: int,
+    *,
+    every: float,
+    wait_for_videos: bool = True,
+    downloading: bool = False,
+    sleep: Callable[[float], object] = time.sleep,
+) -> Iterator[Progress]:
+    """The batch's progress now, then every `every` seconds, until nothing is left to wait
+    for (the last one yielded is `over`)."""
+    progress = snapshot(engine, batch_id)
+    progress.waits_for_videos = wait_for_videos
+    progress.downloading = downloading or progress.downloaded > 0
+    progress.done_at_start = progress.done
+    yield progress
+    while not progress.over:
+        sleep(every)
+        progress = snapshot(engine, batch_id, progress)
+        yield progress

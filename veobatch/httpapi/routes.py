@@ -1,0 +1,198 @@
+"""The HTTP API's routes: each parses its request, calls one method of the service, and
+shapes the answer. Every route declares the error statuses it can answer, and no other."""
+
+# No `from __future__ import annotations`: FastAPI reads the routes' annotations at runtime.
+
+from dataclasses import asdict
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
+from fastapi.responses import StreamingResponse
+
+from veobatch.httpapi import schemas
+from veobatch.httpapi.schemas import errors
+from veobatch.intake.readers import job_file_from_bytes
+from veobatch.service import BatchService, refuse_invalid
+from veobatch.states import BatchState, ErrorKind, JobStatus
+from veobatch.store.queries import BatchSummary
+
+EXPORT_MEDIA = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
+
+
+def service(request: Request) -> BatchService:
+    """The service the app was made over."""
+    held: BatchService = request.app.state.service
+    return held
+
+
+Service = Annotated[BatchService, Depends(service)]
+router = APIRouter(responses=errors(401))
+
+
+# ---------------------------------------------------------------------------------- intake
+
+
+@router.post(
+    "/batches", operation_id="add_jobs", tags=["intake"], response_model=schemas.Intake,
+    status_code=201,
+    responses={200: {"model": schemas.Intake, "description": "Every job was already there"},
+               **errors(400, 409, 413, 422)},
+)  # fmt: skip
+def add_jobs(body: schemas.BatchIn, response: Response, veo: Service) -> schemas.Intake:
+    """Add jobs to a batch (made if new). 201 if anything was added, 200 if every job was
+    already there (a re-send)."""
+    jobs = [job.model_dump(exclude_none=True) for job in body.jobs]
+    intake = veo.add(
+        body.name, jobs, idempotency_key=body.idempotency_key, webhook_url=body.webhook_url
+    )
+    if not intake.added:
+        response.status_code = 200
+    return schemas.Intake(**asdict(intake))
+
+
+@router.post(
+    "/batches/{name}/file", operation_id="upload_job_file", tags=["intake"],
+    response_model=schemas.Intake, status_code=201, responses=errors(400, 409, 413, 422),
+)  # fmt: skip
+def upload_job_file(
+    name: str,
+    file: Annotated[UploadFile, File(description="A CSV, YAML or JSON Lines job file.")],
+    veo: Service,
+    format: Annotated[
+        schemas.FileFormat | None, Form(description="Default: the file name's extension.")
+    ] = None,
+) -> schemas.Intake:
+    """Add the jobs of a job file to batch NAME, checked as `veo-batch load` checks it:
+    any invalid row and nothing is stored (422 lists the problems by line)."""
+    job_file = job_file_from_bytes(
+        file.filename or "upload", file.file.read(), format.value if format else None
+    )
+    result = veo.load(job_file, name, reader_process=False)
+    refuse_invalid(result)
+    return schemas.Intake(
+        batch=name, created=result.created, added=result.stored,
+        already_there=result.already_present, refs=[],
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------- reading
+
+
+@router.get(
+    "/batches", operation_id="list_batches", tags=["batches"],
+    response_model=list[schemas.Batch],
+)  # fmt: skip
+def list_batches(veo: Service) -> list[schemas.Batch]:
+    """Every batch, oldest first, with its rows counted per status."""
+    return [_batch(summary) for summary in veo.batches()]
+
+
+@router.get(
+    "/batches/{name}", operation_id="get_batch", tags=["batches"],
+    response_model=schemas.Batch, responses=errors(404),
+)  # fmt: skip
+def get_batch(name: str, veo: Service) -> schemas.Batch:
+    """A batch's state and its rows counted per status."""
+    return _batch(veo.status(name))
+
+
+@router.get(
+    "/batches/{name}/jobs", operation_id="list_jobs", tags=["jobs"],
+    response_model=schemas.JobsPage, responses=errors(404, 422),
+)  # fmt: skip
+def list_jobs(
+    name: str,
+    veo: Service,
+    status: Annotated[list[JobStatus] | None, Query(description="Repeat for several.")] = None,
+    kind: Annotated[list[ErrorKind] | None, Query(description="Error kinds.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> schemas.JobsPage:
+    """A page of the batch's rows, in the order they were added, and how many match."""
+    chosen = {"statuses": status or (), "kinds": kind or ()}
+    rows = [schemas.Job(**view) for view in veo.jobs(name, limit=limit, offset=offset, **chosen)]
+    total = veo.count(name, **chosen)
+    return schemas.JobsPage(jobs=rows, total=total, limit=limit, offset=offset)
+
+
+@router.get(
+    "/batches/{name}/jobs/{ref}", operation_id="get_job", tags=["jobs"],
+    response_model=schemas.JobStory, responses=errors(404),
+)  # fmt: skip
+def get_job(name: str, ref: str, veo: Service) -> schemas.JobStory:
+    """One row and its story: each submission, poll that changed something, download."""
+    return schemas.JobStory(**veo.job(name, ref))
+
+
+@router.get(
+    "/batches/{name}/export", operation_id="export_batch", tags=["batches"],
+    response_class=StreamingResponse,
+    responses={
+        200: {"description": "The rows as CSV or JSON Lines", "content": {
+            media: {"schema": {"type": "string"}} for media in EXPORT_MEDIA.values()}},
+        **errors(404, 422),
+    },
+)  # fmt: skip
+def export_batch(
+    name: str, veo: Service, format: schemas.ExportFormat = schemas.ExportFormat.CSV
+) -> StreamingResponse:
+    """Every row with its input fields and its outcome, as `veo-batch export` writes."""
+    text = veo.export(name, format.value)
+    disposition = f'attachment; filename="{name}.{format.value}"'
+    return StreamingResponse(
+        iter(text), media_type=EXPORT_MEDIA[format.value],
+        headers={"Content-Disposition": disposition},
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------- changes
+
+
+@router.post(
+    "/batches/{name}/rerun", operation_id="rerun_batch", tags=["batches"],
+    response_model=schemas.Rerun, responses=errors(400, 404, 413, 422),
+)  # fmt: skip
+def rerun_batch(name: str, body: schemas.RerunIn, veo: Service) -> schemas.Rerun:
+    """Failed rows (by default) back to work; timed-out rows are polled again. `dry_run`
+    only counts them (and says which chosen statuses would pay again)."""
+    done = veo.rerun(name, body.statuses, body.kinds, dry_run=body.dry_run)
+    return schemas.Rerun(
+        matched=done.matched, paid_for=[JobStatus(s) for s in done.paid_for],
+        sent_again=done.sent_again, polled_again=done.polled_again,
+    )  # fmt: skip
+
+
+@router.post(
+    "/batches/{name}/pause", operation_id="pause_batch", tags=["batches"],
+    response_model=schemas.Changed, responses=errors(404, 409),
+)  # fmt: skip
+def pause_batch(name: str, veo: Service) -> schemas.Changed:
+    """Stop sending the batch's rows (requests in flight finish)."""
+    return schemas.Changed(batch=name, state=BatchState(veo.pause(name, "paused over HTTP")))
+
+
+@router.post(
+    "/batches/{name}/resume", operation_id="resume_batch", tags=["batches"],
+    response_model=schemas.Changed, responses=errors(404, 409),
+)  # fmt: skip
+def resume_batch(name: str, veo: Service) -> schemas.Changed:
+    """Let a paused batch send again."""
+    return schemas.Changed(batch=name, state=BatchState(veo.resume(name)))
+
+
+@router.post(
+    "/batches/{name}/cancel", operation_id="cancel_batch", tags=["batches"],
+    response_model=schemas.Changed, responses=errors(404),
+)  # fmt: skip
+def cancel_batch(name: str, veo: Service) -> schemas.Changed:
+    """Rows not yet sent become cancelled (`rows` says how many); tasks made finish."""
+    rows = veo.cancel(name)
+    return schemas.Changed(batch=name, state=BatchState(veo.status(name).state), rows=rows)
+
+
+def _batch(summary: BatchSummary) -> schemas.Batch:
+    return schemas.Batch(
+        name=summary.name, state=BatchState(summary.state), pause_reason=summary.pause_reason,
+        created_at=summary.created_at, total=summary.total,
+        counts={JobStatus(status): n for status, n in summary.counts.items()},
+    )  # fmt: skip

@@ -1,0 +1,165 @@
+"""The shapes of the HTTP API's requests and answers (its OpenAPI schema is made from them)."""
+
+# No `from __future__ import annotations`: pydantic and FastAPI read these at runtime.
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from veobatch.states import BatchState, ErrorKind, JobStatus
+
+
+class FileFormat(StrEnum):
+    CSV = "csv"
+    YAML = "yaml"
+    JSONL = "jsonl"
+
+
+class ExportFormat(StrEnum):
+    CSV = "csv"
+    JSONL = "jsonl"
+
+
+class JobIn(BaseModel):
+    """A job as in a job file. Other fields go to the provider untouched (e.g.
+    enable_upsample). The checks a schema cannot say (images per model, prompt length, image
+    URLs, misspelled fields) answer 422 naming the job's index and the field."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str | int | None = Field(None, description="The job's key in its batch.")
+    external_id: str | int | None = Field(None, description="Another name for id.")
+    prompt: str
+    model: str
+    images: list[str] = Field(min_length=1, max_length=3)
+    aspect_ratio: str | None = None
+    enhance_prompt: bool | None = None
+
+
+class BatchIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200, description="The batch (made if new).")
+    jobs: list[JobIn] = Field(
+        min_length=1,
+        max_length=100_000,
+        description="The jobs; one with an id (or external_id) the batch already has adds "
+        "nothing, so a re-send is safe.",
+    )
+    idempotency_key: str | None = Field(
+        None, min_length=1, max_length=100,
+        description="Keys the jobs without an id: the same request sent again adds nothing.",
+    )  # fmt: skip
+    webhook_url: str | None = Field(
+        None, max_length=2000, pattern=r"^https?://\S+$",
+        description="Told (a JSON POST signed with HMAC-SHA256) when the batch finishes or "
+        "pauses; retried with backoff until it answers 2xx.",
+    )  # fmt: skip
+
+
+class Intake(BaseModel):
+    batch: str
+    created: bool
+    added: int
+    already_there: int
+    refs: list[str]
+
+
+class Batch(BaseModel):
+    name: str
+    state: BatchState
+    pause_reason: str | None
+    created_at: datetime
+    total: int
+    counts: dict[JobStatus, int]
+
+
+class Job(BaseModel):
+    id: str
+    line: int | None = Field(None, description="The row's line in its job file, if any.")
+    status: JobStatus
+    task_id: str | None
+    error: str | None
+    error_kind: ErrorKind | None
+    http_status: int | None
+    attempts: int
+    remote_status: str | None
+    progress: str | None
+    video_url: str | None
+    video_path: str | None
+    video_bytes: int | None
+    video_sha256: str | None
+    download_error: str | None
+    prompt: str
+    model: str
+    images: list[str]
+    submitted_at: datetime | None
+    finished_at: datetime | None
+
+
+class Event(BaseModel):
+    at: datetime | None
+    action: str = Field(description="submit, poll or download")
+    http_status: int | None
+    task_id: str | None
+    remote_status: str | None
+    error: str | None
+    error_kind: ErrorKind | None
+
+
+class JobStory(Job):
+    history: list[Event]
+
+
+class JobsPage(BaseModel):
+    jobs: list[Job]
+    total: int
+    limit: int
+    offset: int
+
+
+class RerunIn(BaseModel):
+    statuses: list[JobStatus] = Field(default=[JobStatus.FAILED], description="Rows in these.")
+    kinds: list[ErrorKind] = Field(default=[], description="Only rows with these error kinds.")
+    dry_run: bool = Field(default=False, description="Count the rows; change nothing.")
+
+
+class Rerun(BaseModel):
+    matched: int = Field(description="Rows in the chosen statuses and kinds.")
+    paid_for: list[JobStatus] = Field(
+        description="Chosen statuses whose rows have (or may have) a billed task: sending "
+        "them again pays again."
+    )
+    sent_again: int
+    polled_again: int
+
+
+class Changed(BaseModel):
+    batch: str
+    state: BatchState
+    rows: int | None = None
+
+
+class ProblemOut(BaseModel):
+    index: int | None = Field(description="The job's index in the request, or its file line.")
+    field: str | None
+    message: str
+
+
+class Problems(BaseModel):
+    detail: str
+    problems: list[ProblemOut] = []
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers a route can give, for its `responses=`."""
+    return {status: ERRORS[status] for status in statuses}
+
+
+ERRORS: dict[int, dict[str, Any]] = {
+    400: {"model": Problems, "description": "The body cannot be read (not UTF-8 JSON)"},
+    401: {"model": Problems, "description": "No or wrong bearer token"},
+    404: {"model": Problems, "description": "No such batch or job"},
+    409: {"model": Problems, "description": "The batch's state forbids it"},
+    413: {"model": Problems, "description": "Body too large"},
+    422: {"model": Problems, "description": "Invalid request or jobs"},
+}

@@ -1,0 +1,366 @@
+"""The service: every operation a person or a system can ask for, one method each.
+
+    add, load, batches, status, jobs, job, iter_jobs, export, rerun, pause, resume, cancel,
+    set_webhook, watch
+
+The command line, the HTTP API, the Celery task `veobatch.enqueue` and the Python API
+(`veobatch.Client`, which is this class opened from a URL) all call these methods: a face only
+parses its input and formats the answer. Errors are the typed ones of `veobatch.errors`; each
+face maps them to its exit codes or statuses in one table.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from veobatch.engine import transitions
+from veobatch.engine.progress import Progress, follow
+from veobatch.errors import (
+    BatchStateError,
+    DatabaseError,
+    InvalidJobs,
+    NotFoundError,
+    VeoBatchError,
+)
+from veobatch.intake.job_spec import ID_ALIAS, RawJob
+from veobatch.intake.loader import LoadResult, load_rows
+from veobatch.intake.loader import Progress as LoadProgress
+from veobatch.intake.problems import DEFAULT_MAX_PROBLEMS, Problem
+from veobatch.intake.readers import JobFile
+from veobatch.settings import Settings
+from veobatch.states import PAID_FOR, JobStatus
+from veobatch.store.export import ExportText
+from veobatch.store.queries import (
+    BatchSummary,
+    attempts_of,
+    batch_id,
+    batch_summaries,
+    count_jobs,
+    error_kinds,
+    select_jobs,
+    stream_jobs,
+    utc,
+)
+
+MAX_BATCH_NAME: Final = 200
+JOB_VIEW_FIELDS: Final = (
+    "ref", "line", "status", "task_id", "error", "error_kind", "http_status", "attempts",
+    "remote_status", "progress", "polls", "video_url", "video_path", "video_bytes",
+    "video_sha256", "download_error", "prompt", "model", "images", "submitted_at", "finished_at",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Intake:
+    """What `add` did."""
+
+    batch: str
+    created: bool  # the batch is new
+    added: int  # rows stored now
+    already_there: int  # jobs whose id the batch had: nothing was added for them
+    refs: list[str] = field(default_factory=list)  # each job's key, in the order given
+
+
+@dataclass(frozen=True)
+class Rerun:
+    """What a rerun matched and did (with `dry_run`, only `matched` and `paid_for`)."""
+
+    matched: int  # rows in the chosen statuses and kinds
+    paid_for: list[str]  # chosen statuses whose rows have (or may have) a paid task
+    sent_again: int = 0  # rows back to pending: sent as new tasks
+    polled_again: int = 0  # timed-out rows whose task is polled again
+    state: str | None = None  # the batch's state afterwards
+
+
+def check_batch_name(name: object) -> str:
+    if (
+        not isinstance(name, str)
+        or not name.strip()
+        or name != name.strip()
+        or len(name) > MAX_BATCH_NAME
+    ):
+        raise VeoBatchError(
+            f"a batch name is 1 to {MAX_BATCH_NAME} characters, without spaces around it"
+        )
+    return name
+
+
+def check_webhook_url(url: str) -> str:
+    """An http(s) URL with a host, or the reason it is not one."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        host, parts = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not host or len(url) > 2000:
+        raise VeoBatchError(f"webhook_url: {url[:100]!r} is not an http(s) URL with a host")
+    return url
+
+
+class BatchService:
+    """The operations on batches over one engine and one set of settings."""
+
+    def __init__(self, engine: Engine | None, settings: Settings) -> None:
+        self._engine = engine  # None: only checks that need no database (a dry run)
+        self.settings = settings
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise DatabaseError("this service was opened without a database")
+        return self._engine
+
+    # ------------------------------------------------------------------ intake
+
+    def add(
+        self,
+        batch: str,
+        jobs: Iterable[Mapping[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+        webhook_url: str | None = None,
+    ) -> Intake:
+        """Check every job and store them in `batch` (made if new), in one transaction: one
+        invalid job and nothing is stored (`InvalidJobs` says which and why). Jobs without an
+        id are keyed by `idempotency_key` and their place in `jobs` when it is given, so the
+        same call made again adds nothing. `webhook_url` is told (a signed JSON POST) when
+        the batch finishes or pauses."""
+        check_batch_name(batch)
+        if webhook_url is not None:
+            check_webhook_url(webhook_url)
+        keyed = [_with_key(index, job, idempotency_key) for index, job in enumerate(jobs)]
+        rows = (RawJob.from_mapping(index, job) for index, job in enumerate(keyed))
+        result = load_rows(
+            self.engine, rows, batch=batch, source="python", models=self.settings.models,
+            reader_process=False,
+        )  # fmt: skip
+        if result.rejected:
+            report = result.report
+            raise InvalidJobs(report.problems, report.total - len(report.problems))
+        if webhook_url is not None:
+            self.set_webhook(batch, webhook_url)
+        refs = [str(job.get("id") or job.get(ID_ALIAS)) for job in keyed]
+        return Intake(batch, result.created, result.stored, result.already_present, refs)
+
+    def load(
+        self,
+        job_file: JobFile,
+        batch: str,
+        *,
+        source: str | None = None,
+        skip_invalid: bool = False,
+        dry_run: bool = False,
+        max_problems: int = DEFAULT_MAX_PROBLEMS,
+        webhook_url: str | None = None,
+        progress: LoadProgress | None = None,
+        reader_process: bool | None = None,
+    ) -> LoadResult:
+        """Check every row of `job_file` and (unless `dry_run`) store them as `batch`. Invalid
+        rows (without `skip_invalid`) store nothing: `result.rejected`, and `result.report`
+        lists the problems by line; `refuse_invalid(result)` turns that into `InvalidJobs`."""
+        check_batch_name(batch)
+        if webhook_url is not None:
+            check_webhook_url(webhook_url)
+        result = load_rows(
+            None if dry_run else self.engine, job_file.rows(), batch=batch,
+            source=source or job_file.name, models=self.settings.models,
+            skip_invalid=skip_invalid, dry_run=dry_run, max_problems=max_problems,
+            progress=progress, position=job_file.position, reader_process=reader_process,
+        )  # fmt: skip
+        if webhook_url is not None and not dry_run and not result.rejected:
+            self.set_webhook(batch, webhook_url)
+        return result
+
+    # ------------------------------------------------------------------ reading
+
+    def batches(self) -> list[BatchSummary]:
+        """Every batch, oldest first, with its counts per status."""
+        with self.engine.connect() as conn:
+            return batch_summaries(conn)
+
+    def status(self, batch: str) -> BatchSummary:
+        """One batch: its state, why it is paused, its counts per status and its errors
+        counted per kind."""
+        with self.engine.connect() as conn:
+            summary = batch_summaries(conn, batch)[0]
+            summary.error_kinds = error_kinds(conn, summary.id)
+        return summary
+
+    def jobs(
+        self,
+        batch: str,
+        *,
+        statuses: Sequence[str] = (),
+        kinds: Sequence[str] = (),
+        refs: Sequence[str] = (),
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """A page of the batch's rows (in the order they were added), as plain dicts;
+        `limit=0` is every row from `offset` on."""
+        with self.engine.connect() as conn:
+            query = select_jobs(batch_id(conn, batch), statuses, kinds, refs).offset(offset)
+            page = query.limit(limit) if limit else query
+            return [job_view(row) for row in stream_jobs(conn, page)]
+
+    def count(
+        self,
+        batch: str,
+        *,
+        statuses: Sequence[str] = (),
+        kinds: Sequence[str] = (),
+        refs: Sequence[str] = (),
+    ) -> int:
+        """How many rows `jobs` pages through."""
+        with self.engine.connect() as conn:
+            return count_jobs(conn, select_jobs(batch_id(conn, batch), statuses, kinds, refs))
+
+    def job(self, batch: str, ref: str) -> dict[str, Any]:
+        """One row with its whole history (each submission, poll and download)."""
+        with self.engine.connect() as conn:
+            query = select_jobs(batch_id(conn, batch), refs=[ref])
+            row = conn.execute(query).first()
+            if row is None:
+                raise NotFoundError(
+                    f"batch {batch!r} has no job {ref!r}; `veo-batch jobs {batch}` lists them"
+                )
+            view = job_view(row)
+            view["history"] = [history_view(attempt) for _, attempt in attempts_of(conn, query)]
+        return view
+
+    def iter_jobs(self, batch: str) -> Iterator[dict[str, Any]]:
+        """Every row of the batch, streamed."""
+        with self.engine.connect() as conn:
+            query = select_jobs(batch_id(conn, batch))
+            for row in stream_jobs(conn, query):
+                yield job_view(row)
+
+    def export(
+        self, batch: str, format: str, *, statuses: Sequence[str] = (), kinds: Sequence[str] = ()
+    ) -> ExportText:
+        """The batch as CSV or JSON Lines text, read as it is iterated: each row's input
+        fields (loadable again) and its outcome. An unknown batch raises at once."""
+        with self.engine.connect() as conn:
+            bid = batch_id(conn, batch)
+        return ExportText(self.engine, select_jobs(bid, statuses, kinds), format)
+
+    def watch(
+        self,
+        batch: str,
+        *,
+        every: float = 1.0,
+        wait_for_videos: bool = True,
+        downloading: bool | None = None,
+    ) -> Iterator[Progress]:
+        """The batch's progress now, then every `every` seconds, until nothing is left to do
+        for it or it stops being active (paused, cancelled)."""
+        with self.engine.connect() as conn:
+            bid = batch_id(conn, batch)
+        if downloading is None:
+            downloading = self.settings.download_dir is not None
+        return follow(
+            self.engine, bid, every=every, wait_for_videos=wait_for_videos,
+            downloading=downloading,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ changes
+
+    def rerun(
+        self,
+        batch: str,
+        statuses: Sequence[str] = (JobStatus.FAILED,),
+        kinds: Sequence[str] = (),
+        *,
+        dry_run: bool = False,
+    ) -> Rerun:
+        """Rows back to work: sent again as new tasks, except timed-out rows, whose task is
+        polled again. Sending a row that has a task pays again (`paid_for` names the chosen
+        statuses that do): choose statuses with care, or look with `dry_run` first."""
+        paid = [str(status) for status in statuses if status in PAID_FOR]
+        if dry_run:
+            with self.engine.connect() as conn:
+                matched = count_jobs(conn, select_jobs(batch_id(conn, batch), statuses, kinds))
+            return Rerun(matched, paid)
+        deadline = timedelta(seconds=self.settings.poll_deadline)
+        with self.engine.begin() as conn:
+            bid = batch_id(conn, batch)
+            now = transitions.utcnow()
+            sent, polled = transitions.rerun(conn, bid, now, statuses, kinds, deadline=deadline)
+            state = transitions.reopen(conn, bid, now)
+        return Rerun(sent + polled, paid, sent, polled, state)
+
+    def pause(self, batch: str, reason: str = "paused by hand") -> str:
+        """Stop sending the batch's rows (requests in flight finish); its state afterwards."""
+        return self._change(batch, "pause", lambda c, b, n: transitions.pause(c, b, reason, n))
+
+    def resume(self, batch: str) -> str:
+        """Let a paused (or finished) batch send again; its state afterwards."""
+        return self._change(batch, "resume", transitions.resume)
+
+    def cancel(self, batch: str) -> int:
+        """Cancel the batch; the number of rows that will not be sent (tasks made finish)."""
+        with self.engine.begin() as conn:
+            return transitions.cancel(conn, batch_id(conn, batch), transitions.utcnow())
+
+    def set_webhook(self, batch: str, url: str | None) -> None:
+        """The URL told when the batch finishes or pauses (None: no longer told)."""
+        if url is not None:
+            check_webhook_url(url)
+        with self.engine.begin() as conn:
+            transitions.set_webhook(conn, batch_id(conn, batch), url)
+
+    def _change(self, batch: str, action: str, change: Any) -> str:
+        with self.engine.begin() as conn:
+            bid = batch_id(conn, batch)
+            changed = change(conn, bid, transitions.utcnow())
+            state = transitions.batch_state(conn, bid) or ""
+        if not changed:
+            raise BatchStateError(f"batch {batch!r} is {state}: it cannot {action}", state)
+        return state
+
+
+def refuse_invalid(result: LoadResult) -> None:
+    """`InvalidJobs` (problems by line) if the load stored nothing for invalid rows."""
+    if result.rejected:
+        report = result.report
+        more = report.total - len(report.problems)
+        raise InvalidJobs(report.problems, more, source=report.source)
+
+
+def job_view(row: sa.Row[Any]) -> dict[str, Any]:
+    """A row as the faces show it: its key is `id`, times are UTC."""
+    view = {name: getattr(row, name) for name in JOB_VIEW_FIELDS}
+    view["id"] = view.pop("ref")
+    for name in ("submitted_at", "finished_at"):
+        view[name] = utc(view[name])
+    return view
+
+
+def history_view(attempt: sa.Row[Any]) -> dict[str, Any]:
+    """One submission, poll or download of a row."""
+    return {
+        "at": utc(attempt.at), "action": attempt.action, "http_status": attempt.http_status,
+        "task_id": attempt.task_id, "remote_status": attempt.remote_status,
+        "error": attempt.error, "error_kind": attempt.error_kind,
+    }  # fmt: skip
+
+
+def _with_key(index: int, job: Mapping[str, Any], idempotency_key: str | None) -> dict[str, Any]:
+    """The job with a key: its own id; else, with an idempotency key for the whole request,
+    that key and the job's place in it (so the same request sent again adds nothing); else
+    a fresh one (then a retry makes a second row)."""
+    if not isinstance(job, Mapping):
+        kind = type(job).__name__
+        raise InvalidJobs([Problem(index, None, f"a job is a mapping of fields, not {kind}")])
+    keyed = dict(job)
+    if keyed.get("id") in (None, "") and keyed.get(ID_ALIAS) in (None, ""):
+        keyed["id"] = f"{idempotency_key}:{index}" if idempotency_key else uuid.uuid4().hex[:16]
+    return keyed
