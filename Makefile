@@ -23,9 +23,11 @@ lint: $(BIN)/veo-batch
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: $(BIN)/veo-batch
+bench: $(BIN)/veo-batch  ## the three benchmarks: loading, submitting, following tasks
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/load.py
+	$(BIN)/python bench/submit.py
+	$(BIN)/python bench/poll.py
 
 clean:
 	rm -rf $(VENV) veo-batch.db veo-batch.db-wal veo-batch.db-shm jobs.example.results.csv

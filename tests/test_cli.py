@@ -6,6 +6,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import Cli
-from veobatch.errors import ExitCode
+from veobatch.errors import EXIT_CODE_MEANINGS, ExitCode
 from veobatch.settings import normalize_database_url
 
 EXAMPLE = str(Path(__file__).parent.parent / "jobs.example.yaml")
@@ -374,3 +375,14 @@ def test_serve_needs_tokens_or_a_loopback_no_auth(sqlite_run: Cli) -> None:
     short = sqlite_run("--api-tokens", "short", "serve")
     assert short.exit_code == ExitCode.CONFIG
     assert "VEO_API_TOKENS: each token must be at least 16 characters" in short.output
+
+
+def test_exit_codes_are_told_as_the_error_module_says(sqlite_run: Cli) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    table = dict(re.findall(r"^\| (\d+) \| (.+) \|$", readme, re.MULTILINE))
+    assert {int(code): text for code, text in table.items()} == {
+        code.value: text for code, text in EXIT_CODE_MEANINGS.items()
+    }
+    shown = " ".join(sqlite_run("--help").stdout.split())
+    for code, text in EXIT_CODE_MEANINGS.items():
+        assert f"{code.value} {' '.join(text.split())}" in shown

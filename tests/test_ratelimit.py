@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from tests.conftest import REDIS_URL
+from veobatch.engine.backoff import COOL_DOWN
 from veobatch.engine.rate_limit import (
-    COOL_DOWN_CAP,
     LocalRateLimiter,
     RedisRateLimiter,
     cool_down_seconds,
@@ -58,7 +58,7 @@ def test_no_rate_means_no_wait_but_cool_downs_still_apply() -> None:
 
 @pytest.mark.parametrize(
     ("strikes", "retry_after", "pause"),
-    [(1, None, 2.0), (2, None, 4.0), (3, None, 8.0), (30, None, COOL_DOWN_CAP), (5, 1.5, 1.5)],
+    [(1, None, 2.0), (2, None, 4.0), (3, None, 8.0), (30, None, COOL_DOWN.cap), (5, 1.5, 1.5)],
 )
 def test_cool_down_doubles_and_honours_retry_after(
     strikes: int, retry_after: float | None, pause: float

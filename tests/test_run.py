@@ -41,6 +41,7 @@ def load(engine: Engine, prompts: list[str], batch: str = "b") -> int:
 
 
 # Polls come fast in tests: the mock's tasks take a fraction of a second.
+DEADLINE = timedelta(minutes=30)  # a rerun's new deadline for polls
 FAST = Pacing(delay=0.05, shortest=0.05, longest=0.2, deadline=30.0)
 
 
@@ -170,7 +171,9 @@ def test_rerun_sends_failed_rows_again(engine: Engine, mock: MockProvider) -> No
     batch_id = load(engine, ["[mock:status=400] x", "ok"])
     run(engine, mock, batch_id)
     with engine.begin() as conn:
-        assert transitions.rerun(conn, batch_id, transitions.utcnow(), ["failed"]) == (1, 0)
+        assert transitions.rerun(
+            conn, batch_id, transitions.utcnow(), ["failed"], deadline=DEADLINE
+        ) == (1, 0)
         assert transitions.resume(conn, batch_id, transitions.utcnow())
     run(engine, mock, batch_id)
     row = rows(engine)["[mock:status=400] x"]
@@ -224,7 +227,9 @@ def test_a_deadline_times_out_and_rerun_polls_the_same_task_again(
     assert (row.status, row.error_kind) == ("failed", "timeout")
     assert "--kind timeout" in row.error
     with engine.begin() as conn:
-        again = transitions.rerun(conn, batch_id, transitions.utcnow(), ["failed"], ["timeout"])
+        again = transitions.rerun(
+            conn, batch_id, transitions.utcnow(), ["failed"], ["timeout"], deadline=DEADLINE
+        )
         assert again == (0, 1)  # nothing to send, one task to poll
         transitions.reopen(conn, batch_id, transitions.utcnow())
     run(engine, mock, batch_id)
@@ -239,7 +244,9 @@ def test_rerun_of_a_remote_failure_makes_a_new_task(engine: Engine, mock: MockPr
     first = rows(engine)["[mock:fail] refused"]
     assert (first.status, first.error_kind) == ("failed", "remote")
     with engine.begin() as conn:
-        assert transitions.rerun(conn, batch_id, transitions.utcnow(), ["failed"], ["remote"]) == (
+        assert transitions.rerun(
+            conn, batch_id, transitions.utcnow(), ["failed"], ["remote"], deadline=DEADLINE
+        ) == (
             1,
             0,
         )
@@ -325,3 +332,14 @@ def test_active_batches_share_each_release(engine: Engine) -> None:
     assert sorted(of.values()).count(big) == 7
     with engine.begin() as conn:
         assert len(transitions.release(conn, transitions.utcnow(), 100)) == 43
+
+
+def test_no_wait_stops_once_every_row_has_a_task_and_polls_nothing(
+    engine: Engine, mock: MockProvider
+) -> None:
+    batch_id = load(engine, [f"row {n}" for n in range(30)])
+    at_once = Pacing(delay=0.0, shortest=0.05, longest=0.2, deadline=30.0)  # polls due at once
+    progress = run(engine, mock, batch_id, wait_for_videos=False, pacing=at_once)
+    assert progress.of(JobStatus.SUBMITTED) == 30
+    assert mock.stats()["created"] == 30
+    assert mock.stats()["polls"] == 0

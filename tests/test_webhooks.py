@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from tests.conftest import Cli, serving
 from veobatch import Client
 from veobatch.engine import transitions, webhooks
+from veobatch.engine.backoff import WEBHOOK_RETRY
 from veobatch.settings import Secret
 from veobatch.store.tables import Delivery, DeliveryAttempt, Job
 
@@ -83,7 +84,7 @@ def test_a_failing_receiver_is_called_again_until_it_answers(
         assert webhooks.deliver_due(engine, http, SECRET, now) == 0  # 500
         assert webhooks.deliver_due(engine, http, SECRET, now) == 0  # not due again yet
         assert len(receiver.calls) == 1
-        later = now + timedelta(seconds=webhooks.retry_in(1) + 1)
+        later = now + timedelta(seconds=WEBHOOK_RETRY.delay(1) + 1)
         assert webhooks.deliver_due(engine, http, SECRET, later) == 1
         assert webhooks.deliver_due(engine, http, SECRET, later + timedelta(hours=2)) == 0
     assert len(receiver.calls) == 2

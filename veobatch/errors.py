@@ -53,9 +53,11 @@ EXIT_CODE_MEANINGS: Final[dict[ExitCode, str]] = {
     ExitCode.NOT_FOUND: "no such batch or job",
     ExitCode.CONFIG: "a setting is malformed or missing",
     ExitCode.STATE: "the batch's state forbids the operation (e.g. it was cancelled)",
-    ExitCode.ROWS_FAILED: "run: some rows ended failed or in doubt",
-    ExitCode.PAUSED: "run: the batch is paused (a 401 or an empty balance; the message says why)",
-    ExitCode.INTERRUPTED: "run, status --watch: stopped with Ctrl-C; the same command goes on",
+    ExitCode.ROWS_FAILED: "`run`: some rows ended failed (generation failed, timed out, refused) "
+    "or in doubt (`veo-batch jobs NAME --status failed` says why)",
+    ExitCode.PAUSED: "`run`: the batch is paused (a 401 or an empty balance): fix it, then "
+    "`veo-batch resume NAME`",
+    ExitCode.INTERRUPTED: "`run`: stopped with Ctrl-C; running the same command again goes on",
 }
 
 

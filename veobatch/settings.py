@@ -11,7 +11,7 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from veobatch.errors import ConfigError
 from veobatch.intake.catalog import DEFAULT_MODELS, ImageRange, parse_models
@@ -174,7 +174,9 @@ def normalize_database_url(url: str) -> str:
     )
 
 
-def _seconds(raw: Mapping[str, str], name: str, env: str, default: float) -> float:
+def _seconds(raw: Mapping[str, str], name: str, default: Any) -> Any:
+    """Setting `name` (VEO_NAME) as seconds above 0, or `default` when it is not given."""
+    env = f"VEO_{name.upper()}"
     if name not in raw:
         return default
     try:
@@ -242,20 +244,23 @@ class Settings:
         api_base = raw.get("api_base")
         if api_base is not None and not api_base.startswith(("http://", "https://")):
             raise ConfigError(f"VEO_API_BASE: {api_base!r} must start with http:// or https://")
+        base = cls()  # the defaults: they live in the fields above, and only there
         return cls(
             database_url=normalize_database_url(raw.get("database_url", DEFAULT_DATABASE_URL)),
             redis_url=raw.get("redis_url"),
             api_base=api_base.rstrip("/") if api_base else None,
             api_key=Secret(raw["api_key"]) if "api_key" in raw else None,
             rate=Rate.parse(raw["rate"]) if "rate" in raw else None,
-            connect_timeout=_seconds(raw, "connect_timeout", "VEO_CONNECT_TIMEOUT", 10.0),
-            read_timeout=_seconds(raw, "read_timeout", "VEO_READ_TIMEOUT", 60.0),
-            lease=_seconds(raw, "lease", "VEO_LEASE", 0.0) or None,
-            models=parse_models(raw["models"]) if "models" in raw else dict(DEFAULT_MODELS),
+            connect_timeout=_seconds(raw, "connect_timeout", base.connect_timeout),
+            read_timeout=_seconds(raw, "read_timeout", base.read_timeout),
+            lease=_seconds(raw, "lease", base.lease),
+            models=parse_models(raw["models"]) if "models" in raw else base.models,
             max_in_flight=_count(raw, "max_in_flight", "VEO_MAX_IN_FLIGHT"),
-            poll_delay=_seconds(raw, "poll_delay", "VEO_POLL_DELAY", 10.0),
-            poll_interval=_span(raw.get("poll_interval", "5-30")),
-            poll_deadline=_seconds(raw, "poll_deadline", "VEO_POLL_DEADLINE", 1800.0),
+            poll_delay=_seconds(raw, "poll_delay", base.poll_delay),
+            poll_interval=(
+                _span(raw["poll_interval"]) if "poll_interval" in raw else base.poll_interval
+            ),
+            poll_deadline=_seconds(raw, "poll_deadline", base.poll_deadline),
             poll_rate=Rate.parse(raw["poll_rate"], "VEO_POLL_RATE") if "poll_rate" in raw else None,
             download_dir=raw.get("download_dir"),
             api_tokens=_tokens(raw.get("api_tokens", "")),

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from veobatch.engine import transitions
-from veobatch.engine.submit_rules import backoff
+from veobatch.engine.backoff import DOWNLOAD_RETRY
 from veobatch.errors import DownloadError
 from veobatch.store.tables import Batch, Job
 
@@ -125,7 +125,7 @@ def download_one(
         tries = row.downloads + 1
         cause = str(exc) if isinstance(exc, DownloadError) else f"{type(exc).__name__}: {exc}"
         error = f"download: {cause}"
-        retry_in = backoff(tries) if tries < MAX_DOWNLOADS else None
+        retry_in = DOWNLOAD_RETRY.delay(tries) if tries < MAX_DOWNLOADS else None
         with write_lock or nullcontext(), engine.begin() as conn:
             transitions.downloaded(
                 conn, job_id, transitions.utcnow(), error=error[:500], retry_in=retry_in

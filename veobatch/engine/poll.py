@@ -10,17 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
+from functools import partial
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from veobatch.engine import transitions
 from veobatch.engine.poll_rules import Pacing, PollOutcome, after_poll
-from veobatch.engine.rate_limit import RateLimiter
+from veobatch.engine.rate_limit import RateLimiter, limited
 from veobatch.engine.submit import sleep
-from veobatch.errors import ProviderError
-from veobatch.provider.client import ProviderClient, TaskState
-from veobatch.states import ErrorKind, JobStatus
+from veobatch.provider.client import ProviderClient
+from veobatch.states import JobStatus
 from veobatch.store.queries import utc
 from veobatch.store.tables import Job
 
@@ -43,15 +43,9 @@ def poll_rows(
         ).all()
     outcomes = []
     for job in jobs:
-        if not wait(limiter.reserve()):
+        answer = limited(limiter, wait, partial(client.query, job.task_id))
+        if answer is None:  # stopping: the rows not polled are due again later
             break
-        answer: TaskState | ProviderError
-        try:
-            answer = client.query(job.task_id)
-        except ProviderError as error:
-            if error.kind is ErrorKind.RATE_LIMITED:
-                limiter.cool_down(error.retry_after)
-            answer = error
         now = transitions.utcnow()
         submitted_at = utc(job.submitted_at) or now
         outcome = after_poll(

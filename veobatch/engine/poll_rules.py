@@ -36,10 +36,12 @@ _PERCENT: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%?\s*$")
 
 @dataclass(frozen=True, slots=True)
 class Pacing:
-    delay: float = 10.0
-    shortest: float = 5.0
-    longest: float = 30.0
-    deadline: float = 1800.0
+    """When to poll a task (from VEO_POLL_DELAY, VEO_POLL_INTERVAL, VEO_POLL_DEADLINE)."""
+
+    delay: float  # seconds from the submission to the first poll
+    shortest: float  # the least time between two polls
+    longest: float  # the most time between two polls
+    deadline: float  # seconds a task may take before its row fails with kind timeout
 
     @classmethod
     def of(cls, settings: Settings) -> Pacing:

@@ -23,16 +23,19 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
+from veobatch.engine.backoff import COOL_DOWN
+from veobatch.errors import ProviderError
 from veobatch.settings import Rate
+from veobatch.states import ErrorKind
 
 if TYPE_CHECKING:
     from redis import Redis
 
-COOL_DOWN_BASE: Final = 2.0  # seconds after a first 429
-COOL_DOWN_CAP: Final = 120.0
+T = TypeVar("T")
 STRIKE_MEMORY: Final = 60.0  # a 429 within this long of the last one doubles the cool-down
 
 
@@ -44,6 +47,22 @@ class RateLimiter(Protocol):
     def cool_down(self, retry_after: float | None = None) -> float:
         """After a 429: make every caller wait; the seconds of the pause."""
         ...
+
+
+def limited(
+    limiter: RateLimiter, wait: Callable[[float], bool], request: Callable[[], T]
+) -> T | ProviderError | None:
+    """`request()` sent in its rate slot: its answer, or the `ProviderError` it raised (a 429
+    makes every caller of the limiter cool down first); None if `wait(seconds)` said stop
+    before the slot came (nothing was sent). The one way submits and polls are sent."""
+    if not wait(limiter.reserve()):
+        return None
+    try:
+        return request()
+    except ProviderError as error:
+        if error.kind is ErrorKind.RATE_LIMITED:
+            limiter.cool_down(error.retry_after)
+        return error
 
 
 def interval_of(rate: Rate | None) -> tuple[float, int]:
@@ -65,7 +84,7 @@ def cool_down_seconds(strikes: int, retry_after: float | None) -> float:
     """How long to pause after the `strikes`-th 429 in a row."""
     if retry_after is not None:
         return retry_after
-    return min(COOL_DOWN_BASE * 2.0 ** (strikes - 1), COOL_DOWN_CAP)
+    return COOL_DOWN.delay(strikes)
 
 
 @dataclass
@@ -159,8 +178,8 @@ class RedisRateLimiter:
 
     def cool_down(self, retry_after: float | None = None) -> float:
         args = [
-            round(COOL_DOWN_BASE * 1e6),
-            round(COOL_DOWN_CAP * 1e6),
+            round(COOL_DOWN.first * 1e6),
+            round(COOL_DOWN.cap * 1e6),
             -1 if retry_after is None else round(retry_after * 1e6),
             round(STRIKE_MEMORY * 1000),
         ]

@@ -18,11 +18,11 @@ from sqlalchemy.engine import Engine
 
 from veobatch.engine import transitions
 from veobatch.engine.poll_rules import Pacing
-from veobatch.engine.rate_limit import RateLimiter
+from veobatch.engine.rate_limit import RateLimiter, limited
 from veobatch.engine.submit_rules import MAX_ATTEMPTS, Outcome, after_error, succeeded
 from veobatch.errors import ProviderError
 from veobatch.provider.client import ProviderClient, job_payload
-from veobatch.states import BatchState, ErrorKind
+from veobatch.states import BatchState
 
 
 def payload_of(job: sa.Row[Any]) -> dict[str, Any]:
@@ -66,19 +66,18 @@ def submit_one(
             if transitions.batch_state(conn, job.batch_id) != BatchState.ACTIVE:
                 transitions.unclaim(conn, job_id, transitions.utcnow())
                 return None
-        if not wait(limiter.reserve()):
+        answer = limited(limiter, wait, lambda: client.submit(payload_of(job)))
+        if answer is None:  # stopping: nothing was sent
             with lock, conn.begin():
                 transitions.unclaim(conn, job_id, transitions.utcnow())
             return None
-        try:
-            outcome = succeeded(client.submit(payload_of(job)))
-        except ProviderError as error:
-            if error.kind is ErrorKind.RATE_LIMITED:
-                limiter.cool_down(error.retry_after)
-            attempts = job.attempts + 1
+        if isinstance(answer, ProviderError):
             outcome = after_error(
-                error.kind, error.message, error.http_status, attempts, max_attempts=max_attempts
-            )
+                answer.kind, answer.message, answer.http_status, job.attempts + 1,
+                max_attempts=max_attempts,
+            )  # fmt: skip
+        else:
+            outcome = succeeded(answer)
         with lock, conn.begin():
             transitions.record(conn, job, outcome, transitions.utcnow(), pacing)
     return outcome

@@ -17,11 +17,10 @@ import random
 from dataclasses import dataclass
 from typing import Final
 
+from veobatch.engine.backoff import SUBMIT_RETRY
 from veobatch.states import ErrorKind, JobStatus
 
 MAX_ATTEMPTS: Final = 5
-BACKOFF_BASE: Final = 2.0  # seconds before the second attempt, doubling after
-BACKOFF_CAP: Final = 300.0
 
 RETRIED: Final = frozenset({ErrorKind.NETWORK, ErrorKind.RATE_LIMITED, ErrorKind.SERVER})
 PAUSING: Final = frozenset({ErrorKind.AUTH, ErrorKind.QUOTA})
@@ -39,13 +38,6 @@ class Outcome:
     retry_in: float | None = None  # seconds before the row may be released again
     counts_as_attempt: bool = True
     pause_reason: str | None = None  # pause the batch with this reason
-
-
-def backoff(attempt: int, rng: random.Random | None = None) -> float:
-    """Seconds to wait before attempt `attempt + 1`: exponential, with "equal jitter" (half
-    fixed, half random) so that rows failing together do not all come back together."""
-    ceiling = min(BACKOFF_BASE * 2.0 ** (attempt - 1), BACKOFF_CAP)
-    return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
 
 
 def succeeded(task_id: str) -> Outcome:
@@ -74,7 +66,7 @@ def after_error(
     if kind in RETRIED and attempts < max_attempts:
         return Outcome(
             JobStatus.PENDING, error=message, error_kind=kind, http_status=http_status,
-            retry_in=backoff(attempts, rng),
+            retry_in=SUBMIT_RETRY.delay(attempts, rng),
         )  # fmt: skip
     if kind in RETRIED:
         message = f"{message} (gave up after {attempts} attempts)"

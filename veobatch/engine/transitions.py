@@ -286,7 +286,7 @@ def rerun(
     statuses: Sequence[str],
     kinds: Sequence[str] = (),
     *,
-    deadline: timedelta = timedelta(minutes=30),
+    deadline: timedelta,
 ) -> tuple[int, int]:
     """Matching rows go again; (rows to send again, rows to poll again).
 

@@ -26,19 +26,14 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
+from veobatch.engine.backoff import WEBHOOK_RETRY
 from veobatch.settings import Secret
 from veobatch.store.queries import status_counts
 from veobatch.store.tables import Batch, Delivery, DeliveryAttempt
 
 MAX_TRIES: Final = 10
-FIRST_RETRY: Final = 10.0  # seconds; doubling, up to an hour
-LAST_RETRY: Final = 3600.0
 CLAIM: Final = timedelta(minutes=2)  # a delivery being tried is not tried again meanwhile
 TIMEOUT: Final = httpx.Timeout(10.0, connect=5.0)
-
-
-def retry_in(tries: int) -> float:
-    return float(min(FIRST_RETRY * 2.0 ** (tries - 1), LAST_RETRY))
 
 
 def sign(secret: Secret, timestamp: int, body: bytes) -> str:
@@ -98,7 +93,11 @@ def deliver_due(
         tries = row.attempts + 1
         done = error is None
         arrived += done
-        later = None if done or tries >= MAX_TRIES else now + timedelta(seconds=retry_in(tries))
+        later = (
+            None
+            if done or tries >= MAX_TRIES
+            else now + timedelta(seconds=WEBHOOK_RETRY.delay(tries))
+        )
         with engine.begin() as conn:
             conn.execute(
                 sa.insert(DeliveryAttempt).values(
