@@ -152,9 +152,14 @@ class Children:
         log = self.logs / f"{name}.log"
         with log.open("ab") as out:
             proc = subprocess.Popen(
-                argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+                argv,
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         child = Child(name, proc, log)
         self.running.append(child)
         return child
@@ -399,7 +404,9 @@ def print_problems(results: Iterable[tuple[str, dict[str, Any] | None]]) -> None
     """The log lines that look like trouble, of each (label, result) that has `problems`."""
     for label, result in results:
         for name, found in (result or {}).get("problems", {}).items():
-            print(f"\nnote: {label}: {found['lines']:,} log lines of {name} look like trouble; "
-                  "the first distinct ones:")  # fmt: skip
+            print(
+                f"\nnote: {label}: {found['lines']:,} log lines of {name} look like trouble; "
+                "the first distinct ones:"
+            )
             for line in found["first"]:
                 print(f"  {line[:300]}")

@@ -404,9 +404,16 @@ def measured_load(
     if output:
         print("  " + output.replace("\n", "\n  "))
     return Result(
-        database, tool, rows, run.seconds, run.peak_rss_kib / 1024, how, output,
-        tree_rss_mb=run.tree_rss_kib / 1024, tree_pss_mb=run.tree_pss_kib / 1024,
-    )  # fmt: skip
+        database,
+        tool,
+        rows,
+        run.seconds,
+        run.peak_rss_kib / 1024,
+        how,
+        output,
+        tree_rss_mb=run.tree_rss_kib / 1024,
+        tree_pss_mb=run.tree_pss_kib / 1024,
+    )
 
 
 def load_veobatch(
@@ -529,8 +536,17 @@ def ratios(results: Sequence[Result]) -> dict[str, float]:
 
 def report(results: Sequence[Result], floor_mb: float) -> str:
     by_database = ratios(results)
-    headers = ["DATABASE", "TOOL", "ROWS", "SECONDS", "ROWS/S", "PEAK RSS MB", "TREE RSS",
-               "TREE PSS", "VS PANDAS"]  # fmt: skip
+    headers = [
+        "DATABASE",
+        "TOOL",
+        "ROWS",
+        "SECONDS",
+        "ROWS/S",
+        "PEAK RSS MB",
+        "TREE RSS",
+        "TREE PSS",
+        "VS PANDAS",
+    ]
     rows = [
         [
             r.database,

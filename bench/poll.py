@@ -164,9 +164,14 @@ def own_cpu() -> float:
 def start_mock(children: Children, name: str, args: argparse.Namespace) -> Mock:
     """A fresh mock provider whose tasks take --task-seconds and fail at --failure-rate."""
     return Mock.start(
-        children, name, KEY, "--task-seconds", f"{args.task_seconds:g}",
-        "--failure-rate", f"{args.failure_rate:g}",
-    )  # fmt: skip
+        children,
+        name,
+        KEY,
+        "--task-seconds",
+        f"{args.task_seconds:g}",
+        "--failure-rate",
+        f"{args.failure_rate:g}",
+    )
 
 
 # ---------------------------------------------------------------------------------- figures
@@ -298,16 +303,20 @@ def summarize(
     if stats["prompts_created_twice"]:
         wrong.append(f"{stats['prompts_created_twice']:,} rows were created twice")
     if finished != args.rows:
-        wrong.append(f"{args.rows - finished:,} rows did not end succeeded or failed: "
-                     f"{rows['statuses']}")  # fmt: skip
+        wrong.append(
+            f"{args.rows - finished:,} rows did not end succeeded or failed: {rows['statuses']}"
+        )
     result["wrong"] = wrong
     notes = []
     if stats["peak_running"] > args.cap:
-        notes.append(f"the mock saw {stats['peak_running']:,} tasks generating at once, "
-                     f"over the cap of {args.cap:,}")  # fmt: skip
+        notes.append(
+            f"the mock saw {stats['peak_running']:,} tasks generating at once, "
+            f"over the cap of {args.cap:,}"
+        )
     if rows["polls"] != stats["polls"]:
-        notes.append(f"the mock answered {stats['polls']:,} polls, the rows record "
-                     f"{rows['polls']:,}")  # fmt: skip
+        notes.append(
+            f"the mock answered {stats['polls']:,} polls, the rows record {rows['polls']:,}"
+        )
     if stats["rejected_429"]:
         notes.append(f"{stats['rejected_429']:,} requests were answered 429")
     result["notes"] = notes
@@ -356,25 +365,36 @@ def check_exit(result: dict[str, Any], child: Child) -> None:
 
 def pacing_env(args: argparse.Namespace, mock: Mock, **extra: str) -> dict[str, str]:
     return base_env(
-        VEO_API_BASE=mock.url, VEO_API_KEY=KEY, VEO_RATE=args.rate,
-        VEO_MAX_IN_FLIGHT=str(args.cap), **extra,
-    )  # fmt: skip
+        VEO_API_BASE=mock.url,
+        VEO_API_KEY=KEY,
+        VEO_RATE=args.rate,
+        VEO_MAX_IN_FLIGHT=str(args.cap),
+        **extra,
+    )
 
 
 def embedded(
     args: argparse.Namespace, children: Children, work: Path, jobs: Path
 ) -> dict[str, Any]:
-    print(f"veo-batch run (embedded, SQLite): {args.rows:,} rows, {args.task_seconds:g} s "
-          f"tasks, cap {args.cap:,}, VEO_RATE={args.rate}, -c {args.concurrency} ...",
-          flush=True)  # fmt: skip
+    print(
+        f"veo-batch run (embedded, SQLite): {args.rows:,} rows, {args.task_seconds:g} s "
+        f"tasks, cap {args.cap:,}, VEO_RATE={args.rate}, -c {args.concurrency} ...",
+        flush=True,
+    )
     database = work / "embedded.db"
     mock = start_mock(children, "embedded-mock", args)
     try:
         env = pacing_env(args, mock, VEO_DATABASE_URL=f"sqlite:///{database}")
         argv = veo_batch(
-            "run", str(jobs), "--batch", "poll", "--concurrency", str(args.concurrency),
-            "--output", str(work / "embedded.results.csv"),
-        )  # fmt: skip
+            "run",
+            str(jobs),
+            "--batch",
+            "poll",
+            "--concurrency",
+            str(args.concurrency),
+            "--output",
+            str(work / "embedded.results.csv"),
+        )
         before = children_cpu()
         started = time.monotonic()
         child = children.spawn("embedded-run", argv, env)
@@ -394,9 +414,12 @@ def embedded(
 def distributed(
     args: argparse.Namespace, children: Children, work: Path, jobs: Path
 ) -> dict[str, Any]:
-    print(f"veo-batch distributed (PostgreSQL, Redis, {WORKERS} workers -c "
-          f"{WORKER_CONCURRENCY}): {args.rows:,} rows, cap {args.cap:,}, VEO_RATE={args.rate} "
-          "...", flush=True)  # fmt: skip
+    print(
+        f"veo-batch distributed (PostgreSQL, Redis, {WORKERS} workers -c "
+        f"{WORKER_CONCURRENCY}): {args.rows:,} rows, cap {args.cap:,}, VEO_RATE={args.rate} "
+        "...",
+        flush=True,
+    )
     recreate_database(PG_NAME)
     flush_redis(REDIS_URL)
     run_quietly(veo_batch("db", "upgrade"), base_env(VEO_DATABASE_URL=PG_URL))
@@ -418,8 +441,9 @@ def distributed(
         scheduler = children.spawn("scheduler", veo_batch("scheduler"), env)
         processes.append(scheduler)
         scheduler.wait_for(r"scheduler running")
-        argv = veo_batch("run", str(jobs), "--batch", "poll", "--output",
-                         str(work / "distributed.results.csv"))  # fmt: skip
+        argv = veo_batch(
+            "run", str(jobs), "--batch", "poll", "--output", str(work / "distributed.results.csv")
+        )
         before = sum(p.cpu() for p in processes) + children_cpu()
         started = time.monotonic()
         child = children.spawn("distributed-run", argv, env)
@@ -495,8 +519,11 @@ async def _baseline(
 
 
 def baseline(args: argparse.Namespace, children: Children, jobs: Path) -> dict[str, Any]:
-    print(f"baseline: httpx poller every {args.interval:g} s, {args.rows:,} rows, cap "
-          f"{args.cap:,}, {args.concurrency} requests at once ...", flush=True)  # fmt: skip
+    print(
+        f"baseline: httpx poller every {args.interval:g} s, {args.rows:,} rows, cap "
+        f"{args.cap:,}, {args.concurrency} requests at once ...",
+        flush=True,
+    )
     mock = start_mock(children, "baseline-mock", args)
     try:
         before = own_cpu()
@@ -540,24 +567,47 @@ def histogram(polls_per_row: dict[str, int]) -> str:
 
 
 def table(results: Sequence[dict[str, Any]], args: argparse.Namespace) -> str:
-    headers = ["TOOL", "CREATED", "OK/FAILED", "POLLS", "POLLS/TASK", "REQUESTS", "LEAST",
-               "VS LEAST", "PEAK/CAP", "CAP USE", "WALL s", "VS BOUND", "LAG p50/p90 s",
-               "CPU s", "CHECK"]  # fmt: skip
+    headers = [
+        "TOOL",
+        "CREATED",
+        "OK/FAILED",
+        "POLLS",
+        "POLLS/TASK",
+        "REQUESTS",
+        "LEAST",
+        "VS LEAST",
+        "PEAK/CAP",
+        "CAP USE",
+        "WALL s",
+        "VS BOUND",
+        "LAG p50/p90 s",
+        "CPU s",
+        "CHECK",
+    ]
     rows = []
     for r in results:
         statuses = r["statuses"]
         check = "ok" if not r["wrong"] else "WRONG: " + "; ".join(r["wrong"])
         lag = r["lag_seconds"]
-        rows.append([
-            r["tool"], f"{r['mock']['created']:,}",
-            f"{statuses.get('succeeded', 0):,}/{statuses.get('failed', 0):,}",
-            f"{r['mock']['polls']:,}", _number(r["polls_per_finished_task"]),
-            f"{r['requests']:,}", f"{r['least_requests']:,}", _ratio(r["requests_over_least"]),
-            f"{r['peak_running']:,}/{r['cap']:,}",
-            "" if r["cap_use"] is None else f"{100 * r['cap_use']:.0f}%",
-            f"{r['wall_seconds']:.1f}", _ratio(r["wall_over_bound"]),
-            f"{_seconds(lag['median'])}/{_seconds(lag['p90'])}", f"{r['cpu_seconds']:.1f}", check,
-        ])  # fmt: skip
+        rows.append(
+            [
+                r["tool"],
+                f"{r['mock']['created']:,}",
+                f"{statuses.get('succeeded', 0):,}/{statuses.get('failed', 0):,}",
+                f"{r['mock']['polls']:,}",
+                _number(r["polls_per_finished_task"]),
+                f"{r['requests']:,}",
+                f"{r['least_requests']:,}",
+                _ratio(r["requests_over_least"]),
+                f"{r['peak_running']:,}/{r['cap']:,}",
+                "" if r["cap_use"] is None else f"{100 * r['cap_use']:.0f}%",
+                f"{r['wall_seconds']:.1f}",
+                _ratio(r["wall_over_bound"]),
+                f"{_seconds(lag['median'])}/{_seconds(lag['p90'])}",
+                f"{r['cpu_seconds']:.1f}",
+                check,
+            ]
+        )
     found = bounds(args)
     notes = [
         f"{args.rows:,} rows, tasks of {args.task_seconds:g} s at the mock, at most "
@@ -705,9 +755,11 @@ def run_benchmark(args: argparse.Namespace, work: Path, children: Children) -> b
         print("\n" + table(results, args))
     for tool in ("embedded", "distributed"):
         if f"{tool}_requests" in ratios:
-            print(f"veo-batch ({tool}) ÷ polling every {args.interval:g} s: polls per task "
-                  f"×{ratios[f'{tool}_polls_per_task']:.2f}, requests "
-                  f"×{ratios[f'{tool}_requests']:.2f}")  # fmt: skip
+            print(
+                f"veo-batch ({tool}) ÷ polling every {args.interval:g} s: polls per task "
+                f"×{ratios[f'{tool}_polls_per_task']:.2f}, requests "
+                f"×{ratios[f'{tool}_requests']:.2f}"
+            )
     print_problems((r["tool"], r) for r in results)
     print(f"\nwrote {write_json('poll', started, document)}")
     return all(not r["wrong"] for r in results)

@@ -411,8 +411,9 @@ def run_distributed(
     flush_redis(REDIS_URL)
     run_quietly(veo_batch("load", str(jobs), "--batch", name), env)
     # Polls would share the rate with submissions: held off, so every slot is a submission.
-    env.update(VEO_REDIS_URL=REDIS_URL, VEO_API_BASE=mock.url, VEO_API_KEY=KEY,
-               VEO_POLL_DELAY="3600")  # fmt: skip
+    env.update(
+        VEO_REDIS_URL=REDIS_URL, VEO_API_BASE=mock.url, VEO_API_KEY=KEY, VEO_POLL_DELAY="3600"
+    )
     if rate_setting is not None:
         env["VEO_RATE"] = rate_setting
     workers = [
@@ -479,9 +480,16 @@ def precision_ours(children: Children, work: Path, rows: int) -> dict[str, Any]:
             work / "precision.jsonl", rows, "precision-{n}", "precision " + PROMPT, IMAGE
         )
         result = run_distributed(
-            children, work, "precision", jobs, rows, mock, rate_setting=rate_setting,
-            concurrency=PRECISION_CONCURRENCY, timeout=60 + 3 * rows / (LIMIT * RATE_SHARE),
-        )  # fmt: skip
+            children,
+            work,
+            "precision",
+            jobs,
+            rows,
+            mock,
+            rate_setting=rate_setting,
+            concurrency=PRECISION_CONCURRENCY,
+            timeout=60 + 3 * rows / (LIMIT * RATE_SHARE),
+        )
     finally:
         children.stop(mock.child)
     target = LIMIT * RATE_SHARE
@@ -514,14 +522,28 @@ def precision_naive(
     workers: list[Child] = []
     try:
         env = base_env(
-            PYTHONPATH=str(home), NAIVE_BROKER=REDIS_URL, NAIVE_API_BASE=mock.url,
-            NAIVE_API_KEY=KEY, NAIVE_OUT=str(out), NAIVE_PATH=SUBMIT_PATH,
-        )  # fmt: skip
+            PYTHONPATH=str(home),
+            NAIVE_BROKER=REDIS_URL,
+            NAIVE_API_BASE=mock.url,
+            NAIVE_API_KEY=KEY,
+            NAIVE_OUT=str(out),
+            NAIVE_PATH=SUBMIT_PATH,
+        )
         for n in range(1, WORKERS + 1):
             argv = [
-                sys.executable, "-m", "celery", "-A", "naive_app", "worker", "--loglevel=INFO",
-                f"--concurrency={PRECISION_CONCURRENCY}", "-Q", "naive", "-n", f"naive-{n}@%h",
-            ]  # fmt: skip
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "naive_app",
+                "worker",
+                "--loglevel=INFO",
+                f"--concurrency={PRECISION_CONCURRENCY}",
+                "-Q",
+                "naive",
+                "-n",
+                f"naive-{n}@%h",
+            ]
             workers.append(children.spawn(f"naive-worker-{n}", argv, env, cwd=home))
         for worker in workers:
             worker.wait_for(r"@\S+ ready\.")
@@ -619,8 +641,17 @@ def overhead_script(
     mock = start_mock(children, f"script-{concurrency}-mock")
     deadline = 60 + rows / 50
     try:
-        argv = [sys.executable, str(script), str(jobs), str(tasks), mock.url, KEY, SUBMIT_PATH,
-                str(concurrency), str(deadline)]  # fmt: skip
+        argv = [
+            sys.executable,
+            str(script),
+            str(jobs),
+            str(tasks),
+            mock.url,
+            KEY,
+            SUBMIT_PATH,
+            str(concurrency),
+            str(deadline),
+        ]
         child, wall, cpu = run_timed(children, "script", argv, base_env(), mock, deadline + 30)
         if child.proc.returncode != 0:
             raise BenchError(f"the script exited with {child.proc.returncode}:\n{child.tail()}")
@@ -632,8 +663,9 @@ def overhead_script(
         written = sum(1 for _ in handle)
     wrong = []
     if report["failed"] or written != rows:
-        wrong.append(f"{report['failed']} failed, {written:,} task_ids written: "
-                     f"{report['failures']}")  # fmt: skip
+        wrong.append(
+            f"{report['failed']} failed, {written:,} task_ids written: {report['failures']}"
+        )
     if stats["created"] != rows:
         wrong.append(f"the mock created {stats['created']:,} tasks for {rows:,} rows")
     return {
@@ -650,15 +682,24 @@ def overhead_script(
 def overhead_distributed(
     children: Children, work: Path, jobs: Path, rows: int, concurrency: int
 ) -> dict[str, Any]:
-    print(f"overhead: veo-batch distributed, {rows:,} rows, {WORKERS} workers -c {concurrency}"
-          " ...", flush=True)  # fmt: skip
+    print(
+        f"overhead: veo-batch distributed, {rows:,} rows, {WORKERS} workers -c {concurrency} ...",
+        flush=True,
+    )
     name = f"overhead-c{concurrency}"
     mock = start_mock(children, f"{name}-mock")
     try:
         result = run_distributed(
-            children, work, name, jobs, rows, mock, rate_setting=None,
-            concurrency=concurrency, timeout=120 + rows / 20,
-        )  # fmt: skip
+            children,
+            work,
+            name,
+            jobs,
+            rows,
+            mock,
+            rate_setting=None,
+            concurrency=concurrency,
+            timeout=120 + rows / 20,
+        )
     finally:
         children.stop(mock.child)
     result["wrong"] = check_all_submitted(result, rows)
@@ -668,8 +709,11 @@ def overhead_distributed(
 
 
 def overhead_embedded(children: Children, work: Path, jobs: Path, rows: int) -> dict[str, Any]:
-    print(f"overhead: veo-batch run (embedded, SQLite), {rows:,} rows, --concurrency "
-          f"{EMBEDDED_CONCURRENCY} ...", flush=True)  # fmt: skip
+    print(
+        f"overhead: veo-batch run (embedded, SQLite), {rows:,} rows, --concurrency "
+        f"{EMBEDDED_CONCURRENCY} ...",
+        flush=True,
+    )
     database = work / "embedded.db"
     mock = start_mock(children, "embedded-mock")
     try:
@@ -677,9 +721,16 @@ def overhead_embedded(children: Children, work: Path, jobs: Path, rows: int) -> 
             VEO_DATABASE_URL=f"sqlite:///{database}", VEO_API_BASE=mock.url, VEO_API_KEY=KEY
         )
         argv = veo_batch(
-            "run", str(jobs), "--batch", "overhead", "--concurrency", str(EMBEDDED_CONCURRENCY),
-            "--output", str(work / "embedded.results.csv"), "--no-wait",  # submitting only
-        )  # fmt: skip
+            "run",
+            str(jobs),
+            "--batch",
+            "overhead",
+            "--concurrency",
+            str(EMBEDDED_CONCURRENCY),
+            "--output",
+            str(work / "embedded.results.csv"),
+            "--no-wait",  # submitting only
+        )
         child, wall, cpu = run_timed(children, "run", argv, env, mock, 120 + rows / 20)
         stats = mock.facts(MOCK_COUNTERS)
     finally:
@@ -726,33 +777,58 @@ def precision_targets(ours: dict[str, Any]) -> str:
 
 
 def precision_table(ours: dict[str, Any] | None, naive: dict[str, Any] | None) -> str:
-    headers = ["TOOL", "ROWS", "CREATED", "REQUESTS", "429s", "BUSIEST 1 s", "CREATED/S",
-               "OF SET RATE", "REQUESTS/S", "TARGETS", "HOW"]  # fmt: skip
+    headers = [
+        "TOOL",
+        "ROWS",
+        "CREATED",
+        "REQUESTS",
+        "429s",
+        "BUSIEST 1 s",
+        "CREATED/S",
+        "OF SET RATE",
+        "REQUESTS/S",
+        "TARGETS",
+        "HOW",
+    ]
     rows = []
     if ours is not None:
-        rows.append([
-            "veo-batch", f"{ours['rows']:,}", f"{ours['mock']['created']:,}",
-            f"{ours['mock']['requests']:,}", ours["mock"]["rejected_429"],
-            ours["mock"]["busiest_window"], f"{ours['database']['created_per_s']:.2f}",
-            percent(ours["created_share_of_rate"]), f"{ours['database']['requests_per_s']:.2f}",
-            precision_targets(ours),
-            f"VEO_RATE={ours['rate_setting']}, {WORKERS} workers -c {PRECISION_CONCURRENCY}, "
-            f"{ours['seconds']:.1f} s",
-        ])  # fmt: skip
+        rows.append(
+            [
+                "veo-batch",
+                f"{ours['rows']:,}",
+                f"{ours['mock']['created']:,}",
+                f"{ours['mock']['requests']:,}",
+                ours["mock"]["rejected_429"],
+                ours["mock"]["busiest_window"],
+                f"{ours['database']['created_per_s']:.2f}",
+                percent(ours["created_share_of_rate"]),
+                f"{ours['database']['requests_per_s']:.2f}",
+                precision_targets(ours),
+                f"VEO_RATE={ours['rate_setting']}, {WORKERS} workers -c {PRECISION_CONCURRENCY}, "
+                f"{ours['seconds']:.1f} s",
+            ]
+        )
     if naive is not None:
         stats = naive["mock"]
-        rows.append([
-            "naive Celery", f"{naive['rows']:,}", f"{stats.get('created', 0):,}",
-            f"{stats.get('requests', 0):,}", stats.get("rejected_429", ""),
-            stats.get("busiest_window", ""), f"{naive['created_per_s']:.2f}",
-            percent(naive["created_per_s"] / naive["rate_per_s"]),
-            f"{naive['requests_per_s']:.2f}", "",
-            f"rate_limit={NAIVE_RATE_LIMIT!r}, {WORKERS} workers -c {PRECISION_CONCURRENCY}, "
-            f"no retry; {naive['answered']:,} of {naive['rows']:,} tasks ran in "
-            f"{naive['seconds']:.0f} s{'' if naive['finished'] else ' (stopped)'}: "
-            f"{naive['burst_requests_per_s']:.1f} requests/s in the first "
-            f"{NAIVE_BURST_SECONDS} s, {naive['later_requests_per_s']:.1f}/s after",
-        ])  # fmt: skip
+        rows.append(
+            [
+                "naive Celery",
+                f"{naive['rows']:,}",
+                f"{stats.get('created', 0):,}",
+                f"{stats.get('requests', 0):,}",
+                stats.get("rejected_429", ""),
+                stats.get("busiest_window", ""),
+                f"{naive['created_per_s']:.2f}",
+                percent(naive["created_per_s"] / naive["rate_per_s"]),
+                f"{naive['requests_per_s']:.2f}",
+                "",
+                f"rate_limit={NAIVE_RATE_LIMIT!r}, {WORKERS} workers -c {PRECISION_CONCURRENCY}, "
+                f"no retry; {naive['answered']:,} of {naive['rows']:,} tasks ran in "
+                f"{naive['seconds']:.0f} s{'' if naive['finished'] else ' (stopped)'}: "
+                f"{naive['burst_requests_per_s']:.1f} requests/s in the first "
+                f"{NAIVE_BURST_SECONDS} s, {naive['later_requests_per_s']:.1f}/s after",
+            ]
+        )
     return (
         f"{render(headers, rows)}\n\nthe mock allows {LIMIT} requests per sliding {WINDOW:g} s "
         "window (BUSIEST 1 s: the most it saw in one). CREATED/S and REQUESTS/S: (n - 1) / "
@@ -777,30 +853,60 @@ def overhead_table(
     best_own = max((r["rows"] / r["seconds"] for r in scripts), default=0.0)
     best_wall = max((r["rows"] / r["wall_seconds"] for r in scripts), default=0.0)
     ratios: dict[str, float] = {}
-    headers = ["TOOL", "CONC", "ROWS", "CLOCK", "SECONDS", "ROWS/S", "VS SCRIPT", "MOCK CPU",
-               "MACHINE CPU", "CHECK"]  # fmt: skip
+    headers = [
+        "TOOL",
+        "CONC",
+        "ROWS",
+        "CLOCK",
+        "SECONDS",
+        "ROWS/S",
+        "VS SCRIPT",
+        "MOCK CPU",
+        "MACHINE CPU",
+        "CHECK",
+    ]
     rows: list[list[object]] = []
 
     def check(result: dict[str, Any]) -> str:
         return "ok" if not result["wrong"] else "WRONG: " + "; ".join(result["wrong"])
 
     for r in scripts:
-        for clock, seconds in (("first POST → last task_id", r["seconds"]),
-                               ("spawn → exit", r["wall_seconds"])):  # fmt: skip
-            rows.append([
-                "asyncio script", r["concurrency"], f"{r['rows']:,}", clock, f"{seconds:.2f}",
-                f"{r['rows'] / seconds:,.0f}", "", mock_share(r),
-                percent(r["cpu"]["machine_busy"]), check(r),
-            ])  # fmt: skip
+        for clock, seconds in (
+            ("first POST → last task_id", r["seconds"]),
+            ("spawn → exit", r["wall_seconds"]),
+        ):
+            rows.append(
+                [
+                    "asyncio script",
+                    r["concurrency"],
+                    f"{r['rows']:,}",
+                    clock,
+                    f"{seconds:.2f}",
+                    f"{r['rows'] / seconds:,.0f}",
+                    "",
+                    mock_share(r),
+                    percent(r["cpu"]["machine_busy"]),
+                    check(r),
+                ]
+            )
     for r in distributed:
         speed = r["rows"] / r["seconds"]
         ratio = speed / best_own if best_own else 0.0
         ratios[f"distributed_c{r['concurrency']}"] = ratio
-        rows.append([
-            "veo-batch workers", f"{WORKERS}×{r['concurrency']}", f"{r['rows']:,}",
-            "scheduler start → all tasks", f"{r['seconds']:.2f}", f"{speed:,.0f}",
-            f"×{ratio:.2f}", mock_share(r), percent(r["cpu"]["machine_busy"]), check(r),
-        ])  # fmt: skip
+        rows.append(
+            [
+                "veo-batch workers",
+                f"{WORKERS}×{r['concurrency']}",
+                f"{r['rows']:,}",
+                "scheduler start → all tasks",
+                f"{r['seconds']:.2f}",
+                f"{speed:,.0f}",
+                f"×{ratio:.2f}",
+                mock_share(r),
+                percent(r["cpu"]["machine_busy"]),
+                check(r),
+            ]
+        )
     if distributed:
         ratios["distributed_best"] = max(
             v for k, v in ratios.items() if k.startswith("distributed_c")
@@ -809,11 +915,20 @@ def overhead_table(
         speed = embedded["rows"] / embedded["seconds"]
         ratio = speed / best_wall if best_wall else 0.0
         ratios["embedded"] = ratio
-        rows.append([
-            "veo-batch run", embedded["concurrency"], f"{embedded['rows']:,}", "spawn → exit",
-            f"{embedded['seconds']:.2f}", f"{speed:,.0f}", f"×{ratio:.2f}", mock_share(embedded),
-            percent(embedded["cpu"]["machine_busy"]), check(embedded),
-        ])  # fmt: skip
+        rows.append(
+            [
+                "veo-batch run",
+                embedded["concurrency"],
+                f"{embedded['rows']:,}",
+                "spawn → exit",
+                f"{embedded['seconds']:.2f}",
+                f"{speed:,.0f}",
+                f"×{ratio:.2f}",
+                mock_share(embedded),
+                percent(embedded["cpu"]["machine_busy"]),
+                check(embedded),
+            ]
+        )
     notes = (
         "no rate limit; the mock accepts everything. VS SCRIPT: rows/s ÷ the faster script's "
         "rows/s on the same kind of clock (workers: the script's own clock; `run`: spawn → "

@@ -114,15 +114,23 @@ class Scheduler:
         depth = depth or queue_depth(settings.rate)
         polls = settings.poll_rate or settings.rate
         return cls(
-            engine, broker, app, depth=depth, tick=tick, grace=GRACE,
-            poll_group=poll_group(polls), poll_claim=claim_for(polls, depth),
-            max_in_flight=settings.max_in_flight, downloads=settings.download_dir is not None,
+            engine,
+            broker,
+            app,
+            depth=depth,
+            tick=tick,
+            grace=GRACE,
+            poll_group=poll_group(polls),
+            poll_claim=claim_for(polls, depth),
+            max_in_flight=settings.max_in_flight,
+            downloads=settings.download_dir is not None,
             webhook_secret=settings.webhook_secret,
-        )  # fmt: skip
+        )
 
     def run(self, stop: threading.Event) -> None:
-        calls = threading.Thread(target=self._call_webhooks, args=(stop,), daemon=True,
-                                 name="veo-batch-webhooks")  # fmt: skip
+        calls = threading.Thread(
+            target=self._call_webhooks, args=(stop,), daemon=True, name="veo-batch-webhooks"
+        )
         calls.start()
         while not stop.is_set():
             if self.lead():
@@ -176,8 +184,9 @@ class Scheduler:
         with httpx.Client() as http:
             while not stop.wait(self.tick):
                 if self._leading.is_set():
-                    webhooks.deliver_due(self.engine, http, self.webhook_secret,
-                                         transitions.utcnow())  # fmt: skip
+                    webhooks.deliver_due(
+                        self.engine, http, self.webhook_secret, transitions.utcnow()
+                    )
 
     def _unacked_submissions(self) -> int:
         """Submit messages delivered to a worker and not yet acknowledged. kombu keeps those

@@ -317,12 +317,19 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path) -> No
     path = tmp_path / "jobs.jsonl"
     path.write_text(
         "".join(
-            json.dumps({"id": f"r{n}", "prompt": f"[mock:slow=0.3] row {n}", "model": "veo3.1",
-                        "images": [URL]}) + "\n"
+            json.dumps(
+                {
+                    "id": f"r{n}",
+                    "prompt": f"[mock:slow=0.3] row {n}",
+                    "model": "veo3.1",
+                    "images": [URL],
+                }
+            )
+            + "\n"
             for n in range(30)
         ),
         encoding="utf-8",
-    )  # fmt: skip
+    )
     database = tmp_path / "veo-batch.db"
     env = {**os.environ, "VEO_DATABASE_URL": f"sqlite:///{database}"}
     command = [sys.executable, "-m", "veobatch", "run", str(path), "--mock", "-c", "2"]

@@ -96,10 +96,15 @@ def test_rows_added_from_python_go_to_videos(
     bid = veo.status("b").id
     with ProviderClient(mock.url, Secret(MOCK_KEY)) as provider:
         EmbeddedRunner(
-            engine, provider, LocalRateLimiter(0.0), bid, tick=0.02, lease=timedelta(seconds=30),
+            engine,
+            provider,
+            LocalRateLimiter(0.0),
+            bid,
+            tick=0.02,
+            lease=timedelta(seconds=30),
             poll_claim=timedelta(minutes=2),
             pacing=Pacing(delay=0.05, shortest=0.05, longest=0.2, deadline=30),
-        ).run()  # fmt: skip
+        ).run()
     done = {r["id"]: r for r in veo.iter_jobs("b")}
     assert done["a"]["status"] == "succeeded"
     assert done["a"]["video_url"]

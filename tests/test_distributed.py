@@ -60,17 +60,25 @@ class Stack:
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
-            **os.environ, "VEO_DATABASE_URL": self.url, "VEO_REDIS_URL": REDIS_URL,
-            "VEO_API_BASE": self.mock.url, "VEO_API_KEY": KEY, "VEO_POLL_DELAY": "0.1",
-            "VEO_POLL_INTERVAL": "0.1-0.5", **extra,
-        }  # fmt: skip
+            **os.environ,
+            "VEO_DATABASE_URL": self.url,
+            "VEO_REDIS_URL": REDIS_URL,
+            "VEO_API_BASE": self.mock.url,
+            "VEO_API_KEY": KEY,
+            "VEO_POLL_DELAY": "0.1",
+            "VEO_POLL_INTERVAL": "0.1-0.5",
+            **extra,
+        }
 
     def start_worker(self, concurrency: int = 2, **env: str) -> subprocess.Popen[bytes]:
         worker = subprocess.Popen(
             [sys.executable, "-m", "veobatch", "worker", "-c", str(concurrency)],
-            env=self.env(**env), cwd=ROOT, start_new_session=True,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            env=self.env(**env),
+            cwd=ROOT,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.workers.append(worker)
         return worker
 
@@ -78,9 +86,15 @@ class Stack:
         settings = Settings.from_env(self.env())
         options.setdefault("poll_claim", timedelta(minutes=2))
         loop = Scheduler(
-            self.engine, redis.Redis.from_url(REDIS_URL), make_app(settings),
-            depth=20, tick=0.1, grace=timedelta(seconds=grace), poll_group=5, **options,
-        )  # fmt: skip
+            self.engine,
+            redis.Redis.from_url(REDIS_URL),
+            make_app(settings),
+            depth=20,
+            tick=0.1,
+            grace=timedelta(seconds=grace),
+            poll_group=5,
+            **options,
+        )
         self.scheduler = threading.Thread(target=loop.run, args=(self.stop,), daemon=True)
         self.scheduler.start()
 
@@ -207,9 +221,11 @@ def test_run_hands_the_rows_to_the_workers_and_reports(stack: Stack, tmp_path: P
     stack.start_worker()
     stack.start_scheduler()
     result = CliRunner().invoke(
-        cli, ["run", str(path), "-o", str(tmp_path / "out.csv")], env=stack.env(),
+        cli,
+        ["run", str(path), "-o", str(tmp_path / "out.csv")],
+        env=stack.env(),
         catch_exceptions=False,
-    )  # fmt: skip
+    )
     assert result.exit_code == ExitCode.ROWS_FAILED, result.output
     assert "the rows go to the workers" in result.stderr
     assert "succeeded  8" in result.stdout
@@ -265,10 +281,16 @@ def test_a_small_batch_is_not_stuck_behind_a_big_one(stack: Stack) -> None:
     stack.start_scheduler()
     wait_until(lambda: stack.batch_state() == "finished", timeout=90, what="both batches")
     with stack.engine.connect() as conn:
-        order = conn.execute(
-            sa.select(Job.prompt).join(Attempt, Attempt.job_id == Job.id)
-            .where(Attempt.action == "submit").order_by(Attempt.at, Attempt.id)
-        ).scalars().all()  # fmt: skip
+        order = (
+            conn.execute(
+                sa.select(Job.prompt)
+                .join(Attempt, Attempt.job_id == Job.id)
+                .where(Attempt.action == "submit")
+                .order_by(Attempt.at, Attempt.id)
+            )
+            .scalars()
+            .all()
+        )
     assert len(order) == 65
     last_small = max(n for n, prompt in enumerate(order) if prompt.startswith("small"))
     assert last_small < 15  # the scheduler's rounds share each release between the batches

@@ -83,8 +83,13 @@ def test_create_then_resend_creates_nothing_twice(api: httpx.Client) -> None:
     body = {"name": "cms", "jobs": [job("sku-1"), job("sku-2")]}
     first = api.post("/batches", json=body)
     assert first.status_code == 201
-    assert first.json() == {"batch": "cms", "created": True, "added": 2, "already_there": 0,
-                            "refs": ["sku-1", "sku-2"]}  # fmt: skip
+    assert first.json() == {
+        "batch": "cms",
+        "created": True,
+        "added": 2,
+        "already_there": 0,
+        "refs": ["sku-1", "sku-2"],
+    }
     again = api.post("/batches", json=body)
     assert again.status_code == 200
     assert (again.json()["added"], again.json()["already_there"]) == (0, 2)
@@ -160,8 +165,12 @@ def test_bodies_over_the_limit_are_refused(api: httpx.Client) -> None:
             yield json.dumps(job(f"k{n}", prompt="x" * 1000)).encode() + b","
         yield b"{}]}"
 
-    assert api.post("/batches", content=chunks(),
-                    headers={"Content-Type": "application/json"}).status_code == 413  # fmt: skip
+    assert (
+        api.post(
+            "/batches", content=chunks(), headers={"Content-Type": "application/json"}
+        ).status_code
+        == 413
+    )
     assert api.get("/batches").json() == []
 
 
@@ -183,9 +192,10 @@ def schema_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     engine = database.open_database(url)
     with Served(engine, url, max_body=1024 * 1024) as running:
         seed = httpx.post(
-            f"{running.url}/batches", headers={"Authorization": f"Bearer {TOKEN}"},
+            f"{running.url}/batches",
+            headers={"Authorization": f"Bearer {TOKEN}"},
             json={"name": "seed", "jobs": [job("sku-1")]},
-        )  # fmt: skip
+        )
         assert seed.status_code == 201
         yield running.url
     engine.dispose()

@@ -18,19 +18,27 @@ PACING = Pacing(delay=10, shortest=5, longest=30, deadline=1800)
 
 def state(status: str, progress: str | None = None, **fields: str) -> TaskState:
     return TaskState(
-        task_id="veo3:1-abc", status=status, progress=progress,
-        fail_reason=fields.get("fail_reason"), video_url=fields.get("video_url"),
-    )  # fmt: skip
+        task_id="veo3:1-abc",
+        status=status,
+        progress=progress,
+        fail_reason=fields.get("fail_reason"),
+        video_url=fields.get("video_url"),
+    )
 
 
 def poll(
     answer: TaskState | ProviderError, seconds: float = 60, polls: int = 1, **kw: object
 ) -> PollOutcome:
     options: dict[str, object] = {
-        "now": T0 + timedelta(seconds=seconds), "submitted_at": T0,
-        "poll_until": T0 + timedelta(seconds=1800), "polls": polls, "last_status": None,
-        "last_progress": None, "pacing": PACING, **kw,
-    }  # fmt: skip
+        "now": T0 + timedelta(seconds=seconds),
+        "submitted_at": T0,
+        "poll_until": T0 + timedelta(seconds=1800),
+        "polls": polls,
+        "last_status": None,
+        "last_progress": None,
+        "pacing": PACING,
+        **kw,
+    }
     return after_poll(answer, **options)  # type: ignore[arg-type]
 
 
@@ -52,8 +60,9 @@ def test_success_without_a_video_is_a_bad_answer() -> None:
     assert (outcome.status, outcome.error_kind) == (JobStatus.FAILED, ErrorKind.BAD_ANSWER)
 
 
-@pytest.mark.parametrize("status", ["NOT_START", "SUBMITTED", "QUEUED", "IN_PROGRESS",
-                                    "UNKNOWN", "SOMETHING_NEW"])  # fmt: skip
+@pytest.mark.parametrize(
+    "status", ["NOT_START", "SUBMITTED", "QUEUED", "IN_PROGRESS", "UNKNOWN", "SOMETHING_NEW"]
+)
 def test_any_other_status_is_still_running(status: str) -> None:
     outcome = poll(state(status))
     assert outcome.status is JobStatus.SUBMITTED
@@ -87,8 +96,9 @@ def test_still_running_at_the_deadline_times_out() -> None:
     assert outcome.error is not None
     assert "after 30 min (last seen: IN_PROGRESS 80%)" in outcome.error
     assert "--kind timeout" in outcome.error
-    failed = poll(ProviderError(ErrorKind.NETWORK, "ConnectError"), seconds=1801,
-                  last_status="IN_PROGRESS")  # fmt: skip
+    failed = poll(
+        ProviderError(ErrorKind.NETWORK, "ConnectError"), seconds=1801, last_status="IN_PROGRESS"
+    )
     assert failed.error_kind is ErrorKind.TIMEOUT
     assert failed.error is not None
     assert "the last poll failed: ConnectError" in failed.error
@@ -116,9 +126,17 @@ def test_with_progress_the_next_poll_is_at_the_estimated_end() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "value"), [("40%", 40.0), ("100%", 100.0), ("12.5 %", 12.5), ("7", 7.0),
-                        ("", None), (None, None), ("half", None)],
-)  # fmt: skip
+    ("text", "value"),
+    [
+        ("40%", 40.0),
+        ("100%", 100.0),
+        ("12.5 %", 12.5),
+        ("7", 7.0),
+        ("", None),
+        (None, None),
+        ("half", None),
+    ],
+)
 def test_percent_of(text: str | None, value: float | None) -> None:
     assert percent_of(text) == value
 

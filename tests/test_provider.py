@@ -230,6 +230,10 @@ def test_error_message_shapes() -> None:
 def test_payload_passes_extra_fields_through() -> None:
     body = job_payload("p", "veo3.1", [IMAGE], "9:16", True, {"enable_upsample": True})
     assert body == {
-        "enable_upsample": True, "prompt": "p", "model": "veo3.1", "images": [IMAGE],
-        "aspect_ratio": "9:16", "enhance_prompt": True,
-    }  # fmt: skip
+        "enable_upsample": True,
+        "prompt": "p",
+        "model": "veo3.1",
+        "images": [IMAGE],
+        "aspect_ratio": "9:16",
+        "enhance_prompt": True,
+    }

@@ -51,9 +51,15 @@ def run(
     options.setdefault("pacing", FAST)
     with ProviderClient(mock.url, Secret(key), read_timeout=1.0) as client:
         runner = EmbeddedRunner(
-            engine, client, LocalRateLimiter(0.0), batch_id, tick=0.02,
-            lease=timedelta(seconds=30), poll_claim=timedelta(minutes=2), **options,
-        )  # fmt: skip
+            engine,
+            client,
+            LocalRateLimiter(0.0),
+            batch_id,
+            tick=0.02,
+            lease=timedelta(seconds=30),
+            poll_claim=timedelta(minutes=2),
+            **options,
+        )
         return runner.run()
 
 
@@ -88,8 +94,10 @@ def test_every_outcome_ends_in_its_state(engine: Engine, mock: MockProvider) -> 
     assert "not resent" in rows(engine)["[mock:drop-after] answer lost"].error
     # Each row was sent once: the row in doubt whose task exists is not sent again.
     assert mock.stats()["created_by_prompt"] == {
-        "fine": 1, "[mock:drop-after] answer lost": 1, "[mock:no-task-id] strange answer": 1,
-    }  # fmt: skip
+        "fine": 1,
+        "[mock:drop-after] answer lost": 1,
+        "[mock:no-task-id] strange answer": 1,
+    }
 
 
 def test_retriable_errors_come_back_until_the_last_attempt(
@@ -209,9 +217,9 @@ def test_every_row_ends_with_its_video_or_the_providers_reason(
         assert row.finished_at is not None
         assert row.next_poll_at is None
     with engine.connect() as conn:
-        actions = dict(conn.execute(
-            sa.select(Attempt.action, sa.func.count()).group_by(Attempt.action)
-        ).all())  # fmt: skip
+        actions = dict(
+            conn.execute(sa.select(Attempt.action, sa.func.count()).group_by(Attempt.action)).all()
+        )
     assert actions["submit"] == 20
     assert actions["poll"] >= 20  # at least the poll that saw each task end
 
@@ -281,9 +289,15 @@ def test_an_interrupted_download_resumes_where_it_stopped(
     # Half, then the other half (a Range request), not half and then the whole video again.
     assert mock.stats()["video_bytes_sent"] == 2 * size
     with engine.connect() as conn:
-        errors = conn.execute(
-            sa.select(Attempt.error).where(Attempt.job_id == cut.id, Attempt.action == "download")
-        ).scalars().all()  # fmt: skip
+        errors = (
+            conn.execute(
+                sa.select(Attempt.error).where(
+                    Attempt.job_id == cut.id, Attempt.action == "download"
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert len(errors) == 2
     assert errors[0] is not None
     assert errors[0].startswith("download: ")

@@ -49,9 +49,15 @@ def being_worked_on(broker: redis.Redis, queue: str, count: int) -> None:
 def scheduler(engine: Engine, broker: redis.Redis) -> Scheduler:
     app = make_app(Settings.from_values({"redis_url": REDIS_URL}))
     return Scheduler(
-        engine, broker, app, depth=20, tick=0.1, grace=timedelta(seconds=5), poll_group=5,
+        engine,
+        broker,
+        app,
+        depth=20,
+        tick=0.1,
+        grace=timedelta(seconds=5),
+        poll_group=5,
         poll_claim=timedelta(minutes=2),
-    )  # fmt: skip
+    )
 
 
 def test_lost_submissions_are_found_while_polls_are_in_flight(

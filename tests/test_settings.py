@@ -91,9 +91,15 @@ def test_bad_model_table(text: str) -> None:
 
 def test_polling_and_download_settings() -> None:
     settings = Settings.from_values(
-        {"poll_interval": "2-60", "poll_delay": "30", "poll_deadline": "600",
-         "poll_rate": "1/s", "max_in_flight": "20", "download_dir": "videos"}
-    )  # fmt: skip
+        {
+            "poll_interval": "2-60",
+            "poll_delay": "30",
+            "poll_deadline": "600",
+            "poll_rate": "1/s",
+            "max_in_flight": "20",
+            "download_dir": "videos",
+        }
+    )
     assert settings.poll_interval == (2.0, 60.0)
     assert (settings.poll_delay, settings.poll_deadline) == (30.0, 600.0)
     assert settings.poll_rate == Rate(1.0, 1.0)

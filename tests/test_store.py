@@ -208,9 +208,13 @@ def test_both_ways_of_loading_store_the_same_rows(
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with open_job_file(str(path)) as job_file:
         result = load_rows(
-            engine, job_file.rows(), batch="b", source=str(path), models=DEFAULT_MODELS,
+            engine,
+            job_file.rows(),
+            batch="b",
+            source=str(path),
+            models=DEFAULT_MODELS,
             reader_process=reader_process,
-        )  # fmt: skip
+        )
     assert (result.rows, result.valid, result.stored) == (
         CHUNK_ROWS + 7,
         CHUNK_ROWS + 7,
@@ -233,9 +237,13 @@ def test_a_file_that_breaks_after_many_rows_stores_nothing(
     path.write_bytes(f"id,prompt,model,images\n{good}bad,caf\xe9,veo3.1,{URL}\n".encode("latin-1"))
     with pytest.raises(JobFileError) as info, open_job_file(str(path)) as job_file:
         load_rows(
-            engine, job_file.rows(), batch="b", source=str(path), models=DEFAULT_MODELS,
+            engine,
+            job_file.rows(),
+            batch="b",
+            source=str(path),
+            models=DEFAULT_MODELS,
             reader_process=reader_process,
-        )  # fmt: skip
+        )
     assert info.value.line == 3 * CHUNK_ROWS + 2
     assert "is not UTF-8 text (byte 0xe9 at column 8)" in str(info.value)
     assert table_counts(engine) == (0, 0)
@@ -246,8 +254,9 @@ def test_a_database_made_by_the_first_release_keeps_its_rows(tmp_path: Path) -> 
     engine = database.create_engine(url)
     database.upgrade(engine, "0001")
     with engine.begin() as conn:
-        conn.exec_driver_sql("INSERT INTO batches (id, name, source, state) VALUES "
-                             "(1, 'old', 'old.csv', 'active')")  # fmt: skip
+        conn.exec_driver_sql(
+            "INSERT INTO batches (id, name, source, state) VALUES (1, 'old', 'old.csv', 'active')"
+        )
         conn.exec_driver_sql(
             "INSERT INTO jobs (batch_id, ref, prompt, model, images, status, task_id) VALUES "
             "(1, 'a', 'p', 'veo3.1', '[]', 'submitted', 'veo3:1-x')"
@@ -302,8 +311,9 @@ def test_external_id_is_the_rows_key_in_every_format(
 
 
 def test_id_and_external_id_must_agree(engine: Engine) -> None:
-    row = RawJob.from_mapping(3, {"id": "a", "external_id": "b", "prompt": "p",
-                                  "model": "veo3.1", "images": [URL]})  # fmt: skip
+    row = RawJob.from_mapping(
+        3, {"id": "a", "external_id": "b", "prompt": "p", "model": "veo3.1", "images": [URL]}
+    )
     result = load(engine, [row])
     assert result.rejected
     assert result.report.lines() == ["test:3: external_id: differs from id 'a'; give one of them"]

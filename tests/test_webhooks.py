@@ -91,8 +91,10 @@ def test_a_failing_receiver_is_called_again_until_it_answers(
     headers, body = receiver.calls[-1]
     summary = json.loads(body)
     assert (summary["event"], summary["batch"], summary["state"]) == (
-        "batch.finished", "cms", "finished"
-    )  # fmt: skip
+        "batch.finished",
+        "cms",
+        "finished",
+    )
     assert (summary["total"], summary["counts"]) == (2, {"succeeded": 2})
     signed = f"{headers['x-veo-batch-timestamp']}.".encode() + body
     expected = hmac.new(SECRET.reveal().encode(), signed, hashlib.sha256).hexdigest()
@@ -150,9 +152,14 @@ def test_run_tells_the_webhook_when_the_batch_is_done(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     result = sqlite_run(
-        "--webhook-secret", SECRET.reveal(), "run", str(Path(__file__).parent.parent /
-        "jobs.example.yaml"), "--mock", "--webhook", address(receiver),
-    )  # fmt: skip
+        "--webhook-secret",
+        SECRET.reveal(),
+        "run",
+        str(Path(__file__).parent.parent / "jobs.example.yaml"),
+        "--mock",
+        "--webhook",
+        address(receiver),
+    )
     assert result.exit_code == 0, result.output
     assert "webhook told (1 call)" in result.stderr
     summary = json.loads(receiver.calls[0][1])

@@ -100,12 +100,20 @@ class EmbeddedRunner:
     ) -> EmbeddedRunner:
         """A runner with what `held` holds (built from the settings)."""
         return cls(
-            held.engine, held.client, held.limiter, batch_id, pacing=held.pacing,
-            lease=held.lease, poll_claim=held.poll_claim(4 * concurrency),
-            poll_limiter=held.poll_limiter, concurrency=concurrency,
-            max_in_flight=held.settings.max_in_flight, wait_for_videos=wait_for_videos,
-            download_dir=download_dir, on_progress=on_progress,
-        )  # fmt: skip
+            held.engine,
+            held.client,
+            held.limiter,
+            batch_id,
+            pacing=held.pacing,
+            lease=held.lease,
+            poll_claim=held.poll_claim(4 * concurrency),
+            poll_limiter=held.poll_limiter,
+            concurrency=concurrency,
+            max_in_flight=held.settings.max_in_flight,
+            wait_for_videos=wait_for_videos,
+            download_dir=download_dir,
+            on_progress=on_progress,
+        )
 
     def run(self) -> Progress:
         """Work until every row of the batch is finished (with `wait_for_videos`, else until
@@ -222,16 +230,27 @@ class EmbeddedRunner:
 
     def _submit(self, job_id: int) -> None:
         submit_one(
-            self.engine, self.client, self.limiter, job_id, lease=self.lease,
-            pacing=self.pacing, max_attempts=self.max_attempts, wait=self._wait_for_slot,
+            self.engine,
+            self.client,
+            self.limiter,
+            job_id,
+            lease=self.lease,
+            pacing=self.pacing,
+            max_attempts=self.max_attempts,
+            wait=self._wait_for_slot,
             write_lock=self._db_lock,
-        )  # fmt: skip
+        )
 
     def _poll(self, job_ids: list[int]) -> None:
         poll_rows(
-            self.engine, self.client, self.poll_limiter, job_ids, pacing=self.pacing,
-            wait=self._wait_for_slot, write_lock=self._db_lock,
-        )  # fmt: skip
+            self.engine,
+            self.client,
+            self.poll_limiter,
+            job_ids,
+            pacing=self.pacing,
+            wait=self._wait_for_slot,
+            write_lock=self._db_lock,
+        )
 
     def _download(self, job_id: int) -> None:
         assert self.download_dir is not None

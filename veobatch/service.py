@@ -52,10 +52,28 @@ from veobatch.store.queries import (
 
 MAX_BATCH_NAME: Final = 200
 JOB_VIEW_FIELDS: Final = (
-    "ref", "line", "status", "task_id", "error", "error_kind", "http_status", "attempts",
-    "remote_status", "progress", "polls", "video_url", "video_path", "video_bytes",
-    "video_sha256", "download_error", "prompt", "model", "images", "submitted_at", "finished_at",
-)  # fmt: skip
+    "ref",
+    "line",
+    "status",
+    "task_id",
+    "error",
+    "error_kind",
+    "http_status",
+    "attempts",
+    "remote_status",
+    "progress",
+    "polls",
+    "video_url",
+    "video_path",
+    "video_bytes",
+    "video_sha256",
+    "download_error",
+    "prompt",
+    "model",
+    "images",
+    "submitted_at",
+    "finished_at",
+)
 
 
 @dataclass(frozen=True)
@@ -139,9 +157,13 @@ class BatchService:
         keyed = [_with_key(index, job, idempotency_key) for index, job in enumerate(jobs)]
         rows = (RawJob.from_mapping(index, job) for index, job in enumerate(keyed))
         result = load_rows(
-            self.engine, rows, batch=batch, source="python", models=self.settings.models,
+            self.engine,
+            rows,
+            batch=batch,
+            source="python",
+            models=self.settings.models,
             reader_process=False,
-        )  # fmt: skip
+        )
         if result.rejected:
             report = result.report
             raise InvalidJobs(report.problems, report.total - len(report.problems))
@@ -170,11 +192,18 @@ class BatchService:
         if webhook_url is not None:
             check_webhook_url(webhook_url)
         result = load_rows(
-            None if dry_run else self.engine, job_file.rows(), batch=batch,
-            source=source or job_file.name, models=self.settings.models,
-            skip_invalid=skip_invalid, dry_run=dry_run, max_problems=max_problems,
-            progress=progress, position=job_file.position, reader_process=reader_process,
-        )  # fmt: skip
+            None if dry_run else self.engine,
+            job_file.rows(),
+            batch=batch,
+            source=source or job_file.name,
+            models=self.settings.models,
+            skip_invalid=skip_invalid,
+            dry_run=dry_run,
+            max_problems=max_problems,
+            progress=progress,
+            position=job_file.position,
+            reader_process=reader_process,
+        )
         if webhook_url is not None and not dry_run and not result.rejected:
             self.set_webhook(batch, webhook_url)
         return result
@@ -267,9 +296,12 @@ class BatchService:
         if downloading is None:
             downloading = self.settings.download_dir is not None
         return follow(
-            self.engine, bid, every=every, wait_for_videos=wait_for_videos,
+            self.engine,
+            bid,
+            every=every,
+            wait_for_videos=wait_for_videos,
             downloading=downloading,
-        )  # fmt: skip
+        )
 
     # ------------------------------------------------------------------ changes
 
@@ -347,10 +379,14 @@ def job_view(row: sa.Row[Any]) -> dict[str, Any]:
 def history_view(attempt: sa.Row[Any]) -> dict[str, Any]:
     """One submission, poll or download of a row."""
     return {
-        "at": utc(attempt.at), "action": attempt.action, "http_status": attempt.http_status,
-        "task_id": attempt.task_id, "remote_status": attempt.remote_status,
-        "error": attempt.error, "error_kind": attempt.error_kind,
-    }  # fmt: skip
+        "at": utc(attempt.at),
+        "action": attempt.action,
+        "http_status": attempt.http_status,
+        "task_id": attempt.task_id,
+        "remote_status": attempt.remote_status,
+        "error": attempt.error,
+        "error_kind": attempt.error_kind,
+    }
 
 
 def _with_key(index: int, job: Mapping[str, Any], idempotency_key: str | None) -> dict[str, Any]:

@@ -22,8 +22,9 @@ def _index_set(column: str) -> None:
     """An index of only the rows that have `column` set: loading a million rows (none set)
     stays as fast as before."""
     where = sa.text(f"{column} IS NOT NULL")
-    op.create_index(f"ix_jobs_{column}", "jobs", [column], sqlite_where=where,
-                    postgresql_where=where)  # fmt: skip
+    op.create_index(
+        f"ix_jobs_{column}", "jobs", [column], sqlite_where=where, postgresql_where=where
+    )
 
 
 def upgrade() -> None:
@@ -49,7 +50,14 @@ def downgrade() -> None:
     op.drop_index("ix_jobs_next_poll_at", "jobs")
     with op.batch_alter_table("jobs") as jobs:
         for column in (
-            "next_download_at", "download_error", "downloads", "video_sha256", "video_bytes",
-            "video_path", "poll_until", "next_poll_at", "polls",
-        ):  # fmt: skip
+            "next_download_at",
+            "download_error",
+            "downloads",
+            "video_sha256",
+            "video_bytes",
+            "video_path",
+            "poll_until",
+            "next_poll_at",
+            "polls",
+        ):
             jobs.drop_column(column)

@@ -45,10 +45,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_deliveries")),
     )
     op.create_index(
-        "ix_deliveries_next_attempt_at", "deliveries", ["next_attempt_at"],
+        "ix_deliveries_next_attempt_at",
+        "deliveries",
+        ["next_attempt_at"],
         sqlite_where=sa.text("next_attempt_at IS NOT NULL"),
         postgresql_where=sa.text("next_attempt_at IS NOT NULL"),
-    )  # fmt: skip
+    )
     op.create_table(
         "delivery_attempts",
         sa.Column("id", BigId, nullable=False),

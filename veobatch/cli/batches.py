@@ -131,10 +131,18 @@ def jobs(
         click.echo("no rows match")
         return
     table = [
-        [job["id"], job["line"], job["status"], job["model"], job["task_id"], job["error_kind"],
-         job["http_status"], clip(job["error"] or "", 90)]
+        [
+            job["id"],
+            job["line"],
+            job["status"],
+            job["model"],
+            job["task_id"],
+            job["error_kind"],
+            job["http_status"],
+            clip(job["error"] or "", 90),
+        ]
         for job in rows
-    ]  # fmt: skip
+    ]
     click.echo(render(["ID", "LINE", "STATUS", "MODEL", "TASK_ID", "KIND", "HTTP", "ERROR"], table))
     total = service.count(name, statuses=statuses, kinds=kinds, refs=chosen)
     if total > len(rows):
@@ -149,10 +157,18 @@ def _stories(app: App, name: str, rows: list[dict[str, Any]]) -> None:
     for job in rows:
         click.echo("\n" + _job_details(job))
         history += [
-            [job["id"], a["at"], a["action"], a["http_status"], a["task_id"], a["remote_status"],
-             a["error_kind"], clip(a["error"] or "", 70)]
+            [
+                job["id"],
+                a["at"],
+                a["action"],
+                a["http_status"],
+                a["task_id"],
+                a["remote_status"],
+                a["error_kind"],
+                clip(a["error"] or "", 70),
+            ]
             for a in app.service.job(name, job["id"])["history"]
-        ]  # fmt: skip
+        ]
     if history:
         headers = ["ID", "AT", "ACTION", "HTTP", "TASK_ID", "REMOTE", "KIND", "ERROR"]
         click.echo("\n" + render(headers, history))

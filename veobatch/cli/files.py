@@ -96,11 +96,15 @@ def load_file(
     service = BatchService(None, app.settings) if dry_run else app.service
     with open_job_file(file, file_format) as job_file:
         result = service.load(
-            job_file, name,
+            job_file,
+            name,
             source=job_file.name if job_file.name == "<stdin>" else str(Path(file).resolve()),
-            skip_invalid=skip_invalid, dry_run=dry_run, max_problems=max_problems,
-            webhook_url=webhook_url, progress=_progress_printer(job_file.size),
-        )  # fmt: skip
+            skip_invalid=skip_invalid,
+            dry_run=dry_run,
+            max_problems=max_problems,
+            webhook_url=webhook_url,
+            progress=_progress_printer(job_file.size),
+        )
         _print_load(job_file.name, result, dry_run, time.monotonic() - started)
     return result
 

@@ -195,15 +195,20 @@ def _run_here(
                 MockProvider(MockConfig(api_key=MOCK_KEY, task_seconds=MOCK_TASK_SECONDS))
             )
             settings = _on_mock(settings, provider.url)
-            click.echo(f"sending to the mock provider at {provider.url} (nothing is spent)",
-                       err=True)  # fmt: skip
+            click.echo(
+                f"sending to the mock provider at {provider.url} (nothing is spent)", err=True
+            )
         held = Process.open(settings, engine=app.engine, shared=False)
         stack.callback(held.client.close)
         stack.callback(held.videos.close)
         runner = EmbeddedRunner.for_process(
-            held, batch.id, concurrency=concurrency, wait_for_videos=wait, download_dir=videos,
+            held,
+            batch.id,
+            concurrency=concurrency,
+            wait_for_videos=wait,
+            download_dir=videos,
             on_progress=progress_line(),
-        )  # fmt: skip
+        )
         try:
             return runner.run()
         except KeyboardInterrupt:
@@ -219,9 +224,11 @@ def _on_mock(settings: Settings, url: str) -> Settings:
     """The settings pointed at the mock provider; its videos take MOCK_TASK_SECONDS, so no
     need to wait longer than that for the first poll."""
     return dataclasses.replace(
-        settings, api_base=url, api_key=Secret(MOCK_KEY),
+        settings,
+        api_base=url,
+        api_key=Secret(MOCK_KEY),
         poll_delay=min(settings.poll_delay, MOCK_TASK_SECONDS),
-    )  # fmt: skip
+    )
 
 
 def _call_webhooks(app: App) -> None:

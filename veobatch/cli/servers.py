@@ -255,8 +255,10 @@ def serve(app: App, host: str, port: int, no_auth: bool, max_body_mb: int) -> No
     """
     settings = app.settings
     if not settings.api_tokens and not no_auth:
-        raise ConfigError("set VEO_API_TOKENS (the tokens callers present), or pass --no-auth "
-                          "to serve on a loopback address without them")  # fmt: skip
+        raise ConfigError(
+            "set VEO_API_TOKENS (the tokens callers present), or pass --no-auth "
+            "to serve on a loopback address without them"
+        )
     if no_auth and host not in ("127.0.0.1", "localhost", "::1"):
         raise ConfigError(f"--no-auth only on a loopback address, not {host}")
     import uvicorn  # noqa: PLC0415 - only this command needs the web stack

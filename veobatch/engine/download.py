@@ -133,9 +133,13 @@ def download_one(
         return False
     with write_lock or nullcontext(), engine.begin() as conn:
         transitions.downloaded(
-            conn, job_id, transitions.utcnow(), path=str(target.resolve()), size=size,
+            conn,
+            job_id,
+            transitions.utcnow(),
+            path=str(target.resolve()),
+            size=size,
             sha256=sha256,
-        )  # fmt: skip
+        )
     return True
 
 

@@ -110,30 +110,43 @@ def after_poll(
         return _after_error(answer, now, poll_until, polls, last_status, last_progress, pacing)
     if answer.status == "SUCCESS" and answer.video_url:
         return PollOutcome(
-            JobStatus.SUCCEEDED, answer.status, answer.progress or "100%", answer.video_url,
+            JobStatus.SUCCEEDED,
+            answer.status,
+            answer.progress or "100%",
+            answer.video_url,
             http_status=200,
-        )  # fmt: skip
+        )
     if answer.status == "SUCCESS":
         return PollOutcome(
-            JobStatus.FAILED, answer.status, answer.progress, error="the provider reported "
-            "SUCCESS without a video URL (data.output is empty)", error_kind=ErrorKind.BAD_ANSWER,
+            JobStatus.FAILED,
+            answer.status,
+            answer.progress,
+            error="the provider reported SUCCESS without a video URL (data.output is empty)",
+            error_kind=ErrorKind.BAD_ANSWER,
             http_status=200,
-        )  # fmt: skip
+        )
     if answer.status == "FAILURE":
         reason = answer.fail_reason or "the provider reported FAILURE without a reason"
         return PollOutcome(
-            JobStatus.FAILED, answer.status, answer.progress, error=reason,
-            error_kind=ErrorKind.REMOTE, http_status=200,
-        )  # fmt: skip
+            JobStatus.FAILED,
+            answer.status,
+            answer.progress,
+            error=reason,
+            error_kind=ErrorKind.REMOTE,
+            http_status=200,
+        )
     if now >= poll_until:
         return _timed_out(now, submitted_at, answer.status, answer.progress, 200)
     elapsed = (now - submitted_at).total_seconds()
     wait = pacing.next_in(polls, elapsed, percent_of(answer.progress))
     return PollOutcome(
-        JobStatus.SUBMITTED, answer.status, answer.progress, http_status=200,
+        JobStatus.SUBMITTED,
+        answer.status,
+        answer.progress,
+        http_status=200,
         next_poll_at=min(now + timedelta(seconds=wait), poll_until),
         changed=answer.status != last_status,
-    )  # fmt: skip
+    )
 
 
 def _after_error(
@@ -151,10 +164,15 @@ def _after_error(
         pause_reason = f"{error.kind.value}: {error.message} (a poll was refused)"
     wait = pacing.next_in(polls, 0.0, None)
     return PollOutcome(
-        JobStatus.SUBMITTED, last_status, last_progress, error=message, error_kind=error.kind,
-        http_status=error.http_status, next_poll_at=min(now + timedelta(seconds=wait), poll_until),
+        JobStatus.SUBMITTED,
+        last_status,
+        last_progress,
+        error=message,
+        error_kind=error.kind,
+        http_status=error.http_status,
+        next_poll_at=min(now + timedelta(seconds=wait), poll_until),
         pause_reason=pause_reason,
-    )  # fmt: skip
+    )
 
 
 def _timed_out(
@@ -170,8 +188,11 @@ def _timed_out(
         last += f"; the last poll failed: {poll_error}"
     minutes = (now - submitted_at).total_seconds() / 60
     return PollOutcome(
-        JobStatus.FAILED, remote_status, progress, http_status=http_status,
+        JobStatus.FAILED,
+        remote_status,
+        progress,
+        http_status=http_status,
         error=f"the task did not finish after {minutes:.0f} min (last seen: {last}); "
         "`veo-batch rerun NAME --kind timeout` polls it again without paying for a new task",
         error_kind=ErrorKind.TIMEOUT,
-    )  # fmt: skip
+    )

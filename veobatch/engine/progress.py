@@ -98,9 +98,14 @@ def snapshot(engine: Engine, batch_id: int, previous: Progress | None = None) ->
             ).where(of_batch, Job.status == JobStatus.SUCCEEDED)
         ).one()
     progress = Progress(
-        counts=counts, state=batch.state, pause_reason=batch.pause_reason, generating=generating,
-        downloaded=files[0], downloads_due=files[1], download_errors=files[2],
-    )  # fmt: skip
+        counts=counts,
+        state=batch.state,
+        pause_reason=batch.pause_reason,
+        generating=generating,
+        downloaded=files[0],
+        downloads_due=files[1],
+        download_errors=files[2],
+    )
     if previous is not None:
         progress.started, progress.done_at_start = previous.started, previous.done_at_start
         progress.waits_for_videos = previous.waits_for_videos

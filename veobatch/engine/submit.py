@@ -73,9 +73,12 @@ def submit_one(
             return None
         if isinstance(answer, ProviderError):
             outcome = after_error(
-                answer.kind, answer.message, answer.http_status, job.attempts + 1,
+                answer.kind,
+                answer.message,
+                answer.http_status,
+                job.attempts + 1,
                 max_attempts=max_attempts,
-            )  # fmt: skip
+            )
         else:
             outcome = succeeded(answer)
         with lock, conn.begin():

@@ -57,17 +57,24 @@ def after_error(
     if kind in PAUSING:
         advice = "fix VEO_API_KEY" if kind is ErrorKind.AUTH else "top up the account's balance"
         return Outcome(
-            JobStatus.PENDING, error=message, error_kind=kind, http_status=http_status,
-            counts_as_attempt=False, pause_reason=f"{kind.value}: {message} ({advice})",
-        )  # fmt: skip
+            JobStatus.PENDING,
+            error=message,
+            error_kind=kind,
+            http_status=http_status,
+            counts_as_attempt=False,
+            pause_reason=f"{kind.value}: {message} ({advice})",
+        )
     if kind is ErrorKind.AMBIGUOUS:
         error = f"{message}; the provider may have created (and billed) a task: not resent"
         return Outcome(JobStatus.IN_DOUBT, error=error, error_kind=kind, http_status=http_status)
     if kind in RETRIED and attempts < max_attempts:
         return Outcome(
-            JobStatus.PENDING, error=message, error_kind=kind, http_status=http_status,
+            JobStatus.PENDING,
+            error=message,
+            error_kind=kind,
+            http_status=http_status,
             retry_in=SUBMIT_RETRY.delay(attempts, rng),
-        )  # fmt: skip
+        )
     if kind in RETRIED:
         message = f"{message} (gave up after {attempts} attempts)"
     return Outcome(JobStatus.FAILED, error=message, error_kind=kind, http_status=http_status)

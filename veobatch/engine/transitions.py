@@ -58,9 +58,10 @@ def release(
     if batch_ids is not None:
         batches = batches.where(Batch.id.in_(list(batch_ids)))
     waiting = [
-        bid for bid in conn.execute(batches).scalars()
+        bid
+        for bid in conn.execute(batches).scalars()
         if conn.execute(sa.select(Job.id).where(Job.batch_id == bid, ready).limit(1)).first()
-    ]  # fmt: skip
+    ]
     taken: dict[int, list[int]] = {bid: [] for bid in waiting}
     count = 0
     while waiting and count < limit:  # a round: each batch its share of what is left
@@ -423,11 +424,16 @@ def polled(conn: Connection, job: sa.Row[Any], outcome: PollOutcome, now: dateti
     if changed and (outcome.changed or outcome.finished or outcome.error):
         conn.execute(
             sa.insert(Attempt).values(
-                job_id=job.id, action="poll", at=now, http_status=outcome.http_status,
-                task_id=job.task_id, remote_status=outcome.remote_status, error=outcome.error,
+                job_id=job.id,
+                action="poll",
+                at=now,
+                http_status=outcome.http_status,
+                task_id=job.task_id,
+                remote_status=outcome.remote_status,
+                error=outcome.error,
                 error_kind=outcome.error_kind,
             )
-        )  # fmt: skip
+        )
     if outcome.pause_reason is not None:
         pause(conn, job.batch_id, outcome.pause_reason, now)
     return bool(changed)
@@ -462,9 +468,12 @@ def downloaded(
     The row's status is not touched: a video that cannot be fetched is still made."""
     if error is None:
         values: dict[str, Any] = {
-            "video_path": path, "video_bytes": size, "video_sha256": sha256,
-            "download_error": None, "next_download_at": None,
-        }  # fmt: skip
+            "video_path": path,
+            "video_bytes": size,
+            "video_sha256": sha256,
+            "download_error": None,
+            "next_download_at": None,
+        }
     else:
         retry_at = now + timedelta(seconds=retry_in) if retry_in is not None else None
         values = {"download_error": error, "next_download_at": retry_at}
@@ -473,11 +482,7 @@ def downloaded(
         .where(Job.id == job_id)
         .values(downloads=Job.downloads + 1, updated_at=now, **values)
     )
-    conn.execute(
-        sa.insert(Attempt).values(
-            job_id=job_id, action="download", at=now, error=error
-        )
-    )  # fmt: skip
+    conn.execute(sa.insert(Attempt).values(job_id=job_id, action="download", at=now, error=error))
 
 
 def retry_downloads(conn: Connection, batch_id: int, now: datetime) -> int:

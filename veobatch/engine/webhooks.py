@@ -55,16 +55,24 @@ def notify(conn: Connection, batch_ids: list[int], event: str, now: datetime) ->
     for batch in batches:
         counts = counted[batch.id]
         body = {
-            "event": event, "batch": batch.name, "state": batch.state,
-            "pause_reason": batch.pause_reason, "total": sum(counts.values()), "counts": counts,
+            "event": event,
+            "batch": batch.name,
+            "state": batch.state,
+            "pause_reason": batch.pause_reason,
+            "total": sum(counts.values()),
+            "counts": counts,
             "at": now.isoformat(),
-        }  # fmt: skip
+        }
         conn.execute(
             sa.insert(Delivery).values(
-                batch_id=batch.id, event=event, url=batch.webhook_url, created_at=now,
-                payload=json.dumps(body, ensure_ascii=False), next_attempt_at=now,
+                batch_id=batch.id,
+                event=event,
+                url=batch.webhook_url,
+                created_at=now,
+                payload=json.dumps(body, ensure_ascii=False),
+                next_attempt_at=now,
             )
-        )  # fmt: skip
+        )
     return len(batches)
 
 

@@ -79,8 +79,9 @@ def caller(
     given = (credentials.credentials if credentials else "").encode()
     # Every token compared, whatever matches: the time says nothing about which one.
     if not sum(hmac.compare_digest(given, token) for token in tokens):
-        raise HTTPException(401, "a valid bearer token is required",
-                            headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        raise HTTPException(
+            401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+        )
 
 
 def _answer_errors(app: FastAPI) -> None:

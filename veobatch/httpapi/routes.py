@@ -33,11 +33,16 @@ router = APIRouter(responses=errors(401))
 
 
 @router.post(
-    "/batches", operation_id="add_jobs", tags=["intake"], response_model=schemas.Intake,
+    "/batches",
+    operation_id="add_jobs",
+    tags=["intake"],
+    response_model=schemas.Intake,
     status_code=201,
-    responses={200: {"model": schemas.Intake, "description": "Every job was already there"},
-               **errors(400, 409, 413, 422)},
-)  # fmt: skip
+    responses={
+        200: {"model": schemas.Intake, "description": "Every job was already there"},
+        **errors(400, 409, 413, 422),
+    },
+)
 def add_jobs(body: schemas.BatchIn, response: Response, veo: Service) -> schemas.Intake:
     """Add jobs to a batch (made if new). 201 if anything was added, 200 if every job was
     already there (a re-send)."""
@@ -51,9 +56,13 @@ def add_jobs(body: schemas.BatchIn, response: Response, veo: Service) -> schemas
 
 
 @router.post(
-    "/batches/{name}/file", operation_id="upload_job_file", tags=["intake"],
-    response_model=schemas.Intake, status_code=201, responses=errors(400, 409, 413, 422),
-)  # fmt: skip
+    "/batches/{name}/file",
+    operation_id="upload_job_file",
+    tags=["intake"],
+    response_model=schemas.Intake,
+    status_code=201,
+    responses=errors(400, 409, 413, 422),
+)
 def upload_job_file(
     name: str,
     file: Annotated[UploadFile, File(description="A CSV, YAML or JSON Lines job file.")],
@@ -70,36 +79,47 @@ def upload_job_file(
     result = veo.load(job_file, name, reader_process=False)
     refuse_invalid(result)
     return schemas.Intake(
-        batch=name, created=result.created, added=result.stored,
-        already_there=result.already_present, refs=[],
-    )  # fmt: skip
+        batch=name,
+        created=result.created,
+        added=result.stored,
+        already_there=result.already_present,
+        refs=[],
+    )
 
 
 # ---------------------------------------------------------------------------------- reading
 
 
 @router.get(
-    "/batches", operation_id="list_batches", tags=["batches"],
+    "/batches",
+    operation_id="list_batches",
+    tags=["batches"],
     response_model=list[schemas.Batch],
-)  # fmt: skip
+)
 def list_batches(veo: Service) -> list[schemas.Batch]:
     """Every batch, oldest first, with its rows counted per status."""
     return [_batch(summary) for summary in veo.batches()]
 
 
 @router.get(
-    "/batches/{name}", operation_id="get_batch", tags=["batches"],
-    response_model=schemas.Batch, responses=errors(404),
-)  # fmt: skip
+    "/batches/{name}",
+    operation_id="get_batch",
+    tags=["batches"],
+    response_model=schemas.Batch,
+    responses=errors(404),
+)
 def get_batch(name: str, veo: Service) -> schemas.Batch:
     """A batch's state and its rows counted per status."""
     return _batch(veo.status(name))
 
 
 @router.get(
-    "/batches/{name}/jobs", operation_id="list_jobs", tags=["jobs"],
-    response_model=schemas.JobsPage, responses=errors(404, 422),
-)  # fmt: skip
+    "/batches/{name}/jobs",
+    operation_id="list_jobs",
+    tags=["jobs"],
+    response_model=schemas.JobsPage,
+    responses=errors(404, 422),
+)
 def list_jobs(
     name: str,
     veo: Service,
@@ -116,23 +136,30 @@ def list_jobs(
 
 
 @router.get(
-    "/batches/{name}/jobs/{ref}", operation_id="get_job", tags=["jobs"],
-    response_model=schemas.JobStory, responses=errors(404),
-)  # fmt: skip
+    "/batches/{name}/jobs/{ref}",
+    operation_id="get_job",
+    tags=["jobs"],
+    response_model=schemas.JobStory,
+    responses=errors(404),
+)
 def get_job(name: str, ref: str, veo: Service) -> schemas.JobStory:
     """One row and its story: each submission, poll that changed something, download."""
     return schemas.JobStory(**veo.job(name, ref))
 
 
 @router.get(
-    "/batches/{name}/export", operation_id="export_batch", tags=["batches"],
+    "/batches/{name}/export",
+    operation_id="export_batch",
+    tags=["batches"],
     response_class=StreamingResponse,
     responses={
-        200: {"description": "The rows as CSV or JSON Lines", "content": {
-            media: {"schema": {"type": "string"}} for media in EXPORT_MEDIA.values()}},
+        200: {
+            "description": "The rows as CSV or JSON Lines",
+            "content": {media: {"schema": {"type": "string"}} for media in EXPORT_MEDIA.values()},
+        },
         **errors(404, 422),
     },
-)  # fmt: skip
+)
 def export_batch(
     name: str, veo: Service, format: schemas.ExportFormat = schemas.ExportFormat.CSV
 ) -> StreamingResponse:
@@ -140,50 +167,65 @@ def export_batch(
     text = veo.export(name, format.value)
     disposition = f'attachment; filename="{name}.{format.value}"'
     return StreamingResponse(
-        iter(text), media_type=EXPORT_MEDIA[format.value],
+        iter(text),
+        media_type=EXPORT_MEDIA[format.value],
         headers={"Content-Disposition": disposition},
-    )  # fmt: skip
+    )
 
 
 # ---------------------------------------------------------------------------------- changes
 
 
 @router.post(
-    "/batches/{name}/rerun", operation_id="rerun_batch", tags=["batches"],
-    response_model=schemas.Rerun, responses=errors(400, 404, 413, 422),
-)  # fmt: skip
+    "/batches/{name}/rerun",
+    operation_id="rerun_batch",
+    tags=["batches"],
+    response_model=schemas.Rerun,
+    responses=errors(400, 404, 413, 422),
+)
 def rerun_batch(name: str, body: schemas.RerunIn, veo: Service) -> schemas.Rerun:
     """Failed rows (by default) back to work; timed-out rows are polled again. `dry_run`
     only counts them (and says which chosen statuses would pay again)."""
     done = veo.rerun(name, body.statuses, body.kinds, dry_run=body.dry_run)
     return schemas.Rerun(
-        matched=done.matched, paid_for=[JobStatus(s) for s in done.paid_for],
-        sent_again=done.sent_again, polled_again=done.polled_again,
-    )  # fmt: skip
+        matched=done.matched,
+        paid_for=[JobStatus(s) for s in done.paid_for],
+        sent_again=done.sent_again,
+        polled_again=done.polled_again,
+    )
 
 
 @router.post(
-    "/batches/{name}/pause", operation_id="pause_batch", tags=["batches"],
-    response_model=schemas.Changed, responses=errors(404, 409),
-)  # fmt: skip
+    "/batches/{name}/pause",
+    operation_id="pause_batch",
+    tags=["batches"],
+    response_model=schemas.Changed,
+    responses=errors(404, 409),
+)
 def pause_batch(name: str, veo: Service) -> schemas.Changed:
     """Stop sending the batch's rows (requests in flight finish)."""
     return schemas.Changed(batch=name, state=BatchState(veo.pause(name, "paused over HTTP")))
 
 
 @router.post(
-    "/batches/{name}/resume", operation_id="resume_batch", tags=["batches"],
-    response_model=schemas.Changed, responses=errors(404, 409),
-)  # fmt: skip
+    "/batches/{name}/resume",
+    operation_id="resume_batch",
+    tags=["batches"],
+    response_model=schemas.Changed,
+    responses=errors(404, 409),
+)
 def resume_batch(name: str, veo: Service) -> schemas.Changed:
     """Let a paused batch send again."""
     return schemas.Changed(batch=name, state=BatchState(veo.resume(name)))
 
 
 @router.post(
-    "/batches/{name}/cancel", operation_id="cancel_batch", tags=["batches"],
-    response_model=schemas.Changed, responses=errors(404),
-)  # fmt: skip
+    "/batches/{name}/cancel",
+    operation_id="cancel_batch",
+    tags=["batches"],
+    response_model=schemas.Changed,
+    responses=errors(404),
+)
 def cancel_batch(name: str, veo: Service) -> schemas.Changed:
     """Rows not yet sent become cancelled (`rows` says how many); tasks made finish."""
     rows = veo.cancel(name)
@@ -192,7 +234,10 @@ def cancel_batch(name: str, veo: Service) -> schemas.Changed:
 
 def _batch(summary: BatchSummary) -> schemas.Batch:
     return schemas.Batch(
-        name=summary.name, state=BatchState(summary.state), pause_reason=summary.pause_reason,
-        created_at=summary.created_at, total=summary.total,
+        name=summary.name,
+        state=BatchState(summary.state),
+        pause_reason=summary.pause_reason,
+        created_at=summary.created_at,
+        total=summary.total,
         counts={JobStatus(status): n for status, n in summary.counts.items()},
-    )  # fmt: skip
+    )

@@ -46,14 +46,18 @@ class BatchIn(BaseModel):
         "nothing, so a re-send is safe.",
     )
     idempotency_key: str | None = Field(
-        None, min_length=1, max_length=100,
+        None,
+        min_length=1,
+        max_length=100,
         description="Keys the jobs without an id: the same request sent again adds nothing.",
-    )  # fmt: skip
+    )
     webhook_url: str | None = Field(
-        None, max_length=2000, pattern=r"^https?://\S+$",
+        None,
+        max_length=2000,
+        pattern=r"^https?://\S+$",
         description="Told (a JSON POST signed with HMAC-SHA256) when the batch finishes or "
         "pauses; retried with backoff until it answers 2xx.",
-    )  # fmt: skip
+    )
 
 
 class Intake(BaseModel):

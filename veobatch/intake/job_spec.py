@@ -33,17 +33,43 @@ BOOL_FIELDS: Final = frozenset({"enhance_prompt", "enable_upsample"})
 # Columns that `veo-batch export` adds after the job's own: a re-loaded export ignores them
 # instead of sending them.
 OUTPUT_COLUMNS: Final = (
-    "status", "task_id", "error", "error_kind", "http_status", "attempts", "remote_status",
-    "progress", "video_url", "video_path", "video_bytes", "video_sha256", "download_error",
-    "polls", "line", "created_at", "updated_at", "submitted_at", "finished_at",
-)  # fmt: skip
+    "status",
+    "task_id",
+    "error",
+    "error_kind",
+    "http_status",
+    "attempts",
+    "remote_status",
+    "progress",
+    "video_url",
+    "video_path",
+    "video_bytes",
+    "video_sha256",
+    "download_error",
+    "polls",
+    "line",
+    "created_at",
+    "updated_at",
+    "submitted_at",
+    "finished_at",
+)
 OUTPUT_FIELDS: Final = frozenset(OUTPUT_COLUMNS)
 
 # A stored row: the values of `ROW_COLUMNS`, in that order, ready for executemany or COPY.
 ROW_COLUMNS: Final = (
-    "batch_id", "ref", "line", "prompt", "model", "images", "aspect_ratio", "enhance_prompt",
-    "extra", "status", "error", "error_kind",
-)  # fmt: skip
+    "batch_id",
+    "ref",
+    "line",
+    "prompt",
+    "model",
+    "images",
+    "aspect_ratio",
+    "enhance_prompt",
+    "extra",
+    "status",
+    "error",
+    "error_kind",
+)
 StoredRow = tuple[Any, ...]
 
 _KNOWN_NAMES: Final = (*JOB_FIELDS, ID_ALIAS, *KNOWN_EXTRAS)
@@ -242,9 +268,17 @@ class JobChecker:
         self._seen_refs.add(ref_hash)
         self._count(model, len(images))
         return (
-            self.batch_id, ref, raw.line, prompt, model, '["' + '", "'.join(images) + '"]',
-            aspect or None, None if enhance == "" else enhance, extra, *_PENDING,
-        ), _NO_PROBLEMS  # fmt: skip
+            self.batch_id,
+            ref,
+            raw.line,
+            prompt,
+            model,
+            '["' + '", "'.join(images) + '"]',
+            aspect or None,
+            None if enhance == "" else enhance,
+            extra,
+            *_PENDING,
+        ), _NO_PROBLEMS
 
     def _count(self, model: str, images: int) -> None:
         self.model_counts[model] = self.model_counts.get(model, 0) + 1
@@ -291,36 +325,12 @@ class JobChecker:
                 *_PENDING,
             ), problems
 
-        prompt = raw.prompt
-        if not isinstance(prompt, str) or not prompt.strip():
-            bad(
-                "prompt",
-                "must be text" if prompt and not isinstance(prompt, str) else "missing or empty",
-            )
-            prompt = "" if prompt is None else str(prompt)
-        elif len(prompt) > MAX_PROMPT_CHARS:
-            bad("prompt", f"is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
-
+        prompt = _checked_prompt(raw.prompt, bad)
         model = raw.model if type(raw.model) is str else str(raw.model or "")
         span = self.models.get(model)
         if span is None:
             bad("model", self._model_problem(raw.model))
-
-        images = raw.images
-        if type(images) is not list or not images:
-            empty = images is None or images in ("", [])
-            bad(
-                "images",
-                "missing; give 1 to 3 image URLs" if empty else "must be a list of image URLs",
-            )
-            images = images if type(images) is list else []
-        else:
-            if span is not None and not span.low <= len(images) <= span.high:
-                bad("images", f"{model} takes {span} image(s), got {len(images)}")
-            for index, image in enumerate(images, 1):
-                message = image_problem(image)
-                if message is not None:
-                    bad("images", f"image {index}: {message}" if len(images) > 1 else message)
+        images = _checked_images(raw.images, model, span, bad)
 
         aspect = raw.aspect_ratio or None
         if aspect is not None and aspect not in ASPECT_RATIOS:
@@ -341,9 +351,17 @@ class JobChecker:
         if not problems:
             self._count(model, len(images))
         return (
-            self.batch_id, ref, raw.line, prompt, model, _json(images), aspect, enhance,
-            _json(extras) if extras else None, *_PENDING,
-        ), problems  # fmt: skip
+            self.batch_id,
+            ref,
+            raw.line,
+            prompt,
+            model,
+            _json(images),
+            aspect,
+            enhance,
+            _json(extras) if extras else None,
+            *_PENDING,
+        ), problems
 
     @staticmethod
     def _ref(raw: RawJob, bad: Callable[[str, str], None]) -> str:
@@ -389,3 +407,36 @@ class JobChecker:
             else:
                 kept[name] = value
         return kept
+
+
+def _checked_prompt(prompt: Any, bad: Callable[[str, str], None]) -> str:
+    """The prompt as text, telling `bad` what is wrong with it."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        bad(
+            "prompt",
+            "must be text" if prompt and not isinstance(prompt, str) else "missing or empty",
+        )
+        return "" if prompt is None else str(prompt)
+    if len(prompt) > MAX_PROMPT_CHARS:
+        bad("prompt", f"is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+    return prompt
+
+
+def _checked_images(
+    images: Any, model: str, span: ImageRange | None, bad: Callable[[str, str], None]
+) -> list[Any]:
+    """The images as a list, telling `bad` what is wrong with them (and their count for
+    `model`)."""
+    if type(images) is not list or not images:
+        empty = images is None or images in ("", [])
+        bad(
+            "images", "missing; give 1 to 3 image URLs" if empty else "must be a list of image URLs"
+        )
+        return images if type(images) is list else []
+    if span is not None and not span.low <= len(images) <= span.high:
+        bad("images", f"{model} takes {span} image(s), got {len(images)}")
+    for index, image in enumerate(images, 1):
+        message = image_problem(image)
+        if message is not None:
+            bad("images", f"image {index}: {message}" if len(images) > 1 else message)
+    return images

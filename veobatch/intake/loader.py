@@ -90,9 +90,18 @@ def load_rows(
     """
     with _cyclic_gc_paused():
         return _load(
-            engine, rows, batch, source, models, skip_invalid, dry_run, max_problems, progress,
-            position, reader_process,
-        )  # fmt: skip
+            engine,
+            rows,
+            batch,
+            source,
+            models,
+            skip_invalid,
+            dry_run,
+            max_problems,
+            progress,
+            position,
+            reader_process,
+        )
 
 
 def _load(

@@ -46,9 +46,17 @@ _BINARY_SIGNATURES: Final = {
 
 # CSV spellings of booleans; any other text is left for the checker to reject.
 _BOOL_TEXT: Final[dict[str, bool]] = {
-    "true": True, "yes": True, "y": True, "1": True, "on": True,
-    "false": False, "no": False, "n": False, "0": False, "off": False,
-}  # fmt: skip
+    "true": True,
+    "yes": True,
+    "y": True,
+    "1": True,
+    "on": True,
+    "false": False,
+    "no": False,
+    "n": False,
+    "0": False,
+    "off": False,
+}
 
 _new_raw_job: Final = tuple.__new__
 

@@ -219,41 +219,58 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._body()
         if not self._admitted():
             return
-        if not isinstance(body, dict):
-            self._reply(400, _error("请求体不是有效的JSON"))
+        prompt = self._prompt_of(body)
+        if prompt is None:
             return
-        missing = [k for k in ("prompt", "model", "images") if not body.get(k)]
-        if missing:
-            self._reply(400, _error(f"参数错误：缺少 {', '.join(missing)}"))
-            return
-        prompt = str(body["prompt"])
         markers = dict(_MARKER.findall(prompt))
         if "status" in markers:
             status = int(markers["status"])
-            if status == 502:
-                self._reply(502, _HTML_502)
-            else:
-                self._reply(status, _error(f"模拟错误 {status}"))
+            self._reply(status, _HTML_502 if status == 502 else _error(f"模拟错误 {status}"))
             return
         if "drop-before" in markers:
             self._drop()
             return
+        task_id = self._create_task(prompt, markers)
+        if task_id is not None:
+            self._answer_created(task_id, markers)
+
+    def _prompt_of(self, body: Any) -> str | None:
+        """The submission's prompt; None (answered 400) if the body is not a submission."""
+        if not isinstance(body, dict):
+            self._reply(400, _error("请求体不是有效的JSON"))
+            return None
+        missing = [k for k in ("prompt", "model", "images") if not body.get(k)]
+        if missing:
+            self._reply(400, _error(f"参数错误：缺少 {', '.join(missing)}"))
+            return None
+        return str(body["prompt"])
+
+    def _create_task(self, prompt: str, markers: dict[str, str]) -> str | None:
+        """A new task's id; None (answered 403) when the balance is spent."""
         state = self.server.state
         with state.lock:
             config = state.config
             if config.balance is not None and config.balance <= 0:
-                quota = _error("用户额度不足，请充值", code="insufficient_user_quota")
-                self._reply(403, quota)
-                return
+                self._reply(403, _error("用户额度不足，请充值", code="insufficient_user_quota"))
+                return None
             if config.balance is not None:
                 config.balance -= 1
             task_id = f"veo3:{int(time.time())}-{uuid.uuid4().hex[:10]}"
             fails = "fail" in markers or state.rng.random() < config.failure_rate
             created = time.monotonic()
-            state.start_task(
-                _Task(task_id, prompt, created, created + config.task_seconds, fails,
-                      cut_video="cut-video" in markers)
-            )  # fmt: skip
+            task = _Task(
+                task_id,
+                prompt,
+                created,
+                created + config.task_seconds,
+                fails,
+                cut_video="cut-video" in markers,
+            )
+            state.start_task(task)
+        return task_id
+
+    def _answer_created(self, task_id: str, markers: dict[str, str]) -> None:
+        """Answer a created task, or fail to, as the prompt's markers ask."""
         if "drop-after" in markers:
             self._drop()
             return
