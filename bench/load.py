@@ -65,7 +65,7 @@ from bench.common import (
     veo_batch,
     write_json,
 )
-from veobatch.cli.table import render
+from veobatch.cli.output import table_text
 
 SEED: Final = 20_240_601
 DEFAULT_ROWS: Final = 1_000_000
@@ -565,7 +565,7 @@ def report(results: Sequence[Result], floor_mb: float) -> str:
         ]
         for r in results
     ]
-    table = render([*headers, "TARGETS", "HOW"], rows)
+    table = table_text([*headers, "TARGETS", "HOW"], rows)
     return (
         f"{table}\n\ntargets for veo-batch: at least {TARGET_ROWS_PER_S:,} rows/s "
         f"(1M rows in at most 10 s) and a peak RSS of at most {TARGET_RSS_MB} MB (1 MB = 2^20 "

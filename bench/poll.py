@@ -113,7 +113,7 @@ from bench.common import (
     write_jobs,
     write_json,
 )
-from veobatch.cli.table import render
+from veobatch.cli.output import table_text
 from veobatch.errors import ConfigError
 from veobatch.provider.client import SUBMIT_PATH
 from veobatch.settings import Rate
@@ -627,7 +627,7 @@ def table(results: Sequence[dict[str, Any]], args: argparse.Namespace) -> str:
     ]
     for r in results:
         notes += [f"note: {r['tool']}: {note}" for note in r["notes"]]
-    return render(headers, rows) + "\n\n" + "\n".join(textwrap.fill(n, 100) for n in notes)
+    return table_text(headers, rows) + "\n\n" + "\n".join(textwrap.fill(n, 100) for n in notes)
 
 
 def comparison(results: Sequence[dict[str, Any]]) -> dict[str, float]:

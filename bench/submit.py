@@ -110,7 +110,7 @@ from bench.common import (
     write_jobs,
     write_json,
 )
-from veobatch.cli.table import render
+from veobatch.cli.output import table_text
 from veobatch.provider.client import SUBMIT_PATH
 
 DEFAULT_ROWS: Final = 1_000
@@ -830,7 +830,7 @@ def precision_table(ours: dict[str, Any] | None, naive: dict[str, Any] | None) -
             ]
         )
     return (
-        f"{render(headers, rows)}\n\nthe mock allows {LIMIT} requests per sliding {WINDOW:g} s "
+        f"{table_text(headers, rows)}\n\nthe mock allows {LIMIT} requests per sliding {WINDOW:g} s "
         "window (BUSIEST 1 s: the most it saw in one). CREATED/S and REQUESTS/S: (n - 1) / "
         "(last - first) over the rows created and over every request; OF SET RATE: CREATED/S "
         f"÷ the rate the user set (VEO_RATE {LIMIT * RATE_SHARE:g}/s; Celery {NAIVE_RATE_LIMIT}, "
@@ -946,7 +946,7 @@ def overhead_table(
             else ""
         )
     )
-    return f"{render(headers, rows)}\n\n{notes}", ratios
+    return f"{table_text(headers, rows)}\n\n{notes}", ratios
 
 
 # ---------------------------------------------------------------------------------- main

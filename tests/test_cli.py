@@ -393,3 +393,36 @@ def test_exit_codes_are_told_as_the_error_module_says(sqlite_run: Cli) -> None:
     shown = " ".join(sqlite_run("--help").stdout.split())
     for code, text in EXIT_CODE_MEANINGS.items():
         assert f"{code.value} {' '.join(text.split())}" in shown
+
+
+def test_status_and_jobs_speak_json_for_scripts(sqlite_run: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "jobs.jsonl"
+    path.write_text(
+        f'{{"id": "a", "prompt": "ok", "model": "veo3.1", "images": ["{URL}"]}}\n'
+        f'{{"id": "b", "prompt": "[mock:fail] no", "model": "veo3.1", "images": ["{URL}"]}}\n',
+        encoding="utf-8",
+    )
+    sqlite_run("run", str(path), "--mock", "-o", str(tmp_path / "out.csv"))
+    batch = json.loads(sqlite_run("status", "jobs", "--json").stdout)
+    assert (batch["name"], batch["total"], batch["counts"]) == (
+        "jobs",
+        2,
+        {"succeeded": 1, "failed": 1},
+    )
+    assert batch["errors"] == {"remote": 1}
+    assert [b["name"] for b in json.loads(sqlite_run("status", "--json").stdout)] == ["jobs"]
+    page = json.loads(sqlite_run("jobs", "jobs", "--status", "failed", "--json").stdout)
+    assert page["total"] == 1
+    assert [(j["id"], j["error_kind"]) for j in page["jobs"]] == [("b", "remote")]
+    story = json.loads(sqlite_run("jobs", "jobs", "--id", "a", "--json").stdout)["jobs"][0]
+    assert [event["action"] for event in story["history"]] == ["submit", "poll"]
+    assert story["video_url"].startswith("http://127.0.0.1:")
+
+
+def test_a_missing_job_is_not_found(sqlite_run: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "jobs.jsonl"
+    path.write_text(f'{{"id": "a", "prompt": "ok", "model": "veo3.1", "images": ["{URL}"]}}\n')
+    sqlite_run("load", str(path))
+    missing = sqlite_run("jobs", "jobs", "--id", "nope")
+    assert missing.exit_code == ExitCode.NOT_FOUND
+    assert "batch 'jobs' has no job 'nope'" in missing.output

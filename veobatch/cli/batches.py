@@ -13,17 +13,17 @@ import click
 from veobatch.cli.app import App, cli, pass_app
 from veobatch.cli.options import (
     is_are,
+    json_option,
     kind_option,
     one_of,
     rows_text,
     split_values,
     status_option,
 )
-from veobatch.cli.progress import progress_line
-from veobatch.cli.table import clip, render
-from veobatch.errors import NotFoundError
+from veobatch.cli.output import live_progress, one_line, print_json, table, when
+from veobatch.errors import ExitCode, NotFoundError
 from veobatch.states import BatchState, JobStatus
-from veobatch.store.queries import STATUS_ORDER
+from veobatch.store.queries import STATUS_ORDER, BatchSummary
 
 # ---------------------------------------------------------------------------------- status
 
@@ -44,8 +44,9 @@ from veobatch.store.queries import STATUS_ORDER
     type=click.FloatRange(min=0.2),
     help="Seconds between updates with --watch.",
 )
+@json_option
 @pass_app
-def status(app: App, name: str | None, watch: bool, every: float) -> None:
+def status(app: App, name: str | None, watch: bool, every: float, as_json: bool) -> None:
     """Batches with their row counts per status (one batch, with its errors, if NAME is given).
 
     \b
@@ -53,6 +54,7 @@ def status(app: App, name: str | None, watch: bool, every: float) -> None:
       veo-batch status
       veo-batch status spring-sale
       veo-batch status spring-sale --watch
+      veo-batch status spring-sale --json | jq .counts
     """
     if watch:
         if name is None:
@@ -60,6 +62,11 @@ def status(app: App, name: str | None, watch: bool, every: float) -> None:
         _watch_status(app, name, every)
         return
     summaries = [app.service.status(name)] if name else app.service.batches()
+    if as_json:
+        print_json(
+            [_batch_json(s) for s in summaries] if name is None else _batch_json(summaries[0])
+        )
+        return
     if not summaries:
         click.echo("no batches yet: veo-batch load FILE")
         return
@@ -68,7 +75,7 @@ def status(app: App, name: str | None, watch: bool, every: float) -> None:
         [s.name, s.state, f"{s.total:,}", *(f"{s.counts.get(st, 0):,}" for st in STATUS_ORDER)]
         for s in summaries
     ]
-    click.echo(render(headers, rows))
+    table(headers, rows)
     for summary in summaries:
         if summary.pause_reason:
             click.echo(f"{summary.name}: paused: {summary.pause_reason}")
@@ -77,15 +84,21 @@ def status(app: App, name: str | None, watch: bool, every: float) -> None:
             click.echo(f"errors: {kinds}")
 
 
+def _batch_json(summary: BatchSummary) -> dict[str, Any]:
+    return {
+        "name": summary.name, "state": summary.state, "pause_reason": summary.pause_reason,
+        "created_at": summary.created_at, "total": summary.total, "counts": summary.counts,
+        "errors": dict(summary.error_kinds),
+    }  # fmt: skip
+
+
 def _watch_status(app: App, name: str, every: float) -> None:
-    show = progress_line(every=0.0)
     try:
-        for progress in app.service.watch(name, every=every):
-            show(progress)
+        with live_progress(name, every=0.0) as show:
+            for progress in app.service.watch(name, every=every):
+                show(progress)
     except KeyboardInterrupt:
-        pass
-    if sys.stderr.isatty():
-        click.echo("", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
 
 
 # ---------------------------------------------------------------------------------- jobs
@@ -103,6 +116,7 @@ def _watch_status(app: App, name: str, every: float) -> None:
     type=click.IntRange(min=0),
     help="Show at most this many rows (0: all).",
 )
+@json_option
 @pass_app
 def jobs(
     app: App,
@@ -111,6 +125,7 @@ def jobs(
     kinds: Sequence[str],
     refs: Sequence[str],
     limit: int,
+    as_json: bool,
 ) -> None:
     """The rows of batch NAME with their status, task id and error; with --id, each row's
     whole story: its video (URL, file, size, sha256) and every submission, poll (the ones
@@ -121,16 +136,23 @@ def jobs(
       veo-batch jobs spring-sale --status failed
       veo-batch jobs spring-sale --kind invalid,server --limit 0
       veo-batch jobs spring-sale --id sku-4512
+      veo-batch jobs spring-sale --status failed --json | jq '.jobs[].error'
     """
     chosen = split_values(refs)
     service = app.service
     rows = service.jobs(name, statuses=statuses, kinds=kinds, refs=chosen, limit=limit)
-    if not rows:
+    if not rows and chosen:
+        raise NotFoundError(f"batch {name!r} has no job {', '.join(map(repr, chosen))}")
+    total = service.count(name, statuses=statuses, kinds=kinds, refs=chosen)
+    if as_json:
         if chosen:
-            raise NotFoundError(f"batch {name!r} has no job {', '.join(map(repr, chosen))}")
+            rows = [service.job(name, row["id"]) for row in rows]
+        print_json({"total": total, "jobs": rows})
+        return
+    if not rows:
         click.echo("no rows match")
         return
-    table = [
+    grid = [
         [
             job["id"],
             job["line"],
@@ -139,12 +161,11 @@ def jobs(
             job["task_id"],
             job["error_kind"],
             job["http_status"],
-            clip(job["error"] or "", 90),
+            one_line(job["error"] or "", 90),
         ]
         for job in rows
     ]
-    click.echo(render(["ID", "LINE", "STATUS", "MODEL", "TASK_ID", "KIND", "HTTP", "ERROR"], table))
-    total = service.count(name, statuses=statuses, kinds=kinds, refs=chosen)
+    table(["ID", "LINE", "STATUS", "MODEL", "TASK_ID", "KIND", "HTTP", "ERROR"], grid)
     if total > len(rows):
         click.echo(f"showing {len(rows):,} of {total:,} rows; --limit 0 shows all")
     if chosen:
@@ -159,19 +180,20 @@ def _stories(app: App, name: str, rows: list[dict[str, Any]]) -> None:
         history += [
             [
                 job["id"],
-                a["at"],
+                when(a["at"]),
                 a["action"],
                 a["http_status"],
                 a["task_id"],
                 a["remote_status"],
                 a["error_kind"],
-                clip(a["error"] or "", 70),
+                one_line(a["error"] or "", 70),
             ]
             for a in app.service.job(name, job["id"])["history"]
         ]
     if history:
         headers = ["ID", "AT", "ACTION", "HTTP", "TASK_ID", "REMOTE", "KIND", "ERROR"]
-        click.echo("\n" + render(headers, history))
+        click.echo()
+        table(headers, history)
 
 
 def _job_details(job: dict[str, Any]) -> str:
@@ -180,8 +202,8 @@ def _job_details(job: dict[str, Any]) -> str:
     fields = {
         "remote status": " ".join(p for p in (job["remote_status"], job["progress"]) if p),
         "polls": job["polls"] or "",
-        "submitted at": job["submitted_at"] or "",
-        "finished at": job["finished_at"] or "",
+        "submitted at": when(job["submitted_at"]),
+        "finished at": when(job["finished_at"]),
         "video url": job["video_url"] or "",
         "video file": job["video_path"] or "",
         "video bytes": f"{size:,}" if size is not None else "",

@@ -98,3 +98,7 @@ webhook_option = click.option(
     help="Tell URL when the batch finishes or pauses: a JSON summary POSTed, signed with "
     "VEO_WEBHOOK_SECRET (HMAC-SHA256), retried until it answers 2xx.",
 )
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of a table."
+)

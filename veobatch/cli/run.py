@@ -20,8 +20,7 @@ from veobatch.cli.options import (
     rows_text,
     webhook_option,
 )
-from veobatch.cli.progress import progress_line
-from veobatch.cli.table import render
+from veobatch.cli.output import live_progress, table
 from veobatch.embedded_runner import EmbeddedRunner
 from veobatch.engine import transitions, webhooks
 from veobatch.engine.progress import Progress
@@ -170,15 +169,13 @@ def _follow_workers(
             "own VEO_DOWNLOAD_DIR (set it on the scheduler and the workers)",
             err=True,
         )
-    show = progress_line()
     progress = None
     try:
-        for progress in app.service.watch(batch.name, wait_for_videos=wait):
-            show(progress)
+        with live_progress(batch.name) as show:
+            for progress in app.service.watch(batch.name, wait_for_videos=wait):
+                show(progress)
     except KeyboardInterrupt:
-        click.echo(
-            f"\nstopped following; the workers go on: veo-batch status {batch.name}", err=True
-        )
+        click.echo(f"stopped following; the workers go on: veo-batch status {batch.name}", err=True)
         sys.exit(ExitCode.INTERRUPTED)
     assert progress is not None  # watch yields at least once
     return progress
@@ -201,19 +198,21 @@ def _run_here(
         held = Process.open(settings, engine=app.engine, shared=False)
         stack.callback(held.client.close)
         stack.callback(held.videos.close)
+        show = stack.enter_context(live_progress(batch.name))
         runner = EmbeddedRunner.for_process(
             held,
             batch.id,
             concurrency=concurrency,
             wait_for_videos=wait,
             download_dir=videos,
-            on_progress=progress_line(),
+            on_progress=show,
         )
         try:
             return runner.run()
         except KeyboardInterrupt:
+            stack.close()  # the live display first, then the message under it
             click.echo(
-                "\nstopped: requests in flight were recorded; rows not sent are "
+                "stopped: requests in flight were recorded; rows not sent are "
                 "pending again. Run the same command to go on.",
                 err=True,
             )
@@ -243,13 +242,11 @@ def _call_webhooks(app: App) -> None:
 
 
 def _print_run(app: App, name: str, progress: Progress, output: str | None) -> None:
-    if sys.stderr.isatty():
-        click.echo("", err=True)
     batch = app.service.status(name)
     path = output or f"{name}.results.csv"
     write_export(path, app.service.export(name, export_format(path, None)))
     counts = [(status, batch.counts.get(status, 0)) for status in STATUS_ORDER]
-    click.echo(render(["STATUS", "ROWS"], [(s, f"{n:,}") for s, n in counts if n]))
+    table(["STATUS", "ROWS"], [(s, f"{n:,}") for s, n in counts if n])
     if batch.error_kinds:
         kinds = ", ".join(f"{kind} ×{count:,}" for kind, count in batch.error_kinds)
         click.echo(f"errors: {kinds}")
