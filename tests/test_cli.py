@@ -10,18 +10,17 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from tests.conftest import Cli
+from tests.helpers import URL, wait_until
 from veobatch.errors import EXIT_CODE_MEANINGS, ExitCode
 from veobatch.settings import normalize_database_url
 
 EXAMPLE = str(Path(__file__).parent.parent / "jobs.example.yaml")
-URL = "https://img.example.com/a.jpg"
 
 
 def test_load_status_jobs_export(run: Cli, tmp_path: Path) -> None:
@@ -344,10 +343,7 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path) -> No
         except sa.exc.OperationalError:
             return 0  # not created yet
 
-    deadline = time.monotonic() + 30
-    while submitted() < 2:
-        assert time.monotonic() < deadline, "no row was submitted in 30 s"
-        time.sleep(0.05)
+    wait_until(lambda: submitted() >= 2, 30, "two rows submitted")
     running.send_signal(signal.SIGINT)
     _, stderr = running.communicate(timeout=30)
     assert running.returncode == 130

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.conftest import MOCK_KEY
+from tests.helpers import job
 from veobatch import Client, InvalidJobs
 from veobatch.embedded_runner import EmbeddedRunner
 from veobatch.engine.poll_rules import Pacing
@@ -19,15 +20,6 @@ from veobatch.errors import BatchStateError, NotFoundError
 from veobatch.provider.client import ProviderClient
 from veobatch.provider.mock import MockProvider
 from veobatch.settings import Secret
-
-URL = "https://img.example.com/a.jpg"
-
-
-def job(key: str | None, prompt: str = "a fox", **fields: object) -> dict[str, object]:
-    values: dict[str, object] = {"prompt": prompt, "model": "veo3.1", "images": [URL], **fields}
-    if key is not None:
-        values["external_id"] = key
-    return values
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,11 +24,9 @@ from sqlalchemy.engine import Engine
 
 from scheduler.loop import Scheduler
 from tests.conftest import REDIS_URL
+from tests.helpers import URL, load_prompts, wait_until
 from veobatch.cli import cli
 from veobatch.errors import ExitCode
-from veobatch.intake.catalog import DEFAULT_MODELS
-from veobatch.intake.job_spec import RawJob
-from veobatch.intake.loader import load_rows
 from veobatch.provider.mock import MockConfig, MockProvider
 from veobatch.settings import Settings
 from veobatch.store import database
@@ -37,16 +34,7 @@ from veobatch.store.tables import Attempt, Batch, Job
 from worker.app import make_app
 
 KEY = "mock-key"
-URL = "https://img.example.com/a.jpg"
 ROOT = Path(__file__).parent.parent
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what or condition}")
-        time.sleep(0.05)
 
 
 class Stack:
@@ -99,11 +87,7 @@ class Stack:
         self.scheduler.start()
 
     def load(self, prompts: list[str], batch: str = "b") -> None:
-        rows = [
-            RawJob.from_mapping(n, {"prompt": p, "model": "veo3.1", "images": [URL]})
-            for n, p in enumerate(prompts, 2)
-        ]
-        load_rows(self.engine, rows, batch=batch, source="test", models=DEFAULT_MODELS)
+        load_prompts(self.engine, prompts, batch)
 
     def batch_state(self) -> str:
         """The state of the batch, or "finished" once every batch is."""

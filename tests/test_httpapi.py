@@ -8,7 +8,6 @@ import io
 import json
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,12 +19,12 @@ import uvicorn
 from hypothesis import HealthCheck, settings
 from sqlalchemy.engine import Engine
 
+from tests.helpers import URL, job, wait_until
 from veobatch.httpapi import create_app
 from veobatch.settings import Settings
 from veobatch.store import database
 
 TOKEN = "test-token-0123456789abcdef"
-URL = "https://img.example.com/a.jpg"
 
 
 class Served:
@@ -40,10 +39,7 @@ class Served:
 
     def __enter__(self) -> Served:
         self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the server did not start in 10 s"
-            time.sleep(0.01)
+        wait_until(lambda: self.server.started, 10, "the server to start")
         return self
 
     def __exit__(self, *_exc: object) -> None:
@@ -62,13 +58,6 @@ def api(served: Served) -> Iterator[httpx.Client]:
     headers = {"Authorization": f"Bearer {TOKEN}"}
     with httpx.Client(base_url=served.url, headers=headers, timeout=10) as client:
         yield client
-
-
-def job(key: str | None = None, **fields: object) -> dict[str, object]:
-    values: dict[str, object] = {"prompt": "a fox", "model": "veo3.1", "images": [URL], **fields}
-    if key is not None:
-        values["external_id"] = key
-    return values
 
 
 def test_every_route_but_the_schema_needs_a_token(served: Served) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from tests.conftest import MOCK_KEY as KEY
+from tests.helpers import wait_until
 from veobatch.errors import ProviderError
 from veobatch.provider.client import (
     ProviderClient,
@@ -47,10 +47,8 @@ def test_submit_then_query_until_success(mock: MockProvider, client: ProviderCli
     first = client.query(task_id)
     assert first.status in {"NOT_START", "IN_PROGRESS"}
     assert not first.finished
-    deadline = time.monotonic() + 5
-    state = first
-    while not state.finished and time.monotonic() < deadline:
-        state = client.query(task_id)
+    wait_until(lambda: client.query(task_id).finished, 5, "the task to finish")
+    state = client.query(task_id)
     assert state.succeeded
     assert state.video_url is not None
     assert state.video_url.endswith(".mp4")

@@ -13,6 +13,7 @@ import redis
 from tests.conftest import REDIS_URL
 from veobatch.engine.backoff import COOL_DOWN
 from veobatch.engine.rate_limit import (
+    STRIKE_MEMORY,
     LocalRateLimiter,
     RedisRateLimiter,
     cool_down_seconds,
@@ -67,13 +68,17 @@ def test_cool_down_doubles_and_honours_retry_after(
 
 
 def test_local_limiter_spaces_reservations() -> None:
-    limiter = LocalRateLimiter.for_rate(Rate.parse("10/s"))
-    waits = [limiter.reserve() for _ in range(5)]
-    assert waits[0] == pytest.approx(0.0, abs=0.01)
-    assert all(b - a == pytest.approx(0.1, abs=0.01) for a, b in pairwise(waits))
+    now = [100.0]
+    limiter = LocalRateLimiter.for_rate(Rate.parse("10/s"), clock=lambda: now[0])
+    assert [limiter.reserve() for _ in range(5)] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+    now[0] += 10.0  # idle for a while: the next one goes at once, no burst saved up
+    assert [limiter.reserve() for _ in range(2)] == pytest.approx([0.0, 0.1])
     assert limiter.cool_down() == 2.0
-    assert limiter.cool_down() == 4.0  # a second 429 soon after
-    assert limiter.reserve() > 3.5
+    now[0] += 1.0
+    assert limiter.cool_down() == 4.0  # a second 429 soon after doubles the pause
+    assert limiter.reserve() == pytest.approx(4.0)
+    now[0] += STRIKE_MEMORY + 10
+    assert limiter.cool_down() == 2.0  # a 429 long after the last starts over
 
 
 # ---------------------------------------------------------------------------------- Redis

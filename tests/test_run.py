@@ -12,33 +12,18 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.conftest import MOCK_KEY as KEY
+from tests.helpers import load_prompts
 from veobatch.embedded_runner import EmbeddedRunner
 from veobatch.engine import transitions
 from veobatch.engine.download import download_one, video_client
 from veobatch.engine.poll_rules import Pacing
 from veobatch.engine.progress import Progress
 from veobatch.engine.rate_limit import LocalRateLimiter
-from veobatch.intake.catalog import DEFAULT_MODELS
-from veobatch.intake.job_spec import RawJob
-from veobatch.intake.loader import load_rows
 from veobatch.provider.client import ProviderClient
 from veobatch.provider.mock import MockProvider
 from veobatch.settings import Secret
 from veobatch.states import JobStatus
-from veobatch.store.tables import Attempt, Batch, Job
-
-URL = "https://img.example.com/a.jpg"
-
-
-def load(engine: Engine, prompts: list[str], batch: str = "b") -> int:
-    rows = [
-        RawJob.from_mapping(n, {"id": f"r{n}", "prompt": p, "model": "veo3.1", "images": [URL]})
-        for n, p in enumerate(prompts, 2)
-    ]
-    load_rows(engine, rows, batch=batch, source="test", models=DEFAULT_MODELS)
-    with engine.connect() as conn:
-        return conn.execute(sa.select(Batch.id).where(Batch.name == batch)).scalar_one()
-
+from veobatch.store.tables import Attempt, Job
 
 # Polls come fast in tests: the mock's tasks take a fraction of a second.
 DEADLINE = timedelta(minutes=30)  # a rerun's new deadline for polls
@@ -77,7 +62,7 @@ def test_every_outcome_ends_in_its_state(engine: Engine, mock: MockProvider) -> 
         "[mock:drop-before] connection lost",
         "[mock:no-task-id] strange answer",
     ]
-    batch_id = load(engine, prompts)
+    batch_id = load_prompts(engine, prompts)
     progress = run(engine, mock, batch_id, max_attempts=1)
     assert progress.state == "finished"
     got = {p: (r.status, r.error_kind, r.http_status) for p, r in rows(engine).items()}
@@ -103,7 +88,7 @@ def test_every_outcome_ends_in_its_state(engine: Engine, mock: MockProvider) -> 
 def test_retriable_errors_come_back_until_the_last_attempt(
     engine: Engine, mock: MockProvider
 ) -> None:
-    batch_id = load(engine, ["[mock:status=503] busy"])
+    batch_id = load_prompts(engine, ["[mock:status=503] busy"])
     run(engine, mock, batch_id, max_attempts=2)
     row = rows(engine)["[mock:status=503] busy"]
     assert (row.status, row.error_kind, row.attempts) == ("failed", "server", 2)
@@ -116,7 +101,7 @@ def test_retriable_errors_come_back_until_the_last_attempt(
 def test_a_wrong_key_pauses_the_batch_after_the_requests_in_flight(
     engine: Engine, mock: MockProvider
 ) -> None:
-    batch_id = load(engine, [f"row {n}" for n in range(40)])
+    batch_id = load_prompts(engine, [f"row {n}" for n in range(40)])
     progress = run(engine, mock, batch_id, key="wrong", concurrency=3)
     assert progress.state == "paused"
     assert progress.pause_reason is not None
@@ -130,7 +115,7 @@ def test_a_wrong_key_pauses_the_batch_after_the_requests_in_flight(
 
 def test_an_empty_balance_pauses_with_quota(engine: Engine, mock: MockProvider) -> None:
     mock.state.config.balance = 2
-    batch_id = load(engine, [f"row {n}" for n in range(6)])
+    batch_id = load_prompts(engine, [f"row {n}" for n in range(6)])
     progress = run(engine, mock, batch_id, concurrency=1)
     assert progress.state == "paused"
     assert progress.pause_reason is not None
@@ -141,7 +126,7 @@ def test_an_empty_balance_pauses_with_quota(engine: Engine, mock: MockProvider) 
 
 
 def test_running_again_sends_nothing_twice(engine: Engine, mock: MockProvider) -> None:
-    batch_id = load(engine, [f"row {n}" for n in range(12)])
+    batch_id = load_prompts(engine, [f"row {n}" for n in range(12)])
     run(engine, mock, batch_id)
     run(engine, mock, batch_id)
     assert mock.stats()["created"] == 12
@@ -151,7 +136,7 @@ def test_running_again_sends_nothing_twice(engine: Engine, mock: MockProvider) -
 def test_two_runners_on_one_batch_never_send_a_row_twice(
     engine: Engine, mock: MockProvider
 ) -> None:
-    batch_id = load(engine, [f"row {n}" for n in range(60)])
+    batch_id = load_prompts(engine, [f"row {n}" for n in range(60)])
     threads = [threading.Thread(target=run, args=(engine, mock, batch_id)) for _ in range(2)]
     for thread in threads:
         thread.start()
@@ -163,7 +148,7 @@ def test_two_runners_on_one_batch_never_send_a_row_twice(
 
 
 def test_an_expired_lease_leaves_the_row_in_doubt(engine: Engine) -> None:
-    load(engine, ["a"])
+    load_prompts(engine, ["a"])
     now = transitions.utcnow()
     with engine.begin() as conn:
         (job_id,) = transitions.release(conn, now, 10)
@@ -176,7 +161,7 @@ def test_an_expired_lease_leaves_the_row_in_doubt(engine: Engine) -> None:
 
 
 def test_rerun_sends_failed_rows_again(engine: Engine, mock: MockProvider) -> None:
-    batch_id = load(engine, ["[mock:status=400] x", "ok"])
+    batch_id = load_prompts(engine, ["[mock:status=400] x", "ok"])
     run(engine, mock, batch_id)
     with engine.begin() as conn:
         assert transitions.rerun(
@@ -197,7 +182,7 @@ def test_every_row_ends_with_its_video_or_the_providers_reason(
     engine: Engine, mock: MockProvider
 ) -> None:
     mock.state.config.task_seconds, mock.state.config.failure_rate = 0.3, 0.5
-    batch_id = load(engine, [f"row {n}" for n in range(20)])
+    batch_id = load_prompts(engine, [f"row {n}" for n in range(20)])
     progress = run(engine, mock, batch_id)
     assert progress.state == "finished"
     made = {task.prompt: task.fails for task in mock.state.tasks.values()}
@@ -228,7 +213,7 @@ def test_a_deadline_times_out_and_rerun_polls_the_same_task_again(
     engine: Engine, mock: MockProvider
 ) -> None:
     mock.state.config.task_seconds = 1.0
-    batch_id = load(engine, ["slow"])
+    batch_id = load_prompts(engine, ["slow"])
     impatient = Pacing(delay=0.05, shortest=0.05, longest=0.1, deadline=0.2)
     run(engine, mock, batch_id, pacing=impatient)
     row = rows(engine)["slow"]
@@ -247,7 +232,7 @@ def test_a_deadline_times_out_and_rerun_polls_the_same_task_again(
 
 
 def test_rerun_of_a_remote_failure_makes_a_new_task(engine: Engine, mock: MockProvider) -> None:
-    batch_id = load(engine, ["[mock:fail] refused"])
+    batch_id = load_prompts(engine, ["[mock:fail] refused"])
     run(engine, mock, batch_id)
     first = rows(engine)["[mock:fail] refused"]
     assert (first.status, first.error_kind) == ("failed", "remote")
@@ -267,7 +252,7 @@ def test_rerun_of_a_remote_failure_makes_a_new_task(engine: Engine, mock: MockPr
 
 def test_the_in_flight_cap_holds(engine: Engine, mock: MockProvider) -> None:
     mock.state.config.task_seconds = 0.3
-    batch_id = load(engine, [f"row {n}" for n in range(24)])
+    batch_id = load_prompts(engine, [f"row {n}" for n in range(24)])
     run(engine, mock, batch_id, concurrency=6, max_in_flight=3)
     assert {r.status for r in rows(engine).values()} == {"succeeded"}
     assert 2 <= mock.stats()["peak_running"] <= 3
@@ -276,7 +261,7 @@ def test_the_in_flight_cap_holds(engine: Engine, mock: MockProvider) -> None:
 def test_an_interrupted_download_resumes_where_it_stopped(
     engine: Engine, mock: MockProvider, tmp_path: Path
 ) -> None:
-    batch_id = load(engine, ["[mock:cut-video] cut", "whole"])
+    batch_id = load_prompts(engine, ["[mock:cut-video] cut", "whole"])
     progress = run(engine, mock, batch_id, download_dir=tmp_path)
     assert progress.downloaded == 2
     size = mock.state.config.video_bytes
@@ -307,7 +292,7 @@ def test_an_interrupted_download_resumes_where_it_stopped(
 def test_a_failed_download_never_fails_the_row(
     engine: Engine, mock: MockProvider, tmp_path: Path
 ) -> None:
-    batch_id = load(engine, ["ok"])
+    batch_id = load_prompts(engine, ["ok"])
     run(engine, mock, batch_id)
     row = rows(engine)["ok"]
     with engine.begin() as conn:  # the provider deleted the output meanwhile
@@ -323,7 +308,7 @@ def test_a_failed_download_never_fails_the_row(
 
 def test_polls_share_the_rate_and_spend_few_requests(engine: Engine, mock: MockProvider) -> None:
     mock.state.config.task_seconds = 1.0
-    batch_id = load(engine, [f"row {n}" for n in range(10)])
+    batch_id = load_prompts(engine, [f"row {n}" for n in range(10)])
     pacing = Pacing(delay=0.5, shortest=0.1, longest=1.0, deadline=30.0)
     run(engine, mock, batch_id, pacing=pacing)
     stats = mock.stats()
@@ -334,8 +319,8 @@ def test_polls_share_the_rate_and_spend_few_requests(engine: Engine, mock: MockP
 
 
 def test_active_batches_share_each_release(engine: Engine) -> None:
-    big = load(engine, [f"big {n}" for n in range(50)], batch="big")
-    small = load(engine, [f"small {n}" for n in range(3)], batch="small")
+    big = load_prompts(engine, [f"big {n}" for n in range(50)], batch="big")
+    small = load_prompts(engine, [f"small {n}" for n in range(3)], batch="small")
     with engine.begin() as conn:
         first = transitions.release(conn, transitions.utcnow(), 10)
     with engine.connect() as conn:
@@ -351,7 +336,7 @@ def test_active_batches_share_each_release(engine: Engine) -> None:
 def test_no_wait_stops_once_every_row_has_a_task_and_polls_nothing(
     engine: Engine, mock: MockProvider
 ) -> None:
-    batch_id = load(engine, [f"row {n}" for n in range(30)])
+    batch_id = load_prompts(engine, [f"row {n}" for n in range(30)])
     at_once = Pacing(delay=0.0, shortest=0.05, longest=0.2, deadline=30.0)  # polls due at once
     progress = run(engine, mock, batch_id, wait_for_videos=False, pacing=at_once)
     assert progress.of(JobStatus.SUBMITTED) == 30

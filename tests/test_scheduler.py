@@ -12,25 +12,17 @@ from sqlalchemy.engine import Engine
 
 from scheduler.loop import UNACKED, Scheduler
 from tests.conftest import REDIS_URL
+from tests.helpers import load_prompts
 from veobatch.engine import transitions
-from veobatch.intake.catalog import DEFAULT_MODELS
-from veobatch.intake.job_spec import RawJob
-from veobatch.intake.loader import load_rows
 from veobatch.settings import Settings
 from veobatch.states import JobStatus
 from veobatch.store.tables import Job
 from worker.app import POLL_QUEUE, SUBMIT_QUEUE, make_app
 
-URL = "https://img.example.com/a.jpg"
-
 
 def queued_long_ago(engine: Engine, count: int) -> None:
     """`count` rows queued a minute ago whose messages are gone (Redis lost them)."""
-    rows = [
-        RawJob.from_mapping(n, {"prompt": f"row {n}", "model": "veo3.1", "images": [URL]})
-        for n in range(count)
-    ]
-    load_rows(engine, rows, batch="b", source="test", models=DEFAULT_MODELS)
+    load_prompts(engine, [f"row {n}" for n in range(count)])
     with engine.begin() as conn:
         conn.execute(
             sa.update(Job).values(

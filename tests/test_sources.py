@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import URL
 from veobatch.errors import JobFileError
 from veobatch.intake.job_spec import RawJob
 from veobatch.intake.readers import open_job_file
-
-URL = "https://img.example.com/a.jpg"
 
 
 def read(path: Path, format: str | None = None) -> list[RawJob]:

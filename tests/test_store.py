@@ -15,11 +15,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
+from tests.helpers import URL, load, row
 from veobatch.engine import transitions
 from veobatch.errors import BatchStateError, JobFileError
 from veobatch.intake.catalog import DEFAULT_MODELS
 from veobatch.intake.job_spec import RawJob
-from veobatch.intake.loader import CHUNK_ROWS, LoadResult, load_rows
+from veobatch.intake.loader import CHUNK_ROWS, load_rows
 from veobatch.intake.readers import open_job_file
 from veobatch.store import database
 from veobatch.store.export import ExportText, write_export
@@ -27,22 +28,6 @@ from veobatch.store.queries import batch_id, batch_summaries, select_jobs
 from veobatch.store.tables import Base, Job
 
 EXAMPLE = Path(__file__).parent.parent / "jobs.example.yaml"
-URL = "https://img.example.com/a.jpg"
-
-
-def load(
-    engine: Engine, rows: list[RawJob], batch: str = "b", *, skip_invalid: bool = False
-) -> LoadResult:
-    return load_rows(
-        engine, rows, batch=batch, source="test", models=DEFAULT_MODELS, skip_invalid=skip_invalid
-    )
-
-
-def job(line: int, ref: str | None = None, **fields: object) -> RawJob:
-    values = {"prompt": f"prompt {line}", "model": "veo3.1", "images": [URL], **fields}
-    if ref is not None:
-        values["id"] = ref
-    return RawJob.from_mapping(line, values)
 
 
 def statuses(engine: Engine, batch: str = "b") -> dict[str, int]:
@@ -64,9 +49,13 @@ def test_migrations_and_models_do_not_drift(engine: Engine) -> None:
         assert database.current_revision(engine) == database.head_revision()
 
 
-def test_the_recorded_head_is_the_newest_migration() -> None:
+def test_the_migrations_are_one_line_whose_end_is_the_newest_file() -> None:
     scripts = ScriptDirectory.from_config(database.alembic_config("sqlite://"))
-    assert scripts.get_current_head() == database.head_revision()
+    files = sorted((Path(__file__).parent.parent / "migrations" / "versions").glob("0*.py"))
+    chain = [scripts.get_revision(path.name.split("_", 1)[0]) for path in files]
+    assert all(script is not None for script in chain), "a file's name is not its revision"
+    assert [s.down_revision for s in chain] == [None, *(s.revision for s in chain[:-1])]
+    assert scripts.get_heads() == [chain[-1].revision] == [database.head_revision()]
 
 
 def test_load_the_example_file(engine: Engine) -> None:
@@ -91,10 +80,10 @@ def test_load_the_example_file(engine: Engine) -> None:
 
 
 def test_an_invalid_row_anywhere_leaves_the_database_unchanged(engine: Engine) -> None:
-    load(engine, [job(1, "keep")], batch="earlier")
+    load(engine, [row(1, "keep")], batch="earlier")
     before = table_counts(engine)
-    rows = [job(n, f"r{n}") for n in range(1, 3 * CHUNK_ROWS)]  # several chunks written...
-    rows.append(job(99_999, "bad", model="veo9"))  # ...before the bad row at the very end
+    rows = [row(n, f"r{n}") for n in range(1, 3 * CHUNK_ROWS)]  # several chunks written...
+    rows.append(row(99_999, "bad", model="veo9"))  # ...before the bad row at the very end
     result = load(engine, rows, batch="big")
     assert result.rejected
     assert result.stored == 0
@@ -104,7 +93,7 @@ def test_an_invalid_row_anywhere_leaves_the_database_unchanged(engine: Engine) -
 
 
 def test_skip_invalid_stores_bad_rows_as_failed(engine: Engine) -> None:
-    rows = [job(2, "ok"), job(3, "bad", images=["cat.png"]), job(4, "ok", prompt="dup")]
+    rows = [row(2, "ok"), row(3, "bad", images=["cat.png"]), row(4, "ok", prompt="dup")]
     result = load(engine, rows, skip_invalid=True)
     assert not result.rejected
     assert (result.valid, result.report.invalid_rows, result.stored) == (1, 2, 2)
@@ -116,23 +105,23 @@ def test_skip_invalid_stores_bad_rows_as_failed(engine: Engine) -> None:
 
 
 def test_loading_again_adds_only_new_rows_and_replaces_fixed_invalid_ones(engine: Engine) -> None:
-    load(engine, [job(2, "a"), job(3, "b", model="nope")], skip_invalid=True)
-    result = load(engine, [job(2, "a"), job(3, "b"), job(4, "c")])
+    load(engine, [row(2, "a"), row(3, "b", model="nope")], skip_invalid=True)
+    result = load(engine, [row(2, "a"), row(3, "b"), row(4, "c")])
     assert (result.created, result.stored, result.already_present) == (False, 2, 1)
     assert statuses(engine) == {"pending": 3}
     assert table_counts(engine) == (1, 3)
 
 
 def test_a_cancelled_batch_takes_no_more_rows(engine: Engine) -> None:
-    load(engine, [job(2, "a")])
+    load(engine, [row(2, "a")])
     with engine.begin() as conn:
         conn.exec_driver_sql("UPDATE batches SET state = 'cancelled'")
     with pytest.raises(BatchStateError, match="was cancelled"):
-        load(engine, [job(3, "b")])
+        load(engine, [row(3, "b")])
 
 
 def test_rows_without_ids_are_matched_by_line_on_reload(engine: Engine) -> None:
-    rows = [job(n) for n in range(2, 12)]
+    rows = [row(n) for n in range(2, 12)]
     assert load(engine, rows).stored == 10
     assert load(engine, rows).already_present == 10
     assert table_counts(engine) == (1, 10)
@@ -140,8 +129,8 @@ def test_rows_without_ids_are_matched_by_line_on_reload(engine: Engine) -> None:
 
 def test_export_round_trips_through_the_loader(engine: Engine, tmp_path: Path) -> None:
     rows = [
-        job(2, "a", aspect_ratio="9:16", enhance_prompt=True, enable_upsample=True),
-        job(3, "b", prompt='quote " and, comma\nnew line 中文', images=[URL, URL], seed=7),
+        row(2, "a", aspect_ratio="9:16", enhance_prompt=True, enable_upsample=True),
+        row(3, "b", prompt='quote " and, comma\nnew line 中文', images=[URL, URL], seed=7),
     ]
     load(engine, rows)
     out = tmp_path / "out.csv"
@@ -170,7 +159,7 @@ def test_export_round_trips_through_the_loader(engine: Engine, tmp_path: Path) -
 
 
 def test_export_jsonl_keeps_types(engine: Engine, tmp_path: Path) -> None:
-    load(engine, [job(2, "a", enhance_prompt=False, seed=7)])
+    load(engine, [row(2, "a", enhance_prompt=False, seed=7)])
     out = tmp_path / "out.jsonl"
     with engine.connect() as conn:
         write_export(str(out), ExportText(engine, select_jobs(batch_id(conn, "b")), "jsonl"))
@@ -182,15 +171,15 @@ def test_export_jsonl_keeps_types(engine: Engine, tmp_path: Path) -> None:
 
 
 def test_counts_per_status_use_one_query_per_call(engine: Engine) -> None:
-    load(engine, [job(n, f"r{n}") for n in range(2, 7)], batch="one")
-    load(engine, [job(2, "x")], batch="two")
+    load(engine, [row(n, f"r{n}") for n in range(2, 7)], batch="one")
+    load(engine, [row(2, "x")], batch="two")
     with engine.connect() as conn:
         summaries = batch_summaries(conn)
     assert [(s.name, s.total) for s in summaries] == [("one", 5), ("two", 1)]
 
 
 def test_timestamps_come_back_in_utc(engine: Engine) -> None:
-    load(engine, [job(2, "a")])
+    load(engine, [row(2, "a")])
     with engine.connect() as conn:
         summary = batch_summaries(conn, "b")[0]
         created = conn.execute(sa.text("SELECT created_at FROM jobs")).scalar_one()

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.conftest import Cli, serving
+from tests.helpers import job
 from veobatch import Client
 from veobatch.engine import transitions, webhooks
 from veobatch.engine.backoff import WEBHOOK_RETRY
@@ -25,7 +26,6 @@ from veobatch.settings import Secret
 from veobatch.store.tables import Delivery, DeliveryAttempt, Job
 
 SECRET = Secret("webhook-secret-for-tests")
-URL = "https://img.example.com/a.jpg"
 
 
 class Receiver(ThreadingHTTPServer):
@@ -59,10 +59,6 @@ def receiver() -> Iterator[Receiver]:
 
 def address(receiver: Receiver) -> str:
     return f"http://127.0.0.1:{receiver.server_address[1]}/hooks/veo"
-
-
-def job(key: str) -> dict[str, object]:
-    return {"external_id": key, "prompt": "a fox", "model": "veo3.1", "images": [URL]}
 
 
 def finish(engine: Engine, batch: str) -> None:

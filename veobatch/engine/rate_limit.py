@@ -89,10 +89,12 @@ def cool_down_seconds(strikes: int, retry_after: float | None) -> float:
 
 @dataclass
 class LocalRateLimiter:
-    """The rule in process (embedded mode): threads of one process share it."""
+    """The rule in process (embedded mode): threads of one process share it. `clock` gives
+    seconds (monotonic by default; tests pass their own)."""
 
     interval: float
     burst: int = 1
+    clock: Callable[[], float] = time.monotonic
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -102,19 +104,22 @@ class LocalRateLimiter:
         self._last_strike = -math.inf
 
     @classmethod
-    def for_rate(cls, rate: Rate | None) -> LocalRateLimiter:
-        return cls(*interval_of(rate))
+    def for_rate(
+        cls, rate: Rate | None, clock: Callable[[], float] = time.monotonic
+    ) -> LocalRateLimiter:
+        interval, burst = interval_of(rate)
+        return cls(interval, burst, clock)
 
     def reserve(self) -> float:
         with self._lock:
             wait, self._tat = gcra_reserve(
-                self._tat, time.monotonic(), self.interval, self.burst, self._cooldown_until
+                self._tat, self.clock(), self.interval, self.burst, self._cooldown_until
             )
         return wait
 
     def cool_down(self, retry_after: float | None = None) -> float:
         with self._lock:
-            now = time.monotonic()
+            now = self.clock()
             self._strikes = self._strikes + 1 if now - self._last_strike < STRIKE_MEMORY else 1
             self._last_strike = now
             pause = cool_down_seconds(self._strikes, retry_after)
