@@ -16,7 +16,8 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import Cli
-from tests.helpers import URL, wait_until
+from tests.helpers import URL, job, wait_until
+from veobatch import Client
 from veobatch.errors import EXIT_CODE_MEANINGS, ExitCode
 from veobatch.settings import normalize_database_url
 
@@ -422,3 +423,35 @@ def test_a_missing_job_is_not_found(sqlite_run: Cli, tmp_path: Path) -> None:
     missing = sqlite_run("jobs", "jobs", "--id", "nope")
     assert missing.exit_code == ExitCode.NOT_FOUND
     assert "batch 'jobs' has no job 'nope'" in missing.output
+
+
+def test_settings_may_come_after_the_command(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'after.db'}"
+    made = Cli("sqlite:///unused.db")("status", "--database-url", url, "--rate", "2/s")
+    assert made.exit_code == 0, made.output
+    assert f"made a new database: {tmp_path / 'after.db'}" in made.stderr
+    assert (tmp_path / "after.db").exists()
+    assert "made a new database" not in Cli(url)("status").stderr  # only when it is new
+    bad = Cli(url)("status", "--rate=often")
+    assert bad.exit_code == ExitCode.CONFIG
+    assert "VEO_RATE: 'often' is not a rate" in bad.output
+
+
+def test_a_stored_batch_runs_without_its_file(sqlite_run: Cli, tmp_path: Path) -> None:
+    with Client(sqlite_run.database_url) as veo:
+        veo.add("from-python", [job("a"), job("b")])
+    done = sqlite_run("run", "--batch", "from-python", "--mock", "-o", str(tmp_path / "o.csv"))
+    assert done.exit_code == 0, done.output
+    assert "succeeded  2" in done.stdout
+    no_file = sqlite_run("run", "--mock")
+    assert no_file.exit_code == ExitCode.USAGE
+    assert "veo-batch run --batch NAME" in no_file.output
+
+
+def test_a_refused_change_names_the_batchs_state(sqlite_run: Cli, tmp_path: Path) -> None:
+    with Client(sqlite_run.database_url) as veo:
+        veo.add("b", [job("a")])
+    assert sqlite_run("cancel", "b", "--yes").exit_code == 0
+    refused = sqlite_run("pause", "b")
+    assert refused.exit_code == ExitCode.STATE
+    assert "batch 'b' is cancelled: it cannot pause" in refused.output

@@ -54,6 +54,23 @@ def test_csv_with_bom_crlf_and_a_multiline_prompt_keeps_physical_lines(tmp_path:
     assert rows[1].aspect_ratio == ""  # empty means missing
 
 
+def test_semicolon_and_tab_separated_csv_are_read_by_their_header(tmp_path: Path) -> None:
+    european = f'"id";"prompt";"model";"images"\na;un renard, le soir;veo3.1;{URL}\n'
+    rows = read(write(tmp_path, "jobs.csv", european))
+    assert (rows[0].id, rows[0].prompt, rows[0].images) == ("a", "un renard, le soir", [URL])
+    tabbed = f"prompt\tmodel\timages\na fox; at night\tveo3.1\t{URL}\n"
+    assert read(write(tmp_path, "tabs.csv", tabbed))[0].prompt == "a fox; at night"
+
+
+def test_utf16_with_a_bom_is_read_and_without_one_is_named(tmp_path: Path) -> None:
+    text = f"prompt\tmodel\timages\n一只狐狸\tveo3.1\t{URL}\n"  # Excel's "Unicode Text"
+    rows = read(write(tmp_path, "jobs.csv", text.encode("utf-16")))
+    assert (rows[0].prompt, rows[0].line) == ("一只狐狸", 2)
+    jsonl = f'{{"prompt": "a fox", "model": "veo3.1", "images": ["{URL}"]}}\n'
+    assert read(write(tmp_path, "jobs.jsonl", jsonl.encode("utf-16")))[0].prompt == "a fox"
+    fails(write(tmp_path, "bare.csv", text.encode("utf-16-le")), "is UTF-16 text without a byte")
+
+
 def test_csv_row_with_the_wrong_number_of_values_is_a_row_problem(tmp_path: Path) -> None:
     rows = read(write(tmp_path, "jobs.csv", f"prompt,model,images\nhi,veo3.1,{URL},extra\n"))
     assert rows[0].problems[0].message == "the row has 4 values, the header 3"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Final, TypeVar
 
 import click
 from sqlalchemy.engine import Engine
@@ -27,12 +28,29 @@ class App:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._engine: Engine | None = None
+        self.made: Path | None = None  # the SQLite file this command made
 
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = database.open_database(self.settings.database_url)
+            url = self.settings.database_url
+            new_file = database.sqlite_file(url)
+            if new_file is not None and new_file.exists():
+                new_file = None
+            self._engine = database.open_database(url)
+            if new_file is not None:
+                self.made = new_file
         return self._engine
+
+    def close(self) -> None:
+        """At the end of the command: say which database file it made, if it made one."""
+        if self.made is not None:
+            click.echo(
+                f"made a new database: {self.made} (SQLite; VEO_DATABASE_URL chooses another)",
+                err=True,
+            )
+        if self._engine is not None:
+            self._engine.dispose()
 
     @property
     def service(self) -> BatchService:
@@ -41,7 +59,11 @@ class App:
 
 
 class VeoGroup(click.Group):
-    """Turns our errors into one clear line on stderr and the documented exit code."""
+    """Takes the settings' options after the command too, and turns our errors into one
+    clear line on stderr and the documented exit code."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, settings_first(args, self.commands))
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -54,6 +76,50 @@ class VeoGroup(click.Group):
                 f"error: {DatabaseError(f'database error: {exc.orig}')}", err=True, fg="red"
             )
             ctx.exit(ExitCode.DATABASE)
+
+
+SETTING_FLAGS: Final = frozenset(f"--{spec.name.replace('_', '-')}" for spec in SETTINGS)
+
+
+def settings_first(args: list[str], commands: Mapping[str, click.Command]) -> list[str]:
+    """`veo-batch status --database-url X` as `veo-batch --database-url X status`: a setting's
+    option given after the command moves before it (unless that command has an option of the
+    same name, or it comes after `--`)."""
+    command_at = _command_position(args, commands)
+    if command_at is None:
+        return args
+    own = {
+        name for param in commands[args[command_at]].params for name in getattr(param, "opts", ())
+    }
+    before, after, moved = args[: command_at + 1], [], []
+    rest = iter(args[command_at + 1 :])
+    for arg in rest:
+        if arg == "--":
+            after += [arg, *rest]
+            break
+        flag = arg.split("=", 1)[0]
+        if flag in SETTING_FLAGS and flag not in own:
+            moved.append(arg)
+            if "=" not in arg:
+                moved.append(next(rest, ""))
+        else:
+            after.append(arg)
+    return [*before[:-1], *moved, before[-1], *after]
+
+
+def _command_position(args: list[str], commands: Mapping[str, click.Command]) -> int | None:
+    """Where the command's name is in `args` (past the group's own options and values)."""
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg in commands:
+            return index
+        if arg in SETTING_FLAGS:
+            index += 1  # its value
+        elif not arg.startswith("-"):
+            return None  # not a command: click says so
+        index += 1
+    return None
 
 
 def setting_options(command: F) -> F:
@@ -86,10 +152,12 @@ def cli(ctx: click.Context, /, **values: str | None) -> None:
       veo-batch status jobs.example --watch                      # follow a batch
       veo-batch export jobs.example -o out.csv
 
-    Every setting is an environment variable (VEO_...) or the option before the command.
+    Every setting is an environment variable (VEO_...) or an option, before or after the
+    command.
     """
     try:
         ctx.obj = App(Settings.from_values(values))
+        ctx.call_on_close(ctx.obj.close)
     except VeoBatchError as exc:
         click.secho(f"error: {exc}", err=True, fg="red")
         ctx.exit(exc.exit_code)

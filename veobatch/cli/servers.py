@@ -23,13 +23,25 @@ from veobatch.store import database
 
 @cli.group("db")
 def db_group() -> None:
-    """Database schema: migrate and inspect (SQLite migrates itself on first use)."""
+    """Database schema: migrate and inspect (SQLite migrates itself on first use).
+
+    \b
+    Examples:
+      VEO_DATABASE_URL=postgresql://veo@db/veo veo-batch db upgrade
+      veo-batch db current
+    """
 
 
 @db_group.command()
 @click.pass_obj
 def upgrade(app: App) -> None:
-    """Migrate the database (VEO_DATABASE_URL) to the newest schema."""
+    """Migrate the database (VEO_DATABASE_URL) to the newest schema. Safe to run again: a
+    database already at the newest schema is left as it is.
+
+    \b
+    Example:
+      veo-batch --database-url postgresql://veo@db/veo db upgrade
+    """
     url = app.settings.database_url
     engine = database.open_database(url, migrate=True)
     click.echo(
@@ -40,7 +52,12 @@ def upgrade(app: App) -> None:
 @db_group.command()
 @click.pass_obj
 def current(app: App) -> None:
-    """Print the database's schema revision and the newest one."""
+    """Print the database's schema revision and the newest one.
+
+    \b
+    Example:
+      veo-batch db current     # sqlite:///./veo-batch.db: at revision 0003; newest is 0003
+    """
     url = app.settings.database_url
     revision = database.current_revision(database.create_engine(url))
     click.echo(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import operator
 import os
@@ -35,6 +36,8 @@ EXTENSIONS: Final = {
 }
 _REQUIRED_COLUMNS: Final = ("prompt", "model", "images")
 _BOM: Final = b"\xef\xbb\xbf"
+_UTF16_BOMS: Final = (b"\xff\xfe", b"\xfe\xff")
+_DELIMITERS: Final = (",", ";", "\t")
 _BINARY_SIGNATURES: Final = {
     b"PK\x03\x04": "a ZIP archive (an .xlsx workbook? save it as 'CSV UTF-8')",
     b"\xd0\xcf\x11\xe0": "an old Excel/Office file (save it as 'CSV UTF-8')",
@@ -71,11 +74,12 @@ class JobFile:
     format: str
     stream: IO[bytes]
     size: int | None
+    encoding: str = "utf-8-sig"  # UTF-16 when the file starts with its byte order mark
 
     def rows(self) -> Iterator[RawJob]:
         # Decoding happens in C, a block at a time; only a file that is not UTF-8 costs a
         # second look, to say on which line it breaks.
-        text = io.TextIOWrapper(self.stream, encoding="utf-8-sig", newline="")
+        text = io.TextIOWrapper(self.stream, encoding=self.encoding, newline="")
         try:
             yield from _READERS[self.format](text, self.name)
         except UnicodeDecodeError as exc:
@@ -85,6 +89,8 @@ class JobFile:
 
     def _decode_error(self, exc: UnicodeDecodeError) -> JobFileError:
         byte = exc.object[exc.start]
+        if self.encoding == "utf-16":
+            return JobFileError(self.name, "is not valid UTF-16 text; save it as UTF-8")
         advice = "save it as UTF-8 (in Excel: 'CSV UTF-8')"
         if not self.stream.seekable():
             return JobFileError(self.name, f"is not UTF-8 text (byte 0x{byte:02x}); {advice}")
@@ -163,6 +169,14 @@ def _checked(job_file: JobFile) -> JobFile:
     for signature, what in _BINARY_SIGNATURES.items():
         if head.startswith(signature):
             raise JobFileError(job_file.name, f"is {what}, not a {job_file.format} job file")
+    if head.startswith(_UTF16_BOMS):  # Excel's "Unicode Text", Notepad's "Unicode"
+        job_file.encoding = "utf-16"
+        return job_file
+    if _looks_utf16(head):
+        raise JobFileError(
+            job_file.name,
+            "is UTF-16 text without a byte order mark; save it as UTF-8 (in Excel: 'CSV UTF-8')",
+        )
     if b"\x00" in head:
         raise JobFileError(
             job_file.name, f"holds binary data (NUL bytes), not a {job_file.format} job file"
@@ -170,11 +184,31 @@ def _checked(job_file: JobFile) -> JobFile:
     return job_file
 
 
+def _looks_utf16(head: bytes) -> bool:
+    """Text in UTF-16 without its BOM: a NUL in every other byte of a mostly-ASCII start."""
+    sample = head[:200]
+    if len(sample) < 8:
+        return False
+    odd, even = sample[1::2], sample[0::2]
+    return odd.count(0) >= 0.9 * len(odd) or even.count(0) >= 0.9 * len(even)
+
+
 # ---------------------------------------------------------------------------------- CSV
 
 
+def csv_delimiter(first_line: str) -> str:
+    """The CSV's delimiter: a comma, unless the header only names the columns when split on
+    `;` (Excel's CSV where the decimal mark is a comma) or on a tab (Excel's Unicode Text)."""
+    for delimiter in _DELIMITERS:
+        columns = {column.strip().strip('"') for column in first_line.split(delimiter)}
+        if "prompt" in columns:
+            return delimiter
+    return ","
+
+
 def read_csv(text: IO[str], name: str) -> Iterator[RawJob]:
-    reader = csv.reader(text)
+    first_line = text.readline()
+    reader = csv.reader(itertools.chain([first_line], text), delimiter=csv_delimiter(first_line))
     try:
         header = [column.strip() for column in next(reader)]
     except StopIteration:
