@@ -3,20 +3,26 @@ and a wait with a deadline (never a sleep that hopes it was enough)."""
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import uvicorn
 from sqlalchemy.engine import Engine
 
+from veobatch.httpapi import create_app
 from veobatch.intake.catalog import DEFAULT_MODELS
 from veobatch.intake.job_spec import RawJob
 from veobatch.intake.loader import LoadResult, load_rows
+from veobatch.settings import Settings
 from veobatch.store.tables import Batch
 
 URL = "https://img.example.com/a.jpg"  # an image URL the checks accept (never fetched)
+TOKEN = "test-token-0123456789abcdef"  # a bearer token of the HTTP API's tests
 
 
 def job(key: str | None = None, prompt: str = "a fox", **fields: object) -> dict[str, Any]:
@@ -50,6 +56,28 @@ def load_prompts(engine: Engine, prompts: Sequence[str], batch: str = "b") -> in
     load(engine, [row(n, f"r{n}", prompt=p) for n, p in enumerate(prompts, 2)], batch)
     with engine.connect() as conn:
         return int(conn.execute(sa.select(Batch.id).where(Batch.name == batch)).scalar_one())
+
+
+class Served:
+    """The HTTP API served for real: uvicorn on a free local port, on a thread."""
+
+    def __init__(self, engine: Engine, database_url: str, max_body: int = 64 * 1024) -> None:
+        settings = Settings.from_values({"database_url": database_url, "api_tokens": TOKEN})
+        app = create_app(settings, engine, max_body=max_body)
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, args=([self.socket],))
+
+    def __enter__(self) -> Served:
+        self.thread.start()
+        wait_until(lambda: self.server.started, 10, "the server to start")
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join()
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 60.0, what: str = "") -> None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import socket
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,36 +13,13 @@ import httpx
 import pytest
 import schemathesis
 import sqlalchemy as sa
-import uvicorn
 from hypothesis import HealthCheck, settings
 from sqlalchemy.engine import Engine
 
-from tests.helpers import URL, job, wait_until
+from tests.helpers import TOKEN, URL, Served, job
 from veobatch.httpapi import create_app
 from veobatch.settings import Settings
 from veobatch.store import database
-
-TOKEN = "test-token-0123456789abcdef"
-
-
-class Served:
-    def __init__(self, engine: Engine, database_url: str, max_body: int = 64 * 1024) -> None:
-        settings = Settings.from_values({"database_url": database_url, "api_tokens": TOKEN})
-        app = create_app(settings, engine, max_body=max_body)
-        self.socket = socket.socket()
-        self.socket.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, args=([self.socket],))
-
-    def __enter__(self) -> Served:
-        self.thread.start()
-        wait_until(lambda: self.server.started, 10, "the server to start")
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join()
 
 
 @pytest.fixture
