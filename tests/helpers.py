@@ -14,8 +14,8 @@ import sqlalchemy as sa
 import uvicorn
 from sqlalchemy.engine import Engine
 
+from veobatch.catalog import DEFAULT_MODELS
 from veobatch.httpapi import create_app
-from veobatch.intake.catalog import DEFAULT_MODELS
 from veobatch.intake.job_spec import RawJob
 from veobatch.intake.loader import LoadResult, load_rows
 from veobatch.settings import Settings

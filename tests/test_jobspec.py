@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from veobatch.intake.catalog import DEFAULT_MODELS
+from veobatch.catalog import DEFAULT_MODELS
 from veobatch.intake.job_spec import JobChecker, RawJob, field_name_problem, image_problem
 
 GOOD: dict[str, Any] = {

@@ -4,8 +4,8 @@ import re
 
 import pytest
 
+from veobatch.catalog import DEFAULT_MODELS, ImageRange, parse_models
 from veobatch.errors import ConfigError
-from veobatch.intake.catalog import DEFAULT_MODELS, ImageRange, parse_models
 from veobatch.settings import DEFAULT_DATABASE_URL, Rate, Settings
 
 

@@ -16,9 +16,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
 from tests.helpers import URL, load, row
+from veobatch.catalog import DEFAULT_MODELS
 from veobatch.engine import transitions
 from veobatch.errors import BatchStateError, JobFileError
-from veobatch.intake.catalog import DEFAULT_MODELS
 from veobatch.intake.job_spec import RawJob
 from veobatch.intake.loader import CHUNK_ROWS, load_rows
 from veobatch.intake.readers import open_job_file

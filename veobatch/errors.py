@@ -19,11 +19,11 @@ never contain the provider API key.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    from veobatch.intake.problems import Problem
     from veobatch.states import ErrorKind
 
 
@@ -59,6 +59,22 @@ EXIT_CODE_MEANINGS: Final[dict[ExitCode, str]] = {
     "`veo-batch resume NAME`",
     ExitCode.INTERRUPTED: "`run`: stopped with Ctrl-C; running the same command again goes on",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """What is wrong with one row (at `line` of its file, or `index` of a list of jobs) and
+    in which field."""
+
+    line: int | None  # None for problems of the whole file (e.g. its header)
+    field: str | None
+    message: str
+
+    def format(self, source: str) -> str:
+        where = source if self.line is None else f"{source}:{self.line}"
+        return (
+            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        )
 
 
 class VeoBatchError(Exception):

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from veobatch.catalog import DEFAULT_MODELS, ImageRange, parse_models
 from veobatch.errors import ConfigError
-from veobatch.intake.catalog import DEFAULT_MODELS, ImageRange, parse_models
 
 DEFAULT_DATABASE_URL: Final = "sqlite:///./veo-batch.db"
 

@@ -1,6 +1,5 @@
 """Intake: from a job file or a list of jobs to checked rows in the store.
 
-- `catalog`: the Veo models and how many images each takes;
 - `job_spec`: one job's fields and the checks on them;
 - `problems`: what is wrong with a row, by line (or index) and field;
 - `readers`: CSV, YAML and JSON Lines files read row by row, with line numbers;

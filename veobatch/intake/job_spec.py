@@ -15,8 +15,9 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
-from veobatch.intake.catalog import ASPECT_RATIOS, ImageRange
-from veobatch.intake.problems import Problem
+from veobatch.catalog import ASPECT_RATIOS, ImageRange
+from veobatch.errors import Problem
+from veobatch.store.export import OUTPUT_COLUMNS
 
 MAX_PROMPT_CHARS: Final = 4000
 MAX_REF_CHARS: Final = 200
@@ -30,29 +31,6 @@ ID_ALIAS: Final = "external_id"
 # Provider fields seen in relay clients: passed through, but checked when we know their type.
 KNOWN_EXTRAS: Final = ("enable_upsample", "notify_hook")
 BOOL_FIELDS: Final = frozenset({"enhance_prompt", "enable_upsample"})
-# Columns that `veo-batch export` adds after the job's own: a re-loaded export ignores them
-# instead of sending them.
-OUTPUT_COLUMNS: Final = (
-    "status",
-    "task_id",
-    "error",
-    "error_kind",
-    "http_status",
-    "attempts",
-    "remote_status",
-    "progress",
-    "video_url",
-    "video_path",
-    "video_bytes",
-    "video_sha256",
-    "download_error",
-    "polls",
-    "line",
-    "created_at",
-    "updated_at",
-    "submitted_at",
-    "finished_at",
-)
 OUTPUT_FIELDS: Final = frozenset(OUTPUT_COLUMNS)
 
 # A stored row: the values of `ROW_COLUMNS`, in that order, ready for executemany or COPY.

@@ -26,10 +26,10 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
+from veobatch.catalog import ImageRange
 from veobatch.engine import transitions
 from veobatch.errors import BatchStateError, VeoBatchError
 from veobatch.intake.bulk import row_writer
-from veobatch.intake.catalog import ImageRange
 from veobatch.intake.job_spec import JobChecker, RawJob, StoredRow, describe
 from veobatch.intake.problems import DEFAULT_MAX_PROBLEMS, ProblemReport
 from veobatch.states import BatchState, ErrorKind, JobStatus

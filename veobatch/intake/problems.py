@@ -5,20 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from veobatch.errors import Problem
+
 DEFAULT_MAX_PROBLEMS = 50
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    line: int | None  # None for problems of the whole file (e.g. its header)
-    field: str | None
-    message: str
-
-    def format(self, source: str) -> str:
-        where = source if self.line is None else f"{source}:{self.line}"
-        return (
-            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
-        )
+__all__ = ["DEFAULT_MAX_PROBLEMS", "Problem", "ProblemReport"]
 
 
 @dataclass(slots=True)

@@ -22,11 +22,33 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
 from veobatch.errors import VeoBatchError
-from veobatch.intake.job_spec import OUTPUT_COLUMNS
 from veobatch.store.queries import stream_jobs, utc
 
 EXPORT_FORMATS: Final = ("csv", "jsonl")
 INPUT_COLUMNS: Final = ("id", "prompt", "model", "images", "aspect_ratio", "enhance_prompt")
+# Columns that `veo-batch export` adds after the job's own: a re-loaded export ignores them
+# instead of sending them.
+OUTPUT_COLUMNS: Final = (
+    "status",
+    "task_id",
+    "error",
+    "error_kind",
+    "http_status",
+    "attempts",
+    "remote_status",
+    "progress",
+    "video_url",
+    "video_path",
+    "video_bytes",
+    "video_sha256",
+    "download_error",
+    "polls",
+    "line",
+    "created_at",
+    "updated_at",
+    "submitted_at",
+    "finished_at",
+)
 
 
 def export_format(path: str, format: str | None) -> str:
