@@ -7,18 +7,26 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from datetime import timedelta
+from typing import Any, Final
 
 import pytest
 import sqlalchemy as sa
 import uvicorn
 from sqlalchemy.engine import Engine
 
+from tests.conftest import MOCK_KEY
 from veobatch.catalog import DEFAULT_MODELS
+from veobatch.embedded_runner import EmbeddedRunner
+from veobatch.engine.poll_rules import Pacing
+from veobatch.engine.progress import Progress
+from veobatch.engine.rate_limit import LocalRateLimiter
 from veobatch.httpapi import create_app
 from veobatch.intake.job_spec import RawJob
 from veobatch.intake.loader import LoadResult, load_rows
-from veobatch.settings import Settings
+from veobatch.provider.client import ProviderClient
+from veobatch.provider.mock import MockProvider
+from veobatch.settings import Secret, Settings
 from veobatch.store.tables import Batch
 
 URL = "https://img.example.com/a.jpg"  # an image URL the checks accept (never fetched)
@@ -78,6 +86,29 @@ class Served:
     def __exit__(self, *_exc: object) -> None:
         self.server.should_exit = True
         self.thread.join()
+
+
+# Polls come fast in tests: the mock's tasks take a fraction of a second.
+FAST: Final = Pacing(delay=0.05, shortest=0.05, longest=0.2, deadline=30.0)
+
+
+def run_embedded(
+    engine: Engine, mock: MockProvider, batch_id: int, key: str = MOCK_KEY, **options: Any
+) -> Progress:
+    """The embedded runner on batch `batch_id` against the mock, until the batch is done."""
+    options.setdefault("pacing", FAST)
+    with ProviderClient(mock.url, Secret(key), read_timeout=1.0) as client:
+        runner = EmbeddedRunner(
+            engine,
+            client,
+            LocalRateLimiter(0.0),
+            batch_id,
+            tick=0.02,
+            lease=timedelta(seconds=30),
+            poll_claim=timedelta(minutes=2),
+            **options,
+        )
+        return runner.run()
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 60.0, what: str = "") -> None:

@@ -4,22 +4,15 @@ reading back, and the batch changes; then the rows go out through the embedded r
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tests.conftest import MOCK_KEY
-from tests.helpers import job
+from tests.helpers import job, run_embedded
 from veobatch import Client, InvalidJobs
-from veobatch.embedded_runner import EmbeddedRunner
-from veobatch.engine.poll_rules import Pacing
-from veobatch.engine.rate_limit import LocalRateLimiter
 from veobatch.errors import BatchStateError, NotFoundError
-from veobatch.provider.client import ProviderClient
 from veobatch.provider.mock import MockProvider
-from veobatch.settings import Secret
 
 
 @pytest.fixture
@@ -86,17 +79,7 @@ def test_rows_added_from_python_go_to_videos(
 ) -> None:
     veo.add("b", [job("a"), job("b", prompt="[mock:fail] refused")])
     bid = veo.status("b").id
-    with ProviderClient(mock.url, Secret(MOCK_KEY)) as provider:
-        EmbeddedRunner(
-            engine,
-            provider,
-            LocalRateLimiter(0.0),
-            bid,
-            tick=0.02,
-            lease=timedelta(seconds=30),
-            poll_claim=timedelta(minutes=2),
-            pacing=Pacing(delay=0.05, shortest=0.05, longest=0.2, deadline=30),
-        ).run()
+    run_embedded(engine, mock, bid)
     done = {r["id"]: r for r in veo.iter_jobs("b")}
     assert done["a"]["status"] == "succeeded"
     assert done["a"]["video_url"]

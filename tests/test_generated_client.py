@@ -35,21 +35,43 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Mo
     (work / "schema.json").write_text(json.dumps(app.openapi()), encoding="utf-8")
     bin_dir = str(Path(sys.executable).parent)  # the generator formats with this ruff
     made = subprocess.run(
-        [sys.executable, "-m", "openapi_python_client", "generate", "--path", "schema.json",
-         "--output-path", PACKAGE, "--meta", "none"],
-        cwd=work, capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "openapi_python_client",
+            "generate",
+            "--path",
+            "schema.json",
+            "--output-path",
+            PACKAGE,
+            "--meta",
+            "none",
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
         env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"},
-    )  # fmt: skip
+    )
     assert made.returncode == 0, made.stdout + made.stderr
     assert "Warning" not in made.stdout, made.stdout  # every operation and schema made it
     sys.path.insert(0, str(work))
     names = [
-        "client", "types", "models",
-        "api.intake.add_jobs", "api.intake.upload_job_file",
-        "api.batches.list_batches", "api.batches.get_batch", "api.batches.export_batch",
-        "api.batches.rerun_batch", "api.batches.pause_batch", "api.batches.cancel_batch",
-        "api.jobs.list_jobs", "api.jobs.get_job",
-    ]  # fmt: skip
+        "client",
+        "types",
+        "models",
+        "api.intake.add_jobs",
+        "api.intake.upload_job_file",
+        "api.batches.list_batches",
+        "api.batches.get_batch",
+        "api.batches.export_batch",
+        "api.batches.rerun_batch",
+        "api.batches.pause_batch",
+        "api.batches.cancel_batch",
+        "api.jobs.list_jobs",
+        "api.jobs.get_job",
+    ]
     try:
         yield {name: importlib.import_module(f"{PACKAGE}.{name}") for name in names}
     finally:

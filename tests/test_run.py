@@ -6,46 +6,19 @@ import hashlib
 import threading
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tests.conftest import MOCK_KEY as KEY
-from tests.helpers import load_prompts
-from veobatch.embedded_runner import EmbeddedRunner
+from tests.helpers import load_prompts, run_embedded
 from veobatch.engine import transitions
 from veobatch.engine.download import download_one, video_client
 from veobatch.engine.poll_rules import Pacing
-from veobatch.engine.progress import Progress
-from veobatch.engine.rate_limit import LocalRateLimiter
-from veobatch.provider.client import ProviderClient
 from veobatch.provider.mock import MockProvider
-from veobatch.settings import Secret
 from veobatch.states import JobStatus
 from veobatch.store.tables import Attempt, Job
 
-# Polls come fast in tests: the mock's tasks take a fraction of a second.
 DEADLINE = timedelta(minutes=30)  # a rerun's new deadline for polls
-FAST = Pacing(delay=0.05, shortest=0.05, longest=0.2, deadline=30.0)
-
-
-def run(
-    engine: Engine, mock: MockProvider, batch_id: int, key: str = KEY, **options: Any
-) -> Progress:
-    options.setdefault("pacing", FAST)
-    with ProviderClient(mock.url, Secret(key), read_timeout=1.0) as client:
-        runner = EmbeddedRunner(
-            engine,
-            client,
-            LocalRateLimiter(0.0),
-            batch_id,
-            tick=0.02,
-            lease=timedelta(seconds=30),
-            poll_claim=timedelta(minutes=2),
-            **options,
-        )
-        return runner.run()
 
 
 def rows(engine: Engine) -> dict[str, sa.Row]:  # type: ignore[type-arg]
@@ -63,7 +36,7 @@ def test_every_outcome_ends_in_its_state(engine: Engine, mock: MockProvider) -> 
         "[mock:no-task-id] strange answer",
     ]
     batch_id = load_prompts(engine, prompts)
-    progress = run(engine, mock, batch_id, max_attempts=1)
+    progress = run_embedded(engine, mock, batch_id, max_attempts=1)
     assert progress.state == "finished"
     got = {p: (r.status, r.error_kind, r.http_status) for p, r in rows(engine).items()}
     assert got == {
@@ -89,7 +62,7 @@ def test_retriable_errors_come_back_until_the_last_attempt(
     engine: Engine, mock: MockProvider
 ) -> None:
     batch_id = load_prompts(engine, ["[mock:status=503] busy"])
-    run(engine, mock, batch_id, max_attempts=2)
+    run_embedded(engine, mock, batch_id, max_attempts=2)
     row = rows(engine)["[mock:status=503] busy"]
     assert (row.status, row.error_kind, row.attempts) == ("failed", "server", 2)
     assert row.error.endswith("(gave up after 2 attempts)")
@@ -102,7 +75,7 @@ def test_a_wrong_key_pauses_the_batch_after_the_requests_in_flight(
     engine: Engine, mock: MockProvider
 ) -> None:
     batch_id = load_prompts(engine, [f"row {n}" for n in range(40)])
-    progress = run(engine, mock, batch_id, key="wrong", concurrency=3)
+    progress = run_embedded(engine, mock, batch_id, key="wrong", concurrency=3)
     assert progress.state == "paused"
     assert progress.pause_reason is not None
     assert progress.pause_reason.startswith("auth: 无效的令牌 (fix VEO_API_KEY)")
@@ -116,7 +89,7 @@ def test_a_wrong_key_pauses_the_batch_after_the_requests_in_flight(
 def test_an_empty_balance_pauses_with_quota(engine: Engine, mock: MockProvider) -> None:
     mock.state.config.balance = 2
     batch_id = load_prompts(engine, [f"row {n}" for n in range(6)])
-    progress = run(engine, mock, batch_id, concurrency=1)
+    progress = run_embedded(engine, mock, batch_id, concurrency=1)
     assert progress.state == "paused"
     assert progress.pause_reason is not None
     assert progress.pause_reason.startswith("quota: 用户额度不足")
@@ -127,8 +100,8 @@ def test_an_empty_balance_pauses_with_quota(engine: Engine, mock: MockProvider) 
 
 def test_running_again_sends_nothing_twice(engine: Engine, mock: MockProvider) -> None:
     batch_id = load_prompts(engine, [f"row {n}" for n in range(12)])
-    run(engine, mock, batch_id)
-    run(engine, mock, batch_id)
+    run_embedded(engine, mock, batch_id)
+    run_embedded(engine, mock, batch_id)
     assert mock.stats()["created"] == 12
     assert set(mock.stats()["created_by_prompt"].values()) == {1}
 
@@ -137,7 +110,9 @@ def test_two_runners_on_one_batch_never_send_a_row_twice(
     engine: Engine, mock: MockProvider
 ) -> None:
     batch_id = load_prompts(engine, [f"row {n}" for n in range(60)])
-    threads = [threading.Thread(target=run, args=(engine, mock, batch_id)) for _ in range(2)]
+    threads = [
+        threading.Thread(target=run_embedded, args=(engine, mock, batch_id)) for _ in range(2)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -162,13 +137,13 @@ def test_an_expired_lease_leaves_the_row_in_doubt(engine: Engine) -> None:
 
 def test_rerun_sends_failed_rows_again(engine: Engine, mock: MockProvider) -> None:
     batch_id = load_prompts(engine, ["[mock:status=400] x", "ok"])
-    run(engine, mock, batch_id)
+    run_embedded(engine, mock, batch_id)
     with engine.begin() as conn:
         assert transitions.rerun(
             conn, batch_id, transitions.utcnow(), ["failed"], deadline=DEADLINE
         ) == (1, 0)
         assert transitions.resume(conn, batch_id, transitions.utcnow())
-    run(engine, mock, batch_id)
+    run_embedded(engine, mock, batch_id)
     row = rows(engine)["[mock:status=400] x"]
     assert (row.status, row.attempts) == ("failed", 1)
     with engine.connect() as conn:
@@ -183,7 +158,7 @@ def test_every_row_ends_with_its_video_or_the_providers_reason(
 ) -> None:
     mock.state.config.task_seconds, mock.state.config.failure_rate = 0.3, 0.5
     batch_id = load_prompts(engine, [f"row {n}" for n in range(20)])
-    progress = run(engine, mock, batch_id)
+    progress = run_embedded(engine, mock, batch_id)
     assert progress.state == "finished"
     made = {task.prompt: task.fails for task in mock.state.tasks.values()}
     assert len(made) == 20
@@ -215,7 +190,7 @@ def test_a_deadline_times_out_and_rerun_polls_the_same_task_again(
     mock.state.config.task_seconds = 1.0
     batch_id = load_prompts(engine, ["slow"])
     impatient = Pacing(delay=0.05, shortest=0.05, longest=0.1, deadline=0.2)
-    run(engine, mock, batch_id, pacing=impatient)
+    run_embedded(engine, mock, batch_id, pacing=impatient)
     row = rows(engine)["slow"]
     assert (row.status, row.error_kind) == ("failed", "timeout")
     assert "--kind timeout" in row.error
@@ -225,7 +200,7 @@ def test_a_deadline_times_out_and_rerun_polls_the_same_task_again(
         )
         assert again == (0, 1)  # nothing to send, one task to poll
         transitions.reopen(conn, batch_id, transitions.utcnow())
-    run(engine, mock, batch_id)
+    run_embedded(engine, mock, batch_id)
     row = rows(engine)["slow"]
     assert (row.status, row.error, row.error_kind) == ("succeeded", None, None)
     assert mock.stats()["created"] == 1  # the same task: nothing paid twice
@@ -233,7 +208,7 @@ def test_a_deadline_times_out_and_rerun_polls_the_same_task_again(
 
 def test_rerun_of_a_remote_failure_makes_a_new_task(engine: Engine, mock: MockProvider) -> None:
     batch_id = load_prompts(engine, ["[mock:fail] refused"])
-    run(engine, mock, batch_id)
+    run_embedded(engine, mock, batch_id)
     first = rows(engine)["[mock:fail] refused"]
     assert (first.status, first.error_kind) == ("failed", "remote")
     with engine.begin() as conn:
@@ -244,7 +219,7 @@ def test_rerun_of_a_remote_failure_makes_a_new_task(engine: Engine, mock: MockPr
             0,
         )
         transitions.reopen(conn, batch_id, transitions.utcnow())
-    run(engine, mock, batch_id)
+    run_embedded(engine, mock, batch_id)
     second = rows(engine)["[mock:fail] refused"]
     assert second.task_id != first.task_id
     assert mock.stats()["created_by_prompt"] == {"[mock:fail] refused": 2}
@@ -253,7 +228,7 @@ def test_rerun_of_a_remote_failure_makes_a_new_task(engine: Engine, mock: MockPr
 def test_the_in_flight_cap_holds(engine: Engine, mock: MockProvider) -> None:
     mock.state.config.task_seconds = 0.3
     batch_id = load_prompts(engine, [f"row {n}" for n in range(24)])
-    run(engine, mock, batch_id, concurrency=6, max_in_flight=3)
+    run_embedded(engine, mock, batch_id, concurrency=6, max_in_flight=3)
     assert {r.status for r in rows(engine).values()} == {"succeeded"}
     assert 2 <= mock.stats()["peak_running"] <= 3
 
@@ -262,7 +237,7 @@ def test_an_interrupted_download_resumes_where_it_stopped(
     engine: Engine, mock: MockProvider, tmp_path: Path
 ) -> None:
     batch_id = load_prompts(engine, ["[mock:cut-video] cut", "whole"])
-    progress = run(engine, mock, batch_id, download_dir=tmp_path)
+    progress = run_embedded(engine, mock, batch_id, download_dir=tmp_path)
     assert progress.downloaded == 2
     size = mock.state.config.video_bytes
     cut = rows(engine)["[mock:cut-video] cut"]
@@ -293,7 +268,7 @@ def test_a_failed_download_never_fails_the_row(
     engine: Engine, mock: MockProvider, tmp_path: Path
 ) -> None:
     batch_id = load_prompts(engine, ["ok"])
-    run(engine, mock, batch_id)
+    run_embedded(engine, mock, batch_id)
     row = rows(engine)["ok"]
     with engine.begin() as conn:  # the provider deleted the output meanwhile
         conn.execute(sa.update(Job).values(video_url=f"{mock.url}/_mock/videos/gone.mp4"))
@@ -310,7 +285,7 @@ def test_polls_share_the_rate_and_spend_few_requests(engine: Engine, mock: MockP
     mock.state.config.task_seconds = 1.0
     batch_id = load_prompts(engine, [f"row {n}" for n in range(10)])
     pacing = Pacing(delay=0.5, shortest=0.1, longest=1.0, deadline=30.0)
-    run(engine, mock, batch_id, pacing=pacing)
+    run_embedded(engine, mock, batch_id, pacing=pacing)
     stats = mock.stats()
     assert {r.status for r in rows(engine).values()} == {"succeeded"}
     # The provider's progress says when each task should be done: about two polls a task
@@ -338,7 +313,7 @@ def test_no_wait_stops_once_every_row_has_a_task_and_polls_nothing(
 ) -> None:
     batch_id = load_prompts(engine, [f"row {n}" for n in range(30)])
     at_once = Pacing(delay=0.0, shortest=0.05, longest=0.2, deadline=30.0)  # polls due at once
-    progress = run(engine, mock, batch_id, wait_for_videos=False, pacing=at_once)
+    progress = run_embedded(engine, mock, batch_id, wait_for_videos=False, pacing=at_once)
     assert progress.of(JobStatus.SUBMITTED) == 30
     assert mock.stats()["created"] == 30
     assert mock.stats()["polls"] == 0

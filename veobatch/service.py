@@ -14,14 +14,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+import httpx
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from veobatch.engine import transitions
+from veobatch.engine import transitions, webhooks
 from veobatch.engine.progress import Progress, follow
 from veobatch.errors import (
     BatchStateError,
@@ -37,7 +38,7 @@ from veobatch.intake.problems import DEFAULT_MAX_PROBLEMS, Problem
 from veobatch.intake.readers import JobFile
 from veobatch.settings import Settings
 from veobatch.states import PAID_FOR, JobStatus
-from veobatch.store.export import ExportText
+from veobatch.store.export import OUTPUT_COLUMNS, ExportText
 from veobatch.store.queries import (
     BatchSummary,
     attempts_of,
@@ -51,29 +52,8 @@ from veobatch.store.queries import (
 )
 
 MAX_BATCH_NAME: Final = 200
-JOB_VIEW_FIELDS: Final = (
-    "ref",
-    "line",
-    "status",
-    "task_id",
-    "error",
-    "error_kind",
-    "http_status",
-    "attempts",
-    "remote_status",
-    "progress",
-    "polls",
-    "video_url",
-    "video_path",
-    "video_bytes",
-    "video_sha256",
-    "download_error",
-    "prompt",
-    "model",
-    "images",
-    "submitted_at",
-    "finished_at",
-)
+# A row as the faces show it: its input, then what the export adds (status, task, video...).
+JOB_VIEW_FIELDS: Final = ("ref", "prompt", "model", "images", *OUTPUT_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -349,6 +329,14 @@ class BatchService:
         with self.engine.begin() as conn:
             transitions.set_webhook(conn, batch_id(conn, batch), url)
 
+    def deliver_webhooks(self) -> int:
+        """Try each webhook call that is due once (a batch finished or paused); how many
+        arrived. The scheduler does this on its own thread; `veo-batch run` at its end."""
+        with httpx.Client() as http:
+            return webhooks.deliver_due(
+                self.engine, http, self.settings.webhook_secret, transitions.utcnow()
+            )
+
     def _change(self, batch: str, action: str, change: Any) -> str:
         with self.engine.begin() as conn:
             bid = batch_id(conn, batch)
@@ -369,10 +357,12 @@ def refuse_invalid(result: LoadResult) -> None:
 
 def job_view(row: sa.Row[Any]) -> dict[str, Any]:
     """A row as the faces show it: its key is `id`, times are UTC."""
-    view = {name: getattr(row, name) for name in JOB_VIEW_FIELDS}
+    view = {
+        name: utc(value) if isinstance(value, datetime) else value
+        for name in JOB_VIEW_FIELDS
+        for value in (getattr(row, name),)
+    }
     view["id"] = view.pop("ref")
-    for name in ("submitted_at", "finished_at"):
-        view[name] = utc(view[name])
     return view
 
 

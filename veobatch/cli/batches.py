@@ -86,10 +86,14 @@ def status(app: App, name: str | None, watch: bool, every: float, as_json: bool)
 
 def _batch_json(summary: BatchSummary) -> dict[str, Any]:
     return {
-        "name": summary.name, "state": summary.state, "pause_reason": summary.pause_reason,
-        "created_at": summary.created_at, "total": summary.total, "counts": summary.counts,
+        "name": summary.name,
+        "state": summary.state,
+        "pause_reason": summary.pause_reason,
+        "created_at": summary.created_at,
+        "total": summary.total,
+        "counts": summary.counts,
         "errors": dict(summary.error_kinds),
-    }  # fmt: skip
+    }
 
 
 def _watch_status(app: App, name: str, every: float) -> None:

@@ -117,9 +117,12 @@ def live_progress(title: str, every: float = PLAIN_EVERY) -> Iterator[Callable[[
 
     def bar(progress: Progress) -> None:
         display.update(
-            task, total=progress.total or None, completed=progress.done,
-            counts=_counts(progress), speed=_speed(progress),
-        )  # fmt: skip
+            task,
+            total=progress.total or None,
+            completed=progress.done,
+            counts=_counts(progress),
+            speed=_speed(progress),
+        )
 
     with display:
         yield bar

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import click
-import httpx
 
 from veobatch.cli.app import App, cli, pass_app
 from veobatch.cli.files import load_file
@@ -22,7 +21,6 @@ from veobatch.cli.options import (
 )
 from veobatch.cli.output import live_progress, table
 from veobatch.embedded_runner import EmbeddedRunner
-from veobatch.engine import transitions, webhooks
 from veobatch.engine.progress import Progress
 from veobatch.errors import BatchStateError, ExitCode
 from veobatch.process import Process
@@ -233,10 +231,7 @@ def _on_mock(settings: Settings, url: str) -> Settings:
 def _call_webhooks(app: App) -> None:
     """The webhook calls due (this batch finished or paused): one try each, here; a call
     that fails is tried again by the next run or by the scheduler."""
-    with httpx.Client() as http:
-        arrived = webhooks.deliver_due(
-            app.engine, http, app.settings.webhook_secret, transitions.utcnow()
-        )
+    arrived = app.service.deliver_webhooks()
     if arrived:
         click.echo(f"webhook told ({arrived:,} call{'s' if arrived > 1 else ''})", err=True)
 

@@ -159,20 +159,34 @@ def record(
     changed = conn.execute(
         sa.update(Job).where(Job.id == job.id, Job.status.in_(expected)).values(**values)
     ).rowcount
+    _history(conn, job.id, "submit", now, outcome.task_id, outcome)
+    if outcome.pause_reason is not None:
+        pause(conn, job.batch_id, outcome.pause_reason, now)
+    return bool(changed)
+
+
+def _history(
+    conn: Connection,
+    job_id: int,
+    action: str,
+    now: datetime,
+    task_id: str | None,
+    outcome: Outcome | PollOutcome,
+    remote_status: str | None = None,
+) -> None:
+    """A line of the row's history: what was tried, when, and what came of it."""
     conn.execute(
         sa.insert(Attempt).values(
-            job_id=job.id,
-            action="submit",
+            job_id=job_id,
+            action=action,
             at=now,
             http_status=outcome.http_status,
-            task_id=outcome.task_id,
+            task_id=task_id,
+            remote_status=remote_status,
             error=outcome.error,
             error_kind=outcome.error_kind,
         )
     )
-    if outcome.pause_reason is not None:
-        pause(conn, job.batch_id, outcome.pause_reason, now)
-    return bool(changed)
 
 
 def pause(conn: Connection, batch_id: int, reason: str, now: datetime) -> bool:
@@ -422,18 +436,7 @@ def polled(conn: Connection, job: sa.Row[Any], outcome: PollOutcome, now: dateti
         sa.update(Job).where(Job.id == job.id, Job.status == JobStatus.SUBMITTED).values(**values)
     ).rowcount
     if changed and (outcome.changed or outcome.finished or outcome.error):
-        conn.execute(
-            sa.insert(Attempt).values(
-                job_id=job.id,
-                action="poll",
-                at=now,
-                http_status=outcome.http_status,
-                task_id=job.task_id,
-                remote_status=outcome.remote_status,
-                error=outcome.error,
-                error_kind=outcome.error_kind,
-            )
-        )
+        _history(conn, job.id, "poll", now, job.task_id, outcome, outcome.remote_status)
     if outcome.pause_reason is not None:
         pause(conn, job.batch_id, outcome.pause_reason, now)
     return bool(changed)
