@@ -435,6 +435,8 @@ def test_settings_may_come_after_the_command(tmp_path: Path) -> None:
     bad = Cli(url)("status", "--rate=often")
     assert bad.exit_code == ExitCode.CONFIG
     assert "VEO_RATE: 'often' is not a rate" in bad.output
+    bare = Cli(url)("status", "--rate")
+    assert (bare.exit_code, "option --rate needs a value" in bare.output) == (ExitCode.USAGE, True)
 
 
 def test_a_stored_batch_runs_without_its_file(sqlite_run: Cli, tmp_path: Path) -> None:

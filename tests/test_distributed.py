@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 
 from scheduler.loop import Scheduler
 from tests.conftest import REDIS_URL
-from tests.helpers import URL, load_prompts, wait_until
+from tests.helpers import URL, job, load_prompts, wait_until
 from veobatch.cli import cli
 from veobatch.errors import ExitCode
 from veobatch.provider.mock import MockConfig, MockProvider
@@ -311,3 +311,11 @@ print(json.dumps([first, again, bad]))
     wait_until(lambda: stack.batch_state() == "finished", what="the batch to finish")
     assert sorted(stack.statuses().values()) == ["succeeded", "succeeded"]
     assert stack.mock.stats()["created"] == 2
+
+
+def test_a_worker_without_the_provider_key_still_stores_jobs(stack: Stack) -> None:
+    stack.start_worker(concurrency=1, VEO_API_KEY="", VEO_API_BASE="")  # blank: not set
+    app = make_app(Settings.from_values({"redis_url": REDIS_URL}))
+    answer = app.send_task("veobatch.enqueue", args=["keyless", [job("a")]]).get(timeout=60)
+    assert (answer["ok"], answer["added"]) == (True, 1)
+    assert stack.statuses() == {"a fox": "pending"}

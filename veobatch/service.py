@@ -1,7 +1,9 @@
 """The service: every operation a person or a system can ask for, one method each.
 
-    add, load, batches, status, jobs, job, iter_jobs, export, rerun, pause, resume, cancel,
-    set_webhook, watch
+    intake   add (a list of jobs), load (a job file)
+    reading  batches, status, jobs, count, job (with its history), iter_jobs, export, watch
+    changes  rerun (with a dry-run count), pause, resume, cancel, set_webhook,
+             deliver_webhooks
 
 The command line, the HTTP API, the Celery task `veobatch.enqueue` and the Python API
 (`veobatch.Client`, which is this class opened from a URL) all call these methods: a face only

@@ -101,7 +101,10 @@ def settings_first(args: list[str], commands: Mapping[str, click.Command]) -> li
         if flag in SETTING_FLAGS and flag not in own:
             moved.append(arg)
             if "=" not in arg:
-                moved.append(next(rest, ""))
+                value = next(rest, None)
+                if value is None:
+                    raise click.UsageError(f"option {flag} needs a value")
+                moved.append(value)
         else:
             after.append(arg)
     return [*before[:-1], *moved, before[-1], *after]
