@@ -14,7 +14,9 @@ from tests.helpers import load_prompts, run_embedded
 from veobatch.engine import transitions
 from veobatch.engine.download import download_one, video_client
 from veobatch.engine.poll_rules import Pacing
-from veobatch.provider.mock import MockProvider
+from veobatch.provider.mock import MockConfig, MockProvider
+from veobatch.service import BatchService
+from veobatch.settings import Settings
 from veobatch.states import JobStatus
 from veobatch.store.tables import Attempt, Job
 
@@ -317,3 +319,26 @@ def test_no_wait_stops_once_every_row_has_a_task_and_polls_nothing(
     assert progress.of(JobStatus.SUBMITTED) == 30
     assert mock.stats()["created"] == 30
     assert mock.stats()["polls"] == 0
+
+
+def test_a_relay_that_echoes_the_key_leaves_no_piece_of_it_anywhere(engine: Engine) -> None:
+    key = "sk-Echo7Zq8vR2mN7xK4pL9tW3yB6cD1"
+    with MockProvider(MockConfig(api_key=key, task_seconds=0.2)) as relay:
+        batch_id = load_prompts(engine, ["[mock:echo-key] refused", "[mock:echo-key-poll] later"])
+        run_embedded(engine, relay, batch_id, key=key)
+    with engine.connect() as conn:
+        texts = [
+            str(value)
+            for table in (Job, Attempt)
+            for row in conn.execute(sa.select(table))
+            for value in row
+            if value is not None
+        ]
+    exported = "".join(BatchService(engine, Settings()).export("b", "jsonl"))
+    found = rows(engine)
+    assert found["[mock:echo-key] refused"].error_kind == "invalid"
+    assert found["[mock:echo-key-poll] later"].error_kind == "remote"
+    assert "***" in found["[mock:echo-key-poll] later"].error
+    for text in [*texts, exported]:
+        for start in range(len(key) - 7):
+            assert key[start : start + 8] not in text, text

@@ -29,6 +29,7 @@ from urllib.parse import quote
 import httpx
 
 from veobatch.errors import ProviderError
+from veobatch.provider.redact import Redactor
 from veobatch.settings import Secret
 from veobatch.states import ErrorKind
 
@@ -36,6 +37,7 @@ SUBMIT_PATH: Final = "/v2/videos/generations"
 FINISHED: Final = frozenset({"SUCCESS", "FAILURE"})
 _QUOTA_WORDS: Final = re.compile(r"quota|balance|余额|额度|insufficient", re.IGNORECASE)
 _MAX_MESSAGE: Final = 500
+_MAX_FIELD: Final = 100  # a progress text
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +149,7 @@ class ProviderClient:
         read_timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._key = api_key
+        self._redact = Redactor(api_key.reveal())  # every text from the relay goes through it
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {api_key.reveal()}"},
@@ -173,10 +175,10 @@ class ProviderClient:
             # The request was accepted; a task may exist that we cannot name.
             raise ProviderError(
                 ErrorKind.BAD_ANSWER,
-                self._redact(f"200 without a task_id: {response.text[:200]!r}"),
+                f"200 without a task_id: {self._redact(response.text)[:200]!r}",
                 response.status_code,
             )
-        return task_id
+        return self._redact(task_id)
 
     def query(self, task_id: str) -> TaskState:
         """GET one task's state (the id is quoted: ids may contain ':')."""
@@ -184,17 +186,20 @@ class ProviderClient:
         data = self._json(response)
         if not isinstance(data, dict) or not isinstance(data.get("status"), str):
             raise ProviderError(
-                ErrorKind.BAD_ANSWER, f"no status in {response.text[:200]!r}", response.status_code
+                ErrorKind.BAD_ANSWER,
+                f"no status in {self._redact(response.text)[:200]!r}",
+                response.status_code,
             )
         output = data.get("data")
         video = output.get("output") if isinstance(output, dict) else None
         progress = data.get("progress")
+        clean = self._redact
         return TaskState(
-            task_id=str(data.get("task_id") or task_id),
-            status=data["status"].upper(),
-            progress=str(progress) if progress not in (None, "") else None,
-            fail_reason=str(data.get("fail_reason") or "") or None,
-            video_url=str(video) if video else None,
+            task_id=clean(str(data.get("task_id") or task_id)),
+            status=clean(data["status"].upper()),
+            progress=clean(str(progress))[:_MAX_FIELD] if progress not in (None, "") else None,
+            fail_reason=clean(str(data.get("fail_reason") or ""))[:_MAX_MESSAGE] or None,
+            video_url=clean(str(video)) if video else None,
         )
 
     def _send(
@@ -207,23 +212,17 @@ class ProviderClient:
         except httpx.TransportError as exc:  # read timeout, dropped connection, ...
             kind = ErrorKind.AMBIGUOUS if may_have_arrived else ErrorKind.NETWORK
             raise ProviderError(kind, self._redact(_describe(exc))) from None
-        if response.status_code != 200:
-            error = classify(response.status_code, response.content, response.headers)
-            error.message = self._redact(error.message)
-            error.args = (self._redact(str(error)),)
-            raise error
+        if response.status_code != 200:  # redacted before anything is cut from it
+            body = self._redact(response.content.decode("utf-8", errors="replace")).encode()
+            raise classify(response.status_code, body, response.headers)
         return response
 
     def _json(self, response: httpx.Response) -> Any:
         try:
             return response.json()
         except ValueError:
-            message = self._redact(f"not JSON: {response.text[:200]!r}")
+            message = f"not JSON: {self._redact(response.text)[:200]!r}"
             raise ProviderError(ErrorKind.BAD_ANSWER, message, response.status_code) from None
-
-    def _redact(self, text: str) -> str:
-        key = self._key.reveal()
-        return text.replace(key, "***") if key else text
 
 
 def _describe(exc: httpx.TransportError) -> str:

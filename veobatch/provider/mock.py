@@ -26,6 +26,7 @@ tasks it had generating at once (`peak_running`), which is what a provider's cap
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import heapq
 import json
@@ -72,6 +73,7 @@ class _Task:
     ends: float
     fails: bool
     cut_video: bool = False  # the next full download of its video stops halfway
+    echo: str = ""  # the caller's key, echoed in every answer about the task (a careless relay)
 
     def video(self, size: int) -> bytes:
         unit = (self.task_id + "\n").encode()
@@ -147,6 +149,11 @@ class MockState:
         }
 
 
+def _echoed(key: str) -> str:
+    """The key as careless relays echo it: whole, cut short, and in base64."""
+    return f"key={key} (starts {key[:14]}...) b64={base64.b64encode(key.encode()).decode()}"
+
+
 def _error(message: str, code: str | None = None) -> dict[str, Any]:
     error: dict[str, Any] = {"message": message, "type": "new_api_error"}
     if code:
@@ -190,6 +197,9 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             return None
 
+    def _token(self) -> str:
+        return self.headers.get("Authorization", "").removeprefix("Bearer ")
+
     def _admitted(self) -> bool:
         """The key and the request limit, as every relay route checks them."""
         state = self.server.state
@@ -230,6 +240,9 @@ class _Handler(BaseHTTPRequestHandler):
         if "drop-before" in markers:
             self._drop()
             return
+        if "echo-key" in markers:  # a careless relay: the caller's key in its error, in forms
+            self._reply(400, _error(f"无效的请求 {_echoed(self._token())}"))
+            return
         task_id = self._create_task(prompt, markers)
         if task_id is not None:
             self._answer_created(task_id, markers)
@@ -258,13 +271,15 @@ class _Handler(BaseHTTPRequestHandler):
             task_id = f"veo3:{int(time.time())}-{uuid.uuid4().hex[:10]}"
             fails = "fail" in markers or state.rng.random() < config.failure_rate
             created = time.monotonic()
+            echo = self._token() if "echo-key-poll" in markers else ""
             task = _Task(
                 task_id,
                 prompt,
                 created,
                 created + config.task_seconds,
-                fails,
+                fails or bool(echo),
                 cut_video="cut-video" in markers,
+                echo=echo,
             )
             state.start_task(task)
         return task_id
@@ -313,13 +328,17 @@ class _Handler(BaseHTTPRequestHandler):
             status = "NOT_START"
         host = self.headers.get("Host", "127.0.0.1")
         output = f"http://{host}/_mock/videos/{quote(task.task_id, safe='')}.mp4"
+        reason = "视频生成失败：内容审核未通过" if done and task.fails else ""
+        progress = f"{int(share * 100)}%"
+        if task.echo:
+            reason, progress = f"鉴权失败 {_echoed(task.echo)}", f"{progress} ({task.echo[:12]})"
         return {
             "task_id": task.task_id,
             "platform": "google",
             "action": "google-videos",
             "status": status,
-            "fail_reason": "视频生成失败：内容审核未通过" if done and task.fails else "",
-            "progress": f"{int(share * 100)}%",
+            "fail_reason": reason,
+            "progress": progress,
             "data": {"output": output} if status == "SUCCESS" else None,
             "search_item": "",
         }
