@@ -24,6 +24,7 @@ failing receiver never holds up a tick.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
 from datetime import timedelta
@@ -50,6 +51,7 @@ from worker.app import (
     SUBMIT_TASK,
 )
 
+log = logging.getLogger("veobatch.scheduler")
 LOCK_KEY: Final = "veo-batch:scheduler"
 # kombu's Redis transport keeps a list per queue, and a hash of the messages delivered but
 # not acknowledged (of every queue).
@@ -82,6 +84,7 @@ class Scheduler:
         max_in_flight: int | None = None,
         downloads: bool = False,
         webhook_secret: Secret | None = None,
+        webhook_allow_private: bool = False,
     ) -> None:
         self.engine = engine
         self.broker = broker
@@ -93,6 +96,7 @@ class Scheduler:
         self.poll_claim = poll_claim
         self.downloads = downloads
         self.webhook_secret = webhook_secret
+        self.webhook_allow_private = webhook_allow_private
         self._leading = threading.Event()
         self.grace = grace  # how long a queued row may wait before its message counts as lost
         self._token = uuid.uuid4().hex
@@ -125,6 +129,7 @@ class Scheduler:
             max_in_flight=settings.max_in_flight,
             downloads=settings.download_dir is not None,
             webhook_secret=settings.webhook_secret,
+            webhook_allow_private=settings.webhook_allow_private,
         )
 
     def run(self, stop: threading.Event) -> None:
@@ -181,12 +186,22 @@ class Scheduler:
         return ids
 
     def _call_webhooks(self, stop: threading.Event) -> None:
+        """The webhook thread: it outlives any failure (a database gone for a moment, a bug),
+        logging it and trying again on the next tick."""
         with httpx.Client() as http:
             while not stop.wait(self.tick):
-                if self._leading.is_set():
+                if not self._leading.is_set():
+                    continue
+                try:
                     webhooks.deliver_due(
-                        self.engine, http, self.webhook_secret, transitions.utcnow()
+                        self.engine,
+                        http,
+                        self.webhook_secret,
+                        transitions.utcnow(),
+                        allow_private=self.webhook_allow_private,
                     )
+                except Exception:  # the thread must go on: the next tick tries again
+                    log.exception("webhook calls failed; trying again")
 
     def _unacked_submissions(self) -> int:
         """Submit messages delivered to a worker and not yet acknowledged. kombu keeps those

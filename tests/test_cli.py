@@ -457,3 +457,17 @@ def test_a_refused_change_names_the_batchs_state(sqlite_run: Cli, tmp_path: Path
     refused = sqlite_run("pause", "b")
     assert refused.exit_code == ExitCode.STATE
     assert "batch 'b' is cancelled: it cannot pause" in refused.output
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://xn--/", "http://169.254.169.254/"])
+def test_a_bad_webhook_is_refused_before_any_work(
+    sqlite_run: Cli, tmp_path: Path, url: str
+) -> None:
+    path = tmp_path / "one.jsonl"
+    path.write_text(f'{{"prompt": "ok", "model": "veo3.1", "images": ["{URL}"]}}\n')
+    out = str(tmp_path / "o.csv")
+    refused = sqlite_run("run", str(path), "--mock", "-o", out, "--webhook", url)
+    assert refused.exit_code == ExitCode.USAGE, refused.output
+    assert "webhook_url" in refused.output
+    assert "Traceback" not in refused.output
+    assert sqlite_run("run", str(path), "--mock", "-o", out).exit_code == 0  # nothing broken

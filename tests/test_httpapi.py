@@ -75,6 +75,14 @@ def test_invalid_jobs_are_422_naming_the_job_and_field(api: httpx.Client) -> Non
     assert "Traceback" not in shape.text
 
 
+@pytest.mark.parametrize("url", ["http://xn--/", "http://[::1", "http://127.0.0.1:6379/"])
+def test_a_bad_webhook_is_422_and_stores_nothing(api: httpx.Client, url: str) -> None:
+    answer = api.post("/batches", json={"name": "cms", "jobs": [job("a")], "webhook_url": url})
+    assert answer.status_code == 422
+    assert "webhook_url" in answer.text
+    assert api.get("/batches/cms").status_code == 404
+
+
 def test_reading_a_batch_its_rows_and_one_rows_story(api: httpx.Client) -> None:
     api.post("/batches", json={"name": "cms", "jobs": [job(f"sku-{n}") for n in range(5)]})
     assert [b["name"] for b in api.get("/batches").json()] == ["cms"]

@@ -18,7 +18,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import httpx
 import sqlalchemy as sa
@@ -93,18 +92,6 @@ def check_batch_name(name: object) -> str:
     return name
 
 
-def check_webhook_url(url: str) -> str:
-    """An http(s) URL with a host, or the reason it is not one."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-    except ValueError:
-        host, parts = None, None
-    if parts is None or parts.scheme not in ("http", "https") or not host or len(url) > 2000:
-        raise VeoBatchError(f"webhook_url: {url[:100]!r} is not an http(s) URL with a host")
-    return url
-
-
 class BatchService:
     """The operations on batches over one engine and one set of settings."""
 
@@ -135,7 +122,7 @@ class BatchService:
         the batch finishes or pauses."""
         check_batch_name(batch)
         if webhook_url is not None:
-            check_webhook_url(webhook_url)
+            self._check_webhook(webhook_url)
         keyed = [_with_key(index, job, idempotency_key) for index, job in enumerate(jobs)]
         rows = (RawJob.from_mapping(index, job) for index, job in enumerate(keyed))
         result = load_rows(
@@ -172,7 +159,7 @@ class BatchService:
         lists the problems by line; `refuse_invalid(result)` turns that into `InvalidJobs`."""
         check_batch_name(batch)
         if webhook_url is not None:
-            check_webhook_url(webhook_url)
+            self._check_webhook(webhook_url)
         result = load_rows(
             None if dry_run else self.engine,
             job_file.rows(),
@@ -327,7 +314,7 @@ class BatchService:
     def set_webhook(self, batch: str, url: str | None) -> None:
         """The URL told when the batch finishes or pauses (None: no longer told)."""
         if url is not None:
-            check_webhook_url(url)
+            self._check_webhook(url)
         with self.engine.begin() as conn:
             transitions.set_webhook(conn, batch_id(conn, batch), url)
 
@@ -336,8 +323,15 @@ class BatchService:
         arrived. The scheduler does this on its own thread; `veo-batch run` at its end."""
         with httpx.Client() as http:
             return webhooks.deliver_due(
-                self.engine, http, self.settings.webhook_secret, transitions.utcnow()
+                self.engine,
+                http,
+                self.settings.webhook_secret,
+                transitions.utcnow(),
+                allow_private=self.settings.webhook_allow_private,
             )
+
+    def _check_webhook(self, url: str) -> str:
+        return webhooks.check_target(url, allow_private=self.settings.webhook_allow_private)
 
     def _change(self, batch: str, action: str, change: Any) -> str:
         with self.engine.begin() as conn:

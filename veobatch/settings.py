@@ -85,6 +85,12 @@ SETTINGS: Final[tuple[SettingSpec, ...]] = (
         "Secret that signs webhook calls (HMAC-SHA256 of the timestamp and body).",
     ),
     SettingSpec(
+        "webhook_allow_private",
+        "VEO_WEBHOOK_ALLOW_PRIVATE",
+        "Let webhooks call private, loopback and link-local addresses: true or false (default "
+        "false, so a batch's webhook cannot reach the services of this network).",
+    ),
+    SettingSpec(
         "download_dir",
         "VEO_DOWNLOAD_DIR",
         "Download each finished video into this directory (default: no downloads).",
@@ -188,6 +194,19 @@ def _seconds(raw: Mapping[str, str], name: str, default: Any) -> Any:
     return value
 
 
+def _flag(raw: Mapping[str, str], name: str, default: bool) -> bool:
+    """Setting `name` (VEO_NAME) as true or false, or `default` when it is not given."""
+    if name not in raw:
+        return default
+    value = _FLAGS.get(raw[name].lower())
+    if value is None:
+        raise ConfigError(f"VEO_{name.upper()}: {raw[name]!r} is not true or false")
+    return value
+
+
+_FLAGS: Final = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
 def _count(raw: Mapping[str, str], name: str, env: str) -> int | None:
     if name not in raw:
         return None
@@ -236,6 +255,7 @@ class Settings:
     download_dir: str | None = None
     api_tokens: tuple[Secret, ...] = field(default=(), repr=False)
     webhook_secret: Secret | None = field(default=None, repr=False)
+    webhook_allow_private: bool = False
 
     @classmethod
     def from_values(cls, values: Mapping[str, str | None]) -> Settings:
@@ -265,6 +285,7 @@ class Settings:
             download_dir=raw.get("download_dir"),
             api_tokens=_tokens(raw.get("api_tokens", "")),
             webhook_secret=Secret(raw["webhook_secret"]) if "webhook_secret" in raw else None,
+            webhook_allow_private=_flag(raw, "webhook_allow_private", base.webhook_allow_private),
         )
 
     @classmethod

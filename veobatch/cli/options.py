@@ -6,9 +6,9 @@ from collections.abc import Callable, Sequence
 
 import click
 
+from veobatch.engine.webhooks import check_target
 from veobatch.errors import VeoBatchError
 from veobatch.intake.readers import FORMATS
-from veobatch.service import check_webhook_url
 from veobatch.states import ErrorKind
 from veobatch.store.queries import (
     STATUS_ORDER,
@@ -84,8 +84,9 @@ kind_option = click.option(
 
 
 def _http_url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """A webhook URL's shape, checked before any work (the service checks its target)."""
     try:
-        return None if value is None else check_webhook_url(value)
+        return None if value is None else check_target(value, allow_private=True)
     except VeoBatchError as exc:
         raise click.BadParameter(str(exc)) from None
 

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
+import re
+import socket
 import time
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -27,6 +30,7 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
 from veobatch.engine.backoff import WEBHOOK_RETRY
+from veobatch.errors import VeoBatchError
 from veobatch.settings import Secret
 from veobatch.store.queries import status_counts
 from veobatch.store.tables import Batch, Delivery, DeliveryAttempt
@@ -34,6 +38,8 @@ from veobatch.store.tables import Batch, Delivery, DeliveryAttempt
 MAX_TRIES: Final = 10
 CLAIM: Final = timedelta(minutes=2)  # a delivery being tried is not tried again meanwhile
 TIMEOUT: Final = httpx.Timeout(10.0, connect=5.0)
+MAX_URL: Final = 2000
+_HOST: Final = re.compile(r"[A-Za-z0-9._-]+|[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*")  # a name (IDNA), an IPv6
 
 
 def sign(secret: Secret, timestamp: int, body: bytes) -> str:
@@ -76,10 +82,72 @@ def notify(conn: Connection, batch_ids: list[int], event: str, now: datetime) ->
     return len(batches)
 
 
+def check_target(url: str, *, allow_private: bool) -> str:
+    """`url` if it may be a webhook: a real http(s) URL with a host name or address, no user
+    name or password in it; a literal private, loopback or link-local address (or
+    `localhost`) only with `allow_private`. The reason (`VeoBatchError`) otherwise. Names are
+    resolved, and checked again, when a call is made."""
+    where = f"webhook_url {url[:100]!r}"
+    try:
+        parsed = httpx.URL(url)
+        host, port = parsed.raw_host.decode("ascii"), parsed.port
+        parsed.host  # noqa: B018 - decodes an IDNA name: a malformed one raises here
+    except Exception:  # hostile input: any failure to parse is the answer
+        raise VeoBatchError(f"{where} is not a URL") from None
+    if parsed.scheme not in ("http", "https") or not host or len(url) > MAX_URL:
+        raise VeoBatchError(f"{where} is not an http(s) URL with a host")
+    if parsed.userinfo:
+        raise VeoBatchError(f"{where} carries a user name or password; put secrets elsewhere")
+    if not _HOST.fullmatch(host) or (port is not None and not 0 < port < 65536):
+        raise VeoBatchError(f"{where} has no valid host name and port")
+    if not allow_private and (_refused_address(host) or _is_local_name(host)):
+        raise VeoBatchError(
+            f"{where} points at this network ({host}); VEO_WEBHOOK_ALLOW_PRIVATE=true allows it"
+        )
+    return url
+
+
+def _refused_address(host: str) -> bool:
+    """A literal address a webhook may not call: private, loopback, link-local, reserved."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return not address.is_global or address.is_multicast
+
+
+def _is_local_name(host: str) -> bool:
+    return host == "localhost" or host.endswith(".localhost")
+
+
+def _resolved_refusal(url: str) -> str | None:
+    """Why `url`'s host may not be called now that its name is resolved (None: it may)."""
+    parsed = httpx.URL(url)
+    host = parsed.raw_host.decode("ascii")
+    try:
+        found = socket.getaddrinfo(host, parsed.port or 443, proto=socket.IPPROTO_TCP)
+    except OSError as exc:
+        return f"cannot resolve {host}: {exc}"
+    refused = sorted({str(info[4][0]) for info in found if _refused_address(str(info[4][0]))})
+    if refused:
+        return f"{host} resolves to {', '.join(refused)}, an address of this network (refused)"
+    return None
+
+
 def deliver_due(
-    engine: Engine, http: httpx.Client, secret: Secret | None, now: datetime, limit: int = 20
+    engine: Engine,
+    http: httpx.Client,
+    secret: Secret | None,
+    now: datetime,
+    *,
+    allow_private: bool,
+    limit: int = 20,
 ) -> int:
-    """Try each delivery due at `now` once; how many arrived."""
+    """Try each delivery due at `now` once; how many arrived. Whatever goes wrong with one
+    call (a refused or unresolvable target, any error of the HTTP client) is a failed try of
+    that call, recorded; it never stops the others."""
     with engine.begin() as conn:
         due = list(
             conn.execute(
@@ -97,7 +165,7 @@ def deliver_due(
         rows = conn.execute(sa.select(Delivery).where(Delivery.id.in_(due))).all()
     arrived = 0
     for row in rows:
-        status, error = _post(http, secret, row)
+        status, error = _try(http, secret, row, allow_private)
         tries = row.attempts + 1
         done = error is None
         arrived += done
@@ -118,6 +186,22 @@ def deliver_due(
                 .values(attempts=tries, next_attempt_at=later, delivered_at=now if done else None)
             )
     return arrived
+
+
+def _try(
+    http: httpx.Client, secret: Secret | None, row: Any, allow_private: bool
+) -> tuple[int | None, str | None]:
+    """One call: (HTTP status, error); any failure is an error of this try."""
+    try:
+        check_target(row.url, allow_private=allow_private)
+        refusal = None if allow_private else _resolved_refusal(row.url)
+        if refusal is not None:
+            return None, refusal
+        return _post(http, secret, row)
+    except VeoBatchError as exc:
+        return None, str(exc)[:500]
+    except Exception as exc:  # one bad call must not stop the others
+        return None, f"{type(exc).__name__}: {exc}"[:500]
 
 
 def _post(http: httpx.Client, secret: Secret | None, row: Any) -> tuple[int | None, str | None]:
