@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
 from veobatch.catalog import DEFAULT_MODELS, ImageRange, parse_models
 from veobatch.errors import ConfigError
-from veobatch.settings import DEFAULT_DATABASE_URL, Rate, Settings
+from veobatch.settings import DEFAULT_DATABASE_URL, SETTINGS, Rate, Settings
 
 
 def test_defaults_need_nothing() -> None:
@@ -121,3 +122,17 @@ def test_polling_and_download_settings() -> None:
 def test_bad_polling_settings_name_the_variable(name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         Settings.from_values({name: value})
+
+
+def test_the_readme_lists_every_setting() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Settings", 1)[1].split("\n## ", 1)[0]
+    assert {spec.env for spec in SETTINGS} <= set(re.findall(r"`(VEO_[A-Z_]+)`", table))
+
+
+def test_a_flag_is_true_or_false() -> None:
+    assert Settings.from_values({"webhook_allow_private": "TRUE"}).webhook_allow_private
+    assert not Settings.from_values({"webhook_allow_private": "no"}).webhook_allow_private
+    assert not Settings.from_values({}).webhook_allow_private
+    with pytest.raises(ConfigError, match="VEO_WEBHOOK_ALLOW_PRIVATE: 'maybe' is not true"):
+        Settings.from_values({"webhook_allow_private": "maybe"})
