@@ -42,7 +42,7 @@ from veobatch.process import poll_group, queue_depth
 from veobatch.settings import Secret, Settings
 from veobatch.states import JobStatus
 from veobatch.store.tables import Job
-from worker.app import (
+from worker.names import (
     DOWNLOAD_QUEUE,
     DOWNLOAD_TASK,
     POLL_QUEUE,

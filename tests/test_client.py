@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 
 from tests.helpers import job, run_embedded
 from veobatch import Client, InvalidJobs
-from veobatch.errors import BatchStateError, NotFoundError
+from veobatch.errors import BatchStateError, NotFoundError, VeoBatchError
 from veobatch.provider.mock import MockProvider
 
 
@@ -89,3 +89,10 @@ def test_rows_added_from_python_go_to_videos(
     assert story[-1]["remote_status"] == "FAILURE"
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM jobs")).scalar_one() == 2
+
+
+def test_one_call_adds_at_most_its_limit(veo: Client) -> None:
+    with pytest.raises(VeoBatchError, match="100,001 jobs in one call; at most 100,000"):
+        veo.add("huge", [job(f"k{n}") for n in range(100_001)])
+    with pytest.raises(NotFoundError):
+        veo.status("huge")

@@ -319,3 +319,40 @@ def test_a_worker_without_the_provider_key_still_stores_jobs(stack: Stack) -> No
     answer = app.send_task("veobatch.enqueue", args=["keyless", [job("a")]]).get(timeout=60)
     assert (answer["ok"], answer["added"]) == (True, 1)
     assert stack.statuses() == {"a fox": "pending"}
+
+
+def publish_raw(body: object, task: str, task_id: str, **route: str) -> None:
+    """A message put on the broker by hand, as a careless or hostile client would."""
+    app = make_app(Settings.from_values({"redis_url": REDIS_URL}))
+    with app.connection_for_write() as conn:
+        conn.Producer(serializer="json").publish(
+            body,
+            headers={"task": task, "id": task_id, "lang": "py"},
+            exchange=route.get("exchange", "celery"),
+            routing_key=route.get("routing_key", "celery"),
+            declare=[],
+        )
+
+
+def test_no_message_stops_the_worker_and_other_batches_go_on(stack: Stack) -> None:
+    worker = stack.start_worker(concurrency=1)
+    stack.start_scheduler()
+    app = make_app(Settings.from_values({"redis_url": REDIS_URL}))
+    deep: dict[str, object] = {}
+    for _ in range(500):
+        deep = {"x": deep}
+    hostile = [job("a", extra_field=deep)]
+    answer = app.send_task("veobatch.enqueue", args=["deep", hostile]).get(timeout=60)
+    assert answer["ok"] is False
+    assert "nested more than" in answer["error"]
+    publish_raw({"a": 1}, "veobatch.submit", "raw-1")  # not a task message at all
+    publish_raw([["not an id"], {}, {}], "veobatch.submit", "raw-2")
+    publish_raw([[[1, "x"]], {}, {}], "veobatch.poll", "raw-3")
+    publish_raw([["b", "not a list"], {}, {}], "veobatch.enqueue", "raw-4")
+    too_deep = app.send_task("veobatch.enqueue", args=["deep", [job("b", extra_field={"a": {}})]])
+    assert too_deep.get(timeout=60)["ok"] is True  # a shallow extra is fine
+    stack.load([f"row {n}" for n in range(6)], batch="others")
+    wait_until(lambda: stack.batch_state() == "finished", what="every batch to finish")
+    assert worker.poll() is None  # the same worker process served them all
+    assert stack.mock.stats()["created"] == 7
+    assert stack.statuses()["a fox"] == "succeeded"

@@ -81,6 +81,9 @@ def test_without_an_id_the_line_is_the_reference() -> None:
         ({"aspect-ratio": "16:9"}, "unknown field 'aspect-ratio'; did you mean 'aspect_ratio'?"),
         ({"image": "https://a.io/x.jpg"}, "unknown field 'image'; did you mean 'images'?"),
         ({"Prompt": "hi"}, "unknown field 'Prompt'; did you mean 'prompt'?"),
+        ({"seed_plan": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {}}}}}}}}}}, "nested more"),
+        ({"note": "x" * 20_000}, "7: note: is 20,000 bytes; a pass-through field holds at most"),
+        ({"tags": ["y" * 100] * 200}, "a pass-through field holds at most 16,384"),
     ],
 )
 def test_each_rule_names_the_field_and_what_is_wrong(fields: dict[str, Any], expected: str) -> None:

@@ -17,7 +17,8 @@ from veobatch.engine import transitions
 from veobatch.settings import Settings
 from veobatch.states import JobStatus
 from veobatch.store.tables import Job
-from worker.app import POLL_QUEUE, SUBMIT_QUEUE, make_app
+from worker.app import make_app
+from worker.names import POLL_QUEUE, SUBMIT_QUEUE
 
 
 def queued_long_ago(engine: Engine, count: int) -> None:

@@ -53,6 +53,7 @@ from veobatch.store.queries import (
 )
 
 MAX_BATCH_NAME: Final = 200
+MAX_JOBS_PER_CALL: Final = 100_000  # one add from Python, HTTP or Celery
 # A row as the faces show it: its input, then what the export adds (status, task, video...).
 JOB_VIEW_FIELDS: Final = ("ref", "prompt", "model", "images", *OUTPUT_COLUMNS)
 
@@ -124,6 +125,11 @@ class BatchService:
         if webhook_url is not None:
             self._check_webhook(webhook_url)
         keyed = [_with_key(index, job, idempotency_key) for index, job in enumerate(jobs)]
+        if len(keyed) > MAX_JOBS_PER_CALL:
+            raise VeoBatchError(
+                f"{len(keyed):,} jobs in one call; at most {MAX_JOBS_PER_CALL:,} (send the rest "
+                "in another call, or load them as a file)"
+            )
         rows = (RawJob.from_mapping(index, job) for index, job in enumerate(keyed))
         result = load_rows(
             self.engine,

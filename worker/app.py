@@ -5,29 +5,51 @@ from __future__ import annotations
 import os
 from typing import Final
 
-from celery import Celery
-from kombu.entity import Queue
+from celery import Celery, Task
+from kombu.entity import Exchange, Queue
 
 from veobatch.settings import Settings
+from worker.names import (
+    DOWNLOAD_QUEUE,
+    DOWNLOAD_TASK,
+    ENQUEUE_TASK,
+    INTAKE_QUEUE,
+    POLL_QUEUE,
+    POLL_TASK,
+    QUEUES,
+    SUBMIT_QUEUE,
+    SUBMIT_TASK,
+)
 
-SUBMIT_TASK: Final = "veobatch.submit"
-POLL_TASK: Final = "veobatch.poll"
-DOWNLOAD_TASK: Final = "veobatch.download"
-ENQUEUE_TASK: Final = "veobatch.enqueue"  # for other systems: add jobs to a batch
-SUBMIT_QUEUE: Final = "celery"
-# Polls and downloads have queues of their own: the scheduler counts the submissions waiting
-# to find lost messages, and the polls and downloads waiting to pace them.
-POLL_QUEUE: Final = "veo-batch.poll"
-DOWNLOAD_QUEUE: Final = "veo-batch.download"
+__all__ = [
+    "DOWNLOAD_QUEUE",
+    "DOWNLOAD_TASK",
+    "ENQUEUE_TASK",
+    "INTAKE_QUEUE",
+    "POLL_QUEUE",
+    "POLL_TASK",
+    "SUBMIT_QUEUE",
+    "SUBMIT_TASK",
+    "VISIBILITY_TIMEOUT",
+    "app",
+    "make_app",
+]
+
 # Longer than any task can run (a request, its rate wait, its retries are rows, not tasks):
 # Redis hands a message to another worker only if it was not acknowledged in this time.
 VISIBILITY_TIMEOUT: Final = 3600
 
 
+class GuardedTask(Task):  # type: ignore[misc]  # celery has no annotations
+    """Our tasks: every message is checked before it runs (see `worker.guard`)."""
+
+    Strategy = "worker.guard:guarded_strategy"
+
+
 def make_app(settings: Settings) -> Celery:
     broker = settings.redis_url or "redis://127.0.0.1:6379/0"
     # The backend keeps the answers of `veobatch.enqueue` (every other task ignores its result).
-    app = Celery("veo-batch", broker=broker, backend=broker)
+    app = Celery("veo-batch", broker=broker, backend=broker, task_cls=GuardedTask)
     app.conf.update(
         task_acks_late=True,  # acknowledged when done: a killed worker's message comes back
         task_reject_on_worker_lost=True,
@@ -36,12 +58,20 @@ def make_app(settings: Settings) -> Celery:
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
+        # Each queue has an exchange and a routing key of its own: a message is delivered to
+        # one queue, once, however a client publishes it.
         task_queues=[
-            Queue(name)  # type: ignore[no-untyped-call]  # kombu has no annotations
-            for name in (SUBMIT_QUEUE, POLL_QUEUE, DOWNLOAD_QUEUE)
+            Queue(name, Exchange(name, type="direct"), routing_key=name)  # type: ignore[no-untyped-call]
+            for name in QUEUES
         ],
         task_default_queue=SUBMIT_QUEUE,  # a worker takes from every queue above
-        task_routes={POLL_TASK: {"queue": POLL_QUEUE}, DOWNLOAD_TASK: {"queue": DOWNLOAD_QUEUE}},
+        task_default_exchange=SUBMIT_QUEUE,
+        task_default_routing_key=SUBMIT_QUEUE,
+        task_routes={
+            POLL_TASK: {"queue": POLL_QUEUE},
+            DOWNLOAD_TASK: {"queue": DOWNLOAD_QUEUE},
+            ENQUEUE_TASK: {"queue": INTAKE_QUEUE},
+        },
     )
     app.autodiscover_tasks(["worker"], related_name="tasks", force=True)
     return app

@@ -13,7 +13,7 @@ from veobatch.engine.poll import poll_rows
 from veobatch.engine.submit import submit_one
 from veobatch.errors import InvalidJobs, VeoBatchError
 from veobatch.process import worker_process, worker_service
-from worker.app import DOWNLOAD_TASK, ENQUEUE_TASK, POLL_TASK, SUBMIT_TASK
+from worker.names import DOWNLOAD_TASK, ENQUEUE_TASK, POLL_TASK, SUBMIT_TASK
 
 
 @shared_task(name=SUBMIT_TASK)  # type: ignore[untyped-decorator]

@@ -28,6 +28,8 @@ JOB_FIELDS: Final = ("id", "prompt", "model", "images", "aspect_ratio", "enhance
 # Another name for `id`, as systems that queue jobs call it: the job's key in its batch. The
 # same id sent again to the same batch never makes a second row.
 ID_ALIAS: Final = "external_id"
+MAX_EXTRA_DEPTH: Final = 8  # nesting of a pass-through field's value
+MAX_EXTRA_BYTES: Final = 16 * 1024  # its size as JSON
 # Provider fields seen in relay clients: passed through, but checked when we know their type.
 KNOWN_EXTRAS: Final = ("enable_upsample", "notify_hook")
 BOOL_FIELDS: Final = frozenset({"enhance_prompt", "enable_upsample"})
@@ -382,6 +384,8 @@ class JobChecker:
                 isinstance(value, str) and value.startswith(_URL_PREFIXES)
             ):
                 bad(name, "must be an http(s) URL")
+            elif (problem := _extra_problem(value)) is not None:
+                bad(name, problem)
             else:
                 kept[name] = value
         return kept
@@ -418,3 +422,31 @@ def _checked_images(
         if message is not None:
             bad("images", f"image {index}: {message}" if len(images) > 1 else message)
     return images
+
+
+def _extra_problem(value: Any) -> str | None:
+    """Why a pass-through value cannot be sent (None: it can): nested deeper than
+    MAX_EXTRA_DEPTH, or larger than MAX_EXTRA_BYTES as JSON. The depth is found without
+    recursion: the depth is what a hostile value attacks."""
+    if isinstance(value, str):
+        return _too_long(len(value.encode("utf-8", errors="surrogatepass")))
+    if not isinstance(value, dict | list):
+        return None
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_EXTRA_DEPTH:
+            return f"is nested more than {MAX_EXTRA_DEPTH} deep"
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    try:
+        size = len(json.dumps(value, ensure_ascii=False).encode("utf-8", errors="surrogatepass"))
+    except (TypeError, ValueError):
+        return "is not a JSON value"
+    return _too_long(size)
+
+
+def _too_long(size: int) -> str | None:
+    if size > MAX_EXTRA_BYTES:
+        return f"is {size:,} bytes; a pass-through field holds at most {MAX_EXTRA_BYTES:,}"
+    return None
