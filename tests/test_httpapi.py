@@ -83,6 +83,19 @@ def test_a_bad_webhook_is_422_and_stores_nothing(api: httpx.Client, url: str) ->
     assert api.get("/batches/cms").status_code == 404
 
 
+def test_a_batch_named_in_any_script_exports(api: httpx.Client) -> None:
+    assert api.post("/batches", json={"name": "春季 商品", "jobs": [job("a")]}).status_code == 201
+    exported = api.get("/batches/春季 商品/export")
+    assert exported.status_code == 200
+    encoded = "%E6%98%A5%E5%AD%A3%20%E5%95%86%E5%93%81.csv"
+    assert exported.headers["content-disposition"] == (
+        f"attachment; filename=\"_____.csv\"; filename*=UTF-8''{encoded}"
+    )
+    for bad in ("a/b", "..", "nul\u0000", "bell\u0007"):
+        refused = api.post("/batches", json={"name": bad, "jobs": [job("a")]})
+        assert refused.status_code == 422, bad
+
+
 def test_reading_a_batch_its_rows_and_one_rows_story(api: httpx.Client) -> None:
     api.post("/batches", json={"name": "cms", "jobs": [job(f"sku-{n}") for n in range(5)]})
     assert [b["name"] for b in api.get("/batches").json()] == ["cms"]

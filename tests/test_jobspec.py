@@ -84,6 +84,15 @@ def test_without_an_id_the_line_is_the_reference() -> None:
         ({"seed_plan": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {}}}}}}}}}}, "nested more"),
         ({"note": "x" * 20_000}, "7: note: is 20,000 bytes; a pass-through field holds at most"),
         ({"tags": ["y" * 100] * 200}, "a pass-through field holds at most 16,384"),
+        ({"prompt": "a fox\x00"}, "7: prompt: holds a NUL character at character 6"),
+        ({"prompt": "a \ud800 fox"}, "prompt: holds a lone surrogate (U+D800, not Unicode text)"),
+        ({"prompt": "bell\x07"}, "prompt: holds a control character (U+0007) at character 5"),
+        ({"id": "sku\x00"}, "7: id: holds a NUL character at character 4"),
+        ({"id": "sku\n2"}, "7: id: holds a control character (U+000A)"),
+        ({"note\x00": "x"}, "holds a NUL character at character 5"),
+        ({"note": "a\x00b"}, "7: note: holds a NUL character at character 2"),
+        ({"plan": {"k": "\udfff"}}, "7: plan: holds a lone surrogate (U+DFFF"),
+        ({"images": ["https://a.io/x\ud800.jpg"]}, "images:"),
     ],
 )
 def test_each_rule_names_the_field_and_what_is_wrong(fields: dict[str, Any], expected: str) -> None:

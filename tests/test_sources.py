@@ -245,3 +245,38 @@ def test_files_we_cannot_read(tmp_path: Path, name: str, expected: str) -> None:
         path.write_text("x")
     with pytest.raises(JobFileError, match=expected):
         read(path)
+
+
+def alias_chain(levels: int, indent: str) -> str:
+    """YAML anchors each holding ten aliases of the one before: 10**levels values."""
+    lines = [f"{indent}a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [
+        f"{indent}a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]" for n in range(1, levels + 1)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def test_nested_yaml_aliases_in_defaults_cannot_expand_without_bound(tmp_path: Path) -> None:
+    text = "defaults:\n  model: veo3.1\n" + alias_chain(9, "  ")  # 10**9 from 500 bytes
+    text += f"jobs:\n  - {{prompt: p, images: [{URL}]}}\n"
+    fails(write(tmp_path, "bomb.yaml", text), "`defaults:` expands to more than 10,000 values", 1)
+
+
+def test_a_job_that_expands_too_far_is_a_row_problem(tmp_path: Path) -> None:
+    first = f"  - {{prompt: p, model: veo3.1, images: [{URL}], plan: {{{alias_chain(2, '')}}}}}"
+    first = first.replace("\n", ", ").rstrip(", ") + "\n"
+    later = (
+        f"  - {{prompt: q, model: veo3.1, images: [{URL}], plan: [{', '.join(['*a2'] * 20)}]}}\n"
+    )
+    rows = read(write(tmp_path, "jobs.yaml", "jobs:\n" + first + later))
+    assert not rows[0].problems  # 111 values: fine
+    assert "expands to more than 10,000 values" in rows[1].problems[0].message  # 20 x 1,111
+
+
+def test_deep_nesting_is_named_not_a_crash(tmp_path: Path) -> None:
+    deep_yaml = "jobs:\n  - prompt: " + "[" * 200 + "]" * 200 + "\n"
+    fails(write(tmp_path, "deep.yaml", deep_yaml), "nested more than 64 levels deep", 2)
+    deep_json = '{"prompt": "p", "x": ' + "[" * 100_000 + "]" * 100_000 + "}\n"
+    ok = f'{{"prompt": "p", "model": "veo3.1", "images": ["{URL}"]}}\n'
+    rows = read(write(tmp_path, "deep.jsonl", ok + deep_json))
+    assert rows[1].problems[0].message == "the JSON is nested too deep to be a job"

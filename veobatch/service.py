@@ -32,7 +32,7 @@ from veobatch.errors import (
     NotFoundError,
     VeoBatchError,
 )
-from veobatch.intake.job_spec import ID_ALIAS, RawJob
+from veobatch.intake.job_spec import BAD_NAME_CHARS, ID_ALIAS, RawJob, text_problem
 from veobatch.intake.loader import LoadResult, load_rows
 from veobatch.intake.loader import Progress as LoadProgress
 from veobatch.intake.problems import DEFAULT_MAX_PROBLEMS, Problem
@@ -81,15 +81,19 @@ class Rerun:
 
 
 def check_batch_name(name: object) -> str:
-    if (
-        not isinstance(name, str)
-        or not name.strip()
-        or name != name.strip()
-        or len(name) > MAX_BATCH_NAME
-    ):
-        raise VeoBatchError(
-            f"a batch name is 1 to {MAX_BATCH_NAME} characters, without spaces around it"
-        )
+    """A batch name: 1 to MAX_BATCH_NAME characters, no spaces around it, and one safe path
+    segment (results and videos are written under it): no `/`, `\\`, `.` or `..`, no NUL
+    or control character, no lone surrogate."""
+    rule = (
+        f"a batch name is 1 to {MAX_BATCH_NAME} characters, without spaces around it, "
+        "slashes, or control characters"
+    )
+    if not isinstance(name, str) or not name.strip() or name != name.strip():
+        raise VeoBatchError(rule)
+    if len(name) > MAX_BATCH_NAME or name in (".", "..") or "/" in name or "\\" in name:
+        raise VeoBatchError(f"{rule}; not {name[:MAX_BATCH_NAME]!r}")
+    if (problem := text_problem(name, BAD_NAME_CHARS)) is not None:
+        raise VeoBatchError(f"batch name {name[:60]!r} {problem}; {rule}")
     return name
 
 

@@ -3,8 +3,10 @@ shapes the answer. Every route declares the error statuses it can answer, and no
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations at runtime.
 
+import re
 from dataclasses import asdict
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import StreamingResponse
@@ -165,12 +167,18 @@ def export_batch(
 ) -> StreamingResponse:
     """Every row with its input fields and its outcome, as `veo-batch export` writes."""
     text = veo.export(name, format.value)
-    disposition = f'attachment; filename="{name}.{format.value}"'
     return StreamingResponse(
         iter(text),
         media_type=EXPORT_MEDIA[format.value],
-        headers={"Content-Disposition": disposition},
+        headers={"Content-Disposition": attachment(f"{name}.{format.value}")},
     )
+
+
+def attachment(filename: str) -> str:
+    """A Content-Disposition for `filename` in any script (RFC 6266): an ASCII fallback, and
+    the name itself UTF-8 and percent-encoded."""
+    fallback = re.sub(r"[^A-Za-z0-9._-]", "_", filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 # ---------------------------------------------------------------------------------- changes

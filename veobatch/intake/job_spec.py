@@ -28,6 +28,7 @@ JOB_FIELDS: Final = ("id", "prompt", "model", "images", "aspect_ratio", "enhance
 # Another name for `id`, as systems that queue jobs call it: the job's key in its batch. The
 # same id sent again to the same batch never makes a second row.
 ID_ALIAS: Final = "external_id"
+_SURROGATES: Final = re.compile(r"[\ud800-\udfff]")
 MAX_EXTRA_DEPTH: Final = 8  # nesting of a pass-through field's value
 MAX_EXTRA_BYTES: Final = 16 * 1024  # its size as JSON
 # Provider fields seen in relay clients: passed through, but checked when we know their type.
@@ -57,8 +58,13 @@ _JOB_FIELD_SET: Final = frozenset(JOB_FIELDS)
 _URL_PREFIXES: Final = ("https://", "http://")
 # Usable image references contain no whitespace, quotes, backslashes or control characters,
 # which also lets the fast path write them into JSON without an escaping pass.
-_URL_CHARS: Final = r'[^\s"\\\x00-\x1f]'
-_URL: Final = rf"https?://[^\s/?#\"\\\x00-\x1f]+{_URL_CHARS}*"
+_URL_CHARS: Final = r'[^\s"\\\x00-\x1f\x7f\ud800-\udfff]'
+_URL: Final = rf"https?://[^\s/?#\"\\\x00-\x1f\x7f\ud800-\udfff]+{_URL_CHARS}*"
+# Characters no stored text may hold: NUL and the other control characters (a prompt may
+# have tabs and line breaks), and lone surrogates (text that is not Unicode, as JSON's
+# "\ud800" makes); the databases refuse them, or store what the provider cannot read.
+BAD_NAME_CHARS: Final = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+BAD_PROMPT_CHARS: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 _HTTP_URL: Final = re.compile(_URL)
 _DATA_URI: Final = re.compile(rf"data:image/[\w.+-]+(?:;[\w.+=-]+)*,{_URL_CHARS}*")
 # http(s) URLs joined by newlines (which no URL contains): a whole `images` list in one call.
@@ -227,6 +233,8 @@ class JobChecker:
             or type(prompt) is not str
             or not 0 < len(prompt) <= MAX_PROMPT_CHARS
             or prompt.isspace()
+            or BAD_PROMPT_CHARS.search(prompt)
+            or BAD_NAME_CHARS.search(ref)
             or type(images) is not list
             or not span.low <= len(images) <= span.high
             or not (aspect is None or (type(aspect) is str and aspect in _ASPECTS_OR_EMPTY))
@@ -354,6 +362,8 @@ class JobChecker:
             bad("id", f"must be text or a number, got {type(ref).__name__}")
         elif len(ref) > MAX_REF_CHARS or ref.isspace():
             bad("id", f"must be 1 to {MAX_REF_CHARS} characters")
+        elif (problem := text_problem(ref, BAD_NAME_CHARS)) is not None:
+            bad("id", problem)
         else:
             return ref
         return f"line:{raw.line}"
@@ -375,7 +385,7 @@ class JobChecker:
             if name in OUTPUT_FIELDS:
                 self.ignored_fields.add(name)
                 continue
-            message = self._name_problem(name)
+            message = text_problem(name, BAD_NAME_CHARS) or self._name_problem(name)
             if message is not None:
                 bad(name, message)
             elif name in BOOL_FIELDS and type(value) is not bool:
@@ -401,6 +411,8 @@ def _checked_prompt(prompt: Any, bad: Callable[[str, str], None]) -> str:
         return "" if prompt is None else str(prompt)
     if len(prompt) > MAX_PROMPT_CHARS:
         bad("prompt", f"is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+    if (problem := text_problem(prompt, BAD_PROMPT_CHARS)) is not None:
+        bad("prompt", problem)
     return prompt
 
 
@@ -429,7 +441,8 @@ def _extra_problem(value: Any) -> str | None:
     MAX_EXTRA_DEPTH, or larger than MAX_EXTRA_BYTES as JSON. The depth is found without
     recursion: the depth is what a hostile value attacks."""
     if isinstance(value, str):
-        return _too_long(len(value.encode("utf-8", errors="surrogatepass")))
+        text = text_problem(value, BAD_PROMPT_CHARS)
+        return text or _too_long(len(value.encode("utf-8", errors="surrogatepass")))
     if not isinstance(value, dict | list):
         return None
     stack = [(value, 1)]
@@ -440,10 +453,25 @@ def _extra_problem(value: Any) -> str | None:
         children = item.values() if isinstance(item, dict) else item
         stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
     try:
-        size = len(json.dumps(value, ensure_ascii=False).encode("utf-8", errors="surrogatepass"))
+        text = json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):
         return "is not a JSON value"
-    return _too_long(size)
+    if "\\u0000" in text:
+        return "holds a NUL character"
+    return text_problem(text, _SURROGATES) or _too_long(len(text.encode("utf-8", "surrogatepass")))
+
+
+def text_problem(text: str, bad: re.Pattern[str]) -> str | None:
+    """What in `text` no stored text may hold (the first one, by position), or None."""
+    found = bad.search(text)
+    if found is None:
+        return None
+    char, where = found.group(), f"at character {found.start() + 1}"
+    if char == "\x00":
+        return f"holds a NUL character {where}"
+    if "\ud800" <= char <= "\udfff":
+        return f"holds a lone surrogate (U+{ord(char):04X}, not Unicode text) {where}"
+    return f"holds a control character (U+{ord(char):04X}) {where}"
 
 
 def _too_long(size: int) -> str | None:

@@ -38,6 +38,9 @@ _REQUIRED_COLUMNS: Final = ("prompt", "model", "images")
 _BOM: Final = b"\xef\xbb\xbf"
 _UTF16_BOMS: Final = (b"\xff\xfe", b"\xfe\xff")
 _DELIMITERS: Final = (",", ";", "\t")
+MAX_YAML_DEPTH: Final = 64  # nesting of a YAML job file
+MAX_JOB_NODES: Final = 10_000  # values in one job (or `defaults:`), aliases expanded
+MAX_JOB_TEXT: Final = 64 * 1024 * 1024  # its text: three 20 MB data: URIs fit
 _BINARY_SIGNATURES: Final = {
     b"PK\x03\x04": "a ZIP archive (an .xlsx workbook? save it as 'CSV UTF-8')",
     b"\xd0\xcf\x11\xe0": "an old Excel/Office file (save it as 'CSV UTF-8')",
@@ -308,6 +311,8 @@ def read_jsonl(text: IO[str], name: str) -> Iterator[RawJob]:
                     name, f"is not JSON Lines: {exc.msg} at column {exc.colno}", number
                 ) from None
             yield RawJob.broken(number, f"not valid JSON: {exc.msg} at column {exc.colno}")
+        except RecursionError:  # a line nested thousands deep
+            yield RawJob.broken(number, "the JSON is nested too deep to be a job")
         else:
             if not isinstance(value, dict):
                 message = f"each line must be a JSON object, this one is {type(value).__name__}"
@@ -393,6 +398,8 @@ class _YamlJobs:
                     raise JobFileError(
                         self.name, "`defaults:` must be a mapping of job fields", line
                     )
+                if (too_big := _expansion_problem(node)) is not None:
+                    raise JobFileError(self.name, f"`defaults:` {too_big}", line)
                 self.defaults, self.default_lines = self._fields(node)
             else:
                 hint = " (did you mean 'jobs'?)" if key.lower().startswith("job") else ""
@@ -417,6 +424,9 @@ class _YamlJobs:
                 message = f"each job must be a mapping of fields, this one is {_kind(node)}"
                 yield RawJob.broken(line, message)
                 continue
+            if (too_big := _expansion_problem(node)) is not None:
+                yield RawJob.broken(line, f"the job {too_big}")
+                continue
             values, lines = self._fields(node)
             if self.defaults:
                 values = {**self.defaults, **values}
@@ -437,11 +447,14 @@ class _YamlJobs:
         loader.constructed_objects = {}  # keep memory flat: nothing refers back to old rows
         return values, lines
 
-    def _compose(self) -> yaml.Node:
+    def _compose(self, depth: int = 0) -> yaml.Node:
         """Build one node (and its children) from parser events, as PyYAML's composer does."""
         loader = self.loader
         event: Any = loader.get_event()
         start: Any = event.start_mark
+        if depth > MAX_YAML_DEPTH:
+            message = f"is nested more than {MAX_YAML_DEPTH} levels deep"
+            raise JobFileError(self.name, message, start.line + 1)
         if isinstance(event, yaml.AliasEvent):
             try:
                 return self.anchors[str(event.anchor)]
@@ -458,12 +471,12 @@ class _YamlJobs:
         elif kind is yaml.SequenceNode:
             node = yaml.SequenceNode(tag, [], start, None, event.flow_style)
             while not loader.check_event(yaml.SequenceEndEvent):
-                node.value.append(self._compose())
+                node.value.append(self._compose(depth + 1))
             node.end_mark = loader.get_event().end_mark
         else:
             node = yaml.MappingNode(tag, [], start, None, event.flow_style)
             while not loader.check_event(yaml.MappingEndEvent):
-                node.value.append((self._compose(), self._compose()))
+                node.value.append((self._compose(depth + 1), self._compose(depth + 1)))
             node.end_mark = loader.get_event().end_mark
         if event.anchor is not None:
             self.anchors[event.anchor] = node
@@ -475,6 +488,39 @@ _NODE_OF_EVENT: Final[dict[type, type[yaml.Node]]] = {
     yaml.SequenceStartEvent: yaml.SequenceNode,
     yaml.MappingStartEvent: yaml.MappingNode,
 }
+
+
+def _expansion_problem(node: yaml.Node) -> str | None:
+    """Why `node` is too big once its aliases are expanded (None if it is not): more than
+    MAX_JOB_NODES values or MAX_JOB_TEXT characters. Anchors and aliases share nodes, so each
+    is sized once; a few hundred bytes of nested aliases cannot become gigabytes."""
+    sizes: dict[int, tuple[int, int]] = {}  # node id: (values, characters) expanded
+    stack: list[tuple[yaml.Node, bool]] = [(node, False)]
+    while stack:
+        item, children_done = stack.pop()
+        if id(item) in sizes:
+            continue
+        if isinstance(item, yaml.ScalarNode):
+            sizes[id(item)] = (1, len(item.value))
+            continue
+        children = (
+            [child for pair in item.value for child in pair]
+            if isinstance(item, yaml.MappingNode)
+            else list(item.value)
+        )
+        if not children_done:
+            stack.append((item, True))
+            stack.extend((child, False) for child in children if id(child) not in sizes)
+            continue
+        values = 1 + sum(sizes[id(child)][0] for child in children)
+        chars = sum(sizes[id(child)][1] for child in children)
+        sizes[id(item)] = (min(values, MAX_JOB_NODES + 1), min(chars, MAX_JOB_TEXT + 1))
+    values, chars = sizes[id(node)]
+    if values > MAX_JOB_NODES:
+        return f"expands to more than {MAX_JOB_NODES:,} values (YAML aliases inside aliases?)"
+    if chars > MAX_JOB_TEXT:
+        return f"expands to more than {MAX_JOB_TEXT:,} characters of text"
+    return None
 
 
 def _kind(node: yaml.Node) -> str:
