@@ -313,7 +313,10 @@ def test_one_rows_story(sqlite_run: Cli, tmp_path: Path) -> None:
     assert all("400" in line and "invalid" in line for line in attempts)
 
 
-def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_stopped_run_stops_cleanly_and_the_same_command_resumes(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
     path = tmp_path / "jobs.jsonl"
     path.write_text(
         "".join(
@@ -345,7 +348,7 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path) -> No
             return 0  # not created yet
 
     wait_until(lambda: submitted() >= 2, 30, "two rows submitted")
-    running.send_signal(signal.SIGINT)
+    running.send_signal(stop)
     _, stderr = running.communicate(timeout=30)
     assert running.returncode == 130
     assert b"Run the same command to go on" in stderr
@@ -471,3 +474,15 @@ def test_a_bad_webhook_is_refused_before_any_work(
     assert "webhook_url" in refused.output
     assert "Traceback" not in refused.output
     assert sqlite_run("run", str(path), "--mock", "-o", out).exit_code == 0  # nothing broken
+
+
+def test_rerun_of_rows_submitting_asks_first(sqlite_run: Cli, tmp_path: Path) -> None:
+    with Client(sqlite_run.database_url) as veo:
+        veo.add("b", [job("a")])
+        with veo.engine.begin() as conn:  # its POST may be in flight, or its worker died
+            conn.exec_driver_sql("UPDATE jobs SET status = 'submitting'")
+    refused = sqlite_run("rerun", "b", "--status", "submitting", input="n\n")
+    assert refused.exit_code == 1
+    assert "those submitting: the provider has (or may have) created and billed" in refused.output
+    with Client(sqlite_run.database_url) as veo:
+        assert veo.status("b").counts == {"submitting": 1}

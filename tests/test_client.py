@@ -3,14 +3,16 @@ reading back, and the batch changes; then the rows go out through the embedded r
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.helpers import job, run_embedded
-from veobatch import Client, InvalidJobs
+from veobatch import Client, Intake, InvalidJobs
 from veobatch.errors import BatchStateError, NotFoundError, VeoBatchError
 from veobatch.provider.mock import MockProvider
 
@@ -96,3 +98,18 @@ def test_one_call_adds_at_most_its_limit(veo: Client) -> None:
         veo.add("huge", [job(f"k{n}") for n in range(100_001)])
     with pytest.raises(NotFoundError):
         veo.status("huge")
+
+
+def test_many_callers_making_the_same_new_batch_at_once_all_succeed(veo: Client) -> None:
+    jobs = [job(f"sku-{n}") for n in range(5)]
+    start = threading.Barrier(20)
+
+    def add() -> Intake:
+        start.wait()
+        return veo.add("burst", jobs)
+
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(lambda _: add(), range(20)))
+    assert sum(answer.created for answer in answers) == 1
+    assert sum(answer.added for answer in answers) == 5
+    assert veo.status("burst").counts == {"pending": 5}

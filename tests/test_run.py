@@ -7,16 +7,22 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tests.helpers import load_prompts, run_embedded
+from tests.conftest import MOCK_KEY as KEY
+from tests.helpers import FAST, load_prompts, run_embedded
+from veobatch.embedded_runner import EmbeddedRunner
 from veobatch.engine import transitions
 from veobatch.engine.download import download_one, video_client
 from veobatch.engine.poll_rules import Pacing
+from veobatch.engine.progress import Progress
+from veobatch.engine.rate_limit import LocalRateLimiter
+from veobatch.provider.client import ProviderClient
 from veobatch.provider.mock import MockConfig, MockProvider
 from veobatch.service import BatchService
-from veobatch.settings import Settings
+from veobatch.settings import Rate, Secret, Settings
 from veobatch.states import JobStatus
 from veobatch.store.tables import Attempt, Job
 
@@ -342,3 +348,65 @@ def test_a_relay_that_echoes_the_key_leaves_no_piece_of_it_anywhere(engine: Engi
     for text in [*texts, exported]:
         for start in range(len(key) - 7):
             assert key[start : start + 8] not in text, text
+
+
+def test_polls_claimed_and_not_made_are_handed_back_when_a_run_stops(
+    engine: Engine, mock: MockProvider
+) -> None:
+    batch_id = load_prompts(engine, [f"row {n}" for n in range(5)])
+    run_embedded(engine, mock, batch_id, wait_for_videos=False)
+    with engine.begin() as conn:
+        conn.execute(sa.update(Job).values(next_poll_at=transitions.utcnow()))  # all due now
+
+    def stop_after_one_poll(_progress: Progress) -> None:
+        if mock.stats()["polls"] >= 1:
+            raise KeyboardInterrupt
+
+    one_a_minute = LocalRateLimiter.for_rate(Rate.parse("1/min"))
+    with ProviderClient(mock.url, Secret(KEY)) as client, pytest.raises(KeyboardInterrupt):
+        EmbeddedRunner(
+            engine,
+            client,
+            LocalRateLimiter(0.0),
+            batch_id,
+            pacing=FAST,
+            tick=0.02,
+            lease=timedelta(seconds=30),
+            poll_claim=timedelta(minutes=2),
+            poll_limiter=one_a_minute,
+            on_progress=stop_after_one_poll,
+        ).run()
+    later = transitions.utcnow() + timedelta(seconds=60)
+    with engine.connect() as conn:
+        held = conn.execute(
+            sa.select(sa.func.count()).where(Job.status == "submitted", Job.next_poll_at > later)
+        ).scalar_one()
+    assert mock.stats()["polls"] == 1
+    assert held == 0  # every poll not made is due again now, not in two minutes
+
+
+def test_a_row_left_submitting_by_a_killed_run_is_in_doubt_not_waited_on(
+    engine: Engine, mock: MockProvider
+) -> None:
+    batch_id = load_prompts(engine, ["left behind", "fine"])
+    with engine.begin() as conn:  # what `kill -9` mid-request leaves, its lease now over
+        conn.execute(
+            sa.update(Job)
+            .where(Job.prompt == "left behind")
+            .values(status="submitting", lease_until=transitions.utcnow() - timedelta(seconds=1))
+        )
+    progress = run_embedded(engine, mock, batch_id)
+    assert progress.state == "finished"
+    found = rows(engine)
+    assert (found["left behind"].status, found["left behind"].error_kind) == (
+        "in_doubt",
+        "ambiguous",
+    )
+    assert found["fine"].status == "succeeded"
+    assert mock.stats()["created_by_prompt"] == {"fine": 1}  # the doubtful one is not resent
+
+
+def test_many_threads_share_the_pool(engine: Engine, mock: MockProvider) -> None:
+    batch_id = load_prompts(engine, [f"row {n}" for n in range(80)])
+    progress = run_embedded(engine, mock, batch_id, concurrency=32)
+    assert progress.of(JobStatus.SUCCEEDED) == 80

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -306,3 +308,18 @@ def test_id_and_external_id_must_agree(engine: Engine) -> None:
     result = load(engine, [row])
     assert result.rejected
     assert result.report.lines() == ["test:3: external_id: differs from id 'a'; give one of them"]
+
+
+def _open(url: str, start: Any) -> str | None:
+    start.wait()
+    return database.current_revision(database.open_database(url))
+
+
+def test_processes_opening_a_new_sqlite_file_at_once_all_get_its_schema(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("spawn")
+    for attempt in range(3):
+        url = f"sqlite:///{tmp_path / f'new-{attempt}.db'}"
+        start = context.Manager().Barrier(4)
+        with context.Pool(4) as pool:
+            revisions = pool.starmap(_open, [(url, start)] * 4)
+        assert revisions == [database.head_revision()] * 4

@@ -84,6 +84,7 @@ class EmbeddedRunner:
         self._db_lock = threading.Lock()  # one writer at a time, as SQLite wants
         self._busy = {"requests": 0, "downloads": 0}  # items being worked on, per queue
         self._busy_lock = threading.Lock()
+        self._claimed_polls: set[int] = set()  # polls handed to a thread, not made yet
         self._failures: list[BaseException] = []
         self._videos = video_client()  # one connection pool for every download of the run
 
@@ -120,6 +121,9 @@ class EmbeddedRunner:
         each has a task), or the batch pauses, or Ctrl-C."""
         with self.engine.begin() as conn:  # rows a killed run left queued are ours again
             transitions.requeue(conn, transitions.utcnow(), batch_id=self.batch_id)
+            # ... and rows it left submitting, once their lease is over, are in doubt: their
+            # POST may have gone out. Nothing waits on a row no process holds.
+            transitions.expire_leases(conn, transitions.utcnow(), self.batch_id)
             if self.download_dir is not None:
                 transitions.retry_downloads(conn, self.batch_id, transitions.utcnow())
         progress = self._progress()
@@ -150,6 +154,9 @@ class EmbeddedRunner:
             self._videos.close()
             with self.engine.begin() as conn:
                 transitions.requeue(conn, transitions.utcnow(), batch_id=self.batch_id)
+                with self._busy_lock:  # polls handed out and never made: due again now
+                    unmade = list(self._claimed_polls)
+                transitions.hand_back_polls(conn, unmade, transitions.utcnow())
                 transitions.finish_batches(conn, transitions.utcnow())
         if self._failures:
             raise self._failures[0]
@@ -168,6 +175,7 @@ class EmbeddedRunner:
         now = transitions.utcnow()
         batch = [self.batch_id]
         with self._db_lock, self.engine.begin() as conn:
+            transitions.expire_leases(conn, now, self.batch_id)
             polls = []
             if free >= self.concurrency and self.wait_for_videos:  # --no-wait: no polls
                 polls = transitions.due_polls(conn, now, max(free // 2, 1), self.poll_claim, batch)
@@ -181,6 +189,8 @@ class EmbeddedRunner:
                 downloads = transitions.due_downloads(
                     conn, now, downloads_free, DOWNLOAD_CLAIM, batch
                 )
+        with self._busy_lock:
+            self._claimed_polls.update(polls)
         for job_id in polls:
             self._requests.put(partial(self._poll, [job_id]))
         for job_id in submits:
@@ -242,7 +252,7 @@ class EmbeddedRunner:
         )
 
     def _poll(self, job_ids: list[int]) -> None:
-        poll_rows(
+        outcomes = poll_rows(
             self.engine,
             self.client,
             self.poll_limiter,
@@ -251,6 +261,9 @@ class EmbeddedRunner:
             wait=self._wait_for_slot,
             write_lock=self._db_lock,
         )
+        if len(outcomes) == len(job_ids):  # else stopped first: handed back at the end
+            with self._busy_lock:
+                self._claimed_polls.difference_update(job_ids)
 
     def _download(self, job_id: int) -> None:
         assert self.download_dir is not None

@@ -40,5 +40,6 @@ class ErrorKind(StrEnum):
 UNSENT = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.SUBMITTING)  # no task yet
 IN_FLIGHT = (JobStatus.QUEUED, JobStatus.SUBMITTING, JobStatus.SUBMITTED)  # count to the cap
 OPEN = (*UNSENT, JobStatus.SUBMITTED)  # not finished: a task to create, or one to follow
-# Rows whose task exists (or may): sending them again pays again, so a rerun asks first.
-PAID_FOR = (JobStatus.IN_DOUBT, JobStatus.SUBMITTED, JobStatus.SUCCEEDED)
+# Rows whose task exists (or may: a row submitting has its POST in flight, or its worker
+# died mid-request): sending them again pays again, so a rerun asks first.
+PAID_FOR = (JobStatus.SUBMITTING, JobStatus.IN_DOUBT, JobStatus.SUBMITTED, JobStatus.SUCCEEDED)

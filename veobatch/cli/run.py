@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -169,7 +173,7 @@ def _follow_workers(
         )
     progress = None
     try:
-        with live_progress(batch.name) as show:
+        with stops_as_ctrl_c(), live_progress(batch.name) as show:
             for progress in app.service.watch(batch.name, wait_for_videos=wait):
                 show(progress)
     except KeyboardInterrupt:
@@ -206,7 +210,8 @@ def _run_here(
             on_progress=show,
         )
         try:
-            return runner.run()
+            with stops_as_ctrl_c():
+                return runner.run()
         except KeyboardInterrupt:
             stack.close()  # the live display first, then the message under it
             click.echo(
@@ -215,6 +220,25 @@ def _run_here(
                 err=True,
             )
             sys.exit(ExitCode.INTERRUPTED)
+
+
+@contextmanager
+def stops_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (kill, a container stopping) and SIGHUP (a closed terminal) stop the run as
+    Ctrl-C does: requests in flight are recorded, nothing is left claimed, exit 130."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only
+        return
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _on_mock(settings: Settings, url: str) -> Settings:

@@ -256,11 +256,14 @@ def requeue(
     return conn.execute(query.values(status=JobStatus.PENDING, updated_at=now)).rowcount
 
 
-def expire_leases(conn: Connection, now: datetime) -> int:
+def expire_leases(conn: Connection, now: datetime, batch_id: int | None = None) -> int:
     """submitting rows whose worker died mid-request: a task may exist, so `in_doubt`."""
+    expired = sa.and_(Job.status == JobStatus.SUBMITTING, Job.lease_until < now)
+    if batch_id is not None:
+        expired = sa.and_(expired, Job.batch_id == batch_id)
     return conn.execute(
         sa.update(Job)
-        .where(Job.status == JobStatus.SUBMITTING, Job.lease_until < now)
+        .where(expired)
         .values(
             status=JobStatus.IN_DOUBT,
             error_kind=ErrorKind.AMBIGUOUS,
@@ -411,6 +414,17 @@ def _claim_due(
         .returning(Job.id)
     )
     return sorted(claimed.scalars())
+
+
+def hand_back_polls(conn: Connection, job_ids: Sequence[int], now: datetime) -> int:
+    """Polls claimed and never made (the process is stopping) are due again at once."""
+    if not job_ids:
+        return 0
+    return conn.execute(
+        sa.update(Job)
+        .where(Job.id.in_(list(job_ids)), Job.status == JobStatus.SUBMITTED)
+        .values(next_poll_at=now)
+    ).rowcount
 
 
 def polled(conn: Connection, job: sa.Row[Any], outcome: PollOutcome, now: datetime) -> bool:

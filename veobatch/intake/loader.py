@@ -24,6 +24,7 @@ from multiprocessing.connection import Connection as Pipe
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from veobatch.catalog import ImageRange
@@ -275,17 +276,22 @@ class _ReaderProcess:
 
 
 def _batch_for_load(conn: Connection, name: str, source: str) -> tuple[int, bool]:
-    """The id of batch `name`, created if needed; True when it was created."""
-    found = conn.execute(sa.select(Batch.id, Batch.state).where(Batch.name == name)).first()
-    if found is None:
-        batch_id = conn.execute(
-            sa.insert(Batch)
-            .values(name=name, source=source, state=BatchState.ACTIVE.value)
-            .returning(Batch.id)
-        ).scalar_one()
-        return batch_id, True
+    """The id of batch `name`, created if needed; True when this call created it. Safe when
+    many callers make the same new batch at once: the insert gives way to the one that
+    committed first (ON CONFLICT DO NOTHING), and the batch is read back."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    created = conn.execute(
+        insert(Batch)
+        .values(name=name, source=source, state=BatchState.ACTIVE.value)
+        .on_conflict_do_nothing(index_elements=[Batch.name])
+        .returning(Batch.id)
+    ).scalar()
+    if created is not None:
+        return created, True
+    found = conn.execute(sa.select(Batch.id, Batch.state).where(Batch.name == name)).one()
     if found.state == BatchState.CANCELLED:
         raise BatchStateError(
-            f"batch {name!r} was cancelled; load into a new batch with --batch NAME"
+            f"batch {name!r} was cancelled; load into a new batch with --batch NAME",
+            found.state,
         )
     return found.id, False

@@ -8,7 +8,14 @@ an unmigrated one says so instead of failing on a missing table.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: there two processes must not make one file at once
+    fcntl = None  # type: ignore[assignment]
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +36,10 @@ def _migrations_dir() -> Path:
     if spec is None or spec.origin is None:
         raise DatabaseError("the migrations are not installed beside veobatch; reinstall it")
     return Path(spec.origin).parent
+
+
+POOL_SIZE = 5  # connections kept open
+POOL_OVERFLOW = 80  # more, while threads need them: `run -c 64` and its helpers
 
 
 def safe_url(url: str | sa.URL) -> str:
@@ -58,14 +69,36 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_engine(url: str) -> Engine:
+    """An engine whose pool holds a connection for each thread the busiest process can run
+    (`veo-batch run -c 64`, its dispatcher and downloads); idle ones are not kept open."""
+    pool = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
     if is_sqlite(url):
         database = sa.make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url)
+            engine = sa.create_engine(url, **pool)
+        else:
+            engine = sa.create_engine(url)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    return sa.create_engine(url, pool_pre_ping=True, **pool)
+
+
+@contextmanager
+def _migrating(url: str) -> Iterator[None]:
+    """Hold an exclusive lock on the SQLite file while its schema changes, so that two
+    processes opening a new file at once do not both migrate it (PostgreSQL migrations run
+    from one `veo-batch db upgrade`)."""
+    path = sqlite_file(url)
+    if path is None or fcntl is None:
+        yield
+        return
+    with open(path, "ab") as handle:  # an advisory lock, apart from SQLite's own locks
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def alembic_config(url: str) -> Config:
@@ -103,7 +136,9 @@ def open_database(url: str, *, migrate: bool | None = None) -> Engine:
         if current == head_revision():
             return engine
         if migrate if migrate is not None else is_sqlite(url):
-            upgrade(engine)
+            with _migrating(url):  # a second process waits, then finds it done
+                if current_revision(engine) != head_revision():
+                    upgrade(engine)
             return engine
     except OperationalError as exc:
         raise DatabaseError(
