@@ -486,3 +486,54 @@ def test_rerun_of_rows_submitting_asks_first(sqlite_run: Cli, tmp_path: Path) ->
     assert "those submitting: the provider has (or may have) created and billed" in refused.output
     with Client(sqlite_run.database_url) as veo:
         assert veo.status("b").counts == {"submitting": 1}
+
+
+def test_a_download_folder_that_cannot_be_written_stops_the_run_first(
+    sqlite_run: Cli, tmp_path: Path
+) -> None:
+    if os.geteuid() == 0:  # root writes anywhere: use a path under a file instead
+        folder = tmp_path / "a-file" / "videos"
+        (tmp_path / "a-file").write_text("not a folder")
+    else:
+        folder = tmp_path / "read-only"
+        folder.mkdir(mode=0o500)
+    path = tmp_path / "one.jsonl"
+    path.write_text(f'{{"prompt": "ok", "model": "veo3.1", "images": ["{URL}"]}}\n')
+    result = sqlite_run("run", str(path), "--mock", "--download", str(folder))
+    assert result.exit_code == ExitCode.CANNOT_WRITE, result.output
+    assert f"cannot save videos into {folder}" in result.output
+    with Client(sqlite_run.database_url) as veo:
+        assert veo.status("one").counts == {"pending": 1}  # nothing was sent
+
+
+def test_videos_that_could_not_be_saved_change_the_exit_code(
+    sqlite_run: Cli, tmp_path: Path
+) -> None:
+    path = tmp_path / "one.jsonl"
+    path.write_text(f'{{"id": "a", "prompt": "ok", "model": "veo3.1", "images": ["{URL}"]}}\n')
+    videos = tmp_path / "videos"
+    (videos / "one").mkdir(parents=True)
+    (videos / "one" / "a.mp4.part").mkdir()  # where the download writes: it cannot
+    out = str(tmp_path / "o.csv")
+    result = sqlite_run("run", str(path), "--mock", "--download", str(videos), "-o", out)
+    assert result.exit_code == ExitCode.DOWNLOADS_FAILED, result.output
+    assert "1 video not saved" in result.stderr
+
+
+def test_exports_keep_formulas_out_of_spreadsheets_and_load_back(
+    sqlite_run: Cli, tmp_path: Path
+) -> None:
+    path = tmp_path / "jobs.jsonl"
+    path.write_text(
+        f'{{"id": "=1+1", "prompt": "@SUM(A1)", "model": "veo3.1", "images": ["{URL}"], '
+        '"note": "-5"}\n'
+    )
+    assert sqlite_run("load", str(path)).exit_code == 0
+    out = tmp_path / "out.csv"
+    assert sqlite_run("export", "jobs", "-o", str(out)).exit_code == 0
+    row = next(csv.DictReader(out.open(encoding="utf-8")))
+    assert (row["id"], row["prompt"], row["note"]) == ("'=1+1", "'@SUM(A1)", "'-5")
+    assert sqlite_run("load", str(out), "--batch", "again").exit_code == 0
+    with Client(sqlite_run.database_url) as veo:
+        again = veo.jobs("again")[0]
+    assert (again["id"], again["prompt"]) == ("=1+1", "@SUM(A1)")

@@ -8,6 +8,7 @@
     ├── JobFileError              a job file cannot be read as a job file at all
     ├── InvalidJobs               some jobs or rows are invalid; nothing was stored
     ├── ProviderError             the relay did not give what was asked; `kind` says why
+    ├── WriteError                a file could not be written (disk full, no permission)
     └── DownloadError             a video could not be fetched (the row's status stays)
 
 Each class carries the process exit code the CLI uses for it, so that mapping lives here and
@@ -41,6 +42,8 @@ class ExitCode(IntEnum):
     STATE = 7
     ROWS_FAILED = 8
     PAUSED = 9
+    DOWNLOADS_FAILED = 10
+    CANNOT_WRITE = 11
     INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
@@ -57,7 +60,11 @@ EXIT_CODE_MEANINGS: Final[dict[ExitCode, str]] = {
     "or in doubt (`veo-batch jobs NAME --status failed` says why)",
     ExitCode.PAUSED: "`run`: the batch is paused (a 401 or an empty balance): fix it, then "
     "`veo-batch resume NAME`",
-    ExitCode.INTERRUPTED: "`run`: stopped with Ctrl-C; running the same command again goes on",
+    ExitCode.DOWNLOADS_FAILED: "`run --download`: some videos could not be saved (the rows stay "
+    "succeeded; `veo-batch jobs NAME --status succeeded` shows why; run again to retry)",
+    ExitCode.CANNOT_WRITE: "a file could not be written (the disk is full, or no permission)",
+    ExitCode.INTERRUPTED: "`run`: stopped with Ctrl-C (or SIGTERM, SIGHUP); running the same "
+    "command again goes on",
 }
 
 
@@ -172,6 +179,12 @@ class ProviderError(VeoBatchError):
         self.retry_after = retry_after
         status = f"HTTP {http_status}: " if http_status is not None else ""
         super().__init__(f"{kind.value}: {status}{message}")
+
+
+class WriteError(VeoBatchError):
+    """A file (an export, the results) could not be written; nothing half-written is left."""
+
+    exit_code = ExitCode.CANNOT_WRITE
 
 
 class DownloadError(VeoBatchError):

@@ -20,11 +20,13 @@ from veobatch.cli.options import (
     batch_option,
     format_option,
     is_are,
+    plural,
     rows_text,
     webhook_option,
 )
 from veobatch.cli.output import live_progress, table
 from veobatch.embedded_runner import EmbeddedRunner
+from veobatch.engine.download import check_directory
 from veobatch.engine.progress import Progress
 from veobatch.errors import BatchStateError, ExitCode
 from veobatch.process import Process
@@ -107,8 +109,9 @@ def run(
 
     \b
     Exit codes: 0 every row succeeded (with --no-wait: has a task); 8 some rows failed or
-    are in doubt; 9 the batch is paused (the message says why); 130 stopped with Ctrl-C.
-    A video that could not be downloaded is reported but does not fail the row.
+    are in doubt; 9 the batch is paused (the message says why); 10 some videos could not be
+    saved (the rows stay succeeded: run again to retry); 130 stopped with Ctrl-C, SIGTERM or
+    SIGHUP.
 
     \b
     Examples:
@@ -128,6 +131,8 @@ def run(
         progress = _follow_workers(app, batch, wait, download_dir)
     else:
         videos = download_dir or settings.download_dir
+        if videos:
+            check_directory(Path(videos))
         progress = _run_here(app, batch, mock, concurrency, wait, Path(videos) if videos else None)
         _call_webhooks(app)
     _print_run(app, name, progress, output)
@@ -272,15 +277,18 @@ def _print_run(app: App, name: str, progress: Progress, output: str | None) -> N
     click.echo(f"results: {path}")
     if batch.state == BatchState.PAUSED:
         _exit_paused(name, batch.pause_reason)
-    if progress.downloaded or progress.downloads_due:
-        click.echo(
-            f"videos on disk: {progress.downloaded:,} of {batch.counts.get('succeeded', 0):,}"
-        )
-        if progress.download_errors:
+    succeeded = batch.counts.get(JobStatus.SUCCEEDED, 0)
+    # Videos given up on (still due ones are being fetched, by the workers).
+    unsaved = (
+        succeeded - progress.downloaded - progress.downloads_due if progress.downloading else 0
+    )
+    if progress.downloading:
+        click.echo(f"videos on disk: {progress.downloaded:,} of {succeeded:,}")
+        if unsaved:
             click.echo(
-                f"{progress.download_errors:,} downloads failed (the rows stay succeeded; "
-                "`veo-batch jobs NAME --status succeeded` shows download_error); run again to "
-                "retry them",
+                f"{plural(unsaved, 'video')} not saved (the rows stay succeeded; "
+                f"`veo-batch jobs {name} --status succeeded` shows download_error); run again "
+                "to retry them",
                 err=True,
             )
     unfinished = batch.counts.get(JobStatus.FAILED, 0) + batch.counts.get(JobStatus.IN_DOUBT, 0)
@@ -293,6 +301,8 @@ def _print_run(app: App, name: str, progress: Progress, output: str | None) -> N
             err=True,
         )
         sys.exit(ExitCode.ROWS_FAILED)
+    if unsaved:
+        sys.exit(ExitCode.DOWNLOADS_FAILED)
 
 
 def _exit_paused(name: str, reason: str | None) -> None:

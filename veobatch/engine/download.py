@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import tempfile
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path, PurePosixPath
 from typing import Final
@@ -25,12 +26,25 @@ from sqlalchemy.engine import Engine
 
 from veobatch.engine import transitions
 from veobatch.engine.backoff import DOWNLOAD_RETRY
-from veobatch.errors import DownloadError
+from veobatch.errors import DownloadError, WriteError
 from veobatch.store.tables import Batch, Job
 
 MAX_DOWNLOADS: Final = 5  # tries before a download waits for the next `veo-batch run`
 _UNSAFE: Final = re.compile(r"[^A-Za-z0-9._-]")
 _EXTENSIONS: Final = frozenset({".mp4", ".webm", ".mov", ".mkv"})
+
+
+def check_directory(directory: Path) -> None:
+    """Fail at once, before anything is spent, if videos cannot be written into `directory`."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise WriteError(
+            f"cannot save videos into {directory}: {exc.strerror}; choose another --download "
+            "folder (or VEO_DOWNLOAD_DIR)"
+        ) from None
 
 
 def safe_name(text: str) -> str:

@@ -25,6 +25,7 @@ import yaml
 
 from veobatch.errors import JobFileError
 from veobatch.intake.job_spec import BOOL_FIELDS, ID_ALIAS, JOB_FIELDS, RawJob, field_name_problem
+from veobatch.store.export import FORMULA_STARTS
 
 FORMATS: Final = ("csv", "yaml", "jsonl")
 EXTENSIONS: Final = {
@@ -38,6 +39,7 @@ _REQUIRED_COLUMNS: Final = ("prompt", "model", "images")
 _BOM: Final = b"\xef\xbb\xbf"
 _UTF16_BOMS: Final = (b"\xff\xfe", b"\xfe\xff")
 _DELIMITERS: Final = (",", ";", "\t")
+_FORMULA_CHARS: Final = "".join(FORMULA_STARTS)
 MAX_YAML_DEPTH: Final = 64  # nesting of a YAML job file
 MAX_JOB_NODES: Final = 10_000  # values in one job (or `defaults:`), aliases expanded
 MAX_JOB_TEXT: Final = 64 * 1024 * 1024  # its text: three 20 MB data: URIs fit
@@ -212,15 +214,7 @@ def csv_delimiter(first_line: str) -> str:
 def read_csv(text: IO[str], name: str) -> Iterator[RawJob]:
     first_line = text.readline()
     reader = csv.reader(itertools.chain([first_line], text), delimiter=csv_delimiter(first_line))
-    try:
-        header = [column.strip() for column in next(reader)]
-    except StopIteration:
-        raise JobFileError(name, "is empty: no header row") from None
-    except csv.Error as exc:
-        raise JobFileError(name, f"the header is not valid CSV: {exc}", 1) from None
-    _check_header(header, name)
-    if ID_ALIAS in header:  # the id column under its other name
-        header[header.index(ID_ALIAS)] = "id"
+    header = _csv_header(reader, name)
     width = len(header)
     # One C call picks the job fields out of a row; an absent column reads the None that is
     # appended to every row (index -1).
@@ -245,6 +239,8 @@ def read_csv(text: IO[str], name: str) -> Iterator[RawJob]:
                 continue  # a blank line, or a line of bare commas
             yield RawJob.broken(start, f"the row has {len(row)} values, the header {width}")
             continue
+        if "'" in "".join(cell[:1] for cell in row):  # a cell an export kept from spreadsheets
+            row = [_unescaped(cell) for cell in row]
         extras = (
             {column: _csv_value(column, row[i]) for i, column in extra_columns}
             if extra_columns
@@ -263,6 +259,25 @@ def read_csv(text: IO[str], name: str) -> Iterator[RawJob]:
         )
     if rows == 0:
         raise JobFileError(name, "has a header but no rows: no jobs to load")
+
+
+def _csv_header(reader: Iterator[list[str]], name: str) -> list[str]:
+    """The header row, checked; the id column under its other name is called `id`."""
+    try:
+        header = [column.strip() for column in next(reader)]
+    except StopIteration:
+        raise JobFileError(name, "is empty: no header row") from None
+    except csv.Error as exc:
+        raise JobFileError(name, f"the header is not valid CSV: {exc}", 1) from None
+    _check_header(header, name)
+    if ID_ALIAS in header:
+        header[header.index(ID_ALIAS)] = "id"
+    return header
+
+
+def _unescaped(cell: str) -> str:
+    """A cell as it was before the export put a `'` before it (see FORMULA_STARTS)."""
+    return cell[1:] if cell[:1] == "'" and cell[1:2] and cell[1] in _FORMULA_CHARS else cell
 
 
 def _csv_value(column: str, text: str) -> Any:

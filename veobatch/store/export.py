@@ -21,11 +21,14 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
-from veobatch.errors import VeoBatchError
+from veobatch.errors import VeoBatchError, WriteError
 from veobatch.store.queries import stream_jobs, utc
 
 EXPORT_FORMATS: Final = ("csv", "jsonl")
 INPUT_COLUMNS: Final = ("id", "prompt", "model", "images", "aspect_ratio", "enhance_prompt")
+# A CSV cell that starts with one of these is a formula to a spreadsheet (CSV injection): the
+# export writes it after a `'`, and the CSV reader takes the `'` off again.
+FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 # Columns that `veo-batch export` adds after the job's own: a re-loaded export ignores them
 # instead of sending them.
 OUTPUT_COLUMNS: Final = (
@@ -134,12 +137,20 @@ def write_export(path: str, text: Iterable[str], stdout: IO[str] | None = None) 
         stdout.writelines(text)
         return
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except OSError as exc:
+        raise WriteError(f"{path}: cannot write here: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
             out.writelines(text)
         os.replace(temporary, target)
+    except OSError as exc:
+        os.unlink(temporary)
+        raise WriteError(
+            f"{path}: not written ({exc.strerror}); nothing was left half-written"
+        ) from None
     except BaseException:
         os.unlink(temporary)
         raise
@@ -164,6 +175,8 @@ def _lines(
 def _csv_cell(key: str, value: Any) -> Any:
     if value is None:
         return ""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value  # a spreadsheet would run it as a formula; the loader takes it off
     if key == "images" and isinstance(value, list):
         return "|".join(str(image) for image in value)
     if isinstance(value, bool):
