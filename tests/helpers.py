@@ -69,9 +69,16 @@ def load_prompts(engine: Engine, prompts: Sequence[str], batch: str = "b") -> in
 class Served:
     """The HTTP API served for real: uvicorn on a free local port, on a thread."""
 
-    def __init__(self, engine: Engine, database_url: str, max_body: int = 64 * 1024) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        database_url: str,
+        max_body: int = 64 * 1024,
+        *,
+        app: Any = None,
+    ) -> None:
         settings = Settings.from_values({"database_url": database_url, "api_tokens": TOKEN})
-        app = create_app(settings, engine, max_body=max_body)
+        app = app or create_app(settings, engine, max_body=max_body)
         self.socket = socket.socket()
         self.socket.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 from sqlalchemy.engine import Engine
 
-from tests.helpers import TOKEN, URL, Served, job
+from tests.helpers import TOKEN, URL, Served, job, wait_until
 from veobatch.httpapi import create_app
 from veobatch.settings import Settings
 from veobatch.store import database
@@ -197,3 +198,78 @@ def test_the_api_keeps_to_its_own_schema(case: Any, schema_server: str) -> None:
         excluded.append(schemathesis.checks.positive_data_acceptance)
     headers = {"Authorization": f"Bearer {TOKEN}"}
     case.call_and_validate(base_url=schema_server, headers=headers, excluded_checks=excluded)
+
+
+def raw_request(url: str, head: str, timeout: float = 5.0) -> bytes:
+    """Send only `head` (request line and headers) and read the whole answer."""
+    address = httpx.URL(url)
+    with socket.create_connection((address.host, address.port), timeout=timeout) as conn:
+        conn.sendall(head.encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < int(
+            answer.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0] or b"0"
+        ):
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        return answer
+
+
+def test_the_token_is_checked_before_the_body_is_read(served: Served) -> None:
+    head = (
+        "POST /batches HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        "Content-Length: 60000\r\n\r\n"  # and no body: a server that reads it would wait
+    )
+    answer = raw_request(served.url, head)
+    assert answer.startswith(b"HTTP/1.1 401")
+    assert b"a valid bearer token is required" in answer
+
+
+def test_requests_past_the_cap_are_429(engine: Engine, database_url: str) -> None:
+    settings = Settings.from_values({"database_url": database_url, "api_tokens": TOKEN})
+    with Served(engine, database_url, app=create_app(settings, engine, max_in_flight=1)) as up:
+        address = httpx.URL(up.url)
+        with socket.create_connection((address.host, address.port), timeout=5) as held:
+            held.sendall(  # one request in flight, its body still coming
+                f"POST /batches HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{".encode()
+            )
+            auth = {"Authorization": f"Bearer {TOKEN}"}
+
+            def status() -> int:
+                return httpx.get(f"{up.url}/batches", headers=auth).status_code
+
+            wait_until(lambda: status() == 429, 10, "a 429 while the first is in flight")
+            busy = httpx.get(f"{up.url}/batches", headers=auth)
+            assert (busy.status_code, busy.headers["Retry-After"]) == (429, "1")
+        wait_until(lambda: status() == 200, 10, "the slot to be free again")
+
+
+def test_without_tokens_only_loopback_callers_are_served(engine: Engine, database_url: str) -> None:
+    open_app = create_app(Settings.from_values({"database_url": database_url}), engine)
+    with Served(engine, database_url, app=open_app) as up:
+        assert httpx.get(f"{up.url}/batches").status_code == 200
+        rebound = httpx.get(f"{up.url}/batches", headers={"Host": "evil.example"})
+        assert rebound.status_code == 403
+        host = httpx.URL(up.url).netloc.decode()
+        forged = httpx.post(f"{up.url}/batches/x/cancel", headers={"Origin": "http://evil.example"})
+        assert forged.status_code == 403
+        same = httpx.get(f"{up.url}/batches", headers={"Origin": f"http://{host}"})
+        assert same.status_code == 200
+
+
+def test_a_rerun_that_would_pay_again_needs_a_confirmation(
+    api: httpx.Client, engine: Engine
+) -> None:
+    api.post("/batches", json={"name": "cms", "jobs": [job("a"), job("b")]})
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE jobs SET status = 'succeeded' WHERE ref = 'a'")
+    body = {"statuses": ["succeeded"]}
+    refused = api.post("/batches/cms/rerun", json=body)
+    assert refused.status_code == 409
+    assert "confirm_paid" in refused.json()["detail"]
+    counted = api.post("/batches/cms/rerun", json={**body, "dry_run": True}).json()
+    assert (counted["matched"], counted["paid_for"]) == (1, ["succeeded"])
+    sent = api.post("/batches/cms/rerun", json={**body, "confirm_paid": True}).json()
+    assert sent["sent_again"] == 1

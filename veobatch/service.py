@@ -75,6 +75,7 @@ class Rerun:
 
     matched: int  # rows in the chosen statuses and kinds
     paid_for: list[str]  # chosen statuses whose rows have (or may have) a paid task
+    paid_rows: int = 0  # with `dry_run`: the matched rows in those statuses
     sent_again: int = 0  # rows back to pending: sent as new tasks
     polled_again: int = 0  # timed-out rows whose task is polled again
     state: str | None = None  # the batch's state afterwards
@@ -298,15 +299,17 @@ class BatchService:
         paid = [str(status) for status in statuses if status in PAID_FOR]
         if dry_run:
             with self.engine.connect() as conn:
-                matched = count_jobs(conn, select_jobs(batch_id(conn, batch), statuses, kinds))
-            return Rerun(matched, paid)
+                bid = batch_id(conn, batch)
+                matched = count_jobs(conn, select_jobs(bid, statuses, kinds))
+                paid_rows = count_jobs(conn, select_jobs(bid, paid, kinds)) if paid else 0
+            return Rerun(matched, paid, paid_rows=paid_rows)
         deadline = timedelta(seconds=self.settings.poll_deadline)
         with self.engine.begin() as conn:
             bid = batch_id(conn, batch)
             now = transitions.utcnow()
             sent, polled = transitions.rerun(conn, bid, now, statuses, kinds, deadline=deadline)
             state = transitions.reopen(conn, bid, now)
-        return Rerun(sent + polled, paid, sent, polled, state)
+        return Rerun(sent + polled, paid, sent_again=sent, polled_again=polled, state=state)
 
     def pause(self, batch: str, reason: str = "paused by hand") -> str:
         """Stop sending the batch's rows (requests in flight finish); its state afterwards."""

@@ -271,7 +271,7 @@ def rerun(
     if dry_run or look.matched == 0:
         click.echo(f"{rows_text(look.matched)} match; nothing changed")
         return
-    if look.paid_for and not yes:
+    if look.paid_rows and not yes:
         click.confirm(
             f"of the {rows_text(look.matched)} chosen, those {' or '.join(look.paid_for)}: "
             "the provider has (or may have) created and billed their tasks already, and a "

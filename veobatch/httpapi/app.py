@@ -28,11 +28,13 @@ from veobatch.errors import (
     NotFoundError,
     VeoBatchError,
 )
+from veobatch.httpapi.guards import Guard
 from veobatch.httpapi.routes import router
 from veobatch.service import BatchService
 from veobatch.settings import Settings
 
 MAX_BODY_BYTES: Final = 20 * 1024 * 1024
+MAX_IN_FLIGHT: Final = 16  # requests served at once; one more is answered 429
 # Our errors as HTTP answers, the most specific first.
 STATUS_OF: Final[dict[type[Exception], int]] = {
     NotFoundError: 404,
@@ -50,7 +52,13 @@ log = logging.getLogger("veobatch.http")
 _bearer = HTTPBearer(auto_error=False)
 
 
-def create_app(settings: Settings, engine: Engine, *, max_body: int = MAX_BODY_BYTES) -> FastAPI:
+def create_app(
+    settings: Settings,
+    engine: Engine,
+    *,
+    max_body: int = MAX_BODY_BYTES,
+    max_in_flight: int = MAX_IN_FLIGHT,
+) -> FastAPI:
     """The ASGI app over `engine`; `settings.api_tokens` are the callers' tokens (none: open,
     which `veo-batch serve` only allows with --no-auth)."""
     app = FastAPI(
@@ -62,6 +70,8 @@ def create_app(settings: Settings, engine: Engine, *, max_body: int = MAX_BODY_B
     app.state.service = BatchService(engine, settings)
     app.state.tokens = [t.reveal().encode() for t in settings.api_tokens]
     app.add_middleware(BodyLimit, max_body=max_body)
+    # Added last, so it runs first: the token and the load before any body is read.
+    app.add_middleware(Guard, tokens=app.state.tokens, max_in_flight=max_in_flight)
     _answer_errors(app)
     app.include_router(router, dependencies=[Depends(caller)])
     app.openapi = lambda: _tidy_schema(FastAPI.openapi(app))  # type: ignore[method-assign]

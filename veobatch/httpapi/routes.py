@@ -11,6 +11,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import StreamingResponse
 
+from veobatch.errors import BatchStateError
 from veobatch.httpapi import schemas
 from veobatch.httpapi.schemas import errors
 from veobatch.intake.readers import job_file_from_bytes
@@ -28,7 +29,7 @@ def service(request: Request) -> BatchService:
 
 
 Service = Annotated[BatchService, Depends(service)]
-router = APIRouter(responses=errors(401))
+router = APIRouter(responses=errors(401, 403, 429))
 
 
 # ---------------------------------------------------------------------------------- intake
@@ -189,11 +190,19 @@ def attachment(filename: str) -> str:
     operation_id="rerun_batch",
     tags=["batches"],
     response_model=schemas.Rerun,
-    responses=errors(400, 404, 413, 422),
+    responses=errors(400, 404, 409, 413, 422),
 )
 def rerun_batch(name: str, body: schemas.RerunIn, veo: Service) -> schemas.Rerun:
     """Failed rows (by default) back to work; timed-out rows are polled again. `dry_run`
     only counts them (and says which chosen statuses would pay again)."""
+    if not body.dry_run and not body.confirm_paid:
+        paid = veo.rerun(name, body.statuses, body.kinds, dry_run=True)
+        if paid.paid_rows:
+            raise BatchStateError(
+                f"{paid.paid_rows:,} of the rows chosen are {' or '.join(paid.paid_for)}: the "
+                "provider has (or may have) billed their tasks, and a new task pays again; "
+                'send "confirm_paid": true to go on'
+            )
     done = veo.rerun(name, body.statuses, body.kinds, dry_run=body.dry_run)
     return schemas.Rerun(
         matched=done.matched,

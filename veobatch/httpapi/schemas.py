@@ -125,6 +125,11 @@ class RerunIn(BaseModel):
     statuses: list[JobStatus] = Field(default=[JobStatus.FAILED], description="Rows in these.")
     kinds: list[ErrorKind] = Field(default=[], description="Only rows with these error kinds.")
     dry_run: bool = Field(default=False, description="Count the rows; change nothing.")
+    confirm_paid: bool = Field(
+        default=False,
+        description="Needed to send again rows that have (or may have) a billed task "
+        "(submitting, submitted, succeeded, in_doubt): a new task pays again.",
+    )
 
 
 class Rerun(BaseModel):
@@ -162,8 +167,10 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 ERRORS: dict[int, dict[str, Any]] = {
     400: {"model": Problems, "description": "The body cannot be read (not UTF-8 JSON)"},
     401: {"model": Problems, "description": "No or wrong bearer token"},
+    403: {"model": Problems, "description": "Served without tokens: not a loopback caller"},
     404: {"model": Problems, "description": "No such batch or job"},
     409: {"model": Problems, "description": "The batch's state forbids it"},
     413: {"model": Problems, "description": "Body too large"},
     422: {"model": Problems, "description": "Invalid request or jobs"},
+    429: {"model": Problems, "description": "Too many requests at once; Retry-After says when"},
 }
