@@ -60,3 +60,10 @@ def test_the_database_url_points_at_the_postgres_service() -> None:
     env = OURS["worker"]["environment"]
     assert re.match(r"postgresql://veo:veo@postgres:5432/veo$", env["VEO_DATABASE_URL"])
     assert env["VEO_REDIS_URL"].startswith("redis://redis:6379/")
+
+
+def test_only_the_workers_hold_the_provider_key() -> None:
+    holders = {name for name, s in OURS.items() if "VEO_API_KEY" in s["environment"]}
+    assert holders == {"worker"}
+    assert "VEO_API_TOKENS" in OURS["api"]["environment"]
+    assert OURS["scheduler"]["environment"]["VEO_DOWNLOAD_DIR"] == "/videos"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, NamedTuple
@@ -443,6 +444,8 @@ def _extra_problem(value: Any) -> str | None:
     if isinstance(value, str):
         text = text_problem(value, BAD_PROMPT_CHARS)
         return text or _too_long(len(value.encode("utf-8", errors="surrogatepass")))
+    if isinstance(value, float) and not math.isfinite(value):
+        return "is not a finite number"
     if not isinstance(value, dict | list):
         return None
     stack = [(value, 1)]
@@ -453,9 +456,9 @@ def _extra_problem(value: Any) -> str | None:
         children = item.values() if isinstance(item, dict) else item
         stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
     try:
-        text = json.dumps(value, ensure_ascii=False)
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError):
-        return "is not a JSON value"
+        return "is not a JSON value (or holds a number that is not finite)"
     if "\\u0000" in text:
         return "holds a NUL character"
     return text_problem(text, _SURROGATES) or _too_long(len(text.encode("utf-8", "surrogatepass")))
