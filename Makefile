@@ -3,13 +3,21 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench lock clean
 
-$(BIN)/veo-batch: pyproject.toml
+# The versions CI tested (requirements/ci.txt, made by pip-compile from pyproject.toml), then
+# veo-batch itself: a fresh install is the tested one.
+$(BIN)/veo-batch: pyproject.toml requirements/ci.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -r requirements/ci.txt
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
+
+lock:  ## pin the dependencies again after changing them in pyproject.toml
+	$(BIN)/pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --extra test --strip-extras --no-emit-index-url \
+		--no-emit-find-links -o requirements/ci.txt pyproject.toml
 
 demo: $(BIN)/veo-batch  ## run the example batch against the built-in mock provider (offline)
 	$(BIN)/veo-batch run jobs.example.yaml --mock --download videos
