@@ -537,3 +537,14 @@ def test_exports_keep_formulas_out_of_spreadsheets_and_load_back(
     with Client(sqlite_run.database_url) as veo:
         again = veo.jobs("again")[0]
     assert (again["id"], again["prompt"]) == ("=1+1", "@SUM(A1)")
+
+
+def test_an_export_that_cannot_be_written_is_a_clear_error(sqlite_run: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "one.jsonl"
+    path.write_text(f'{{"prompt": "ok", "model": "veo3.1", "images": ["{URL}"]}}\n')
+    sqlite_run("load", str(path))
+    (tmp_path / "a-file").write_text("not a folder")
+    result = sqlite_run("export", "one", "-o", str(tmp_path / "a-file" / "out.csv"))
+    assert result.exit_code == ExitCode.CANNOT_WRITE
+    assert "out.csv: cannot write here" in result.output
+    assert "Traceback" not in result.output

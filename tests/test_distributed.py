@@ -349,6 +349,7 @@ def test_no_message_stops_the_worker_and_other_batches_go_on(stack: Stack) -> No
     publish_raw([["not an id"], {}, {}], "veobatch.submit", "raw-2")
     publish_raw([[[1, "x"]], {}, {}], "veobatch.poll", "raw-3")
     publish_raw([["b", "not a list"], {}, {}], "veobatch.enqueue", "raw-4")
+    publish_raw([[1], {}, {}], "veobatch.no-such-task", "raw-5")
     too_deep = app.send_task("veobatch.enqueue", args=["deep", [job("b", extra_field={"a": {}})]])
     assert too_deep.get(timeout=60)["ok"] is True  # a shallow extra is fine
     stack.load([f"row {n}" for n in range(6)], batch="others")
