@@ -18,22 +18,9 @@ from worker.names import (
     POLL_TASK,
     QUEUES,
     SUBMIT_QUEUE,
-    SUBMIT_TASK,
 )
 
-__all__ = [
-    "DOWNLOAD_QUEUE",
-    "DOWNLOAD_TASK",
-    "ENQUEUE_TASK",
-    "INTAKE_QUEUE",
-    "POLL_QUEUE",
-    "POLL_TASK",
-    "SUBMIT_QUEUE",
-    "SUBMIT_TASK",
-    "VISIBILITY_TIMEOUT",
-    "app",
-    "make_app",
-]
+__all__ = ["VISIBILITY_TIMEOUT", "GuardedTask", "app", "make_app"]
 
 # Longer than any task can run (a request, its rate wait, its retries are rows, not tasks):
 # Redis hands a message to another worker only if it was not acknowledged in this time.
