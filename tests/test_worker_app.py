@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 import redis
+from kombu.message import Message
 
 import worker
 from tests.conftest import REDIS_URL
 from veobatch.settings import Settings
 from worker.app import VISIBILITY_TIMEOUT, make_app
+from worker.guard import Refused, check
 from worker.names import (
     DOWNLOAD_QUEUE,
     ENQUEUE_TASK,
@@ -50,3 +53,31 @@ def test_a_message_published_to_the_celery_exchange_reaches_one_queue(
         DOWNLOAD_QUEUE: 0,
         INTAKE_QUEUE: 1,
     }
+
+
+def message(body: str) -> Message:
+    return Message(body=body, content_type="application/json", content_encoding="utf-8")  # type: ignore[no-untyped-call]
+
+
+@pytest.mark.parametrize(
+    ("task", "body", "reason"),
+    [
+        (SUBMIT_TASK, '{"a": 1}', "not a task message"),
+        (SUBMIT_TASK, '[["7"], {}, {}]', "job_id must be a positive whole number"),
+        (SUBMIT_TASK, "[[1, 2], {}, {}]", "do not fit the task"),
+        (POLL_TASK, "[[[]], {}, {}]", "job_ids must be a list of 1 to 1000"),
+        (ENQUEUE_TASK, '[["b", {}], {}, {}]', "jobs must be a list"),
+        (ENQUEUE_TASK, "[[" + "[" * 40 + "]" * 40 + "], {}, {}]", "nested more than 32 deep"),
+        (SUBMIT_TASK, "not json", "cannot be decoded"),
+    ],
+)
+def test_a_message_that_does_not_fit_its_task_is_refused(task: str, body: str, reason: str) -> None:
+    with pytest.raises(Refused, match=reason):
+        check(task, message(body))
+
+
+def test_good_messages_and_celerys_own_tasks_pass() -> None:
+    check(SUBMIT_TASK, message("[[7], {}, {}]"))
+    check(POLL_TASK, message("[[[1, 2, 3]], {}, {}]"))
+    check(ENQUEUE_TASK, message('[["b", [{"prompt": "x"}]], {"webhook_url": null}, {}]'))
+    check("celery.chord_unlock", message('[["group-id"], {"interval": 1}, {}]'))
