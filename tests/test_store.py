@@ -317,7 +317,7 @@ def _open(url: str, start: Any) -> str | None:
 
 def test_processes_opening_a_new_sqlite_file_at_once_all_get_its_schema(tmp_path: Path) -> None:
     context = multiprocessing.get_context("spawn")
-    for attempt in range(3):
+    for attempt in range(5):
         url = f"sqlite:///{tmp_path / f'new-{attempt}.db'}"
         start = context.Manager().Barrier(4)
         with context.Pool(4) as pool:

@@ -61,10 +61,12 @@ def sqlite_file(url: str | sa.URL) -> Path | None:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    # First: the switch to WAL below needs the file to itself for a moment, and another
+    # process opening it at the same time must wait for that, not fail.
+    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
 
 
@@ -86,9 +88,10 @@ def create_engine(url: str) -> Engine:
 
 @contextmanager
 def _migrating(url: str) -> Iterator[None]:
-    """Hold an exclusive lock on the SQLite file while its schema changes, so that two
-    processes opening a new file at once do not both migrate it (PostgreSQL migrations run
-    from one `veo-batch db upgrade`)."""
+    """Hold an exclusive lock on the SQLite file while it is opened and its schema changes,
+    so that two processes opening a new file at once neither both switch it to WAL (SQLite
+    answers the second "locked" at once, without waiting) nor both migrate it. PostgreSQL
+    migrations run from one `veo-batch db upgrade`."""
     path = sqlite_file(url)
     if path is None or fcntl is None:
         yield
@@ -132,14 +135,15 @@ def open_database(url: str, *, migrate: bool | None = None) -> Engine:
     """
     engine = create_engine(url)
     try:
-        current = current_revision(engine)
-        if current == head_revision():
-            return engine
-        if migrate if migrate is not None else is_sqlite(url):
-            with _migrating(url):  # a second process waits, then finds it done
-                if current_revision(engine) != head_revision():
-                    upgrade(engine)
-            return engine
+        # SQLite: the first connection (which switches a new file to WAL) and any migration,
+        # one process at a time; a second process waits, then finds it done.
+        with _migrating(url):
+            current = current_revision(engine)
+            if current == head_revision():
+                return engine
+            if migrate if migrate is not None else is_sqlite(url):
+                upgrade(engine)
+                return engine
     except OperationalError as exc:
         raise DatabaseError(
             f"cannot open the database {safe_url(url)}: {exc.orig}; check VEO_DATABASE_URL"
