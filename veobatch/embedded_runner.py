@@ -20,6 +20,7 @@ from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
+import httpx
 from sqlalchemy.engine import Engine
 
 from veobatch.engine import transitions
@@ -61,6 +62,7 @@ class EmbeddedRunner:
         wait_for_videos: bool = True,
         download_dir: Path | None = None,
         on_progress: ProgressCallback | None = None,
+        videos: httpx.Client | None = None,
     ) -> None:
         self.engine = engine
         self.client = client
@@ -86,7 +88,9 @@ class EmbeddedRunner:
         self._busy_lock = threading.Lock()
         self._claimed_polls: set[int] = set()  # polls handed to a thread, not made yet
         self._failures: list[BaseException] = []
-        self._videos = video_client()  # one connection pool for every download of the run
+        # One connection pool for every download of the run: the caller's, or one of our own.
+        self._own_videos = videos is None
+        self._videos = video_client() if videos is None else videos
 
     @classmethod
     def for_process(
@@ -114,6 +118,7 @@ class EmbeddedRunner:
             wait_for_videos=wait_for_videos,
             download_dir=download_dir,
             on_progress=on_progress,
+            videos=held.videos,
         )
 
     def run(self) -> Progress:
@@ -151,7 +156,8 @@ class EmbeddedRunner:
             self._stop.set()
             for thread in threads:
                 thread.join()
-            self._videos.close()
+            if self._own_videos:
+                self._videos.close()
             with self.engine.begin() as conn:
                 transitions.requeue(conn, transitions.utcnow(), batch_id=self.batch_id)
                 with self._busy_lock:  # polls handed out and never made: due again now
