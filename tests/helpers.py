@@ -22,6 +22,7 @@ from veobatch.engine.poll_rules import Pacing
 from veobatch.engine.progress import Progress
 from veobatch.engine.rate_limit import LocalRateLimiter
 from veobatch.httpapi import create_app
+from veobatch.images.sending import ImageSender
 from veobatch.intake.job_spec import RawJob
 from veobatch.intake.loader import LoadResult, load_rows
 from veobatch.provider.client import ProviderClient
@@ -104,6 +105,7 @@ def run_embedded(
 ) -> Progress:
     """The embedded runner on batch `batch_id` against the mock, until the batch is done."""
     options.setdefault("pacing", FAST)
+    options.setdefault("images", ImageSender(Settings().image_mode))
     with ProviderClient(mock.url, Secret(key), read_timeout=1.0) as client:
         runner = EmbeddedRunner(
             engine,

@@ -79,8 +79,7 @@ def test_invalid_rows_are_all_listed_and_nothing_is_stored(run: Cli, tmp_path: P
     problems = [line for line in result.stderr.splitlines() if line.startswith(str(path))]
     assert problems == [
         f"{path}:3: prompt: missing or empty",
-        f"{path}:4: images: 'cat.png' is a local path, not a URL; veo-batch sends image URLs: "
-        "upload the file and give its https:// URL, or embed it as a data:image/...;base64 URI",
+        f"{path}:4: images: cat.png: no such file (looked for {path.parent / 'cat.png'})",
         f"{path}:4: aspect_ratio: must be one of 16:9, 9:16, got '4:3'",
         f"{path}:5: id: duplicate id 'a': an earlier row has the same id",
     ]

@@ -19,6 +19,7 @@ from veobatch.engine.download import download_one, video_client
 from veobatch.engine.poll_rules import Pacing
 from veobatch.engine.progress import Progress
 from veobatch.engine.rate_limit import LocalRateLimiter
+from veobatch.images.sending import ImageSender
 from veobatch.provider.client import ProviderClient
 from veobatch.provider.mock import MockConfig, MockProvider
 from veobatch.service import BatchService
@@ -373,6 +374,7 @@ def test_polls_claimed_and_not_made_are_handed_back_when_a_run_stops(
             tick=0.02,
             lease=timedelta(seconds=30),
             poll_claim=timedelta(minutes=2),
+            images=ImageSender("data-uri"),
             poll_limiter=one_a_minute,
             on_progress=stop_after_one_poll,
         ).run()

@@ -103,7 +103,8 @@ def test_skip_invalid_stores_bad_rows_as_failed(engine: Engine) -> None:
     with engine.connect() as conn:
         bad = conn.execute(select_jobs(batch_id(conn, "b"), refs=["bad"])).one()
     assert bad.error_kind == "invalid"
-    assert bad.error.startswith("line 3: images: 'cat.png' is a local path")
+    assert bad.error.startswith("line 3: images: 'cat.png' is a file path")
+    assert bad.images == ["cat.png"]  # kept as given, for the person who fixes it
 
 
 def test_loading_again_adds_only_new_rows_and_replaces_fixed_invalid_ones(engine: Engine) -> None:

@@ -31,6 +31,7 @@ from veobatch.engine.progress import Progress, snapshot
 from veobatch.engine.rate_limit import RateLimiter
 from veobatch.engine.submit import submit_one
 from veobatch.engine.submit_rules import MAX_ATTEMPTS
+from veobatch.images.sending import ImageSender
 from veobatch.process import Process
 from veobatch.provider.client import ProviderClient
 from veobatch.states import BatchState
@@ -54,6 +55,7 @@ class EmbeddedRunner:
         pacing: Pacing,
         lease: timedelta,
         poll_claim: timedelta,
+        images: ImageSender,
         poll_limiter: RateLimiter | None = None,
         concurrency: int = 4,
         tick: float = 0.2,
@@ -72,6 +74,7 @@ class EmbeddedRunner:
         self.pacing = pacing
         self.concurrency = concurrency
         self.lease = lease
+        self.images = images
         self.tick = tick
         self.max_attempts = max_attempts
         self.max_in_flight = max_in_flight
@@ -112,6 +115,7 @@ class EmbeddedRunner:
             pacing=held.pacing,
             lease=held.lease,
             poll_claim=held.poll_claim(4 * concurrency),
+            images=held.images,
             poll_limiter=held.poll_limiter,
             concurrency=concurrency,
             max_in_flight=held.settings.max_in_flight,
@@ -250,6 +254,7 @@ class EmbeddedRunner:
             self.client,
             self.limiter,
             job_id,
+            images=self.images,
             lease=self.lease,
             pacing=self.pacing,
             max_attempts=self.max_attempts,

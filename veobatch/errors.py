@@ -9,7 +9,8 @@
     ├── InvalidJobs               some jobs or rows are invalid; nothing was stored
     ├── ProviderError             the relay did not give what was asked; `kind` says why
     ├── WriteError                a file could not be written (disk full, no permission)
-    └── DownloadError             a video could not be fetched (the row's status stays)
+    ├── DownloadError             a video could not be fetched (the row's status stays)
+    └── ImageError                a local image cannot be used (at load) or sent (at submit)
 
 Each class carries the process exit code the CLI uses for it, so that mapping lives here and
 nowhere else; the HTTP API maps the same classes to statuses in one table of its own. Messages
@@ -189,3 +190,17 @@ class WriteError(VeoBatchError):
 
 class DownloadError(VeoBatchError):
     """A video could not be fetched (whatever the cause, the row's status stays)."""
+
+
+class ImageError(VeoBatchError):
+    """A local image that cannot be used: at load, what is wrong with the file; at submit,
+    why it cannot be sent now. `scope` says what that costs: `row` (the file changed or
+    vanished: this row fails), `retry` (the bucket did not answer: try again later), `batch`
+    (a setting is wrong: every row would fail, so the batch pauses)."""
+
+    exit_code = ExitCode.CONFIG
+
+    def __init__(self, message: str, scope: str = "row") -> None:
+        super().__init__(message)
+        self.message = message
+        self.scope = scope

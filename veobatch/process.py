@@ -1,5 +1,6 @@
 """What a process holds for its whole life, built from `Settings` in one place: the database
-engine, the provider client, the rate limiters, the pacing of polls, the video client.
+engine, the provider client, the rate limiters, the pacing of polls, the video client, the
+way local images are sent.
 
 `veo-batch run` (the embedded mode), the Celery worker and the scheduler all build what they
 hold here, so a setting means the same thing in each. Celery's prefork children each open
@@ -22,6 +23,7 @@ from veobatch.engine.download import video_client
 from veobatch.engine.poll_rules import Pacing, claim_for
 from veobatch.engine.rate_limit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from veobatch.errors import ConfigError
+from veobatch.images.sending import ImageSender
 from veobatch.provider.client import ProviderClient
 from veobatch.service import BatchService
 from veobatch.settings import Rate, Settings
@@ -38,6 +40,7 @@ class Process:
     lease: timedelta
     pacing: Pacing
     videos: httpx.Client  # for video hosts: never carries the API key
+    images: ImageSender  # local images as VEO_IMAGE_MODE sends them
 
     @classmethod
     def open(
@@ -51,6 +54,7 @@ class Process:
                 "set VEO_API_BASE and VEO_API_KEY to send to the provider (`veo-batch run "
                 "--mock` tries it offline)"
             )
+        images = ImageSender.of(settings)  # in url mode, checks the bucket before anything else
         redis_url = settings.redis_url if shared else None
         limiter = limiter_for(redis_url, settings.rate, "veo-batch:rate")
         poll_limiter = limiter
@@ -70,6 +74,7 @@ class Process:
             lease=timedelta(seconds=settings.lease_seconds),
             pacing=Pacing.of(settings),
             videos=video_client(),
+            images=images,
         )
 
     def poll_claim(self, outstanding: int) -> timedelta:

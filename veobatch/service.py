@@ -32,6 +32,7 @@ from veobatch.errors import (
     NotFoundError,
     VeoBatchError,
 )
+from veobatch.images.files import ImageInspector, ImageRules
 from veobatch.intake.job_spec import BAD_NAME_CHARS, ID_ALIAS, RawJob, text_problem
 from veobatch.intake.loader import LoadResult, load_rows
 from veobatch.intake.loader import Progress as LoadProgress
@@ -167,10 +168,15 @@ class BatchService:
     ) -> LoadResult:
         """Check every row of `job_file` and (unless `dry_run`) store them as `batch`. Invalid
         rows (without `skip_invalid`) store nothing: `result.rejected`, and `result.report`
-        lists the problems by line; `refuse_invalid(result)` turns that into `InvalidJobs`."""
+        lists the problems by line; `refuse_invalid(result)` turns that into `InvalidJobs`.
+        Local images are read from `job_file.images` (a file on this machine, or an unpacked
+        zip); a job file that came as data has none, and a path in it is refused."""
         check_batch_name(batch)
         if webhook_url is not None:
             self._check_webhook(webhook_url)
+        images = None
+        if job_file.images is not None:
+            images = ImageInspector(job_file.images, ImageRules.of(self.settings))
         result = load_rows(
             None if dry_run else self.engine,
             job_file.rows(),
@@ -183,6 +189,7 @@ class BatchService:
             progress=progress,
             position=job_file.position,
             reader_process=reader_process,
+            images=images,
         )
         if webhook_url is not None and not dry_run and not result.rejected:
             self.set_webhook(batch, webhook_url)

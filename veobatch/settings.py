@@ -95,7 +95,54 @@ SETTINGS: Final[tuple[SettingSpec, ...]] = (
         "VEO_DOWNLOAD_DIR",
         "Download each finished video into this directory (default: no downloads).",
     ),
+    SettingSpec(
+        "image_mode",
+        "VEO_IMAGE_MODE",
+        "How local images reach the provider: data-uri (default: inline as data:image/...;"
+        "base64, needs nothing else), base64 (inline, without the data: prefix) or url "
+        "(uploaded once to VEO_S3_URL and sent as a link).",
+    ),
+    SettingSpec(
+        "image_max_mb",
+        "VEO_IMAGE_MAX_MB",
+        "Largest local image sent as it is, in MB (default 4: relays cap request bodies and "
+        "base64 adds a third).",
+    ),
+    SettingSpec(
+        "image_oversize",
+        "VEO_IMAGE_OVERSIZE",
+        "A local image over VEO_IMAGE_MAX_MB at load: shrink (default: re-encoded and scaled "
+        "down into VEO_DATA_DIR, same shape) or refuse.",
+    ),
+    SettingSpec(
+        "data_dir",
+        "VEO_DATA_DIR",
+        "Folder for the images veo-batch keeps: scaled-down copies, and the images of a .zip "
+        "uploaded over HTTP (default ./veo-batch-data).",
+    ),
+    SettingSpec(
+        "s3_url",
+        "VEO_S3_URL",
+        "Bucket for VEO_IMAGE_MODE=url, as s3://BUCKET/PREFIX; credentials the usual AWS way "
+        "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, ~/.aws, a role).",
+    ),
+    SettingSpec(
+        "s3_endpoint",
+        "VEO_S3_ENDPOINT",
+        "Endpoint of an S3-compatible service (MinIO, R2...), e.g. http://127.0.0.1:9000 "
+        "(default: AWS).",
+    ),
+    SettingSpec(
+        "s3_public_url",
+        "VEO_S3_PUBLIC_URL",
+        "Base URL of a public bucket: images are sent as this URL plus their key instead of a "
+        "presigned link (which lasts 7 days).",
+    ),
 )
+
+IMAGE_MODES: Final = ("data-uri", "base64", "url")
+_BUCKET: Final = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")  # S3's rule for bucket names
+OVERSIZE_CHOICES: Final = ("shrink", "refuse")
 
 SETTING_ENV_NAMES: Final = frozenset(spec.env for spec in SETTINGS)
 
@@ -207,6 +254,47 @@ def _flag(raw: Mapping[str, str], name: str, default: bool) -> bool:
 _FLAGS: Final = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
+def _choice(raw: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    """Setting `name` (VEO_NAME) as one of `choices`, or `default` when it is not given."""
+    value = raw.get(name, default).lower()
+    if value not in choices:
+        raise ConfigError(f"VEO_{name.upper()}: {raw[name]!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _megabytes(raw: Mapping[str, str], name: str, default: float) -> float:
+    if name not in raw:
+        return default
+    try:
+        value = float(raw[name])
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 20:
+        raise ConfigError(
+            f"VEO_{name.upper()}: {raw[name]!r} is not a size in MB above 0 and at most 20 "
+            "(the provider's own limit)"
+        )
+    return value
+
+
+def _s3_url(text: str | None) -> str | None:
+    if text is None:
+        return None
+    bucket = text.removeprefix("s3://").partition("/")[0]
+    if not text.startswith("s3://") or not re.fullmatch(
+        r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket
+    ):
+        raise ConfigError(f"VEO_S3_URL: {text!r} is not s3://BUCKET/PREFIX (e.g. s3://photos/veo)")
+    return text
+
+
+def _http_url(raw: Mapping[str, str], name: str) -> str | None:
+    value = raw.get(name)
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise ConfigError(f"VEO_{name.upper()}: {value!r} must start with http:// or https://")
+    return value.rstrip("/") if value else None
+
+
 def _count(raw: Mapping[str, str], name: str, env: str) -> int | None:
     if name not in raw:
         return None
@@ -256,19 +344,23 @@ class Settings:
     api_tokens: tuple[Secret, ...] = field(default=(), repr=False)
     webhook_secret: Secret | None = field(default=None, repr=False)
     webhook_allow_private: bool = False
+    image_mode: str = "data-uri"
+    image_max_mb: float = 4.0
+    image_oversize: str = "shrink"
+    data_dir: str = "./veo-batch-data"
+    s3_url: str | None = None
+    s3_endpoint: str | None = None
+    s3_public_url: str | None = None
 
     @classmethod
     def from_values(cls, values: Mapping[str, str | None]) -> Settings:
         """Build settings from raw strings keyed by setting name; blank means unset."""
         raw = {k: v.strip() for k, v in values.items() if v is not None and v.strip()}
-        api_base = raw.get("api_base")
-        if api_base is not None and not api_base.startswith(("http://", "https://")):
-            raise ConfigError(f"VEO_API_BASE: {api_base!r} must start with http:// or https://")
         base = cls()  # the defaults: they live in the fields above, and only there
         return cls(
             database_url=normalize_database_url(raw.get("database_url", DEFAULT_DATABASE_URL)),
             redis_url=raw.get("redis_url"),
-            api_base=api_base.rstrip("/") if api_base else None,
+            api_base=_http_url(raw, "api_base"),
             api_key=Secret(raw["api_key"]) if "api_key" in raw else None,
             rate=Rate.parse(raw["rate"]) if "rate" in raw else None,
             connect_timeout=_seconds(raw, "connect_timeout", base.connect_timeout),
@@ -286,6 +378,13 @@ class Settings:
             api_tokens=_tokens(raw.get("api_tokens", "")),
             webhook_secret=Secret(raw["webhook_secret"]) if "webhook_secret" in raw else None,
             webhook_allow_private=_flag(raw, "webhook_allow_private", base.webhook_allow_private),
+            image_mode=_choice(raw, "image_mode", IMAGE_MODES, base.image_mode),
+            image_max_mb=_megabytes(raw, "image_max_mb", base.image_max_mb),
+            image_oversize=_choice(raw, "image_oversize", OVERSIZE_CHOICES, base.image_oversize),
+            data_dir=raw.get("data_dir", base.data_dir),
+            s3_url=_s3_url(raw.get("s3_url")),
+            s3_endpoint=_http_url(raw, "s3_endpoint"),
+            s3_public_url=_http_url(raw, "s3_public_url"),
         )
 
     @classmethod

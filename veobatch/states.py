@@ -34,6 +34,7 @@ class ErrorKind(StrEnum):
     BAD_ANSWER = "bad_answer"
     REMOTE = "remote"
     TIMEOUT = "timeout"
+    IMAGE = "image"  # a local image changed or vanished since the load, or could not be sent
 
 
 # Groups of row statuses, for the queries and the progress that count them.

@@ -21,7 +21,13 @@ def submit(job_id: int) -> str | None:
     """Claim row `job_id`, wait for a rate slot, POST it, record the outcome."""
     held = worker_process()
     outcome = submit_one(
-        held.engine, held.client, held.limiter, job_id, lease=held.lease, pacing=held.pacing
+        held.engine,
+        held.client,
+        held.limiter,
+        job_id,
+        images=held.images,
+        lease=held.lease,
+        pacing=held.pacing,
     )
     return outcome.status.value if outcome else None
 

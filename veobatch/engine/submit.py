@@ -1,8 +1,10 @@
-"""Submit one row: claim it, wait for a rate slot, POST, record the outcome.
+"""Submit one row: claim it, make its images ready, wait for a rate slot, POST, record.
 
 The plain function behind both the embedded runner's threads and the Celery task. The claim
 (with its lease) is committed before the POST, so a worker killed mid-request leaves a row in
 `submitting` whose lease runs out: the scheduler then marks it `in_doubt`, never resends it.
+Local images are read (and checked against their hash) or uploaded after the claim and before
+the rate slot: a row whose picture changed fails without spending a request.
 """
 
 from __future__ import annotations
@@ -19,17 +21,24 @@ from sqlalchemy.engine import Engine
 from veobatch.engine import transitions
 from veobatch.engine.poll_rules import Pacing
 from veobatch.engine.rate_limit import RateLimiter, limited
-from veobatch.engine.submit_rules import MAX_ATTEMPTS, Outcome, after_error, succeeded
-from veobatch.errors import ProviderError
+from veobatch.engine.submit_rules import (
+    MAX_ATTEMPTS,
+    Outcome,
+    after_error,
+    after_image_error,
+    mode_refused,
+    refuses_image_mode,
+    succeeded,
+)
+from veobatch.errors import ImageError, ProviderError
+from veobatch.images.sending import ImageSender
 from veobatch.provider.client import ProviderClient, job_payload
 from veobatch.states import BatchState
 
 
-def payload_of(job: sa.Row[Any]) -> dict[str, Any]:
+def payload_of(job: sa.Row[Any], images: list[str]) -> dict[str, Any]:
     extra: Mapping[str, Any] | None = job.extra
-    return job_payload(
-        job.prompt, job.model, list(job.images), job.aspect_ratio, job.enhance_prompt, extra
-    )
+    return job_payload(job.prompt, job.model, images, job.aspect_ratio, job.enhance_prompt, extra)
 
 
 def sleep(seconds: float) -> bool:
@@ -44,6 +53,7 @@ def submit_one(
     limiter: RateLimiter,
     job_id: int,
     *,
+    images: ImageSender,
     lease: timedelta,
     pacing: Pacing,
     max_attempts: int = MAX_ATTEMPTS,
@@ -53,7 +63,8 @@ def submit_one(
     """The outcome of submitting row `job_id`, or None if it was not ours to submit.
 
     `wait(seconds)` waits for the rate slot; if it returns False (the process is stopping)
-    the row goes back to pending unsent. `write_lock` serializes the transactions of threads
+    the row goes back to pending unsent. `images` turns its stored images into what the
+    relay takes (VEO_IMAGE_MODE). `write_lock` serializes the transactions of threads
     that share one SQLite file (SQLite has one writer; without it they would queue up in its
     busy handler, which sleeps milliseconds at a time).
     """
@@ -66,7 +77,18 @@ def submit_one(
             if transitions.batch_state(conn, job.batch_id) != BatchState.ACTIVE:
                 transitions.unclaim(conn, job_id, transitions.utcnow())
                 return None
-        answer = limited(limiter, wait, lambda: client.submit(payload_of(job)))
+        try:
+            sent, stored = images.images_for(job.images)
+        except ImageError as exc:  # nothing was sent
+            outcome = after_image_error(
+                exc.message, exc.scope, job.attempts + 1, max_attempts=max_attempts
+            )
+            with lock, conn.begin():
+                transitions.record(conn, job, outcome, transitions.utcnow(), pacing)
+            return outcome
+        payload = payload_of(job, sent)
+        del sent  # inline images can be megabytes: only the payload keeps them
+        answer = limited(limiter, wait, lambda: client.submit(payload))
         if answer is None:  # stopping: nothing was sent
             with lock, conn.begin():
                 transitions.unclaim(conn, job_id, transitions.utcnow())
@@ -82,5 +104,11 @@ def submit_one(
         else:
             outcome = succeeded(answer)
         with lock, conn.begin():
-            transitions.record(conn, job, outcome, transitions.utcnow(), pacing)
+            if (
+                refuses_image_mode(outcome)
+                and any(not isinstance(entry, str) for entry in job.images)
+                and not transitions.has_tasks(conn, job.batch_id)
+            ):
+                outcome = mode_refused(outcome, images.mode)
+            transitions.record(conn, job, outcome, transitions.utcnow(), pacing, stored)
     return outcome

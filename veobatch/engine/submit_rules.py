@@ -8,22 +8,30 @@
 - `ambiguous` (a task may exist and be billed): `in_doubt`, never sent again on its own;
 - `invalid`, `bad_answer`: `failed`;
 - `auth`, `quota`: the batch is paused and the row goes back to `pending` without counting
-  an attempt: every other row would fail the same way.
+  an attempt: every other row would fail the same way;
+- `image` (a local image could not be sent; nothing was): `failed` when the file changed or
+  vanished since the load, retried when the bucket did not answer, and the batch paused when
+  a setting is wrong. A 400 about the images of the batch's first rows pauses it too: the
+  relay does not take images sent the way VEO_IMAGE_MODE sends them.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from typing import Final
 
 from veobatch.engine.backoff import SUBMIT_RETRY
+from veobatch.settings import IMAGE_MODES
 from veobatch.states import ErrorKind, JobStatus
 
 MAX_ATTEMPTS: Final = 5
 
 RETRIED: Final = frozenset({ErrorKind.NETWORK, ErrorKind.RATE_LIMITED, ErrorKind.SERVER})
 PAUSING: Final = frozenset({ErrorKind.AUTH, ErrorKind.QUOTA})
+# How relays' 400s speak of the images they refuse (English and Chinese).
+_ABOUT_IMAGES: Final = re.compile(r"image|img|picture|url|base64|图片|图像|链接|格式", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,3 +86,51 @@ def after_error(
     if kind in RETRIED:
         message = f"{message} (gave up after {attempts} attempts)"
     return Outcome(JobStatus.FAILED, error=message, error_kind=kind, http_status=http_status)
+
+
+def after_image_error(
+    message: str, scope: str, attempts: int, *, max_attempts: int = MAX_ATTEMPTS
+) -> Outcome:
+    """The outcome of a row whose local image could not be sent (see `ImageError.scope`)."""
+    kind = ErrorKind.IMAGE
+    if scope == "batch":
+        return Outcome(
+            JobStatus.PENDING,
+            error=message,
+            error_kind=kind,
+            counts_as_attempt=False,
+            pause_reason=f"image: {message}",
+        )
+    if scope == "retry" and attempts < max_attempts:
+        return Outcome(
+            JobStatus.PENDING, error=message, error_kind=kind, retry_in=SUBMIT_RETRY.delay(attempts)
+        )
+    if scope == "retry":
+        message = f"{message} (gave up after {attempts} attempts)"
+    return Outcome(JobStatus.FAILED, error=message, error_kind=kind)
+
+
+def refuses_image_mode(outcome: Outcome) -> bool:
+    """Whether a failed submission of local images reads like the relay refusing the way
+    they were sent (a 400 that speaks of images), rather than this row being wrong."""
+    return (
+        outcome.error_kind is ErrorKind.INVALID
+        and outcome.http_status == 400
+        and _ABOUT_IMAGES.search(outcome.error or "") is not None
+    )
+
+
+def mode_refused(outcome: Outcome, mode: str) -> Outcome:
+    """`outcome` turned into a pause of the batch: the row goes back unsent-counted."""
+    others = " or ".join(m for m in IMAGE_MODES if m != mode)
+    return Outcome(
+        JobStatus.PENDING,
+        error=outcome.error,
+        error_kind=ErrorKind.INVALID,
+        http_status=outcome.http_status,
+        counts_as_attempt=False,
+        pause_reason=(
+            f"image: the relay refused images sent as {mode} ({outcome.error}); this relay may "
+            f"take them another way: set VEO_IMAGE_MODE to {others}, then resume"
+        ),
+    )

@@ -110,6 +110,12 @@ def claim(conn: Connection, job_id: int, now: datetime, lease: timedelta) -> sa.
     ).first()
 
 
+def has_tasks(conn: Connection, batch_id: int) -> bool:
+    """Whether any row of the batch has (had) a task at the provider."""
+    found = sa.select(Job.id).where(Job.batch_id == batch_id, Job.task_id.is_not(None)).limit(1)
+    return conn.execute(found).first() is not None
+
+
 def batch_state(conn: Connection, batch_id: int) -> str | None:
     return conn.execute(sa.select(Batch.state).where(Batch.id == batch_id)).scalar()
 
@@ -124,13 +130,19 @@ def unclaim(conn: Connection, job_id: int, now: datetime) -> None:
 
 
 def record(
-    conn: Connection, job: sa.Row[Any], outcome: Outcome, now: datetime, pacing: Pacing
+    conn: Connection,
+    job: sa.Row[Any],
+    outcome: Outcome,
+    now: datetime,
+    pacing: Pacing,
+    images: list[Any] | None = None,
 ) -> bool:
     """The outcome of one attempt and its history row, in the caller's transaction.
 
     A task_id is recorded even if the row's lease ran out meanwhile (it is a fact about a
     task that exists); any other outcome only applies to a row still `submitting`. False if
     the row had moved on. A new task gets its first poll and its deadline from `pacing`.
+    `images`, when given, replaces the row's entries (where its images were uploaded).
     """
     expected = [JobStatus.SUBMITTING]
     if outcome.status is JobStatus.SUBMITTED:
@@ -156,6 +168,8 @@ def record(
         )
     if finished:
         values["finished_at"] = now
+    if images is not None:
+        values["images"] = images
     changed = conn.execute(
         sa.update(Job).where(Job.id == job.id, Job.status.in_(expected)).values(**values)
     ).rowcount

@@ -17,12 +17,16 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
 from veobatch.catalog import ASPECT_RATIOS, ImageRange
-from veobatch.errors import Problem
+from veobatch.errors import ImageError, Problem
+from veobatch.images.files import ImageInspector
+from veobatch.images.formats import shape_warning
+from veobatch.images.references import is_local
 from veobatch.store.export import OUTPUT_COLUMNS
 
 MAX_PROMPT_CHARS: Final = 4000
 MAX_REF_CHARS: Final = 200
 MAX_IMAGE_BYTES: Final = 20 * 1024 * 1024  # Google's limit for one input image
+MAX_WARNINGS: Final = 50  # warnings listed in full; the rest are counted
 
 # The fields of a job that veo-batch itself understands.
 JOB_FIELDS: Final = ("id", "prompt", "model", "images", "aspect_ratio", "enhance_prompt")
@@ -142,7 +146,8 @@ def field_name_problem(name: str) -> str | None:
 
 
 def image_problem(value: object) -> str | None:
-    """What is wrong with one entry of `images`, or None if it is a usable URL."""
+    """What is wrong with one entry of `images` that is not a local file, or None if it is a
+    usable link or data: URI."""
     if not isinstance(value, str):
         return f"must be a URL string, got {type(value).__name__}"
     if _HTTP_URL.fullmatch(value):
@@ -159,12 +164,20 @@ def image_problem(value: object) -> str | None:
         if size > MAX_IMAGE_BYTES:
             return f"the embedded image is {size / 2**20:.1f} MB; the provider takes at most 20 MB"
         return None
-    scheme, sep, _ = value.partition("://")
-    if sep and scheme.isalnum():
-        return f"{_short(value)}: {scheme}:// is not supported; give an http(s) URL or a data: URI"
+    scheme = value.partition("://")[0]
     return (
-        f"{_short(value)} is a local path, not a URL; veo-batch sends image URLs: upload the "
-        "file and give its https:// URL, or embed it as a data:image/...;base64 URI"
+        f"{_short(value)}: {scheme}:// is not supported; give an http(s) URL, a data: URI or "
+        "the path of an image file"
+    )
+
+
+def local_refused(value: str) -> str:
+    """Why a path is refused where the jobs came over HTTP, Celery or Python's `add`: the
+    caller's paths name files of the server, which it must never be made to read."""
+    return (
+        f"{_short(value)} is a file path; jobs sent as data (HTTP, Celery, Client.add) give "
+        "http(s) URLs or data: URIs: load the file with `veo-batch load`, or upload a .zip of "
+        "the job file and its images"
     )
 
 
@@ -200,9 +213,17 @@ class JobChecker:
     per model and per number of images for the summary.
     """
 
-    def __init__(self, models: Mapping[str, ImageRange], batch_id: int = 0) -> None:
+    def __init__(
+        self,
+        models: Mapping[str, ImageRange],
+        batch_id: int = 0,
+        images: ImageInspector | None = None,
+    ) -> None:
         self.models = models
         self.batch_id = batch_id
+        self.images = images  # None: a path in `images` is refused (jobs that came as data)
+        self.warnings: list[Problem] = []  # the first MAX_WARNINGS things worth saying
+        self.warning_count = 0
         self.model_counts: dict[str, int] = {}
         self.image_counts: dict[int, int] = {}
         self.ignored_fields: set[str] = set()
@@ -319,10 +340,10 @@ class JobChecker:
         span = self.models.get(model)
         if span is None:
             bad("model", self._model_problem(raw.model))
-        images = _checked_images(raw.images, model, span, bad)
-
         aspect = raw.aspect_ratio or None
-        if aspect is not None and aspect not in ASPECT_RATIOS:
+        known_aspect = aspect if aspect in ASPECT_RATIOS else None
+        images = self._checked_images(raw, model, span, known_aspect, bad)
+        if aspect is not None and known_aspect is None:
             bad(
                 "aspect_ratio",
                 f"must be one of {', '.join(ASPECT_RATIOS)}, got {_short(str(aspect))}",
@@ -351,6 +372,54 @@ class JobChecker:
             _json(extras) if extras else None,
             *_PENDING,
         ), problems
+
+    def _checked_images(
+        self,
+        raw: RawJob,
+        model: str,
+        span: ImageRange | None,
+        aspect: str | None,
+        bad: Callable[[str, str], None],
+    ) -> list[Any]:
+        """The images as stored: links and data: URIs as given, each local file as what
+        `ImageInspector` found of it, telling `bad` what is wrong (and `self.warnings` what
+        is worth a warning)."""
+        images = raw.images
+        if type(images) is not list or not images:
+            empty = images is None or images in ("", [])
+            bad("images", "missing; give 1 to 3 images" if empty else "must be a list of images")
+            return images if type(images) is list else []
+        if span is not None and not span.low <= len(images) <= span.high:
+            bad("images", f"{model} takes {span} image(s), got {len(images)}")
+        kept: list[Any] = []
+        for index, image in enumerate(images, 1):
+            named = f"image {index}: " if len(images) > 1 else ""
+            if not is_local(image):
+                message = image_problem(image)
+                kept.append(image)
+            elif self.images is None:
+                message = local_refused(image)
+            else:
+                try:
+                    found = self.images.inspect(image)
+                except ImageError as exc:
+                    message = exc.message
+                else:
+                    message = None
+                    kept.append(found.stored())
+                    warning = shape_warning(found.width, found.height, aspect)
+                    if warning is not None:
+                        self._warn(raw.line_of("images"), "images", f"{named}{image} {warning}")
+            if message is not None:
+                bad("images", named + message)
+                if is_local(image):
+                    kept.append(image)  # as given: a row stored failed shows what it named
+        return kept
+
+    def _warn(self, line: int, name: str, message: str) -> None:
+        self.warning_count += 1
+        if len(self.warnings) < MAX_WARNINGS:
+            self.warnings.append(Problem(line, name, message))
 
     @staticmethod
     def _ref(raw: RawJob, bad: Callable[[str, str], None]) -> str:
@@ -415,26 +484,6 @@ def _checked_prompt(prompt: Any, bad: Callable[[str, str], None]) -> str:
     if (problem := text_problem(prompt, BAD_PROMPT_CHARS)) is not None:
         bad("prompt", problem)
     return prompt
-
-
-def _checked_images(
-    images: Any, model: str, span: ImageRange | None, bad: Callable[[str, str], None]
-) -> list[Any]:
-    """The images as a list, telling `bad` what is wrong with them (and their count for
-    `model`)."""
-    if type(images) is not list or not images:
-        empty = images is None or images in ("", [])
-        bad(
-            "images", "missing; give 1 to 3 image URLs" if empty else "must be a list of image URLs"
-        )
-        return images if type(images) is list else []
-    if span is not None and not span.low <= len(images) <= span.high:
-        bad("images", f"{model} takes {span} image(s), got {len(images)}")
-    for index, image in enumerate(images, 1):
-        message = image_problem(image)
-        if message is not None:
-            bad("images", f"image {index}: {message}" if len(images) > 1 else message)
-    return images
 
 
 def _extra_problem(value: Any) -> str | None:

@@ -30,6 +30,7 @@ from sqlalchemy.engine import Engine
 from veobatch.catalog import ImageRange
 from veobatch.engine import transitions
 from veobatch.errors import BatchStateError, VeoBatchError
+from veobatch.images.files import ImageInspector
 from veobatch.intake.bulk import row_writer
 from veobatch.intake.job_spec import JobChecker, RawJob, StoredRow, describe
 from veobatch.intake.problems import DEFAULT_MAX_PROBLEMS, ProblemReport
@@ -82,12 +83,14 @@ def load_rows(
     progress: Progress | None = None,
     position: Position | None = None,
     reader_process: bool | None = None,
+    images: ImageInspector | None = None,
 ) -> LoadResult:
     """Check `rows` and (unless `dry_run`) store them as batch `batch`.
 
     When a row is invalid and `skip_invalid` is off, nothing is stored and `result.rejected`
     is true; `result.report` lists the problems either way. `reader_process` (default: where
     the platform can fork) reads and checks in a child process while this one writes.
+    `images` checks the local image files rows name; without it, a path is refused.
     """
     with _cyclic_gc_paused():
         return _load(
@@ -102,6 +105,7 @@ def load_rows(
             progress,
             position,
             reader_process,
+            images,
         )
 
 
@@ -117,11 +121,12 @@ def _load(
     progress: Progress | None,
     position: Position | None,
     reader_process: bool | None,
+    images: ImageInspector | None,
 ) -> LoadResult:
     result = LoadResult(
         batch=batch, report=ProblemReport(source, max_problems), skip_invalid=skip_invalid
     )
-    checker = JobChecker(models)
+    checker = JobChecker(models, images=images)
     if dry_run or engine is None:
         for rows_read, bytes_read, _ in _chunks(rows, checker, result, position):
             if progress is not None:
@@ -200,6 +205,8 @@ def _summarize(result: LoadResult, checker: JobChecker) -> LoadResult:
     result.models = Counter(checker.model_counts)
     result.image_counts = Counter(checker.image_counts)
     result.ignored_fields = checker.ignored_fields
+    result.report.warnings = checker.warnings
+    result.report.warning_count = checker.warning_count
     return result
 
 

@@ -20,6 +20,8 @@ class ProblemReport:
     problems: list[Problem] = field(default_factory=list)
     total: int = 0
     invalid_rows: int = 0
+    warnings: list[Problem] = field(default_factory=list)  # rows stored, with a remark
+    warning_count: int = 0
     _seen: set[Problem] = field(default_factory=set)
 
     def add_row(self, problems: Sequence[Problem]) -> None:
@@ -39,6 +41,12 @@ class ProblemReport:
 
     def __bool__(self) -> bool:
         return self.total > 0
+
+    def warning_lines(self) -> list[str]:
+        out = [f"warning: {problem.format(self.source)}" for problem in self.warnings]
+        if self.warning_count > len(self.warnings):
+            out.append(f"... and {self.warning_count - len(self.warnings)} more warning(s)")
+        return out
 
     def lines(self) -> list[str]:
         out = [problem.format(self.source) for problem in self.problems]

@@ -24,6 +24,7 @@ from typing import IO, Any, Final
 import yaml
 
 from veobatch.errors import JobFileError
+from veobatch.images.files import ImageFolder
 from veobatch.intake.job_spec import BOOL_FIELDS, ID_ALIAS, JOB_FIELDS, RawJob, field_name_problem
 from veobatch.store.export import FORMULA_STARTS
 
@@ -80,6 +81,9 @@ class JobFile:
     stream: IO[bytes]
     size: int | None
     encoding: str = "utf-8-sig"  # UTF-16 when the file starts with its byte order mark
+    # Where the paths of local images in it point; None: the file came as data (over HTTP),
+    # and a path in it is refused, never opened.
+    images: ImageFolder | None = None
 
     def rows(self) -> Iterator[RawJob]:
         # Decoding happens in C, a block at a time; only a file that is not UTF-8 costs a
@@ -147,7 +151,7 @@ def open_job_file(
     if path == "-":
         raw: IO[bytes] = stdin if stdin is not None else sys.stdin.buffer
         stream = raw if hasattr(raw, "peek") else io.BufferedReader(raw)  # type: ignore[type-var]
-        yield _checked(JobFile("<stdin>", fmt, stream, None))
+        yield _checked(JobFile("<stdin>", fmt, stream, None, images=ImageFolder(Path.cwd())))
         return
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed below, after the caller is done
@@ -158,7 +162,9 @@ def open_job_file(
     except OSError as exc:
         raise JobFileError(path, f"cannot be read: {exc.strerror}") from None
     with handle:
-        yield _checked(JobFile(path, fmt, handle, os.fstat(handle.fileno()).st_size))
+        size = os.fstat(handle.fileno()).st_size
+        folder = ImageFolder(Path(path).absolute().parent)
+        yield _checked(JobFile(path, fmt, handle, size, images=folder))
 
 
 def job_file_from_bytes(name: str, data: bytes, format: str | None = None) -> JobFile:

@@ -14,7 +14,14 @@ It speaks both endpoints over real HTTP, with the relay's error shapes (see shar
   FAILURE), `[mock:no-task-id]` (200 without a task_id), `[mock:cut-video]` (the first
   download of the video stops halfway);
 - videos served at `/_mock/videos/...` (`video_bytes` long, same bytes for the same task),
-  with `Range` requests answered 206, as a CDN does.
+  with `Range` requests answered 206, as a CDN does;
+- images checked as relays check them: only the ways of sending in `accepts` (url, data-uri,
+  base64; others answered 400 in Chinese, as a relay that takes only one way does); an inline
+  image must decode to a PNG, JPEG or WebP (else 400); a link is fetched after the task is
+  created, as relays do (only from this machine: loopback addresses; others are counted as
+  not fetched), and a link that does not answer 200 with an image fails the task. The sha256
+  of every image seen is kept per prompt (`images_by_prompt` in the stats), so a test can
+  prove which picture reached the provider.
 
 A task id of its own making that it does not know (an earlier mock made it: each `veo-batch
 run --mock` starts one) is answered as if it had made it then, so a stopped run resumes.
@@ -27,8 +34,11 @@ tasks it had generating at once (`peak_running`), which is what a provider's cap
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
+import hashlib
 import heapq
+import ipaddress
 import json
 import random
 import re
@@ -41,8 +51,11 @@ from collections import Counter, deque
 from dataclasses import asdict, dataclass, field, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
+import httpx
+
+from veobatch.images.formats import SNIFF_BYTES, sniff
 from veobatch.provider.client import SUBMIT_PATH
 
 _MARKER: Final = re.compile(r"\[mock:([a-z-]+)(?:=([^\]]*))?\]")
@@ -63,6 +76,7 @@ class MockConfig:
     failure_rate: float = 0.0  # share of tasks that end in FAILURE
     video_bytes: int = 64 * 1024
     seed: int = 0
+    accepts: list[str] = field(default_factory=lambda: ["url", "data-uri", "base64"])
 
 
 @dataclass
@@ -74,6 +88,8 @@ class _Task:
     fails: bool
     cut_video: bool = False  # the next full download of its video stops halfway
     echo: str = ""  # the caller's key, echoed in every answer about the task (a careless relay)
+    fetching: int = 0  # image links not fetched yet: the task does not end before they are
+    image_error: str = ""  # a link that gave no image: the task ends in FAILURE with this
 
     def video(self, size: int) -> bytes:
         unit = (self.task_id + "\n").encode()
@@ -98,6 +114,8 @@ class MockState:
     running_ends: list[float] = field(default_factory=list)  # a heap: when each task ends
     peak_running: int = 0
     rng: random.Random = field(default_factory=random.Random)
+    images_by_prompt: dict[str, list[str]] = field(default_factory=dict)  # sha256 of each
+    images_not_fetched: int = 0  # links to other machines, which the mock does not fetch
 
     def start_task(self, task: _Task) -> None:
         self.tasks[task.task_id] = task
@@ -146,6 +164,8 @@ class MockState:
             "window": self.config.window,
             "balance": self.config.balance,
             "created_by_prompt": dict(self.created_by_prompt),
+            "images_by_prompt": {k: list(v) for k, v in self.images_by_prompt.items()},
+            "images_not_fetched": self.images_not_fetched,
         }
 
 
@@ -243,9 +263,58 @@ class _Handler(BaseHTTPRequestHandler):
         if "echo-key" in markers:  # a careless relay: the caller's key in its error, in forms
             self._reply(400, _error(f"无效的请求 {_echoed(self._token())}"))
             return
-        task_id = self._create_task(prompt, markers)
-        if task_id is not None:
-            self._answer_created(task_id, markers)
+        images = self._images_of(body["images"])
+        if images is None:
+            return
+        inline, links = images
+        task_id = self._create_task(prompt, markers, fetching=len(links))
+        if task_id is None:
+            return
+        state = self.server.state
+        with state.lock:
+            state.images_by_prompt.setdefault(prompt, []).extend(inline)
+        for link in links:
+            threading.Thread(
+                target=_fetch_image, args=(state, task_id, prompt, link), daemon=True
+            ).start()
+        self._answer_created(task_id, markers)
+
+    def _images_of(self, images: Any) -> tuple[list[str], list[str]] | None:
+        """The sha256 of each inline image, and the links to fetch; None (answered 400) if
+        an image is sent a way this relay does not take, or is not an image."""
+        accepts = self.server.state.config.accepts
+        if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
+            self._reply(400, _error("参数错误：images 必须是字符串数组"))
+            return None
+        inline: list[str] = []
+        links: list[str] = []
+        for image in images:
+            way = (
+                "url"
+                if image.startswith(("http://", "https://"))
+                else "data-uri"
+                if image.startswith("data:")
+                else "base64"
+            )
+            if way not in accepts:
+                self._reply(400, _error(f"不支持的图片格式（{way}）：仅支持 {', '.join(accepts)}"))
+                return None
+            if way == "url":
+                if _on_this_machine(image):
+                    links.append(image)
+                else:
+                    with self.server.state.lock:
+                        self.server.state.images_not_fetched += 1
+                continue
+            try:
+                data = base64.b64decode(image.partition(",")[2] if way == "data-uri" else image)
+            except (binascii.Error, ValueError):
+                data = b""
+            if sniff(data[:SNIFF_BYTES]) is None:
+                self._reply(400, _error("图片无法解码：不是有效的 PNG、JPEG 或 WebP 图片"))
+                return None
+            inline.append(hashlib.sha256(data).hexdigest())
+        return inline, links
 
     def _prompt_of(self, body: Any) -> str | None:
         """The submission's prompt; None (answered 400) if the body is not a submission."""
@@ -258,7 +327,7 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return str(body["prompt"])
 
-    def _create_task(self, prompt: str, markers: dict[str, str]) -> str | None:
+    def _create_task(self, prompt: str, markers: dict[str, str], fetching: int = 0) -> str | None:
         """A new task's id; None (answered 403) when the balance is spent."""
         state = self.server.state
         with state.lock:
@@ -280,6 +349,7 @@ class _Handler(BaseHTTPRequestHandler):
                 fails or bool(echo),
                 cut_video="cut-video" in markers,
                 echo=echo,
+                fetching=fetching,
             )
             state.start_task(task)
         return task_id
@@ -321,14 +391,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _task_view(self, task: _Task) -> dict[str, Any]:
         now = time.monotonic()
-        done = now >= task.ends
-        share = 1.0 if done else (now - task.created) / (task.ends - task.created)
-        status = "IN_PROGRESS" if not done else "FAILURE" if task.fails else "SUCCESS"
+        done = now >= task.ends and task.fetching == 0
+        share = min(1.0, (now - task.created) / (task.ends - task.created or 1.0))
+        failed = task.fails or bool(task.image_error)
+        status = "IN_PROGRESS" if not done else "FAILURE" if failed else "SUCCESS"
         if not done and share < 0.1:
             status = "NOT_START"
         host = self.headers.get("Host", "127.0.0.1")
         output = f"http://{host}/_mock/videos/{quote(task.task_id, safe='')}.mp4"
         reason = "视频生成失败：内容审核未通过" if done and task.fails else ""
+        if done and task.image_error:
+            reason = task.image_error
         progress = f"{int(share * 100)}%"
         if task.echo:
             reason, progress = f"鉴权失败 {_echoed(task.echo)}", f"{progress} ({task.echo[:12]})"
@@ -353,7 +426,7 @@ class _Handler(BaseHTTPRequestHandler):
             cut = task is not None and task.cut_video and "Range" not in self.headers
             if cut and task is not None:
                 task.cut_video = False
-        if task is None or time.monotonic() < task.ends or task.fails:
+        if task is None or time.monotonic() < task.ends or task.fails or task.image_error:
             self._reply(404, _error("video not found"))
             return
         data = task.video(size)
@@ -395,6 +468,39 @@ class _Handler(BaseHTTPRequestHandler):
                 setattr(state.config, name, value)
             config = asdict(state.config)
         self._reply(200, config)
+
+
+def _on_this_machine(link: str) -> bool:
+    """A link to localhost or a loopback address (decided without DNS: no lookup leaves)."""
+    host = urlsplit(link).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _fetch_image(state: MockState, task_id: str, prompt: str, link: str) -> None:
+    """Fetch one image link of a task, as a relay does after accepting it."""
+    problem, digest = "", None
+    try:
+        answer = httpx.get(link, timeout=10.0)
+        if answer.status_code != 200:
+            problem = f"图片下载失败：HTTP {answer.status_code}"
+        elif sniff(answer.content[:SNIFF_BYTES]) is None:
+            problem = "图片下载失败：链接返回的不是图片"
+        else:
+            digest = hashlib.sha256(answer.content).hexdigest()
+    except httpx.HTTPError as exc:
+        problem = f"图片下载失败：{type(exc).__name__}"
+    with state.lock:
+        task = state.tasks.get(task_id)
+        if digest is not None:
+            state.images_by_prompt.setdefault(prompt, []).append(digest)
+        if task is not None:
+            task.fetching -= 1
+            task.image_error = task.image_error or problem
 
 
 class _Server(ThreadingHTTPServer):

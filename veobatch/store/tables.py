@@ -97,7 +97,9 @@ class Job(Base):
     # What is sent to the provider.
     prompt: Mapped[str] = mapped_column(Text)
     model: Mapped[str] = mapped_column(String(64))
-    images: Mapped[list[str]] = mapped_column(JSON)
+    # Links and data: URIs as given; a local file as {path, bytes, sha256, width, height, type}
+    # (and `uploaded` once it is in the bucket): never the image's bytes.
+    images: Mapped[list[Any]] = mapped_column(JSON)
     aspect_ratio: Mapped[str | None] = mapped_column(String(8))
     enhance_prompt: Mapped[bool | None]
     extra: Mapped[dict[str, Any] | None]  # other provider fields, passed through untouched
