@@ -7,13 +7,19 @@ that needs it is skipped with the reason, except under `CI=true`, where it fails
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import HTTPServer
 from pathlib import Path
 
+import boto3
+import httpx
 import pytest
 import redis
 import sqlalchemy as sa
@@ -156,3 +162,62 @@ def serving(server: HTTPServer) -> Iterator[HTTPServer]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+# An S3-protocol server: VEO_TEST_S3_ENDPOINT when one runs already (`.ci/run` starts moto's),
+# else moto's standalone server, started here. boto3 talks to it exactly as to AWS.
+S3_ENDPOINT = os.environ.get("VEO_TEST_S3_ENDPOINT")
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "test-access-key",
+    "AWS_SECRET_ACCESS_KEY": "test-secret-key",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def _answers(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=1.0)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """The endpoint URL of a real S3-protocol server for this session."""
+    for name, value in S3_CREDENTIALS.items():
+        os.environ.setdefault(name, value)
+    if S3_ENDPOINT:
+        if not _answers(S3_ENDPOINT):
+            service_missing(f"no S3 server answers at VEO_TEST_S3_ENDPOINT={S3_ENDPOINT}")
+        yield S3_ENDPOINT
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    try:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    except OSError as exc:
+        service_missing(f"moto's S3 server cannot start: {exc}")
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while not _answers(url):
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            service_missing("moto's S3 server did not start (pip install 'moto[s3]' flask)")
+        time.sleep(0.1)
+    yield url
+    server.terminate()
+    server.wait(10)
+
+
+@pytest.fixture
+def bucket_url(s3_endpoint: str) -> str:
+    """A new, empty bucket on the S3 server, as VEO_S3_URL names it (with a prefix)."""
+    name = f"veo-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
+    return f"s3://{name}/photos"

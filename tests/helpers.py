@@ -3,16 +3,19 @@ and a wait with a deadline (never a sleep that hopes it was enough)."""
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Final
 
 import pytest
 import sqlalchemy as sa
 import uvicorn
+from PIL import Image
 from sqlalchemy.engine import Engine
 
 from tests.conftest import MOCK_KEY
@@ -127,3 +130,29 @@ def wait_until(condition: Callable[[], object], timeout: float = 60.0, what: str
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what or condition}")
         time.sleep(0.02)
+
+
+def photo(
+    path: Path,
+    size: tuple[int, int] = (1280, 720),
+    format: str = "JPEG",
+    seed: int = 0,
+    **save: Any,
+) -> Path:
+    """A real image file made with Pillow (its pixels differ by `seed`, so its hash does)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picture = Image.new("RGB", size, ((seed * 37) % 256, (seed * 91) % 256, 128))
+    picture.putpixel((0, 0), (seed % 256, seed // 256 % 256, 0))
+    picture.save(path, format=format, **save)
+    return path
+
+
+def noise(path: Path, size: tuple[int, int], format: str = "PNG") -> Path:
+    """An image that does not compress: a large file for its pixel count."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.effect_noise(size, 90).convert("RGB").save(path, format=format)
+    return path
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

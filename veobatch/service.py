@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Final
 
 import httpx
@@ -33,6 +34,7 @@ from veobatch.errors import (
     VeoBatchError,
 )
 from veobatch.images.files import ImageInspector, ImageRules
+from veobatch.intake.archive import unpacked_zip
 from veobatch.intake.job_spec import BAD_NAME_CHARS, ID_ALIAS, RawJob, text_problem
 from veobatch.intake.loader import LoadResult, load_rows
 from veobatch.intake.loader import Progress as LoadProgress
@@ -40,7 +42,7 @@ from veobatch.intake.problems import DEFAULT_MAX_PROBLEMS, Problem
 from veobatch.intake.readers import JobFile
 from veobatch.settings import Settings
 from veobatch.states import PAID_FOR, JobStatus
-from veobatch.store.export import OUTPUT_COLUMNS, ExportText
+from veobatch.store.export import OUTPUT_COLUMNS, ExportText, image_file, image_name
 from veobatch.store.queries import (
     BatchSummary,
     attempts_of,
@@ -194,6 +196,28 @@ class BatchService:
         if webhook_url is not None and not dry_run and not result.rejected:
             self.set_webhook(batch, webhook_url)
         return result
+
+    def load_archive(
+        self,
+        name: str,
+        data: bytes,
+        batch: str,
+        *,
+        skip_invalid: bool = False,
+        dry_run: bool = False,
+        webhook_url: str | None = None,
+    ) -> LoadResult:
+        """`load` of the job file in zip `data`, its images named by their paths in the zip
+        and kept under VEO_DATA_DIR (see `intake.archive` for what a zip may not hold)."""
+        with unpacked_zip(name, data, Path(self.settings.data_dir)) as job_file:
+            return self.load(
+                job_file,
+                batch,
+                skip_invalid=skip_invalid,
+                dry_run=dry_run,
+                webhook_url=webhook_url,
+                reader_process=False,
+            )
 
     # ------------------------------------------------------------------ reading
 
@@ -379,6 +403,9 @@ def job_view(row: sa.Row[Any]) -> dict[str, Any]:
         for value in (getattr(row, name),)
     }
     view["id"] = view.pop("ref")
+    stored: list[Any] = row.images or []
+    view["images"] = [image_name(entry) for entry in stored]
+    view["image_files"] = [found for entry in stored if (found := image_file(entry)) is not None]
     return view
 
 

@@ -139,6 +139,8 @@ def _print_load(name: str, result: LoadResult, dry_run: bool, seconds: float) ->
     report = result.report
     for line in report.lines():
         click.echo(line, err=True)
+    for line in report.warning_lines():
+        click.secho(line, err=True, fg="yellow")
     click.echo(
         f"{name}: {rows_text(result.rows)} checked, {result.valid:,} valid"
         + (
@@ -152,6 +154,13 @@ def _print_load(name: str, result: LoadResult, dry_run: bool, seconds: float) ->
         click.echo(
             "  images per job: "
             + ", ".join(f"{k} ×{n:,}" for k, n in sorted(result.image_counts.items()))
+        )
+    files, size, made = result.local_images
+    if files:
+        copies = f", {made:,} scaled down or turned upright" if made else ""
+        click.echo(
+            f"  local images: {plural(files, 'file')}, {size / 2**20:,.1f} MB{copies} "
+            "(the rows keep their paths and hashes, not their bytes)"
         )
     if result.ignored_fields:
         click.echo(

@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 from veobatch.errors import BatchStateError
 from veobatch.httpapi import schemas
 from veobatch.httpapi.schemas import errors
+from veobatch.intake.archive import is_zip
 from veobatch.intake.readers import job_file_from_bytes
 from veobatch.service import BatchService, refuse_invalid
 from veobatch.states import BatchState, ErrorKind, JobStatus
@@ -68,18 +69,27 @@ def add_jobs(body: schemas.BatchIn, response: Response, veo: Service) -> schemas
 )
 def upload_job_file(
     name: str,
-    file: Annotated[UploadFile, File(description="A CSV, YAML or JSON Lines job file.")],
+    file: Annotated[
+        UploadFile,
+        File(
+            description="A CSV, YAML or JSON Lines job file, or a .zip of one job file and "
+            "the images it names (by their paths inside the zip)."
+        ),
+    ],
     veo: Service,
     format: Annotated[
         schemas.FileFormat | None, Form(description="Default: the file name's extension.")
     ] = None,
 ) -> schemas.Intake:
     """Add the jobs of a job file to batch NAME, checked as `veo-batch load` checks it:
-    any invalid row and nothing is stored (422 lists the problems by line)."""
-    job_file = job_file_from_bytes(
-        file.filename or "upload", file.file.read(), format.value if format else None
-    )
-    result = veo.load(job_file, name, reader_process=False)
+    any invalid row and nothing is stored (422 lists the problems by line). Local image paths
+    are only read from inside an uploaded .zip; a plain job file may only give links."""
+    filename, data = file.filename or "upload", file.file.read()
+    if is_zip(filename, data[:4]):
+        result = veo.load_archive(filename, data, name)
+    else:
+        job_file = job_file_from_bytes(filename, data, format.value if format else None)
+        result = veo.load(job_file, name, reader_process=False)
     refuse_invalid(result)
     return schemas.Intake(
         batch=name,

@@ -77,6 +77,16 @@ class Batch(BaseModel):
     counts: dict[JobStatus, int]
 
 
+class ImageFile(BaseModel):
+    name: str = Field(description="As the job file named it")
+    bytes: int
+    sha256: str
+    width: int
+    height: int
+    type: str = Field(description="image/png, image/jpeg or image/webp")
+    uploaded: str | None = Field(None, description="s3://BUCKET/KEY once uploaded (url mode)")
+
+
 class Job(BaseModel):
     id: str
     line: int | None = Field(None, description="The row's line in its job file, if any.")
@@ -95,7 +105,8 @@ class Job(BaseModel):
     download_error: str | None
     prompt: str
     model: str
-    images: list[str]
+    images: list[str] = Field(description="Links and data: URIs as given; local images by name")
+    image_files: list[ImageFile] = Field(description="What is kept of each local image")
     submitted_at: datetime | None
     finished_at: datetime | None
 

@@ -37,6 +37,7 @@ _SHRINK_STEPS: Final = 12
 class LocalImage:
     """One checked image: the file that will be sent, and what the row keeps of it."""
 
+    name: str  # as the job file wrote it (shown; `path` is this machine's business)
     path: str  # absolute path of the file sent (a scaled-down copy when `original` is set)
     bytes: int
     sha256: str
@@ -47,6 +48,7 @@ class LocalImage:
 
     def stored(self) -> dict[str, Any]:
         kept: dict[str, Any] = {
+            "name": self.name,
             "path": self.path,
             "bytes": self.bytes,
             "sha256": self.sha256,
@@ -95,6 +97,13 @@ class ImageInspector:
         self.rules = rules
         self._seen: dict[str, LocalImage | ImageError] = {}
 
+    def summary(self) -> tuple[int, int, int]:
+        """Distinct image files checked, their bytes as sent, and how many are copies made
+        (scaled down or turned upright)."""
+        found = {i.sha256: i for i in self._seen.values() if isinstance(i, LocalImage)}
+        made = sum(1 for image in found.values() if image.original is not None)
+        return len(found), sum(image.bytes for image in found.values()), made
+
     def inspect(self, entry: str) -> LocalImage:
         """The checked image that `entry` names; ImageError says what is wrong with it."""
         found = self._seen.get(entry)
@@ -127,10 +136,11 @@ class ImageInspector:
         if too_big or turned:
             data, kind = _fitted(picture, kind, self.rules.max_bytes, entry)
             picture = _decoded(data, entry)
-            return self._keep(data, kind, picture, original=str(path))
+            return self._keep(entry, data, kind, picture, original=str(path))
         if self.folder.confined:
-            return self._keep(data, kind, picture, original=None)
+            return self._keep(entry, data, kind, picture, original=None)
         return LocalImage(
+            entry,
             str(path),
             len(data),
             hashlib.sha256(data).hexdigest(),
@@ -161,7 +171,7 @@ class ImageInspector:
         return path
 
     def _keep(
-        self, data: bytes, kind: str, picture: Image.Image, original: str | None
+        self, name: str, data: bytes, kind: str, picture: Image.Image, original: str | None
     ) -> LocalImage:
         """`data` written into the store under its hash (once), as a LocalImage."""
         digest = hashlib.sha256(data).hexdigest()
@@ -179,7 +189,7 @@ class ImageInspector:
                     scope="batch",
                 ) from None
         return LocalImage(
-            str(target), len(data), digest, picture.width, picture.height, kind, original
+            name, str(target), len(data), digest, picture.width, picture.height, kind, original
         )
 
 

@@ -56,6 +56,8 @@ class LoadResult:
     models: Counter[str] = field(default_factory=Counter)
     image_counts: Counter[int] = field(default_factory=Counter)
     ignored_fields: set[str] = field(default_factory=set)
+    # Local image files the rows name: distinct files, their bytes, copies made of them.
+    local_images: tuple[int, int, int] = (0, 0, 0)
     created: bool = False  # the batch is new
     skip_invalid: bool = False
 
@@ -205,6 +207,8 @@ def _summarize(result: LoadResult, checker: JobChecker) -> LoadResult:
     result.models = Counter(checker.model_counts)
     result.image_counts = Counter(checker.image_counts)
     result.ignored_fields = checker.ignored_fields
+    if checker.images is not None:
+        result.local_images = checker.images.summary()
     result.report.warnings = checker.warnings
     result.report.warning_count = checker.warning_count
     return result
@@ -280,6 +284,7 @@ class _ReaderProcess:
             child.image_counts,
         )
         result.ignored_fields = child.ignored_fields
+        result.local_images = child.local_images
 
 
 def _batch_for_load(conn: Connection, name: str, source: str) -> tuple[int, bool]:

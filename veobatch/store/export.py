@@ -92,7 +92,7 @@ def _row(job: sa.Row[Any], extras: list[str]) -> dict[str, Any]:
         "id": job.ref,
         "prompt": job.prompt,
         "model": job.model,
-        "images": job.images,
+        "images": [image_path(entry) for entry in job.images or ()],
         "aspect_ratio": job.aspect_ratio,
         "enhance_prompt": job.enhance_prompt,
     }
@@ -103,6 +103,25 @@ def _row(job: sa.Row[Any], extras: list[str]) -> dict[str, Any]:
         value = getattr(job, column)
         row[column] = utc(value).isoformat() if isinstance(value, datetime) else value  # type: ignore[union-attr]
     return row
+
+
+def image_path(entry: Any) -> Any:
+    """An `images` entry as an export writes it: a local image by its path on this machine
+    (so the export loads again as a job file), anything else as stored."""
+    return entry.get("path", entry) if isinstance(entry, dict) else entry
+
+
+def image_name(entry: Any) -> Any:
+    """An `images` entry as a page or an answer shows it: a local image by the name its job
+    file gave (never a path of the server)."""
+    return entry.get("name", entry) if isinstance(entry, dict) else entry
+
+
+def image_file(entry: Any) -> dict[str, Any] | None:
+    """What a row keeps of a local image, without the server's path; None for a link."""
+    if not isinstance(entry, dict):
+        return None
+    return {k: v for k, v in entry.items() if k not in ("path", "original")}
 
 
 class ExportText:
