@@ -80,8 +80,11 @@ class Served:
         max_body: int = 64 * 1024,
         *,
         app: Any = None,
+        **values: str,
     ) -> None:
-        settings = Settings.from_values({"database_url": database_url, "api_tokens": TOKEN})
+        settings = Settings.from_values(
+            {"database_url": database_url, "api_tokens": TOKEN, **values}
+        )
         app = app or create_app(settings, engine, max_body=max_body)
         self.socket = socket.socket()
         self.socket.bind(("127.0.0.1", 0))

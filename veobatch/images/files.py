@@ -63,12 +63,16 @@ class LocalImage:
 
 @dataclass(frozen=True, slots=True)
 class ImageFolder:
-    """Where a job file's relative image paths point. `confined` (an uploaded zip): only
-    relative paths that stay inside `base`; every image is then copied into the store, since
-    `base` is a temporary folder."""
+    """Where a job file's relative image paths point (`base`, its folder). With a `root` (an
+    uploaded zip, unpacked there): only relative paths that stay inside `root`, and every
+    image is copied into the store, since `root` is a temporary folder."""
 
     base: Path
-    confined: bool = False
+    root: Path | None = None
+
+    @property
+    def confined(self) -> bool:
+        return self.root is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +123,7 @@ class ImageInspector:
 
     def _inspect(self, entry: str) -> LocalImage:
         path = self._resolve(entry)
-        data = read_image_file(path, entry)
+        data = read_image_file(path, entry, where=None if self.folder.confined else path)
         kind = sniff(data[:SNIFF_BYTES])
         if kind is None:
             raise ImageError(
@@ -156,8 +160,8 @@ class ImageInspector:
             raise ImageError(f"{entry[:80]!r} {exc}") from None
         if "\x00" in text:
             raise ImageError("holds a NUL character")
-        base = self.folder.base
-        if not self.folder.confined:
+        base, root = self.folder.base, self.folder.root
+        if root is None:
             path = Path(os.path.expanduser(text))
             return Path(os.path.abspath(path if path.is_absolute() else base / path))
         if text.startswith(("/", "~", "\\")) or ":" in text or "\\" in text:
@@ -166,7 +170,7 @@ class ImageInspector:
                 "such as photos/a.jpg"
             )
         path = (base / text).resolve()
-        if not path.is_relative_to(base.resolve()):
+        if not path.is_relative_to(root.resolve()):
             raise ImageError(f"{entry} leaves the zip's folder; name an image inside the zip")
         return path
 
@@ -193,8 +197,11 @@ class ImageInspector:
         )
 
 
-def read_image_file(path: Path, name: str, limit: int = MAX_SOURCE_BYTES) -> bytes:
-    """The bytes of the regular file `path` (at most `limit`), or ImageError in words."""
+def read_image_file(
+    path: Path, name: str, limit: int = MAX_SOURCE_BYTES, where: Path | None = None
+) -> bytes:
+    """The bytes of the regular file `path` (at most `limit`), or ImageError in words that
+    call it `name` (and say `where` it was looked for, when that is given)."""
     try:
         info = path.stat()
         if not stat.S_ISREG(info.st_mode):
@@ -205,7 +212,8 @@ def read_image_file(path: Path, name: str, limit: int = MAX_SOURCE_BYTES) -> byt
         with open(path, "rb") as handle:
             return handle.read(limit + 1)[:limit]
     except FileNotFoundError:
-        raise ImageError(f"{name}: no such file (looked for {path})") from None
+        looked = f" (looked for {where})" if where is not None else ""
+        raise ImageError(f"{name}: no such file{looked}") from None
     except PermissionError:
         raise ImageError(f"{name} cannot be read: permission denied") from None
     except OSError as exc:

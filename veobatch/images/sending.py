@@ -83,7 +83,7 @@ def checked_bytes(image: Mapping[str, Any]) -> bytes:
     try:
         data = read_image_file(Path(path), path)
     except ImageError as exc:
-        if "no such file" in exc.message:
+        if "no such file" in exc.message:  # read_image_file's words
             message = f"{path} was deleted or moved since the load: not sent"
             raise ImageError(f"{message}; put it back, or load the row again") from None
         raise

@@ -71,7 +71,8 @@ def unpacked_zip(name: str, data: bytes, data_dir: Path) -> Iterator[JobFile]:
             except OSError as exc:
                 raise JobFileError(name, f"cannot be unpacked: {exc.strerror}") from None
             job_file = job_file_from_bytes(f"{name}:{job_member.filename}", text.getvalue(), None)
-            job_file.images = ImageFolder(folder, confined=True)
+            base = (folder / job_member.filename).parent  # paths are relative to the job file
+            job_file.images = ImageFolder(base, root=folder)
             yield job_file
         finally:
             shutil.rmtree(folder, ignore_errors=True)
