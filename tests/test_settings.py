@@ -127,7 +127,7 @@ def test_bad_polling_settings_name_the_variable(name: str, value: str, message: 
 def test_the_readme_lists_every_setting() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     table = readme.split("## Settings", 1)[1].split("\n## ", 1)[0]
-    assert {spec.env for spec in SETTINGS} <= set(re.findall(r"`(VEO_[A-Z_]+)`", table))
+    assert {spec.env for spec in SETTINGS} <= set(re.findall(r"`(VEO_[A-Z0-9_]+)`", table))
 
 
 def test_a_flag_is_true_or_false() -> None:
@@ -136,3 +136,32 @@ def test_a_flag_is_true_or_false() -> None:
     assert not Settings.from_values({}).webhook_allow_private
     with pytest.raises(ConfigError, match="VEO_WEBHOOK_ALLOW_PRIVATE: 'maybe' is not true"):
         Settings.from_values({"webhook_allow_private": "maybe"})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("image_mode", "inline", "VEO_IMAGE_MODE: 'inline' is not one of data-uri, base64, url"),
+        ("image_oversize", "crop", "VEO_IMAGE_OVERSIZE: 'crop' is not one of shrink, refuse"),
+        ("image_max_mb", "0", "VEO_IMAGE_MAX_MB: '0' is not a size in MB above 0 and at most 20"),
+        ("image_max_mb", "50", "VEO_IMAGE_MAX_MB: '50' is not a size in MB"),
+        ("s3_url", "my-bucket", "VEO_S3_URL: 'my-bucket' is not s3://BUCKET/PREFIX"),
+        ("s3_url", "s3://A_B/x", "VEO_S3_URL: 's3://A_B/x' is not s3://BUCKET/PREFIX"),
+        ("s3_endpoint", "minio:9000", "VEO_S3_ENDPOINT: 'minio:9000' must start with http://"),
+    ],
+)
+def test_bad_image_settings_name_the_variable(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Settings.from_values({name: value})
+
+
+def test_image_settings_are_read() -> None:
+    settings = Settings.from_values(
+        {"image_mode": "URL", "image_max_mb": "2.5", "s3_url": "s3://photos/veo/"}
+    )
+    assert (settings.image_mode, settings.image_max_mb, settings.s3_url) == (
+        "url",
+        2.5,
+        "s3://photos/veo/",
+    )
+    assert Settings().image_mode == "data-uri"
