@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from PIL import Image
 from sqlalchemy.engine import Engine
 
+from tests.conftest import Cli
 from tests.helpers import load_prompts, noise, photo, run_embedded, sha256_of
 from veobatch.errors import ConfigError, ProviderError
 from veobatch.images.bucket import Bucket
@@ -390,3 +391,32 @@ def test_images_never_expose_more_than_their_names_in_views(engine: Engine, tmp_
     [details] = view["image_files"]
     assert set(details) == {"name", "bytes", "sha256", "width", "height", "type"}
     assert str(tmp_path) not in json.dumps(view, default=str)
+
+
+# ------------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.parametrize("mode", ["data-uri", "base64", "url"])
+def test_a_folder_of_photos_and_a_csv_run_end_to_end_in_each_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, mode: str
+) -> None:
+    for n in range(3):
+        photo(tmp_path / "shop" / "photos" / f"sku-{n}.jpg", seed=n)
+    pairs = [(f"sku-{n}", f"photos/sku-{n % 3}.jpg") for n in range(9)]
+    write_csv(tmp_path / "shop" / "jobs.csv", pairs, aspect="16:9")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VEO_IMAGE_MODE", mode)
+    monkeypatch.setenv("VEO_DATA_DIR", str(tmp_path / "data"))
+    if mode == "url":
+        endpoint: str = request.getfixturevalue("s3_endpoint")
+        bucket: str = request.getfixturevalue("bucket_url")
+        monkeypatch.setenv("VEO_S3_URL", bucket)
+        monkeypatch.setenv("VEO_S3_ENDPOINT", endpoint)
+    result = Cli(f"sqlite:///{tmp_path / 'veo-batch.db'}")("run", "shop/jobs.csv", "--mock")
+    assert result.exit_code == 0, result.output
+    assert "local images: 3 files" in result.stdout
+    assert "succeeded  9" in result.stdout
+    if mode == "url":
+        name = bucket.removeprefix("s3://").split("/")[0]
+        listed = boto3.client("s3", endpoint_url=endpoint).list_objects_v2(Bucket=name)
+        assert listed["KeyCount"] == 3
