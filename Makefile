@@ -31,11 +31,12 @@ lint: $(BIN)/veo-batch
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: $(BIN)/veo-batch  ## the three benchmarks: loading, submitting, following tasks
+bench: $(BIN)/veo-batch  ## the benchmarks: loading, submitting, following tasks, local images
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/submit.py
 	$(BIN)/python bench/poll.py
+	$(BIN)/python bench/images.py
 
 clean:
-	rm -rf $(VENV) veo-batch.db veo-batch.db-wal veo-batch.db-shm jobs.example.results.csv
+	rm -rf $(VENV) veo-batch-data veo-batch.db veo-batch.db-wal veo-batch.db-shm jobs.example.results.csv

@@ -24,6 +24,8 @@ from veobatch.errors import BatchStateError, JobFileError
 from veobatch.intake.job_spec import RawJob
 from veobatch.intake.loader import CHUNK_ROWS, load_rows
 from veobatch.intake.readers import open_job_file
+from veobatch.service import BatchService
+from veobatch.settings import Settings
 from veobatch.store import database
 from veobatch.store.export import ExportText, write_export
 from veobatch.store.queries import batch_id, batch_summaries, select_jobs
@@ -60,10 +62,12 @@ def test_the_migrations_are_one_line_whose_end_is_the_newest_file() -> None:
     assert scripts.get_heads() == [chain[-1].revision] == [database.head_revision()]
 
 
-def test_load_the_example_file(engine: Engine) -> None:
+def test_load_the_example_file(engine: Engine, tmp_path: Path) -> None:
+    service = BatchService(engine, Settings(data_dir=str(tmp_path)))
     with open_job_file(str(EXAMPLE)) as job_file:
-        result = load(engine, list(job_file.rows()), batch="example")
+        result = service.load(job_file, "example")
     assert (result.rows, result.valid, result.stored, result.created) == (6, 6, 6, True)
+    assert result.local_images[0] == 5  # the photos in examples/photos/
     assert result.models["veo3.1"] == 2
     assert statuses(engine, "example") == {"pending": 6}
     with engine.connect() as conn:
@@ -78,7 +82,10 @@ def test_load_the_example_file(engine: Engine) -> None:
         "https://images.example.com/mug/side.jpg",
         "https://images.example.com/mug/logo.jpg",
     ]
-    assert rows["sunrise-lake"].line == 15
+    assert rows["sunrise-lake"].line == 19
+    [lake] = rows["sunrise-lake"].images
+    assert lake["path"] == str(EXAMPLE.parent / "examples" / "photos" / "lake.jpg")
+    assert (lake["width"], lake["height"], lake["type"]) == (1280, 720, "image/jpeg")
 
 
 def test_an_invalid_row_anywhere_leaves_the_database_unchanged(engine: Engine) -> None:

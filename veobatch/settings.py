@@ -8,6 +8,7 @@ into checked values and says which variable is wrong when one is.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -227,18 +228,25 @@ def normalize_database_url(url: str) -> str:
     )
 
 
-def _seconds(raw: Mapping[str, str], name: str, default: Any) -> Any:
-    """Setting `name` (VEO_NAME) as seconds above 0, or `default` when it is not given."""
-    env = f"VEO_{name.upper()}"
+def _number(
+    raw: Mapping[str, str], name: str, default: Any, what: str, most: float = math.inf
+) -> Any:
+    """Setting `name` (VEO_NAME) as a number above 0 and at most `most`, or `default` when it
+    is not given; `what` says in words what it must be."""
     if name not in raw:
         return default
     try:
         value = float(raw[name])
     except ValueError:
         value = -1.0
-    if value <= 0:
-        raise ConfigError(f"{env}: {raw[name]!r} is not a number of seconds above 0")
+    if not 0 < value <= most:
+        raise ConfigError(f"VEO_{name.upper()}: {raw[name]!r} is not {what}")
     return value
+
+
+def _seconds(raw: Mapping[str, str], name: str, default: Any) -> Any:
+    """Setting `name` (VEO_NAME) as seconds above 0, or `default` when it is not given."""
+    return _number(raw, name, default, "a number of seconds above 0")
 
 
 def _flag(raw: Mapping[str, str], name: str, default: bool) -> bool:
@@ -259,21 +267,6 @@ def _choice(raw: Mapping[str, str], name: str, choices: tuple[str, ...], default
     value = raw.get(name, default).lower()
     if value not in choices:
         raise ConfigError(f"VEO_{name.upper()}: {raw[name]!r} is not one of {', '.join(choices)}")
-    return value
-
-
-def _megabytes(raw: Mapping[str, str], name: str, default: float) -> float:
-    if name not in raw:
-        return default
-    try:
-        value = float(raw[name])
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 20:
-        raise ConfigError(
-            f"VEO_{name.upper()}: {raw[name]!r} is not a size in MB above 0 and at most 20 "
-            "(the provider's own limit)"
-        )
     return value
 
 
@@ -379,7 +372,13 @@ class Settings:
             webhook_secret=Secret(raw["webhook_secret"]) if "webhook_secret" in raw else None,
             webhook_allow_private=_flag(raw, "webhook_allow_private", base.webhook_allow_private),
             image_mode=_choice(raw, "image_mode", IMAGE_MODES, base.image_mode),
-            image_max_mb=_megabytes(raw, "image_max_mb", base.image_max_mb),
+            image_max_mb=_number(
+                raw,
+                "image_max_mb",
+                base.image_max_mb,
+                "a size in MB above 0 and at most 20 (the provider's own limit)",
+                most=20,
+            ),
             image_oversize=_choice(raw, "image_oversize", OVERSIZE_CHOICES, base.image_oversize),
             data_dir=raw.get("data_dir", base.data_dir),
             s3_url=_s3_url(raw.get("s3_url")),

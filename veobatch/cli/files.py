@@ -61,6 +61,10 @@ def load(
 ) -> None:
     """Check every row of FILE (CSV, YAML or JSON Lines; `-` for stdin) and store it as a batch.
 
+    Images are paths of PNG, JPEG or WebP files (relative to FILE's folder, or absolute),
+    http(s) links or data: URIs; each file is checked now and its path and sha256 kept
+    (VEO_IMAGE_MODE says how it is sent).
+
     By default a file with any invalid row stores nothing: every problem is listed as
     FILE:LINE: FIELD: what is wrong. Loading the same file into the same batch again adds only
     the rows the batch does not have (rows are matched by their `id`, else their line).

@@ -7,6 +7,7 @@
   orientation), scaled down into a content-addressed cache when too big;
 - `bucket`: an S3-compatible bucket that holds each image once, under its sha256;
 - `sending`: the image as the relay wants it (data: URI, base64, or a link), checked against
-  the hash taken at load;
-- `archive`: a .zip of one job file and its images, unpacked safely.
+  the hash taken at load.
+
+A .zip of a job file and its images is unpacked by `intake.archive`.
 """

@@ -84,15 +84,16 @@ def checked_bytes(image: Mapping[str, Any]) -> bytes:
         data = read_image_file(Path(path), path)
     except ImageError as exc:
         if "no such file" in exc.message:  # read_image_file's words
-            message = f"{path} was deleted or moved since the load: not sent"
-            raise ImageError(f"{message}; put it back, or load the row again") from None
+            message = f"{path} was deleted or moved since the load: not sent; put it back"
+            raise ImageError(f"{message}, then `veo-batch rerun BATCH --kind image`") from None
         raise
     digest = hashlib.sha256(data).hexdigest()
     if digest != image["sha256"]:
         raise ImageError(
             f"{path} changed since the load (sha256 {digest[:12]}..., was "
             f"{image['sha256'][:12]}...): not sent, so no other picture is paid for; restore "
-            "it, or load the row again"
+            "it and `veo-batch rerun BATCH --kind image`, or load the job into a new batch to "
+            "send the new picture"
         )
     return data
 
