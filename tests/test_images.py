@@ -217,6 +217,18 @@ def test_a_too_big_image_is_scaled_down_into_the_data_folder_keeping_its_shape(
     ]
 
 
+def test_a_transparent_image_stays_transparent_when_scaled_down(tmp_path: Path) -> None:
+    noisy = Image.effect_noise((1400, 1400), 90).convert("RGBA")
+    noisy.putalpha(128)
+    noisy.save(tmp_path / "logo.png")
+    rules = ImageRules(max_bytes=MB, store=tmp_path / "store")
+    image = ImageInspector(ImageFolder(tmp_path), rules).inspect("logo.png")
+    assert (image.format, image.width, image.height) == ("png", image.width, image.width)
+    assert image.bytes <= MB
+    with Image.open(image.path) as copy:
+        assert copy.mode == "RGBA"
+
+
 def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     turned = tmp_path / "turned.jpg"
     exif = Image.Exif()

@@ -140,7 +140,8 @@ class ImageInspector:
         if too_big or turned:
             data, kind = _fitted(picture, kind, self.rules.max_bytes, entry)
             picture = _decoded(data, entry)
-            return self._keep(entry, data, kind, picture, original=str(path))
+            original = None if self.folder.confined else str(path)  # not a temporary path
+            return self._keep(entry, data, kind, picture, original)
         if self.folder.confined:
             return self._keep(entry, data, kind, picture, original=None)
         return LocalImage(
@@ -234,7 +235,14 @@ def _decoded(data: bytes, name: str) -> Image.Image:
             picture.load()
     except ImageError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Warning) as exc:
+    except (
+        Image.DecompressionBombError,
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        Warning,
+    ) as exc:
         raise ImageError(f"{name} is damaged or not a whole image ({exc})") from None
     return picture
 
@@ -242,7 +250,15 @@ def _decoded(data: bytes, name: str) -> Image.Image:
 def _fitted(picture: Image.Image, kind: str, max_bytes: int, name: str) -> tuple[bytes, str]:
     """The picture upright (EXIF orientation applied) and re-encoded within `max_bytes`,
     scaled down, keeping its shape, only as far as needed."""
-    upright = ImageOps.exif_transpose(picture)
+    try:
+        return _encoded_within(ImageOps.exif_transpose(picture), kind, max_bytes, name)
+    except (OSError, ValueError) as exc:  # a mode JPEG cannot hold, a broken EXIF block...
+        raise ImageError(f"{name} could not be re-encoded ({exc})") from None
+
+
+def _encoded_within(
+    upright: Image.Image, kind: str, max_bytes: int, name: str
+) -> tuple[bytes, str]:
     alpha = upright.mode in ("RGBA", "LA", "PA") or "transparency" in upright.info
     target = kind if kind == "webp" else "png" if alpha else "jpeg"
     if target == "jpeg" and upright.mode not in ("RGB", "L"):
