@@ -15,14 +15,15 @@ import base64
 import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from veobatch.errors import ImageError
 from veobatch.images.bucket import Bucket
 from veobatch.images.files import read_image_file
+from veobatch.images.formats import FORMATS
 from veobatch.settings import Settings
 
-_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+_EXTENSIONS: Final = dict(FORMATS.values())  # MIME type: extension
 
 
 class ImageSender:
