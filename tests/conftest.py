@@ -72,9 +72,11 @@ def postgres_url() -> Iterator[str]:
 def _empty(engine: Engine) -> None:
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql("TRUNCATE attempts, jobs, batches RESTART IDENTITY CASCADE")
+            conn.exec_driver_sql(
+                "TRUNCATE attempts, jobs, batches, spend_days RESTART IDENTITY CASCADE"
+            )
         else:
-            for table in ("attempts", "jobs", "batches"):
+            for table in ("attempts", "jobs", "batches", "spend_days"):
                 conn.exec_driver_sql(f"DELETE FROM {table}")
 
 

@@ -24,6 +24,7 @@ from veobatch.embedded_runner import EmbeddedRunner
 from veobatch.engine.poll_rules import Pacing
 from veobatch.engine.progress import Progress
 from veobatch.engine.rate_limit import LocalRateLimiter
+from veobatch.engine.spend_rules import Spending
 from veobatch.httpapi import create_app
 from veobatch.images.sending import ImageSender
 from veobatch.intake.job_spec import RawJob
@@ -112,6 +113,7 @@ def run_embedded(
     """The embedded runner on batch `batch_id` against the mock, until the batch is done."""
     options.setdefault("pacing", FAST)
     options.setdefault("images", ImageSender(Settings().image_mode))
+    options.setdefault("spending", Spending())
     with ProviderClient(mock.url, Secret(key), read_timeout=1.0) as client:
         runner = EmbeddedRunner(
             engine,

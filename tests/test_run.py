@@ -19,6 +19,7 @@ from veobatch.engine.download import download_one, video_client
 from veobatch.engine.poll_rules import Pacing
 from veobatch.engine.progress import Progress
 from veobatch.engine.rate_limit import LocalRateLimiter
+from veobatch.engine.spend_rules import Spending
 from veobatch.images.sending import ImageSender
 from veobatch.provider.client import ProviderClient
 from veobatch.provider.mock import MockConfig, MockProvider
@@ -375,6 +376,7 @@ def test_polls_claimed_and_not_made_are_handed_back_when_a_run_stops(
             lease=timedelta(seconds=30),
             poll_claim=timedelta(minutes=2),
             images=ImageSender("data-uri"),
+            spending=Spending(),
             poll_limiter=one_a_minute,
             on_progress=stop_after_one_poll,
         ).run()

@@ -29,6 +29,7 @@ from veobatch.engine.poll import poll_rows
 from veobatch.engine.poll_rules import Pacing
 from veobatch.engine.progress import Progress, snapshot
 from veobatch.engine.rate_limit import RateLimiter
+from veobatch.engine.spend_rules import Spending
 from veobatch.engine.submit import submit_one
 from veobatch.engine.submit_rules import MAX_ATTEMPTS
 from veobatch.images.sending import ImageSender
@@ -56,6 +57,7 @@ class EmbeddedRunner:
         lease: timedelta,
         poll_claim: timedelta,
         images: ImageSender,
+        spending: Spending,
         poll_limiter: RateLimiter | None = None,
         concurrency: int = 4,
         tick: float = 0.2,
@@ -75,6 +77,7 @@ class EmbeddedRunner:
         self.concurrency = concurrency
         self.lease = lease
         self.images = images
+        self.spending = spending
         self.tick = tick
         self.max_attempts = max_attempts
         self.max_in_flight = max_in_flight
@@ -116,6 +119,7 @@ class EmbeddedRunner:
             lease=held.lease,
             poll_claim=held.poll_claim(4 * concurrency),
             images=held.images,
+            spending=held.spending,
             poll_limiter=held.poll_limiter,
             concurrency=concurrency,
             max_in_flight=held.settings.max_in_flight,
@@ -255,6 +259,7 @@ class EmbeddedRunner:
             self.limiter,
             job_id,
             images=self.images,
+            prices=self.spending,
             lease=self.lease,
             pacing=self.pacing,
             max_attempts=self.max_attempts,

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from veobatch.engine.download import video_client
 from veobatch.engine.poll_rules import Pacing, claim_for
 from veobatch.engine.rate_limit import LocalRateLimiter, RateLimiter, RedisRateLimiter
+from veobatch.engine.spend_rules import Spending
 from veobatch.errors import ConfigError
 from veobatch.images.sending import ImageSender
 from veobatch.provider.client import ProviderClient
@@ -41,6 +42,7 @@ class Process:
     pacing: Pacing
     videos: httpx.Client  # for video hosts: never carries the API key
     images: ImageSender  # local images as VEO_IMAGE_MODE sends them
+    spending: Spending  # prices and the daily cap every claim is checked against
 
     @classmethod
     def open(
@@ -75,6 +77,7 @@ class Process:
             pacing=Pacing.of(settings),
             videos=video_client(),
             images=images,
+            spending=Spending.of(settings),
         )
 
     def poll_claim(self, outstanding: int) -> timedelta:

@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from veobatch.catalog import DEFAULT_MODELS, ImageRange, parse_models
 from veobatch.errors import ConfigError
+from veobatch.pricing import micros, parse_prices
 
 DEFAULT_DATABASE_URL: Final = "sqlite:///./veo-batch.db"
 
@@ -95,6 +96,21 @@ SETTINGS: Final[tuple[SettingSpec, ...]] = (
         "download_dir",
         "VEO_DOWNLOAD_DIR",
         "Download each finished video into this directory (default: no downloads).",
+    ),
+    SettingSpec(
+        "prices",
+        "VEO_PRICES",
+        "Price of one request per model, in VEO_CURRENCY: veo3.1=0.25,veo3-fast-frames=0.15, or "
+        "the path of a .toml or .yaml file with a `prices` table (default: none, every model "
+        "unpriced).",
+    ),
+    SettingSpec(
+        "currency", "VEO_CURRENCY", "The currency of VEO_PRICES and budgets (default USD)."
+    ),
+    SettingSpec(
+        "daily_budget",
+        "VEO_DAILY_BUDGET",
+        "Most the account may spend per UTC day, across every batch and worker (default: no cap).",
     ),
     SettingSpec(
         "image_mode",
@@ -270,6 +286,12 @@ def _choice(raw: Mapping[str, str], name: str, choices: tuple[str, ...], default
     return value
 
 
+def _currency(text: str) -> str:
+    if not re.fullmatch(r"[^\W\d_]{1,8}|[$€£¥₹₩]", text):
+        raise ConfigError(f"VEO_CURRENCY: {text!r} is not a currency such as USD, EUR or CNY")
+    return text
+
+
 def _s3_url(text: str | None) -> str | None:
     if text is None:
         return None
@@ -337,6 +359,9 @@ class Settings:
     api_tokens: tuple[Secret, ...] = field(default=(), repr=False)
     webhook_secret: Secret | None = field(default=None, repr=False)
     webhook_allow_private: bool = False
+    prices: Mapping[str, int] = field(default_factory=dict)  # model → micro-units per request
+    currency: str = "USD"
+    daily_budget: int | None = None  # micro-units per UTC day
     image_mode: str = "data-uri"
     image_max_mb: float = 4.0
     image_oversize: str = "shrink"
@@ -371,6 +396,11 @@ class Settings:
             api_tokens=_tokens(raw.get("api_tokens", "")),
             webhook_secret=Secret(raw["webhook_secret"]) if "webhook_secret" in raw else None,
             webhook_allow_private=_flag(raw, "webhook_allow_private", base.webhook_allow_private),
+            prices=parse_prices(raw["prices"]) if "prices" in raw else base.prices,
+            currency=_currency(raw.get("currency", base.currency)),
+            daily_budget=micros(raw["daily_budget"], "VEO_DAILY_BUDGET")
+            if "daily_budget" in raw
+            else None,
             image_mode=_choice(raw, "image_mode", IMAGE_MODES, base.image_mode),
             image_max_mb=_number(
                 raw,

@@ -26,6 +26,7 @@ def submit(job_id: int) -> str | None:
         held.limiter,
         job_id,
         images=held.images,
+        prices=held.spending,
         lease=held.lease,
         pacing=held.pacing,
     )

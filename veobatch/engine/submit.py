@@ -1,4 +1,5 @@
-"""Submit one row: claim it, make its images ready, wait for a rate slot, POST, record.
+"""Submit one row: claim it (if its price fits), make its images ready, wait for a rate
+slot, POST, record.
 
 The plain function behind both the embedded runner's threads and the Celery task. The claim
 (with its lease) is committed before the POST, so a worker killed mid-request leaves a row in
@@ -18,9 +19,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from veobatch.engine import transitions
+from veobatch.engine import spending, transitions
 from veobatch.engine.poll_rules import Pacing
 from veobatch.engine.rate_limit import RateLimiter, limited
+from veobatch.engine.spend_rules import Spending
 from veobatch.engine.submit_rules import (
     MAX_ATTEMPTS,
     Outcome,
@@ -54,6 +56,7 @@ def submit_one(
     job_id: int,
     *,
     images: ImageSender,
+    prices: Spending,
     lease: timedelta,
     pacing: Pacing,
     max_attempts: int = MAX_ATTEMPTS,
@@ -64,9 +67,10 @@ def submit_one(
 
     `wait(seconds)` waits for the rate slot; if it returns False (the process is stopping)
     the row goes back to pending unsent. `images` turns its stored images into what the
-    relay takes (VEO_IMAGE_MODE). `write_lock` serializes the transactions of threads
-    that share one SQLite file (SQLite has one writer; without it they would queue up in its
-    busy handler, which sleeps milliseconds at a time).
+    relay takes (VEO_IMAGE_MODE). `prices` decide whether the claim fits the batch's budget
+    and the day's cap, in the claim's transaction (else the batch pauses). `write_lock`
+    serializes the transactions of threads that share one SQLite file (SQLite has one writer;
+    without it they would queue up in its busy handler, which sleeps milliseconds at a time).
     """
     lock = write_lock or nullcontext()
     with engine.connect() as conn:  # one connection for the claim and the outcome
@@ -76,6 +80,11 @@ def submit_one(
                 return None  # a duplicate message, or the row moved on
             if transitions.batch_state(conn, job.batch_id) != BatchState.ACTIVE:
                 transitions.unclaim(conn, job_id, transitions.utcnow())
+                return None
+            refused = spending.reserve(conn, job, transitions.utcnow(), prices)
+            if refused is not None:  # it does not fit: nothing is held, the batch pauses
+                transitions.unclaim(conn, job_id, transitions.utcnow())
+                transitions.pause(conn, job.batch_id, refused, transitions.utcnow())
                 return None
         try:
             sent, stored = images.images_for(job.images)

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from veobatch.engine import webhooks
+from veobatch.engine import spending, webhooks
 from veobatch.engine.poll_rules import Pacing, PollOutcome
 from veobatch.engine.submit_rules import Outcome
 from veobatch.states import IN_FLIGHT, OPEN, BatchState, ErrorKind, JobStatus
@@ -121,12 +121,14 @@ def batch_state(conn: Connection, batch_id: int) -> str | None:
 
 
 def unclaim(conn: Connection, job_id: int, now: datetime) -> None:
-    """A claimed row whose batch is no longer active goes back to pending, untouched."""
+    """A claimed row not sent (its batch is no longer active, the process is stopping) goes
+    back to pending, untouched; the price its claim held goes back too."""
     conn.execute(
         sa.update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.SUBMITTING)
         .values(status=JobStatus.PENDING, lease_until=None, updated_at=now)
     )
+    spending.settle(conn, job_id, kept=False)
 
 
 def record(
@@ -174,6 +176,7 @@ def record(
         sa.update(Job).where(Job.id == job.id, Job.status.in_(expected)).values(**values)
     ).rowcount
     _history(conn, job.id, "submit", now, outcome.task_id, outcome)
+    spending.settle(conn, job.id, kept=outcome.status in (JobStatus.SUBMITTED, JobStatus.IN_DOUBT))
     if outcome.pause_reason is not None:
         pause(conn, job.batch_id, outcome.pause_reason, now)
     return bool(changed)
@@ -271,7 +274,8 @@ def requeue(
 
 
 def expire_leases(conn: Connection, now: datetime, batch_id: int | None = None) -> int:
-    """submitting rows whose worker died mid-request: a task may exist, so `in_doubt`."""
+    """submitting rows whose worker died mid-request: a task may exist, so `in_doubt`, and
+    the price each claim held is counted as spent."""
     expired = sa.and_(Job.status == JobStatus.SUBMITTING, Job.lease_until < now)
     if batch_id is not None:
         expired = sa.and_(expired, Job.batch_id == batch_id)
@@ -286,6 +290,7 @@ def expire_leases(conn: Connection, now: datetime, batch_id: int | None = None) 
             lease_until=None,
             finished_at=now,
             updated_at=now,
+            **spending.keep_held(),
         )
     ).rowcount
 

@@ -6,7 +6,7 @@ cannot drift apart.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
@@ -14,6 +14,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -64,6 +65,10 @@ class Batch(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
     webhook_url: Mapped[str | None] = mapped_column(Text)  # told when it finishes or pauses
+    # Money in micro-units (see veobatch.pricing). `committed` is what its rows spent (a task,
+    # or maybe one) plus what claims hold now; a claim only goes through if it still fits.
+    budget_micros: Mapped[int | None] = mapped_column(BigInteger)
+    committed_micros: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Job(Base):
@@ -130,6 +135,20 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
     submitted_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # Spending: every claim that made (or may have made) a task adds its price to `cost`; the
+    # claim in flight holds its price (and the UTC day it counts against) until its outcome.
+    cost_micros: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    held_micros: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    held_day: Mapped[date | None] = mapped_column(Date)
+
+
+class SpendDay(Base):
+    """What the account committed on one UTC day, for VEO_DAILY_BUDGET."""
+
+    __tablename__ = "spend_days"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    committed_micros: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Attempt(Base):

@@ -1,0 +1,108 @@
+"""The money side of a claim, in the claim's own transaction, so it is exact across workers.
+
+`reserve` adds a row's price to its batch's `committed` and to the day's, each with a
+conditional UPDATE that only succeeds while the sum still fits the budget (and the daily cap).
+The database decides: PostgreSQL locks the batch's row for the UPDATE and checks the
+condition again on the row as the other transaction left it; SQLite has one writer at a time.
+So four workers on two hosts racing for the last dollar can never go one row over. The price
+stays *held* on the row until the outcome: a task, or maybe one (`in_doubt`, a lease that ran
+out), keeps it as the row's cost; an answer that made no task (a 429, a 400, a stop before the
+POST) gives it back (`settle`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
+
+from veobatch.engine import spend_rules
+from veobatch.engine.spend_rules import Spending
+from veobatch.store.tables import Batch, Job, SpendDay
+
+
+def reserve(conn: Connection, job: sa.Row[Any], now: datetime, spending: Spending) -> str | None:
+    """Hold the price of claimed row `job`; None if it fits, else why not (the batch is then
+    to pause with that reason, and nothing was held)."""
+    price = spending.price_of(job.model)
+    if price is None:
+        budget = conn.execute(
+            sa.select(Batch.budget_micros).where(Batch.id == job.batch_id)
+        ).scalar()
+        return spend_rules.unpriced(job.model) if spending.needs_price(budget) else None
+    fits = sa.or_(
+        Batch.budget_micros.is_(None), Batch.committed_micros + price <= Batch.budget_micros
+    )
+    took = conn.execute(
+        sa.update(Batch)
+        .where(Batch.id == job.batch_id, fits)
+        .values(committed_micros=Batch.committed_micros + price)
+    ).rowcount
+    if not took:
+        batch = conn.execute(
+            sa.select(Batch.name, Batch.budget_micros, Batch.committed_micros).where(
+                Batch.id == job.batch_id
+            )
+        ).one()
+        return spend_rules.over_budget(
+            spending, batch.name, price, batch.committed_micros, batch.budget_micros or 0
+        )
+    day = now.date()
+    if spending.daily_cap is not None:
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        conn.execute(insert(SpendDay).values(day=day, committed_micros=0).on_conflict_do_nothing())
+        took = conn.execute(
+            sa.update(SpendDay)
+            .where(SpendDay.day == day, SpendDay.committed_micros + price <= spending.daily_cap)
+            .values(committed_micros=SpendDay.committed_micros + price)
+        ).rowcount
+        if not took:
+            _add(conn, job.batch_id, None, -price)  # the batch's share goes back
+            committed = conn.execute(
+                sa.select(SpendDay.committed_micros).where(SpendDay.day == day)
+            ).scalar_one()
+            return spend_rules.over_daily_cap(spending, price, committed, day.isoformat())
+    conn.execute(sa.update(Job).where(Job.id == job.id).values(held_micros=price, held_day=day))
+    return None
+
+
+def settle(conn: Connection, job_id: int, kept: bool) -> None:
+    """The outcome of row `job_id`'s claim is known: `kept` (a task exists, or may) makes the
+    held price its cost; otherwise it goes back to the batch and the day. Once only: a row
+    settled already (by the lease running out, say) holds nothing."""
+    held = conn.execute(
+        sa.select(Job.batch_id, Job.held_micros, Job.held_day).where(Job.id == job_id)
+    ).one_or_none()
+    if held is None or not held.held_micros:
+        return
+    values: dict[str, Any] = {"held_micros": 0, "held_day": None}
+    if kept:
+        values["cost_micros"] = Job.cost_micros + held.held_micros
+    took = conn.execute(
+        sa.update(Job).where(Job.id == job_id, Job.held_micros == held.held_micros).values(**values)
+    ).rowcount
+    if took and not kept:
+        _add(conn, held.batch_id, held.held_day, -held.held_micros)
+
+
+def keep_held() -> dict[str, Any]:
+    """The values that make the held price of the rows an UPDATE changes their cost: for
+    statements that settle many rows at once (leases that ran out)."""
+    return {"cost_micros": Job.cost_micros + Job.held_micros, "held_micros": 0, "held_day": None}
+
+
+def _add(conn: Connection, batch_id: int, day: Any, amount: int) -> None:
+    conn.execute(
+        sa.update(Batch)
+        .where(Batch.id == batch_id)
+        .values(committed_micros=Batch.committed_micros + amount)
+    )
+    if day is not None:
+        conn.execute(
+            sa.update(SpendDay)
+            .where(SpendDay.day == day)
+            .values(committed_micros=SpendDay.committed_micros + amount)
+        )
