@@ -123,7 +123,14 @@ def test_pause_resume_rerun_cancel(api: httpx.Client) -> None:
     assert api.post("/batches/cms/pause").status_code == 409
     assert api.post("/batches/cms/resume").json()["state"] == "active"
     rerun = api.post("/batches/cms/rerun", json={"statuses": ["failed"], "kinds": ["remote"]})
-    assert rerun.json() == {"matched": 0, "paid_for": [], "sent_again": 0, "polled_again": 0}
+    assert rerun.json() == {
+        "matched": 0,
+        "paid_for": [],
+        "sent_again": 0,
+        "polled_again": 0,
+        "adds": None,
+        "unpriced": [],
+    }
     cancelled = api.post("/batches/cms/cancel").json()
     assert (cancelled["state"], cancelled["rows"]) == ("cancelled", 2)
 

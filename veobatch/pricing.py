@@ -34,14 +34,22 @@ def micros(value: object, what: str) -> int:
     """`value` (text or a number, in currency units) as micro-units; ConfigError naming
     `what` unless it is an amount from 0 with at most six decimals."""
     try:
-        amount = Decimal(str(value).strip())
+        return amount(value)
+    except ValueError as exc:
+        raise ConfigError(f"{what}: {value!r} {exc}") from None
+
+
+def amount(value: object) -> int:
+    """`value` (text or a number, in currency units) as micro-units; ValueError says why not."""
+    try:
+        units = Decimal(str(value).strip())
     except InvalidOperation:
-        amount = Decimal(-1)
-    if isinstance(value, bool) or not (0 <= amount <= MAX_AMOUNT) or not amount.is_finite():
-        raise ConfigError(f"{what}: {value!r} is not an amount such as 0.25 or 120")
-    scaled = amount * MICROS
+        units = Decimal(-1)
+    if isinstance(value, bool) or not units.is_finite() or not 0 <= units <= MAX_AMOUNT:
+        raise ValueError("is not an amount such as 0.25 or 120")
+    scaled = units * MICROS
     if scaled != scaled.to_integral_value():
-        raise ConfigError(f"{what}: {value!r} has more than six decimals")
+        raise ValueError("has more than six decimals")
     return int(scaled)
 
 

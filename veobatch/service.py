@@ -24,8 +24,11 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from veobatch.engine import transitions, webhooks
+from veobatch import pricing
+from veobatch.engine import spend_rules, transitions, webhooks
+from veobatch.engine.poll_rules import Pacing
 from veobatch.engine.progress import Progress, follow
+from veobatch.engine.spend_rules import Estimate, Spending, unpriced
 from veobatch.errors import (
     BatchStateError,
     DatabaseError,
@@ -42,7 +45,13 @@ from veobatch.intake.problems import DEFAULT_MAX_PROBLEMS, Problem
 from veobatch.intake.readers import JobFile
 from veobatch.settings import Settings
 from veobatch.states import PAID_FOR, JobStatus
-from veobatch.store.export import OUTPUT_COLUMNS, ExportText, image_file, image_name
+from veobatch.store.export import (
+    OUTPUT_COLUMNS,
+    ExportText,
+    image_file,
+    image_name,
+    output_value,
+)
 from veobatch.store.queries import (
     BatchSummary,
     attempts_of,
@@ -50,10 +59,12 @@ from veobatch.store.queries import (
     batch_summaries,
     count_jobs,
     error_kinds,
+    model_counts,
     select_jobs,
     stream_jobs,
     utc,
 )
+from veobatch.store.tables import Job
 
 MAX_BATCH_NAME: Final = 200
 MAX_JOBS_PER_CALL: Final = 100_000  # one add from Python, HTTP or Celery
@@ -82,6 +93,8 @@ class Rerun:
     sent_again: int = 0  # rows back to pending: sent as new tasks
     polled_again: int = 0  # timed-out rows whose task is polled again
     state: str | None = None  # the batch's state afterwards
+    adds: int | None = None  # with `dry_run`: what sending them again costs (None: unpriced)
+    unpriced: list[str] = field(default_factory=list)  # their models that have no price
 
 
 def check_batch_name(name: object) -> str:
@@ -123,12 +136,14 @@ class BatchService:
         *,
         idempotency_key: str | None = None,
         webhook_url: str | None = None,
+        budget: object | None = None,
     ) -> Intake:
         """Check every job and store them in `batch` (made if new), in one transaction: one
         invalid job and nothing is stored (`InvalidJobs` says which and why). Jobs without an
         id are keyed by `idempotency_key` and their place in `jobs` when it is given, so the
         same call made again adds nothing. `webhook_url` is told (a signed JSON POST) when
-        the batch finishes or pauses."""
+        the batch finishes or pauses. `budget` (in VEO_CURRENCY) caps what the batch may
+        spend; every model it uses must then have a price."""
         check_batch_name(batch)
         if webhook_url is not None:
             self._check_webhook(webhook_url)
@@ -146,6 +161,7 @@ class BatchService:
             source="python",
             models=self.settings.models,
             reader_process=False,
+            **self._money_checks(budget),
         )
         if result.rejected:
             report = result.report
@@ -167,12 +183,15 @@ class BatchService:
         webhook_url: str | None = None,
         progress: LoadProgress | None = None,
         reader_process: bool | None = None,
+        budget: object | None = None,
+        strict: bool = False,
     ) -> LoadResult:
         """Check every row of `job_file` and (unless `dry_run`) store them as `batch`. Invalid
         rows (without `skip_invalid`) store nothing: `result.rejected`, and `result.report`
         lists the problems by line; `refuse_invalid(result)` turns that into `InvalidJobs`.
         Local images are read from `job_file.images` (a file on this machine, or an unpacked
-        zip); a job file that came as data has none, and a path in it is refused."""
+        zip); a job file that came as data has none, and a path in it is refused. `budget`
+        as in `add`; `strict` refuses prompts mostly not in Latin script (else a warning)."""
         check_batch_name(batch)
         if webhook_url is not None:
             self._check_webhook(webhook_url)
@@ -192,6 +211,8 @@ class BatchService:
             position=job_file.position,
             reader_process=reader_process,
             images=images,
+            strict=strict,
+            **self._money_checks(budget),
         )
         if webhook_url is not None and not dry_run and not result.rejected:
             self.set_webhook(batch, webhook_url)
@@ -206,6 +227,7 @@ class BatchService:
         skip_invalid: bool = False,
         dry_run: bool = False,
         webhook_url: str | None = None,
+        budget: object | None = None,
     ) -> LoadResult:
         """`load` of the job file in zip `data`, its images named by their paths in the zip
         and kept under VEO_DATA_DIR (see `intake.archive` for what a zip may not hold)."""
@@ -217,6 +239,7 @@ class BatchService:
                 dry_run=dry_run,
                 webhook_url=webhook_url,
                 reader_process=False,
+                budget=budget,
             )
 
     # ------------------------------------------------------------------ reading
@@ -333,7 +356,11 @@ class BatchService:
                 bid = batch_id(conn, batch)
                 matched = count_jobs(conn, select_jobs(bid, statuses, kinds))
                 paid_rows = count_jobs(conn, select_jobs(bid, paid, kinds)) if paid else 0
-            return Rerun(matched, paid, paid_rows=paid_rows)
+                again = model_counts(conn, bid, statuses, kinds, resent_only=True)
+            adds = self.estimate_rows(again)
+            return Rerun(
+                matched, paid, paid_rows=paid_rows, adds=adds.total, unpriced=adds.unpriced
+            )
         deadline = timedelta(seconds=self.settings.poll_deadline)
         with self.engine.begin() as conn:
             bid = batch_id(conn, batch)
@@ -341,6 +368,52 @@ class BatchService:
             sent, polled = transitions.rerun(conn, bid, now, statuses, kinds, deadline=deadline)
             state = transitions.reopen(conn, bid, now)
         return Rerun(sent + polled, paid, sent_again=sent, polled_again=polled, state=state)
+
+    def set_budget(self, batch: str, budget: object | None) -> BatchSummary:
+        """The most batch `batch` may spend (in VEO_CURRENCY; None: no cap), from now on. Every
+        model its rows use must have a price. Raising it does not resume a batch paused by
+        its budget: `resume` does."""
+        checks = self._money_checks(budget)
+        with self.engine.begin() as conn:
+            bid = batch_id(conn, batch)
+            priced = checks["priced"]
+            if priced is not None:
+                used = conn.execute(sa.select(Job.model).where(Job.batch_id == bid).distinct())
+                missing = sorted(set(used.scalars()) - set(priced))
+                if missing:
+                    raise VeoBatchError(
+                        f"batch {batch!r}: " + "; ".join(unpriced(model) for model in missing)
+                    )
+            transitions.set_budget(conn, bid, checks["budget"])
+        return self.status(batch)
+
+    def estimate(self, batch: str) -> Estimate:
+        """What the rows of `batch` not sent yet will cost, per model, what it has spent, and
+        the requests left (submissions plus the polls expected)."""
+        summary = self.status(batch)
+        with self.engine.connect() as conn:
+            counts = model_counts(conn, summary.id, [JobStatus.PENDING, JobStatus.QUEUED])
+        return self.estimate_rows(
+            counts, spent=summary.spent, committed=summary.committed, budget=summary.budget
+        )
+
+    def estimate_rows(
+        self,
+        counts: Mapping[str, int],
+        *,
+        spent: int = 0,
+        committed: int = 0,
+        budget: int | None = None,
+    ) -> Estimate:
+        """What sending `counts` rows per model will cost (a dry run's estimate)."""
+        return spend_rules.estimate(
+            counts,
+            Spending.of(self.settings),
+            Pacing.of(self.settings),
+            spent=spent,
+            committed=committed,
+            budget=budget,
+        )
 
     def pause(self, batch: str, reason: str = "paused by hand") -> str:
         """Stop sending the batch's rows (requests in flight finish); its state afterwards."""
@@ -374,6 +447,18 @@ class BatchService:
                 allow_private=self.settings.webhook_allow_private,
             )
 
+    def _money_checks(self, budget: object | None) -> dict[str, Any]:
+        """`budget` in micro-units, and the models with a price when every row must have one
+        (a budget, or VEO_DAILY_BUDGET), for the loader's checks."""
+        amount: int | None = None
+        if budget is not None:
+            try:
+                amount = pricing.amount(budget)
+            except ValueError as exc:
+                raise VeoBatchError(f"budget: {budget!r} {exc}") from None
+        priced = self.settings.prices if Spending.of(self.settings).needs_price(amount) else None
+        return {"budget": amount, "priced": priced}
+
     def _check_webhook(self, url: str) -> str:
         return webhooks.check_target(url, allow_private=self.settings.webhook_allow_private)
 
@@ -400,7 +485,7 @@ def job_view(row: sa.Row[Any]) -> dict[str, Any]:
     view = {
         name: utc(value) if isinstance(value, datetime) else value
         for name in JOB_VIEW_FIELDS
-        for value in (getattr(row, name),)
+        for value in (output_value(row, name),)
     }
     view["id"] = view.pop("ref")
     stored: list[Any] = row.images or []

@@ -27,6 +27,9 @@ from veobatch.store.tables import Batch, Job, SpendDay
 def reserve(conn: Connection, job: sa.Row[Any], now: datetime, spending: Spending) -> str | None:
     """Hold the price of claimed row `job`; None if it fits, else why not (the batch is then
     to pause with that reason, and nothing was held)."""
+    if job.held_micros:  # an earlier claim of the row was never settled (a rerun while it was
+        # submitting): it may have made a task, so it counts as spent before this one holds
+        conn.execute(sa.update(Job).where(Job.id == job.id).values(**keep_held()))
     price = spending.price_of(job.model)
     if price is None:
         budget = conn.execute(

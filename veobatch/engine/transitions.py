@@ -311,6 +311,11 @@ def finish_batches(conn: Connection, now: datetime) -> int:
     return len(finished)
 
 
+def set_budget(conn: Connection, batch_id: int, budget: int | None) -> None:
+    """The most the batch may commit, in micro-units (None: no cap)."""
+    conn.execute(sa.update(Batch).where(Batch.id == batch_id).values(budget_micros=budget))
+
+
 def set_webhook(conn: Connection, batch_id: int, url: str | None) -> None:
     """The URL told when the batch finishes or pauses (None: no longer told)."""
     conn.execute(sa.update(Batch).where(Batch.id == batch_id).values(webhook_url=url))

@@ -16,6 +16,7 @@ from veobatch.httpapi import schemas
 from veobatch.httpapi.schemas import errors
 from veobatch.intake.archive import is_zip
 from veobatch.intake.readers import job_file_from_bytes
+from veobatch.pricing import decimal_text
 from veobatch.service import BatchService, refuse_invalid
 from veobatch.states import BatchState, ErrorKind, JobStatus
 from veobatch.store.queries import BatchSummary
@@ -52,7 +53,11 @@ def add_jobs(body: schemas.BatchIn, response: Response, veo: Service) -> schemas
     already there (a re-send)."""
     jobs = [job.model_dump(exclude_none=True) for job in body.jobs]
     intake = veo.add(
-        body.name, jobs, idempotency_key=body.idempotency_key, webhook_url=body.webhook_url
+        body.name,
+        jobs,
+        idempotency_key=body.idempotency_key,
+        webhook_url=body.webhook_url,
+        budget=body.budget,
     )
     if not intake.added:
         response.status_code = 200
@@ -80,16 +85,20 @@ def upload_job_file(
     format: Annotated[
         schemas.FileFormat | None, Form(description="Default: the file name's extension.")
     ] = None,
+    budget: Annotated[
+        str | None,
+        Form(pattern=schemas.AMOUNT, description='The most the batch may spend, as text: "120"'),
+    ] = None,
 ) -> schemas.Intake:
     """Add the jobs of a job file to batch NAME, checked as `veo-batch load` checks it:
     any invalid row and nothing is stored (422 lists the problems by line). Local image paths
     are only read from inside an uploaded .zip; a plain job file may only give links."""
     filename, data = file.filename or "upload", file.file.read()
     if is_zip(filename, data[:4]):
-        result = veo.load_archive(filename, data, name)
+        result = veo.load_archive(filename, data, name, budget=budget)
     else:
         job_file = job_file_from_bytes(filename, data, format.value if format else None)
-        result = veo.load(job_file, name, reader_process=False)
+        result = veo.load(job_file, name, reader_process=False, budget=budget)
     refuse_invalid(result)
     return schemas.Intake(
         batch=name,
@@ -111,7 +120,7 @@ def upload_job_file(
 )
 def list_batches(veo: Service) -> list[schemas.Batch]:
     """Every batch, oldest first, with its rows counted per status."""
-    return [_batch(summary) for summary in veo.batches()]
+    return [_batch(summary, veo.settings.currency) for summary in veo.batches()]
 
 
 @router.get(
@@ -123,7 +132,41 @@ def list_batches(veo: Service) -> list[schemas.Batch]:
 )
 def get_batch(name: str, veo: Service) -> schemas.Batch:
     """A batch's state and its rows counted per status."""
-    return _batch(veo.status(name))
+    return _batch(veo.status(name), veo.settings.currency)
+
+
+@router.get(
+    "/batches/{name}/estimate",
+    operation_id="estimate_batch",
+    tags=["batches"],
+    response_model=schemas.Estimate,
+    responses=errors(404),
+)
+def estimate_batch(name: str, veo: Service) -> schemas.Estimate:
+    """What the rows not sent yet will cost, per model, and the requests they need."""
+    found = veo.estimate(name)
+    text = decimal_text
+    return schemas.Estimate(
+        currency=found.currency,
+        models=[
+            schemas.ModelCost(
+                model=m.model,
+                rows=m.rows,
+                price=None if m.price is None else text(m.price),
+                total=None if m.total is None else text(m.total),
+            )
+            for m in found.models
+        ],
+        rows=found.rows,
+        total=None if found.total is None else text(found.total),
+        unpriced=found.unpriced,
+        requests=found.requests,
+        polls_per_task=found.polls_per_task,
+        spent=text(found.spent),
+        committed=text(found.committed),
+        budget=None if found.budget is None else text(found.budget),
+        left=None if found.left is None else text(found.left),
+    )
 
 
 @router.get(
@@ -219,7 +262,22 @@ def rerun_batch(name: str, body: schemas.RerunIn, veo: Service) -> schemas.Rerun
         paid_for=[JobStatus(s) for s in done.paid_for],
         sent_again=done.sent_again,
         polled_again=done.polled_again,
+        adds=None if done.adds is None else decimal_text(done.adds),
+        unpriced=done.unpriced,
     )
+
+
+@router.put(
+    "/batches/{name}/budget",
+    operation_id="set_budget",
+    tags=["batches"],
+    response_model=schemas.Batch,
+    responses=errors(400, 404, 413, 422),
+)
+def set_budget(name: str, body: schemas.BudgetIn, veo: Service) -> schemas.Batch:
+    """Change the most the batch may spend (null: no cap). A batch paused by its budget
+    goes on once resumed."""
+    return _batch(veo.set_budget(name, body.budget), veo.settings.currency)
 
 
 @router.post(
@@ -259,7 +317,7 @@ def cancel_batch(name: str, veo: Service) -> schemas.Changed:
     return schemas.Changed(batch=name, state=BatchState(veo.status(name).state), rows=rows)
 
 
-def _batch(summary: BatchSummary) -> schemas.Batch:
+def _batch(summary: BatchSummary, currency: str) -> schemas.Batch:
     return schemas.Batch(
         name=summary.name,
         state=BatchState(summary.state),
@@ -267,4 +325,9 @@ def _batch(summary: BatchSummary) -> schemas.Batch:
         created_at=summary.created_at,
         total=summary.total,
         counts={JobStatus(status): n for status, n in summary.counts.items()},
+        currency=currency,
+        spent=decimal_text(summary.spent),
+        held=decimal_text(summary.held),
+        budget=None if summary.budget is None else decimal_text(summary.budget),
+        left=None if summary.left is None else decimal_text(summary.left),
     )

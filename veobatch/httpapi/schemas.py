@@ -4,11 +4,14 @@
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from veobatch.states import BatchState, ErrorKind, JobStatus
+
+# Money travels as decimal text ("120", "0.25"), never as a float.
+AMOUNT: Final = r"^[0-9]{1,9}(\.[0-9]{1,6})?$"
 
 
 class FileFormat(StrEnum):
@@ -58,6 +61,13 @@ class BatchIn(BaseModel):
         description="Told (a JSON POST signed with HMAC-SHA256) when the batch finishes or "
         "pauses; retried with backoff until it answers 2xx.",
     )
+    budget: str | None = Field(
+        None,
+        pattern=AMOUNT,
+        description='The most the batch may spend, in VEO_CURRENCY, as text ("120"); every '
+        "model it uses then needs a price in VEO_PRICES. Past it, the batch pauses with "
+        "reason budget.",
+    )
 
 
 class Intake(BaseModel):
@@ -75,6 +85,39 @@ class Batch(BaseModel):
     created_at: datetime
     total: int
     counts: dict[JobStatus, int]
+    currency: str = Field(description="Of every amount below (VEO_CURRENCY)")
+    spent: str = Field(description="Rows with a task, or maybe one (in_doubt), at their price")
+    held: str = Field(description="The price held by rows being submitted now")
+    budget: str | None = Field(description="The most the batch may spend (null: no cap)")
+    left: str | None = Field(description="The budget less what is spent and held")
+
+
+class ModelCost(BaseModel):
+    model: str
+    rows: int
+    price: str | None = Field(description="Of one request; null: the model has no price")
+    total: str | None
+
+
+class Estimate(BaseModel):
+    currency: str
+    models: list[ModelCost] = Field(description="The rows not sent yet, per model")
+    rows: int
+    total: str | None = Field(description="Their price; null if a model has no price")
+    unpriced: list[str]
+    requests: int = Field(description="Submissions plus the polls expected for their tasks")
+    polls_per_task: int
+    spent: str
+    committed: str = Field(description="Spent plus what claims in flight hold")
+    budget: str | None
+    left: str | None
+
+
+class BudgetIn(BaseModel):
+    budget: str | None = Field(
+        pattern=AMOUNT,
+        description='The most the batch may spend, in VEO_CURRENCY, as text: "200" (null: no cap)',
+    )
 
 
 class ImageFile(BaseModel):
@@ -103,6 +146,7 @@ class Job(BaseModel):
     video_bytes: int | None
     video_sha256: str | None
     download_error: str | None
+    cost: str = Field(description="The price counted for the row: each submission that made a task")
     prompt: str
     model: str
     images: list[str] = Field(description="Links and data: URIs as given; local images by name")
@@ -151,6 +195,10 @@ class Rerun(BaseModel):
     )
     sent_again: int
     polled_again: int
+    adds: str | None = Field(
+        None, description="dry_run: what sending the rows again costs (null: a model is unpriced)"
+    )
+    unpriced: list[str] = Field(default=[], description="dry_run: their models without a price")
 
 
 class Changed(BaseModel):

@@ -13,10 +13,13 @@ import difflib
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
 from veobatch.catalog import ASPECT_RATIOS, ImageRange
+from veobatch.engine.spend_rules import unpriced
 from veobatch.errors import ImageError, Problem
 from veobatch.images.files import ImageInspector
 from veobatch.images.formats import shape_warning
@@ -218,10 +221,15 @@ class JobChecker:
         models: Mapping[str, ImageRange],
         batch_id: int = 0,
         images: ImageInspector | None = None,
+        *,
+        priced: Collection[str] | None = None,
+        strict: bool = False,
     ) -> None:
         self.models = models
         self.batch_id = batch_id
         self.images = images  # None: a path in `images` is refused (jobs that came as data)
+        self.priced = priced  # when given (a budget is set), a model without a price is refused
+        self.strict = strict  # a prompt not in Latin script (without enhance_prompt) is refused
         self.warnings: list[Problem] = []  # the first MAX_WARNINGS things worth saying
         self.warning_count = 0
         self.model_counts: dict[str, int] = {}
@@ -263,6 +271,8 @@ class JobChecker:
             or not (enhance is None or enhance is True or enhance is False or enhance == "")
         ):
             return self._diagnose(raw)
+        if self.priced is not None and model not in self.priced:
+            return self._diagnose(raw)
         try:
             joined = "\n".join(images)
         except TypeError:  # an entry that is not text
@@ -275,6 +285,8 @@ class JobChecker:
         ref_hash = hash(ref)
         if ref_hash in self._seen_refs:
             return self._diagnose(raw)  # says which id is taken
+        if not prompt.isascii() and enhance is not True and self._check_language(raw, prompt):
+            return self._diagnose(raw)  # --strict: says which script
         self._seen_refs.add(ref_hash)
         self._count(model, len(images))
         return (
@@ -340,6 +352,10 @@ class JobChecker:
         span = self.models.get(model)
         if span is None:
             bad("model", self._model_problem(raw.model))
+        elif self.priced is not None and model not in self.priced:
+            bad("model", unpriced(model))
+        if raw.enhance_prompt is not True and isinstance(raw.prompt, str):
+            self._check_language(raw, raw.prompt, bad)
         aspect = raw.aspect_ratio or None
         known_aspect = aspect if aspect in ASPECT_RATIOS else None
         images = self._checked_images(raw, model, span, known_aspect, bad)
@@ -415,6 +431,21 @@ class JobChecker:
                 if is_local(image):
                     kept.append(image)  # as given: a row stored failed shows what it named
         return kept
+
+    def _check_language(
+        self, raw: RawJob, prompt: str, bad: Callable[[str, str], None] | None = None
+    ) -> bool:
+        """Warn of a prompt mostly not in Latin script; with --strict it is a problem (told
+        to `bad`, or True so that the fast path hands the row to the slow one)."""
+        language = script_problem(prompt)
+        if language is None:
+            return False
+        if not self.strict:
+            self._warn(raw.line_of("prompt"), "prompt", language)
+            return False
+        if bad is not None:
+            bad("prompt", language)
+        return True
 
     def _warn(self, line: int, name: str, message: str) -> None:
         self.warning_count += 1
@@ -511,6 +542,44 @@ def _extra_problem(value: Any) -> str | None:
     if "\\u0000" in text:
         return "holds a NUL character"
     return text_problem(text, _SURROGATES) or _too_long(len(text.encode("utf-8", "surrogatepass")))
+
+
+# What a prompt's letters are written in, by the first word of their Unicode names.
+_SCRIPTS: Final = {
+    "CJK": "Chinese",
+    "HIRAGANA": "Japanese",
+    "KATAKANA": "Japanese",
+    "HANGUL": "Korean",
+    "CYRILLIC": "Cyrillic",
+    "ARABIC": "Arabic",
+    "HEBREW": "Hebrew",
+    "GREEK": "Greek",
+    "THAI": "Thai",
+    "DEVANAGARI": "Devanagari",
+}
+
+
+def _latin(char: str) -> bool:
+    code = ord(char)
+    return code < 0x250 or 0x1E00 <= code <= 0x1EFF  # with Latin Extended Additional
+
+
+def script_problem(prompt: str) -> str | None:
+    """Why a prompt mostly not in Latin script is worth a warning (Veo takes English), or
+    None. Only asked when `enhance_prompt` is not true (the provider then translates)."""
+    if prompt.isascii():
+        return None
+    letters = [char for char in prompt if char.isalpha()]
+    other = [char for char in letters if not _latin(char)]
+    if not other or len(other) * 2 <= len(letters):
+        return None
+    word = Counter(unicodedata.name(char, "?").split()[0] for char in other).most_common(1)[0][0]
+    script = _SCRIPTS.get(word, word.title())
+    return (
+        f"is mostly in {script} script and enhance_prompt is not true: Veo takes English "
+        "prompts, so this video would be paid for and usually wrong (write it in English, or "
+        "set enhance_prompt: true to let the provider translate it)"
+    )
 
 
 def text_problem(text: str, bad: re.Pattern[str]) -> str | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection as Pipe
@@ -86,6 +86,9 @@ def load_rows(
     position: Position | None = None,
     reader_process: bool | None = None,
     images: ImageInspector | None = None,
+    budget: int | None = None,
+    priced: Collection[str] | None = None,
+    strict: bool = False,
 ) -> LoadResult:
     """Check `rows` and (unless `dry_run`) store them as batch `batch`.
 
@@ -93,21 +96,25 @@ def load_rows(
     is true; `result.report` lists the problems either way. `reader_process` (default: where
     the platform can fork) reads and checks in a child process while this one writes.
     `images` checks the local image files rows name; without it, a path is refused.
+    `budget` (micro-units) becomes the batch's, in the same transaction as its rows; with
+    `priced`, a row whose model is not in it is refused (a budget cannot count it); `strict`
+    refuses prompts mostly not in Latin script that would otherwise be a warning.
     """
+    checker = JobChecker(models, images=images, priced=priced, strict=strict)
     with _cyclic_gc_paused():
         return _load(
             engine,
             rows,
             batch,
             source,
-            models,
             skip_invalid,
             dry_run,
             max_problems,
             progress,
             position,
             reader_process,
-            images,
+            checker,
+            budget,
         )
 
 
@@ -116,19 +123,18 @@ def _load(
     rows: Iterable[RawJob],
     batch: str,
     source: str,
-    models: Mapping[str, ImageRange],
     skip_invalid: bool,
     dry_run: bool,
     max_problems: int,
     progress: Progress | None,
     position: Position | None,
     reader_process: bool | None,
-    images: ImageInspector | None,
+    checker: JobChecker,
+    budget: int | None,
 ) -> LoadResult:
     result = LoadResult(
         batch=batch, report=ProblemReport(source, max_problems), skip_invalid=skip_invalid
     )
-    checker = JobChecker(models, images=images)
     if dry_run or engine is None:
         for rows_read, bytes_read, _ in _chunks(rows, checker, result, position):
             if progress is not None:
@@ -137,7 +143,7 @@ def _load(
     if reader_process is None:
         reader_process = "fork" in multiprocessing.get_all_start_methods()
     with engine.connect() as conn, conn.begin() as transaction:
-        checker.batch_id, result.created = _batch_for_load(conn, batch, source)
+        checker.batch_id, result.created = _batch_for_load(conn, batch, source, budget)
         if reader_process:
             chunks: Iterator[Chunk] = _ReaderProcess(rows, checker, result, position).chunks()
         else:
@@ -287,10 +293,13 @@ class _ReaderProcess:
         result.local_images = child.local_images
 
 
-def _batch_for_load(conn: Connection, name: str, source: str) -> tuple[int, bool]:
+def _batch_for_load(
+    conn: Connection, name: str, source: str, budget: int | None
+) -> tuple[int, bool]:
     """The id of batch `name`, created if needed; True when this call created it. Safe when
     many callers make the same new batch at once: the insert gives way to the one that
-    committed first (ON CONFLICT DO NOTHING), and the batch is read back."""
+    committed first (ON CONFLICT DO NOTHING), and the batch is read back. A `budget` is set
+    in the same transaction, before the rows: no claim can come before it."""
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     created = conn.execute(
         insert(Batch)
@@ -298,12 +307,14 @@ def _batch_for_load(conn: Connection, name: str, source: str) -> tuple[int, bool
         .on_conflict_do_nothing(index_elements=[Batch.name])
         .returning(Batch.id)
     ).scalar()
-    if created is not None:
-        return created, True
-    found = conn.execute(sa.select(Batch.id, Batch.state).where(Batch.name == name)).one()
-    if found.state == BatchState.CANCELLED:
-        raise BatchStateError(
-            f"batch {name!r} was cancelled; load into a new batch with --batch NAME",
-            found.state,
-        )
-    return found.id, False
+    if created is None:
+        found = conn.execute(sa.select(Batch.id, Batch.state).where(Batch.name == name)).one()
+        if found.state == BatchState.CANCELLED:
+            raise BatchStateError(
+                f"batch {name!r} was cancelled; load into a new batch with --batch NAME",
+                found.state,
+            )
+    bid = created if created is not None else found.id
+    if budget is not None:
+        conn.execute(sa.update(Batch).where(Batch.id == bid).values(budget_micros=budget))
+    return bid, created is not None

@@ -22,6 +22,7 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
 from veobatch.errors import VeoBatchError, WriteError
+from veobatch.pricing import decimal_text
 from veobatch.store.queries import stream_jobs, utc
 
 EXPORT_FORMATS: Final = ("csv", "jsonl")
@@ -46,6 +47,7 @@ OUTPUT_COLUMNS: Final = (
     "video_sha256",
     "download_error",
     "polls",
+    "cost",  # the price counted for the row: each submission that made (or may have) a task
     "line",
     "created_at",
     "updated_at",
@@ -100,9 +102,16 @@ def _row(job: sa.Row[Any], extras: list[str]) -> dict[str, Any]:
     for key in extras:
         row[key] = extra.get(key)
     for column in OUTPUT_COLUMNS:
-        value = getattr(job, column)
+        value = output_value(job, column)
         row[column] = utc(value).isoformat() if isinstance(value, datetime) else value  # type: ignore[union-attr]
     return row
+
+
+def output_value(job: sa.Row[Any], column: str) -> Any:
+    """One of OUTPUT_COLUMNS of a row (`cost` as a decimal text in the currency's units)."""
+    if column == "cost":
+        return decimal_text(job.cost_micros)
+    return getattr(job, column)
 
 
 def image_path(entry: Any) -> Any:

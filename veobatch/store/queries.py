@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from veobatch.errors import NotFoundError
-from veobatch.states import JobStatus
+from veobatch.states import ErrorKind, JobStatus
 from veobatch.store.tables import Attempt, Batch, Job
 
 
@@ -25,10 +25,23 @@ class BatchSummary:
     created_at: datetime
     counts: dict[str, int] = field(default_factory=dict)
     error_kinds: list[tuple[str | None, int]] = field(default_factory=list)  # `status` only
+    # Money, in micro-units (veobatch.pricing): what rows spent (a task, or maybe one), what
+    # the claims in flight hold, and the budget (None: none).
+    spent: int = 0
+    held: int = 0
+    budget: int | None = None
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+    @property
+    def committed(self) -> int:
+        return self.spent + self.held
+
+    @property
+    def left(self) -> int | None:
+        return None if self.budget is None else self.budget - self.committed
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -45,7 +58,13 @@ def batch_summaries(conn: Connection, name: str | None = None) -> list[BatchSumm
         query = query.where(Batch.name == name)
     batches = {
         b.id: BatchSummary(
-            b.id, b.name, b.state, b.source, b.pause_reason, utc(b.created_at) or b.created_at
+            b.id,
+            b.name,
+            b.state,
+            b.source,
+            b.pause_reason,
+            utc(b.created_at) or b.created_at,
+            budget=b.budget_micros,
         )
         for b in conn.execute(query)
     }
@@ -54,6 +73,14 @@ def batch_summaries(conn: Connection, name: str | None = None) -> list[BatchSumm
     counted = status_counts(conn, list(batches) if name is not None else None)
     for bid, counts in counted.items():
         batches[bid].counts = counts
+    money = sa.select(
+        Job.batch_id, sa.func.sum(Job.cost_micros), sa.func.sum(Job.held_micros)
+    ).group_by(Job.batch_id)
+    if name is not None:
+        money = money.where(Job.batch_id.in_(list(batches)))
+    for bid, spent, held in conn.execute(money):
+        if bid in batches:
+            batches[bid].spent, batches[bid].held = int(spent or 0), int(held or 0)
     return list(batches.values())
 
 
@@ -67,6 +94,32 @@ def status_counts(conn: Connection, batch_ids: Sequence[int] | None) -> dict[int
     for bid, status, count in conn.execute(query):
         counted.setdefault(bid, {})[status] = count
     return counted
+
+
+def model_counts(
+    conn: Connection,
+    batch: int,
+    statuses: Sequence[str],
+    kinds: Sequence[str] = (),
+    *,
+    resent_only: bool = False,
+) -> dict[str, int]:
+    """The batch's rows in `statuses` (and error `kinds`) counted per model; `resent_only`
+    leaves out timed-out rows with a task, which a rerun polls again instead of resending."""
+    query = (
+        select_jobs(batch, statuses, kinds)
+        .with_only_columns(Job.model, sa.func.count())
+        .order_by(None)
+    )
+    if resent_only:
+        query = query.where(
+            sa.or_(
+                Job.status != JobStatus.FAILED,
+                Job.error_kind.is_distinct_from(ErrorKind.TIMEOUT),
+                Job.task_id.is_(None),
+            )
+        )
+    return {row.model: int(row[1]) for row in conn.execute(query.group_by(Job.model))}
 
 
 def batch_id(conn: Connection, name: str) -> int:
