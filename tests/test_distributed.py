@@ -23,11 +23,15 @@ from click.testing import CliRunner
 from sqlalchemy.engine import Engine
 
 from scheduler.loop import Scheduler
+from tests import helpers
 from tests.conftest import REDIS_URL
 from tests.helpers import URL, job, load_prompts, wait_until
+from veobatch.catalog import DEFAULT_MODELS
 from veobatch.cli import cli
 from veobatch.errors import ExitCode
+from veobatch.intake.loader import load_rows
 from veobatch.provider.mock import MockConfig, MockProvider
+from veobatch.service import BatchService
 from veobatch.settings import Settings
 from veobatch.store import database
 from veobatch.store.tables import Attempt, Batch, Job
@@ -122,7 +126,9 @@ class Stack:
 def stack(postgres_url: str, redis_client: redis.Redis) -> Iterator[Stack]:
     engine = database.create_engine(postgres_url)
     with engine.begin() as conn:
-        conn.exec_driver_sql("TRUNCATE attempts, jobs, batches RESTART IDENTITY CASCADE")
+        conn.exec_driver_sql(
+            "TRUNCATE attempts, jobs, batches, spend_days RESTART IDENTITY CASCADE"
+        )
     with MockProvider(MockConfig(api_key=KEY)) as mock:
         running = Stack(engine, postgres_url, mock)
         try:
@@ -357,3 +363,33 @@ def test_no_message_stops_the_worker_and_other_batches_go_on(stack: Stack) -> No
     assert worker.poll() is None  # the same worker process served them all
     assert stack.mock.stats()["created"] == 7
     assert stack.statuses()["a fox"] == "succeeded"
+
+
+def test_a_budget_holds_to_the_cent_with_four_workers_in_two_processes(stack: Stack) -> None:
+    """40 rows at 0.25 and a budget of 2.50: exactly ten tasks, however the four racing
+    workers interleave; the batch pauses with reason budget, and a raised budget finishes it."""
+    prompts = [f"[mock:slow=0.2] row {n}" for n in range(40)]
+    rows = [helpers.row(n, f"r{n}", prompt=p) for n, p in enumerate(prompts, 2)]
+    load_rows(stack.engine, rows, batch="b", source="t", models=DEFAULT_MODELS, budget=2_500_000)
+    stack.start_worker(VEO_PRICES="veo3.1=0.25")
+    stack.start_worker(VEO_PRICES="veo3.1=0.25")
+    stack.start_scheduler()
+    wait_until(lambda: stack.batch_state() == "paused", what="the batch to pause")
+    wait_until(
+        lambda: "submitting" not in stack.statuses().values(), what="requests in flight to end"
+    )
+    assert stack.mock.stats()["created"] == 10
+    service = BatchService(stack.engine, Settings.from_values({"prices": "veo3.1=0.25"}))
+    summary = service.status("b")
+    assert (summary.spent, summary.held, summary.budget) == (2_500_000, 0, 2_500_000)
+    assert (summary.pause_reason or "").startswith("budget: the next row (USD 0.25) does not fit")
+    with stack.engine.connect() as conn:
+        committed = conn.execute(sa.select(Batch.committed_micros)).scalar_one()
+    assert committed == 2_500_000
+
+    service.set_budget("b", "10")
+    service.resume("b")
+    wait_until(lambda: stack.batch_state() == "finished", what="the batch to finish")
+    assert stack.mock.stats()["created"] == 40
+    assert set(stack.mock.stats()["created_by_prompt"].values()) == {1}
+    assert service.status("b").spent == 10_000_000

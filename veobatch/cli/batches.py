@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from veobatch import pricing
 from veobatch.cli.app import App, cli, pass_app
 from veobatch.cli.options import (
     is_are,
@@ -20,8 +21,17 @@ from veobatch.cli.options import (
     split_values,
     status_option,
 )
-from veobatch.cli.output import live_progress, one_line, print_json, table, when
+from veobatch.cli.output import (
+    live_progress,
+    one_line,
+    print_estimate,
+    print_json,
+    spend_line,
+    table,
+    when,
+)
 from veobatch.errors import ExitCode, NotFoundError
+from veobatch.pricing import decimal_text
 from veobatch.states import BatchState, JobStatus
 from veobatch.store.queries import STATUS_ORDER, BatchSummary
 
@@ -64,7 +74,9 @@ def status(app: App, name: str | None, watch: bool, every: float, as_json: bool)
     summaries = [app.service.status(name)] if name else app.service.batches()
     if as_json:
         print_json(
-            [_batch_json(s) for s in summaries] if name is None else _batch_json(summaries[0])
+            [_batch_json(s, app.settings.currency) for s in summaries]
+            if name is None
+            else _batch_json(summaries[0], app.settings.currency)
         )
         return
     if not summaries:
@@ -79,12 +91,17 @@ def status(app: App, name: str | None, watch: bool, every: float, as_json: bool)
     for summary in summaries:
         if summary.pause_reason:
             click.echo(f"{summary.name}: paused: {summary.pause_reason}")
+        if (spent := spend_line(summary, app.settings.currency)) is not None:
+            click.echo(f"{summary.name}: {spent}")
         if summary.error_kinds:
             kinds = ", ".join(f"{kind} ×{count:,}" for kind, count in summary.error_kinds)
             click.echo(f"errors: {kinds}")
 
 
-def _batch_json(summary: BatchSummary) -> dict[str, Any]:
+def _batch_json(summary: BatchSummary, currency: str) -> dict[str, Any]:
+    def text(amount: int | None) -> str | None:
+        return None if amount is None else decimal_text(amount)
+
     return {
         "name": summary.name,
         "state": summary.state,
@@ -93,7 +110,83 @@ def _batch_json(summary: BatchSummary) -> dict[str, Any]:
         "total": summary.total,
         "counts": summary.counts,
         "errors": dict(summary.error_kinds),
+        "currency": currency,
+        "spent": text(summary.spent),
+        "held": text(summary.held),
+        "budget": text(summary.budget),
+        "left": text(summary.left),
     }
+
+
+@cli.command()
+@click.argument("name")
+@json_option
+@pass_app
+def estimate(app: App, name: str, as_json: bool) -> None:
+    """What the rows of batch NAME not sent yet will cost, per model (VEO_PRICES), what it
+    has spent, its budget, and the requests left (submissions plus the polls expected).
+
+    \b
+    Examples:
+      veo-batch estimate spring-sale
+      veo-batch --prices veo3.1=0.25 estimate spring-sale --json
+    """
+    found = app.service.estimate(name)
+    if as_json:
+        print_json(
+            {
+                "currency": found.currency,
+                "models": [
+                    {
+                        "model": m.model,
+                        "rows": m.rows,
+                        "price": None if m.price is None else decimal_text(m.price),
+                        "total": None if m.total is None else decimal_text(m.total),
+                    }
+                    for m in found.models
+                ],
+                "rows": found.rows,
+                "total": None if found.total is None else decimal_text(found.total),
+                "unpriced": found.unpriced,
+                "requests": found.requests,
+                "spent": decimal_text(found.spent),
+                "budget": None if found.budget is None else decimal_text(found.budget),
+            }
+        )
+        return
+    print_estimate(found)
+
+
+def _amount_or_none(ctx: click.Context, param: click.Parameter, value: str) -> str | None:
+    if value.lower() == "none":
+        return None
+    try:
+        pricing.amount(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} {exc}; or `none` for no cap") from None
+    return value
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("amount", callback=_amount_or_none)
+@pass_app
+def budget(app: App, name: str, amount: str | None) -> None:
+    """Set the most batch NAME may spend to AMOUNT (in VEO_CURRENCY), or `none` for no cap.
+
+    Every model the batch uses must have a price in VEO_PRICES. A batch paused by its budget
+    goes on after `veo-batch resume NAME`.
+
+    \b
+    Examples:
+      veo-batch budget spring-sale 200
+      veo-batch budget spring-sale 200 && veo-batch resume spring-sale
+      veo-batch budget spring-sale none
+    """
+    summary = app.service.set_budget(name, amount)
+    click.echo(f"{name}: {spend_line(summary, app.settings.currency)}")
+    if summary.state == BatchState.PAUSED:
+        click.echo(f"{name} is paused ({summary.pause_reason}): veo-batch resume {name}")
 
 
 def _watch_status(app: App, name: str, every: float) -> None:

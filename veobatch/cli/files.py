@@ -12,13 +12,16 @@ import click
 from veobatch.cli.app import App, cli, pass_app
 from veobatch.cli.options import (
     batch_option,
+    budget_option,
     format_option,
     kind_option,
     plural,
     rows_text,
     status_option,
+    strict_option,
     webhook_option,
 )
+from veobatch.cli.output import print_estimate
 from veobatch.errors import ExitCode, JobFileError, VeoBatchError
 from veobatch.intake.loader import LoadResult, Progress
 from veobatch.intake.problems import DEFAULT_MAX_PROBLEMS
@@ -48,6 +51,8 @@ from veobatch.store.export import EXPORT_FORMATS, export_format, write_export
     help="How many problems to list before only counting.",
 )
 @webhook_option
+@budget_option
+@strict_option
 @pass_app
 def load(
     app: App,
@@ -58,6 +63,8 @@ def load(
     dry_run: bool,
     max_problems: int,
     webhook_url: str | None,
+    budget: str | None,
+    strict: bool,
 ) -> None:
     """Check every row of FILE (CSV, YAML or JSON Lines; `-` for stdin) and store it as a batch.
 
@@ -70,13 +77,26 @@ def load(
     the rows the batch does not have (rows are matched by their `id`, else their line).
 
     \b
+    With VEO_PRICES set, --dry-run also prints what the rows will cost per model and the
+    requests they need.
+
+    \b
     Examples:
       veo-batch load jobs.yaml --dry-run
-      veo-batch load products.csv --batch spring-sale
+      veo-batch load products.csv --batch spring-sale --budget 120
       generate-jobs | veo-batch load - --format jsonl --batch nightly
     """
     result = load_file(
-        app, file, batch_name, file_format, skip_invalid, dry_run, max_problems, webhook_url
+        app,
+        file,
+        batch_name,
+        file_format,
+        skip_invalid,
+        dry_run,
+        max_problems,
+        webhook_url,
+        budget=budget,
+        strict=strict,
     )
     if result.rejected:
         sys.exit(ExitCode.INVALID_ROWS)
@@ -93,8 +113,12 @@ def load_file(
     dry_run: bool = False,
     max_problems: int = DEFAULT_MAX_PROBLEMS,
     webhook_url: str | None = None,
+    *,
+    budget: str | None = None,
+    strict: bool = False,
 ) -> LoadResult:
-    """What `load` does, and `run` before it submits: check, store, report."""
+    """What `load` does, and `run` before it submits: check, store, report (with
+    `dry_run`, the estimate too)."""
     name = _batch_name(batch_name, file)
     started = time.monotonic()
     service = BatchService(None, app.settings) if dry_run else app.service
@@ -108,8 +132,12 @@ def load_file(
             max_problems=max_problems,
             webhook_url=webhook_url,
             progress=_progress_printer(job_file.size),
+            budget=budget,
+            strict=strict,
         )
         _print_load(job_file.name, result, dry_run, time.monotonic() - started)
+    if dry_run and result.models and not result.rejected:
+        print_estimate(service.estimate_rows(result.models))
     return result
 
 

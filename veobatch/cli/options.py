@@ -9,6 +9,7 @@ import click
 from veobatch.engine.webhooks import check_target
 from veobatch.errors import VeoBatchError
 from veobatch.intake.readers import FORMATS
+from veobatch.pricing import amount
 from veobatch.states import ErrorKind
 from veobatch.store.queries import (
     STATUS_ORDER,
@@ -102,4 +103,30 @@ webhook_option = click.option(
 
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of a table."
+)
+
+
+def _amount(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """A budget's shape, checked before any work (the service turns it into micro-units)."""
+    if value is not None:
+        try:
+            amount(value)
+        except ValueError as exc:
+            raise click.BadParameter(f"{value!r} {exc}") from None
+    return value
+
+
+budget_option = click.option(
+    "--budget",
+    metavar="AMOUNT",
+    callback=_amount,
+    help="The most this batch may spend, in VEO_CURRENCY (every model it uses then needs a "
+    "price in VEO_PRICES). A row is only sent while its price fits; then the batch pauses "
+    "with reason budget. `veo-batch budget NAME AMOUNT` changes it.",
+)
+strict_option = click.option(
+    "--strict",
+    is_flag=True,
+    help="Refuse rows whose prompt is mostly not in Latin script while enhance_prompt is not "
+    "true (Veo takes English prompts), instead of warning.",
 )

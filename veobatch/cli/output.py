@@ -22,7 +22,10 @@ from rich.table import Table
 from rich.text import Text
 
 from veobatch.engine.progress import Progress
+from veobatch.engine.spend_rules import TYPICAL_GENERATION, Estimate
+from veobatch.pricing import money
 from veobatch.states import BatchState, JobStatus
+from veobatch.store.queries import BatchSummary
 
 PLAIN_EVERY: Final = 10.0  # seconds between progress lines in a pipe or a log
 PLAIN_WIDTH: Final = 100_000  # a pipe has no width: never wrap or cut a line there
@@ -166,3 +169,58 @@ def _speed(p: Progress) -> str:
     if p.eta is not None:
         eta = f", ETA {p.eta / 60:.0f} min" if p.eta >= 60 else f", ETA {p.eta:.0f} s"
     return f"{p.rate:.1f} rows/s{eta}"
+
+
+def spend_line(summary: BatchSummary, currency: str) -> str | None:
+    """`spent USD 12.50, in flight USD 0.50; budget USD 20.00, left USD 7.00`, or None when
+    the batch has neither spent anything nor a budget."""
+    if not summary.committed and summary.budget is None:
+        return None
+    line = f"spent {money(summary.spent, currency)}"
+    if summary.held:
+        line += f", in flight {money(summary.held, currency)}"
+    if summary.budget is not None:
+        line += f"; budget {money(summary.budget, currency)}, left {money(summary.left, currency)}"
+    return line
+
+
+def print_estimate(estimate: Estimate) -> None:
+    """Rows per model with their price, the total, and the requests they need."""
+    price = estimate.currency
+    rows = [
+        (m.model, f"{m.rows:,}", money(m.price, price), money(m.total, price))
+        for m in estimate.models
+    ]
+    if rows:
+        table(["MODEL", "ROWS", "PRICE", "TOTAL"], rows)
+    else:
+        click.echo("nothing left to send")
+    total = money(estimate.priced_total, price)
+    if not rows:
+        total = money(0, price)
+    unpriced_rows = sum(m.rows for m in estimate.models if m.price is None)
+    if not unpriced_rows:
+        click.echo(f"total: {total} for {estimate.rows:,} rows")
+    else:
+        click.echo(
+            f"total: {total} for {estimate.rows - unpriced_rows:,} priced rows; "
+            f"{unpriced_rows:,} more of {', '.join(estimate.unpriced)} have no price in "
+            "VEO_PRICES (unpriced, not free)"
+        )
+    polls = estimate.rows * estimate.polls_per_task
+    click.echo(
+        f"requests: {estimate.rows:,} submissions + about {polls:,} polls "
+        f"({estimate.polls_per_task} per task of ~{TYPICAL_GENERATION:.0f} s) = "
+        f"{estimate.requests:,}"
+    )
+    if estimate.committed or estimate.budget is not None:
+        line = f"spent so far: {money(estimate.spent, price)}"
+        if estimate.budget is not None:
+            line += f"; budget {money(estimate.budget, price)}, left {money(estimate.left, price)}"
+        click.echo(line)
+    if estimate.left is not None and estimate.total is not None and estimate.total > estimate.left:
+        click.secho(
+            f"the budget covers only part of it: the batch will pause with reason budget "
+            f"after about {money(estimate.left, price)}",
+            fg="yellow",
+        )

@@ -18,13 +18,15 @@ from veobatch.cli.app import App, cli, pass_app
 from veobatch.cli.files import load_file
 from veobatch.cli.options import (
     batch_option,
+    budget_option,
     format_option,
     is_are,
     plural,
     rows_text,
+    strict_option,
     webhook_option,
 )
-from veobatch.cli.output import live_progress, table
+from veobatch.cli.output import live_progress, print_estimate, spend_line, table
 from veobatch.embedded_runner import EmbeddedRunner
 from veobatch.engine.download import check_directory
 from veobatch.engine.progress import Progress
@@ -80,6 +82,13 @@ MOCK_KEY = "mock-key"
     "task id (a later run, or the scheduler, follows them).",
 )
 @webhook_option
+@budget_option
+@strict_option
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check FILE and print what it will cost and the requests it needs; send nothing.",
+)
 @pass_app
 def run(
     app: App,
@@ -93,6 +102,9 @@ def run(
     download_dir: str | None,
     wait: bool,
     webhook_url: str | None,
+    budget: str | None,
+    strict: bool,
+    dry_run: bool,
 ) -> None:
     """Load FILE, submit its rows and follow each task to its video, in this process
     (SQLite by default, no Redis needed); then print a summary and export the results.
@@ -115,12 +127,19 @@ def run(
 
     \b
     Examples:
+      veo-batch run jobs.csv --dry-run               # the cost per model, nothing sent
+      veo-batch run jobs.csv --budget 120            # pauses before spending past 120
       veo-batch run jobs.example.yaml --mock --download videos
       VEO_API_BASE=https://relay.example VEO_API_KEY=sk-... VEO_RATE=10/min veo-batch run jobs.csv
       veo-batch --max-in-flight 20 run jobs.csv --no-wait
       veo-batch run --batch nightly            # a batch queued over HTTP or from Python
     """
-    name = _stored_or_loaded(app, file, batch_name, file_format, skip_invalid, webhook_url)
+    if dry_run:
+        _dry_run(app, file, batch_name, file_format, budget, strict)
+        return
+    name = _stored_or_loaded(
+        app, file, batch_name, file_format, skip_invalid, webhook_url, budget, strict
+    )
     batch = app.service.status(name)
     if batch.state == BatchState.CANCELLED:
         raise BatchStateError(f"batch {batch.name!r} is cancelled: nothing to run", batch.state)
@@ -138,6 +157,34 @@ def run(
     _print_run(app, name, progress, output)
 
 
+def _dry_run(
+    app: App,
+    file: str | None,
+    batch_name: str | None,
+    file_format: str | None,
+    budget: str | None,
+    strict: bool,
+) -> None:
+    """`run --dry-run`: FILE checked with its estimate, or a stored batch's estimate."""
+    if file is None:
+        print_estimate(app.service.estimate(_stored(batch_name)))
+        return
+    result = load_file(
+        app, file, batch_name, file_format, False, dry_run=True, budget=budget, strict=strict
+    )
+    if result.rejected:
+        sys.exit(ExitCode.INVALID_ROWS)
+
+
+def _stored(batch_name: str | None) -> str:
+    if batch_name is None:
+        raise click.UsageError(
+            "name a job file (veo-batch run jobs.csv) or a stored batch "
+            "(veo-batch run --batch NAME)"
+        )
+    return batch_name
+
+
 def _stored_or_loaded(
     app: App,
     file: str | None,
@@ -145,18 +192,27 @@ def _stored_or_loaded(
     file_format: str | None,
     skip_invalid: bool,
     webhook_url: str | None,
+    budget: str | None,
+    strict: bool,
 ) -> str:
     """The batch to run: FILE loaded (exit 1 if it has invalid rows), or the stored batch."""
     if file is None:
-        if batch_name is None:
-            raise click.UsageError(
-                "name a job file (veo-batch run jobs.csv) or a stored batch "
-                "(veo-batch run --batch NAME)"
-            )
+        name = _stored(batch_name)
         if webhook_url is not None:
-            app.service.set_webhook(batch_name, webhook_url)
-        return batch_name
-    result = load_file(app, file, batch_name, file_format, skip_invalid, webhook_url=webhook_url)
+            app.service.set_webhook(name, webhook_url)
+        if budget is not None:
+            app.service.set_budget(name, budget)
+        return name
+    result = load_file(
+        app,
+        file,
+        batch_name,
+        file_format,
+        skip_invalid,
+        webhook_url=webhook_url,
+        budget=budget,
+        strict=strict,
+    )
     if result.rejected:
         sys.exit(ExitCode.INVALID_ROWS)
     return result.batch
@@ -274,6 +330,8 @@ def _print_run(app: App, name: str, progress: Progress, output: str | None) -> N
     if batch.error_kinds:
         kinds = ", ".join(f"{kind} ×{count:,}" for kind, count in batch.error_kinds)
         click.echo(f"errors: {kinds}")
+    if (spent := spend_line(batch, app.settings.currency)) is not None:
+        click.echo(spent)
     click.echo(f"results: {path}")
     if batch.state == BatchState.PAUSED:
         _exit_paused(name, batch.pause_reason)
