@@ -31,12 +31,13 @@ lint: $(BIN)/veo-batch
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: $(BIN)/veo-batch  ## the benchmarks: loading, submitting, following tasks, local images
+bench: $(BIN)/veo-batch  ## the benchmarks: loading, submitting, following tasks, local images, budgets
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/submit.py
 	$(BIN)/python bench/poll.py
 	$(BIN)/python bench/images.py
+	$(BIN)/python bench/claims.py
 
 clean:
 	rm -rf $(VENV) veo-batch-data veo-batch.db veo-batch.db-wal veo-batch.db-shm jobs.example.results.csv

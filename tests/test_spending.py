@@ -4,6 +4,7 @@ workers in two processes is in test_distributed.py.)"""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -24,7 +25,7 @@ from veobatch.pricing import amount, decimal_text, money, parse_prices
 from veobatch.provider.mock import MockProvider
 from veobatch.service import BatchService
 from veobatch.settings import Settings
-from veobatch.store.tables import Batch, Job, SpendDay
+from veobatch.store.tables import Batch, Delivery, Job, SpendDay
 
 PRICES = {"veo3.1": 250_000, "veo3-fast-frames": 150_000}  # 0.25 and 0.15
 
@@ -142,7 +143,8 @@ def test_an_unpriced_model_with_a_budget_is_refused_at_load(engine: Engine, tmp_
 def test_a_budget_that_fits_n_rows_makes_n_tasks_then_pauses_then_goes_on(
     engine: Engine, mock: MockProvider
 ) -> None:
-    batch = add(engine, [f"row {n}" for n in range(12)], budget="1.75")  # 7 rows at 0.25
+    hook = "https://hooks.example.com/veo"
+    batch = add(engine, [f"row {n}" for n in range(12)], budget="1.75", webhook_url=hook)
     spending = Spending(PRICES)
     progress = run_embedded(engine, mock, batch, spending=spending, wait_for_videos=False)
     assert mock.stats()["created"] == 7
@@ -155,6 +157,15 @@ def test_a_budget_that_fits_n_rows_makes_n_tasks_then_pauses_then_goes_on(
     assert (summary.spent, summary.held, summary.left) == (1_750_000, 0, 0)
     assert progress.counts == {"submitted": 7, "pending": 5}
     assert money_of(engine) == (1_750_000, 1_750_000, 0)
+    with engine.connect() as conn:  # the webhook is told, with the figures
+        [told] = conn.execute(sa.select(Delivery.payload)).scalars()
+    told_body = json.loads(told)
+    assert (told_body["event"], told_body["committed"], told_body["budget"]) == (
+        "batch.paused",
+        "1.75",
+        "1.75",
+    )
+    assert told_body["pause_reason"] == summary.pause_reason
 
     service(engine).set_budget("b", "3")
     service(engine).resume("b")
@@ -304,6 +315,8 @@ def test_the_cli_shows_cost_before_and_spend_after(
     done = sqlite_run("run", "--batch", "shop", "--mock", "--no-wait")
     assert done.exit_code == 0, done.output
     assert "spent USD 1.50; budget USD 2.00, left USD 0.50" in done.stdout
+    again = sqlite_run("rerun", "shop", "--status", "submitted", "--dry-run")
+    assert "6 rows match; sending them again adds USD 1.50; nothing changed" in again.stdout
     bad = sqlite_run("budget", "shop", "lots")
     assert bad.exit_code == 2
     assert "'lots' is not an amount such as 0.25 or 120; or `none` for no cap" in bad.output

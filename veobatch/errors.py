@@ -59,8 +59,8 @@ EXIT_CODE_MEANINGS: Final[dict[ExitCode, str]] = {
     ExitCode.STATE: "the batch's state forbids the operation (e.g. it was cancelled)",
     ExitCode.ROWS_FAILED: "`run`: some rows ended failed (generation failed, timed out, refused) "
     "or in doubt (`veo-batch jobs NAME --status failed` says why)",
-    ExitCode.PAUSED: "`run`: the batch is paused (a 401 or an empty balance): fix it, then "
-    "`veo-batch resume NAME`",
+    ExitCode.PAUSED: "`run`: the batch is paused (a 401, an empty balance, its budget, the "
+    "daily cap, the image mode): fix it, then `veo-batch resume NAME`",
     ExitCode.DOWNLOADS_FAILED: "`run --download`: some videos could not be saved (the rows stay "
     "succeeded; `veo-batch jobs NAME --status succeeded` shows why; run again to retry)",
     ExitCode.CANNOT_WRITE: "a file could not be written (the disk is full, or no permission)",

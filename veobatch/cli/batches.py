@@ -31,7 +31,7 @@ from veobatch.cli.output import (
     when,
 )
 from veobatch.errors import ExitCode, NotFoundError
-from veobatch.pricing import decimal_text
+from veobatch.pricing import decimal_text, money
 from veobatch.states import BatchState, JobStatus
 from veobatch.store.queries import STATUS_ORDER, BatchSummary
 
@@ -361,14 +361,15 @@ def rerun(
         chosen.append(JobStatus.IN_DOUBT.value)
     service = app.service
     look = service.rerun(name, chosen, kinds, dry_run=True)
+    cost = _rerun_cost(look.adds, look.unpriced, app.settings.currency)
     if dry_run or look.matched == 0:
-        click.echo(f"{rows_text(look.matched)} match; nothing changed")
+        click.echo(f"{rows_text(look.matched)} match{cost}; nothing changed")
         return
     if look.paid_rows and not yes:
         click.confirm(
             f"of the {rows_text(look.matched)} chosen, those {' or '.join(look.paid_for)}: "
             "the provider has (or may have) created and billed their tasks already, and a "
-            "new task pays again. Go on?",
+            f"new task pays again{cost}. Go on?",
             abort=True,
             err=True,
         )
@@ -386,6 +387,13 @@ def rerun(
         )
     if done.state == BatchState.PAUSED:
         click.echo(f"the batch is paused: `veo-batch resume {name}` once its cause is fixed")
+
+
+def _rerun_cost(adds: int | None, unpriced: list[str], currency: str) -> str:
+    """`; sending them again adds USD 1.25` (or says which models have no price)."""
+    if unpriced:
+        return f"; their models {', '.join(unpriced)} have no price (VEO_PRICES)"
+    return f"; sending them again adds {money(adds, currency)}" if adds else ""
 
 
 @cli.command()

@@ -31,6 +31,7 @@ from sqlalchemy.engine import Engine
 
 from veobatch.engine.backoff import WEBHOOK_RETRY
 from veobatch.errors import VeoBatchError
+from veobatch.pricing import decimal_text
 from veobatch.settings import Secret
 from veobatch.store.queries import status_counts
 from veobatch.store.tables import Batch, Delivery, DeliveryAttempt
@@ -53,9 +54,15 @@ def notify(conn: Connection, batch_ids: list[int], event: str, now: datetime) ->
     if not batch_ids:
         return 0
     batches = conn.execute(
-        sa.select(Batch.id, Batch.name, Batch.state, Batch.pause_reason, Batch.webhook_url).where(
-            Batch.id.in_(batch_ids), Batch.webhook_url.is_not(None)
-        )
+        sa.select(
+            Batch.id,
+            Batch.name,
+            Batch.state,
+            Batch.pause_reason,
+            Batch.webhook_url,
+            Batch.committed_micros,
+            Batch.budget_micros,
+        ).where(Batch.id.in_(batch_ids), Batch.webhook_url.is_not(None))
     ).all()
     counted = status_counts(conn, [batch.id for batch in batches])
     for batch in batches:
@@ -67,6 +74,10 @@ def notify(conn: Connection, batch_ids: list[int], event: str, now: datetime) ->
             "pause_reason": batch.pause_reason,
             "total": sum(counts.values()),
             "counts": counts,
+            # What its rows spent or hold now, and its budget, as decimal text (the currency
+            # is VEO_CURRENCY's): a pause with reason budget comes with its figures.
+            "committed": decimal_text(batch.committed_micros),
+            "budget": None if batch.budget_micros is None else decimal_text(batch.budget_micros),
             "at": now.isoformat(),
         }
         conn.execute(
