@@ -23,6 +23,7 @@ from veobatch.errors import ConfigError, VeoBatchError
 from veobatch.intake.readers import open_job_file
 from veobatch.pricing import amount, decimal_text, money, parse_prices
 from veobatch.provider.mock import MockProvider
+from veobatch.python_api import Client
 from veobatch.service import BatchService
 from veobatch.settings import Settings
 from veobatch.store.tables import Batch, Delivery, Job, SpendDay
@@ -320,3 +321,14 @@ def test_the_cli_shows_cost_before_and_spend_after(
     bad = sqlite_run("budget", "shop", "lots")
     assert bad.exit_code == 2
     assert "'lots' is not an amount such as 0.25 or 120; or `none` for no cap" in bad.output
+
+
+def test_the_python_api_takes_a_budget_and_estimates(database_url: str) -> None:
+    settings = Settings.from_values({"database_url": database_url, "prices": "veo3.1=0.25"})
+    with Client(settings=settings) as client:
+        job = {"prompt": "p", "model": "veo3.1", "images": ["https://x.io/a.jpg"]}
+        client.add("py", [job, {**job, "prompt": "q"}], budget="0.30")
+        assert client.status("py").budget == 300_000
+        found = client.estimate("py")
+        assert (found.rows, found.total, found.left) == (2, 500_000, 300_000)
+        assert client.set_budget("py", None).budget is None
