@@ -393,3 +393,29 @@ def test_a_budget_holds_to_the_cent_with_four_workers_in_two_processes(stack: St
     assert stack.mock.stats()["created"] == 40
     assert set(stack.mock.stats()["created_by_prompt"].values()) == {1}
     assert service.status("b").spent == 10_000_000
+
+
+def test_a_killed_workers_row_counts_against_the_budget(stack: Stack) -> None:
+    """Budget for two rows; the first row's worker dies mid-request (its task exists): that
+    row is in doubt and counted, so only one more row is sent and the batch pauses."""
+    prompts = ["[mock:slow=30] slow", "quick one", "quick two"]
+    rows = [helpers.row(n, f"r{n}", prompt=p) for n, p in enumerate(prompts, 2)]
+    load_rows(stack.engine, rows, batch="b", source="t", models=DEFAULT_MODELS, budget=500_000)
+    worker = stack.start_worker(concurrency=1, VEO_LEASE="2", VEO_PRICES="veo3.1=0.25")
+    stack.start_scheduler()
+    created = stack.mock.state.created_by_prompt
+    wait_until(lambda: created["[mock:slow=30] slow"] == 1, what="the slow request to arrive")
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+    stack.start_worker(concurrency=1, VEO_LEASE="2", VEO_PRICES="veo3.1=0.25")
+    wait_until(lambda: stack.batch_state() == "paused", what="the batch to pause")
+    wait_until(
+        lambda: stack.statuses()["[mock:slow=30] slow"] == "in_doubt", what="the lease to expire"
+    )
+    statuses = stack.statuses()
+    assert stack.mock.stats()["created"] == 2
+    unsent = [p for p in prompts[1:] if statuses[p] in ("pending", "queued")]
+    assert len(unsent) == 1  # one quick row was sent; the other did not fit
+    summary = BatchService(stack.engine, Settings()).status("b")
+    assert (summary.spent, summary.held) == (500_000, 0)
+    assert (summary.pause_reason or "").startswith("budget:")
