@@ -494,6 +494,30 @@ def job_view(row: sa.Row[Any]) -> dict[str, Any]:
     return view
 
 
+def estimate_view(found: Estimate) -> dict[str, Any]:
+    """An estimate as the faces show it in JSON: amounts as decimal text (None: unpriced)."""
+
+    def text(amount: int | None) -> str | None:
+        return None if amount is None else pricing.decimal_text(amount)
+
+    return {
+        "currency": found.currency,
+        "models": [
+            {"model": m.model, "rows": m.rows, "price": text(m.price), "total": text(m.total)}
+            for m in found.models
+        ],
+        "rows": found.rows,
+        "total": text(found.total),
+        "unpriced": found.unpriced,
+        "requests": found.requests,
+        "polls_per_task": found.polls_per_task,
+        "spent": text(found.spent),
+        "committed": text(found.committed),
+        "budget": text(found.budget),
+        "left": text(found.left),
+    }
+
+
 def history_view(attempt: sa.Row[Any]) -> dict[str, Any]:
     """One submission, poll or download of a row."""
     return {

@@ -32,6 +32,7 @@ from veobatch.cli.output import (
 )
 from veobatch.errors import ExitCode, NotFoundError
 from veobatch.pricing import decimal_text, money
+from veobatch.service import estimate_view
 from veobatch.states import BatchState, JobStatus
 from veobatch.store.queries import STATUS_ORDER, BatchSummary
 
@@ -133,26 +134,7 @@ def estimate(app: App, name: str, as_json: bool) -> None:
     """
     found = app.service.estimate(name)
     if as_json:
-        print_json(
-            {
-                "currency": found.currency,
-                "models": [
-                    {
-                        "model": m.model,
-                        "rows": m.rows,
-                        "price": None if m.price is None else decimal_text(m.price),
-                        "total": None if m.total is None else decimal_text(m.total),
-                    }
-                    for m in found.models
-                ],
-                "rows": found.rows,
-                "total": None if found.total is None else decimal_text(found.total),
-                "unpriced": found.unpriced,
-                "requests": found.requests,
-                "spent": decimal_text(found.spent),
-                "budget": None if found.budget is None else decimal_text(found.budget),
-            }
-        )
+        print_json(estimate_view(found))
         return
     print_estimate(found)
 

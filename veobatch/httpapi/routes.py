@@ -17,7 +17,7 @@ from veobatch.httpapi.schemas import errors
 from veobatch.intake.archive import is_zip
 from veobatch.intake.readers import job_file_from_bytes
 from veobatch.pricing import decimal_text
-from veobatch.service import BatchService, refuse_invalid
+from veobatch.service import BatchService, estimate_view, refuse_invalid
 from veobatch.states import BatchState, ErrorKind, JobStatus
 from veobatch.store.queries import BatchSummary
 
@@ -144,29 +144,7 @@ def get_batch(name: str, veo: Service) -> schemas.Batch:
 )
 def estimate_batch(name: str, veo: Service) -> schemas.Estimate:
     """What the rows not sent yet will cost, per model, and the requests they need."""
-    found = veo.estimate(name)
-    text = decimal_text
-    return schemas.Estimate(
-        currency=found.currency,
-        models=[
-            schemas.ModelCost(
-                model=m.model,
-                rows=m.rows,
-                price=None if m.price is None else text(m.price),
-                total=None if m.total is None else text(m.total),
-            )
-            for m in found.models
-        ],
-        rows=found.rows,
-        total=None if found.total is None else text(found.total),
-        unpriced=found.unpriced,
-        requests=found.requests,
-        polls_per_task=found.polls_per_task,
-        spent=text(found.spent),
-        committed=text(found.committed),
-        budget=None if found.budget is None else text(found.budget),
-        left=None if found.left is None else text(found.left),
-    )
+    return schemas.Estimate(**estimate_view(veo.estimate(name)))
 
 
 @router.get(
