@@ -252,7 +252,9 @@ def _run_here(
         settings = app.settings
         if mock:
             provider = stack.enter_context(
-                MockProvider(MockConfig(api_key=MOCK_KEY, task_seconds=MOCK_TASK_SECONDS))
+                MockProvider(
+                    MockConfig(api_key=MOCK_KEY, task_seconds=MOCK_TASK_SECONDS, clips=True)
+                )
             )
             settings = _on_mock(settings, provider.url)
             click.echo(

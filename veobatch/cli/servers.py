@@ -110,6 +110,13 @@ def current(app: App) -> None:
     help="Size of each video it serves.",
 )
 @click.option("--seed", default=0, show_default=True, help="Seed of the failure draw.")
+@click.option(
+    "--clips/--text-videos",
+    default=True,
+    show_default=True,
+    help="Serve each video as a real 3 s MP4 of a slow zoom over the job's first image (made "
+    "once per image), or as --video-bytes of text (cheaper, for load tests).",
+)
 def mock_api(
     host: str,
     port: int,
@@ -121,6 +128,7 @@ def mock_api(
     failure_rate: float,
     video_bytes: int,
     seed: int,
+    clips: bool,
 ) -> None:
     """Serve a local stand-in for the Veo relay API: both endpoints, its error shapes and
     limits, and faults on demand. Nothing is spent; use it for dry runs, demos and tests.
@@ -146,6 +154,7 @@ def mock_api(
         failure_rate=failure_rate,
         video_bytes=video_bytes,
         seed=seed,
+        clips=clips,
     )
     server = MockProvider(config, host, port)
     where = "from VEO_API_KEY" if key != "mock-key" else "mock-key"

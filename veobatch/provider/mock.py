@@ -13,8 +13,9 @@ It speaks both endpoints over real HTTP, with the relay's error shapes (see shar
   closed), `[mock:slow=SECONDS]` (task created, answer late), `[mock:fail]` (the task ends in
   FAILURE), `[mock:no-task-id]` (200 without a task_id), `[mock:cut-video]` (the first
   download of the video stops halfway);
-- videos served at `/_mock/videos/...` (`video_bytes` long, same bytes for the same task),
-  with `Range` requests answered 206, as a CDN does;
+- videos served at `/_mock/videos/...`, with `Range` requests answered 206, as a CDN does:
+  with `clips`, a real 3 s MP4 of a slow zoom over the task's first image (made once per
+  image); else `video_bytes` of text, the same bytes for the same task;
 - images checked as relays check them: only the ways of sending in `accepts` (url, data-uri,
   base64; others answered 400 in Chinese, as a relay that takes only one way does); an inline
   image must decode to a PNG, JPEG or WebP (else 400); a link is fetched after the task is
@@ -57,9 +58,11 @@ import httpx
 
 from veobatch.images.formats import SNIFF_BYTES, sniff
 from veobatch.provider.client import SUBMIT_PATH
+from veobatch.provider.clips import ClipMaker
 
 _MARKER: Final = re.compile(r"\[mock:([a-z-]+)(?:=([^\]]*))?\]")
 _OUR_TASK_ID: Final = re.compile(r"^veo3:(\d+)-[0-9a-f]{10}$")
+_KEPT_IMAGES: Final = 256  # distinct first images the mock keeps for its clips
 _HTML_502: Final = (
     "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway"
     "</h1></center><hr><center>nginx</center></body></html>"
@@ -77,6 +80,7 @@ class MockConfig:
     video_bytes: int = 64 * 1024
     seed: int = 0
     accepts: list[str] = field(default_factory=lambda: ["url", "data-uri", "base64"])
+    clips: bool = False  # videos are real MP4 clips of the first image (else `video_bytes` of text)
 
 
 @dataclass
@@ -89,6 +93,7 @@ class _Task:
     cut_video: bool = False  # the next full download of its video stops halfway
     echo: str = ""  # the caller's key, echoed in every answer about the task (a careless relay)
     fetching: int = 0  # image links not fetched yet: the task does not end before they are
+    first_image: str | None = None  # sha256 of its first image, when the mock has its bytes
     image_error: str = ""  # a link that gave no image: the task ends in FAILURE with this
 
     def video(self, size: int) -> bytes:
@@ -116,6 +121,23 @@ class MockState:
     rng: random.Random = field(default_factory=random.Random)
     images_by_prompt: dict[str, list[str]] = field(default_factory=dict)  # sha256 of each
     images_not_fetched: int = 0  # links to other machines, which the mock does not fetch
+    first_images: dict[str, bytes] = field(default_factory=dict)  # by sha256, for the clips
+    clips: ClipMaker = field(default_factory=ClipMaker)
+
+    def keep_first_image(self, task: _Task | None, data: bytes) -> None:
+        """Keep a task's first image for its clip (at most _KEPT_IMAGES distinct ones)."""
+        if task is None or not self.config.clips:
+            return
+        digest = hashlib.sha256(data).hexdigest()
+        task.first_image = digest
+        if digest not in self.first_images and len(self.first_images) < _KEPT_IMAGES:
+            self.first_images[digest] = data
+
+    def video_of(self, task: _Task) -> bytes:
+        if not self.config.clips:
+            return task.video(self.config.video_bytes)
+        image = self.first_images.get(task.first_image or "")
+        return self.clips.clip_for(image)
 
     def start_task(self, task: _Task) -> None:
         self.tasks[task.task_id] = task
@@ -266,29 +288,34 @@ class _Handler(BaseHTTPRequestHandler):
         images = self._images_of(body["images"])
         if images is None:
             return
-        inline, links = images
+        inline, links, first = images
         task_id = self._create_task(prompt, markers, fetching=len(links))
         if task_id is None:
             return
         state = self.server.state
         with state.lock:
             state.images_by_prompt.setdefault(prompt, []).extend(inline)
-        for link in links:
+            if first is not None:
+                state.keep_first_image(state.tasks.get(task_id), first)
+        for index, link in enumerate(links):
+            first_link = first is None and index == 0 and body["images"][0] == link
             threading.Thread(
-                target=_fetch_image, args=(state, task_id, prompt, link), daemon=True
+                target=_fetch_image, args=(state, task_id, prompt, link, first_link), daemon=True
             ).start()
         self._answer_created(task_id, markers)
 
-    def _images_of(self, images: Any) -> tuple[list[str], list[str]] | None:
-        """The sha256 of each inline image, and the links to fetch; None (answered 400) if
-        an image is sent a way this relay does not take, or is not an image."""
+    def _images_of(self, images: Any) -> tuple[list[str], list[str], bytes | None] | None:
+        """The sha256 of each inline image, the links to fetch, and the first image's bytes
+        when it came inline; None (answered 400) if an image is sent a way this relay does
+        not take, or is not an image."""
         accepts = self.server.state.config.accepts
         if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
             self._reply(400, _error("参数错误：images 必须是字符串数组"))
             return None
         inline: list[str] = []
         links: list[str] = []
-        for image in images:
+        first: bytes | None = None
+        for index, image in enumerate(images):
             way = (
                 "url"
                 if image.startswith(("http://", "https://"))
@@ -314,7 +341,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._reply(400, _error("图片无法解码：不是有效的 PNG、JPEG 或 WebP 图片"))
                 return None
             inline.append(hashlib.sha256(data).hexdigest())
-        return inline, links
+            first = data if index == 0 else first
+        return inline, links, first
 
     def _prompt_of(self, body: Any) -> str | None:
         """The submission's prompt; None (answered 400) if the body is not a submission."""
@@ -422,14 +450,14 @@ class _Handler(BaseHTTPRequestHandler):
         with state.lock:
             state.video_requests += 1
             task = state.tasks.get(task_id)
-            size = state.config.video_bytes
             cut = task is not None and task.cut_video and "Range" not in self.headers
             if cut and task is not None:
                 task.cut_video = False
         if task is None or time.monotonic() < task.ends or task.fails or task.image_error:
             self._reply(404, _error("video not found"))
             return
-        data = task.video(size)
+        data = state.video_of(task)  # a clip is made outside the lock: it takes a moment
+        size = len(data)
         start = 0
         match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", "").strip())
         if match and int(match.group(1)) >= size:
@@ -481,8 +509,9 @@ def _on_this_machine(link: str) -> bool:
         return False
 
 
-def _fetch_image(state: MockState, task_id: str, prompt: str, link: str) -> None:
-    """Fetch one image link of a task, as a relay does after accepting it."""
+def _fetch_image(state: MockState, task_id: str, prompt: str, link: str, first: bool) -> None:
+    """Fetch one image link of a task, as a relay does after accepting it (`first`: the
+    task's first image, which its clip shows)."""
     problem, digest = "", None
     try:
         answer = httpx.get(link, timeout=10.0)
@@ -498,6 +527,8 @@ def _fetch_image(state: MockState, task_id: str, prompt: str, link: str) -> None
         task = state.tasks.get(task_id)
         if digest is not None:
             state.images_by_prompt.setdefault(prompt, []).append(digest)
+            if first:
+                state.keep_first_image(task, answer.content)
         if task is not None:
             task.fetching -= 1
             task.image_error = task.image_error or problem
