@@ -4,6 +4,7 @@ idempotent intake, reading, changes, limits, and its own OpenAPI schema as the c
 from __future__ import annotations
 
 import csv
+import http.client
 import io
 import json
 import socket
@@ -280,3 +281,22 @@ def test_a_rerun_that_would_pay_again_needs_a_confirmation(
     assert (counted["matched"], counted["paid_for"]) == (1, ["succeeded"])
     sent = api.post("/batches/cms/rerun", json={**body, "confirm_paid": True}).json()
     assert sent["sent_again"] == 1
+
+
+def test_the_docs_page_works_offline(served: Served) -> None:
+    page = httpx.get(f"{served.url}/docs")
+    assert page.status_code == 200
+    assert "/docs/assets/swagger-ui-bundle.js" in page.text
+    assert "cdn" not in page.text.lower()  # nothing from the internet
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        got = httpx.get(f"{served.url}/docs/assets/{asset}")  # public, as the page is
+        assert got.status_code == 200
+        assert len(got.content) > 100_000
+    assert httpx.get(f"{served.url}/batches").status_code == 401  # the rest still needs one
+    host, port = served.url.removeprefix("http://").split(":")
+    raw = http.client.HTTPConnection(host, int(port), timeout=10)  # sends the path as it is
+    raw.request("GET", "/docs/assets/../../settings.py")
+    answer = raw.getresponse()
+    assert answer.status == 404  # out of the assets' folder: nothing
+    assert b"Settings" not in answer.read()
+    raw.close()

@@ -10,13 +10,16 @@ limit are refused with 413 before they are read; invalid jobs are 422 naming eac
 
 import hmac
 import logging
+from pathlib import Path
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -66,7 +69,10 @@ def create_app(
         version="1",
         description="Queue Veo image-to-video jobs, follow them to their videos.",
         openapi_tags=TAGS,
+        docs_url=None,  # served below from the package's own copy: it works offline
+        redoc_url=None,
     )
+    _serve_docs(app)
     app.state.service = BatchService(engine, settings)
     app.state.tokens = [t.reveal().encode() for t in settings.api_tokens]
     app.add_middleware(BodyLimit, max_body=max_body)
@@ -214,3 +220,27 @@ def _problem(
     status: int, detail: str, problems: list[dict[str, Any]] | None = None
 ) -> JSONResponse:
     return JSONResponse({"detail": detail, "problems": problems or []}, status_code=status)
+
+
+SWAGGER_UI: Final = Path(__file__).parent / "static" / "swagger-ui"  # swagger-ui-dist 5.35.0
+
+
+def _serve_docs(app: FastAPI) -> None:
+    """`/docs`, the interactive API page, with Swagger UI's files from the package (no CDN:
+    it works on a machine without internet)."""
+    app.mount("/docs/assets", StaticFiles(directory=SWAGGER_UI), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="veo-batch API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon-32x32.png",
+            oauth2_redirect_url="/docs/oauth2-redirect",
+        )
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    def oauth2_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()

@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-PUBLIC_PATHS: Final = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+PUBLIC_PATHS: Final = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect"})
+PUBLIC_PREFIX: Final = "/docs/assets/"  # Swagger UI's own files
 LOOPBACK: Final = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 _BEARER: Final = re.compile(rb"^Bearer +(.+)$", re.IGNORECASE)
 
@@ -58,7 +59,7 @@ class Guard:
     def _refusal(self, scope: Scope) -> JSONResponse | None:
         headers = dict(scope["headers"])
         if self.tokens:
-            if scope["path"] in PUBLIC_PATHS:
+            if scope["path"] in PUBLIC_PATHS or scope["path"].startswith(PUBLIC_PREFIX):
                 return None
             found = _BEARER.match(headers.get(b"authorization", b"").strip())
             given = found.group(1).strip() if found else b""
