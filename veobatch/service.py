@@ -44,7 +44,7 @@ from veobatch.intake.loader import Progress as LoadProgress
 from veobatch.intake.problems import DEFAULT_MAX_PROBLEMS, Problem
 from veobatch.intake.readers import JobFile
 from veobatch.settings import Settings
-from veobatch.states import PAID_FOR, JobStatus
+from veobatch.states import PAID_FOR, JobStatus, Review
 from veobatch.store.export import (
     OUTPUT_COLUMNS,
     ExportText,
@@ -264,13 +264,24 @@ class BatchService:
         statuses: Sequence[str] = (),
         kinds: Sequence[str] = (),
         refs: Sequence[str] = (),
+        reviews: Sequence[str] = (),
+        models: Sequence[str] = (),
+        text: str | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[dict[str, Any]]:
         """A page of the batch's rows (in the order they were added), as plain dicts;
-        `limit=0` is every row from `offset` on."""
+        `limit=0` is every row from `offset` on. Filters as `store.queries.select_jobs`."""
         with self.engine.connect() as conn:
-            query = select_jobs(batch_id(conn, batch), statuses, kinds, refs).offset(offset)
+            query = select_jobs(
+                batch_id(conn, batch),
+                statuses,
+                kinds,
+                refs,
+                reviews=reviews,
+                models=models,
+                text=text,
+            ).offset(offset)
             page = query.limit(limit) if limit else query
             return [job_view(row) for row in stream_jobs(conn, page)]
 
@@ -281,10 +292,32 @@ class BatchService:
         statuses: Sequence[str] = (),
         kinds: Sequence[str] = (),
         refs: Sequence[str] = (),
+        reviews: Sequence[str] = (),
+        models: Sequence[str] = (),
+        text: str | None = None,
     ) -> int:
         """How many rows `jobs` pages through."""
         with self.engine.connect() as conn:
-            return count_jobs(conn, select_jobs(batch_id(conn, batch), statuses, kinds, refs))
+            query = select_jobs(
+                batch_id(conn, batch),
+                statuses,
+                kinds,
+                refs,
+                reviews=reviews,
+                models=models,
+                text=text,
+            )
+            return count_jobs(conn, query)
+
+    def review(self, batch: str, refs: Sequence[str], verdict: str | None) -> int:
+        """Mark the videos of rows `refs` approved or rejected (None: not reviewed); how many
+        rows were marked. The mark is kept on the row, exported, and filters `jobs`."""
+        if verdict is not None and verdict not in tuple(Review):
+            raise VeoBatchError(f"review: {verdict!r} is not approved, rejected or none")
+        with self.engine.begin() as conn:
+            return transitions.set_review(
+                conn, batch_id(conn, batch), refs, verdict, transitions.utcnow()
+            )
 
     def job(self, batch: str, ref: str) -> dict[str, Any]:
         """One row with its whole history (each submission, poll and download)."""
@@ -345,18 +378,25 @@ class BatchService:
         statuses: Sequence[str] = (JobStatus.FAILED,),
         kinds: Sequence[str] = (),
         *,
+        refs: Sequence[str] = (),
+        reviews: Sequence[str] = (),
         dry_run: bool = False,
     ) -> Rerun:
         """Rows back to work: sent again as new tasks, except timed-out rows, whose task is
         polled again. Sending a row that has a task pays again (`paid_for` names the chosen
-        statuses that do): choose statuses with care, or look with `dry_run` first."""
+        statuses that do): choose statuses with care, or look with `dry_run` first. `refs`
+        and `reviews` (say, the rows whose videos were rejected) narrow the choice."""
         paid = [str(status) for status in statuses if status in PAID_FOR]
         if dry_run:
             with self.engine.connect() as conn:
                 bid = batch_id(conn, batch)
-                matched = count_jobs(conn, select_jobs(bid, statuses, kinds))
-                paid_rows = count_jobs(conn, select_jobs(bid, paid, kinds)) if paid else 0
-                again = model_counts(conn, bid, statuses, kinds, resent_only=True)
+                chosen = select_jobs(bid, statuses, kinds, refs, reviews=reviews)
+                matched = count_jobs(conn, chosen)
+                paying = select_jobs(bid, paid, kinds, refs, reviews=reviews)
+                paid_rows = count_jobs(conn, paying) if paid else 0
+                again = model_counts(
+                    conn, bid, statuses, kinds, resent_only=True, refs=refs, reviews=reviews
+                )
             adds = self.estimate_rows(again)
             return Rerun(
                 matched, paid, paid_rows=paid_rows, adds=adds.total, unpriced=adds.unpriced
@@ -365,7 +405,9 @@ class BatchService:
         with self.engine.begin() as conn:
             bid = batch_id(conn, batch)
             now = transitions.utcnow()
-            sent, polled = transitions.rerun(conn, bid, now, statuses, kinds, deadline=deadline)
+            sent, polled = transitions.rerun(
+                conn, bid, now, statuses, kinds, deadline=deadline, refs=refs, reviews=reviews
+            )
             state = transitions.reopen(conn, bid, now)
         return Rerun(sent + polled, paid, sent_again=sent, polled_again=polled, state=state)
 

@@ -23,6 +23,13 @@ class BatchState(StrEnum):
     FINISHED = "finished"
 
 
+class Review(StrEnum):
+    """A person's verdict on a row's video."""
+
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
 class ErrorKind(StrEnum):
     INVALID = "invalid"  # the row (or the provider's 400) says the input is wrong
     AUTH = "auth"

@@ -33,6 +33,7 @@ from veobatch.cli.output import (
 from veobatch.errors import ExitCode, NotFoundError
 from veobatch.pricing import decimal_text, money
 from veobatch.service import estimate_view
+from veobatch.settings import Settings
 from veobatch.states import BatchState, JobStatus
 from veobatch.store.queries import STATUS_ORDER, BatchSummary
 
@@ -314,6 +315,16 @@ def _job_details(job: dict[str, Any]) -> str:
     is_flag=True,
     help="Also rows in doubt: they may already have a paid task (asks first).",
 )
+@click.option(
+    "--id", "refs", multiple=True, metavar="REF", help="Only these rows (repeat or comma-separate)."
+)
+@click.option(
+    "--review",
+    "reviews",
+    multiple=True,
+    callback=one_of(("approved", "rejected"), "review"),
+    help="Only rows whose video was reviewed so: rejected (with --status succeeded).",
+)
 @click.option("--dry-run", is_flag=True, help="Count the rows; change nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask (for scripts).")
 @pass_app
@@ -323,6 +334,8 @@ def rerun(
     statuses: Sequence[str],
     kinds: Sequence[str],
     in_doubt: bool,
+    refs: Sequence[str],
+    reviews: Sequence[str],
     dry_run: bool,
     yes: bool,
 ) -> None:
@@ -337,13 +350,15 @@ def rerun(
       veo-batch rerun spring-sale --kind timeout       # poll the same tasks again
       veo-batch rerun spring-sale --kind server,network
       veo-batch rerun spring-sale --in-doubt --yes     # may pay twice for some rows
+      veo-batch rerun spring-sale --status succeeded --review rejected --yes
     """
     chosen = list(statuses) or [JobStatus.FAILED.value]
     if in_doubt:
         chosen.append(JobStatus.IN_DOUBT.value)
     service = app.service
-    look = service.rerun(name, chosen, kinds, dry_run=True)
-    cost = _rerun_cost(look.adds, look.unpriced, app.settings.currency)
+    rows, marks = split_values(refs), list(reviews)
+    look = service.rerun(name, chosen, kinds, refs=rows, reviews=marks, dry_run=True)
+    cost = _rerun_cost(look.adds, look.unpriced, app.settings) if app.settings.prices else ""
     if dry_run or look.matched == 0:
         click.echo(f"{rows_text(look.matched)} match{cost}; nothing changed")
         return
@@ -355,7 +370,7 @@ def rerun(
             abort=True,
             err=True,
         )
-    done = service.rerun(name, chosen, kinds)
+    done = service.rerun(name, chosen, kinds, refs=rows, reviews=marks)
     if done.sent_again:
         click.echo(
             f"{rows_text(done.sent_again)} {is_are(done.sent_again)} pending again; "
@@ -371,11 +386,42 @@ def rerun(
         click.echo(f"the batch is paused: `veo-batch resume {name}` once its cause is fixed")
 
 
-def _rerun_cost(adds: int | None, unpriced: list[str], currency: str) -> str:
+@cli.command()
+@click.argument("name")
+@click.option(
+    "--id",
+    "refs",
+    multiple=True,
+    required=True,
+    metavar="REF",
+    help="The rows (repeat or comma-separate).",
+)
+@click.option("--approve", "verdict", flag_value="approved", help="Their videos are good.")
+@click.option("--reject", "verdict", flag_value="rejected", help="Their videos are bad.")
+@click.option("--clear", "verdict", flag_value="none", help="Not reviewed.")
+@pass_app
+def review(app: App, name: str, refs: Sequence[str], verdict: str | None) -> None:
+    """Mark the videos of rows of batch NAME approved or rejected (kept on the row, exported,
+    and a filter of `jobs` and `rerun`).
+
+    \b
+    Examples:
+      veo-batch review spring-sale --id sku-1,sku-7 --reject
+      veo-batch rerun spring-sale --status succeeded --review rejected --yes
+    """
+    if verdict is None:
+        raise click.UsageError("say --approve, --reject or --clear")
+    marked = app.service.review(name, split_values(refs), None if verdict == "none" else verdict)
+    click.echo(f"{rows_text(marked)} marked {verdict if verdict != 'none' else 'not reviewed'}")
+
+
+def _rerun_cost(adds: int | None, unpriced: list[str], settings: Settings) -> str:
     """`; sending them again adds USD 1.25` (or says which models have no price)."""
     if unpriced:
-        return f"; their models {', '.join(unpriced)} have no price (VEO_PRICES)"
-    return f"; sending them again adds {money(adds, currency)}" if adds else ""
+        return (
+            f"; {', '.join(unpriced)} ha{'s' if len(unpriced) == 1 else 've'} no price (VEO_PRICES)"
+        )
+    return f"; sending them again adds {money(adds, settings.currency)}" if adds else ""
 
 
 @cli.command()

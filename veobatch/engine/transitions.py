@@ -311,6 +311,21 @@ def finish_batches(conn: Connection, now: datetime) -> int:
     return len(finished)
 
 
+def set_review(
+    conn: Connection,
+    batch_id: int,
+    refs: Sequence[str],
+    verdict: str | None,
+    now: datetime,
+) -> int:
+    """The verdict on the videos of rows `refs` of the batch (None: not reviewed)."""
+    return conn.execute(
+        sa.update(Job)
+        .where(Job.batch_id == batch_id, Job.ref.in_(list(refs)))
+        .values(review=verdict, reviewed_at=now if verdict else None)
+    ).rowcount
+
+
 def set_budget(conn: Connection, batch_id: int, budget: int | None) -> None:
     """The most the batch may commit, in micro-units (None: no cap)."""
     conn.execute(sa.update(Batch).where(Batch.id == batch_id).values(budget_micros=budget))
@@ -329,6 +344,8 @@ def rerun(
     kinds: Sequence[str] = (),
     *,
     deadline: timedelta,
+    refs: Sequence[str] = (),
+    reviews: Sequence[str] = (),
 ) -> tuple[int, int]:
     """Matching rows go again; (rows to send again, rows to poll again).
 
@@ -339,6 +356,10 @@ def rerun(
     chosen = sa.and_(Job.batch_id == batch_id, Job.status.in_(list(statuses)))
     if kinds:
         chosen = sa.and_(chosen, Job.error_kind.in_(list(kinds)))
+    if refs:
+        chosen = sa.and_(chosen, Job.ref.in_(list(refs)))
+    if reviews:
+        chosen = sa.and_(chosen, Job.review.in_(list(reviews)))
     sent = conn.execute(
         sa.update(Job)
         .where(
@@ -367,6 +388,8 @@ def rerun(
             download_error=None,
             next_download_at=None,
             finished_at=None,
+            review=None,  # a new video: not reviewed yet
+            reviewed_at=None,
             updated_at=now,
         )
     ).rowcount

@@ -159,14 +159,46 @@ def list_jobs(
     veo: Service,
     status: Annotated[list[JobStatus] | None, Query(description="Repeat for several.")] = None,
     kind: Annotated[list[ErrorKind] | None, Query(description="Error kinds.")] = None,
+    review: Annotated[
+        list[schemas.ReviewFilter] | None, Query(description="approved, rejected or none.")
+    ] = None,
+    model: Annotated[list[str] | None, Query(max_length=64)] = None,
+    q: Annotated[str | None, Query(max_length=200, description="Text in prompt or id.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> schemas.JobsPage:
     """A page of the batch's rows, in the order they were added, and how many match."""
-    chosen = {"statuses": status or (), "kinds": kind or ()}
-    rows = [schemas.Job(**view) for view in veo.jobs(name, limit=limit, offset=offset, **chosen)]
-    total = veo.count(name, **chosen)
+    statuses, kinds = [str(s) for s in status or ()], [str(k) for k in kind or ()]
+    reviews, models = [str(r) for r in review or ()], model or []
+    rows = [
+        schemas.Job(**view)
+        for view in veo.jobs(
+            name,
+            statuses=statuses,
+            kinds=kinds,
+            reviews=reviews,
+            models=models,
+            text=q,
+            limit=limit,
+            offset=offset,
+        )
+    ]
+    total = veo.count(name, statuses=statuses, kinds=kinds, reviews=reviews, models=models, text=q)
     return schemas.JobsPage(jobs=rows, total=total, limit=limit, offset=offset)
+
+
+@router.post(
+    "/batches/{name}/review",
+    operation_id="review_jobs",
+    tags=["jobs"],
+    response_model=schemas.Changed,
+    responses=errors(400, 404, 413, 422),
+)
+def review_jobs(name: str, body: schemas.ReviewIn, veo: Service) -> schemas.Changed:
+    """Mark the videos of rows `ids` approved or rejected (null: not reviewed); `rows` says
+    how many were marked. Rejected ones can be sent again with rerun's `reviews`."""
+    rows = veo.review(name, body.ids, None if body.review is None else body.review.value)
+    return schemas.Changed(batch=name, state=BatchState(veo.status(name).state), rows=rows)
 
 
 @router.get(
@@ -226,15 +258,18 @@ def attachment(filename: str) -> str:
 def rerun_batch(name: str, body: schemas.RerunIn, veo: Service) -> schemas.Rerun:
     """Failed rows (by default) back to work; timed-out rows are polled again. `dry_run`
     only counts them (and says which chosen statuses would pay again)."""
+    rows, marks = body.ids, [str(r) for r in body.reviews]
     if not body.dry_run and not body.confirm_paid:
-        paid = veo.rerun(name, body.statuses, body.kinds, dry_run=True)
+        paid = veo.rerun(name, body.statuses, body.kinds, refs=rows, reviews=marks, dry_run=True)
         if paid.paid_rows:
             raise BatchStateError(
                 f"{paid.paid_rows:,} of the rows chosen are {' or '.join(paid.paid_for)}: the "
                 "provider has (or may have) billed their tasks, and a new task pays again; "
                 'send "confirm_paid": true to go on'
             )
-    done = veo.rerun(name, body.statuses, body.kinds, dry_run=body.dry_run)
+    done = veo.rerun(
+        name, body.statuses, body.kinds, refs=rows, reviews=marks, dry_run=body.dry_run
+    )
     return schemas.Rerun(
         matched=done.matched,
         paid_for=[JobStatus(s) for s in done.paid_for],

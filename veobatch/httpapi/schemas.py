@@ -8,7 +8,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from veobatch.states import BatchState, ErrorKind, JobStatus
+from veobatch.states import BatchState, ErrorKind, JobStatus, Review
 
 # Money travels as decimal text ("120", "0.25"), never as a float.
 AMOUNT: Final = r"^[0-9]{1,9}(\.[0-9]{1,6})?$"
@@ -113,6 +113,17 @@ class Estimate(BaseModel):
     left: str | None
 
 
+class ReviewFilter(StrEnum):
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    NONE = "none"
+
+
+class ReviewIn(BaseModel):
+    ids: list[str] = Field(min_length=1, max_length=10_000, description="Rows, by id.")
+    review: Review | None = Field(description="approved or rejected; null: not reviewed")
+
+
 class BudgetIn(BaseModel):
     budget: str | None = Field(
         pattern=AMOUNT,
@@ -146,6 +157,7 @@ class Job(BaseModel):
     video_bytes: int | None
     video_sha256: str | None
     download_error: str | None
+    review: Review | None = Field(None, description="A person's verdict on the video")
     cost: str = Field(description="The price counted for the row: each submission that made a task")
     prompt: str
     model: str
@@ -179,6 +191,8 @@ class JobsPage(BaseModel):
 class RerunIn(BaseModel):
     statuses: list[JobStatus] = Field(default=[JobStatus.FAILED], description="Rows in these.")
     kinds: list[ErrorKind] = Field(default=[], description="Only rows with these error kinds.")
+    ids: list[str] = Field(default=[], max_length=10_000, description="Only these rows.")
+    reviews: list[Review] = Field(default=[], description="Only rows reviewed so (rejected).")
     dry_run: bool = Field(default=False, description="Count the rows; change nothing.")
     confirm_paid: bool = Field(
         default=False,

@@ -48,6 +48,7 @@ OUTPUT_COLUMNS: Final = (
     "download_error",
     "polls",
     "cost",  # the price counted for the row: each submission that made (or may have) a task
+    "review",  # approved or rejected, by a person looking at the video
     "line",
     "created_at",
     "updated_at",

@@ -103,11 +103,13 @@ def model_counts(
     kinds: Sequence[str] = (),
     *,
     resent_only: bool = False,
+    refs: Sequence[str] = (),
+    reviews: Sequence[str] = (),
 ) -> dict[str, int]:
     """The batch's rows in `statuses` (and error `kinds`) counted per model; `resent_only`
     leaves out timed-out rows with a task, which a rerun polls again instead of resending."""
     query = (
-        select_jobs(batch, statuses, kinds)
+        select_jobs(batch, statuses, kinds, refs, reviews=reviews)
         .with_only_columns(Job.model, sa.func.count())
         .order_by(None)
     )
@@ -145,7 +147,13 @@ def select_jobs(
     statuses: Sequence[str] = (),
     kinds: Sequence[str] = (),
     refs: Sequence[str] = (),
+    *,
+    reviews: Sequence[str] = (),
+    models: Sequence[str] = (),
+    text: str | None = None,
 ) -> sa.Select[Any]:
+    """The batch's rows, in the order they were added, narrowed by each filter given;
+    `reviews` may hold "none" for rows not reviewed; `text` is found in the prompt or id."""
     query = sa.select(Job).where(Job.batch_id == batch).order_by(Job.id)
     if statuses:
         query = query.where(Job.status.in_(statuses))
@@ -153,6 +161,17 @@ def select_jobs(
         query = query.where(Job.error_kind.in_(kinds))
     if refs:
         query = query.where(Job.ref.in_(refs))
+    if reviews:
+        given = [r for r in reviews if r != "none"]
+        chosen = Job.review.in_(given)
+        query = query.where(sa.or_(chosen, Job.review.is_(None)) if "none" in reviews else chosen)
+    if models:
+        query = query.where(Job.model.in_(models))
+    if text:
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(
+            sa.or_(Job.prompt.ilike(pattern, escape="\\"), Job.ref.ilike(pattern, escape="\\"))
+        )
     return query
 
 

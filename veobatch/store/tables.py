@@ -140,6 +140,9 @@ class Job(Base):
     cost_micros: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     held_micros: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     held_day: Mapped[date | None] = mapped_column(Date)
+    # A person's verdict on the video: approved | rejected (None: not reviewed).
+    review: Mapped[str | None] = mapped_column(String(16))
+    reviewed_at: Mapped[datetime | None]
 
 
 class SpendDay(Base):
