@@ -32,11 +32,13 @@ from veobatch.engine.spend_rules import Estimate, Spending, unpriced
 from veobatch.errors import (
     BatchStateError,
     DatabaseError,
+    ImageError,
     InvalidJobs,
     NotFoundError,
     VeoBatchError,
 )
 from veobatch.images.files import ImageInspector, ImageRules
+from veobatch.images.sending import checked_bytes
 from veobatch.intake.archive import unpacked_zip
 from veobatch.intake.job_spec import BAD_NAME_CHARS, ID_ALIAS, RawJob, text_problem
 from veobatch.intake.loader import LoadResult, load_rows
@@ -44,7 +46,9 @@ from veobatch.intake.loader import Progress as LoadProgress
 from veobatch.intake.problems import DEFAULT_MAX_PROBLEMS, Problem
 from veobatch.intake.readers import JobFile
 from veobatch.settings import Settings
-from veobatch.states import PAID_FOR, JobStatus, Review
+from veobatch.states import OPEN, PAID_FOR, JobStatus, Review
+from veobatch.store import activity
+from veobatch.store.activity import Series
 from veobatch.store.export import (
     OUTPUT_COLUMNS,
     ExportText,
@@ -81,6 +85,17 @@ class Intake:
     added: int  # rows stored now
     already_there: int  # jobs whose id the batch had: nothing was added for them
     refs: list[str] = field(default_factory=list)  # each job's key, in the order given
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What a batch has been doing (the dashboard's batch page)."""
+
+    per_minute: int  # rows that ended in the last minute
+    eta_seconds: float | None  # at that pace, until no row is left open
+    reasons: list[tuple[str, str, int]]  # the top (error kind, error, rows)
+    series: Series  # rows sent and finished over time
+    generation: list[tuple[int, int]]  # (seconds to the video, rows)
 
 
 @dataclass(frozen=True)
@@ -309,6 +324,41 @@ class BatchService:
             )
             return count_jobs(conn, query)
 
+    def video_file(self, batch: str, ref: str) -> Path | None:
+        """The row's downloaded video, if it is a file inside VEO_DOWNLOAD_DIR (a path in the
+        row that points anywhere else is never served)."""
+        folder = self.settings.download_dir
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select_jobs(batch_id(conn, batch), refs=[ref]).with_only_columns(Job.video_path)
+            ).scalar()
+        if not found or not folder:
+            return None
+        path, root = Path(found).resolve(), Path(folder).resolve()
+        return path if path.is_relative_to(root) and path.is_file() else None
+
+    def image_entry(self, batch: str, ref: str, index: int) -> Any:
+        """Entry `index` of the row's stored `images` (NotFoundError past the end)."""
+        with self.engine.connect() as conn:
+            images = conn.execute(
+                select_jobs(batch_id(conn, batch), refs=[ref]).with_only_columns(Job.images)
+            ).scalar()
+        if images is None:
+            raise NotFoundError(f"no row {ref!r} in batch {batch!r}")
+        if not 0 <= index < len(images):
+            raise NotFoundError(f"row {ref!r} has {len(images)} image(s)")
+        return images[index]
+
+    def image_bytes(self, batch: str, ref: str, index: int) -> bytes:
+        """The bytes of the row's local image `index`, if the file is still the one loaded."""
+        entry = self.image_entry(batch, ref, index)
+        if not isinstance(entry, dict):
+            raise NotFoundError(f"image {index} of row {ref!r} is not a local file")
+        try:
+            return checked_bytes(entry)
+        except ImageError as exc:
+            raise NotFoundError(exc.message) from None
+
     def review(self, batch: str, refs: Sequence[str], verdict: str | None) -> int:
         """Mark the videos of rows `refs` approved or rejected (None: not reviewed); how many
         rows were marked. The mark is kept on the row, exported, and filters `jobs`."""
@@ -428,6 +478,20 @@ class BatchService:
                     )
             transitions.set_budget(conn, bid, checks["budget"])
         return self.status(batch)
+
+    def activity(self, batch: str) -> Activity:
+        """How fast the batch's rows end, why they fail, when they were sent and finished,
+        and how long their videos took: aggregate queries, never the rows themselves."""
+        summary = self.status(batch)
+        now = transitions.utcnow()
+        with self.engine.connect() as conn:
+            per_minute = activity.finished_since(conn, summary.id, now - timedelta(minutes=1))
+            reasons = activity.failure_reasons(conn, summary.id)
+            series = activity.series(conn, summary.id, now)
+            generation = activity.generation_times(conn, summary.id)
+        waiting = sum(summary.counts.get(status, 0) for status in OPEN)
+        eta = waiting / per_minute * 60 if per_minute and waiting else None
+        return Activity(per_minute, eta, reasons, series, generation)
 
     def estimate(self, batch: str) -> Estimate:
         """What the rows of `batch` not sent yet will cost, per model, what it has spent, and

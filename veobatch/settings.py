@@ -82,6 +82,12 @@ SETTINGS: Final[tuple[SettingSpec, ...]] = (
         "(tokens of our own, never the provider key).",
     ),
     SettingSpec(
+        "api_read_tokens",
+        "VEO_API_READ_TOKENS",
+        "Tokens that can look (the API's GETs, the dashboard's pages) but not act, comma "
+        "separated.",
+    ),
+    SettingSpec(
         "webhook_secret",
         "VEO_WEBHOOK_SECRET",
         "Secret that signs webhook calls (HMAC-SHA256 of the timestamp and body).",
@@ -318,10 +324,10 @@ def _count(raw: Mapping[str, str], name: str, env: str) -> int | None:
     return int(raw[name])
 
 
-def _tokens(text: str) -> tuple[Secret, ...]:
+def _tokens(text: str, env: str = "VEO_API_TOKENS") -> tuple[Secret, ...]:
     tokens = tuple(Secret(token.strip()) for token in text.split(",") if token.strip())
     if any(len(token.reveal()) < 16 for token in tokens):
-        raise ConfigError("VEO_API_TOKENS: each token must be at least 16 characters")
+        raise ConfigError(f"{env}: each token must be at least 16 characters")
     return tokens
 
 
@@ -357,6 +363,7 @@ class Settings:
     poll_rate: Rate | None = None
     download_dir: str | None = None
     api_tokens: tuple[Secret, ...] = field(default=(), repr=False)
+    api_read_tokens: tuple[Secret, ...] = field(default=(), repr=False)
     webhook_secret: Secret | None = field(default=None, repr=False)
     webhook_allow_private: bool = False
     prices: Mapping[str, int] = field(default_factory=dict)  # model → micro-units per request
@@ -394,6 +401,7 @@ class Settings:
             poll_rate=Rate.parse(raw["poll_rate"], "VEO_POLL_RATE") if "poll_rate" in raw else None,
             download_dir=raw.get("download_dir"),
             api_tokens=_tokens(raw.get("api_tokens", "")),
+            api_read_tokens=_tokens(raw.get("api_read_tokens", ""), "VEO_API_READ_TOKENS"),
             webhook_secret=Secret(raw["webhook_secret"]) if "webhook_secret" in raw else None,
             webhook_allow_private=_flag(raw, "webhook_allow_private", base.webhook_allow_private),
             prices=parse_prices(raw["prices"]) if "prices" in raw else base.prices,

@@ -8,15 +8,15 @@ limit are refused with 413 before they are read; invalid jobs are 422 naming eac
 
 # No `from __future__ import annotations`: FastAPI reads the dependencies' annotations.
 
-import hmac
 import logging
 from pathlib import Path
 from typing import Annotated, Any, Final
+from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
@@ -24,6 +24,9 @@ from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from veobatch.dashboard import router as dashboard
+from veobatch.dashboard.pages import DASHBOARD_STATIC, LoginNeeded, error_page
+from veobatch.dashboard.sessions import Sessions
 from veobatch.errors import (
     BatchStateError,
     InvalidJobs,
@@ -31,7 +34,7 @@ from veobatch.errors import (
     NotFoundError,
     VeoBatchError,
 )
-from veobatch.httpapi.guards import Guard
+from veobatch.httpapi.guards import LOOKING, Guard, any_matches, is_page
 from veobatch.httpapi.routes import router
 from veobatch.service import BatchService
 from veobatch.settings import Settings
@@ -75,11 +78,20 @@ def create_app(
     _serve_docs(app)
     app.state.service = BatchService(engine, settings)
     app.state.tokens = [t.reveal().encode() for t in settings.api_tokens]
+    app.state.read_tokens = [t.reveal().encode() for t in settings.api_read_tokens]
+    app.state.sessions = Sessions(app.state.tokens, app.state.read_tokens)
     app.add_middleware(BodyLimit, max_body=max_body)
     # Added last, so it runs first: the token and the load before any body is read.
-    app.add_middleware(Guard, tokens=app.state.tokens, max_in_flight=max_in_flight)
+    app.add_middleware(
+        Guard,
+        tokens=app.state.tokens,
+        read_tokens=app.state.read_tokens,
+        max_in_flight=max_in_flight,
+    )
     _answer_errors(app)
     app.include_router(router, dependencies=[Depends(caller)])
+    app.mount("/ui/static", StaticFiles(directory=DASHBOARD_STATIC), name="dashboard-static")
+    app.include_router(dashboard)
     app.openapi = lambda: _tidy_schema(FastAPI.openapi(app))  # type: ignore[method-assign]
     return app
 
@@ -88,16 +100,19 @@ def caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
-    """Let the request through only with one of the tokens (if the app has any)."""
+    """Let the request through only with one of the tokens (if the app has any), or a
+    read-only token for a GET."""
     tokens: list[bytes] = request.app.state.tokens
     if not tokens:
         return
     given = (credentials.credentials if credentials else "").encode()
-    # Every token compared, whatever matches: the time says nothing about which one.
-    if not sum(hmac.compare_digest(given, token) for token in tokens):
-        raise HTTPException(
-            401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
-        )
+    if any_matches(given, tokens):
+        return
+    if any_matches(given, request.app.state.read_tokens) and request.method in LOOKING:
+        return
+    raise HTTPException(
+        401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+    )
 
 
 def _answer_errors(app: FastAPI) -> None:
@@ -111,21 +126,30 @@ def _answer_errors(app: FastAPI) -> None:
             answer.headers["Allow"] = ", ".join(_methods(app, request.url.path))
         return answer
 
-    async def invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    async def invalid_request(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
+        if is_page(request.url.path):
+            return error_page(request, 422, "the page was asked for with values it does not take")
         return _problem(422, "the request does not match the schema", _problems_of(exc))
 
-    async def refused(_request: Request, exc: Exception) -> JSONResponse:
+    async def refused(request: Request, exc: Exception) -> Response:
         status = next(code for kind, code in STATUS_OF.items() if isinstance(exc, kind))
+        if is_page(request.url.path):
+            return error_page(request, status, str(exc))
         if isinstance(exc, InvalidJobs):
             return _problem(status, exc.detail, exc.problems)
         return _problem(status, str(exc))
+
+    async def login_needed(request: Request, _exc: Exception) -> Response:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse("/login?" + urlencode({"next": target}), 303)
 
     async def crashed(request: Request, _exc: Exception) -> JSONResponse:
         log.exception("%s %s failed", request.method, request.url.path)
         return _problem(500, "internal error; the server log says more")
 
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(LoginNeeded, login_needed)
     app.add_exception_handler(RequestValidationError, invalid_request)
     for error in STATUS_OF:
         app.add_exception_handler(error, refused)

@@ -79,19 +79,20 @@ class ImageSender:
 
 
 def checked_bytes(image: Mapping[str, Any]) -> bytes:
-    """The image's bytes, if the file is still the one checked at load."""
-    path = image["path"]
+    """The image's bytes, if the file is still the one checked at load. Messages name the
+    image as its job file did (a row's error is shown in pages: no server path in it)."""
+    name = str(image.get("name") or Path(image["path"]).name)
     try:
-        data = read_image_file(Path(path), path)
+        data = read_image_file(Path(image["path"]), name)
     except ImageError as exc:
         if "no such file" in exc.message:  # read_image_file's words
-            message = f"{path} was deleted or moved since the load: not sent; put it back"
+            message = f"{name} was deleted or moved since the load: not sent; put it back"
             raise ImageError(f"{message}, then `veo-batch rerun BATCH --kind image`") from None
         raise
     digest = hashlib.sha256(data).hexdigest()
     if digest != image["sha256"]:
         raise ImageError(
-            f"{path} changed since the load (sha256 {digest[:12]}..., was "
+            f"{name} changed since the load (sha256 {digest[:12]}..., was "
             f"{image['sha256'][:12]}...): not sent, so no other picture is paid for; restore "
             "it and `veo-batch rerun BATCH --kind image`, or load the job into a new batch to "
             "send the new picture"

@@ -1,0 +1,405 @@
+# No `from __future__ import annotations`: FastAPI reads the routes' annotations at runtime.
+"""The dashboard's routes: pages (GET) and actions (POST, each with its CSRF token).
+
+    /                                  batches: state, a bar of rows by status, pace, spend
+    /ui/batches/NAME                   a batch: counts, filters, paged rows, failures, charts
+    /ui/batches/NAME/gallery           its finished videos in a grid, to review and rerun
+    /ui/batches/NAME/rows/REF          a row: fields, images, video, its whole history
+    /login, /logout                    the session cookie (see `sessions`)
+
+Pages read through the service only, a page of rows at a time. A video is served from the
+download folder (never another path) or sent on to the provider's URL; an image is one the
+row names. No page shows a token, a provider key or a server path.
+"""
+
+import base64
+import binascii
+import hmac
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Final
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from veobatch.dashboard.sessions import COOKIE, LIFETIME, Sessions, Viewer
+from veobatch.errors import BatchStateError, InvalidJobs, NotFoundError
+from veobatch.images.formats import FORMATS, sniff
+from veobatch.intake.archive import is_zip
+from veobatch.intake.readers import job_file_from_bytes
+from veobatch.pricing import money
+from veobatch.service import BatchService, check_batch_name, refuse_invalid
+from veobatch.states import ErrorKind, JobStatus, Review
+from veobatch.store.queries import STATUS_ORDER
+
+ROWS_PER_PAGE: Final = 50
+VIDEOS_PER_PAGE: Final = 24
+HERE: Final = Path(__file__).parent
+DASHBOARD_STATIC: Final = HERE / "static"
+templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.globals.update(statuses=STATUS_ORDER, kinds=[k.value for k in ErrorKind])
+
+
+def _replace_page(query: Any, page: int) -> str:
+    """The page's query string with another page number (the filters kept)."""
+    kept = [(key, value) for key, value in query.multi_items() if key != "page" and value]
+    return urlencode([*kept, ("page", page)])
+
+
+templates.env.filters["replace_page"] = _replace_page
+router = APIRouter(include_in_schema=False)
+
+
+class LoginNeeded(Exception):
+    """The page needs a session: the answer is the login form."""
+
+
+class NotAllowed(BatchStateError):
+    """An action this session may not take now: a read-only token, or a stale form (409)."""
+
+
+def error_page(request: Request, status: int, message: str) -> HTMLResponse:
+    """What went wrong, as a page (the API answers the same errors as JSON)."""
+    return templates.TemplateResponse(
+        request, "error.html", {"status": status, "message": message}, status_code=status
+    )
+
+
+def _service(request: Request) -> BatchService:
+    held: BatchService = request.app.state.service
+    return held
+
+
+def _viewer(request: Request) -> Viewer:
+    sessions: Sessions = request.app.state.sessions
+    found = sessions.viewer(request.cookies.get(COOKIE))
+    if found is None:
+        raise LoginNeeded
+    return found
+
+
+def _acting(request: Request, csrf: str) -> Viewer:
+    """The viewer of an action: logged in with a token that may act, with the form's CSRF
+    token."""
+    viewer = _viewer(request)
+    if not viewer.can_act:
+        raise NotAllowed("this token can look, not act (VEO_API_READ_TOKENS)")
+    if not hmac.compare_digest(csrf, viewer.csrf):
+        raise NotAllowed("the form is out of date (its CSRF token does not match): reload it")
+    return viewer
+
+
+def _page(request: Request, template: str, **context: Any) -> HTMLResponse:
+    service = _service(request)
+    context.setdefault("viewer", _viewer(request))
+    context.update(
+        request=request,
+        now=datetime.now(UTC),
+        currency=service.settings.currency,
+        money=lambda amount: money(amount, service.settings.currency),
+    )
+    return templates.TemplateResponse(request, template, context)
+
+
+def _known(given: list[str] | None, allowed: Any, what: str) -> list[str]:
+    """The filter's values (a form sends "" for "any"), each one of `allowed`."""
+    chosen = [value for value in given or () if value]
+    unknown = [value for value in chosen if value not in allowed]
+    if unknown:
+        raise NotAllowed(f"unknown {what} {', '.join(unknown)[:80]}")
+    return chosen
+
+
+def _back(path: str, **query: Any) -> RedirectResponse:
+    given = {k: v for k, v in query.items() if v not in (None, "", [])}
+    return RedirectResponse(path + ("?" + urlencode(given, doseq=True) if given else ""), 303)
+
+
+# ---------------------------------------------------------------------------------- login
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str = "/") -> HTMLResponse:
+    return templates.TemplateResponse(
+        request, "login.html", {"next": _local(next), "problem": None}
+    )
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(
+    request: Request,
+    token: Annotated[str, Form(max_length=500)],
+    next: Annotated[str, Form()] = "/",
+) -> Response:
+    sessions: Sessions = request.app.state.sessions
+    cookie = sessions.login(token)
+    if cookie is None:
+        return templates.TemplateResponse(
+            request,
+            "login.html",
+            {"next": _local(next), "problem": "that is not one of this server's tokens"},
+            status_code=401,
+        )
+    answer = RedirectResponse(_local(next), 303)
+    answer.set_cookie(
+        COOKIE,
+        cookie,
+        max_age=LIFETIME,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return answer
+
+
+@router.post("/logout")
+def logout() -> Response:
+    answer = RedirectResponse("/login", 303)
+    answer.delete_cookie(COOKIE)
+    return answer
+
+
+def _local(path: str) -> str:
+    """Where to go after the login: a path of this server only (no open redirect)."""
+    return path if path.startswith("/") and not path.startswith(("//", "/\\")) else "/"
+
+
+# ---------------------------------------------------------------------------------- pages
+
+
+@router.get("/", response_class=HTMLResponse)
+def batches(request: Request) -> HTMLResponse:
+    return _page(request, "batches.html", batches=_service(request).batches())
+
+
+@router.get("/ui/live", response_class=HTMLResponse)
+def batches_live(request: Request) -> HTMLResponse:
+    return _page(request, "batches_live.html", batches=_service(request).batches())
+
+
+@router.get("/ui/batches/{name}", response_class=HTMLResponse)
+def batch(
+    request: Request,
+    name: str,
+    status: Annotated[list[str] | None, Query(max_length=8)] = None,
+    kind: Annotated[list[str] | None, Query(max_length=12)] = None,
+    model: Annotated[str | None, Query(max_length=64)] = None,
+    review: Annotated[str | None, Query(pattern="^(approved|rejected|none)?$")] = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    page: Annotated[int, Query(ge=1, le=10**7)] = 1,
+) -> HTMLResponse:
+    service = _service(request)
+    chosen: dict[str, Any] = {
+        "statuses": _known(status, STATUS_ORDER, "status"),
+        "kinds": _known(kind, [k.value for k in ErrorKind], "error kind"),
+        "models": [model] if model else [],
+        "reviews": [review] if review else [],
+        "text": q or None,
+    }
+    total = service.count(name, **chosen)
+    rows = service.jobs(name, limit=ROWS_PER_PAGE, offset=(page - 1) * ROWS_PER_PAGE, **chosen)
+    return _page(
+        request,
+        "batch.html",
+        batch=service.status(name),
+        activity=service.activity(name),
+        rows=rows,
+        total=total,
+        page=page,
+        pages=max(1, math.ceil(total / ROWS_PER_PAGE)),
+        chosen={
+            "status": chosen["statuses"],
+            "kind": chosen["kinds"],
+            "model": model or "",
+            "review": review or "",
+            "q": q or "",
+        },
+    )
+
+
+@router.get("/ui/batches/{name}/live", response_class=HTMLResponse)
+def batch_live(request: Request, name: str) -> HTMLResponse:
+    service = _service(request)
+    return _page(
+        request, "batch_live.html", batch=service.status(name), activity=service.activity(name)
+    )
+
+
+@router.get("/ui/batches/{name}/gallery", response_class=HTMLResponse)
+def gallery(
+    request: Request,
+    name: str,
+    review: Annotated[str | None, Query(pattern="^(approved|rejected|none)?$")] = None,
+    page: Annotated[int, Query(ge=1, le=10**7)] = 1,
+) -> HTMLResponse:
+    service = _service(request)
+    chosen: dict[str, Any] = {
+        "statuses": [JobStatus.SUCCEEDED.value],
+        "reviews": [review] if review else [],
+    }
+    total = service.count(name, **chosen)
+    rows = service.jobs(name, limit=VIDEOS_PER_PAGE, offset=(page - 1) * VIDEOS_PER_PAGE, **chosen)
+    return _page(
+        request,
+        "gallery.html",
+        batch=service.status(name),
+        rows=rows,
+        total=total,
+        page=page,
+        pages=max(1, math.ceil(total / VIDEOS_PER_PAGE)),
+        review=review or "",
+    )
+
+
+@router.get("/ui/batches/{name}/rows/{ref}", response_class=HTMLResponse)
+def row(request: Request, name: str, ref: str) -> HTMLResponse:
+    service = _service(request)
+    return _page(request, "row.html", batch=service.status(name), row=service.job(name, ref))
+
+
+@router.get("/ui/batches/{name}/rows/{ref}/video")
+def video(request: Request, name: str, ref: str) -> Response:
+    """The row's video: the downloaded file if it is in the download folder, else the
+    provider's URL."""
+    _viewer(request)
+    service = _service(request)
+    found = service.video_file(name, ref)
+    if found is not None:
+        return FileResponse(found, media_type="video/mp4")
+    url = service.job(name, ref).get("video_url")
+    if isinstance(url, str) and url.startswith(("https://", "http://")):
+        return RedirectResponse(url, 307)
+    raise NotFoundError(f"row {ref!r} has no video yet")
+
+
+@router.get("/ui/batches/{name}/rows/{ref}/images/{index}")
+def image(request: Request, name: str, ref: str, index: int) -> Response:
+    """Image `index` of the row, as the row names it (a link, a data: URI, a checked file)."""
+    _viewer(request)
+    service = _service(request)
+    entry = service.image_entry(name, ref, index)
+    if isinstance(entry, str) and entry.startswith(("https://", "http://")):
+        return RedirectResponse(entry, 307)
+    if isinstance(entry, str) and entry.startswith("data:"):
+        try:
+            data = base64.b64decode(entry.partition(",")[2], validate=False)
+        except (binascii.Error, ValueError):
+            data = b""
+        kind = sniff(data[:16])
+        if kind is None:
+            raise NotFoundError(f"image {index} of row {ref!r} is not an image")
+        return Response(data, media_type=FORMATS[kind][0])
+    data = service.image_bytes(name, ref, index)
+    kind = sniff(data[:16])
+    if kind is None:
+        raise NotFoundError(f"image {index} of row {ref!r} is not an image")
+    return Response(data, media_type=FORMATS[kind][0], headers={"Cache-Control": "max-age=3600"})
+
+
+# ---------------------------------------------------------------------------------- actions
+
+
+@router.post("/ui/batches/{name}/pause")
+def pause(request: Request, name: str, csrf: Annotated[str, Form()]) -> Response:
+    _acting(request, csrf)
+    _service(request).pause(name, "paused in the dashboard")
+    return _back(f"/ui/batches/{name}")
+
+
+@router.post("/ui/batches/{name}/resume")
+def resume(request: Request, name: str, csrf: Annotated[str, Form()]) -> Response:
+    _acting(request, csrf)
+    _service(request).resume(name)
+    return _back(f"/ui/batches/{name}")
+
+
+@router.post("/ui/batches/{name}/cancel")
+def cancel(request: Request, name: str, csrf: Annotated[str, Form()]) -> Response:
+    _acting(request, csrf)
+    _service(request).cancel(name)
+    return _back(f"/ui/batches/{name}")
+
+
+@router.post("/ui/batches/{name}/review")
+def review(
+    request: Request,
+    name: str,
+    csrf: Annotated[str, Form()],
+    verdict: Annotated[str, Form(pattern="^(approved|rejected|none)$")],
+    ids: Annotated[list[str] | None, Form(max_length=200)] = None,
+    back: Annotated[str, Form()] = "",
+) -> Response:
+    _acting(request, csrf)
+    if ids:
+        _service(request).review(name, ids, None if verdict == "none" else verdict)
+    return _back(_local(back) if back else f"/ui/batches/{name}/gallery")
+
+
+@router.post("/ui/batches/{name}/rerun", response_class=HTMLResponse)
+def rerun(
+    request: Request,
+    name: str,
+    csrf: Annotated[str, Form()],
+    status: Annotated[list[JobStatus] | None, Form()] = None,
+    kind: Annotated[list[ErrorKind] | None, Form()] = None,
+    ids: Annotated[list[str] | None, Form(max_length=200)] = None,
+    review: Annotated[list[Review] | None, Form()] = None,
+    confirmed: Annotated[bool, Form()] = False,
+) -> Response:
+    """Rows back to work; when some have (or may have) a paid task, a page asks first and
+    says what sending them again costs."""
+    viewer = _acting(request, csrf)
+    service = _service(request)
+    chosen = {
+        "statuses": [s.value for s in status or [JobStatus.FAILED]],
+        "kinds": [k.value for k in kind or ()],
+        "refs": ids or [],
+        "reviews": [r.value for r in review or ()],
+    }
+    look = service.rerun(
+        name,
+        chosen["statuses"],
+        chosen["kinds"],
+        refs=chosen["refs"],
+        reviews=chosen["reviews"],
+        dry_run=True,
+    )
+    if look.matched and look.paid_rows and not confirmed:
+        return _page(
+            request,
+            "confirm_rerun.html",
+            batch=service.status(name),
+            look=look,
+            chosen=chosen,
+            viewer=viewer,
+        )
+    service.rerun(
+        name, chosen["statuses"], chosen["kinds"], refs=chosen["refs"], reviews=chosen["reviews"]
+    )
+    return _back(f"/ui/batches/{name}")
+
+
+@router.post("/ui/new", response_class=HTMLResponse)
+def new_batch(
+    request: Request,
+    csrf: Annotated[str, Form()],
+    name: Annotated[str, Form(max_length=200)],
+    file: Annotated[UploadFile, File()],
+) -> Response:
+    """Start a batch from an uploaded job file (or a .zip of one and its images)."""
+    _acting(request, csrf)
+    service = _service(request)
+    check_batch_name(name)
+    filename, data = file.filename or "upload", file.file.read()
+    try:
+        if is_zip(filename, data[:4]):
+            result = service.load_archive(filename, data, name)
+        else:
+            result = service.load(job_file_from_bytes(filename, data), name, reader_process=False)
+        refuse_invalid(result)
+    except InvalidJobs as exc:
+        return _page(request, "problems.html", problems=exc.problems, detail=exc.detail)
+    return _back(f"/ui/batches/{name}")
