@@ -40,7 +40,11 @@ VIDEOS_PER_PAGE: Final = 24
 HERE: Final = Path(__file__).parent
 DASHBOARD_STATIC: Final = HERE / "static"
 templates = Jinja2Templates(directory=HERE / "templates")
-templates.env.globals.update(statuses=STATUS_ORDER, kinds=[k.value for k in ErrorKind])
+templates.env.globals.update(
+    statuses=STATUS_ORDER,
+    kinds=[k.value for k in ErrorKind],
+    clock=lambda: datetime.now(UTC),
+)
 
 
 def _replace_page(query: Any, page: int) -> str:
@@ -97,7 +101,6 @@ def _page(request: Request, template: str, **context: Any) -> HTMLResponse:
     context.setdefault("viewer", _viewer(request))
     context.update(
         request=request,
-        now=datetime.now(UTC),
         currency=service.settings.currency,
         money=lambda amount: money(amount, service.settings.currency),
     )

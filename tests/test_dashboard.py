@@ -1,0 +1,236 @@
+"""The dashboard's pages over real HTTP (uvicorn on a local port), checked as HTML: login and
+sessions, read-only tokens, CSRF, what pages show and never show, videos and images served only
+from where the rows say, actions. (The browser tests are in test_dashboard_browser.py.)"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from tests.helpers import TOKEN, Served, photo, run_embedded
+from veobatch.dashboard.sessions import Sessions
+from veobatch.intake.readers import open_job_file
+from veobatch.provider.mock import MockConfig, MockProvider
+from veobatch.service import BatchService
+from veobatch.settings import Settings
+from veobatch.store.tables import Job
+
+READ_TOKEN = "read-only-token-0123456789"
+
+
+@pytest.fixture
+def shop(engine: Engine, tmp_path: Path) -> Path:
+    """Batch `shop`: four rows over local photos, run against the mock with real clips and
+    downloaded: two succeed, one fails, one is left pending by a pause."""
+    for n in range(3):
+        photo(tmp_path / "shop" / "photos" / f"p{n}.jpg", seed=n)
+    (tmp_path / "shop" / "jobs.csv").write_text(
+        "id,prompt,model,images\n"
+        "a,a slow spin of the red mug,veo3.1,photos/p0.jpg\n"
+        "b,the blue bag opens,veo3.1,photos/p1.jpg\n"
+        "c,[mock:fail] a broken one,veo3.1,photos/p2.jpg\n"
+    )
+    service = BatchService(engine, Settings(data_dir=str(tmp_path / "data")))
+    with open_job_file(str(tmp_path / "shop" / "jobs.csv")) as job_file:
+        service.load(job_file, "shop")
+    with MockProvider(MockConfig(api_key="mock-key", clips=True)) as mock:
+        run_embedded(engine, mock, service.status("shop").id, download_dir=tmp_path / "videos")
+    return tmp_path
+
+
+@pytest.fixture
+def site(engine: Engine, database_url: str, shop: Path) -> Iterator[Served]:
+    with Served(
+        engine,
+        database_url,
+        max_body=1024 * 1024,
+        api_read_tokens=READ_TOKEN,
+        download_dir=str(shop / "videos"),
+        data_dir=str(shop / "data"),
+    ) as served:
+        yield served
+
+
+@contextmanager
+def logged_in(site: Served, token: str = TOKEN) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=site.url, timeout=30) as client:
+        answer = client.post("/login", data={"token": token, "next": "/"})
+        assert answer.status_code == 303
+        yield client
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
+    assert found is not None, "the page has no form with a CSRF token"
+    return found.group(1)
+
+
+def test_pages_need_a_login_and_the_cookie_is_safe(site: Served) -> None:
+    anonymous = httpx.get(f"{site.url}/ui/batches/shop", timeout=10)
+    assert anonymous.status_code == 303
+    assert anonymous.headers["location"] == "/login?next=%2Fui%2Fbatches%2Fshop"
+    wrong = httpx.post(f"{site.url}/login", data={"token": "nope"}, timeout=10)
+    assert wrong.status_code == 401
+    assert "that is not one of this server" in wrong.text
+    answer = httpx.post(
+        f"{site.url}/login", data={"token": TOKEN, "next": "//evil.example/"}, timeout=10
+    )
+    assert answer.headers["location"] == "/"  # no open redirect
+    cookie = answer.headers["set-cookie"]
+    assert "httponly" in cookie.lower()
+    assert "samesite=strict" in cookie.lower()
+    assert TOKEN not in cookie  # a fingerprint of the token, signed: never the token
+    with logged_in(site) as client:
+        assert "shop" in client.get("/").text
+
+
+def test_a_session_from_changed_tokens_or_a_forged_cookie_is_refused() -> None:
+    sessions = Sessions([b"a" * 20], [b"r" * 20])
+    cookie = sessions.login("a" * 20)
+    assert cookie is not None
+    viewer = sessions.viewer(cookie)
+    assert viewer is not None
+    assert viewer.can_act
+    _kind, fingerprint, expires, signature = cookie.split(".")
+    assert sessions.viewer(f"act.{fingerprint}.{int(expires) + 10}.{signature}") is None
+    assert sessions.viewer(cookie, now=int(expires) + 1) is None  # expired
+    assert Sessions([b"b" * 20], []).viewer(cookie) is None  # the tokens changed
+    looker = sessions.viewer(sessions.login("r" * 20))
+    assert looker is not None
+    assert not looker.can_act
+
+
+def test_the_pages_show_the_batch(site: Served) -> None:
+    with logged_in(site) as client:
+        batches = client.get("/").text
+        assert 'href="/ui/batches/shop"' in batches
+        page = client.get("/ui/batches/shop").text
+        assert re.search(r'data-status="succeeded">succeeded <b>2</b>', page)
+        assert re.search(r'data-status="failed">failed <b>1</b>', page)
+        assert "Top failure reasons" in page
+        assert "视频生成失败" in page  # the provider's reason, as it came
+        assert "Generation times" in page
+        found = client.get("/ui/batches/shop", params={"q": "BLUE", "status": ""}).text
+        assert "1 rows match" in found
+        assert client.get("/ui/batches/shop", params={"status": "nope"}).status_code == 409
+        live = client.get("/ui/batches/shop/live").text
+        assert live.startswith('\n<section id="live"') or '<section id="live"' in live
+        row = client.get("/ui/batches/shop/rows/a").text
+        assert "a slow spin of the red mug" in row
+        assert row.count("<li>") >= 2  # the submission and the poll that ended it
+        gallery = client.get("/ui/batches/shop/gallery").text
+        assert gallery.count('class="card"') == 2
+
+
+def test_no_page_shows_a_token_a_key_or_a_server_path(site: Served, shop: Path) -> None:
+    with logged_in(site) as client:
+        pages = [
+            client.get(path).text
+            for path in (
+                "/",
+                "/ui/batches/shop",
+                "/ui/batches/shop/gallery",
+                "/ui/batches/shop/rows/a",
+                "/ui/batches/shop/rows/c",
+                "/ui/batches/shop/live",
+            )
+        ]
+    for page in pages:
+        assert str(shop) not in page
+        assert TOKEN not in page
+        assert "mock-key" not in page
+
+
+def test_videos_and_images_come_only_from_where_the_rows_say(
+    site: Served, engine: Engine, shop: Path
+) -> None:
+    with logged_in(site) as client:
+        video = client.get("/ui/batches/shop/rows/a/video")
+        assert video.status_code == 200
+        assert video.content[4:8] == b"ftyp"
+        image = client.get("/ui/batches/shop/rows/a/images/0")
+        assert image.headers["content-type"] == "image/jpeg"
+        assert image.content == (shop / "shop" / "photos" / "p0.jpg").read_bytes()
+        assert client.get("/ui/batches/shop/rows/a/images/5").status_code == 404
+        with engine.begin() as conn:  # a row that points outside the download folder
+            conn.execute(sa.update(Job).where(Job.ref == "b").values(video_path="/etc/passwd"))
+        elsewhere = client.get("/ui/batches/shop/rows/b/video", follow_redirects=False)
+        assert elsewhere.status_code == 307  # sent on to the provider's URL instead
+        assert elsewhere.headers["location"].startswith("http://127.0.0.1:")
+
+
+def test_a_read_only_token_looks_but_does_not_act(site: Served) -> None:
+    with logged_in(site, READ_TOKEN) as client:
+        page = client.get("/ui/batches/shop").text
+        assert "read-only" in page
+        assert 'name="csrf"' not in page  # no forms to act with
+        refused = client.post("/ui/batches/shop/pause", data={"csrf": "x"})
+        assert refused.status_code == 409
+        assert "this token can look, not act" in refused.text
+    api = {"Authorization": f"Bearer {READ_TOKEN}"}
+    assert httpx.get(f"{site.url}/batches", headers=api).status_code == 200
+    assert httpx.post(f"{site.url}/batches/shop/pause", headers=api).status_code == 403
+
+
+def test_actions_need_the_forms_csrf_token(site: Served, engine: Engine) -> None:
+    job = {"prompt": "p", "model": "veo3.1", "images": ["https://x.io/a.jpg"]}
+    BatchService(engine, Settings()).add("live", [job])  # active: nothing sends it here
+    with logged_in(site) as client:
+        csrf = csrf_of(client.get("/ui/batches/live").text)
+        stale = client.post("/ui/batches/live/pause", data={"csrf": "0" * 64})
+        assert stale.status_code == 409
+        assert "CSRF" in stale.text
+        assert client.post("/ui/batches/live/pause", data={"csrf": csrf}).status_code == 303
+        assert "paused in the dashboard" in client.get("/ui/batches/live").text
+
+
+def test_review_in_the_gallery_then_rerun_the_rejected(site: Served, engine: Engine) -> None:
+    with logged_in(site) as client:
+        csrf = csrf_of(client.get("/ui/batches/shop/gallery").text)
+        marked = client.post(
+            "/ui/batches/shop/review",
+            data={"csrf": csrf, "verdict": "rejected", "ids": ["a", "b"]},
+        )
+        assert marked.status_code == 303
+        assert (
+            client.get("/ui/batches/shop/gallery", params={"review": "rejected"}).text.count(
+                'class="card"'
+            )
+            == 2
+        )
+        form = {"csrf": csrf, "status": "succeeded", "review": "rejected"}
+        asked = client.post("/ui/batches/shop/rerun", data=form)
+        assert asked.status_code == 200
+        assert "a new task pays again" in asked.text  # they were paid for: asked first
+        done = client.post("/ui/batches/shop/rerun", data={**form, "confirmed": "true"})
+        assert done.status_code == 303
+    with engine.connect() as conn:
+        statuses = {row.ref: row.status for row in conn.execute(sa.select(Job.ref, Job.status))}
+    assert (statuses["a"], statuses["b"], statuses["c"]) == ("pending", "pending", "failed")
+
+
+def test_a_job_file_uploaded_starts_a_batch(site: Served) -> None:
+    with logged_in(site) as client:
+        csrf = csrf_of(client.get("/").text)
+        text = b"prompt,model,images\na fox,veo3.1,https://x.io/a.jpg\n"
+        made = client.post(
+            "/ui/new",
+            data={"csrf": csrf, "name": "uploaded"},
+            files={"file": ("jobs.csv", text, "text/csv")},
+        )
+        assert made.status_code == 303
+        assert "uploaded" in client.get("/").text
+        bad = client.post(
+            "/ui/new",
+            data={"csrf": csrf, "name": "bad"},
+            files={"file": ("jobs.csv", b"prompt,model,images\na,veo9,x\n", "text/csv")},
+        )
+        assert "The job file was not loaded" in bad.text
+        assert "unknown model" in bad.text
