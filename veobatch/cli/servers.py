@@ -271,9 +271,11 @@ def scheduler_command(app: App, tick: float, depth: int | None) -> None:
 )
 @pass_app
 def serve(app: App, host: str, port: int, no_auth: bool, max_body_mb: int) -> None:
-    """Serve the HTTP API: queue batches (JSON or an uploaded job file), read their progress
-    and rows, rerun, pause, resume, cancel, export. The OpenAPI schema is at /openapi.json,
-    its pages at /docs. Callers send `Authorization: Bearer TOKEN`, one of VEO_API_TOKENS.
+    """Serve the dashboard at / and the HTTP API beside it: queue batches (JSON or an
+    uploaded job file), read their progress and rows, review videos, rerun, pause, resume,
+    cancel, export. The OpenAPI schema is at /openapi.json, its pages at /docs. Callers send
+    `Authorization: Bearer TOKEN`, one of VEO_API_TOKENS (VEO_API_READ_TOKENS: look only);
+    the dashboard's login form takes the same tokens.
 
     \b
     Examples:
@@ -293,5 +295,8 @@ def serve(app: App, host: str, port: int, no_auth: bool, max_body_mb: int) -> No
     from veobatch.httpapi import create_app  # noqa: PLC0415
 
     api = create_app(settings, app.engine, max_body=max_body_mb * 1024 * 1024)
-    click.echo(f"serving on http://{host}:{port} (schema: /openapi.json, pages: /docs)", err=True)
+    click.echo(
+        f"serving on http://{host}:{port} (dashboard: /, schema: /openapi.json, docs: /docs)",
+        err=True,
+    )
     uvicorn.run(api, host=host, port=port, log_level="info")

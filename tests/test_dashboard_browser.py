@@ -1,0 +1,177 @@
+"""The dashboard in a real browser: Chromium from the distribution (`/usr/bin/chromium`, which
+`.ci/run` installs), driven by Playwright, against a real `veo-batch serve` process on a local
+port and a batch run against the mock provider (with real video clips) while the page is open.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from tests.conftest import service_missing
+from tests.helpers import TOKEN, photo, run_embedded, wait_until
+from veobatch.intake.readers import open_job_file
+from veobatch.provider.mock import MockConfig, MockProvider
+from veobatch.service import BatchService
+from veobatch.settings import Settings
+from veobatch.store import database
+from veobatch.store.tables import Job
+
+CHROMIUM = os.environ.get("VEO_TEST_CHROMIUM", "/usr/bin/chromium")
+ROOT = Path(__file__).parent.parent
+# What Chromium needs here: no sandbox as root, and none of the background connections a
+# closed network refuses.
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright  # noqa: PLC0415
+    except ImportError:
+        service_missing("Playwright for Python is not installed")
+    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+        service_missing(f"no Chromium at {CHROMIUM} (apt install chromium)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[tuple[str, Engine, Path]]:
+    """`veo-batch serve` on a SQLite file, with a batch of six photos loaded (not yet run)."""
+    url = f"sqlite:///{tmp_path / 'veo-batch.db'}"
+    engine = database.open_database(url, migrate=True)
+    for n in range(6):
+        photo(tmp_path / "shop" / "photos" / f"p{n}.jpg", seed=n * 40)
+    lines = [f"r{n},product {n} turns slowly,veo3.1,photos/p{n}.jpg" for n in range(6)]
+    (tmp_path / "shop" / "jobs.csv").write_text(
+        "id,prompt,model,images\n" + "\n".join(lines) + "\n"
+    )
+    service = BatchService(engine, Settings(data_dir=str(tmp_path / "data")))
+    with open_job_file(str(tmp_path / "shop" / "jobs.csv")) as job_file:
+        service.load(job_file, "shop")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "VEO_DATABASE_URL": url,
+        "VEO_API_TOKENS": TOKEN,
+        "VEO_DOWNLOAD_DIR": str(tmp_path / "videos"),
+        "VEO_DATA_DIR": str(tmp_path / "data"),
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "veobatch", "serve", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{base}/openapi.json", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(up, 60, "veo-batch serve to answer")
+        yield base, engine, tmp_path
+    finally:
+        server.terminate()
+        server.wait(15)
+        engine.dispose()
+
+
+def test_watch_filter_open_play_reject_and_rerun(
+    browser: Any, site: tuple[str, Engine, Path]
+) -> None:
+    base, engine, folder = site
+    page = browser.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on(
+        "response",
+        lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+    )
+
+    page.goto(f"{base}/ui/batches/shop")
+    assert "/login" in page.url  # a login first
+    page.fill("input[name=token]", TOKEN)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/ui/batches/shop")
+    assert page.text_content("#counts").count("pending") == 1
+
+    # The batch runs while the page is open: its counts change without a reload.
+    with MockProvider(MockConfig(api_key="mock-key", clips=True, task_seconds=1.0)) as mock:
+        batch = BatchService(engine, Settings()).status("shop").id
+        runner = threading.Thread(
+            target=run_embedded,
+            args=(engine, mock, batch),
+            kwargs={"download_dir": folder / "videos"},
+        )
+        runner.start()
+        page.wait_for_selector('#counts [data-status="succeeded"]', timeout=60_000)
+        page.wait_for_function(
+            "document.querySelector('#counts [data-status=\"succeeded\"] b')?.textContent === '6'",
+            timeout=60_000,
+        )
+        runner.join()
+    assert page.url == f"{base}/ui/batches/shop"  # never reloaded
+    assert page.is_visible("#state")
+
+    page.fill("input[name=q]", "product 3")
+    page.click("#filters button")
+    page.wait_for_selector("text=1 rows match")
+    page.click("#rows a:text('r3')")
+    page.wait_for_selector("#history li")
+    assert "submit" in page.text_content("#history")
+
+    page.goto(f"{base}/ui/batches/shop/gallery")
+    video = page.locator(".card video").first
+    playable = video.evaluate(
+        """v => new Promise((done, fail) => {
+            v.addEventListener('canplay', () => done(v.readyState), {once: true});
+            v.addEventListener('error', () => fail(new Error('video error')), {once: true});
+            v.preload = 'auto'; v.load();
+        })"""
+    )
+    assert playable >= 3  # HAVE_FUTURE_DATA: it plays
+    page.check('.card[data-id="r1"] input[name=ids]')
+    page.check('.card[data-id="r4"] input[name=ids]')
+    page.click("button[value=rejected]")
+    page.wait_for_selector('.card[data-id="r1"] .tag.rejected')
+    assert page.locator(".tag.rejected").count() == 2
+    page.click("text=Rerun the rejected videos")
+    page.wait_for_selector("text=a new task pays again")  # they were paid for: asked first
+    page.click("text=Yes, send them again")
+    page.wait_for_url(f"{base}/ui/batches/shop")
+    with engine.connect() as conn:
+        pending = set(conn.execute(sa.select(Job.ref).where(Job.status == "pending")).scalars())
+    assert pending == {"r1", "r4"}
+    assert problems == [], problems
+    page.close()
