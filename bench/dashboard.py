@@ -1,0 +1,160 @@
+"""Benchmark: how long the dashboard takes to render its pages for a big batch.
+
+A batch of N rows (default 100,000) is loaded into a fresh SQLite file (and PostgreSQL with
+`--databases sqlite,postgresql`), then made to look mid-run with two UPDATEs: 60% succeeded
+(with submission and finish times spread over an hour, a video URL), 5% failed with a handful
+of reasons, the rest pending. Each page is then asked for K times (default 20) through the
+real app (FastAPI's in-process client, logged in): the batches page, the batch page (first
+page of rows, and the last), its live part (what the browser polls every 2 s), the gallery
+(first page and the last) and a filtered page (text in the prompt). Printed: the median and
+the slowest time per page; results in `bench/out/dashboard-<time>.json`.
+
+    python bench/dashboard.py
+    python bench/dashboard.py --rows 10000 --repeat 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from bench.common import OUT_DIR, drop_database, recreate_database
+from veobatch.catalog import DEFAULT_MODELS
+from veobatch.httpapi import create_app
+from veobatch.intake.job_spec import RawJob
+from veobatch.intake.loader import load_rows
+from veobatch.settings import Settings
+from veobatch.store import database
+from veobatch.store.tables import Job
+
+TOKEN = "bench-token-0123456789abcdef"
+PG_DATABASE = "veobatch_bench_dashboard"
+
+
+def fill(url: str, rows: int) -> None:
+    engine = database.open_database(url, migrate=True)
+    jobs = (
+        RawJob.from_mapping(
+            n,
+            {
+                "id": f"sku-{n:06}",
+                "prompt": f"product {n} turns slowly on a white table, soft light",
+                "model": "veo3.1",
+                "images": [f"https://img.example.com/{n % 500}.jpg"],
+            },
+        )
+        for n in range(rows)
+    )
+    load_rows(engine, jobs, batch="big", source="bench", models=DEFAULT_MODELS)
+    now = time.time()
+    with engine.begin() as conn:
+        succeeded = int(rows * 0.6)
+        failed = int(rows * 0.05)
+        dialect = conn.dialect.name
+        at = (
+            "datetime(:now - 3600 + (id % 3600), 'unixepoch')"
+            if dialect == "sqlite"
+            else "to_timestamp(:now - 3600 + (id % 3600))"
+        )
+        done = (
+            "datetime(:now - 3600 + (id % 3600) + 60 + (id % 90), 'unixepoch')"
+            if dialect == "sqlite"
+            else "to_timestamp(:now - 3600 + (id % 3600) + 60 + (id % 90))"
+        )
+        conn.execute(
+            sa.text(
+                f"UPDATE jobs SET status = 'succeeded', task_id = 'veo3:' || id, "
+                f"video_url = 'https://cdn.example.com/' || id || '.mp4', "
+                f"submitted_at = {at}, finished_at = {done} WHERE id <= :n"
+            ),
+            {"now": now, "n": succeeded},
+        )
+        conn.execute(
+            sa.text(
+                f"UPDATE jobs SET status = 'failed', error_kind = 'remote', "
+                f"error = 'reason ' || (id % 7), submitted_at = {at}, finished_at = {done} "
+                "WHERE id > :a AND id <= :b"
+            ),
+            {"now": now, "a": succeeded, "b": succeeded + failed},
+        )
+        assert conn.execute(sa.select(sa.func.count()).select_from(Job)).scalar_one() == rows
+    engine.dispose()
+
+
+def measure(url: str, rows: int, repeat: int) -> dict[str, dict[str, float]]:
+    settings = Settings.from_values({"database_url": url, "api_tokens": TOKEN})
+    engine = database.open_database(url)
+    client = TestClient(create_app(settings, engine), base_url="http://127.0.0.1")
+    assert client.post("/login", data={"token": TOKEN}, follow_redirects=False).status_code == 303
+    last_rows, last_videos = -(-rows // 50), -(-int(rows * 0.6) // 24)
+    pages = {
+        "batches": "/",
+        "batch page 1": "/ui/batches/big",
+        "batch last page": f"/ui/batches/big?page={last_rows}",
+        "batch live part": "/ui/batches/big/live",
+        "batch filtered (text)": "/ui/batches/big?q=product+99999",
+        "gallery page 1": "/ui/batches/big/gallery",
+        "gallery last page": f"/ui/batches/big/gallery?page={last_videos}",
+    }
+    results: dict[str, dict[str, float]] = {}
+    for label, path in pages.items():
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            answer = client.get(path)
+            times.append(time.perf_counter() - started)
+            if answer.status_code != 200:
+                raise SystemExit(f"{path}: HTTP {answer.status_code}")
+        results[label] = {"median_ms": statistics.median(times) * 1000, "max_ms": max(times) * 1000}
+    engine.dispose()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--databases", default="sqlite")
+    options = parser.parse_args()
+    document: dict[str, Any] = {"rows": options.rows}
+    with tempfile.TemporaryDirectory(prefix="veo-bench-dashboard-") as scratch:
+        urls = {}
+        if "sqlite" in options.databases:
+            urls["sqlite"] = f"sqlite:///{Path(scratch) / 'big.db'}"
+        if "postgresql" in options.databases:
+            recreate_database(PG_DATABASE)
+            urls["postgresql"] = f"postgresql://postgres@127.0.0.1:5432/{PG_DATABASE}"
+        try:
+            for name, url in urls.items():
+                fill(url, options.rows)
+                document[name] = measure(url, options.rows, options.repeat)
+        finally:
+            if "postgresql" in urls:
+                drop_database(PG_DATABASE)
+    print(f"{options.rows:,} rows (60% succeeded, 5% failed), {options.repeat} requests per page")
+    print("| database | page | median | slowest |")
+    print("|---|---|---|---|")
+    for name in urls:
+        for label, figures in document[name].items():
+            print(
+                f"| {name} | {label} | {figures['median_ms']:.0f} ms | {figures['max_ms']:.0f} ms |"
+            )
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    out = OUT_DIR / f"dashboard-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(document, indent=2))
+    print(f"results: {out}")
+
+
+if __name__ == "__main__":
+    main()

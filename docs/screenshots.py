@@ -1,0 +1,91 @@
+"""Make the README's pictures of the dashboard again, from a mock run of jobs.example.yaml.
+
+    .venv/bin/python docs/screenshots.py        # needs Chromium (apt install chromium)
+
+It runs `veo-batch run jobs.example.yaml --mock --download` on a scratch SQLite file, rejects
+one video, serves the dashboard with `veo-batch serve`, logs in with Chromium (driven by
+Playwright) and saves the batch page and the gallery as docs/images/batch.png and
+docs/images/gallery.png.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "docs" / "images"
+TOKEN = "screenshot-token-0123456789"
+CHROMIUM = os.environ.get("VEO_TEST_CHROMIUM", "/usr/bin/chromium")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="veo-screenshots-") as scratch:
+        folder = Path(scratch)
+        env = {
+            **os.environ,
+            "VEO_DATABASE_URL": f"sqlite:///{folder / 'veo-batch.db'}",
+            "VEO_DOWNLOAD_DIR": str(folder / "videos"),
+            "VEO_PRICES": "veo3.1=0.25,veo3-pro-frames=0.40,veo3.1-components=0.30,"
+            "veo3-fast-frames=0.15,veo2-fast-frames=0.15",
+            "VEO_API_TOKENS": TOKEN,
+        }
+        veo = [sys.executable, "-m", "veobatch"]
+        example = str(ROOT / "jobs.example.yaml")
+        subprocess.run([*veo, "run", example, "--mock"], env=env, cwd=folder, check=True)
+        subprocess.run(
+            [*veo, "review", "jobs.example", "--id", "fox-in-snow", "--reject"],
+            env=env,
+            cwd=folder,
+            check=True,
+        )
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server = subprocess.Popen([*veo, "serve", "--port", str(port)], env=env, cwd=folder)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(100):
+                try:
+                    httpx.get(f"{base}/openapi.json", timeout=1)
+                    break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+            OUT.mkdir(parents=True, exist_ok=True)
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.goto(f"{base}/login")
+                page.fill("input[name=token]", TOKEN)
+                page.click("button[type=submit]")
+                page.goto(f"{base}/ui/batches/jobs.example")
+                page.screenshot(path=str(OUT / "batch.png"), full_page=True)
+                page.goto(f"{base}/ui/batches/jobs.example/gallery")
+                page.wait_for_load_state("networkidle")
+                for video in page.locator("video").all():  # a frame a little into each clip
+                    video.evaluate(
+                        """v => new Promise(done => { v.preload = 'auto';
+                            v.addEventListener('seeked', done, {once: true});
+                            v.addEventListener('loadeddata', () => { v.currentTime = 1.5; },
+                                               {once: true});
+                            v.load(); })"""
+                    )
+                page.screenshot(path=str(OUT / "gallery.png"), full_page=True)
+                browser.close()
+        finally:
+            server.terminate()
+            server.wait(15)
+    print(f"wrote {OUT / 'batch.png'} and {OUT / 'gallery.png'}")
+
+
+if __name__ == "__main__":
+    main()
