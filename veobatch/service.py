@@ -479,16 +479,20 @@ class BatchService:
             transitions.set_budget(conn, bid, checks["budget"])
         return self.status(batch)
 
-    def activity(self, batch: str) -> Activity:
+    def activity(self, batch: str, *, charts: bool = True) -> Activity:
         """How fast the batch's rows end, why they fail, when they were sent and finished,
-        and how long their videos took: aggregate queries, never the rows themselves."""
+        and how long their videos took: aggregate queries, never the rows themselves.
+        Without `charts`, only the pace (what a page polls every few seconds)."""
         summary = self.status(batch)
         now = transitions.utcnow()
+        reasons: list[tuple[str, str, int]] = []
+        series, generation = activity.Series(None, 60, [], []), []
         with self.engine.connect() as conn:
             per_minute = activity.finished_since(conn, summary.id, now - timedelta(minutes=1))
-            reasons = activity.failure_reasons(conn, summary.id)
-            series = activity.series(conn, summary.id, now)
-            generation = activity.generation_times(conn, summary.id)
+            if charts:
+                reasons = activity.failure_reasons(conn, summary.id)
+                series = activity.series(conn, summary.id, now)
+                generation = activity.generation_times(conn, summary.id)
         waiting = sum(summary.counts.get(status, 0) for status in OPEN)
         eta = waiting / per_minute * 60 if per_minute and waiting else None
         return Activity(per_minute, eta, reasons, series, generation)

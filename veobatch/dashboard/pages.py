@@ -225,9 +225,18 @@ def batch(
 
 @router.get("/ui/batches/{name}/live", response_class=HTMLResponse)
 def batch_live(request: Request, name: str) -> HTMLResponse:
+    """The counts and the pace, polled every 2 s while the page is visible."""
+    service = _service(request)
+    found = service.activity(name, charts=False)
+    return _page(request, "batch_live.html", batch=service.status(name), activity=found)
+
+
+@router.get("/ui/batches/{name}/charts", response_class=HTMLResponse)
+def batch_charts(request: Request, name: str) -> HTMLResponse:
+    """The charts and the failure reasons, polled every 30 s (they cost more)."""
     service = _service(request)
     return _page(
-        request, "batch_live.html", batch=service.status(name), activity=service.activity(name)
+        request, "batch_charts.html", batch=service.status(name), activity=service.activity(name)
     )
 
 
