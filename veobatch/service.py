@@ -88,6 +88,29 @@ class Intake:
 
 
 @dataclass(frozen=True)
+class RowFilter:
+    """Which rows of a batch `jobs` and `count` choose (see `store.queries.select_jobs`)."""
+
+    statuses: Sequence[str] = ()
+    kinds: Sequence[str] = ()
+    refs: Sequence[str] = ()
+    reviews: Sequence[str] = ()
+    models: Sequence[str] = ()
+    text: str | None = None
+
+    def query(self, batch: int) -> sa.Select[Any]:
+        return select_jobs(
+            batch,
+            self.statuses,
+            self.kinds,
+            self.refs,
+            reviews=self.reviews,
+            models=self.models,
+            text=self.text,
+        )
+
+
+@dataclass(frozen=True)
 class Activity:
     """What a batch has been doing (the dashboard's batch page)."""
 
@@ -287,16 +310,9 @@ class BatchService:
     ) -> list[dict[str, Any]]:
         """A page of the batch's rows (in the order they were added), as plain dicts;
         `limit=0` is every row from `offset` on. Filters as `store.queries.select_jobs`."""
+        chosen = RowFilter(statuses, kinds, refs, reviews, models, text)
         with self.engine.connect() as conn:
-            query = select_jobs(
-                batch_id(conn, batch),
-                statuses,
-                kinds,
-                refs,
-                reviews=reviews,
-                models=models,
-                text=text,
-            ).offset(offset)
+            query = chosen.query(batch_id(conn, batch)).offset(offset)
             page = query.limit(limit) if limit else query
             return [job_view(row) for row in stream_jobs(conn, page)]
 
@@ -312,17 +328,9 @@ class BatchService:
         text: str | None = None,
     ) -> int:
         """How many rows `jobs` pages through."""
+        chosen = RowFilter(statuses, kinds, refs, reviews, models, text)
         with self.engine.connect() as conn:
-            query = select_jobs(
-                batch_id(conn, batch),
-                statuses,
-                kinds,
-                refs,
-                reviews=reviews,
-                models=models,
-                text=text,
-            )
-            return count_jobs(conn, query)
+            return count_jobs(conn, chosen.query(batch_id(conn, batch)))
 
     def video_file(self, batch: str, ref: str) -> Path | None:
         """The row's downloaded video, if it is a file inside VEO_DOWNLOAD_DIR (a path in the
