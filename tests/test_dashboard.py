@@ -4,6 +4,8 @@ from where the rows say, actions. (The browser tests are in test_dashboard_brows
 
 from __future__ import annotations
 
+import base64
+import io
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
+from PIL import Image
 from sqlalchemy.engine import Engine
 
 from tests.helpers import TOKEN, Served, photo, run_embedded
@@ -234,3 +237,16 @@ def test_a_job_file_uploaded_starts_a_batch(site: Served) -> None:
         )
         assert "The job file was not loaded" in bad.text
         assert "unknown model" in bad.text
+
+
+def test_an_image_given_as_a_data_uri_is_served_decoded(site: Served, engine: Engine) -> None:
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(png, format="PNG")
+    uri = "data:image/png;base64," + base64.b64encode(png.getvalue()).decode()
+    BatchService(engine, Settings()).add(
+        "inline", [{"id": "x", "prompt": "p", "model": "veo3.1", "images": [uri]}]
+    )
+    with logged_in(site) as client:
+        answer = client.get("/ui/batches/inline/rows/x/images/0")
+    assert answer.headers["content-type"] == "image/png"
+    assert answer.content == png.getvalue()

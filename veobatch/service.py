@@ -13,6 +13,8 @@ face maps them to its exit codes or statuses in one table.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -358,10 +360,16 @@ class BatchService:
         return images[index]
 
     def image_bytes(self, batch: str, ref: str, index: int) -> bytes:
-        """The bytes of the row's local image `index`, if the file is still the one loaded."""
+        """The bytes of the row's image `index`: a data: URI decoded, or a local file if it is
+        still the one loaded (a link has none here: follow it)."""
         entry = self.image_entry(batch, ref, index)
+        if isinstance(entry, str) and entry.startswith("data:"):
+            try:
+                return base64.b64decode(entry.partition(",")[2], validate=False)
+            except (binascii.Error, ValueError):
+                raise NotFoundError(f"image {index} of row {ref!r} is not base64") from None
         if not isinstance(entry, dict):
-            raise NotFoundError(f"image {index} of row {ref!r} is not a local file")
+            raise NotFoundError(f"image {index} of row {ref!r} is a link, not stored here")
         try:
             return checked_bytes(entry)
         except ImageError as exc:
