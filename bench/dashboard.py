@@ -3,11 +3,13 @@
 A batch of N rows (default 100,000) is loaded into a fresh SQLite file (and PostgreSQL with
 `--databases sqlite,postgresql`), then made to look mid-run with two UPDATEs: 60% succeeded
 (with submission and finish times spread over an hour, a video URL), 5% failed with a handful
-of reasons, the rest pending. Each page is then asked for K times (default 20) through the
+of reasons, the rest pending (on PostgreSQL, then VACUUM ANALYZE, as autovacuum would soon
+do). Each page is then asked for K times (default 20) through the
 real app (FastAPI's in-process client, logged in): the batches page, the batch page (first
 page of rows, and the last), its live part (what the browser polls every 2 s), the gallery
 (first page and the last) and a filtered page (text in the prompt). Printed: the median and
-the slowest time per page; results in `bench/out/dashboard-<time>.json`.
+the slowest time per page, against the same pages of a small batch (default 1,000 rows) as
+the baseline, and their ratio; results in `bench/out/dashboard-<time>.json`.
 
     python bench/dashboard.py
     python bench/dashboard.py --rows 10000 --repeat 5
@@ -89,6 +91,11 @@ def fill(url: str, rows: int) -> None:
             {"now": now, "a": succeeded, "b": succeeded + failed},
         )
         assert conn.execute(sa.select(sa.func.count()).select_from(Job)).scalar_one() == rows
+    if engine.dialect.name == "postgresql":
+        # What autovacuum does within a minute of so many changed rows: without statistics
+        # the planner takes the 100,000 rows for 100 and sorts them on disk.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text("VACUUM ANALYZE jobs"))
     engine.dispose()
 
 
@@ -125,31 +132,41 @@ def measure(url: str, rows: int, repeat: int) -> dict[str, dict[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--baseline", type=int, default=1_000, help="rows of the small batch")
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--databases", default="sqlite")
     options = parser.parse_args()
-    document: dict[str, Any] = {"rows": options.rows}
+    sizes = {"baseline": options.baseline, "big": options.rows}
+    document: dict[str, Any] = {"rows": options.rows, "baseline_rows": options.baseline}
+    names = [name for name in ("sqlite", "postgresql") if name in options.databases]
     with tempfile.TemporaryDirectory(prefix="veo-bench-dashboard-") as scratch:
-        urls = {}
-        if "sqlite" in options.databases:
-            urls["sqlite"] = f"sqlite:///{Path(scratch) / 'big.db'}"
-        if "postgresql" in options.databases:
-            recreate_database(PG_DATABASE)
-            urls["postgresql"] = f"postgresql://postgres@127.0.0.1:5432/{PG_DATABASE}"
         try:
-            for name, url in urls.items():
-                fill(url, options.rows)
-                document[name] = measure(url, options.rows, options.repeat)
+            for name in names:
+                document[name] = {}
+                for size, rows in sizes.items():
+                    if name == "sqlite":
+                        url = f"sqlite:///{Path(scratch) / size}.db"
+                    else:
+                        recreate_database(PG_DATABASE)
+                        url = f"postgresql://postgres@127.0.0.1:5432/{PG_DATABASE}"
+                    fill(url, rows)
+                    document[name][size] = measure(url, rows, options.repeat)
         finally:
-            if "postgresql" in urls:
+            if "postgresql" in names:
                 drop_database(PG_DATABASE)
-    print(f"{options.rows:,} rows (60% succeeded, 5% failed), {options.repeat} requests per page")
-    print("| database | page | median | slowest |")
-    print("|---|---|---|---|")
-    for name in urls:
-        for label, figures in document[name].items():
+    print(
+        f"{options.rows:,} rows against {options.baseline:,} (60% succeeded, 5% failed), "
+        f"{options.repeat} requests per page; median (slowest)"
+    )
+    print(f"| database | page | {options.baseline:,} rows | {options.rows:,} rows | ratio |")
+    print("|---|---|---|---|---|")
+    for name in names:
+        for label, big in document[name]["big"].items():
+            small = document[name]["baseline"][label]
             print(
-                f"| {name} | {label} | {figures['median_ms']:.0f} ms | {figures['max_ms']:.0f} ms |"
+                f"| {name} | {label} | {small['median_ms']:.0f} ms ({small['max_ms']:.0f}) "
+                f"| {big['median_ms']:.0f} ms ({big['max_ms']:.0f}) "
+                f"| x{big['median_ms'] / small['median_ms']:.2f} |"
             )
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     out = OUT_DIR / f"dashboard-{time.strftime('%Y%m%d-%H%M%S')}.json"

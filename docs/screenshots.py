@@ -68,6 +68,7 @@ def main() -> None:
                 page.fill("input[name=token]", TOKEN)
                 page.click("button[type=submit]")
                 page.goto(f"{base}/ui/batches/jobs.example")
+                page.wait_for_selector("#charts h3")  # the charts come in a request of their own
                 page.screenshot(path=str(OUT / "batch.png"), full_page=True)
                 page.goto(f"{base}/ui/batches/jobs.example/gallery")
                 page.wait_for_load_state("networkidle")

@@ -26,6 +26,7 @@ from veobatch.settings import Settings
 from veobatch.store.tables import Job
 
 READ_TOKEN = "read-only-token-0123456789"
+IMAGE = "https://img.example.com/mug.jpg"
 
 
 @pytest.fixture
@@ -117,9 +118,11 @@ def test_the_pages_show_the_batch(site: Served) -> None:
         page = client.get("/ui/batches/shop").text
         assert re.search(r'data-status="succeeded">succeeded <b>2</b>', page)
         assert re.search(r'data-status="failed">failed <b>1</b>', page)
-        assert "Top failure reasons" in page
-        assert "视频生成失败" in page  # the provider's reason, as it came
-        assert "Generation times" in page
+        assert 'hx-get="/ui/batches/shop/charts" hx-trigger="load"' in page  # asked for next
+        charts = client.get("/ui/batches/shop/charts").text
+        assert "Top failure reasons" in charts
+        assert "视频生成失败" in charts  # the provider's reason, as it came
+        assert "Generation times" in charts
         found = client.get("/ui/batches/shop", params={"q": "BLUE", "status": ""}).text
         assert "1 rows match" in found
         assert client.get("/ui/batches/shop", params={"status": "nope"}).status_code == 409
@@ -250,3 +253,28 @@ def test_an_image_given_as_a_data_uri_is_served_decoded(site: Served, engine: En
         answer = client.get("/ui/batches/inline/rows/x/images/0")
     assert answer.headers["content-type"] == "image/png"
     assert answer.content == png.getvalue()
+
+
+def test_the_batches_page_shows_each_batch_at_work_with_its_pace(
+    site: Served, engine: Engine
+) -> None:
+    """The rows that ended in the last minute are the pace; the ETA is the open rows at it."""
+    service = BatchService(engine, Settings())
+    rows = [{"id": f"r{n}", "prompt": "p", "model": "veo3.1", "images": [IMAGE]} for n in range(6)]
+    service.add("later", rows)
+    with engine.begin() as conn:  # batch `later` as it is mid-run: 4 rows ended just now
+        later = service.status("later").id
+        ended = sa.select(Job.id).where(Job.batch_id == later).order_by(Job.id).limit(4)
+        conn.execute(
+            sa.update(Job)
+            .where(Job.id.in_(ended.scalar_subquery()))
+            .values(status="succeeded", finished_at=sa.func.current_timestamp())
+        )
+    overview = {found.batch.name: found for found in service.overview()}
+    assert overview["later"].per_minute == 4
+    assert overview["later"].eta_seconds == pytest.approx(30.0)  # 2 open rows at 4 a minute
+    with logged_in(site) as client:
+        page = client.get("/").text
+    row = re.search(r'<tr data-batch="later">.*?</tr>', page, re.S)
+    assert row is not None
+    assert "4 rows/min · ETA 0.5 min" in row.group(0)

@@ -48,7 +48,7 @@ from veobatch.intake.loader import Progress as LoadProgress
 from veobatch.intake.problems import DEFAULT_MAX_PROBLEMS, Problem
 from veobatch.intake.readers import JobFile
 from veobatch.settings import Settings
-from veobatch.states import OPEN, PAID_FOR, JobStatus, Review
+from veobatch.states import OPEN, PAID_FOR, BatchState, JobStatus, Review
 from veobatch.store import activity
 from veobatch.store.activity import Series
 from veobatch.store.export import (
@@ -66,6 +66,7 @@ from veobatch.store.queries import (
     count_jobs,
     error_kinds,
     model_counts,
+    page_of,
     select_jobs,
     stream_jobs,
     utc,
@@ -116,6 +117,7 @@ class RowFilter:
 class Activity:
     """What a batch has been doing (the dashboard's batch page)."""
 
+    batch: BatchSummary  # its state, counts and money (without `error_kinds`)
     per_minute: int  # rows that ended in the last minute
     eta_seconds: float | None  # at that pace, until no row is left open
     reasons: list[tuple[str, str, int]]  # the top (error kind, error, rows)
@@ -289,12 +291,13 @@ class BatchService:
         with self.engine.connect() as conn:
             return batch_summaries(conn)
 
-    def status(self, batch: str) -> BatchSummary:
-        """One batch: its state, why it is paused, its counts per status and its errors
-        counted per kind."""
+    def status(self, batch: str, *, errors: bool = True) -> BatchSummary:
+        """One batch: its state, why it is paused, its counts per status and (unless not
+        `errors`, which reads no row) its errors counted per kind."""
         with self.engine.connect() as conn:
             summary = batch_summaries(conn, batch)[0]
-            summary.error_kinds = error_kinds(conn, summary.id)
+            if errors:
+                summary.error_kinds = error_kinds(conn, summary.id)
         return summary
 
     def jobs(
@@ -314,8 +317,8 @@ class BatchService:
         `limit=0` is every row from `offset` on. Filters as `store.queries.select_jobs`."""
         chosen = RowFilter(statuses, kinds, refs, reviews, models, text)
         with self.engine.connect() as conn:
-            query = chosen.query(batch_id(conn, batch)).offset(offset)
-            page = query.limit(limit) if limit else query
+            query = chosen.query(batch_id(conn, batch))
+            page = page_of(query, limit, offset) if limit else query.offset(offset)
             return [job_view(row) for row in stream_jobs(conn, page)]
 
     def count(
@@ -496,27 +499,35 @@ class BatchService:
         return self.status(batch)
 
     def activity(self, batch: str, *, charts: bool = True) -> Activity:
-        """How fast the batch's rows end, why they fail, when they were sent and finished,
-        and how long their videos took: aggregate queries, never the rows themselves.
-        Without `charts`, only the pace (what a page polls every few seconds)."""
-        summary = self.status(batch)
+        """The batch with how fast its rows end, why they fail, when they were sent and
+        finished, and how long their videos took: aggregate queries, never the rows
+        themselves. Without `charts`, only the counts and the pace (what a page polls every
+        few seconds)."""
         now = transitions.utcnow()
-        reasons: list[tuple[str, str, int]] = []
-        series, generation = activity.Series(None, 60, [], []), []
+        reasons, series, generation = None, None, None
         with self.engine.connect() as conn:
-            per_minute = activity.finished_since(conn, summary.id, now - timedelta(minutes=1))
+            summary = batch_summaries(conn, batch)[0]
+            ended = activity.finished_since(conn, [summary.id], now - timedelta(minutes=1))
             if charts:
                 reasons = activity.failure_reasons(conn, summary.id)
                 series = activity.series(conn, summary.id, now)
                 generation = activity.generation_times(conn, summary.id)
-        waiting = sum(summary.counts.get(status, 0) for status in OPEN)
-        eta = waiting / per_minute * 60 if per_minute and waiting else None
-        return Activity(per_minute, eta, reasons, series, generation)
+        return _paced(summary, ended.get(summary.id, 0), reasons, series, generation)
+
+    def overview(self) -> list[Activity]:
+        """Every batch (oldest first) with its counts, money and pace: the dashboard's first
+        page. Only batches still at work (active or paused) have their pace counted."""
+        since = transitions.utcnow() - timedelta(minutes=1)
+        with self.engine.connect() as conn:
+            summaries = batch_summaries(conn)
+            working = [s.id for s in summaries if s.state in (BatchState.ACTIVE, BatchState.PAUSED)]
+            ended = activity.finished_since(conn, working, since)
+        return [_paced(summary, ended.get(summary.id, 0)) for summary in summaries]
 
     def estimate(self, batch: str) -> Estimate:
         """What the rows of `batch` not sent yet will cost, per model, what it has spent, and
         the requests left (submissions plus the polls expected)."""
-        summary = self.status(batch)
+        summary = self.status(batch, errors=False)
         with self.engine.connect() as conn:
             counts = model_counts(conn, summary.id, [JobStatus.PENDING, JobStatus.QUEUED])
         return self.estimate_rows(
@@ -596,6 +607,26 @@ class BatchService:
         if not changed:
             raise BatchStateError(f"batch {batch!r} is {state}: it cannot {action}", state)
         return state
+
+
+def _paced(
+    summary: BatchSummary,
+    per_minute: int,
+    reasons: list[tuple[str, str, int]] | None = None,
+    series: activity.Series | None = None,
+    generation: list[tuple[int, int]] | None = None,
+) -> Activity:
+    """A batch's activity, with its ETA at the pace of the last minute."""
+    waiting = sum(summary.counts.get(status, 0) for status in OPEN)
+    eta = waiting / per_minute * 60 if per_minute and waiting else None
+    return Activity(
+        summary,
+        per_minute,
+        eta,
+        reasons or [],
+        series or activity.Series(None, 60, [], []),
+        generation or [],
+    )
 
 
 def refuse_invalid(result: LoadResult) -> None:

@@ -173,12 +173,12 @@ def _local(path: str) -> str:
 
 @router.get("/", response_class=HTMLResponse)
 def batches(request: Request) -> HTMLResponse:
-    return _page(request, "batches.html", batches=_service(request).batches())
+    return _page(request, "batches.html", batches=_service(request).overview())
 
 
 @router.get("/ui/live", response_class=HTMLResponse)
 def batches_live(request: Request) -> HTMLResponse:
-    return _page(request, "batches_live.html", batches=_service(request).batches())
+    return _page(request, "batches_live.html", batches=_service(request).overview())
 
 
 @router.get("/ui/batches/{name}", response_class=HTMLResponse)
@@ -200,13 +200,14 @@ def batch(
         "reviews": [review] if review else [],
         "text": q or None,
     }
+    found = service.activity(name, charts=False)  # the charts come in their own request
     total = service.count(name, **chosen)
     rows = service.jobs(name, limit=ROWS_PER_PAGE, offset=(page - 1) * ROWS_PER_PAGE, **chosen)
     return _page(
         request,
         "batch.html",
-        batch=service.status(name),
-        activity=service.activity(name),
+        batch=found.batch,
+        activity=found,
         rows=rows,
         total=total,
         page=page,
@@ -226,16 +227,14 @@ def batch_live(request: Request, name: str) -> HTMLResponse:
     """The counts and the pace, polled every 2 s while the page is visible."""
     service = _service(request)
     found = service.activity(name, charts=False)
-    return _page(request, "batch_live.html", batch=service.status(name), activity=found)
+    return _page(request, "batch_live.html", batch=found.batch, activity=found)
 
 
 @router.get("/ui/batches/{name}/charts", response_class=HTMLResponse)
 def batch_charts(request: Request, name: str) -> HTMLResponse:
     """The charts and the failure reasons, polled every 30 s (they cost more)."""
-    service = _service(request)
-    return _page(
-        request, "batch_charts.html", batch=service.status(name), activity=service.activity(name)
-    )
+    found = _service(request).activity(name)
+    return _page(request, "batch_charts.html", batch=found.batch, activity=found)
 
 
 @router.get("/ui/batches/{name}/gallery", response_class=HTMLResponse)
@@ -255,7 +254,7 @@ def gallery(
     return _page(
         request,
         "gallery.html",
-        batch=service.status(name),
+        batch=service.status(name, errors=False),
         rows=rows,
         total=total,
         page=page,
@@ -267,7 +266,9 @@ def gallery(
 @router.get("/ui/batches/{name}/rows/{ref}", response_class=HTMLResponse)
 def row(request: Request, name: str, ref: str) -> HTMLResponse:
     service = _service(request)
-    return _page(request, "row.html", batch=service.status(name), row=service.job(name, ref))
+    return _page(
+        request, "row.html", batch=service.status(name, errors=False), row=service.job(name, ref)
+    )
 
 
 @router.get("/ui/batches/{name}/rows/{ref}/video")
@@ -373,7 +374,7 @@ def rerun(
         return _page(
             request,
             "confirm_rerun.html",
-            batch=service.status(name),
+            batch=service.status(name, errors=False),
             look=look,
             chosen=chosen,
             viewer=viewer,

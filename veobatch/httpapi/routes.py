@@ -198,7 +198,9 @@ def review_jobs(name: str, body: schemas.ReviewIn, veo: Service) -> schemas.Chan
     """Mark the videos of rows `ids` approved or rejected (null: not reviewed); `rows` says
     how many were marked. Rejected ones can be sent again with rerun's `reviews`."""
     rows = veo.review(name, body.ids, None if body.review is None else body.review.value)
-    return schemas.Changed(batch=name, state=BatchState(veo.status(name).state), rows=rows)
+    return schemas.Changed(
+        batch=name, state=BatchState(veo.status(name, errors=False).state), rows=rows
+    )
 
 
 @router.get(
@@ -327,7 +329,9 @@ def resume_batch(name: str, veo: Service) -> schemas.Changed:
 def cancel_batch(name: str, veo: Service) -> schemas.Changed:
     """Rows not yet sent become cancelled (`rows` says how many); tasks made finish."""
     rows = veo.cancel(name)
-    return schemas.Changed(batch=name, state=BatchState(veo.status(name).state), rows=rows)
+    return schemas.Changed(
+        batch=name, state=BatchState(veo.status(name, errors=False).state), rows=rows
+    )
 
 
 def _batch(summary: BatchSummary, currency: str) -> schemas.Batch:

@@ -46,15 +46,16 @@ def _bucket(conn: Connection, seconds: Any, width: int) -> Any:
     return sa.cast(seconds, sa.Integer) / width
 
 
-def finished_since(conn: Connection, batch: int, since: datetime) -> int:
-    """Rows of the batch that ended (with a video, a failure, or in doubt) since `since`."""
-    return int(
-        conn.execute(
-            sa.select(sa.func.count()).where(
-                Job.batch_id == batch, Job.status.in_(FINISHED), Job.finished_at >= since
-            )
-        ).scalar_one()
+def finished_since(conn: Connection, batches: Sequence[int], since: datetime) -> dict[int, int]:
+    """Rows of each batch that ended (with a video, a failure, or in doubt) since `since`."""
+    if not batches:
+        return {}
+    query = (
+        sa.select(Job.batch_id, sa.func.count())
+        .where(Job.batch_id.in_(list(batches)), Job.status.in_(FINISHED), Job.finished_at >= since)
+        .group_by(Job.batch_id)
     )
+    return {bid: int(n) for bid, n in conn.execute(query)}
 
 
 def failure_reasons(conn: Connection, batch: int, limit: int = 8) -> list[tuple[str, str, int]]:

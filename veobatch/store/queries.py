@@ -52,12 +52,20 @@ def utc(value: datetime | None) -> datetime | None:
 
 
 def batch_summaries(conn: Connection, name: str | None = None) -> list[BatchSummary]:
-    """Batches (oldest first) with their row counts per status; one batch if `name` is given."""
+    """Batches (oldest first) with their row counts per status; one batch if `name` is given.
+
+    What a batch spent is its `committed` less what its rows hold: every claim adds its price
+    to both the batch's `committed` and the row's `held`, and its outcome either moves the
+    held price to the row's cost or takes it back from both (`engine.spending`). So the few
+    rows holding a price are summed (by their own index), never the whole batch."""
     query = sa.select(Batch).order_by(Batch.id)
     if name is not None:
         query = query.where(Batch.name == name)
-    batches = {
-        b.id: BatchSummary(
+    committed: dict[int, int] = {}
+    batches: dict[int, BatchSummary] = {}
+    for b in conn.execute(query):
+        committed[b.id] = b.committed_micros
+        batches[b.id] = BatchSummary(
             b.id,
             b.name,
             b.state,
@@ -66,21 +74,22 @@ def batch_summaries(conn: Connection, name: str | None = None) -> list[BatchSumm
             utc(b.created_at) or b.created_at,
             budget=b.budget_micros,
         )
-        for b in conn.execute(query)
-    }
     if name is not None and not batches:
         raise NotFoundError(f"no batch named {name!r}; `veo-batch status` lists the batches")
-    counted = status_counts(conn, list(batches) if name is not None else None)
-    for bid, counts in counted.items():
+    chosen = list(batches) if name is not None else None
+    for bid, counts in status_counts(conn, chosen).items():
         batches[bid].counts = counts
-    money = sa.select(
-        Job.batch_id, sa.func.sum(Job.cost_micros), sa.func.sum(Job.held_micros)
-    ).group_by(Job.batch_id)
-    if name is not None:
-        money = money.where(Job.batch_id.in_(list(batches)))
-    for bid, spent, held in conn.execute(money):
-        if bid in batches:
-            batches[bid].spent, batches[bid].held = int(spent or 0), int(held or 0)
+    holding = (
+        sa.select(Job.batch_id, sa.func.sum(Job.held_micros))
+        .where(Job.held_micros > 0)
+        .group_by(Job.batch_id)
+    )
+    if chosen is not None:
+        holding = holding.where(Job.batch_id.in_(chosen))
+    held = {bid: int(amount) for bid, amount in conn.execute(holding)}
+    for bid, summary in batches.items():
+        summary.held = held.get(bid, 0)
+        summary.spent = committed[bid] - summary.held
     return list(batches.values())
 
 
@@ -175,6 +184,13 @@ def select_jobs(
     return query
 
 
+def page_of(query: sa.Select[Any], limit: int, offset: int = 0) -> sa.Select[Any]:
+    """`limit` rows of a `select_jobs` query from `offset` on: the ids are found first (in an
+    index: skipping 99,950 of them reads no row), then only those rows are read."""
+    ids = query.with_only_columns(Job.id, maintain_column_froms=True).limit(limit).offset(offset)
+    return sa.select(Job).where(Job.id.in_(ids.scalar_subquery())).order_by(Job.id)
+
+
 def stream_jobs(
     conn: Connection, query: sa.Select[Any], chunk: int = 2_000
 ) -> Iterator[sa.Row[Any]]:
@@ -195,7 +211,9 @@ def attempts_of(conn: Connection, query: sa.Select[Any]) -> list[tuple[str, sa.R
 
 
 def count_jobs(conn: Connection, query: sa.Select[Any]) -> int:
-    return int(conn.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one())
+    """How many rows a `select_jobs` query chooses (counted in its index where it can be)."""
+    counted = query.with_only_columns(sa.func.count(), maintain_column_froms=True).order_by(None)
+    return int(conn.execute(counted).scalar_one())
 
 
 STATUS_ORDER: tuple[str, ...] = tuple(status.value for status in JobStatus)

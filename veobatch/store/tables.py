@@ -75,7 +75,16 @@ class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
         UniqueConstraint("batch_id", "ref"),
-        Index("ix_jobs_batch_status", "batch_id", "status"),
+        # Pages of a batch's rows in the order they were added, with or without a status.
+        Index("ix_jobs_batch_status", "batch_id", "status", "id"),
+        Index("ix_jobs_batch_id", "batch_id", "id"),
+        # Only the rows holding a price while they are sent: what a batch has in flight.
+        Index(
+            "ix_jobs_held",
+            "batch_id",
+            sqlite_where=sa.text("held_micros > 0"),
+            postgresql_where=sa.text("held_micros > 0"),
+        ),
         CheckConstraint(_one_of("status", JobStatus), name="status"),
         # Partial: a million freshly loaded rows have neither, and cost these indexes nothing.
         Index(
