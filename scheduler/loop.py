@@ -17,6 +17,9 @@ waits; the row claims would keep it harmless anyway):
    twenty waiting at once;
 6. batches with nothing left to send or follow become `finished`.
 
+A round that sent messages is followed by the next one after BUSY_TICK, an idle one after
+`tick`: the workers never wait for rows, and an idle deployment costs a query a second.
+
 Webhook calls (a batch finished or paused) go out from a thread of their own, so a slow or
 failing receiver never holds up a tick.
 """
@@ -36,8 +39,17 @@ import sqlalchemy as sa
 from celery import Celery
 from sqlalchemy.engine import Engine
 
+from veobatch import heartbeat
 from veobatch.engine import transitions, webhooks
 from veobatch.engine.poll_rules import claim_for
+from veobatch.heartbeat import LOCK_KEY
+from veobatch.metrics import (
+    LEASES_EXPIRED,
+    MESSAGES_RESENT,
+    QUEUE_MESSAGES,
+    SCHEDULER_LEADER,
+    SCHEDULER_TICKS,
+)
 from veobatch.process import poll_group, queue_depth
 from veobatch.settings import Secret, Settings
 from veobatch.states import JobStatus
@@ -52,13 +64,15 @@ from worker.names import (
 )
 
 log = logging.getLogger("veobatch.scheduler")
-LOCK_KEY: Final = "veo-batch:scheduler"
 # kombu's Redis transport keeps a list per queue, and a hash of the messages delivered but
 # not acknowledged (of every queue).
 UNACKED: Final = "unacked"
 GRACE: Final = timedelta(seconds=10)  # a queued row older than this without a message is lost
 DOWNLOAD_CLAIM: Final = timedelta(minutes=15)
 DOWNLOADS_WAITING: Final = 20  # download messages kept waiting for the workers
+# Seconds to the next round after one that sent messages: while rows flow, the queue is
+# topped up as soon as the workers drain it (at `tick` it would run dry between rounds).
+BUSY_TICK: Final = 0.05
 
 # Refresh the lock if it is still ours (KEYS[1] lock; ARGV[1] token, ARGV[2] ttl ms).
 _HOLD: Final = """
@@ -98,6 +112,7 @@ class Scheduler:
         self.webhook_secret = webhook_secret
         self.webhook_allow_private = webhook_allow_private
         self._leading = threading.Event()
+        self._busy = False  # the last round sent something: the next one comes soon
         self.grace = grace  # how long a queued row may wait before its message counts as lost
         self._token = uuid.uuid4().hex
         self._hold = broker.register_script(_HOLD)
@@ -138,15 +153,21 @@ class Scheduler:
         )
         calls.start()
         while not stop.is_set():
-            if self.lead():
+            leading = self.lead()
+            SCHEDULER_LEADER.set(int(leading))
+            if leading:
                 self._leading.set()
                 self.tick_once()
             else:
                 self._leading.clear()
-            stop.wait(self.tick)
+            heartbeat.beat(self.broker, "scheduler", max(self.tick * 3, 10.0), leading=leading)
+            stop.wait(BUSY_TICK if leading and self._busy else self.tick)
         calls.join()
+        SCHEDULER_LEADER.set(0)
+        heartbeat.forget(self.broker, "scheduler")
         if self.broker.get(LOCK_KEY) == self._token.encode():
             self.broker.delete(LOCK_KEY)  # let another scheduler take over at once
+            log.info("scheduler stopped; the leader lock is free")
 
     def lead(self) -> bool:
         """Hold the leader lock for three ticks; False if another scheduler has it."""
@@ -156,14 +177,16 @@ class Scheduler:
     def tick_once(self) -> list[int]:
         """One round; the ids of the rows it sent to be submitted."""
         now = transitions.utcnow()
+        resent = 0
         with self.engine.begin() as conn:
-            transitions.expire_leases(conn, now)
+            expired = transitions.expire_leases(conn, now)
             queued = self._queued(conn)
             waiting = self.broker.llen(SUBMIT_QUEUE) + self._unacked_submissions()
             if queued > waiting:
-                queued -= transitions.requeue(
+                resent = transitions.requeue(
                     conn, now, older_than=self.grace, limit=queued - waiting
                 )
+                queued -= resent
             ids = transitions.release(
                 conn, now, self.depth - queued, max_in_flight=self.max_in_flight
             )
@@ -176,7 +199,9 @@ class Scheduler:
                     conn, now, DOWNLOADS_WAITING - waiting_downloads, DOWNLOAD_CLAIM
                 )
             transitions.finish_batches(conn, now)
+        self._report(expired, resent, waiting, waiting_polls // self.poll_group)
         # After the commit: a message never names a row whose change is not visible yet.
+        self._busy = bool(ids or polls or downloads)
         for job_id in ids:
             self.app.send_task(SUBMIT_TASK, args=[job_id])
         for start in range(0, len(polls), self.poll_group):
@@ -184,6 +209,21 @@ class Scheduler:
         for job_id in downloads:
             self.app.send_task(DOWNLOAD_TASK, args=[job_id])
         return ids
+
+    def _report(self, expired: int, resent: int, submits: int, polls: int) -> None:
+        """The round's counts, as metrics and (when something was lost) log lines."""
+        SCHEDULER_TICKS.inc()
+        QUEUE_MESSAGES.labels(SUBMIT_QUEUE).set(submits)
+        QUEUE_MESSAGES.labels(POLL_QUEUE).set(polls)
+        if expired:
+            LEASES_EXPIRED.inc(expired)
+            log.warning(
+                "rows in doubt: their worker stopped mid-request (lease ran out)",
+                extra={"count": expired},
+            )
+        if resent:
+            MESSAGES_RESENT.inc(resent)
+            log.warning("messages lost from Redis: rows queued again", extra={"count": resent})
 
     def _call_webhooks(self, stop: threading.Event) -> None:
         """The webhook thread: it outlives any failure (a database gone for a moment, a bug),

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import HTTPServer
 from pathlib import Path
+from typing import Any
 
 import boto3
 import httpx
@@ -223,3 +224,22 @@ def bucket_url(s3_endpoint: str) -> str:
     name = f"veo-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
     return f"s3://{name}/photos"
+
+
+@pytest.fixture
+def stack(postgres_url: str, redis_client: redis.Redis) -> Iterator[Any]:
+    """A distributed deployment on an empty database (`tests.stack.Stack`)."""
+    from tests.stack import KEY, Stack  # noqa: PLC0415 - it imports this module
+
+    engine = database.create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "TRUNCATE attempts, jobs, batches, spend_days RESTART IDENTITY CASCADE"
+        )
+    with MockProvider(MockConfig(api_key=KEY)) as mock:
+        running = Stack(engine, postgres_url, mock)
+        try:
+            yield running
+        finally:
+            running.close()
+            engine.dispose()

@@ -67,3 +67,22 @@ def test_only_the_workers_hold_the_provider_key() -> None:
     assert holders == {"worker"}
     assert "VEO_API_TOKENS" in OURS["api"]["environment"]
     assert OURS["scheduler"]["environment"]["VEO_DOWNLOAD_DIR"] == "/videos"
+
+
+@pytest.mark.parametrize("name", ["scheduler", "worker"])
+def test_the_healthchecks_run_a_real_command_of_the_service_role(name: str) -> None:
+    test = OURS[name]["healthcheck"]["test"]
+    assert test[:4] == ["CMD", "veo-batch", "health", "--role"]
+    assert test[4] == name
+    result = CliRunner().invoke(cli, [*test[2:], "--help"])
+    assert result.exit_code == 0, result.output
+
+
+def test_the_api_is_ready_when_its_readyz_answers_and_the_metrics_ports_are_open() -> None:
+    assert "/readyz" in " ".join(OURS["api"]["healthcheck"]["test"])
+    for name, port in (("worker", "9101"), ("scheduler", "9102")):
+        command = OURS[name]["command"]
+        assert command[command.index("--metrics-port") + 1] == port
+        assert port in OURS[name]["expose"]
+    grace = int(OURS["worker"]["stop_grace_period"].removesuffix("s"))
+    assert grace > 60  # VEO_READ_TIMEOUT's default: a request sent is finished

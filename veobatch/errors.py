@@ -45,6 +45,7 @@ class ExitCode(IntEnum):
     PAUSED = 9
     DOWNLOADS_FAILED = 10
     CANNOT_WRITE = 11
+    CHECK_FAILED = 12
     INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
@@ -64,6 +65,8 @@ EXIT_CODE_MEANINGS: Final[dict[ExitCode, str]] = {
     ExitCode.DOWNLOADS_FAILED: "`run --download`: some videos could not be saved (the rows stay "
     "succeeded; `veo-batch jobs NAME --status succeeded` shows why; run again to retry)",
     ExitCode.CANNOT_WRITE: "a file could not be written (the disk is full, or no permission)",
+    ExitCode.CHECK_FAILED: "`health`, `doctor`: a check failed (each one is named, with what to "
+    "do)",
     ExitCode.INTERRUPTED: "`run`: stopped with Ctrl-C (or SIGTERM, SIGHUP); running the same "
     "command again goes on",
 }

@@ -161,11 +161,18 @@ SETTINGS: Final[tuple[SettingSpec, ...]] = (
         "Base URL of a public bucket: images are sent as this URL plus their key instead of a "
         "presigned link (which lasts 7 days).",
     ),
+    SettingSpec(
+        "log_format",
+        "VEO_LOG_FORMAT",
+        "How the worker, the scheduler and `serve` log: text (default, readable) or json (one "
+        "object per line, for a log store).",
+    ),
 )
 
 IMAGE_MODES: Final = ("data-uri", "base64", "url")
 _BUCKET: Final = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")  # S3's rule for bucket names
 OVERSIZE_CHOICES: Final = ("shrink", "refuse")
+LOG_FORMATS: Final = ("text", "json")
 
 SETTING_ENV_NAMES: Final = frozenset(spec.env for spec in SETTINGS)
 
@@ -376,6 +383,7 @@ class Settings:
     s3_url: str | None = None
     s3_endpoint: str | None = None
     s3_public_url: str | None = None
+    log_format: str = "text"
 
     @classmethod
     def from_values(cls, values: Mapping[str, str | None]) -> Settings:
@@ -422,6 +430,7 @@ class Settings:
             s3_url=_s3_url(raw.get("s3_url")),
             s3_endpoint=_http_url(raw, "s3_endpoint"),
             s3_public_url=_http_url(raw, "s3_public_url"),
+            log_format=_choice(raw, "log_format", LOG_FORMATS, base.log_format),
         )
 
     @classmethod

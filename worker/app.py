@@ -9,6 +9,7 @@ from celery import Celery, Task
 from kombu.entity import Exchange, Queue
 
 from veobatch.settings import Settings
+from worker import lifecycle
 from worker.names import (
     DOWNLOAD_QUEUE,
     DOWNLOAD_TASK,
@@ -61,6 +62,7 @@ def make_app(settings: Settings) -> Celery:
         },
     )
     app.autodiscover_tasks(["worker"], related_name="tasks", force=True)
+    lifecycle.install(settings)
     return app
 
 

@@ -13,6 +13,7 @@ from veobatch.engine.poll import poll_rows
 from veobatch.engine.submit import submit_one
 from veobatch.errors import InvalidJobs, VeoBatchError
 from veobatch.process import worker_process, worker_service
+from worker.lifecycle import stoppable_wait
 from worker.names import DOWNLOAD_TASK, ENQUEUE_TASK, POLL_TASK, SUBMIT_TASK
 
 
@@ -29,6 +30,7 @@ def submit(job_id: int) -> str | None:
         prices=held.spending,
         lease=held.lease,
         pacing=held.pacing,
+        wait=stoppable_wait,
     )
     return outcome.status.value if outcome else None
 
@@ -37,7 +39,14 @@ def submit(job_id: int) -> str | None:
 def poll(job_ids: list[int]) -> int:
     """Poll a group of submitted rows, each in its rate slot; how many were polled."""
     held = worker_process()
-    outcomes = poll_rows(held.engine, held.client, held.poll_limiter, job_ids, pacing=held.pacing)
+    outcomes = poll_rows(
+        held.engine,
+        held.client,
+        held.poll_limiter,
+        job_ids,
+        pacing=held.pacing,
+        wait=stoppable_wait,
+    )
     return len(outcomes)
 
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import shutil
 import signal
+import sys
 import threading
 
 import click
 import redis
+from prometheus_client import REGISTRY, start_http_server
 
+from veobatch import logs, metrics
 from veobatch.cli.app import App, cli, pass_app
 from veobatch.errors import (
     ConfigError,
@@ -17,6 +22,7 @@ from veobatch.errors import (
 from veobatch.provider.mock import MockConfig, MockProvider
 from veobatch.settings import SETTINGS, Settings
 from veobatch.store import database
+from veobatch.store.gauges import StoreCollector
 
 # ---------------------------------------------------------------------------------- db
 
@@ -174,6 +180,9 @@ def _export_settings(values: dict[str, str | None]) -> None:
             os.environ[spec.env] = value
 
 
+METRICS_PORT_HELP = "Serve Prometheus metrics on this port (default: none)."
+
+
 @cli.command(context_settings={"ignore_unknown_options": True})
 @click.option(
     "--concurrency",
@@ -183,26 +192,45 @@ def _export_settings(values: dict[str, str | None]) -> None:
     type=click.IntRange(min=1),
     help="Worker processes (each sends one request at a time).",
 )
+@click.option("--metrics-port", type=click.IntRange(1, 65535), help=METRICS_PORT_HELP)
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def worker(ctx: click.Context, concurrency: int, celery_args: tuple[str, ...]) -> None:
+def worker(
+    ctx: click.Context, concurrency: int, metrics_port: int | None, celery_args: tuple[str, ...]
+) -> None:
     """Start a Celery worker that submits rows, polls their tasks and downloads their videos
     (needs VEO_REDIS_URL, VEO_DATABASE_URL on PostgreSQL, VEO_API_BASE and VEO_API_KEY;
     VEO_DOWNLOAD_DIR for downloads). Run one per host, as many hosts as you like;
     they share one rate limit through Redis. Extra arguments go to `celery worker`.
 
+    SIGTERM stops it gracefully: no new message is taken, requests already sent are
+    finished and recorded, rows still waiting for their rate slot go back to pending.
+    `--metrics-port` serves the counts of all its processes (prometheus_client's
+    multiprocess mode, in a folder of its own).
+
     \b
     Examples:
-      veo-batch worker --concurrency 8
+      veo-batch worker --concurrency 8 --metrics-port 9101
       celery -A worker worker --concurrency 8      # the same, with celery's own command
     """
     app: App = ctx.obj
     if not app.settings.redis_url:
         raise ConfigError("a worker needs VEO_REDIS_URL (the queue and the shared rate limit)")
     app.engine  # noqa: B018 - fail here, clearly, if the database is not migrated
+    if metrics_port is not None and not os.environ.get(metrics.MULTIPROCESS_ENV):
+        # The folder must be set before prometheus_client is first imported: start again.
+        folder = metrics.multiprocess_dir()
+        environ = {**os.environ, metrics.MULTIPROCESS_ENV: folder}
+        os.execve(sys.executable, [sys.executable, "-m", "veobatch", *sys.argv[1:]], environ)
     _export_settings(ctx.parent.params if ctx.parent else {})
     from worker.app import make_app  # noqa: PLC0415 - built from the settings just exported
 
+    if metrics_port is not None:
+        try:
+            metrics.serve_worker_metrics(metrics_port)
+        except OSError as exc:
+            raise ConfigError(f"--metrics-port {metrics_port}: {exc.strerror}") from None
+        atexit.register(shutil.rmtree, os.environ[metrics.MULTIPROCESS_ENV], True)
     make_app(Settings.from_env(os.environ)).worker_main(
         ["worker", "--loglevel=INFO", f"--concurrency={concurrency}", *celery_args]
     )
@@ -214,24 +242,27 @@ def worker(ctx: click.Context, concurrency: int, celery_args: tuple[str, ...]) -
     default=1.0,
     show_default=True,
     type=click.FloatRange(min=0.05),
-    help="Seconds between rounds.",
+    help="Seconds between rounds while nothing is sent (while rows flow, 0.05).",
 )
 @click.option(
     "--depth",
     type=click.IntRange(min=1),
     help="Rows kept queued for the workers (default: ten seconds at VEO_RATE).",
 )
+@click.option("--metrics-port", type=click.IntRange(1, 65535), help=METRICS_PORT_HELP)
 @pass_app
-def scheduler_command(app: App, tick: float, depth: int | None) -> None:
+def scheduler_command(app: App, tick: float, depth: int | None, metrics_port: int | None) -> None:
     """Release pending rows to the workers as fast as the rate allows (and never more than
     VEO_MAX_IN_FLIGHT generating), send due polls in groups, send downloads (if
     VEO_DOWNLOAD_DIR is set: set it on the workers too), re-send rows whose message was
     lost, mark rows whose worker died mid-request as in doubt, and finish batches. Run one;
-    a second one started by mistake waits for the first.
+    a second one started by mistake waits for the first, and takes over when it stops
+    (SIGTERM frees the lock at once). `--metrics-port` serves its counts and the rows of
+    the batches at work, read from the database when scraped.
 
     \b
     Example:
-      VEO_REDIS_URL=redis://localhost:6379/0 veo-batch scheduler
+      VEO_REDIS_URL=redis://localhost:6379/0 veo-batch scheduler --metrics-port 9102
     """
     settings = app.settings
     if not settings.redis_url:
@@ -239,10 +270,17 @@ def scheduler_command(app: App, tick: float, depth: int | None) -> None:
     from scheduler.loop import Scheduler  # noqa: PLC0415
     from worker.app import make_app  # noqa: PLC0415
 
+    logs.configure(settings.log_format, secrets=logs.secrets_of(settings))
     broker = redis.Redis.from_url(settings.redis_url)
     loop = Scheduler.for_settings(
         settings, app.engine, broker, make_app(settings), tick=tick, depth=depth
     )
+    if metrics_port is not None:
+        REGISTRY.register(StoreCollector(app.engine, settings.max_in_flight))
+        try:
+            start_http_server(metrics_port)
+        except OSError as exc:
+            raise ConfigError(f"--metrics-port {metrics_port}: {exc.strerror}") from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     cap = settings.max_in_flight or "none"
@@ -294,9 +332,10 @@ def serve(app: App, host: str, port: int, no_auth: bool, max_body_mb: int) -> No
 
     from veobatch.httpapi import create_app  # noqa: PLC0415
 
+    logs.configure(settings.log_format, secrets=logs.secrets_of(settings))
     api = create_app(settings, app.engine, max_body=max_body_mb * 1024 * 1024)
     click.echo(
         f"serving on http://{host}:{port} (dashboard: /, schema: /openapi.json, docs: /docs)",
         err=True,
     )
-    uvicorn.run(api, host=host, port=port, log_level="info")
+    uvicorn.run(api, host=host, port=port, log_level="info", log_config=None)

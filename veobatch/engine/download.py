@@ -15,6 +15,7 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path, PurePosixPath
 from typing import Final
@@ -24,9 +25,10 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from veobatch.engine import transitions
+from veobatch.engine import events, transitions
 from veobatch.engine.backoff import DOWNLOAD_RETRY
 from veobatch.errors import DownloadError, WriteError
+from veobatch.metrics import count_request
 from veobatch.store.tables import Batch, Job
 
 MAX_DOWNLOADS: Final = 5  # tries before a download waits for the next `veo-batch run`
@@ -126,16 +128,25 @@ def download_one(
     """Fetch row `job_id`'s video into `directory` and record the outcome; True if on disk."""
     with engine.connect() as conn:
         row = conn.execute(
-            sa.select(Job.ref, Job.video_url, Job.downloads, Batch.name.label("batch"))
+            sa.select(
+                Job.ref,
+                Job.batch_id,
+                Job.task_id,
+                Job.video_url,
+                Job.downloads,
+                Batch.name.label("batch"),
+            )
             .join(Batch, Batch.id == Job.batch_id)
             .where(Job.id == job_id)
         ).first()
     if row is None or row.video_url is None:
         return False
     target = video_path(directory, row.batch, row.ref, row.video_url)
+    started = time.perf_counter()
     try:
         size, sha256 = fetch(http, row.video_url, target)
     except (httpx.HTTPError, OSError, DownloadError) as exc:
+        count_request("download", time.perf_counter() - started, None, "download")
         tries = row.downloads + 1
         cause = str(exc) if isinstance(exc, DownloadError) else f"{type(exc).__name__}: {exc}"
         error = f"download: {cause}"
@@ -144,7 +155,9 @@ def download_one(
             transitions.downloaded(
                 conn, job_id, transitions.utcnow(), error=error[:500], retry_in=retry_in
             )
+        events.downloaded(row, error)
         return False
+    count_request("download", time.perf_counter() - started, 200)
     with write_lock or nullcontext(), engine.begin() as conn:
         transitions.downloaded(
             conn,
@@ -154,6 +167,7 @@ def download_one(
             size=size,
             sha256=sha256,
         )
+    events.downloaded(row, None)
     return True
 
 

@@ -15,7 +15,7 @@ from functools import partial
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from veobatch.engine import transitions
+from veobatch.engine import events, transitions
 from veobatch.engine.poll_rules import Pacing, PollOutcome, after_poll
 from veobatch.engine.rate_limit import RateLimiter, limited
 from veobatch.engine.submit import sleep
@@ -35,16 +35,19 @@ def poll_rows(
     wait: Callable[[float], bool] = sleep,
     write_lock: AbstractContextManager[object] | None = None,
 ) -> list[PollOutcome]:
-    """Poll each row still `submitted`; the outcomes. Stops early if `wait` says stop (the
-    rows not polled are due again when their claim runs out)."""
+    """Poll each row still `submitted`; the outcomes. Stops early if `wait` says stop: the
+    rows not polled are handed back, due again at once (for another process to poll)."""
     with engine.connect() as conn:
         jobs = conn.execute(
             sa.select(Job).where(Job.id.in_(list(job_ids)), Job.status == JobStatus.SUBMITTED)
         ).all()
     outcomes = []
-    for job in jobs:
-        answer = limited(limiter, wait, partial(client.query, job.task_id))
-        if answer is None:  # stopping: the rows not polled are due again later
+    for index, job in enumerate(jobs):
+        answer = limited(limiter, wait, partial(client.query, job.task_id), kind="poll")
+        if answer is None:  # stopping
+            left = [row.id for row in jobs[index:]]
+            with write_lock or nullcontext(), engine.begin() as conn:
+                transitions.hand_back_polls(conn, left, transitions.utcnow())
             break
         now = transitions.utcnow()
         submitted_at = utc(job.submitted_at) or now
@@ -58,7 +61,9 @@ def poll_rows(
             last_progress=job.progress,
             pacing=pacing,
         )
-        with write_lock or nullcontext(), engine.begin() as conn:
-            transitions.polled(conn, job, outcome, now)
+        with write_lock or nullcontext(), engine.connect() as conn:
+            with conn.begin():
+                transitions.polled(conn, job, outcome, now)
+            events.polled(conn, job, outcome)
         outcomes.append(outcome)
     return outcomes

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
 from veobatch.engine.backoff import COOL_DOWN
 from veobatch.errors import ProviderError
+from veobatch.metrics import COOL_DOWNS, RATE_WAIT
 from veobatch.settings import Rate
 from veobatch.states import ErrorKind
 
@@ -50,18 +51,26 @@ class RateLimiter(Protocol):
 
 
 def limited(
-    limiter: RateLimiter, wait: Callable[[float], bool], request: Callable[[], T]
+    limiter: RateLimiter,
+    wait: Callable[[float], bool],
+    request: Callable[[], T],
+    *,
+    kind: str = "submit",
 ) -> T | ProviderError | None:
     """`request()` sent in its rate slot: its answer, or the `ProviderError` it raised (a 429
     makes every caller of the limiter cool down first); None if `wait(seconds)` said stop
-    before the slot came (nothing was sent). The one way submits and polls are sent."""
-    if not wait(limiter.reserve()):
+    before the slot came (nothing was sent). The one way submits and polls are sent; `kind`
+    names them in the metrics."""
+    seconds = limiter.reserve()
+    RATE_WAIT.labels(kind).observe(seconds)
+    if not wait(seconds):
         return None
     try:
         return request()
     except ProviderError as error:
         if error.kind is ErrorKind.RATE_LIMITED:
             limiter.cool_down(error.retry_after)
+            COOL_DOWNS.inc()
         return error
 
 

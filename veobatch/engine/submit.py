@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from veobatch.engine import spending, transitions
+from veobatch.engine import events, spending, transitions
 from veobatch.engine.poll_rules import Pacing
 from veobatch.engine.rate_limit import RateLimiter, limited
 from veobatch.engine.spend_rules import Spending
@@ -94,10 +94,11 @@ def submit_one(
             )
             with lock, conn.begin():
                 transitions.record(conn, job, outcome, transitions.utcnow(), pacing)
+            events.submitted(conn, job, outcome)
             return outcome
         payload = payload_of(job, sent)
         del sent  # inline images can be megabytes: only the payload keeps them
-        answer = limited(limiter, wait, lambda: client.submit(payload))
+        answer = limited(limiter, wait, lambda: client.submit(payload), kind="submit")
         if answer is None:  # stopping: nothing was sent
             with lock, conn.begin():
                 transitions.unclaim(conn, job_id, transitions.utcnow())
@@ -120,4 +121,5 @@ def submit_one(
             ):
                 outcome = mode_refused(outcome, images.mode)
             transitions.record(conn, job, outcome, transitions.utcnow(), pacing, stored)
+        events.submitted(conn, job, outcome)
     return outcome

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import re
 import socket
 import time
@@ -31,11 +32,13 @@ from sqlalchemy.engine import Engine
 
 from veobatch.engine.backoff import WEBHOOK_RETRY
 from veobatch.errors import VeoBatchError
+from veobatch.metrics import WEBHOOK_DELIVERIES
 from veobatch.pricing import decimal_text
 from veobatch.settings import Secret
 from veobatch.store.queries import status_counts
 from veobatch.store.tables import Batch, Delivery, DeliveryAttempt
 
+log = logging.getLogger("veobatch.webhooks")
 MAX_TRIES: Final = 10
 CLAIM: Final = timedelta(minutes=2)  # a delivery being tried is not tried again meanwhile
 TIMEOUT: Final = httpx.Timeout(10.0, connect=5.0)
@@ -180,6 +183,15 @@ def deliver_due(
         tries = row.attempts + 1
         done = error is None
         arrived += done
+        WEBHOOK_DELIVERIES.labels("delivered" if done else "failed").inc()
+        if not done:
+            log.warning(
+                "webhook call failed (try %d of %d): %s",
+                tries,
+                MAX_TRIES,
+                error,
+                extra={"http_status": status},
+            )
         later = (
             None
             if done or tries >= MAX_TRIES

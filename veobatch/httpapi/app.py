@@ -35,6 +35,7 @@ from veobatch.errors import (
     VeoBatchError,
 )
 from veobatch.httpapi.guards import LOOKING, Guard, any_matches, is_page
+from veobatch.httpapi.operations import serve_operations
 from veobatch.httpapi.routes import router
 from veobatch.service import BatchService
 from veobatch.settings import Settings
@@ -77,6 +78,7 @@ def create_app(
     )
     _serve_docs(app)
     app.state.service = BatchService(engine, settings)
+    serve_operations(app)
     app.state.tokens = [t.reveal().encode() for t in settings.api_tokens]
     app.state.read_tokens = [t.reveal().encode() for t in settings.api_read_tokens]
     app.state.sessions = Sessions(app.state.tokens, app.state.read_tokens)

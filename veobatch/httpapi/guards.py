@@ -16,7 +16,9 @@ from urllib.parse import urlsplit
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-PUBLIC_PATHS: Final = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect"})
+PUBLIC_PATHS: Final = frozenset(
+    {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/healthz", "/readyz"}
+)
 PUBLIC_PREFIX: Final = "/docs/assets/"  # Swagger UI's own files
 # The dashboard's pages: they check their own session cookie (a login form sets it).
 PAGES: Final = ("/ui/", "/ui")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -29,6 +30,7 @@ from urllib.parse import quote
 import httpx
 
 from veobatch.errors import ProviderError
+from veobatch.metrics import count_request
 from veobatch.provider.redact import Redactor
 from veobatch.settings import Secret
 from veobatch.states import ErrorKind
@@ -205,17 +207,24 @@ class ProviderClient:
     def _send(
         self, method: str, path: str, *, json: Any = None, may_have_arrived: bool = False
     ) -> httpx.Response:
+        kind = "submit" if method == "POST" else "poll"
+        started = time.perf_counter()
         try:
             response = self._http.request(method, path, json=json)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise ProviderError(ErrorKind.NETWORK, self._redact(_describe(exc))) from None
+            failed = ProviderError(ErrorKind.NETWORK, self._redact(_describe(exc)))
         except httpx.TransportError as exc:  # read timeout, dropped connection, ...
-            kind = ErrorKind.AMBIGUOUS if may_have_arrived else ErrorKind.NETWORK
-            raise ProviderError(kind, self._redact(_describe(exc))) from None
-        if response.status_code != 200:  # redacted before anything is cut from it
+            kind_of = ErrorKind.AMBIGUOUS if may_have_arrived else ErrorKind.NETWORK
+            failed = ProviderError(kind_of, self._redact(_describe(exc)))
+        else:
+            if response.status_code == 200:
+                count_request(kind, time.perf_counter() - started, 200)
+                return response
+            # Redacted before anything is cut from it.
             body = self._redact(response.content.decode("utf-8", errors="replace")).encode()
-            raise classify(response.status_code, body, response.headers)
-        return response
+            failed = classify(response.status_code, body, response.headers)
+        count_request(kind, time.perf_counter() - started, failed.http_status, failed.kind)
+        raise failed
 
     def _json(self, response: httpx.Response) -> Any:
         try:

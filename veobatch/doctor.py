@@ -1,0 +1,176 @@
+"""`veo-batch doctor`: is this machine set up to send to the relay? Each check says what it
+found and, when something is off, what to do; nothing is spent.
+
+The relay is asked for a task id that cannot exist (GET, never a POST): an answer at all
+means it is reachable; 401 (or a 403 that is not about the balance) means it refuses the key;
+a 404 or 400 means the key was accepted. The same answer's Date header tells how far this
+machine's clock is from the relay's. The image mode is checked as a worker would (in url mode
+the bucket is asked for), then the database, Redis and the processes, as `veo-batch health`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Final
+from urllib.parse import urlsplit
+
+import httpx
+
+from veobatch.errors import ConfigError
+from veobatch.health import Check, checks_for
+from veobatch.images.sending import ImageSender
+from veobatch.provider.client import SUBMIT_PATH, classify
+from veobatch.provider.redact import Redactor
+from veobatch.settings import Settings
+from veobatch.states import ErrorKind
+
+CLOCK_SKEW: Final = 60.0  # seconds off the relay's clock worth a warning
+LOOPBACK: Final = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def settings_checks(settings: Settings) -> list[Check]:
+    found = []
+    if settings.api_base is None or settings.api_key is None:
+        missing = " and ".join(
+            name
+            for name, value in (
+                ("VEO_API_BASE", settings.api_base),
+                ("VEO_API_KEY", settings.api_key),
+            )
+            if value is None
+        )
+        found.append(
+            Check("settings", False, f"{missing} not set", "set the relay's address and your key")
+        )
+        return found
+    parts = urlsplit(settings.api_base)
+    if parts.scheme != "https" and parts.hostname not in LOOPBACK:
+        found.append(
+            Check(
+                "settings",
+                False,
+                f"VEO_API_BASE is {parts.scheme}://: the key would cross the network in clear",
+                "use the relay's https:// address",
+                warning=True,
+            )
+        )
+    if settings.rate is None:
+        found.append(
+            Check(
+                "settings",
+                False,
+                "no VEO_RATE: requests go as fast as the workers can send them",
+                "set the relay's limit, e.g. VEO_RATE=10/min (a 429 then never comes)",
+                warning=True,
+            )
+        )
+    if not settings.prices:
+        found.append(
+            Check(
+                "settings",
+                False,
+                "no VEO_PRICES: estimates and budgets cannot say what a batch costs",
+                "set the relay's price per request, e.g. VEO_PRICES=veo3.1=0.25",
+                warning=True,
+            )
+        )
+    if len(found) == 0:
+        found.append(Check("settings", True, f"relay {settings.api_base}, rate {settings.rate}"))
+    return found
+
+
+def relay_checks(
+    settings: Settings, transport: httpx.BaseTransport | None = None, now: datetime | None = None
+) -> list[Check]:
+    """The relay reached, the key accepted, the clock: from one GET of a task that does not
+    exist."""
+    base, key = settings.api_base, settings.api_key
+    if base is None or key is None:
+        return []  # `settings_checks` says what is missing
+    redact = Redactor(key.reveal())
+    probe = f"veo-batch-doctor-{uuid.uuid4().hex}"
+    timeout = httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout)
+    try:
+        with httpx.Client(base_url=base.rstrip("/"), timeout=timeout, transport=transport) as http:
+            answer = http.get(
+                f"{SUBMIT_PATH}/{probe}", headers={"Authorization": f"Bearer {key.reveal()}"}
+            )
+    except httpx.TransportError as exc:
+        return [
+            Check(
+                "relay",
+                False,
+                redact(f"cannot reach {base}: {type(exc).__name__}: {exc}")[:300],
+                "check VEO_API_BASE, this machine's network and any proxy (HTTPS_PROXY)",
+            )
+        ]
+    found = [Check("relay", True, f"{base} answered HTTP {answer.status_code}")]
+    found.append(_key_check(answer, redact))
+    found.append(_clock_check(answer.headers.get("date"), now or datetime.now(UTC)))
+    return found
+
+
+def _key_check(answer: httpx.Response, redact: Redactor) -> Check:
+    if answer.status_code in (200, 400, 404):
+        return Check("key", True, "accepted (a task that does not exist was asked for)")
+    body = redact(answer.content.decode("utf-8", errors="replace")).encode()
+    error = classify(answer.status_code, body, answer.headers)
+    said = f"HTTP {answer.status_code}: {error.message[:200]}"
+    if error.kind is ErrorKind.AUTH:
+        return Check("key", False, f"refused ({said})", "check VEO_API_KEY with the relay")
+    if error.kind is ErrorKind.QUOTA:
+        return Check(
+            "key",
+            False,
+            f"accepted, but the balance is empty ({said})",
+            "top up the account: every submission would be refused",
+            warning=True,
+        )
+    return Check(
+        "key",
+        False,
+        f"not known: the relay answered {said}",
+        "try again in a minute; a 429 or 5xx says nothing about the key",
+        warning=True,
+    )
+
+
+def _clock_check(date: str | None, now: datetime) -> Check:
+    try:
+        theirs = parsedate_to_datetime(date) if date else None
+    except (TypeError, ValueError):
+        theirs = None
+    if theirs is None:
+        return Check("clock", True, "the relay sent no Date to compare with", warning=False)
+    skew = (now - theirs.astimezone(UTC)).total_seconds()
+    if abs(skew) > CLOCK_SKEW:
+        ahead = "ahead of" if skew > 0 else "behind"
+        return Check(
+            "clock",
+            False,
+            f"this machine is {abs(skew):.0f} s {ahead} the relay",
+            "turn on time sync (NTP): presigned image links and TLS need a right clock",
+            warning=True,
+        )
+    return Check("clock", True, f"within {abs(skew):.0f} s of the relay's")
+
+
+def image_check(settings: Settings) -> Check:
+    try:
+        ImageSender.of(settings)  # in url mode, asks the bucket, as a worker does at start
+    except ConfigError as exc:
+        return Check(
+            "images", False, str(exc), "fix the bucket settings, or use VEO_IMAGE_MODE=data-uri"
+        )
+    if settings.image_mode == "url":
+        return Check("images", True, f"url mode: the bucket {settings.s3_url} can be reached")
+    return Check("images", True, f"{settings.image_mode} mode: local images go inline")
+
+
+def doctor_checks(settings: Settings, transport: httpx.BaseTransport | None = None) -> list[Check]:
+    """Every check of `veo-batch doctor`, in the order it prints them."""
+    found = settings_checks(settings) + relay_checks(settings, transport)
+    found.append(image_check(settings))
+    return found + checks_for(settings, "all")

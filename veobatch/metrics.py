@@ -1,0 +1,110 @@
+"""Prometheus metrics: every name in one place, counted where the thing happens.
+
+Counters and histograms live in the process that counts (prometheus_client's default
+registry). A Celery prefork worker has many processes: `veo-batch worker --metrics-port`
+starts with PROMETHEUS_MULTIPROC_DIR set (prometheus_client's multiprocess mode), so each
+child writes its counts to a file there and the worker's metrics server adds them up.
+
+What SQL knows (rows by status, tasks generating, money) is read when Prometheus scrapes
+(`veobatch.store.gauges`), by `serve` and the scheduler only.
+
+Names follow Prometheus' conventions: one prefix, base units (seconds), `_total` on counters
+(prometheus_client adds it), money in the currency's units (VEO_CURRENCY).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Final
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROCESS_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+WAIT_BUCKETS: Final = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+PROVIDER_REQUESTS: Final = Counter(
+    "veobatch_provider_requests",
+    "Requests to the provider, by kind (submit, poll, download), HTTP status class (none: no "
+    "answer came) and error kind (empty on success).",
+    ["kind", "status_class", "error_kind"],
+)
+PROVIDER_LATENCY: Final = Histogram(
+    "veobatch_provider_request_duration_seconds",
+    "Time from sending a request to the provider to its answer (or its failure).",
+    ["kind"],
+    buckets=LATENCY_BUCKETS,
+)
+RATE_LIMITED: Final = Counter(
+    "veobatch_provider_rate_limited", "Answers 429 (too many requests) from the provider.", ["kind"]
+)
+RATE_WAIT: Final = Histogram(
+    "veobatch_rate_limit_wait_seconds",
+    "Time a request waited for its slot of the shared rate limit.",
+    ["kind"],
+    buckets=WAIT_BUCKETS,
+)
+COOL_DOWNS: Final = Counter(
+    "veobatch_rate_limit_cool_downs", "Shared cool-downs started after a 429."
+)
+ROW_CHANGES: Final = Counter(
+    "veobatch_row_changes",
+    "Rows a request moved to a status (submitted, failed, in_doubt, pending again, ...).",
+    ["status"],
+)
+MESSAGES_RESENT: Final = Counter(
+    "veobatch_messages_resent", "Queued rows whose message was lost (Redis) and sent again."
+)
+LEASES_EXPIRED: Final = Counter(
+    "veobatch_leases_expired", "Rows whose worker stopped mid-request: now in_doubt."
+)
+WEBHOOK_DELIVERIES: Final = Counter(
+    "veobatch_webhook_deliveries", "Webhook calls made, by outcome.", ["outcome"]
+)
+SCHEDULER_TICKS: Final = Counter("veobatch_scheduler_ticks", "Rounds the leading scheduler ran.")
+SCHEDULER_LEADER: Final = Gauge(
+    "veobatch_scheduler_leader",
+    "1 while this scheduler holds the leader lock.",
+    multiprocess_mode="max",
+)
+QUEUE_MESSAGES: Final = Gauge(
+    "veobatch_queue_messages",
+    "Messages waiting in each queue (as the scheduler saw them on its last round).",
+    ["queue"],
+    multiprocess_mode="max",
+)
+
+
+def status_class(http_status: int | None) -> str:
+    """`2xx`, `4xx`, ... of an HTTP status; `none` when no answer came."""
+    return f"{http_status // 100}xx" if http_status else "none"
+
+
+def count_request(
+    kind: str, seconds: float, http_status: int | None, error_kind: str | None = None
+) -> None:
+    """One request to the provider (or to a video host, for `download`) and how it ended."""
+    PROVIDER_REQUESTS.labels(kind, status_class(http_status), error_kind or "").inc()
+    PROVIDER_LATENCY.labels(kind).observe(seconds)
+    if http_status == 429:
+        RATE_LIMITED.labels(kind).inc()
+
+
+def multiprocess_dir() -> str:
+    """A fresh, empty folder for the counts of a prefork worker's children."""
+    return tempfile.mkdtemp(prefix="veo-batch-metrics-")
+
+
+def serve_worker_metrics(port: int, host: str = "0.0.0.0") -> None:
+    """The worker's metrics server: the counts of every process of it, from their files."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=os.environ[MULTIPROCESS_ENV])  # type: ignore[no-untyped-call]
+    start_http_server(port, addr=host, registry=registry)
