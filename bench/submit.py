@@ -10,7 +10,8 @@ each run). Every process this script starts gets a process group of its own and 
 1. Precision. The mock allows 20 requests per sliding 1 s window (a 21st is answered 429);
    VEO_RATE is 95% of that, `19/s`. 1,000 rows (`--rows`) are loaded with `veo-batch load`,
    two `veo-batch worker -c 2` processes are started and waited for (`ready.`), then
-   `veo-batch scheduler --tick 0.05`. Measured:
+   `veo-batch scheduler` with its default settings (`--scheduler-tick` to try another).
+   Measured:
 
    - achieved rate: (rows created - 1) / (last `submitted_at` - first `submitted_at`), from the
      database (`submitted_at` is taken when the answer is recorded), as a % of VEO_RATE
@@ -38,8 +39,8 @@ each run). Every process this script starts gets a process group of its own and 
      two ways: from its first POST to its last task_id (its own clock) and from spawning it
      to its exit (interpreter start-up included). The faster concurrency is "the script";
    - distributed veo-batch: PostgreSQL, Redis, two `veo-batch worker -c N` processes (N from
-     `--overhead-concurrency`, several values are each measured), `veo-batch scheduler --tick
-     0.05`. Timed from the scheduler's "scheduler running" line (the workers are ready before)
+     `--overhead-concurrency`, several values are each measured), `veo-batch scheduler` as
+     above. Timed from the scheduler's "scheduler running" line (the workers are ready before)
      to every row having its task in the database (polled every 50 ms). Compared with the
      script's own clock;
    - embedded veo-batch: `veo-batch run FILE --concurrency 4` on a fresh SQLite file, sending
@@ -134,7 +135,7 @@ REDIS_URL: Final = "redis://127.0.0.1:6379/12"
 PG_NAME: Final = "veobatch_bench2"
 PG_BENCH_DSN: Final = f"host=127.0.0.1 port=5432 user=postgres dbname={PG_NAME} connect_timeout=5"
 PG_URL: Final = f"postgresql://postgres@127.0.0.1:5432/{PG_NAME}"
-TICK: Final = "0.05"  # the scheduler's --tick
+TICK: list[str] = []  # the scheduler's options: its defaults unless --scheduler-tick
 POLL: Final = 0.05  # seconds between looks at the database or a log
 STALL_SECONDS: Final = 60.0  # no row done for this long: the run is stuck
 OPEN_STATUSES: Final = ("pending", "queued", "submitting")
@@ -426,7 +427,7 @@ def run_distributed(
     ]
     for worker in workers:
         worker.wait_for(r"@\S+ ready\.")
-    scheduler = children.spawn(f"{name}-scheduler", veo_batch("scheduler", "--tick", TICK), env)
+    scheduler = children.spawn(f"{name}-scheduler", veo_batch("scheduler", *TICK), env)
     started, _ = scheduler.wait_for(r"scheduler running")
     clock = CpuClock({"mock": [mock.child], "workers": workers, "scheduler": [scheduler]})
     clock.start()
@@ -968,6 +969,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "are each measured (default: %(default)s)",
     )
     parser.add_argument("--skip-precision", action="store_true", help="only the overhead part")
+    parser.add_argument(
+        "--scheduler-tick", help="the scheduler's --tick (default: its own default)"
+    )
     parser.add_argument("--skip-naive", action="store_true", help="no naive Celery baseline")
     parser.add_argument(
         "--naive-seconds",
@@ -1030,7 +1034,7 @@ def run_benchmark(args: argparse.Namespace, work: Path, children: Children) -> N
             "rate_share": RATE_SHARE,
             "target_share": TARGET_SHARE,
             "workers": WORKERS,
-            "tick": TICK,
+            "tick": TICK[1] if TICK else "default",
             "precision_concurrency": PRECISION_CONCURRENCY,
             "overhead_concurrency": args.overhead_concurrency,
             "script_concurrency": SCRIPT_CONCURRENCY,
@@ -1053,6 +1057,8 @@ def run_benchmark(args: argparse.Namespace, work: Path, children: Children) -> N
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.scheduler_tick:
+        TICK[:] = ["--tick", args.scheduler_tick]
     try:
         with workspace("veobatch-submit-", args.keep) as (work, children):
             run_benchmark(args, work, children)

@@ -26,6 +26,7 @@ failing receiver never holds up a tick.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -38,6 +39,7 @@ import redis
 import sqlalchemy as sa
 from celery import Celery
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from veobatch import heartbeat
 from veobatch.engine import transitions, webhooks
@@ -148,26 +150,40 @@ class Scheduler:
         )
 
     def run(self, stop: threading.Event) -> None:
+        """Rounds until `stop`; Redis or the database gone for a while is waited out (each
+        failed round is logged and tried again), not a reason to exit."""
         calls = threading.Thread(
             target=self._call_webhooks, args=(stop,), daemon=True, name="veo-batch-webhooks"
         )
         calls.start()
         while not stop.is_set():
-            leading = self.lead()
-            SCHEDULER_LEADER.set(int(leading))
-            if leading:
-                self._leading.set()
-                self.tick_once()
-            else:
+            try:
+                leading = self._round()
+            except (redis.RedisError, SQLAlchemyError) as exc:
+                leading, self._busy = False, False
                 self._leading.clear()
-            heartbeat.beat(self.broker, "scheduler", max(self.tick * 3, 10.0), leading=leading)
+                SCHEDULER_LEADER.set(0)
+                log.warning("round failed (%s); trying again", _first_line(exc))
             stop.wait(BUSY_TICK if leading and self._busy else self.tick)
-        calls.join()
         SCHEDULER_LEADER.set(0)
-        heartbeat.forget(self.broker, "scheduler")
-        if self.broker.get(LOCK_KEY) == self._token.encode():
-            self.broker.delete(LOCK_KEY)  # let another scheduler take over at once
-            log.info("scheduler stopped; the leader lock is free")
+        with contextlib.suppress(redis.RedisError):
+            heartbeat.forget(self.broker, "scheduler")
+            if self.broker.get(LOCK_KEY) == self._token.encode():
+                self.broker.delete(LOCK_KEY)  # let another scheduler take over at once
+                log.info("scheduler stopped; the leader lock is free")
+        calls.join()
+
+    def _round(self) -> bool:
+        """Lead (if the lock can be had) and tick once; whether this scheduler leads."""
+        leading = self.lead()
+        SCHEDULER_LEADER.set(int(leading))
+        if leading:
+            self._leading.set()
+            self.tick_once()
+        else:
+            self._leading.clear()
+        heartbeat.beat(self.broker, "scheduler", max(self.tick * 3, 10.0), leading=leading)
+        return leading
 
     def lead(self) -> bool:
         """Hold the leader lock for three ticks; False if another scheduler has it."""
@@ -193,13 +209,14 @@ class Scheduler:
             waiting_polls = self.broker.llen(POLL_QUEUE) * self.poll_group
             polls = transitions.due_polls(conn, now, self.depth - waiting_polls, self.poll_claim)
             downloads: list[int] = []
+            waiting_downloads = 0
             if self.downloads:
                 waiting_downloads = self.broker.llen(DOWNLOAD_QUEUE)
                 downloads = transitions.due_downloads(
                     conn, now, DOWNLOADS_WAITING - waiting_downloads, DOWNLOAD_CLAIM
                 )
             transitions.finish_batches(conn, now)
-        self._report(expired, resent, waiting, waiting_polls // self.poll_group)
+        self._report(expired, resent, waiting, waiting_polls // self.poll_group, waiting_downloads)
         # After the commit: a message never names a row whose change is not visible yet.
         self._busy = bool(ids or polls or downloads)
         for job_id in ids:
@@ -210,11 +227,12 @@ class Scheduler:
             self.app.send_task(DOWNLOAD_TASK, args=[job_id])
         return ids
 
-    def _report(self, expired: int, resent: int, submits: int, polls: int) -> None:
+    def _report(self, expired: int, resent: int, submits: int, polls: int, downloads: int) -> None:
         """The round's counts, as metrics and (when something was lost) log lines."""
         SCHEDULER_TICKS.inc()
         QUEUE_MESSAGES.labels(SUBMIT_QUEUE).set(submits)
         QUEUE_MESSAGES.labels(POLL_QUEUE).set(polls)
+        QUEUE_MESSAGES.labels(DOWNLOAD_QUEUE).set(downloads)
         if expired:
             LEASES_EXPIRED.inc(expired)
             log.warning(
@@ -263,3 +281,8 @@ class Scheduler:
                 sa.select(sa.func.count()).where(Job.status == JobStatus.QUEUED)
             ).scalar_one()
         )
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:300] if text else ''}"

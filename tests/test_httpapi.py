@@ -300,3 +300,38 @@ def test_the_docs_page_works_offline(served: Served) -> None:
     assert answer.status == 404  # out of the assets' folder: nothing
     assert b"Settings" not in answer.read()
     raw.close()
+
+
+def test_health_readiness_and_metrics_for_orchestrators(
+    served: Served, api: httpx.Client, engine: Engine, database_url: str
+) -> None:
+    """/healthz and /readyz need no token (a probe has none); /metrics needs one, and shows
+    the rows of each batch at work, read from the database, in Prometheus' text format."""
+    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
+    assert httpx.get(f"{served.url}/healthz").json() == {"ok": True}
+    ready = httpx.get(f"{served.url}/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["ok"] is True
+    assert httpx.get(f"{served.url}/metrics").status_code == 401
+    api.post("/batches", json={"name": "live", "jobs": [job("a"), job("b")]}).raise_for_status()
+    rows = {
+        sample.labels["status"]: sample.value
+        for family in text_string_to_metric_families(api.get("/metrics").text)
+        for sample in family.samples
+        if sample.name == "veobatch_rows" and sample.labels["batch"] == "live"
+    }
+    assert rows["pending"] == 2
+    assert rows["succeeded"] == 0
+    with engine.begin() as conn:  # a schema behind the code: not ready
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0005'"))
+    try:
+        behind = httpx.get(f"{served.url}/readyz")
+        assert behind.status_code == 503
+        assert "not at the newest schema" in behind.json()["database"]
+    finally:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("UPDATE alembic_version SET version_num = :head"),
+                {"head": database.head_revision()},
+            )

@@ -8,26 +8,43 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import redis
+import sqlalchemy as sa
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.engine import Engine
 
-from tests.helpers import wait_until
+from scheduler.loop import Scheduler
+from tests.conftest import MOCK_KEY
+from tests.helpers import FAST, load_prompts, wait_until
 from tests.stack import KEY, ROOT, Stack
 from veobatch import heartbeat, logs
 from veobatch.cli import cli
-from veobatch.doctor import CLOCK_SKEW, _clock_check
+from veobatch.doctor import CLOCK_SKEW, _clock_check, image_check
+from veobatch.engine import transitions
+from veobatch.engine.rate_limit import LocalRateLimiter, RedisRateLimiter
+from veobatch.engine.spend_rules import Spending
+from veobatch.engine.submit import submit_one
 from veobatch.errors import ExitCode
+from veobatch.images.sending import ImageSender
+from veobatch.provider.client import ProviderClient
+from veobatch.provider.mock import MockProvider
+from veobatch.settings import Rate, Secret, Settings
+from veobatch.store.tables import Job
+from worker.app import make_app
 
 pytestmark = pytest.mark.slow
 
@@ -236,3 +253,134 @@ def test_every_secret_is_masked_in_a_log_line_whatever_logged_it() -> None:
     first = json.loads(records[0])
     assert first["message"] == "answer bad key ***"
     assert "echo ***" in records[1]
+
+
+def test_a_text_line_carries_the_rows_fields_as_key_value() -> None:
+    record = logging.LogRecord("veobatch.rows", logging.WARNING, "x", 1, "submit: failed", (), None)
+    for name, field in {
+        "batch": "spring sale",
+        "row": "sku-1",
+        "status": "failed",
+        "attempt": 2,
+        "http_status": 400,
+        "error_kind": "invalid",
+        "task_id": None,
+    }.items():
+        setattr(record, name, field)
+    line = logs.TextFormatter().format(record)
+    assert line.endswith(
+        "WARNING veobatch.rows: submit: failed batch='spring sale' row=sku-1 status=failed "
+        "attempt=2 http_status=400 error_kind=invalid"
+    )
+
+
+def _queued_row(engine: Engine, prompt: str) -> int:
+    load_prompts(engine, [prompt])
+    with engine.begin() as conn:
+        (job_id,) = transitions.release(conn, transitions.utcnow(), 1)
+    return job_id
+
+
+def _submit(engine: Engine, mock: MockProvider, limiter: Any, job_id: int, wait: Any) -> Any:
+    with ProviderClient(mock.url, Secret(MOCK_KEY)) as client:
+        return submit_one(
+            engine,
+            client,
+            limiter,
+            job_id,
+            images=ImageSender("data-uri"),
+            prices=Spending(),
+            lease=timedelta(seconds=30),
+            pacing=FAST,
+            wait=wait,
+        )
+
+
+def test_a_long_wait_for_the_rate_slot_moves_the_lease_first(
+    engine: Engine, mock: MockProvider
+) -> None:
+    """Twelve processes at 10/min: the last waits a minute, longer than its 30 s lease. The
+    lease is moved past the wait before it, so the scheduler never takes the row for lost."""
+    job_id = _queued_row(engine, "a fox")
+    limiter = LocalRateLimiter.for_rate(Rate.parse("1/min"))
+    limiter.reserve()  # another process has the next slot: this one waits a minute
+    seen: list[float] = []
+
+    def wait(seconds: float) -> bool:  # instead of sleeping: look at the lease, then go
+        with engine.connect() as conn:
+            until = conn.execute(sa.select(Job.lease_until).where(Job.id == job_id)).scalar()
+            assert (
+                transitions.expire_leases(conn, transitions.utcnow() + timedelta(seconds=45)) == 0
+            )
+        assert until is not None
+        seen.append(seconds)
+        return True
+
+    outcome = _submit(engine, mock, limiter, job_id, wait)
+    assert outcome is not None
+    assert outcome.status == "submitted"
+    assert len(seen) == 1
+    assert seen[0] > 55
+
+
+def test_no_rate_limit_to_ask_sends_nothing_and_hands_the_row_back(
+    engine: Engine, mock: MockProvider
+) -> None:
+    """Redis gone between the claim and the slot: the row goes back to pending, unsent."""
+    job_id = _queued_row(engine, "a fox")
+    gone = redis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
+    limiter = RedisRateLimiter(gone, Rate.parse("10/s"))
+    assert _submit(engine, mock, limiter, job_id, lambda _s: True) is None
+    with engine.connect() as conn:
+        status = conn.execute(sa.select(Job.status).where(Job.id == job_id)).scalar()
+    assert status == "pending"
+    assert mock.stats()["created"] == 0
+
+
+def test_the_scheduler_waits_out_a_redis_that_is_gone(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    gone = redis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
+    loop = Scheduler(
+        engine,
+        gone,
+        make_app(Settings()),
+        depth=5,
+        tick=0.05,
+        grace=timedelta(seconds=1),
+        poll_group=5,
+        poll_claim=timedelta(minutes=1),
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=loop.run, args=(stop,))
+    with caplog.at_level(logging.WARNING, logger="veobatch.scheduler"):
+        thread.start()
+        wait_until(
+            lambda: sum("round failed" in r.message for r in caplog.records) >= 2,
+            what="two failed rounds",
+        )
+        assert thread.is_alive()  # it goes on trying
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+def test_the_doctor_says_url_mode_needs_a_bucket() -> None:
+    found = image_check(Settings(image_mode="url"))
+    assert found.failed
+    assert "without VEO_S3_URL" in found.detail
+
+
+def test_the_grafana_dashboard_and_the_runbook_name_only_real_metrics(engine: Engine) -> None:
+    from prometheus_client import REGISTRY  # noqa: PLC0415
+
+    from veobatch.store.gauges import store_registry  # noqa: PLC0415
+
+    known = {metric.name for metric in REGISTRY.collect()}
+    known |= {metric.name for metric in store_registry(engine, 10).collect()}
+    known = {name for name in known if name.startswith("veobatch_")}
+    assert {"veobatch_provider_requests", "veobatch_rows", "veobatch_batch_paused"} <= known
+    for document in ("docs/grafana/veo-batch.json", "docs/operations.md"):
+        named = set(re.findall(r"veobatch_[a-z_]+", (ROOT / document).read_text()))
+        bare = {re.sub(r"_(total|bucket|count|sum)$", "", name) for name in named}
+        assert bare - known == set(), document

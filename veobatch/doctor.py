@@ -5,7 +5,7 @@ The relay is asked for a task id that cannot exist (GET, never a POST): an answe
 means it is reachable; 401 (or a 403 that is not about the balance) means it refuses the key;
 a 404 or 400 means the key was accepted. The same answer's Date header tells how far this
 machine's clock is from the relay's. The image mode is checked as a worker would (in url mode
-the bucket is asked for), then the database, Redis and the processes, as `veo-batch health`.
+the bucket is asked for), then the database and Redis, as `veo-batch health` asks them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from veobatch.errors import ConfigError
-from veobatch.health import Check, checks_for
+from veobatch.health import Check, database_check, redis_check, redis_client
 from veobatch.images.sending import ImageSender
 from veobatch.provider.client import SUBMIT_PATH, classify
 from veobatch.provider.redact import Redactor
@@ -158,6 +158,13 @@ def _clock_check(date: str | None, now: datetime) -> Check:
 
 
 def image_check(settings: Settings) -> Check:
+    if settings.image_mode == "url" and not settings.s3_url:
+        return Check(
+            "images",
+            False,
+            "VEO_IMAGE_MODE=url without VEO_S3_URL: a batch with local images would pause",
+            "set VEO_S3_URL=s3://BUCKET/PREFIX, or use VEO_IMAGE_MODE=data-uri",
+        )
     try:
         ImageSender.of(settings)  # in url mode, asks the bucket, as a worker does at start
     except ConfigError as exc:
@@ -170,7 +177,14 @@ def image_check(settings: Settings) -> Check:
 
 
 def doctor_checks(settings: Settings, transport: httpx.BaseTransport | None = None) -> list[Check]:
-    """Every check of `veo-batch doctor`, in the order it prints them."""
+    """Every check of `veo-batch doctor`, in the order it prints them. The database and
+    Redis are asked too; whether a scheduler and workers run is `health`'s question (a new
+    setup has none yet)."""
     found = settings_checks(settings) + relay_checks(settings, transport)
     found.append(image_check(settings))
-    return found + checks_for(settings, "all")
+    broker = redis_client(settings)
+    try:
+        return [*found, database_check(settings), redis_check(broker, needed=False)]
+    finally:
+        if broker is not None:
+            broker.close()

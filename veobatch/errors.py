@@ -191,6 +191,10 @@ class WriteError(VeoBatchError):
     exit_code = ExitCode.CANNOT_WRITE
 
 
+class LimiterUnavailable(VeoBatchError):
+    """The shared rate limit (Redis) cannot be asked: nothing may be sent until it can."""
+
+
 class DownloadError(VeoBatchError):
     """A video could not be fetched (whatever the cause, the row's status stays)."""
 

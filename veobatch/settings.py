@@ -228,6 +228,12 @@ class Rate:
     def per_second(self) -> float:
         return self.count / self.period
 
+    def __str__(self) -> str:
+        units = {1.0: "s", 60.0: "min", 3600.0: "h", 86400.0: "day"}
+        unit = units.get(self.period)
+        text = f"{self.count:g}/{unit}" if unit else f"{self.count:g} per {self.period:g} s"
+        return text + (f", burst={self.burst}" if self.burst > 1 else "")
+
     @classmethod
     def parse(cls, text: str, env: str = "VEO_RATE") -> Rate:
         match = _RATE_RE.match(text.lower())

@@ -64,7 +64,8 @@ def health(app: App, role: str, as_json: bool) -> None:
 def doctor(app: App, as_json: bool) -> None:
     """Check that this machine can send to the relay, spending nothing: the settings, the
     relay reachable and the key accepted (it asks for a task that does not exist), the clock
-    against the relay's, the image mode (in url mode, the bucket), then what `health` checks.
+    against the relay's, the image mode (in url mode, the bucket), then the database and
+    Redis (whether a scheduler and workers run is `veo-batch health`'s question).
     Each problem says what to do. Exit 12 if something must be fixed (warnings do not).
 
     \b

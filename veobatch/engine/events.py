@@ -55,11 +55,12 @@ def submitted(conn: Connection, job: sa.Row[Any], outcome: Outcome) -> None:
         error=outcome.error,
     )
     if outcome.pause_reason:
-        log.warning(
-            "batch paused: %s",
-            outcome.pause_reason,
-            extra={"batch": batch_name(conn, job.batch_id)},
-        )
+        paused(conn, job.batch_id, outcome.pause_reason)
+
+
+def paused(conn: Connection, batch_id: int, reason: str) -> None:
+    """A submission paused the batch (its answer, its budget, the daily cap)."""
+    log.warning("batch paused: %s", reason, extra={"batch": batch_name(conn, batch_id)})
 
 
 def polled(conn: Connection, job: sa.Row[Any], outcome: PollOutcome) -> None:

@@ -19,6 +19,7 @@ from veobatch.engine import events, transitions
 from veobatch.engine.poll_rules import Pacing, PollOutcome, after_poll
 from veobatch.engine.rate_limit import RateLimiter, limited
 from veobatch.engine.submit import sleep
+from veobatch.errors import LimiterUnavailable
 from veobatch.provider.client import ProviderClient
 from veobatch.states import JobStatus
 from veobatch.store.queries import utc
@@ -43,7 +44,10 @@ def poll_rows(
         ).all()
     outcomes = []
     for index, job in enumerate(jobs):
-        answer = limited(limiter, wait, partial(client.query, job.task_id), kind="poll")
+        try:
+            answer = limited(limiter, wait, partial(client.query, job.task_id), kind="poll")
+        except LimiterUnavailable:  # Redis is gone: hand the rest back, as when stopping
+            answer = None
         if answer is None:  # stopping
             left = [row.id for row in jobs[index:]]
             with write_lock or nullcontext(), engine.begin() as conn:

@@ -20,6 +20,7 @@ process and is not used.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -27,8 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
+from redis.exceptions import RedisError
+
 from veobatch.engine.backoff import COOL_DOWN
-from veobatch.errors import ProviderError
+from veobatch.errors import LimiterUnavailable, ProviderError
 from veobatch.metrics import COOL_DOWNS, RATE_WAIT
 from veobatch.settings import Rate
 from veobatch.states import ErrorKind
@@ -60,7 +63,8 @@ def limited(
     """`request()` sent in its rate slot: its answer, or the `ProviderError` it raised (a 429
     makes every caller of the limiter cool down first); None if `wait(seconds)` said stop
     before the slot came (nothing was sent). The one way submits and polls are sent; `kind`
-    names them in the metrics."""
+    names them in the metrics. Raises LimiterUnavailable (nothing sent) if the shared limit
+    cannot be asked."""
     seconds = limiter.reserve()
     RATE_WAIT.labels(kind).observe(seconds)
     if not wait(seconds):
@@ -69,8 +73,9 @@ def limited(
         return request()
     except ProviderError as error:
         if error.kind is ErrorKind.RATE_LIMITED:
-            limiter.cool_down(error.retry_after)
             COOL_DOWNS.inc()
+            with contextlib.suppress(LimiterUnavailable):  # the 429 is the answer all the same
+                limiter.cool_down(error.retry_after)
         return error
 
 
@@ -187,7 +192,10 @@ class RedisRateLimiter:
 
     def reserve_slot(self) -> tuple[float, float]:
         """(the slot's time on Redis's clock, seconds to wait for it), both in seconds."""
-        at, wait = self._reserve(keys=self._keys, args=[round(self.interval * 1e6), self.burst])
+        try:
+            at, wait = self._reserve(keys=self._keys, args=[round(self.interval * 1e6), self.burst])
+        except RedisError as exc:
+            raise LimiterUnavailable(f"the shared rate limit cannot be asked: {exc}") from None
         return int(at) / 1e6, int(wait) / 1e6
 
     def cool_down(self, retry_after: float | None = None) -> float:
@@ -197,5 +205,8 @@ class RedisRateLimiter:
             -1 if retry_after is None else round(retry_after * 1e6),
             round(STRIKE_MEMORY * 1000),
         ]
-        micros = self._cool_down(keys=[self._keys[1], self._strikes], args=args)
+        try:
+            micros = self._cool_down(keys=[self._keys[1], self._strikes], args=args)
+        except RedisError as exc:
+            raise LimiterUnavailable(f"the shared cool-down cannot be set: {exc}") from None
         return int(micros) / 1e6

@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
+from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
 from veobatch.engine import events, spending, transitions
@@ -32,10 +33,12 @@ from veobatch.engine.submit_rules import (
     refuses_image_mode,
     succeeded,
 )
-from veobatch.errors import ImageError, ProviderError
+from veobatch.errors import ImageError, LimiterUnavailable, ProviderError
 from veobatch.images.sending import ImageSender
 from veobatch.provider.client import ProviderClient, job_payload
 from veobatch.states import BatchState
+
+LONG_WAIT: Final = 10.0  # seconds of waiting for a rate slot past which the lease is moved
 
 
 def payload_of(job: sa.Row[Any], images: list[str]) -> dict[str, Any]:
@@ -74,18 +77,9 @@ def submit_one(
     """
     lock = write_lock or nullcontext()
     with engine.connect() as conn:  # one connection for the claim and the outcome
-        with lock, conn.begin():
-            job = transitions.claim(conn, job_id, transitions.utcnow(), lease)
-            if job is None:
-                return None  # a duplicate message, or the row moved on
-            if transitions.batch_state(conn, job.batch_id) != BatchState.ACTIVE:
-                transitions.unclaim(conn, job_id, transitions.utcnow())
-                return None
-            refused = spending.reserve(conn, job, transitions.utcnow(), prices)
-            if refused is not None:  # it does not fit: nothing is held, the batch pauses
-                transitions.unclaim(conn, job_id, transitions.utcnow())
-                transitions.pause(conn, job.batch_id, refused, transitions.utcnow())
-                return None
+        job = _claim(conn, lock, job_id, lease, prices)
+        if job is None:
+            return None
         try:
             sent, stored = images.images_for(job.images)
         except ImageError as exc:  # nothing was sent
@@ -98,8 +92,13 @@ def submit_one(
             return outcome
         payload = payload_of(job, sent)
         del sent  # inline images can be megabytes: only the payload keeps them
-        answer = limited(limiter, wait, lambda: client.submit(payload), kind="submit")
-        if answer is None:  # stopping: nothing was sent
+
+        try:
+            leased = _leased(conn, lock, job_id, lease, wait)
+            answer = limited(limiter, leased, lambda: client.submit(payload), kind="submit")
+        except LimiterUnavailable:  # Redis is gone: nothing was sent, the row goes back
+            answer = None
+        if answer is None:  # stopping, or no slot to be had: nothing was sent
             with lock, conn.begin():
                 transitions.unclaim(conn, job_id, transitions.utcnow())
             return None
@@ -123,3 +122,52 @@ def submit_one(
             transitions.record(conn, job, outcome, transitions.utcnow(), pacing, stored)
         events.submitted(conn, job, outcome)
     return outcome
+
+
+def _claim(
+    conn: Connection,
+    lock: AbstractContextManager[object],
+    job_id: int,
+    lease: timedelta,
+    prices: Spending,
+) -> sa.Row[Any] | None:
+    """The row claimed (committed, with its lease and its price held), or None: not ours
+    (a duplicate message, the row moved on), its batch not active, or its price does not fit
+    (the batch is then paused, and that is logged)."""
+    with lock, conn.begin():
+        job = transitions.claim(conn, job_id, transitions.utcnow(), lease)
+        if job is None:
+            return None
+        if transitions.batch_state(conn, job.batch_id) != BatchState.ACTIVE:
+            transitions.unclaim(conn, job_id, transitions.utcnow())
+            return None
+        refused = spending.reserve(conn, job, transitions.utcnow(), prices)
+        if refused is None:
+            return job
+        transitions.unclaim(conn, job_id, transitions.utcnow())  # nothing is held
+        newly = transitions.pause(conn, job.batch_id, refused, transitions.utcnow())
+    if newly:
+        events.paused(conn, job.batch_id, refused)
+    return None
+
+
+def _leased(
+    conn: Connection,
+    lock: AbstractContextManager[object],
+    job_id: int,
+    lease: timedelta,
+    wait: Callable[[float], bool],
+) -> Callable[[float], bool]:
+    """`wait`, with the row's lease moved first when the wait is long (many processes, a
+    cool-down): the lease must outlast the wait and the request, or a row never sent would
+    look lost (`in_doubt`). False (give up) if the row is no longer ours."""
+
+    def waiting(seconds: float) -> bool:
+        if seconds > LONG_WAIT:
+            until = transitions.utcnow() + timedelta(seconds=seconds) + lease
+            with lock, conn.begin():
+                if not transitions.extend_lease(conn, job_id, until):
+                    return False
+        return wait(seconds)
+
+    return waiting

@@ -110,6 +110,17 @@ def claim(conn: Connection, job_id: int, now: datetime, lease: timedelta) -> sa.
     ).first()
 
 
+def extend_lease(conn: Connection, job_id: int, until: datetime) -> bool:
+    """Move the lease of a row being submitted to `until`; False if it is no longer
+    `submitting` (cancelled, or taken as lost)."""
+    moved = conn.execute(
+        sa.update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.SUBMITTING)
+        .values(lease_until=until)
+    )
+    return bool(moved.rowcount)
+
+
 def has_tasks(conn: Connection, batch_id: int) -> bool:
     """Whether any row of the batch has (had) a task at the provider."""
     found = sa.select(Job.id).where(Job.batch_id == batch_id, Job.task_id.is_not(None)).limit(1)

@@ -44,17 +44,23 @@ class StoreCollector(Collector):
         held = GaugeMetricFamily(
             "veobatch_batch_held", "Prices held by the batch's rows being sent.", labels=["batch"]
         )
+        paused = GaugeMetricFamily(
+            "veobatch_batch_paused",
+            "1 while the batch is paused (its reason: `veo-batch status NAME`).",
+            labels=["batch"],
+        )
         budget = GaugeMetricFamily(
             "veobatch_batch_budget", "The batch's budget (batches that have one).", labels=["batch"]
         )
         for summary in summaries:
             for status in JobStatus:
                 rows.add_metric([summary.name, status.value], summary.counts.get(status, 0))
+            paused.add_metric([summary.name], int(summary.state == BatchState.PAUSED))
             spent.add_metric([summary.name], summary.spent / MICROS)
             held.add_metric([summary.name], summary.held / MICROS)
             if summary.budget is not None:
                 budget.add_metric([summary.name], summary.budget / MICROS)
-        yield from (rows, spent, held, budget)
+        yield from (rows, paused, spent, held, budget)
         yield GaugeMetricFamily(
             "veobatch_tasks_generating",
             "Rows submitted whose video is not ready yet, in every batch at work.",
