@@ -160,6 +160,7 @@ def test_a_distributed_run_exposes_metrics_and_health(
     assert value(ours, "veobatch_scheduler_leader") == 1
     assert value(ours, "veobatch_scheduler_ticks_total") > 0
     assert "veobatch_tasks_generating" in ours
+    assert ours.get("veobatch_rows", []) == []  # a finished batch is not at work: no series
     assert value(ours, "veobatch_leases_expired_total") == 0
 
     scheduler.send_signal(signal.SIGTERM)

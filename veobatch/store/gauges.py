@@ -27,11 +27,7 @@ class StoreCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         with self.engine.connect() as conn:
-            summaries = [
-                s
-                for s in batch_summaries(conn)
-                if s.state in (BatchState.ACTIVE, BatchState.PAUSED)
-            ]
+            summaries = batch_summaries(conn, states=[BatchState.ACTIVE, BatchState.PAUSED])
             generating = sum(s.counts.get(JobStatus.SUBMITTED, 0) for s in summaries)
         rows = GaugeMetricFamily(
             "veobatch_rows",

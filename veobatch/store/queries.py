@@ -51,8 +51,11 @@ def utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def batch_summaries(conn: Connection, name: str | None = None) -> list[BatchSummary]:
-    """Batches (oldest first) with their row counts per status; one batch if `name` is given.
+def batch_summaries(
+    conn: Connection, name: str | None = None, *, states: Sequence[str] | None = None
+) -> list[BatchSummary]:
+    """Batches (oldest first) with their row counts per status; one batch if `name` is given,
+    only those in `states` if they are given (the others' rows are not counted).
 
     What a batch spent is its `committed` less what its rows hold: every claim adds its price
     to both the batch's `committed` and the row's `held`, and its outcome either moves the
@@ -61,6 +64,8 @@ def batch_summaries(conn: Connection, name: str | None = None) -> list[BatchSumm
     query = sa.select(Batch).order_by(Batch.id)
     if name is not None:
         query = query.where(Batch.name == name)
+    if states is not None:
+        query = query.where(Batch.state.in_(list(states)))
     committed: dict[int, int] = {}
     batches: dict[int, BatchSummary] = {}
     for b in conn.execute(query):
@@ -76,7 +81,7 @@ def batch_summaries(conn: Connection, name: str | None = None) -> list[BatchSumm
         )
     if name is not None and not batches:
         raise NotFoundError(f"no batch named {name!r}; `veo-batch status` lists the batches")
-    chosen = list(batches) if name is not None else None
+    chosen = list(batches) if name is not None or states is not None else None
     for bid, counts in status_counts(conn, chosen).items():
         batches[bid].counts = counts
     holding = (
