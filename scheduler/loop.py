@@ -95,6 +95,7 @@ class Scheduler:
         depth: int,
         tick: float,
         grace: timedelta,
+        busy_tick: float = BUSY_TICK,
         poll_group: int,
         poll_claim: timedelta,
         max_in_flight: int | None = None,
@@ -107,6 +108,7 @@ class Scheduler:
         self.app = app
         self.depth = depth
         self.tick = tick
+        self.busy_tick = min(busy_tick, tick)  # after a round that sent messages
         self.max_in_flight = max_in_flight
         self.poll_group = poll_group
         self.poll_claim = poll_claim
@@ -164,7 +166,7 @@ class Scheduler:
                 self._leading.clear()
                 SCHEDULER_LEADER.set(0)
                 log.warning("round failed (%s); trying again", _first_line(exc))
-            stop.wait(BUSY_TICK if leading and self._busy else self.tick)
+            stop.wait(self.busy_tick if leading and self._busy else self.tick)
         SCHEDULER_LEADER.set(0)
         with contextlib.suppress(redis.RedisError):
             heartbeat.forget(self.broker, "scheduler")

@@ -80,6 +80,7 @@ class Stack:
             make_app(settings),
             depth=20,
             tick=0.1,
+            busy_tick=0.1,  # a thread of this process, beside the mock: no faster than that
             grace=timedelta(seconds=grace),
             poll_group=5,
             **options,

@@ -242,11 +242,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _token(self) -> str:
         return self.headers.get("Authorization", "").removeprefix("Bearer ")
 
-    def _admitted(self) -> bool:
-        """The key and the request limit, as every relay route checks them."""
+    def _admitted(self, arrived: float) -> bool:
+        """The key and the request limit, as every relay route checks them; the limit counts
+        the request at `arrived`, when its first line came (not after its body was read)."""
         state = self.server.state
         with state.lock:
-            allowed = state.arrive(time.monotonic())
+            allowed = state.arrive(arrived)
             key = state.config.api_key
         if self.headers.get("Authorization") != f"Bearer {key}":
             self._reply(401, _error("无效的令牌"))
@@ -262,6 +263,7 @@ class _Handler(BaseHTTPRequestHandler):
     # ------------------------------------------------------------------ routes
 
     def do_POST(self) -> None:
+        arrived = time.monotonic()
         if self.path == "/_mock/config":
             self._configure()
             return
@@ -269,7 +271,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(404, _error(f"Invalid URL (POST {self.path})"))
             return
         body = self._body()
-        if not self._admitted():
+        if not self._admitted(arrived):
             return
         prompt = self._prompt_of(body)
         if prompt is None:
@@ -395,6 +397,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(200, {"task_id": task_id})
 
     def do_GET(self) -> None:
+        arrived = time.monotonic()
         if self.path == "/_mock/stats":
             with self.server.state.lock:
                 self._reply(200, self.server.state.stats())
@@ -405,7 +408,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.path.startswith(SUBMIT_PATH + "/"):
             self._reply(404, _error(f"Invalid URL (GET {self.path})"))
             return
-        if not self._admitted():
+        if not self._admitted(arrived):
             return
         task_id = unquote(self.path[len(SUBMIT_PATH) + 1 :])
         state = self.server.state
