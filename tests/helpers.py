@@ -4,14 +4,20 @@ and a wait with a deadline (never a sleep that hopes it was enough)."""
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
 
+import httpx
 import pytest
 import sqlalchemy as sa
 import uvicorn
@@ -161,3 +167,48 @@ def noise(path: Path, size: tuple[int, int], format: str = "PNG") -> Path:
 
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+ROOT: Final = Path(__file__).parent.parent
+
+
+def free_port() -> int:
+    """A local port that was free a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def veo_batch_server(
+    command: Sequence[str], probe: str, env: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """`veo-batch COMMAND --port P` in a process of its own, once GET `probe` answers 200;
+    its base URL. Stopped (SIGTERM, then SIGKILL) at the end."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "veobatch", *command, "--port", str(port)],
+        env=dict(env) if env is not None else None,
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            return httpx.get(f"{base}{probe}", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(answers, 60, f"veo-batch {command[0]} to answer")
+        yield base
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

@@ -19,14 +19,13 @@ from sqlalchemy.engine import Engine
 
 from scheduler.loop import Scheduler
 from tests.conftest import REDIS_URL
-from tests.helpers import load_prompts
+from tests.helpers import ROOT, load_prompts
 from veobatch.provider.mock import MockProvider
 from veobatch.settings import Settings
 from veobatch.store.tables import Batch, Job
 from worker.app import make_app
 
 KEY = "mock-key"
-ROOT = Path(__file__).parent.parent
 
 
 class Stack:

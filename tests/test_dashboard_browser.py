@@ -7,21 +7,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.conftest import service_missing
-from tests.helpers import TOKEN, photo, run_embedded, wait_until
+from tests.helpers import TOKEN, photo, run_embedded, veo_batch_server
 from veobatch.intake.readers import open_job_file
 from veobatch.provider.mock import MockConfig, MockProvider
 from veobatch.service import BatchService
@@ -30,7 +26,6 @@ from veobatch.store import database
 from veobatch.store.tables import Job
 
 CHROMIUM = os.environ.get("VEO_TEST_CHROMIUM", "/usr/bin/chromium")
-ROOT = Path(__file__).parent.parent
 # What Chromium needs here: no sandbox as root, and none of the background connections a
 # closed network refuses.
 FLAGS = [
@@ -72,9 +67,6 @@ def site(tmp_path: Path) -> Iterator[tuple[str, Engine, Path]]:
     service = BatchService(engine, Settings(data_dir=str(tmp_path / "data")))
     with open_job_file(str(tmp_path / "shop" / "jobs.csv")) as job_file:
         service.load(job_file, "shop")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     env = {
         **os.environ,
         "VEO_DATABASE_URL": url,
@@ -82,27 +74,10 @@ def site(tmp_path: Path) -> Iterator[tuple[str, Engine, Path]]:
         "VEO_DOWNLOAD_DIR": str(tmp_path / "videos"),
         "VEO_DATA_DIR": str(tmp_path / "data"),
     }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "veobatch", "serve", "--port", str(port)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"{base}/openapi.json", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_until(up, 60, "veo-batch serve to answer")
-        yield base, engine, tmp_path
+        with veo_batch_server(["serve"], "/openapi.json", env) as base:
+            yield base, engine, tmp_path
     finally:
-        server.terminate()
-        server.wait(15)
         engine.dispose()
 
 

@@ -8,11 +8,8 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,8 +20,8 @@ from click.testing import CliRunner
 
 from tests import helpers
 from tests.conftest import REDIS_URL
-from tests.helpers import URL, job, wait_until
-from tests.stack import KEY, ROOT, Stack
+from tests.helpers import URL, job, veo_batch_server, wait_until
+from tests.stack import KEY, Stack
 from veobatch.catalog import DEFAULT_MODELS
 from veobatch.cli import cli
 from veobatch.errors import ExitCode
@@ -47,40 +44,12 @@ def test_two_worker_processes_send_every_row_exactly_once(stack: Stack) -> None:
     assert set(stack.statuses().values()) == {"succeeded"}
 
 
-@contextmanager
-def mock_process(*options: str) -> Iterator[str]:
-    """`veo-batch mock-api` in a process of its own; its URL. A limit measured to the
-    millisecond needs its own clock: inside the test process, a pause of the test's own
-    threads (its garbage collector after hundreds of tests) would bunch up arrivals that the
-    workers spaced out."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "veobatch", "mock-api", "--port", str(port), "--key", KEY, *options],
-        cwd=ROOT,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        try:
-            return httpx.get(f"{url}/_mock/stats", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_until(answers, 30, "the mock to start")
-        yield url
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
 def test_the_rate_holds_across_worker_processes(stack: Stack) -> None:
-    with mock_process("--limit", "10", "--window", "1") as mock:
+    # A limit measured to the millisecond needs a mock with a clock of its own: inside the test
+    # process, a pause of its threads (its garbage collector after hundreds of tests) would
+    # bunch up arrivals that the workers had spaced out.
+    mock_api = ["mock-api", "--key", KEY, "--limit", "10", "--window", "1"]
+    with veo_batch_server(mock_api, "/_mock/stats") as mock:
         stack.load([f"row {n}" for n in range(30)])
         stack.start_worker(VEO_RATE="9/s", VEO_API_BASE=mock)
         stack.start_worker(VEO_RATE="9/s", VEO_API_BASE=mock)

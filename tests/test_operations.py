@@ -10,7 +10,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,8 +28,8 @@ from sqlalchemy.engine import Engine
 
 from scheduler.loop import Scheduler
 from tests.conftest import MOCK_KEY
-from tests.helpers import FAST, load_prompts, wait_until
-from tests.stack import KEY, ROOT, Stack
+from tests.helpers import FAST, ROOT, free_port, load_prompts, wait_until
+from tests.stack import KEY, Stack
 from veobatch import heartbeat, logs
 from veobatch.cli import cli
 from veobatch.doctor import CLOCK_SKEW, _clock_check, image_check
@@ -47,12 +46,6 @@ from veobatch.store.tables import Job
 from worker.app import make_app
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
