@@ -1,9 +1,9 @@
 """Benchmark: what a budget costs a submission, on SQLite and PostgreSQL.
 
-Each submission runs the real `submit_one` (claim in one transaction, the POST, the outcome in
-another) against a client that answers a task id at once, so what is timed is the database's
-share of a submission, the part a budget adds to. Three settings, on one batch of N rows each
-(default 3,000), in one run:
+Each thread submits groups of GROUP rows with the real `submit_rows` (the group claimed in one
+transaction, the POSTs, the outcomes in another) against a client that answers a task id at
+once, so what is timed is the database's share of a submission, the part a budget adds to.
+Three settings, on one batch of N rows each (default 3,000), in one run:
 
 - none: no prices (nothing is counted: the baseline);
 - budget: VEO_PRICES and a budget on the batch (each claim also adds its price to the batch
@@ -39,10 +39,11 @@ import sqlalchemy as sa
 from bench.common import OUT_DIR, drop_database, recreate_database
 from veobatch.catalog import DEFAULT_MODELS
 from veobatch.engine import transitions
+from veobatch.engine.fanout import Fanout
 from veobatch.engine.poll_rules import Pacing
 from veobatch.engine.rate_limit import LocalRateLimiter
 from veobatch.engine.spend_rules import Spending
-from veobatch.engine.submit import submit_one
+from veobatch.engine.submit import submit_rows
 from veobatch.images.sending import ImageSender
 from veobatch.intake.job_spec import RawJob
 from veobatch.intake.loader import load_rows
@@ -52,6 +53,7 @@ from veobatch.store.tables import Batch, Job
 
 PG_DATABASE = "veobatch_bench_claims"
 PACING = Pacing(delay=60, shortest=5, longest=30, deadline=1800)
+GROUP = 8  # rows a message names (a worker process sends them at once)
 CONFIGS: dict[str, Spending] = {
     "none": Spending(),
     "budget": Spending({"veo3.1": 250_000}),
@@ -86,9 +88,9 @@ def one_run(url: str, rows: int, spending: Spending, threads: int) -> float:
     load_rows(engine, jobs, batch="b", source="bench", models=DEFAULT_MODELS, budget=budget)
     with engine.begin() as conn:
         ids = transitions.release(conn, transitions.utcnow(), rows)
-    todo: queue.SimpleQueue[int] = queue.SimpleQueue()
-    for job_id in ids:
-        todo.put(job_id)
+    todo: queue.SimpleQueue[list[int]] = queue.SimpleQueue()
+    for start in range(0, len(ids), GROUP):
+        todo.put(ids[start : start + GROUP])
     relay = cast(ProviderClient, InstantRelay())
     limiter = LocalRateLimiter(0.0)
     sqlite_lock = threading.Lock() if url.startswith("sqlite") else None
@@ -96,14 +98,15 @@ def one_run(url: str, rows: int, spending: Spending, threads: int) -> float:
     def work() -> None:
         while True:
             try:
-                job_id = todo.get_nowait()
+                group = todo.get_nowait()
             except queue.Empty:
                 return
-            submit_one(
+            submit_rows(
                 engine,
                 relay,
                 limiter,
-                job_id,
+                group,
+                fanout=Fanout(1),
                 images=ImageSender("data-uri"),
                 prices=spending,
                 lease=timedelta(minutes=5),

@@ -5,11 +5,12 @@ waits; the row claims would keep it harmless anyway):
 
 1. rows whose worker died mid-request (lease run out) become `in_doubt`;
 2. rows `queued` whose message is gone (a Redis restart, FLUSHALL) go back to `pending`:
-   the database knows how many rows are queued, Redis how many messages wait or are being
-   worked on, and a shortfall means lost messages;
-3. pending rows of active batches, oldest batch first, become `queued` and get a message,
-   only up to `depth` queued at once (never a million messages in Redis), and never more
-   than `max_in_flight` rows queued, submitting or generating;
+   the database knows how many rows are queued, Redis which rows the messages waiting or
+   being worked on name, and a shortfall means lost messages;
+3. pending rows of active batches, oldest batch first, become `queued` and go out in groups
+   (one message submits `submit_group` rows), only up to `depth` queued at once (never a
+   million messages in Redis), and never more than `max_in_flight` rows queued, submitting
+   or generating;
 4. submitted rows whose next poll is due go out in groups (one message polls `poll_group`
    rows), about `depth` polls waiting at once; the rows' next poll moves ahead by
    `poll_claim`, so a lost message only makes its polls late;
@@ -26,13 +27,14 @@ failing receiver never holds up a tick.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
 import threading
 import uuid
 from datetime import timedelta
-from typing import Final
+from typing import Any, Final
 
 import httpx
 import redis
@@ -52,7 +54,7 @@ from veobatch.metrics import (
     SCHEDULER_LEADER,
     SCHEDULER_TICKS,
 )
-from veobatch.process import poll_group, queue_depth
+from veobatch.process import poll_group, queue_depth, submit_group
 from veobatch.settings import Secret, Settings
 from veobatch.states import JobStatus
 from veobatch.store.tables import Job
@@ -96,6 +98,7 @@ class Scheduler:
         tick: float,
         grace: timedelta,
         busy_tick: float = BUSY_TICK,
+        submit_group: int,
         poll_group: int,
         poll_claim: timedelta,
         max_in_flight: int | None = None,
@@ -110,6 +113,7 @@ class Scheduler:
         self.tick = tick
         self.busy_tick = min(busy_tick, tick)  # after a round that sent messages
         self.max_in_flight = max_in_flight
+        self.submit_group = submit_group
         self.poll_group = poll_group
         self.poll_claim = poll_claim
         self.downloads = downloads
@@ -143,6 +147,7 @@ class Scheduler:
             depth=depth,
             tick=tick,
             grace=GRACE,
+            submit_group=submit_group(settings.rate),
             poll_group=poll_group(polls),
             poll_claim=claim_for(polls, depth),
             max_in_flight=settings.max_in_flight,
@@ -199,7 +204,7 @@ class Scheduler:
         with self.engine.begin() as conn:
             expired = transitions.expire_leases(conn, now)
             queued = self._queued(conn)
-            waiting = self.broker.llen(SUBMIT_QUEUE) + self._unacked_submissions()
+            waiting = self._rows_in_submissions()
             if queued > waiting:
                 resent = transitions.requeue(
                     conn, now, older_than=self.grace, limit=queued - waiting
@@ -221,8 +226,8 @@ class Scheduler:
         self._report(expired, resent, waiting, waiting_polls // self.poll_group, waiting_downloads)
         # After the commit: a message never names a row whose change is not visible yet.
         self._busy = bool(ids or polls or downloads)
-        for job_id in ids:
-            self.app.send_task(SUBMIT_TASK, args=[job_id])
+        for start in range(0, len(ids), self.submit_group):
+            self.app.send_task(SUBMIT_TASK, args=[ids[start : start + self.submit_group]])
         for start in range(0, len(polls), self.poll_group):
             self.app.send_task(POLL_TASK, args=[polls[start : start + self.poll_group]])
         for job_id in downloads:
@@ -263,17 +268,24 @@ class Scheduler:
                 except Exception:  # the thread must go on: the next tick tries again
                     log.exception("webhook calls failed; trying again")
 
-    def _unacked_submissions(self) -> int:
-        """Submit messages delivered to a worker and not yet acknowledged. kombu keeps those
-        of every queue in one hash, each as `[message, exchange, routing_key]`: only the
-        submit queue's count (polls in flight must not hide lost submissions)."""
+    def _rows_in_submissions(self) -> int:
+        """Rows named by the submit messages waiting in Redis or delivered to a worker and
+        not yet acknowledged. kombu keeps the latter, of every queue, in one hash, each as
+        `[message, exchange, routing_key]`: only the submit queue's count (polls in flight
+        must not hide lost submissions)."""
         count = 0
+        for raw in self.broker.lrange(SUBMIT_QUEUE, 0, -1):
+            try:
+                count += _rows_named(json.loads(raw))
+            except ValueError:
+                count += 1
         for raw in self.broker.hvals(UNACKED):
             try:
-                routing_key = json.loads(raw)[2]
-            except (ValueError, IndexError, TypeError):
+                message, _, routing_key = json.loads(raw)
+            except (ValueError, TypeError):
                 continue
-            count += routing_key == SUBMIT_QUEUE
+            if routing_key == SUBMIT_QUEUE:
+                count += _rows_named(message)
         return count
 
     @staticmethod
@@ -283,6 +295,16 @@ class Scheduler:
                 sa.select(sa.func.count()).where(Job.status == JobStatus.QUEUED)
             ).scalar_one()
         )
+
+
+def _rows_named(message: Any) -> int:
+    """How many rows a submit message (kombu's envelope, its body in base64) names: a group
+    of ids, or one id as older schedulers sent; 1 for a message that cannot be read."""
+    try:
+        ids = json.loads(base64.b64decode(message["body"]))[0][0]
+    except (ValueError, TypeError, KeyError, IndexError):
+        return 1
+    return len(ids) if isinstance(ids, list) else 1
 
 
 def _first_line(exc: Exception) -> str:

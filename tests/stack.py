@@ -73,6 +73,7 @@ class Stack:
     def start_scheduler(self, grace: float = 1.0, **options: Any) -> None:
         settings = Settings.from_env(self.env())
         options.setdefault("poll_claim", timedelta(minutes=2))
+        options.setdefault("submit_group", 8)  # a message names a group, as in production
         loop = Scheduler(
             self.engine,
             redis.Redis.from_url(REDIS_URL),

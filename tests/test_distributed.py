@@ -26,6 +26,7 @@ from veobatch.catalog import DEFAULT_MODELS
 from veobatch.cli import cli
 from veobatch.errors import ExitCode
 from veobatch.intake.loader import load_rows
+from veobatch.process import REQUESTS_AT_ONCE
 from veobatch.service import BatchService
 from veobatch.settings import Settings
 from veobatch.store.tables import Attempt, Batch, Job
@@ -60,18 +61,29 @@ def test_the_rate_holds_across_worker_processes(stack: Stack) -> None:
     assert stats["busiest_window"] <= 10
 
 
-def test_a_worker_killed_mid_request_leaves_its_row_in_doubt(stack: Stack) -> None:
-    stack.load(["[mock:slow=30] slow", "quick"])
+def test_a_worker_killed_mid_group_leaves_what_it_sent_in_doubt_and_sends_the_rest(
+    stack: Stack,
+) -> None:
+    """One message of 16 rows, sent 8 at a time (a wave): the worker dies while its first wave
+    waits for a slow answer. That wave's rows were sent (their tasks exist, their answers
+    are lost): `in_doubt`, never sent again. The second wave was never claimed: back to
+    pending once its hold runs out, and another worker sends it."""
+    slow = "[mock:slow=30] slow"
+    quick = [f"quick {n}" for n in range(15)]
+    stack.load([slow, *quick])
     worker = stack.start_worker(concurrency=1, VEO_LEASE="2")
-    stack.start_scheduler()
+    stack.start_scheduler(submit_group=16)
     created = stack.mock.state.created_by_prompt
-    wait_until(lambda: created["[mock:slow=30] slow"] == 1, what="the slow request to arrive")
-    os.killpg(worker.pid, signal.SIGKILL)  # the task exists; its answer never comes
+    first_wave, second_wave = [slow, *quick[:7]], quick[7:]
+    wait_until(lambda: all(created[p] for p in first_wave), what="the first wave to arrive")
+    os.killpg(worker.pid, signal.SIGKILL)  # the tasks exist; the slow answer never comes
     worker.wait()
     stack.start_worker(concurrency=1, VEO_LEASE="2")
     wait_until(lambda: stack.batch_state() == "finished", what="the batch to finish")
-    assert stack.statuses() == {"[mock:slow=30] slow": "in_doubt", "quick": "succeeded"}
-    assert created["[mock:slow=30] slow"] == 1  # and never sent again
+    statuses = stack.statuses()
+    assert {statuses[p] for p in first_wave} == {"in_doubt"}
+    assert {statuses[p] for p in second_wave} == {"succeeded"}
+    assert all(created[p] == 1 for p in first_wave + second_wave)  # none ever sent twice
 
 
 def test_a_flushed_redis_loses_no_row(stack: Stack, redis_client: redis.Redis) -> None:
@@ -87,7 +99,7 @@ def test_a_flushed_redis_loses_no_row(stack: Stack, redis_client: redis.Redis) -
 
 
 def test_a_wrong_key_pauses_the_batch_after_the_requests_in_flight(stack: Stack) -> None:
-    stack.load([f"row {n}" for n in range(40)])
+    stack.load([f"row {n}" for n in range(200)])
     stack.start_worker(VEO_API_KEY="wrong")
     stack.start_worker(VEO_API_KEY="wrong")
     stack.start_scheduler()
@@ -95,7 +107,8 @@ def test_a_wrong_key_pauses_the_batch_after_the_requests_in_flight(stack: Stack)
     wait_until(
         lambda: "submitting" not in stack.statuses().values(), what="requests in flight to end"
     )
-    assert stack.mock.stats()["requests"] <= 4  # two workers, two processes each
+    # Two workers, two processes each, each with a wave of its group in flight at most.
+    assert stack.mock.stats()["requests"] <= 2 * 2 * REQUESTS_AT_ONCE
     assert set(stack.statuses().values()) <= {"pending", "queued"}
 
 

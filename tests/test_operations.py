@@ -34,9 +34,10 @@ from veobatch import heartbeat, logs
 from veobatch.cli import cli
 from veobatch.doctor import CLOCK_SKEW, _clock_check, image_check
 from veobatch.engine import transitions
+from veobatch.engine.fanout import Fanout
 from veobatch.engine.rate_limit import LocalRateLimiter, RedisRateLimiter
 from veobatch.engine.spend_rules import Spending
-from veobatch.engine.submit import submit_one
+from veobatch.engine.submit import submit_rows
 from veobatch.errors import ExitCode
 from veobatch.images.sending import ImageSender
 from veobatch.provider.client import ProviderClient
@@ -277,17 +278,19 @@ def _queued_row(engine: Engine, prompt: str) -> int:
 
 def _submit(engine: Engine, mock: MockProvider, limiter: Any, job_id: int, wait: Any) -> Any:
     with ProviderClient(mock.url, Secret(MOCK_KEY)) as client:
-        return submit_one(
+        outcomes = submit_rows(
             engine,
             client,
             limiter,
-            job_id,
+            [job_id],
+            fanout=Fanout(1),
             images=ImageSender("data-uri"),
             prices=Spending(),
             lease=timedelta(seconds=30),
             pacing=FAST,
             wait=wait,
         )
+    return outcomes[0] if outcomes else None
 
 
 def test_a_long_wait_for_the_rate_slot_moves_the_lease_first(
@@ -342,6 +345,7 @@ def test_the_scheduler_waits_out_a_redis_that_is_gone(
         depth=5,
         tick=0.05,
         grace=timedelta(seconds=1),
+        submit_group=1,
         poll_group=5,
         poll_claim=timedelta(minutes=1),
     )

@@ -48,6 +48,7 @@ def scheduler(engine: Engine, broker: redis.Redis) -> Scheduler:
         depth=20,
         tick=0.1,
         grace=timedelta(seconds=5),
+        submit_group=1,
         poll_group=5,
         poll_claim=timedelta(minutes=2),
     )

@@ -63,7 +63,10 @@ def message(body: str) -> Message:
     ("task", "body", "reason"),
     [
         (SUBMIT_TASK, '{"a": 1}', "not a task message"),
-        (SUBMIT_TASK, '[["7"], {}, {}]', "job_id must be a positive whole number"),
+        (SUBMIT_TASK, '[["7"], {}, {}]', "job_ids must be a list of 1 to 1000 row ids"),
+        (SUBMIT_TASK, '[[[1, "7"]], {}, {}]', "each of job_ids must be a positive whole"),
+        (SUBMIT_TASK, "[[0], {}, {}]", "job_id must be a positive whole number"),
+        (SUBMIT_TASK, "[[[]], {}, {}]", "job_ids must be a list of 1 to 1000"),
         (SUBMIT_TASK, "[[1, 2], {}, {}]", "do not fit the task"),
         (POLL_TASK, "[[[]], {}, {}]", "job_ids must be a list of 1 to 1000"),
         (ENQUEUE_TASK, '[["b", {}], {}, {}]', "jobs must be a list"),
@@ -77,7 +80,8 @@ def test_a_message_that_does_not_fit_its_task_is_refused(task: str, body: str, r
 
 
 def test_good_messages_and_celerys_own_tasks_pass() -> None:
-    check(SUBMIT_TASK, message("[[7], {}, {}]"))
+    check(SUBMIT_TASK, message("[[[7, 8, 9]], {}, {}]"))
+    check(SUBMIT_TASK, message("[[7], {}, {}]"))  # one row, as older schedulers sent
     check(POLL_TASK, message("[[[1, 2, 3]], {}, {}]"))
     check(ENQUEUE_TASK, message('[["b", [{"prompt": "x"}]], {"webhook_url": null}, {}]'))
     check("celery.chord_unlock", message('[["group-id"], {"interval": 1}, {}]'))

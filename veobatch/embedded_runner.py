@@ -3,9 +3,12 @@ as the distributed workers (release → claim → POST → record, then poll unt
 then download) and the same limiter rule in process.
 
 A dispatcher (the calling thread) hands work to threads only as fast as they take it, so
-nothing waits in memory for long: due polls and new submissions share the request threads
-(half the free places each, so neither starves the other), downloads have threads of their
-own (a slow video host never holds up the API). Stopping (Ctrl-C) lets requests in flight
+nothing waits in memory for long. New submissions go in groups to SUBMIT_LANES threads, each
+working like a Celery worker process: a group claimed in one statement, its POSTs sent at once
+(`concurrency` in flight across the lanes), its outcomes recorded in one transaction, so the
+single SQLite writer sees two transactions a group, not two a row. Due polls have the request
+threads (`concurrency` of them), downloads threads of their own (a slow video host never holds
+up the API). Stopping (Ctrl-C) lets requests in flight
 finish and be recorded and puts rows still queued back to pending: nothing stays
 `submitting`, and running again resumes where this run stopped, polling what was submitted.
 """
@@ -25,12 +28,13 @@ from sqlalchemy.engine import Engine
 
 from veobatch.engine import transitions
 from veobatch.engine.download import download_one, video_client
+from veobatch.engine.fanout import Fanout
 from veobatch.engine.poll import poll_rows
 from veobatch.engine.poll_rules import Pacing
 from veobatch.engine.progress import Progress, snapshot
 from veobatch.engine.rate_limit import RateLimiter
 from veobatch.engine.spend_rules import Spending
-from veobatch.engine.submit import submit_one
+from veobatch.engine.submit import submit_rows
 from veobatch.engine.submit_rules import MAX_ATTEMPTS
 from veobatch.images.sending import ImageSender
 from veobatch.process import Process
@@ -40,6 +44,8 @@ from veobatch.states import BatchState
 SNAPSHOT_EVERY = 0.5  # seconds between counts of the batch (a few GROUP BY queries)
 DOWNLOAD_CLAIM = timedelta(minutes=15)
 DOWNLOAD_THREADS = 2
+SUBMIT_LANES = 2  # submit groups worked on at once: one records while the other sends
+GROUPS_AHEAD = 2  # groups waiting per lane
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -86,11 +92,19 @@ class EmbeddedRunner:
         self.download_dir = download_dir if wait_for_videos else None
         self.on_progress = on_progress
         self._requests: queue.Queue[Callable[[], object]] = queue.Queue()
+        self._submits: queue.Queue[Callable[[], object]] = queue.Queue()
         self._downloads: queue.Queue[Callable[[], object]] = queue.Queue()
+        self.lanes = min(SUBMIT_LANES, concurrency)
+        # Each lane sends its group's requests at once: `concurrency` in flight in all.
+        self._fanouts = [
+            Fanout(len(range(n, concurrency, self.lanes)), f"veo-batch-send-{n}")
+            for n in range(self.lanes)
+        ]
+        self._thread_of = threading.local()
         self._stop = threading.Event()
         self._wakeup = threading.Event()
         self._db_lock = threading.Lock()  # one writer at a time, as SQLite wants
-        self._busy = {"requests": 0, "downloads": 0}  # items being worked on, per queue
+        self._busy = {"requests": 0, "submits": 0, "downloads": 0}  # items being worked on
         self._busy_lock = threading.Lock()
         self._claimed_polls: set[int] = set()  # polls handed to a thread, not made yet
         self._failures: list[BaseException] = []
@@ -142,6 +156,7 @@ class EmbeddedRunner:
         progress = self._progress()
         progress.done_at_start = progress.done
         threads = [self._thread("requests", self._requests, n) for n in range(self.concurrency)]
+        threads += [self._thread("submits", self._submits, n) for n in range(self.lanes)]
         if self.download_dir is not None:
             threads += [
                 self._thread("downloads", self._downloads, n) for n in range(DOWNLOAD_THREADS)
@@ -164,6 +179,8 @@ class EmbeddedRunner:
             self._stop.set()
             for thread in threads:
                 thread.join()
+            for fanout in self._fanouts:
+                fanout.close()
             if self._own_videos:
                 self._videos.close()
             with self.engine.begin() as conn:
@@ -179,12 +196,15 @@ class EmbeddedRunner:
     # ------------------------------------------------------------------ handing out work
 
     def _release(self, progress: Progress) -> None:
-        """Hand due polls, new submissions and due downloads to the threads, keeping a few
-        per thread ready."""
+        """Hand due polls, new submissions (in groups) and due downloads to the threads,
+        keeping a few ready for each."""
         with self._busy_lock:
             free = 4 * self.concurrency - self._busy["requests"] - self._requests.qsize()
+            groups_free = (GROUPS_AHEAD + 1) * self.lanes - self._busy["submits"]
+        groups_free -= self._submits.qsize()
         downloads_free = 2 * DOWNLOAD_THREADS - self._downloads.qsize()
-        if free < self.concurrency and downloads_free <= 0:
+        group = self._fanouts[0].size
+        if free < self.concurrency and groups_free <= 0 and downloads_free <= 0:
             return
         now = transitions.utcnow()
         batch = [self.batch_id]
@@ -192,11 +212,11 @@ class EmbeddedRunner:
             transitions.expire_leases(conn, now, self.batch_id)
             polls = []
             if free >= self.concurrency and self.wait_for_videos:  # --no-wait: no polls
-                polls = transitions.due_polls(conn, now, max(free // 2, 1), self.poll_claim, batch)
+                polls = transitions.due_polls(conn, now, free, self.poll_claim, batch)
             submits = []
-            if free >= self.concurrency and progress.state == BatchState.ACTIVE:
+            if groups_free > 0 and progress.state == BatchState.ACTIVE:
                 submits = transitions.release(
-                    conn, now, free - len(polls), batch, max_in_flight=self.max_in_flight
+                    conn, now, groups_free * group, batch, max_in_flight=self.max_in_flight
                 )
             downloads = []
             if self.download_dir is not None and downloads_free > 0:
@@ -207,15 +227,16 @@ class EmbeddedRunner:
             self._claimed_polls.update(polls)
         for job_id in polls:
             self._requests.put(partial(self._poll, [job_id]))
-        for job_id in submits:
-            self._requests.put(partial(self._submit, job_id))
+        for start in range(0, len(submits), group):
+            self._submits.put(partial(self._submit, submits[start : start + group]))
         for job_id in downloads:
             self._downloads.put(partial(self._download, job_id))
 
     def _idle(self) -> bool:
         with self._busy_lock:
             busy = sum(self._busy.values())
-            return busy == 0 and self._requests.empty() and self._downloads.empty()
+            waiting = (self._requests, self._submits, self._downloads)
+            return busy == 0 and all(work.empty() for work in waiting)
 
     def _finished(self, progress: Progress) -> bool:
         if not self._idle():
@@ -232,9 +253,12 @@ class EmbeddedRunner:
         self, kind: str, work: queue.Queue[Callable[[], object]], number: int
     ) -> threading.Thread:
         name = f"veo-batch-{kind}-{number}"
-        return threading.Thread(target=self._work, args=(kind, work), name=name, daemon=True)
+        return threading.Thread(
+            target=self._work, args=(kind, work, number), name=name, daemon=True
+        )
 
-    def _work(self, kind: str, work: queue.Queue[Callable[[], object]]) -> None:
+    def _work(self, kind: str, work: queue.Queue[Callable[[], object]], number: int) -> None:
+        self._thread_of.number = number  # a submit lane's number names its fanout
         while not self._stop.is_set():
             try:
                 item = work.get(timeout=self.tick)
@@ -242,7 +266,7 @@ class EmbeddedRunner:
                 continue
             with self._busy_lock:
                 self._busy[kind] += 1
-            if work.qsize() < 2 * self.concurrency:
+            if work.qsize() < (GROUPS_AHEAD if kind == "submits" else 2 * self.concurrency):
                 self._wakeup.set()
             try:
                 item()
@@ -252,12 +276,13 @@ class EmbeddedRunner:
                 with self._busy_lock:
                     self._busy[kind] -= 1
 
-    def _submit(self, job_id: int) -> None:
-        submit_one(
+    def _submit(self, job_ids: list[int]) -> None:
+        submit_rows(
             self.engine,
             self.client,
             self.limiter,
-            job_id,
+            job_ids,
+            fanout=self._fanouts[self._thread_of.number],
             images=self.images,
             prices=self.spending,
             lease=self.lease,

@@ -14,12 +14,14 @@ import math
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Final
 
 import httpx
 import redis
 from sqlalchemy.engine import Engine
 
 from veobatch.engine.download import video_client
+from veobatch.engine.fanout import Fanout
 from veobatch.engine.poll_rules import Pacing, claim_for
 from veobatch.engine.rate_limit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from veobatch.engine.spend_rules import Spending
@@ -29,6 +31,9 @@ from veobatch.provider.client import ProviderClient
 from veobatch.service import BatchService
 from veobatch.settings import Rate, Settings
 from veobatch.store import database
+
+REQUESTS_AT_ONCE: Final = 8  # requests one worker process keeps in flight
+SUBMIT_GROUP: Final = 32  # rows one submit message names
 
 
 @dataclass
@@ -43,6 +48,7 @@ class Process:
     videos: httpx.Client  # for video hosts: never carries the API key
     images: ImageSender  # local images as VEO_IMAGE_MODE sends them
     spending: Spending  # prices and the daily cap every claim is checked against
+    fanout: Fanout  # the requests of a group this process sends at once
 
     @classmethod
     def open(
@@ -78,6 +84,7 @@ class Process:
             videos=video_client(),
             images=images,
             spending=Spending.of(settings),
+            fanout=Fanout(REQUESTS_AT_ONCE),
         )
 
     def poll_claim(self, outstanding: int) -> timedelta:
@@ -85,6 +92,7 @@ class Process:
         return claim_for(self.settings.poll_rate or self.settings.rate, outstanding)
 
     def close(self) -> None:
+        self.fanout.close()
         self.client.close()
         self.videos.close()
         self.engine.dispose()
@@ -98,11 +106,19 @@ def limiter_for(redis_url: str | None, rate: Rate | None, prefix: str) -> RateLi
 
 
 def queue_depth(rate: Rate | None) -> int:
-    """Rows the scheduler keeps queued: ten seconds of sending at the rate, at least 20 (100
-    without a rate)."""
+    """Rows the scheduler keeps queued: ten seconds of sending at the rate, at least 20
+    (without a rate, enough groups for every worker process of a few hosts: 1,000)."""
     if rate is None:
-        return 100
+        return 1000
     return max(20, math.ceil(rate.per_second * 10))
+
+
+def submit_group(rate: Rate | None) -> int:
+    """Rows submitted by one message: about a second of requests at the rate, 1 to 32 (32
+    without a rate). A worker process sends them REQUESTS_AT_ONCE at a time."""
+    if rate is None:
+        return SUBMIT_GROUP
+    return min(SUBMIT_GROUP, max(1, math.ceil(rate.per_second)))
 
 
 def poll_group(rate: Rate | None) -> int:

@@ -23,6 +23,7 @@ from worker.names import DOWNLOAD_TASK, ENQUEUE_TASK, POLL_TASK, SUBMIT_TASK
 MAX_DEPTH: Final = 32  # nesting of a message's arguments (a job's `extra` is held to less)
 MAX_BYTES: Final = 32 * 1024 * 1024  # a message's body
 MAX_POLL_GROUP: Final = 1000  # rows one poll message may name
+MAX_SUBMIT_GROUP: Final = 1000  # rows one submit message may name
 log = logging.getLogger("veobatch.worker")
 
 
@@ -98,13 +99,24 @@ def _row_id(value: Any, what: str = "job_id") -> None:
         raise Refused(f"{what} must be a positive whole number, not {_short(value)}")
 
 
-def _submit(job_id: Any = None) -> None:
+def _download(job_id: Any = None) -> None:
     _row_id(job_id)
 
 
+def _submit(job_ids: Any = None) -> None:
+    if isinstance(job_ids, int) and not isinstance(job_ids, bool):
+        _row_id(job_ids)  # one row, as older schedulers sent
+        return
+    _row_ids(job_ids, MAX_SUBMIT_GROUP)
+
+
 def _poll(job_ids: Any = None) -> None:
-    if not isinstance(job_ids, list) or not 1 <= len(job_ids) <= MAX_POLL_GROUP:
-        raise Refused(f"job_ids must be a list of 1 to {MAX_POLL_GROUP} row ids")
+    _row_ids(job_ids, MAX_POLL_GROUP)
+
+
+def _row_ids(job_ids: Any, most: int) -> None:
+    if not isinstance(job_ids, list) or not 1 <= len(job_ids) <= most:
+        raise Refused(f"job_ids must be a list of 1 to {most} row ids")
     for job_id in job_ids:
         _row_id(job_id, "each of job_ids")
 
@@ -133,7 +145,7 @@ def _signature(check: Callable[..., None]) -> Callable[..., None]:
 CHECKS: Final[dict[str, Callable[..., None]]] = {
     SUBMIT_TASK: _signature(_submit),
     POLL_TASK: _signature(_poll),
-    DOWNLOAD_TASK: _signature(_submit),
+    DOWNLOAD_TASK: _signature(_download),
     ENQUEUE_TASK: _signature(_enqueue),
 }
 

@@ -10,7 +10,7 @@ from celery import shared_task
 
 from veobatch.engine.download import download_one
 from veobatch.engine.poll import poll_rows
-from veobatch.engine.submit import submit_one
+from veobatch.engine.submit import submit_rows
 from veobatch.errors import InvalidJobs, VeoBatchError
 from veobatch.process import worker_process, worker_service
 from worker.lifecycle import stoppable_wait
@@ -18,21 +18,23 @@ from worker.names import DOWNLOAD_TASK, ENQUEUE_TASK, POLL_TASK, SUBMIT_TASK
 
 
 @shared_task(name=SUBMIT_TASK)  # type: ignore[untyped-decorator]
-def submit(job_id: int) -> str | None:
-    """Claim row `job_id`, wait for a rate slot, POST it, record the outcome."""
+def submit(job_ids: list[int] | int) -> int:
+    """Claim a group of queued rows, a wave at a time, POST each in its rate slot, record the
+    outcomes; how many were sent. (One row id, as older schedulers sent, is a group of one.)"""
     held = worker_process()
-    outcome = submit_one(
+    outcomes = submit_rows(
         held.engine,
         held.client,
         held.limiter,
-        job_id,
+        [job_ids] if isinstance(job_ids, int) else job_ids,
+        fanout=held.fanout,
         images=held.images,
         prices=held.spending,
         lease=held.lease,
         pacing=held.pacing,
         wait=stoppable_wait,
     )
-    return outcome.status.value if outcome else None
+    return len(outcomes)
 
 
 @shared_task(name=POLL_TASK)  # type: ignore[untyped-decorator]

@@ -28,8 +28,9 @@ _names: dict[tuple[str, int], str] = {}  # (database, batch id) -> name: names n
 def batch_name(conn: Connection, batch_id: int) -> str:
     """The batch's name, looked up once per process."""
     key = (str(conn.engine.url), batch_id)
-    if key not in _names:
-        found = conn.execute(sa.select(Batch.name).where(Batch.id == batch_id)).scalar()
+    if key not in _names:  # read on a connection of its own: `conn` is between transactions
+        with conn.engine.connect() as own:
+            found = own.execute(sa.select(Batch.name).where(Batch.id == batch_id)).scalar()
         _names[key] = found if found is not None else str(batch_id)
     return _names[key]
 

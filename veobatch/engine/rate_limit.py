@@ -12,10 +12,17 @@ A 429 from the provider sets a cool-down shared the same way: every reservation 
 is over. Its length doubles with each 429 close after the last (no Retry-After comes from
 relays), and a Retry-After, when one does come, is used as it is.
 
-`RedisRateLimiter` runs the rule in a Lua script on Redis's clock: one round trip per request,
-every worker on every host sees the same `tat`. `LocalRateLimiter` runs the same rule (the pure
-functions below) in process, for the embedded mode. Celery's own `rate_limit` is per worker
-process and is not used.
+`RedisRateLimiter` runs the rule in a Lua script on Redis's clock: every worker on every host
+sees the same `tat`, and a group of requests books its slots in one round trip (`reserve_many`:
+the rule applied n times in one atomic script, so the slots are exactly those n reservations
+one after another would get). `LocalRateLimiter` runs the same rule (the pure functions below)
+in process, for the embedded mode. Celery's own `rate_limit` is per worker process and is not
+used.
+
+A slot is a promise about *when* a request goes: one sent late could land in a window that
+other slots already fill. `in_slots` therefore sends each request at its slot, and books a new
+one for a request whose slot went by unused (every thread busy); a 429 stops the requests of
+the group not sent yet, which go back unsent rather than into the cool-down.
 """
 
 from __future__ import annotations
@@ -24,13 +31,15 @@ import contextlib
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
 from redis.exceptions import RedisError
 
 from veobatch.engine.backoff import COOL_DOWN
+from veobatch.engine.fanout import Fanout
 from veobatch.errors import LimiterUnavailable, ProviderError
 from veobatch.metrics import COOL_DOWNS, RATE_WAIT
 from veobatch.settings import Rate
@@ -41,11 +50,22 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 STRIKE_MEMORY: Final = 60.0  # a 429 within this long of the last one doubles the cool-down
+# A request whose slot went by takes a new one only if it comes within this many seconds
+# (else it is not sent: its row goes back, and the lease it was claimed with stays true).
+LONG_SLOT: Final = 10.0
+# Answers every other request of the group would get too: the rest is not sent.
+HALTING: Final = frozenset({ErrorKind.RATE_LIMITED, ErrorKind.AUTH, ErrorKind.QUOTA})
 
 
 class RateLimiter(Protocol):
+    interval: float  # seconds between two slots (0: no rate, only cool-downs)
+
     def reserve(self) -> float:
         """Book the next request slot; the seconds to wait before sending."""
+        ...
+
+    def reserve_many(self, count: int) -> list[float]:
+        """Book the next `count` slots at once; the seconds to wait for each, in order."""
         ...
 
     def cool_down(self, retry_after: float | None = None) -> float:
@@ -62,21 +82,57 @@ def limited(
 ) -> T | ProviderError | None:
     """`request()` sent in its rate slot: its answer, or the `ProviderError` it raised (a 429
     makes every caller of the limiter cool down first); None if `wait(seconds)` said stop
-    before the slot came (nothing was sent). The one way submits and polls are sent; `kind`
-    names them in the metrics. Raises LimiterUnavailable (nothing sent) if the shared limit
-    cannot be asked."""
-    seconds = limiter.reserve()
-    RATE_WAIT.labels(kind).observe(seconds)
-    if not wait(seconds):
-        return None
-    try:
-        return request()
-    except ProviderError as error:
-        if error.kind is ErrorKind.RATE_LIMITED:
-            COOL_DOWNS.inc()
-            with contextlib.suppress(LimiterUnavailable):  # the 429 is the answer all the same
-                limiter.cool_down(error.retry_after)
-        return error
+    before the slot came (nothing was sent). Raises LimiterUnavailable (nothing sent) if the
+    shared limit cannot be asked."""
+    return in_slots(limiter, Fanout(1), wait, [request], limiter.reserve_many(1), kind=kind)[0]
+
+
+def in_slots(
+    limiter: RateLimiter,
+    fanout: Fanout,
+    wait: Callable[[float], bool],
+    requests: Sequence[Callable[[], T]],
+    waits: Sequence[float],
+    *,
+    kind: str = "submit",
+) -> list[T | ProviderError | None]:
+    """Each of `requests` sent in its slot, `waits[i]` seconds after the slots were booked
+    (`limiter.reserve_many`, just before), `fanout.size` at once: each answer, or the
+    `ProviderError` it raised, or None where nothing was sent (`wait(seconds)` said stop, a
+    429 or a refused key or balance of the group came first (HALTING), its slot went by and
+    the next one is over LONG_SLOT away or cannot be had). The one way submits and polls are
+    sent; `kind` names them in the metrics."""
+    booked = time.monotonic()
+    halted = threading.Event()  # the rest of the group is not sent
+
+    def send(index: int) -> T | ProviderError | None:
+        due = booked + waits[index]
+        if limiter.interval and time.monotonic() - due > limiter.interval / 2:
+            # Its slot went by while every thread was busy: sent now, it could overfill a
+            # window that later slots fill. A new slot, if one comes soon.
+            try:
+                again = limiter.reserve()
+            except LimiterUnavailable:
+                return None
+            if again > LONG_SLOT:
+                return None
+            due = time.monotonic() + again
+        seconds = max(due - time.monotonic(), 0.0)
+        RATE_WAIT.labels(kind).observe(seconds)
+        if halted.is_set() or not wait(seconds) or halted.is_set():
+            return None
+        try:
+            return requests[index]()
+        except ProviderError as error:
+            if error.kind in HALTING:
+                halted.set()
+            if error.kind is ErrorKind.RATE_LIMITED:
+                COOL_DOWNS.inc()
+                with contextlib.suppress(LimiterUnavailable):  # the 429 is the answer all the same
+                    limiter.cool_down(error.retry_after)
+            return error
+
+    return fanout.map([partial(send, index) for index in range(len(requests))])
 
 
 def interval_of(rate: Rate | None) -> tuple[float, int]:
@@ -125,11 +181,18 @@ class LocalRateLimiter:
         return cls(interval, burst, clock)
 
     def reserve(self) -> float:
+        return self.reserve_many(1)[0]
+
+    def reserve_many(self, count: int) -> list[float]:
+        waits = []
         with self._lock:
-            wait, self._tat = gcra_reserve(
-                self._tat, self.clock(), self.interval, self.burst, self._cooldown_until
-            )
-        return wait
+            now = self.clock()
+            for _ in range(count):
+                wait, self._tat = gcra_reserve(
+                    self._tat, now, self.interval, self.burst, self._cooldown_until
+                )
+                waits.append(wait)
+        return waits
 
     def cool_down(self, retry_after: float | None = None) -> float:
         with self._lock:
@@ -142,19 +205,25 @@ class LocalRateLimiter:
 
 
 # KEYS[1] tat, KEYS[2] cooldown_until (both microseconds on Redis's clock)
-# ARGV[1] interval (µs), ARGV[2] burst
-# Returns {slot time, wait} in microseconds (Redis's clock). The same rule as gcra_reserve().
+# ARGV[1] interval (µs), ARGV[2] burst, ARGV[3] count
+# Returns {slot time, wait, slot time, wait, ...} in microseconds (Redis's clock), one pair per
+# slot: the rule of gcra_reserve() applied `count` times at one `now`.
 _RESERVE: Final = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local interval = tonumber(ARGV[1])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 local cooldown = tonumber(redis.call('GET', KEYS[2]) or '0')
-local at = math.max(now, tat - (tonumber(ARGV[2]) - 1) * interval, cooldown)
-local new_tat = math.max(tat, at) + interval
-redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX',
-           math.floor((new_tat - now) / 1000) + 60000)
-return {string.format('%d', at), string.format('%d', at - now)}
+local slots = {}
+for _ = 1, tonumber(ARGV[3]) do
+  local at = math.max(now, tat - (tonumber(ARGV[2]) - 1) * interval, cooldown)
+  tat = math.max(tat, at) + interval
+  slots[#slots + 1] = string.format('%d', at)
+  slots[#slots + 1] = string.format('%d', at - now)
+end
+redis.call('SET', KEYS[1], string.format('%d', tat), 'PX',
+           math.floor((tat - now) / 1000) + 60000)
+return slots
 """
 
 # KEYS[1] cooldown_until (µs), KEYS[2] strikes
@@ -190,13 +259,22 @@ class RedisRateLimiter:
     def reserve(self) -> float:
         return self.reserve_slot()[1]
 
+    def reserve_many(self, count: int) -> list[float]:
+        return [wait for _, wait in self.reserve_slots(count)]
+
     def reserve_slot(self) -> tuple[float, float]:
         """(the slot's time on Redis's clock, seconds to wait for it), both in seconds."""
+        return self.reserve_slots(1)[0]
+
+    def reserve_slots(self, count: int) -> list[tuple[float, float]]:
+        """`count` slots booked in one round trip: (time on Redis's clock, seconds to wait)."""
+        args = [round(self.interval * 1e6), self.burst, count]
         try:
-            at, wait = self._reserve(keys=self._keys, args=[round(self.interval * 1e6), self.burst])
+            flat = self._reserve(keys=self._keys, args=args)
         except RedisError as exc:
             raise LimiterUnavailable(f"the shared rate limit cannot be asked: {exc}") from None
-        return int(at) / 1e6, int(wait) / 1e6
+        pairs = zip(flat[::2], flat[1::2], strict=True)
+        return [(int(at) / 1e6, int(wait) / 1e6) for at, wait in pairs]
 
     def cool_down(self, retry_after: float | None = None) -> float:
         args = [

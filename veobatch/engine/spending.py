@@ -1,7 +1,9 @@
 """The money side of a claim, in the claim's own transaction, so it is exact across workers.
 
 `reserve` adds a row's price to its batch's `committed` and to the day's, each with a
-conditional UPDATE that only succeeds while the sum still fits the budget (and the daily cap).
+conditional UPDATE that only succeeds while the sum still fits the budget (and the daily cap);
+`reserve_rows` does the same for a claimed group: the prices of a batch's rows together, in one
+UPDATE each, and row by row only when the whole does not fit (so the rows that fit still go).
 The database decides: PostgreSQL locks the batch's row for the UPDATE and checks the
 condition again on the row as the other transaction left it; SQLite has one writer at a time.
 So four workers on two hosts racing for the last dollar can never go one row over. The price
@@ -12,6 +14,7 @@ POST) gives it back (`settle`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -70,6 +73,97 @@ def reserve(conn: Connection, job: sa.Row[Any], now: datetime, spending: Spendin
             return spend_rules.over_daily_cap(spending, price, committed, day.isoformat())
     conn.execute(sa.update(Job).where(Job.id == job.id).values(held_micros=price, held_day=day))
     return None
+
+
+def reserve_rows(
+    conn: Connection, jobs: Sequence[sa.Row[Any]], now: datetime, spending: Spending
+) -> tuple[list[sa.Row[Any]], list[tuple[int, str]]]:
+    """Hold the prices of claimed rows `jobs`: (the rows that may go, in order; the batches
+    to pause, each with why). A batch whose next price does not fit keeps none of its later
+    rows of the group (they are to go back, nothing held for them)."""
+    unsettled = [job.id for job in jobs if job.held_micros]
+    if unsettled:  # see `reserve`: an earlier claim of these rows may have made a task
+        conn.execute(sa.update(Job).where(Job.id.in_(unsettled)).values(**keep_held()))
+    by_batch: dict[int, list[sa.Row[Any]]] = {}
+    for job in jobs:
+        by_batch.setdefault(job.batch_id, []).append(job)
+    unpriced = {job.batch_id for job in jobs if spending.price_of(job.model) is None}
+    budgets: dict[int, int | None] = {}
+    if unpriced:
+        found = conn.execute(
+            sa.select(Batch.id, Batch.budget_micros).where(Batch.id.in_(sorted(unpriced)))
+        )
+        budgets = {int(bid): budget for bid, budget in found}
+    going: list[sa.Row[Any]] = []
+    refused: list[tuple[int, str]] = []
+    for batch_id, rows in by_batch.items():
+        if _hold_together(conn, batch_id, rows, now, spending, budgets):
+            going += rows
+            continue
+        for job in rows:  # one by one: the rows that fit go, the first that does not stops
+            why = reserve(conn, job, now, spending)  # (a second keep_held moves 0)
+            if why is not None:
+                refused.append((batch_id, why))
+                break
+            going.append(job)
+    order = {job.id: n for n, job in enumerate(jobs)}
+    return sorted(going, key=lambda job: order[job.id]), refused
+
+
+def _hold_together(
+    conn: Connection,
+    batch_id: int,
+    rows: Sequence[sa.Row[Any]],
+    now: datetime,
+    spending: Spending,
+    budgets: dict[int, int | None],
+) -> bool:
+    """Whether the rows of one batch may all go, their prices held with one conditional
+    UPDATE of the batch (and one of the day): False, with nothing held, if any is unpriced
+    where prices are needed, or the sum does not fit (`reserve` then decides row by row)."""
+    prices = [spending.price_of(job.model) for job in rows]
+    if all(price is None for price in prices):
+        return not spending.needs_price(budgets.get(batch_id))
+    if any(price is None for price in prices):
+        return False
+    total = sum(price or 0 for price in prices)
+    fits = sa.or_(
+        Batch.budget_micros.is_(None), Batch.committed_micros + total <= Batch.budget_micros
+    )
+    took = conn.execute(
+        sa.update(Batch)
+        .where(Batch.id == batch_id, fits)
+        .values(committed_micros=Batch.committed_micros + total)
+    ).rowcount
+    if not took:
+        return False
+    day = now.date()
+    if spending.daily_cap is not None:
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        conn.execute(insert(SpendDay).values(day=day, committed_micros=0).on_conflict_do_nothing())
+        took = conn.execute(
+            sa.update(SpendDay)
+            .where(SpendDay.day == day, SpendDay.committed_micros + total <= spending.daily_cap)
+            .values(committed_micros=SpendDay.committed_micros + total)
+        ).rowcount
+        if not took:
+            _add(conn, batch_id, None, -total)  # the batch's share goes back
+            return False
+    for price in set(prices):
+        ids = [job.id for job, p in zip(rows, prices, strict=True) if p == price]
+        conn.execute(sa.update(Job).where(Job.id.in_(ids)).values(held_micros=price, held_day=day))
+    return True
+
+
+def settle_kept(conn: Connection, job_ids: Sequence[int]) -> None:
+    """The held prices of rows `job_ids` become their cost (a task exists, or may): one
+    UPDATE. A row settled already (its lease ran out) holds nothing and is left alone."""
+    if job_ids:
+        conn.execute(
+            sa.update(Job)
+            .where(Job.id.in_(list(job_ids)), Job.held_micros > 0)
+            .values(**keep_held())
+        )
 
 
 def settle(conn: Connection, job_id: int, kept: bool) -> None:

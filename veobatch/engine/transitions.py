@@ -7,10 +7,12 @@ Times are UTC and come from the caller, which keeps these functions easy to test
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import zip_longest
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
@@ -100,25 +102,74 @@ def release(
 
 
 def claim(conn: Connection, job_id: int, now: datetime, lease: timedelta) -> sa.Row[Any] | None:
-    """queued → submitting with a lease, committed before the POST; None if another worker
-    has it, or it is no longer queued."""
-    return conn.execute(
+    """`claim_rows` of one row: the row, or None."""
+    claimed = claim_rows(conn, [job_id], now, lease)
+    return claimed[0] if claimed else None
+
+
+def claim_rows(
+    conn: Connection, job_ids: Sequence[int], now: datetime, lease: timedelta
+) -> list[sa.Row[Any]]:
+    """queued → submitting with a lease, in one conditional statement, committed before any
+    POST: the rows claimed, in the order of `job_ids`. A row another worker has, or no longer
+    queued, is not; a queued row whose batch is no longer active (paused) goes back to
+    pending, untouched."""
+    ids = list(job_ids)
+    claimed = conn.execute(_CLAIM, {"ids": ids, "until": now + lease, "now": now}).all()
+    if len(claimed) < len(ids):
+        conn.execute(_BACK_TO_PENDING, {"ids": ids, "now": now})
+    order = {job_id: n for n, job_id in enumerate(ids)}
+    return sorted(claimed, key=lambda job: order[job.id])
+
+
+# The statements of every claim, built once (they are the hot path of a submission).
+_IDS: Final[sa.BindParameter[list[int]]] = sa.bindparam("ids", expanding=True)
+_CLAIM: Final = (
+    sa.update(Job)
+    .where(
+        Job.id.in_(_IDS),
+        Job.status == JobStatus.QUEUED,
+        Job.batch_id.in_(sa.select(Batch.id).where(Batch.state == BatchState.ACTIVE)),
+    )
+    .values(
+        status=JobStatus.SUBMITTING,
+        lease_until=sa.bindparam("until", type_=Job.lease_until.type),
+        updated_at=sa.bindparam("now", type_=Job.updated_at.type),
+    )
+    .returning(*Job.__table__.c)
+)
+_BACK_TO_PENDING: Final = (
+    sa.update(Job)
+    .where(Job.id.in_(_IDS), Job.status == JobStatus.QUEUED)
+    .values(
+        status=JobStatus.PENDING,
+        lease_until=None,
+        updated_at=sa.bindparam("now", type_=Job.updated_at.type),
+    )
+)
+
+
+def hold(conn: Connection, job_ids: Sequence[int], now: datetime, lease: timedelta) -> None:
+    """Queued rows a worker has taken (their message) and will claim wave by wave get a lease
+    while they wait: if the worker dies first, `expire_leases` sends them back to pending
+    (they were never sent) without waiting for the message to come back."""
+    conn.execute(
         sa.update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
-        .values(status=JobStatus.SUBMITTING, lease_until=now + lease, updated_at=now)
-        .returning(*Job.__table__.c)
-    ).first()
+        .where(Job.id.in_(list(job_ids)), Job.status == JobStatus.QUEUED)
+        .values(lease_until=now + lease)
+    )
 
 
-def extend_lease(conn: Connection, job_id: int, until: datetime) -> bool:
-    """Move the lease of a row being submitted to `until`; False if it is no longer
-    `submitting` (cancelled, or taken as lost)."""
+def extend_leases(conn: Connection, job_ids: Sequence[int], until: datetime) -> set[int]:
+    """Move the lease of rows being submitted to `until`; the ids of those still
+    `submitting` (not cancelled, nor taken as lost)."""
     moved = conn.execute(
         sa.update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.SUBMITTING)
+        .where(Job.id.in_(list(job_ids)), Job.status == JobStatus.SUBMITTING)
         .values(lease_until=until)
+        .returning(Job.id)
     )
-    return bool(moved.rowcount)
+    return set(moved.scalars())
 
 
 def has_tasks(conn: Connection, batch_id: int) -> bool:
@@ -131,66 +182,136 @@ def batch_state(conn: Connection, batch_id: int) -> str | None:
     return conn.execute(sa.select(Batch.state).where(Batch.id == batch_id)).scalar()
 
 
-def unclaim(conn: Connection, job_id: int, now: datetime) -> None:
-    """A claimed row not sent (its batch is no longer active, the process is stopping) goes
-    back to pending, untouched; the price its claim held goes back too."""
+def unclaim(conn: Connection, job_ids: Sequence[int], now: datetime) -> None:
+    """Claimed rows not sent (their price did not fit, the process is stopping, a 429 of
+    their group) go back to pending, untouched; the prices their claims held go back too."""
+    if not job_ids:
+        return
     conn.execute(
         sa.update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.SUBMITTING)
+        .where(Job.id.in_(list(job_ids)), Job.status == JobStatus.SUBMITTING)
         .values(status=JobStatus.PENDING, lease_until=None, updated_at=now)
     )
-    spending.settle(conn, job_id, kept=False)
+    for job_id in job_ids:
+        spending.settle(conn, job_id, kept=False)
 
 
-def record(
-    conn: Connection,
-    job: sa.Row[Any],
-    outcome: Outcome,
-    now: datetime,
-    pacing: Pacing,
-    images: list[Any] | None = None,
-) -> bool:
-    """The outcome of one attempt and its history row, in the caller's transaction.
+@dataclass(frozen=True, slots=True)
+class Attempted:
+    """One submission attempt of a claimed row, to be recorded: the row as claimed, what came
+    of it and when, and (where its images were uploaded) its new image entries."""
+
+    job: sa.Row[Any]
+    outcome: Outcome
+    at: datetime
+    images: list[Any] | None = None
+    holds: bool = False  # the claim holds a price (to keep or give back)
+
+
+def record(conn: Connection, attempts: Sequence[Attempted], pacing: Pacing) -> None:
+    """The outcomes of a group's attempts and their history rows, in the caller's
+    transaction: one statement per kind of outcome, one for the history.
 
     A task_id is recorded even if the row's lease ran out meanwhile (it is a fact about a
-    task that exists); any other outcome only applies to a row still `submitting`. False if
-    the row had moved on. A new task gets its first poll and its deadline from `pacing`.
-    `images`, when given, replaces the row's entries (where its images were uploaded).
+    task that exists); any other outcome only applies to a row still `submitting`. A new task
+    gets its first poll and its deadline from `pacing`. Held prices are kept where a task
+    exists or may, given back otherwise; an outcome that pauses pauses its batch.
     """
-    expected = [JobStatus.SUBMITTING]
-    if outcome.status is JobStatus.SUBMITTED:
-        expected.append(JobStatus.IN_DOUBT)
-    finished = outcome.status in (JobStatus.FAILED, JobStatus.IN_DOUBT)
+    if not attempts:
+        return
+    shapes: dict[tuple[bool, bool, bool], list[Attempted]] = {}
+    for attempt in attempts:
+        outcome = attempt.outcome
+        shape = (
+            outcome.task_id is not None,
+            outcome.status in (JobStatus.FAILED, JobStatus.IN_DOUBT),
+            attempt.images is not None,
+        )
+        shapes.setdefault(shape, []).append(attempt)
+    for shape, group in shapes.items():
+        conn.execute(_recording(*shape), [_recorded(a, pacing) for a in group])
+    conn.execute(_HISTORY, [_attempt_line(a) for a in attempts])
+    kept = (JobStatus.SUBMITTED, JobStatus.IN_DOUBT)
+    holding = [a for a in attempts if a.holds]
+    spending.settle_kept(conn, [a.job.id for a in holding if a.outcome.status in kept])
+    for attempt in holding:
+        if attempt.outcome.status not in kept:
+            spending.settle(conn, attempt.job.id, kept=False)
+    for attempt in attempts:
+        if attempt.outcome.pause_reason is not None:
+            pause(conn, attempt.job.batch_id, attempt.outcome.pause_reason, attempt.at)
+
+
+_HISTORY: Final = sa.insert(Attempt)
+
+
+@functools.cache
+def _recording(has_task: bool, finished: bool, images: bool) -> sa.Update:
+    """The UPDATE of one kind of outcome, its values bound per row (see `_recorded`)."""
+    expected = Job.status == JobStatus.SUBMITTING  # (no IN: executemany cannot expand one)
+    if has_task:
+        expected = sa.or_(expected, Job.status == JobStatus.IN_DOUBT)
     values: dict[str, Any] = {
-        "status": outcome.status,
-        "error": outcome.error,
-        "error_kind": outcome.error_kind,
-        "http_status": outcome.http_status,
+        "status": sa.bindparam("new_status"),
+        "error": sa.bindparam("new_error"),
+        "error_kind": sa.bindparam("new_error_kind"),
+        "http_status": sa.bindparam("new_http_status"),
         "lease_until": None,
-        "updated_at": now,
-        "next_attempt_at": now + timedelta(seconds=outcome.retry_in) if outcome.retry_in else None,
-        "attempts": Job.attempts + (1 if outcome.counts_as_attempt else 0),
+        "updated_at": sa.bindparam("at"),
+        "next_attempt_at": sa.bindparam("new_next_attempt_at", type_=Job.next_attempt_at.type),
+        "attempts": Job.attempts + sa.bindparam("added"),
     }
-    if outcome.task_id is not None:
+    if has_task:
         values.update(
-            task_id=outcome.task_id,
-            submitted_at=now,
+            task_id=sa.bindparam("new_task_id"),
+            submitted_at=sa.bindparam("at"),
             polls=0,
-            next_poll_at=now + timedelta(seconds=pacing.delay),
-            poll_until=now + timedelta(seconds=pacing.deadline),
+            next_poll_at=sa.bindparam("first_poll", type_=Job.next_poll_at.type),
+            poll_until=sa.bindparam("deadline", type_=Job.poll_until.type),
         )
     if finished:
-        values["finished_at"] = now
-    if images is not None:
-        values["images"] = images
-    changed = conn.execute(
-        sa.update(Job).where(Job.id == job.id, Job.status.in_(expected)).values(**values)
-    ).rowcount
-    _history(conn, job.id, "submit", now, outcome.task_id, outcome)
-    spending.settle(conn, job.id, kept=outcome.status in (JobStatus.SUBMITTED, JobStatus.IN_DOUBT))
-    if outcome.pause_reason is not None:
-        pause(conn, job.batch_id, outcome.pause_reason, now)
-    return bool(changed)
+        values["finished_at"] = sa.bindparam("at")
+    if images:
+        values["images"] = sa.bindparam("new_images", type_=Job.images.type)
+    return sa.update(Job).where(Job.id == sa.bindparam("row_id"), expected).values(**values)
+
+
+def _recorded(attempt: Attempted, pacing: Pacing) -> dict[str, Any]:
+    outcome, at = attempt.outcome, attempt.at
+    retry = at + timedelta(seconds=outcome.retry_in) if outcome.retry_in else None
+    params: dict[str, Any] = {
+        "row_id": attempt.job.id,
+        "new_status": outcome.status,
+        "new_error": outcome.error,
+        "new_error_kind": outcome.error_kind,
+        "new_http_status": outcome.http_status,
+        "at": at,
+        "new_next_attempt_at": retry,
+        "added": 1 if outcome.counts_as_attempt else 0,
+    }
+    if outcome.task_id is not None:
+        params.update(
+            new_task_id=outcome.task_id,
+            first_poll=at + timedelta(seconds=pacing.delay),
+            deadline=at + timedelta(seconds=pacing.deadline),
+        )
+    if attempt.images is not None:
+        params["new_images"] = attempt.images
+    return params
+
+
+def _attempt_line(attempt: Attempted) -> dict[str, Any]:
+    outcome = attempt.outcome
+    return {
+        "job_id": attempt.job.id,
+        "action": "submit",
+        "at": attempt.at,
+        "http_status": outcome.http_status,
+        "task_id": outcome.task_id,
+        "remote_status": None,
+        "error": outcome.error,
+        "error_kind": outcome.error_kind,
+    }
 
 
 def _history(
@@ -281,15 +402,24 @@ def requeue(
     if limit is not None:
         rows = rows.order_by(Job.updated_at, Job.id).limit(limit)
     query = sa.update(Job).where(Job.id.in_(rows.scalar_subquery()), Job.status == JobStatus.QUEUED)
-    return conn.execute(query.values(status=JobStatus.PENDING, updated_at=now)).rowcount
+    back = query.values(status=JobStatus.PENDING, lease_until=None, updated_at=now)
+    return conn.execute(back).rowcount
 
 
 def expire_leases(conn: Connection, now: datetime, batch_id: int | None = None) -> int:
     """submitting rows whose worker died mid-request: a task may exist, so `in_doubt`, and
-    the price each claim held is counted as spent."""
-    expired = sa.and_(Job.status == JobStatus.SUBMITTING, Job.lease_until < now)
+    the price each claim held is counted as spent. Queued rows a worker held for a later wave
+    of its group (`hold`) and never claimed go back to pending: nothing was sent."""
+    expired = sa.and_(Job.lease_until < now, Job.status == JobStatus.SUBMITTING)
+    held = sa.and_(Job.lease_until < now, Job.status == JobStatus.QUEUED)
     if batch_id is not None:
         expired = sa.and_(expired, Job.batch_id == batch_id)
+        held = sa.and_(held, Job.batch_id == batch_id)
+    conn.execute(
+        sa.update(Job)
+        .where(held)
+        .values(status=JobStatus.PENDING, lease_until=None, updated_at=now)
+    )
     return conn.execute(
         sa.update(Job)
         .where(expired)
