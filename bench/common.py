@@ -1,6 +1,7 @@
 """What the benchmark scripts share: their child processes (each in a process group of its own,
-with its log, CPU time and stop), the mock provider's handle, scratch PostgreSQL and Redis
-databases, the state of the code measured and the JSON file of results.
+with its log, CPU time and stop), the CPU time and peak RSS of groups of processes (a child's
+tree, a system service), the mock provider's handle, scratch PostgreSQL and Redis databases,
+the state of the code measured and the JSON file of results.
 
 The scripts run as `python bench/NAME.py`; each puts the repository's root on `sys.path` and
 imports this module as `bench.common`, the name mypy checks it under.
@@ -20,9 +21,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import types
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +40,8 @@ PG_ADMIN_DSN: Final = "host=127.0.0.1 port=5432 user=postgres dbname=postgres co
 STOP_SECONDS: Final = 15.0  # SIGTERM, then this long, then SIGKILL
 START_SECONDS: Final = 60.0  # for a worker, the mock or the scheduler to come up
 CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
+PAGE_KIB: Final = os.sysconf("SC_PAGE_SIZE") // 1024
+RSS_EVERY: Final = 0.2  # seconds between looks at the RSS of the processes measured
 PROBLEM: Final = re.compile(r"Traceback|ERROR|CRITICAL|WARNING|Error:|Exception", re.IGNORECASE)
 NOT_A_PROBLEM: Final = re.compile(r"superuser privileges|_warn_or_raise_security_error")
 
@@ -49,52 +53,153 @@ class BenchError(Exception):
 # ---------------------------------------------------------------------------------- processes
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    """/proc/PID/stat after the command name (field 3, the state, is index 0)."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
+@dataclass(frozen=True)
+class Process:
+    """One process as /proc/PID/stat shows it."""
+
+    name: str  # the command name (field 2): `postgres`, `redis-server`, `python`...
+    parent: int
+    group: int  # its process group
+    cpu_ticks: int  # utime + stime + cutime + cstime: its own CPU and its reaped children's
+    rss_kib: int  # field 24, its resident pages: VmRSS of /proc/PID/status, statm's resident
+
+
+def _read_process(pid: int) -> Process | None:
+    try:  # os.read: a third of Path.read_text's time, which counts in a look at every process
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+        try:
+            text = os.read(fd, 4096).decode(errors="replace")
+        finally:
+            os.close(fd)
     except OSError:
         return None
-    return text[text.rindex(")") + 2 :].split()
+    fields = text[text.rindex(")") + 2 :].split()  # field 3, the state, is index 0
+    return Process(
+        name=text[text.index("(") + 1 : text.rindex(")")],
+        parent=int(fields[1]),
+        group=int(fields[2]),
+        cpu_ticks=sum(int(f) for f in fields[11:15]),
+        rss_kib=int(fields[21]) * PAGE_KIB,
+    )
 
 
-def _all_processes() -> dict[int, list[str]]:
-    found = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            stat = _stat_fields(int(entry))
-            if stat is not None:
-                found[int(entry)] = stat
-    return found
+@dataclass(frozen=True)
+class Snapshot:
+    """Every process on the machine at one moment (one pass over /proc)."""
+
+    processes: dict[int, Process]
+
+    @classmethod
+    def take(cls) -> Snapshot:
+        found = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and (process := _read_process(int(entry))) is not None:
+                found[int(entry)] = process
+        return cls(found)
+
+    def below(self, roots: Iterable[int]) -> list[int]:
+        """`roots` and every process below them (Celery's prefork children), those alive."""
+        children: dict[int, list[int]] = {}
+        for pid, process in self.processes.items():
+            children.setdefault(process.parent, []).append(pid)
+        found, queue = set(), [pid for pid in roots if pid in self.processes]
+        while queue:
+            pid = queue.pop()
+            if pid not in found:
+                found.add(pid)
+                queue.extend(children.get(pid, []))
+        return sorted(found)
+
+    def named(self, name: str) -> list[int]:
+        return [pid for pid, process in self.processes.items() if process.name == name]
+
+    def cpu_seconds(self, pids: Iterable[int]) -> float:
+        """CPU time of `pids` (with their threads, and the children they reaped)."""
+        return sum(self.processes[p].cpu_ticks for p in pids if p in self.processes) / CLK_TCK
+
+    def rss_kib(self, pids: Iterable[int]) -> int:
+        return sum(self.processes[p].rss_kib for p in pids if p in self.processes)
 
 
-def process_tree(root: int) -> list[int]:
-    """`root` and every process below it (Celery's prefork children)."""
-    children: dict[int, list[int]] = {}
-    for pid, stat in _all_processes().items():
-        children.setdefault(int(stat[1]), []).append(pid)
-    found, queue = [], [root]
-    while queue:
-        pid = queue.pop()
-        found.append(pid)
-        queue.extend(children.get(pid, []))
-    return found
+Selector = Callable[[Snapshot], list[int]]  # the processes of a group, in a snapshot
 
 
-def cpu_seconds(pids: Iterable[int]) -> float:
-    """User + system CPU time of `pids` (each with all its threads)."""
-    total = 0
-    for pid in pids:
-        stat = _stat_fields(pid)
-        if stat is not None:
-            total += int(stat[11]) + int(stat[12])
-    return total / CLK_TCK
+def tree_of(child: Child) -> Selector:
+    """A child's process group: it and every process below it."""
+    return lambda snapshot: snapshot.below([child.proc.pid])
+
+
+def service(name: str, exclude: Collection[int] = ()) -> Selector:
+    """A system service: every process called `name` and every process below one, but
+    `exclude` (a PostgreSQL backend of this script's own, say)."""
+    return lambda snapshot: [
+        pid for pid in snapshot.below(snapshot.named(name)) if pid not in exclude
+    ]
 
 
 def children_cpu() -> float:
     """CPU time of every child this process has waited for (a reaped child's, in full)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+class PeakRss:
+    """The peak RSS of groups of processes: the largest sum over a group's processes at one
+    look, looked at every `every` seconds by a thread of its own between start() and stop()
+    (and once more by each of those two)."""
+
+    def __init__(self, every: float = RSS_EVERY) -> None:
+        self.every = every
+        self.samples = 0
+        self._groups: dict[str, Selector] = {}
+        self._peaks: dict[str, int] = {}  # KiB
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="peak-rss", daemon=True)
+
+    def watch(self, name: str, select: Selector) -> None:
+        with self._lock:
+            self._groups[name] = select
+            self._peaks.setdefault(name, 0)
+
+    def sample(self) -> None:
+        snapshot = Snapshot.take()
+        with self._lock:
+            for name, select in self._groups.items():
+                self._peaks[name] = max(self._peaks[name], snapshot.rss_kib(select(snapshot)))
+            self.samples += 1
+
+    def _run(self) -> None:
+        while not self._done.wait(self.every):
+            self.sample()
+
+    def start(self) -> None:
+        self.sample()
+        self._thread.start()
+
+    def stop(self) -> dict[str, float]:
+        """Stop looking (once; again does nothing more); each group's peak in MiB."""
+        if self._thread.is_alive():
+            self._done.set()
+            self._thread.join()
+            self.sample()
+        with self._lock:
+            return {name: kib / 1024 for name, kib in self._peaks.items()}
+
+
+def reap(child: Child, timeout: float) -> resource.struct_rusage:
+    """Wait for `child` to exit, looking every 5 ms (BenchError after `timeout` s): the rusage
+    `os.wait4` gives for exactly that child, its reaped children included. Its `returncode`
+    is set, as Popen.wait() would."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(child.proc.pid, os.WNOHANG)
+        if pid:
+            child.proc.returncode = os.waitstatus_to_exitcode(status)
+            return usage
+        if time.monotonic() > deadline:
+            raise BenchError(f"{child.name} did not end in {timeout:.0f} s:\n{child.tail()}")
+        time.sleep(0.005)
 
 
 @dataclass
@@ -104,7 +209,10 @@ class Child:
     log: Path
 
     def cpu(self) -> float:
-        return cpu_seconds(process_tree(self.proc.pid))
+        """User + system CPU time of its process tree (each process with all its threads and
+        the children it has reaped: a prefork child replaced meanwhile counts)."""
+        snapshot = Snapshot.take()
+        return snapshot.cpu_seconds(snapshot.below([self.proc.pid]))
 
     def output(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
@@ -185,8 +293,8 @@ class Children:
     @staticmethod
     def _sweep(pgid: int) -> None:
         """Kill members left in the group of a leader that has exited (orphaned children)."""
-        for pid, stat in _all_processes().items():
-            if int(stat[2]) == pgid:
+        for pid, process in Snapshot.take().processes.items():
+            if process.group == pgid:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
 

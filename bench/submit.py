@@ -55,6 +55,35 @@ each run). Every process this script starts gets a process group of its own and 
    the mock (% of one core: near 100% means the mock is the bottleneck) and how busy the
    whole machine was (both cores, PostgreSQL and Redis included) are reported.
 
+   A second pair of tables gives, for each run and each process group in it, the CPU time
+   per row and the peak memory, over the run's own clock (the script and `run`: spawn →
+   exit; the workers: scheduler start → all tasks, their start-up left out). The groups: the
+   mock; the script or `veo-batch run`; each `veo-batch worker` (its whole process tree, the
+   prefork children too) and the scheduler; and for the distributed runs the services they
+   use, PostgreSQL (every `postgres` process on the machine) and Redis (redis-server).
+
+   - CPU ms/row: user + system CPU seconds * 1000 / rows. From /proc/PID/stat (utime +
+     stime, plus cutime + cstime, the children a process reaped) summed over the group's
+     processes at the start and at the end: the difference. A process started meanwhile
+     (a new PostgreSQL backend) counts from zero; one that ended was reaped by a process
+     still there (the postmaster, a worker), so its time is in that one's cutime. The
+     script and `run` exit first: their CPU is the rusage `os.wait4` gives once reaped.
+     The benchmark's own polling connection is opened before the clock starts and closed
+     after it stops, and its backend is left out of PostgreSQL. When other databases of
+     the server had transactions meanwhile (pg_stat_database, read at the start and at the
+     stop: tests run against the same server, say), PostgreSQL's figure includes their work:
+     it is flagged `*` and the JSON names them (`postgres_shared_with`). TOTAL is the sum
+     over the groups; MACHINE is the busy time of all cores from /proc/stat (this script
+     and whatever else runs on the machine included): MACHINE - TOTAL is what the groups
+     leave out.
+   - Peak RSS MiB: a thread looks at every process every 0.2 s (one pass over /proc/PID/stat,
+     whose field 24 is VmRSS in pages) and keeps each group's largest sum. RSS counts a
+     shared page in every process that maps it, so a sum overstates a group's memory
+     (PostgreSQL's shared buffers, the pages prefork children share with their parent). The
+     JSON also has the script's and `run`'s own peak from their rusage (`ru_maxrss`), which
+     Linux starts at this script's peak (the child begins as a copy of it): that floor is
+     recorded next to it.
+
 Every run is checked: every row created exactly once at the mock, every row with its task. A run
 that does not finish (no row done for 60 s, or its deadline) stops the benchmark with the
 row counts per status, and problems in the logs of veo-batch's processes (tracebacks, ERROR
@@ -72,8 +101,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sqlite3
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -90,13 +119,17 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: bench.common
 
 from bench.common import (
+    CLK_TCK,
+    RSS_EVERY,
     BenchError,
     Child,
     Children,
     Mock,
+    PeakRss,
+    Selector,
+    Snapshot,
     base_env,
     check_services,
-    children_cpu,
     drop_database,
     flush_redis,
     git_state,
@@ -104,8 +137,11 @@ from bench.common import (
     note_code_change,
     print_problems,
     problems_of,
+    reap,
     recreate_database,
     run_quietly,
+    service,
+    tree_of,
     veo_batch,
     workspace,
     write_jobs,
@@ -267,6 +303,12 @@ def fresh_database() -> dict[str, str]:
     return env
 
 
+def services(exclude: int) -> dict[str, Selector]:
+    """What a distributed run uses besides its own processes: PostgreSQL (every `postgres`
+    process on the machine but `exclude`, this script's own backend) and Redis."""
+    return {"postgres": service("postgres", exclude={exclude}), "redis": service("redis-server")}
+
+
 def rate(count: int, first: float | None, last: float | None) -> float:
     """Events per second between the first and the last of `count` events."""
     if count < 2 or first is None or last is None or last <= first:
@@ -287,33 +329,63 @@ def machine_jiffies() -> tuple[int, int]:
 
 @dataclass
 class CpuClock:
-    """CPU time of groups of children, and how busy the machine was, between start() and
-    stop(). A child that exits meanwhile is counted through `spent` (see children_cpu)."""
+    """CPU time and peak RSS of groups of processes, and how busy the machine was, between
+    start() (entering the `with` block) and stop(). Each group is a Selector: a child's
+    process tree (tree_of) or a system service (service). A group whose processes all exit
+    meanwhile gets its CPU through `spent` (its rusage once reaped); one watched after the
+    start has its peak RSS only. Leaving the block stops the RSS sampler in any case."""
 
-    groups: dict[str, list[Child]]
+    groups: dict[str, Selector]
     began: float = 0.0
     machine: tuple[int, int] = (0, 0)
     cpu: dict[str, float] = field(default_factory=dict)
     spent: dict[str, float] = field(default_factory=dict)
+    rss: PeakRss = field(default_factory=PeakRss)
 
     def _now(self) -> dict[str, float]:
-        return {name: sum(c.cpu() for c in group) for name, group in self.groups.items()}
+        snap = Snapshot.take()
+        return {name: snap.cpu_seconds(select(snap)) for name, select in self.groups.items()}
 
-    def start(self) -> None:
+    def __enter__(self) -> CpuClock:
+        for name, select in self.groups.items():
+            self.rss.watch(name, select)
         self.began = time.monotonic()
         self.machine = machine_jiffies()
         self.cpu = self._now()
+        self.rss.start()
+        return self
 
-    def stop(self) -> dict[str, Any]:
+    def __exit__(self, *_exc: object) -> None:
+        self.rss.stop()
+
+    def watch(self, name: str, select: Selector) -> None:
+        self.rss.watch(name, select)
+
+    def stop(self, rows: int) -> dict[str, Any]:
+        """The figures; CPU also in ms per row of the `rows` measured (and in total)."""
         wall = time.monotonic() - self.began
         busy, total = machine_jiffies()
         used = {name: s - self.cpu[name] for name, s in self._now().items()}
         used.update(self.spent)
+        peaks = self.rss.stop()
+        machine = (busy - self.machine[0]) / CLK_TCK
+
+        def per_row(seconds: float) -> float:
+            return 1000 * seconds / rows
+
         return {
             "wall_seconds": wall,
             "cpu_seconds": used,
             "cpu_share_of_one_core": {name: s / wall for name, s in used.items()},
+            "cpu_ms_per_row": {
+                **{name: per_row(s) for name, s in used.items()},
+                "total": per_row(sum(used.values())),
+            },
+            "peak_rss_mib": peaks,
+            "rss_samples": self.rss.samples,
             "machine_busy": (busy - self.machine[0]) / max(total - self.machine[1], 1),
+            "machine_cpu_seconds": machine,
+            "machine_cpu_ms_per_row": per_row(machine),
             "cpus": os.cpu_count(),
         }
 
@@ -321,49 +393,48 @@ class CpuClock:
 # ---------------------------------------------------------------------------------- veo-batch
 
 
-def wait_finished(batch: str, rows: int, timeout: float) -> float:
-    """Poll until every row of the batch has its task (or ended); the moment it was seen.
-    Fails on a pause, after STALL_SECONDS without a row done, or after `timeout`, with the
-    rows per status. (Following the tasks is not measured here: see bench/poll.py.)"""
+def wait_finished(conn: psycopg.Connection[Any], batch: str, rows: int, timeout: float) -> float:
+    """Poll on `conn` until every row of the batch has its task (or ended); the moment it was
+    seen. Fails on a pause, after STALL_SECONDS without a row done, or after `timeout`, with
+    the rows per status. (Following the tasks is not measured here: see bench/poll.py.)"""
     started = time.monotonic()
     deadline = started + timeout
     done, progressed, next_count = -1, started, started
-    with psycopg.connect(PG_BENCH_DSN, autocommit=True) as conn:
 
-        def counts() -> dict[str, int]:
-            query = "SELECT status, count(*) FROM jobs GROUP BY status ORDER BY status"
-            return {str(s): int(n) for s, n in conn.execute(query).fetchall()}
+    def counts() -> dict[str, int]:
+        query = "SELECT status, count(*) FROM jobs GROUP BY status ORDER BY status"
+        return {str(s): int(n) for s, n in conn.execute(query).fetchall()}
 
-        while True:
-            row = conn.execute(
-                "SELECT state, pause_reason FROM batches WHERE name = %s", (batch,)
-            ).fetchone()
-            now = time.monotonic()
-            if row is None:
-                raise BenchError(f"batch {batch!r} is not in the database")
-            unsent = conn.execute(
-                "SELECT count(*) FROM jobs WHERE status = ANY(%s)", (list(OPEN_STATUSES),)
-            ).fetchone()
-            if row[0] == "finished" or (unsent is not None and unsent[0] == 0):
-                return now
-            if row[0] != "active":
-                raise BenchError(f"batch {batch!r} is {row[0]} ({row[1]}); rows: {counts()}")
-            if now >= next_count:
-                by_status = counts()
-                now_done = rows - sum(by_status.get(s, 0) for s in OPEN_STATUSES)
-                if now_done != done:
-                    done, progressed = now_done, now
-                elif now - progressed > STALL_SECONDS:
-                    raise BenchError(
-                        f"batch {batch!r}: no row done for {STALL_SECONDS:.0f} s, "
-                        f"{done:,}/{rows:,} done; rows per status: {by_status}"
-                    )
-                next_count = now + 1.0
-            if now > deadline:
+    while True:
+        row = conn.execute(
+            "SELECT state, pause_reason FROM batches WHERE name = %s", (batch,)
+        ).fetchone()
+        now = time.monotonic()
+        if row is None:
+            raise BenchError(f"batch {batch!r} is not in the database")
+        unsent = conn.execute(
+            "SELECT count(*) FROM jobs WHERE status = ANY(%s)", (list(OPEN_STATUSES),)
+        ).fetchone()
+        if row[0] == "finished" or (unsent is not None and unsent[0] == 0):
+            return now
+        if row[0] != "active":
+            raise BenchError(f"batch {batch!r} is {row[0]} ({row[1]}); rows: {counts()}")
+        if now >= next_count:
+            by_status = counts()
+            now_done = rows - sum(by_status.get(s, 0) for s in OPEN_STATUSES)
+            if now_done != done:
+                done, progressed = now_done, now
+            elif now - progressed > STALL_SECONDS:
                 raise BenchError(
-                    f"batch {batch!r} not finished after {timeout:.0f} s; rows: {counts()}"
+                    f"batch {batch!r}: no row done for {STALL_SECONDS:.0f} s, "
+                    f"{done:,}/{rows:,} done; rows per status: {by_status}"
                 )
-            time.sleep(POLL)
+            next_count = now + 1.0
+        if now > deadline:
+            raise BenchError(
+                f"batch {batch!r} not finished after {timeout:.0f} s; rows: {counts()}"
+            )
+        time.sleep(POLL)
 
 
 def database_facts() -> dict[str, Any]:
@@ -427,15 +498,25 @@ def run_distributed(
     ]
     for worker in workers:
         worker.wait_for(r"@\S+ ready\.")
-    scheduler = children.spawn(f"{name}-scheduler", veo_batch("scheduler", *TICK), env)
-    started, _ = scheduler.wait_for(r"scheduler running")
-    clock = CpuClock({"mock": [mock.child], "workers": workers, "scheduler": [scheduler]})
-    clock.start()
-    try:
-        finished = wait_finished(name, rows, timeout)
-        cpu = clock.stop()
-    finally:
-        children.stop(scheduler, *workers)
+    # Opened before the clock starts and closed after it stops, so that its backend (this
+    # script's polling) is left out of PostgreSQL's CPU time: an ended one would count.
+    with psycopg.connect(PG_BENCH_DSN, autocommit=True) as conn:
+        scheduler = children.spawn(f"{name}-scheduler", veo_batch("scheduler", *TICK), env)
+        started, _ = scheduler.wait_for(r"scheduler running")
+        groups = {
+            "mock": tree_of(mock.child),
+            **{f"worker-{n}": tree_of(worker) for n, worker in enumerate(workers, 1)},
+            "scheduler": tree_of(scheduler),
+            **services(exclude=conn.info.backend_pid),
+        }
+        try:
+            before = transactions(conn)
+            with CpuClock(groups) as clock:
+                finished = wait_finished(conn, name, rows, timeout)
+                cpu = clock.stop(rows)
+            cpu["postgres_shared_with"] = shared_with(before, transactions(conn))
+        finally:
+            children.stop(scheduler, *workers)
     stats = mock.facts(MOCK_COUNTERS)
     facts = database_facts()
     return {
@@ -447,6 +528,24 @@ def run_distributed(
         "database": facts,
         "cpu": cpu,
         "problems": problems_of([*workers, scheduler]),
+    }
+
+
+def transactions(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """Transactions so far in each database of the server (pg_stat_database)."""
+    query = "SELECT datname, xact_commit + xact_rollback FROM pg_stat_database WHERE datname <> ''"
+    return {str(name): int(n) for name, n in conn.execute(query).fetchall()}
+
+
+def shared_with(before: dict[str, int], after: dict[str, int]) -> dict[str, int | None]:
+    """The other databases with transactions between `before` and `after`, and how many (None:
+    dropped meanwhile): PostgreSQL's CPU time then includes whoever used them (tests run
+    meanwhile, say). A backend reports its counts within a second or so, and a database
+    created and dropped meanwhile is not seen: this is a warning, not a measurement."""
+    return {
+        name: after[name] - before.get(name, 0) if name in after else None
+        for name in sorted(before.keys() | after.keys())
+        if name != PG_NAME and after.get(name) != before.get(name)
     }
 
 
@@ -614,22 +713,24 @@ def run_timed(
     argv: Sequence[str],
     env: dict[str, str],
     mock: Mock,
+    rows: int,
     timeout: float,
 ) -> tuple[Child, float, dict[str, Any]]:
-    """Run one child to its end: the child, its wall time from spawn to exit, and the CPU of
-    it (from its rusage once reaped), of the mock and of the machine meanwhile."""
-    clock = CpuClock({"mock": [mock.child]})
-    clock.start()
-    before = children_cpu()
-    started = time.monotonic()
-    child = children.spawn(name, argv, env)
-    try:
-        child.proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        raise BenchError(f"{name} did not end in {timeout:.0f} s:\n{child.tail()}") from exc
-    wall = time.monotonic() - started
-    clock.spent[name] = children_cpu() - before  # no other child was reaped meanwhile
-    return child, wall, clock.stop()
+    """Run one child to its end: the child, its wall time from spawn to exit, and the CPU time
+    and peak RSS of it (CPU from its rusage once reaped, RSS sampled over its process tree), of
+    the mock and of the machine meanwhile. Its rusage's own peak RSS is added apart, with the
+    floor Linux gives it (this script's peak: the child starts as a copy of it)."""
+    with CpuClock({"mock": tree_of(mock.child)}) as clock:
+        started = time.monotonic()
+        child = children.spawn(name, argv, env)
+        clock.watch(name, tree_of(child))
+        usage = reap(child, timeout)
+        wall = time.monotonic() - started
+        clock.spent[name] = usage.ru_utime + usage.ru_stime
+        cpu = clock.stop(rows)
+    cpu["rusage_peak_rss_mib"] = {name: usage.ru_maxrss / 1024}
+    cpu["rusage_peak_rss_floor_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return child, wall, cpu
 
 
 def overhead_script(
@@ -653,7 +754,9 @@ def overhead_script(
             str(concurrency),
             str(deadline),
         ]
-        child, wall, cpu = run_timed(children, "script", argv, base_env(), mock, deadline + 30)
+        child, wall, cpu = run_timed(
+            children, "script", argv, base_env(), mock, rows, deadline + 30
+        )
         if child.proc.returncode != 0:
             raise BenchError(f"the script exited with {child.proc.returncode}:\n{child.tail()}")
         stats = mock.facts(MOCK_COUNTERS)
@@ -732,7 +835,7 @@ def overhead_embedded(children: Children, work: Path, jobs: Path, rows: int) -> 
             str(work / "embedded.results.csv"),
             "--no-wait",  # submitting only
         )
-        child, wall, cpu = run_timed(children, "run", argv, env, mock, 120 + rows / 20)
+        child, wall, cpu = run_timed(children, "run", argv, env, mock, rows, 120 + rows / 20)
         stats = mock.facts(MOCK_COUNTERS)
     finally:
         children.stop(mock.child)
@@ -950,6 +1053,70 @@ def overhead_table(
     return f"{table_text(headers, rows)}\n\n{notes}", ratios
 
 
+def measured_runs(
+    scripts: Sequence[dict[str, Any]],
+    distributed: Sequence[dict[str, Any]],
+    embedded: dict[str, Any] | None,
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """(tool, concurrency, result) of every run of the overhead part, in the table's order."""
+    return [
+        *(("asyncio script", str(r["concurrency"]), r) for r in scripts),
+        *(("veo-batch workers", f"{WORKERS}×{r['concurrency']}", r) for r in distributed),
+        *([("veo-batch run", str(embedded["concurrency"]), embedded)] if embedded else []),
+    ]
+
+
+def resources_table(runs: Sequence[tuple[str, str, dict[str, Any]]]) -> str:
+    """CPU ms per row and peak RSS of every process group of every run: two tables, a column
+    per group (blank where a run has none)."""
+    names = list(dict.fromkeys(name for _, _, r in runs for name in r["cpu"]["peak_rss_mib"]))
+    columns = [name.upper() for name in names]
+    cpu_rows, rss_rows = [], []
+    for tool, concurrency, r in runs:
+        per_row, peaks = r["cpu"]["cpu_ms_per_row"], r["cpu"]["peak_rss_mib"]
+        shared = r["cpu"].get("postgres_shared_with")
+        flag = {"postgres": "*"} if shared else {}
+        cpu_rows.append(
+            [
+                tool,
+                concurrency,
+                *(f"{per_row[n]:.3f}{flag.get(n, '')}" if n in per_row else "" for n in names),
+                f"{per_row['total']:.3f}",
+                f"{r['cpu']['machine_cpu_ms_per_row']:.3f}",
+            ]
+        )
+        rss_rows.append(
+            [tool, concurrency, *(f"{peaks[n]:.0f}" if n in peaks else "" for n in names)]
+        )
+    cpu = table_text(["CPU MS/ROW", "CONC", *columns, "TOTAL", "MACHINE"], cpu_rows)
+    rss = table_text(["PEAK RSS MiB", "CONC", *columns], rss_rows)
+    notes = (
+        "CPU MS/ROW: user + system CPU time over the run's clock (the script and `run`: spawn "
+        "→ exit; the workers: scheduler start → all tasks) × 1000 ÷ rows, from /proc/PID/stat "
+        "with the children each process reaped. A worker is its process tree (main process "
+        "and prefork children); POSTGRES every `postgres` process on the machine (a backend "
+        "started meanwhile counted from zero, one ended through the postmaster's reaped "
+        "children) but this script's own polling backend; REDIS the redis-server process; "
+        "SCRIPT and RUN from their rusage once reaped. TOTAL: the row's sum; MACHINE: the "
+        f"busy time of all {os.cpu_count()} cores, every process (this script's polling "
+        "too).\nPEAK RSS MiB: the largest sum of VmRSS over the group's processes, looked at "
+        f"every {RSS_EVERY:g} s (MiB = 2^20 bytes). RSS counts a shared page in every process "
+        "that maps it (PostgreSQL's shared buffers, what prefork children share with their "
+        "parent), so a group's sum overstates its memory."
+    )
+    shared = [
+        f"{tool} {concurrency} ({', '.join(r['cpu']['postgres_shared_with'])})"
+        for tool, concurrency, r in runs
+        if r["cpu"].get("postgres_shared_with")
+    ]
+    if shared:
+        notes += (
+            "\n* PostgreSQL served other databases during the run, whose work its figure "
+            f"includes: {'; '.join(shared)}."
+        )
+    return f"{cpu}\n\n{rss}\n\n{notes}"
+
+
 # ---------------------------------------------------------------------------------- main
 
 
@@ -1050,6 +1217,7 @@ def run_benchmark(args: argparse.Namespace, work: Path, children: Children) -> N
         table, ratios = overhead_table(scripts, distributed, results.get("embedded"), latency)
         document["veo_batch_vs_script"] = ratios
         print("\n" + table)
+        print("\n" + resources_table(measured_runs(scripts, distributed, results.get("embedded"))))
     problems = {**results, **{f"distributed_c{r['concurrency']}": r for r in distributed}}
     print_problems(problems.items())
     print(f"\nwrote {write_json('submit', started, document)}")
