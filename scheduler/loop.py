@@ -19,7 +19,9 @@ waits; the row claims would keep it harmless anyway):
 6. batches with nothing left to send or follow become `finished`.
 
 A round that sent messages is followed by the next one after BUSY_TICK, an idle one after
-`tick`: the workers never wait for rows, and an idle deployment costs a query a second.
+`tick`: the workers never wait for rows, and an idle deployment costs a query a second. The
+queue is topped up once a quarter of it has gone (a few large rounds a second while rows
+flow, not twenty small ones).
 
 Webhook calls (a batch finished or paused) go out from a thread of their own, so a slow or
 failing receiver never holds up a tick.
@@ -211,7 +213,7 @@ class Scheduler:
                 )
                 queued -= resent
             ids = transitions.release(
-                conn, now, self.depth - queued, max_in_flight=self.max_in_flight
+                conn, now, self._room(queued), max_in_flight=self.max_in_flight
             )
             waiting_polls = self.broker.llen(POLL_QUEUE) * self.poll_group
             polls = transitions.due_polls(conn, now, self.depth - waiting_polls, self.poll_claim)
@@ -233,6 +235,13 @@ class Scheduler:
         for job_id in downloads:
             self.app.send_task(DOWNLOAD_TASK, args=[job_id])
         return ids
+
+    def _room(self, queued: int) -> int:
+        """Rows to release now: the queue is topped up to `depth` once a quarter of it (or a
+        group) has gone, so a busy deployment tops it up in a few large rounds a second, not
+        twenty small ones."""
+        room = self.depth - queued
+        return room if room >= max(self.submit_group, self.depth // 4) else 0
 
     def _report(self, expired: int, resent: int, submits: int, polls: int, downloads: int) -> None:
         """The round's counts, as metrics and (when something was lost) log lines."""

@@ -45,7 +45,8 @@ SNAPSHOT_EVERY = 0.5  # seconds between counts of the batch (a few GROUP BY quer
 DOWNLOAD_CLAIM = timedelta(minutes=15)
 DOWNLOAD_THREADS = 2
 SUBMIT_LANES = 2  # submit groups worked on at once: one records while the other sends
-GROUPS_AHEAD = 2  # groups waiting per lane
+GROUPS_AHEAD = 8  # groups waiting per lane
+LEASE_CHECK = 1.0  # seconds between looks for leases run out (a thread that died mid-request)
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -101,6 +102,7 @@ class EmbeddedRunner:
             for n in range(self.lanes)
         ]
         self._thread_of = threading.local()
+        self._leases_seen = 0.0
         self._stop = threading.Event()
         self._wakeup = threading.Event()
         self._db_lock = threading.Lock()  # one writer at a time, as SQLite wants
@@ -204,12 +206,16 @@ class EmbeddedRunner:
         groups_free -= self._submits.qsize()
         downloads_free = 2 * DOWNLOAD_THREADS - self._downloads.qsize()
         group = self._fanouts[0].size
+        if groups_free < self.lanes * GROUPS_AHEAD // 2:  # top up in few, large releases
+            groups_free = 0
         if free < self.concurrency and groups_free <= 0 and downloads_free <= 0:
             return
         now = transitions.utcnow()
         batch = [self.batch_id]
         with self._db_lock, self.engine.begin() as conn:
-            transitions.expire_leases(conn, now, self.batch_id)
+            if time.monotonic() >= self._leases_seen + LEASE_CHECK:
+                transitions.expire_leases(conn, now, self.batch_id)
+                self._leases_seen = time.monotonic()
             polls = []
             if free >= self.concurrency and self.wait_for_videos:  # --no-wait: no polls
                 polls = transitions.due_polls(conn, now, free, self.poll_claim, batch)

@@ -19,6 +19,7 @@ message, even if the provider echoes it.
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import re
 import time
@@ -157,7 +158,9 @@ class ProviderClient:
             headers={"Authorization": f"Bearer {api_key.reveal()}"},
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
             transport=transport,
+            cookies=_NoCookies(),  # a relay's API keeps no session: nothing to remember
         )
+        self._submit_url = self._url(SUBMIT_PATH)
 
     def close(self) -> None:
         self._http.close()
@@ -210,7 +213,7 @@ class ProviderClient:
         kind = "submit" if method == "POST" else "poll"
         started = time.perf_counter()
         try:
-            response = self._http.request(method, path, json=json)
+            response = self._http.send(self._request(method, path, json))
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             failed = ProviderError(ErrorKind.NETWORK, self._redact(_describe(exc)))
         except httpx.TransportError as exc:  # read timeout, dropped connection, ...
@@ -226,12 +229,34 @@ class ProviderClient:
         count_request(kind, time.perf_counter() - started, failed.http_status, failed.kind)
         raise failed
 
+    def _request(self, method: str, path: str, body: Any) -> httpx.Request:
+        """The request, built here rather than by `Client.request`, which parses and merges
+        the URL, cookies and headers again for each of thousands of identical requests."""
+        url = self._submit_url if path == SUBMIT_PATH else self._url(path)
+        if body is None:
+            return httpx.Request(method, url, headers=self._http.headers)
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        headers = {**self._http.headers, "Content-Type": "application/json"}
+        return httpx.Request(method, url, headers=headers, content=content.encode())
+
+    def _url(self, path: str) -> httpx.URL:
+        """`path` below the base URL, its own path kept (`https://relay/api` + `/v2/...`)."""
+        base = self._http.base_url  # its path ends with "/"
+        return base.copy_with(raw_path=base.raw_path + path.lstrip("/").encode("ascii"))
+
     def _json(self, response: httpx.Response) -> Any:
         try:
             return response.json()
         except ValueError:
             message = f"not JSON: {self._redact(response.text)[:200]!r}"
             raise ProviderError(ErrorKind.BAD_ANSWER, message, response.status_code) from None
+
+
+class _NoCookies(http.cookiejar.CookieJar):
+    """A jar that keeps nothing a response sets."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
 
 
 def _describe(exc: httpx.TransportError) -> str:
