@@ -39,7 +39,8 @@ each run). Every process this script starts gets a process group of its own and 
      two ways: from its first POST to its last task_id (its own clock) and from spawning it
      to its exit (interpreter start-up included). The faster concurrency is "the script";
    - distributed veo-batch: PostgreSQL, Redis, two `veo-batch worker -c N` processes (N from
-     `--overhead-concurrency`, several values are each measured), `veo-batch scheduler` as
+     `--overhead-concurrency`, several values are each measured; by default the worker's own
+     default, one process per CPU), `veo-batch scheduler` as
      above. Timed from the scheduler's "scheduler running" line (the workers are ready before)
      to every row having its task in the database (polled every 50 ms). Compared with the
      script's own clock;
@@ -148,6 +149,7 @@ from bench.common import (
     write_json,
 )
 from veobatch.cli.output import table_text
+from veobatch.process import worker_processes
 from veobatch.provider.client import SUBMIT_PATH
 
 DEFAULT_ROWS: Final = 1_000
@@ -158,7 +160,7 @@ RATE_SHARE: Final = 0.95  # VEO_RATE as a share of the mock's limit
 TARGET_SHARE: Final = 0.97  # achieved rate as a share of VEO_RATE
 WORKERS: Final = 2  # worker processes (`veo-batch worker` / `celery worker`)
 PRECISION_CONCURRENCY: Final = 2  # -c of each worker in the precision part
-DEFAULT_OVERHEAD_CONCURRENCY: Final = (2, 4)  # 2 was best on 2 cores (CPU-bound)
+DEFAULT_OVERHEAD_CONCURRENCY: Final = (worker_processes(),)  # the worker's own default
 SCRIPT_CONCURRENCY: Final = (4, 8)
 EMBEDDED_CONCURRENCY: Final = 4
 NAIVE_RATE_LIMIT: Final = "20/s"

@@ -105,6 +105,12 @@ def limiter_for(redis_url: str | None, rate: Rate | None, prefix: str) -> RateLi
     return LocalRateLimiter.for_rate(rate)
 
 
+def worker_processes() -> int:
+    """A worker's processes by default: one per CPU (each keeps REQUESTS_AT_ONCE in flight,
+    in threads that mostly wait; more processes than cores only contend for them)."""
+    return os.cpu_count() or 2
+
+
 def queue_depth(rate: Rate | None) -> int:
     """Rows the scheduler keeps queued: ten seconds of sending at the rate, at least 20
     (without a rate, enough groups for every worker process of a few hosts: 1,000)."""

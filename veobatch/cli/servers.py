@@ -19,6 +19,7 @@ from veobatch.cli.app import App, cli, pass_app
 from veobatch.errors import (
     ConfigError,
 )
+from veobatch.process import REQUESTS_AT_ONCE, worker_processes
 from veobatch.provider.mock import MockConfig, MockProvider
 from veobatch.settings import SETTINGS, Settings
 from veobatch.store import database
@@ -187,10 +188,10 @@ METRICS_PORT_HELP = "Serve Prometheus metrics on this port (default: none)."
 @click.option(
     "--concurrency",
     "-c",
-    default=4,
-    show_default=True,
+    default=worker_processes,
+    show_default="one per CPU",
     type=click.IntRange(min=1),
-    help="Worker processes (each sends one request at a time).",
+    help=f"Worker processes; each sends the rows of its messages {REQUESTS_AT_ONCE} at a time.",
 )
 @click.option("--metrics-port", type=click.IntRange(1, 65535), help=METRICS_PORT_HELP)
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
