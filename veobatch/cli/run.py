@@ -32,7 +32,6 @@ from veobatch.engine.download import check_directory
 from veobatch.engine.progress import Progress
 from veobatch.errors import BatchStateError, ExitCode
 from veobatch.process import Process
-from veobatch.provider.mock import MockConfig, MockProvider
 from veobatch.settings import Secret, Settings
 from veobatch.states import BatchState, JobStatus
 from veobatch.store.export import export_format, write_export
@@ -251,6 +250,8 @@ def _run_here(
     with contextlib.ExitStack() as stack:
         settings = app.settings
         if mock:
+            from veobatch.provider.mock import MockConfig, MockProvider  # noqa: PLC0415 - only here
+
             provider = stack.enter_context(
                 MockProvider(
                     MockConfig(api_key=MOCK_KEY, task_seconds=MOCK_TASK_SECONDS, clips=True)

@@ -20,7 +20,6 @@ from veobatch.errors import (
     ConfigError,
 )
 from veobatch.process import REQUESTS_AT_ONCE, worker_processes
-from veobatch.provider.mock import MockConfig, MockProvider
 from veobatch.settings import SETTINGS, Settings
 from veobatch.store import database
 from veobatch.store.gauges import StoreCollector
@@ -152,6 +151,8 @@ def mock_api(
       veo-batch mock-api --port 8787 --limit 20 --window 60
       VEO_API_BASE=http://127.0.0.1:8787 VEO_API_KEY=mock-key veo-batch ...
     """
+    from veobatch.provider.mock import MockConfig, MockProvider  # noqa: PLC0415 - only here
+
     config = MockConfig(
         api_key=key,
         limit=limit,

@@ -15,13 +15,15 @@ import base64
 import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from veobatch.errors import ImageError
-from veobatch.images.bucket import Bucket
 from veobatch.images.files import read_image_file
 from veobatch.images.formats import FORMATS
 from veobatch.settings import Settings
+
+if TYPE_CHECKING:  # boto3 is imported only in url mode (it takes a quarter second)
+    from veobatch.images.bucket import Bucket
 
 _EXTENSIONS: Final = dict(FORMATS.values())  # MIME type: extension
 
@@ -37,7 +39,11 @@ class ImageSender:
     def of(cls, settings: Settings) -> ImageSender:
         """The sender of these settings; in url mode the bucket is checked now, so a wrong
         bucket or key is one clear error at start, not a batch of failed rows."""
-        bucket = Bucket.of(settings) if settings.image_mode == "url" else None
+        bucket = None
+        if settings.image_mode == "url":
+            from veobatch.images.bucket import Bucket  # noqa: PLC0415 - see above
+
+            bucket = Bucket.of(settings)
         if bucket is not None:
             bucket.check()
         return cls(settings.image_mode, bucket)
