@@ -194,7 +194,9 @@ def test_a_small_batch_is_not_stuck_behind_a_big_one(stack: Stack) -> None:
         )
     assert len(order) == 65
     last_small = max(n for n, prompt in enumerate(order) if prompt.startswith("small"))
-    assert last_small < 15, order  # the scheduler's rounds share each release between the batches
+    # The scheduler's rounds share each release between the batches: the five small rows are
+    # among the first ten released, so in the first two groups of 8 (whichever goes first).
+    assert last_small < 2 * 8, order
 
 
 def test_any_celery_client_can_queue_jobs_and_a_resend_adds_nothing(stack: Stack) -> None:
