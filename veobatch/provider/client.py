@@ -33,6 +33,7 @@ import httpx
 from veobatch.errors import ProviderError
 from veobatch.metrics import count_request
 from veobatch.provider.redact import Redactor
+from veobatch.provider.transport import transport_for
 from veobatch.settings import Secret
 from veobatch.states import ErrorKind
 
@@ -157,7 +158,7 @@ class ProviderClient:
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {api_key.reveal()}"},
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
-            transport=transport,
+            transport=transport if transport is not None else transport_for(base_url),
             cookies=_NoCookies(),  # a relay's API keeps no session: nothing to remember
         )
         self._submit_url = self._url(SUBMIT_PATH)
