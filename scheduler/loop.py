@@ -18,8 +18,9 @@ waits; the row claims would keep it harmless anyway):
    twenty waiting at once;
 6. batches with nothing left to send or follow become `finished`.
 
-A round that sent messages is followed by the next one after BUSY_TICK, an idle one after
-`tick`: the workers never wait for rows, and an idle deployment costs a query a second. The
+A round that sent messages is followed by the next one after BUSY_TICK, one that found rows
+waiting in the queue after QUEUED_TICK, an idle one after `tick`: the workers never wait for
+rows, and an idle deployment costs a query a second. The
 queue is topped up once a quarter of it has gone (a few large rounds a second while rows
 flow, not twenty small ones).
 
@@ -79,6 +80,7 @@ DOWNLOADS_WAITING: Final = 20  # download messages kept waiting for the workers
 # Seconds to the next round after one that sent messages: while rows flow, the queue is
 # topped up as soon as the workers drain it (at `tick` it would run dry between rounds).
 BUSY_TICK: Final = 0.05
+QUEUED_TICK: Final = 0.25  # seconds between rounds while rows wait in the queue
 
 # Refresh the lock if it is still ours (KEYS[1] lock; ARGV[1] token, ARGV[2] ttl ms).
 _HOLD: Final = """
@@ -122,7 +124,7 @@ class Scheduler:
         self.webhook_secret = webhook_secret
         self.webhook_allow_private = webhook_allow_private
         self._leading = threading.Event()
-        self._busy = False  # the last round sent something: the next one comes soon
+        self._pause = tick  # until the next round: sooner while rows flow (see `_paced`)
         self.grace = grace  # how long a queued row may wait before its message counts as lost
         self._token = uuid.uuid4().hex
         self._hold = broker.register_script(_HOLD)
@@ -169,11 +171,11 @@ class Scheduler:
             try:
                 leading = self._round()
             except (redis.RedisError, SQLAlchemyError) as exc:
-                leading, self._busy = False, False
+                leading, self._pause = False, self.tick
                 self._leading.clear()
                 SCHEDULER_LEADER.set(0)
                 log.warning("round failed (%s); trying again", _first_line(exc))
-            stop.wait(self.busy_tick if leading and self._busy else self.tick)
+            stop.wait(self._pause if leading else self.tick)
         SCHEDULER_LEADER.set(0)
         with contextlib.suppress(redis.RedisError):
             heartbeat.forget(self.broker, "scheduler")
@@ -227,7 +229,7 @@ class Scheduler:
             transitions.finish_batches(conn, now)
         self._report(expired, resent, waiting, waiting_polls // self.poll_group, waiting_downloads)
         # After the commit: a message never names a row whose change is not visible yet.
-        self._busy = bool(ids or polls or downloads)
+        self._pause = self._paced(bool(ids or polls or downloads), queued)
         for start in range(0, len(ids), self.submit_group):
             self.app.send_task(SUBMIT_TASK, args=[ids[start : start + self.submit_group]])
         for start in range(0, len(polls), self.poll_group):
@@ -235,6 +237,14 @@ class Scheduler:
         for job_id in downloads:
             self.app.send_task(DOWNLOAD_TASK, args=[job_id])
         return ids
+
+    def _paced(self, sent: bool, queued: int) -> float:
+        """Seconds to the next round: BUSY_TICK after one that sent messages, a quarter of
+        `tick` while rows wait in the queue (the next top-up comes before a busy deployment
+        drains it), `tick` when idle."""
+        if sent:
+            return self.busy_tick
+        return min(self.tick, QUEUED_TICK) if queued else self.tick
 
     def _room(self, queued: int) -> int:
         """Rows to release now: the queue is topped up to `depth` once a quarter of it (or a
