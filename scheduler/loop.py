@@ -80,7 +80,7 @@ DOWNLOADS_WAITING: Final = 20  # download messages kept waiting for the workers
 # Seconds to the next round after one that sent messages: while rows flow, the queue is
 # topped up as soon as the workers drain it (at `tick` it would run dry between rounds).
 BUSY_TICK: Final = 0.05
-QUEUED_TICK: Final = 0.25  # seconds between rounds while rows wait in the queue
+QUEUED_TICK: Final = 0.5  # seconds between rounds while rows wait in the queue
 
 # Refresh the lock if it is still ours (KEYS[1] lock; ARGV[1] token, ARGV[2] ttl ms).
 _HOLD: Final = """
@@ -239,9 +239,9 @@ class Scheduler:
         return ids
 
     def _paced(self, sent: bool, queued: int) -> float:
-        """Seconds to the next round: BUSY_TICK after one that sent messages, a quarter of
-        `tick` while rows wait in the queue (the next top-up comes before a busy deployment
-        drains it), `tick` when idle."""
+        """Seconds to the next round: BUSY_TICK after one that sent messages, QUEUED_TICK (at
+        most `tick`) while rows wait in the queue (the next top-up comes before a busy
+        deployment drains it), `tick` when idle."""
         if sent:
             return self.busy_tick
         return min(self.tick, QUEUED_TICK) if queued else self.tick
