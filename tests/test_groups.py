@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 
 from tests.conftest import MOCK_KEY
 from tests.helpers import FAST, load_prompts
-from veobatch.engine import transitions
+from veobatch.engine import spending, transitions
 from veobatch.engine.fanout import Fanout
 from veobatch.engine.rate_limit import LocalRateLimiter, in_slots
 from veobatch.engine.spend_rules import Spending
@@ -28,7 +28,7 @@ from veobatch.provider.client import ProviderClient
 from veobatch.provider.mock import MockProvider
 from veobatch.settings import Rate, Secret
 from veobatch.states import ErrorKind
-from veobatch.store.tables import Job
+from veobatch.store.tables import Batch, Job
 
 
 @contextmanager
@@ -202,3 +202,25 @@ def _sleep(seconds: float) -> bool:
     if seconds > 0:
         time.sleep(seconds)
     return True
+
+
+def test_a_group_whose_prices_do_not_all_fit_sends_those_that_do(engine: Engine) -> None:
+    """A budget with room for three of five: the five together do not fit, so the rows are
+    held one by one; three go, the fourth pauses the batch, nothing of the fifth is held."""
+    ids = queued(engine, 5, "b")
+    prices = Spending({"veo3.1": 250_000})
+    now = transitions.utcnow()
+    with engine.begin() as conn:
+        batch_id = conn.execute(sa.select(Job.batch_id).where(Job.id == ids[0])).scalar_one()
+        transitions.set_budget(conn, batch_id, 750_000)
+        claimed = transitions.claim_rows(conn, ids, now, timedelta(seconds=30))
+        going, refused = spending.reserve_rows(conn, claimed, now, prices)
+        committed = conn.execute(
+            sa.select(Batch.committed_micros).where(Batch.id == batch_id)
+        ).scalar_one()
+        held = dict(conn.execute(sa.select(Job.id, Job.held_micros)).all())
+    assert [job.id for job in going] == ids[:3]
+    assert [b for b, _ in refused] == [batch_id]
+    assert refused[0][1].startswith("budget: the next row")
+    assert committed == 750_000
+    assert [held[i] for i in ids] == [250_000] * 3 + [0, 0]

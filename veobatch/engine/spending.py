@@ -39,15 +39,7 @@ def reserve(conn: Connection, job: sa.Row[Any], now: datetime, spending: Spendin
             sa.select(Batch.budget_micros).where(Batch.id == job.batch_id)
         ).scalar()
         return spend_rules.unpriced(job.model) if spending.needs_price(budget) else None
-    fits = sa.or_(
-        Batch.budget_micros.is_(None), Batch.committed_micros + price <= Batch.budget_micros
-    )
-    took = conn.execute(
-        sa.update(Batch)
-        .where(Batch.id == job.batch_id, fits)
-        .values(committed_micros=Batch.committed_micros + price)
-    ).rowcount
-    if not took:
+    if not _take_from_budget(conn, job.batch_id, price):
         batch = conn.execute(
             sa.select(Batch.name, Batch.budget_micros, Batch.committed_micros).where(
                 Batch.id == job.batch_id
@@ -57,20 +49,12 @@ def reserve(conn: Connection, job: sa.Row[Any], now: datetime, spending: Spendin
             spending, batch.name, price, batch.committed_micros, batch.budget_micros or 0
         )
     day = now.date()
-    if spending.daily_cap is not None:
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        conn.execute(insert(SpendDay).values(day=day, committed_micros=0).on_conflict_do_nothing())
-        took = conn.execute(
-            sa.update(SpendDay)
-            .where(SpendDay.day == day, SpendDay.committed_micros + price <= spending.daily_cap)
-            .values(committed_micros=SpendDay.committed_micros + price)
-        ).rowcount
-        if not took:
-            _add(conn, job.batch_id, None, -price)  # the batch's share goes back
-            committed = conn.execute(
-                sa.select(SpendDay.committed_micros).where(SpendDay.day == day)
-            ).scalar_one()
-            return spend_rules.over_daily_cap(spending, price, committed, day.isoformat())
+    if spending.daily_cap is not None and not _take_from_day(conn, day, price, spending.daily_cap):
+        _add(conn, job.batch_id, None, -price)  # the batch's share goes back
+        committed = conn.execute(
+            sa.select(SpendDay.committed_micros).where(SpendDay.day == day)
+        ).scalar_one()
+        return spend_rules.over_daily_cap(spending, price, committed, day.isoformat())
     conn.execute(sa.update(Job).where(Job.id == job.id).values(held_micros=price, held_day=day))
     return None
 
@@ -127,32 +111,42 @@ def _hold_together(
     if any(price is None for price in prices):
         return False
     total = sum(price or 0 for price in prices)
-    fits = sa.or_(
-        Batch.budget_micros.is_(None), Batch.committed_micros + total <= Batch.budget_micros
-    )
-    took = conn.execute(
-        sa.update(Batch)
-        .where(Batch.id == batch_id, fits)
-        .values(committed_micros=Batch.committed_micros + total)
-    ).rowcount
-    if not took:
+    if not _take_from_budget(conn, batch_id, total):
         return False
     day = now.date()
-    if spending.daily_cap is not None:
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        conn.execute(insert(SpendDay).values(day=day, committed_micros=0).on_conflict_do_nothing())
-        took = conn.execute(
-            sa.update(SpendDay)
-            .where(SpendDay.day == day, SpendDay.committed_micros + total <= spending.daily_cap)
-            .values(committed_micros=SpendDay.committed_micros + total)
-        ).rowcount
-        if not took:
-            _add(conn, batch_id, None, -total)  # the batch's share goes back
-            return False
+    if spending.daily_cap is not None and not _take_from_day(conn, day, total, spending.daily_cap):
+        _add(conn, batch_id, None, -total)  # the batch's share goes back
+        return False
     for price in set(prices):
         ids = [job.id for job, p in zip(rows, prices, strict=True) if p == price]
         conn.execute(sa.update(Job).where(Job.id.in_(ids)).values(held_micros=price, held_day=day))
     return True
+
+
+def _take_from_budget(conn: Connection, batch_id: int, amount: int) -> bool:
+    """Add `amount` to what the batch has committed, if it still fits its budget (one
+    conditional UPDATE: the database decides between racing workers)."""
+    fits = sa.or_(
+        Batch.budget_micros.is_(None), Batch.committed_micros + amount <= Batch.budget_micros
+    )
+    took = conn.execute(
+        sa.update(Batch)
+        .where(Batch.id == batch_id, fits)
+        .values(committed_micros=Batch.committed_micros + amount)
+    ).rowcount
+    return bool(took)
+
+
+def _take_from_day(conn: Connection, day: Any, amount: int, cap: int) -> bool:
+    """Add `amount` to the day's committed spending, if it still fits the daily cap."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    conn.execute(insert(SpendDay).values(day=day, committed_micros=0).on_conflict_do_nothing())
+    took = conn.execute(
+        sa.update(SpendDay)
+        .where(SpendDay.day == day, SpendDay.committed_micros + amount <= cap)
+        .values(committed_micros=SpendDay.committed_micros + amount)
+    ).rowcount
+    return bool(took)
 
 
 def settle_kept(conn: Connection, job_ids: Sequence[int]) -> None:
