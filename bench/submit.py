@@ -44,7 +44,7 @@ each run). Every process this script starts gets a process group of its own and 
      above. Timed from the scheduler's "scheduler running" line (the workers are ready before)
      to every row having its task in the database (polled every 50 ms). Compared with the
      script's own clock;
-   - embedded veo-batch: `veo-batch run FILE --concurrency 4` on a fresh SQLite file, sending
+   - embedded veo-batch: `veo-batch run FILE` (its defaults) on a fresh SQLite file, sending
      to the same kind of mock through VEO_API_BASE/VEO_API_KEY (not `--mock`). Timed from spawn
      to exit, so it includes loading and checking the file, migrating SQLite and exporting
      the results CSV; compared with the script timed from spawn to exit.
@@ -149,7 +149,7 @@ from bench.common import (
     write_json,
 )
 from veobatch.cli.output import table_text
-from veobatch.process import worker_processes
+from veobatch.process import RUN_CONCURRENCY, worker_processes
 from veobatch.provider.client import SUBMIT_PATH
 
 DEFAULT_ROWS: Final = 1_000
@@ -162,7 +162,7 @@ WORKERS: Final = 2  # worker processes (`veo-batch worker` / `celery worker`)
 PRECISION_CONCURRENCY: Final = 2  # -c of each worker in the precision part
 DEFAULT_OVERHEAD_CONCURRENCY: Final = (worker_processes(),)  # the worker's own default
 SCRIPT_CONCURRENCY: Final = (4, 8)
-EMBEDDED_CONCURRENCY: Final = 4
+EMBEDDED_CONCURRENCY: Final = RUN_CONCURRENCY  # `veo-batch run`'s default: no flag given
 NAIVE_RATE_LIMIT: Final = "20/s"
 NAIVE_SECONDS: Final = 60.0  # the longest the naive baseline is watched (--naive-seconds)
 NAIVE_BURST_SECONDS: Final = 3  # its first seconds, reported apart from the rest
@@ -831,8 +831,6 @@ def overhead_embedded(children: Children, work: Path, jobs: Path, rows: int) -> 
             str(jobs),
             "--batch",
             "overhead",
-            "--concurrency",
-            str(EMBEDDED_CONCURRENCY),
             "--output",
             str(work / "embedded.results.csv"),
             "--no-wait",  # submitting only

@@ -1,27 +1,38 @@
-"""The embedded mode: one process takes a batch from rows to videos, with the same row life
+"""The embedded mode: one command takes a batch from rows to videos, with the same row life
 as the distributed workers (release → claim → POST → record, then poll until the task ends,
-then download) and the same limiter rule in process.
+then download) and the same limiter rule on the machine.
 
-A dispatcher (the calling thread) hands work to threads only as fast as they take it, so
-nothing waits in memory for long. New submissions go in groups to SUBMIT_LANES threads, each
-working like a Celery worker process: a group claimed in one statement, its POSTs sent at once
-(`concurrency` in flight across the lanes), its outcomes recorded in one transaction, so the
-single SQLite writer sees two transactions a group, not two a row. Due polls have the request
-threads (`concurrency` of them), downloads threads of their own (a slow video host never holds
-up the API). Stopping (Ctrl-C) lets requests in flight
-finish and be recorded and puts rows still queued back to pending: nothing stays
-`submitting`, and running again resumes where this run stopped, polling what was submitted.
+New submissions go through submit lanes, each working like a Celery worker process: it
+releases a wave of pending rows, claims them in one statement, sends their POSTs at once (its
+share of `concurrency`) and records their outcomes in one transaction (`submit_rows`). On Linux,
+with a database file or server, each lane is a process forked at the start (one per CPU: a
+process has one interpreter lock, and a lane is mostly Python between its requests); they share
+the rate limiter (in shared memory) and take turns writing (one lock, as SQLite wants one
+writer). Elsewhere (an in-memory database, no fork) the lanes are threads of this process.
+
+This process keeps the rest: a dispatcher hands due polls to request threads (`concurrency`
+of them) and due downloads to threads of their own (a slow video host never holds up the API),
+looks for leases run out, and counts the batch for the progress shown. Stopping (Ctrl-C) lets
+requests in flight finish and be recorded and puts rows still queued back to pending: nothing
+stays `submitting`, and running again resumes where this run stopped, polling what was
+submitted.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import pickle
 import queue
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
+from typing import Any, Protocol
 
 import httpx
 from sqlalchemy.engine import Engine
@@ -36,16 +47,17 @@ from veobatch.engine.rate_limit import RateLimiter
 from veobatch.engine.spend_rules import Spending
 from veobatch.engine.submit import submit_rows
 from veobatch.engine.submit_rules import MAX_ATTEMPTS
+from veobatch.errors import DatabaseError, VeoBatchError
 from veobatch.images.sending import ImageSender
-from veobatch.process import Process
+from veobatch.process import Process, worker_processes
 from veobatch.provider.client import ProviderClient
 from veobatch.states import BatchState
+from veobatch.store import database
 
 SNAPSHOT_EVERY = 0.5  # seconds between counts of the batch (a few GROUP BY queries)
 DOWNLOAD_CLAIM = timedelta(minutes=15)
 DOWNLOAD_THREADS = 2
-SUBMIT_LANES = 2  # submit groups worked on at once: one records while the other sends
-GROUPS_AHEAD = 8  # groups waiting per lane
+LOCK_TIMEOUT = 60.0  # seconds a write may wait for the lock before the run gives up
 LEASE_CHECK = 1.0  # seconds between looks for leases run out (a thread that died mid-request)
 
 
@@ -93,20 +105,27 @@ class EmbeddedRunner:
         self.download_dir = download_dir if wait_for_videos else None
         self.on_progress = on_progress
         self._requests: queue.Queue[Callable[[], object]] = queue.Queue()
-        self._submits: queue.Queue[Callable[[], object]] = queue.Queue()
         self._downloads: queue.Queue[Callable[[], object]] = queue.Queue()
-        self.lanes = min(SUBMIT_LANES, concurrency)
-        # Each lane sends its group's requests at once: `concurrency` in flight in all.
+        self.lanes = min(worker_processes(), concurrency)
+        # Each lane sends its wave's requests at once: `concurrency` in flight in all.
         self._fanouts = [
             Fanout(len(range(n, concurrency, self.lanes)), f"veo-batch-send-{n}")
             for n in range(self.lanes)
         ]
-        self._thread_of = threading.local()
+        self._forks = _can_fork(engine)
+        if self._forks:  # what the lane processes share with this one
+            context = multiprocessing.get_context("fork")
+            self._stop: _Stop = context.Event()
+            self._db_lock = _WriteLock(context.Lock())
+            self._lane_errors: multiprocessing.SimpleQueue[BaseException] = context.SimpleQueue()
+            self._wakeup: _Stop = context.Event()  # set by a thread or a lane: look now
+        else:
+            self._stop = threading.Event()
+            self._db_lock = _WriteLock(threading.Lock())
+            self._wakeup = threading.Event()
+        self._lane_hosts: list[multiprocessing.process.BaseProcess | threading.Thread] = []
         self._leases_seen = 0.0
-        self._stop = threading.Event()
-        self._wakeup = threading.Event()
-        self._db_lock = threading.Lock()  # one writer at a time, as SQLite wants
-        self._busy = {"requests": 0, "submits": 0, "downloads": 0}  # items being worked on
+        self._busy = {"requests": 0, "downloads": 0}  # items being worked on
         self._busy_lock = threading.Lock()
         self._claimed_polls: set[int] = set()  # polls handed to a thread, not made yet
         self._failures: list[BaseException] = []
@@ -157,8 +176,8 @@ class EmbeddedRunner:
                 transitions.retry_downloads(conn, self.batch_id, transitions.utcnow())
         progress = self._progress()
         progress.done_at_start = progress.done
+        self._start_lanes()  # before any thread of ours: a fork copies none of them
         threads = [self._thread("requests", self._requests, n) for n in range(self.concurrency)]
-        threads += [self._thread("submits", self._submits, n) for n in range(self.lanes)]
         if self.download_dir is not None:
             threads += [
                 self._thread("downloads", self._downloads, n) for n in range(DOWNLOAD_THREADS)
@@ -167,8 +186,8 @@ class EmbeddedRunner:
             thread.start()
         try:
             seen = 0.0
-            while not self._failures:
-                self._release(progress)
+            while not self._lanes_failed():
+                self._release()
                 if self._idle() or time.monotonic() - seen >= SNAPSHOT_EVERY:
                     progress, seen = self._progress(progress), time.monotonic()
                     if self.on_progress is not None:
@@ -179,8 +198,9 @@ class EmbeddedRunner:
                 self._wakeup.clear()
         finally:
             self._stop.set()
-            for thread in threads:
-                thread.join()
+            for host in [*self._lane_hosts, *threads]:
+                host.join()
+            self._lanes_failed()  # what a lane said as it stopped
             for fanout in self._fanouts:
                 fanout.close()
             if self._own_videos:
@@ -195,37 +215,131 @@ class EmbeddedRunner:
             raise self._failures[0]
         return self._progress(progress)
 
+    # ------------------------------------------------------------------ submit lanes
+
+    def _start_lanes(self) -> None:
+        """One submit lane per fanout: forked processes where they can share the database,
+        else threads."""
+        self._lanes_idle = multiprocessing.RawArray("b", self.lanes)  # set by a lane with no work
+        if not self._forks:
+            self._lane_hosts = [
+                threading.Thread(
+                    target=self._lane_thread, args=(n,), name=f"veo-batch-lane-{n}", daemon=True
+                )
+                for n in range(self.lanes)
+            ]
+        else:
+            context = multiprocessing.get_context("fork")
+            sys.stdout.flush()  # (what is buffered would be written again by each child)
+            sys.stderr.flush()
+            self._lane_hosts = [
+                context.Process(
+                    target=self._lane_process,
+                    args=(n, os.getpid()),
+                    name=f"veo-batch-lane-{n}",
+                    daemon=True,  # ended with this process, should it end without stopping them
+                )
+                for n in range(self.lanes)
+            ]
+        for host in self._lane_hosts:
+            host.start()
+
+    def _lane(self, number: int, parent: int | None = None) -> None:
+        """Release a wave of pending rows and submit it, until the run stops (or, in a forked
+        lane, its `parent` is gone)."""
+        fanout = self._fanouts[number]
+        while not self._stop.is_set() and (parent is None or os.getppid() == parent):
+            with self._db_lock, self.engine.begin() as conn:
+                job_ids = transitions.release(
+                    conn,
+                    transitions.utcnow(),
+                    fanout.size,
+                    [self.batch_id],
+                    max_in_flight=self.max_in_flight,
+                )
+            if not job_ids and not self._lanes_idle[number]:
+                self._lanes_idle[number] = True
+                self._wakeup.set()  # the run may be over
+            self._lanes_idle[number] = not job_ids
+            if not job_ids:
+                self._stop.wait(self.tick)  # backoffs, max_in_flight, a paused batch, the end
+                continue
+            submit_rows(
+                self.engine,
+                self.client,
+                self.limiter,
+                job_ids,
+                fanout=fanout,
+                images=self.images,
+                prices=self.spending,
+                lease=self.lease,
+                pacing=self.pacing,
+                max_attempts=self.max_attempts,
+                wait=self._wait_for_slot,
+                write_lock=self._db_lock,
+            )
+
+    def _lane_thread(self, number: int) -> None:
+        try:
+            self._lane(number)
+        except BaseException as exc:  # surfaced by run(); a claimed row's lease expires
+            self._failures.append(exc)
+            self._wakeup.set()
+
+    def _lane_process(self, number: int, parent: int) -> None:
+        """A forked lane: its own connections (the inherited ones are the parent's), the
+        parent's signals left to the parent (it stops the lanes), and a failure sent back."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - locks of our own: another
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 - thread may have held the old
+        self.engine.dispose(close=False)
+        try:
+            self._lane(number, parent)
+        except BaseException as exc:
+            self._lane_errors.put(_portable(exc))
+            sys.exit(1)
+        finally:
+            self._fanouts[number].close()
+            self.client.close()  # (its own, opened here)
+
+    def _lanes_failed(self) -> bool:
+        """Whether a lane failed: its error (or its end) is then in `_failures`."""
+        if self._forks:
+            while not self._lane_errors.empty():
+                self._failures.append(self._lane_errors.get())
+            if not self._failures and not self._stop.is_set():
+                for host in self._lane_hosts:
+                    code = getattr(host, "exitcode", None)
+                    if code is not None:
+                        self._failures.append(
+                            VeoBatchError(f"submit lane {host.name} ended (exit code {code})")
+                        )
+        return bool(self._failures)
+
     # ------------------------------------------------------------------ handing out work
 
-    def _release(self, progress: Progress) -> None:
-        """Hand due polls, new submissions (in groups) and due downloads to the threads,
-        keeping a few ready for each."""
+    def _release(self) -> None:
+        """Hand due polls and due downloads to the threads, keeping a few ready for each."""
         with self._busy_lock:
             free = 4 * self.concurrency - self._busy["requests"] - self._requests.qsize()
-            groups_free = (GROUPS_AHEAD + 1) * self.lanes - self._busy["submits"]
-        groups_free -= self._submits.qsize()
         downloads_free = 2 * DOWNLOAD_THREADS - self._downloads.qsize()
-        group = self._fanouts[0].size
-        if groups_free < self.lanes * GROUPS_AHEAD // 2:  # top up in few, large releases
-            groups_free = 0
-        if free < self.concurrency and groups_free <= 0 and downloads_free <= 0:
+        polling = free >= self.concurrency and self.wait_for_videos  # --no-wait: no polls
+        downloading = self.download_dir is not None and downloads_free > 0
+        looking = time.monotonic() >= self._leases_seen + LEASE_CHECK
+        if not (polling or downloading or looking):
             return
         now = transitions.utcnow()
         batch = [self.batch_id]
         with self._db_lock, self.engine.begin() as conn:
-            if time.monotonic() >= self._leases_seen + LEASE_CHECK:
+            if looking:
                 transitions.expire_leases(conn, now, self.batch_id)
                 self._leases_seen = time.monotonic()
             polls = []
-            if free >= self.concurrency and self.wait_for_videos:  # --no-wait: no polls
+            if polling:
                 polls = transitions.due_polls(conn, now, free, self.poll_claim, batch)
-            submits = []
-            if groups_free > 0 and progress.state == BatchState.ACTIVE:
-                submits = transitions.release(
-                    conn, now, groups_free * group, batch, max_in_flight=self.max_in_flight
-                )
             downloads = []
-            if self.download_dir is not None and downloads_free > 0:
+            if downloading:
                 downloads = transitions.due_downloads(
                     conn, now, downloads_free, DOWNLOAD_CLAIM, batch
                 )
@@ -233,16 +347,15 @@ class EmbeddedRunner:
             self._claimed_polls.update(polls)
         for job_id in polls:
             self._requests.put(partial(self._poll, [job_id]))
-        for start in range(0, len(submits), group):
-            self._submits.put(partial(self._submit, submits[start : start + group]))
         for job_id in downloads:
             self._downloads.put(partial(self._download, job_id))
 
     def _idle(self) -> bool:
         with self._busy_lock:
             busy = sum(self._busy.values())
-            waiting = (self._requests, self._submits, self._downloads)
-            return busy == 0 and all(work.empty() for work in waiting)
+            waiting = (self._requests, self._downloads)
+            threads_idle = busy == 0 and all(work.empty() for work in waiting)
+        return threads_idle and all(self._lanes_idle)
 
     def _finished(self, progress: Progress) -> bool:
         if not self._idle():
@@ -259,12 +372,9 @@ class EmbeddedRunner:
         self, kind: str, work: queue.Queue[Callable[[], object]], number: int
     ) -> threading.Thread:
         name = f"veo-batch-{kind}-{number}"
-        return threading.Thread(
-            target=self._work, args=(kind, work, number), name=name, daemon=True
-        )
+        return threading.Thread(target=self._work, args=(kind, work), name=name, daemon=True)
 
-    def _work(self, kind: str, work: queue.Queue[Callable[[], object]], number: int) -> None:
-        self._thread_of.number = number  # a submit lane's number names its fanout
+    def _work(self, kind: str, work: queue.Queue[Callable[[], object]]) -> None:
         while not self._stop.is_set():
             try:
                 item = work.get(timeout=self.tick)
@@ -272,7 +382,7 @@ class EmbeddedRunner:
                 continue
             with self._busy_lock:
                 self._busy[kind] += 1
-            if work.qsize() < (GROUPS_AHEAD if kind == "submits" else 2 * self.concurrency):
+            if work.qsize() < 2 * self.concurrency:
                 self._wakeup.set()
             try:
                 item()
@@ -281,22 +391,6 @@ class EmbeddedRunner:
             finally:
                 with self._busy_lock:
                     self._busy[kind] -= 1
-
-    def _submit(self, job_ids: list[int]) -> None:
-        submit_rows(
-            self.engine,
-            self.client,
-            self.limiter,
-            job_ids,
-            fanout=self._fanouts[self._thread_of.number],
-            images=self.images,
-            prices=self.spending,
-            lease=self.lease,
-            pacing=self.pacing,
-            max_attempts=self.max_attempts,
-            wait=self._wait_for_slot,
-            write_lock=self._db_lock,
-        )
 
     def _poll(self, job_ids: list[int]) -> None:
         outcomes = poll_rows(
@@ -325,3 +419,48 @@ class EmbeddedRunner:
         progress.waits_for_videos = self.wait_for_videos
         progress.downloading = self.download_dir is not None
         return progress
+
+
+class _Stop(Protocol):
+    """An event: a threading.Event, or a multiprocessing one the lane processes share."""
+
+    def is_set(self) -> bool: ...
+    def set(self) -> None: ...
+    def clear(self) -> None: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+class _WriteLock:
+    """The lock every write of the run takes (SQLite has one writer; without it, writers
+    would queue in SQLite's busy handler, which sleeps milliseconds at a time). A lock a lane
+    process died holding would stop every other write for good: waiting longer than
+    LOCK_TIMEOUT is a DatabaseError instead."""
+
+    def __init__(self, lock: Any) -> None:
+        self._lock = lock
+
+    def __enter__(self) -> None:
+        if not self._lock.acquire(timeout=LOCK_TIMEOUT):
+            raise DatabaseError(
+                f"the database stayed locked for {LOCK_TIMEOUT:.0f} s by this run's own "
+                "processes (one of them died holding it?): stopping"
+            )
+
+    def __exit__(self, *_exc: object) -> None:
+        self._lock.release()
+
+
+def _can_fork(engine: Engine) -> bool:
+    """Whether submit lanes may be forked processes: on Linux (fork is its default and safe
+    there), with a database other processes can open (a file or a server, not memory)."""
+    in_memory = database.is_sqlite(engine.url) and database.sqlite_file(engine.url) is None
+    return sys.platform == "linux" and not in_memory
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """`exc` as it can cross to the parent process (pickled), else its words in one of ours."""
+    try:
+        copy: BaseException = pickle.loads(pickle.dumps(exc))  # our own child's, just made
+    except Exception:  # any exception may fail to pickle, or to be made again
+        return VeoBatchError(f"a submit lane failed: {type(exc).__name__}: {exc}")
+    return copy

@@ -34,6 +34,7 @@ from veobatch.store import database
 
 REQUESTS_AT_ONCE: Final = 8  # requests one worker process keeps in flight
 SUBMIT_GROUP: Final = 32  # rows one submit message names
+RUN_CONCURRENCY: Final = 2 * REQUESTS_AT_ONCE  # `veo-batch run`'s requests in flight by default
 
 
 @dataclass

@@ -31,7 +31,7 @@ from veobatch.embedded_runner import EmbeddedRunner
 from veobatch.engine.download import check_directory
 from veobatch.engine.progress import Progress
 from veobatch.errors import BatchStateError, ExitCode
-from veobatch.process import Process
+from veobatch.process import RUN_CONCURRENCY, Process
 from veobatch.settings import Secret, Settings
 from veobatch.states import BatchState, JobStatus
 from veobatch.store.export import export_format, write_export
@@ -56,10 +56,11 @@ MOCK_KEY = "mock-key"
 @click.option(
     "--concurrency",
     "-c",
-    default=4,
+    default=RUN_CONCURRENCY,
     show_default=True,
     type=click.IntRange(1, 64),
-    help="Requests in flight at once (the rate limit still applies).",
+    help="Requests in flight at once (the rate limit still applies), shared by submit lanes: "
+    "one process per CPU, each sending its share of the rows.",
 )
 @click.option(
     "--output",

@@ -12,7 +12,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -30,14 +30,15 @@ class Fanout:
     def map(self, calls: Sequence[Callable[[], T]]) -> list[T]:
         """Each call's result, in order. Every call has ended when this returns, whatever
         happened: if one raised, the first such error is raised then."""
+        return self.start(calls).results()
+
+    def start(self, calls: Sequence[Callable[[], T]]) -> Running[T]:
+        """The calls started (run here at once if the fanout has one thread, or one call):
+        their results later, while this thread does something else."""
         if self.size == 1 or len(calls) <= 1:
-            return [call() for call in calls]
-        futures: list[Future[T]] = [self._executor().submit(call) for call in calls]
-        errors = [f.exception() for f in futures]  # waits for each
-        for error in errors:
-            if error is not None:
-                raise error
-        return [f.result() for f in futures]
+            return Running.done(calls)
+        executor = self._executor()
+        return Running([executor.submit(call) for call in calls])
 
     def close(self) -> None:
         with self._lock:
@@ -51,3 +52,37 @@ class Fanout:
                 self._pool = ThreadPoolExecutor(self.size, thread_name_prefix=self._name)
                 self._pid = os.getpid()
             return self._pool
+
+
+class Running(Generic[T]):
+    """Calls a fanout started: `results()` waits for every one of them."""
+
+    def __init__(self, futures: list[Future[T]]) -> None:
+        self._futures = futures
+
+    @classmethod
+    def done(cls, calls: Sequence[Callable[[], T]]) -> Running[T]:
+        """The calls made one after another, here and now."""
+        futures: list[Future[T]] = []
+        for call in calls:
+            future: Future[T] = Future()
+            try:
+                future.set_result(call())
+            except BaseException as exc:  # raised by results(), as from a thread
+                future.set_exception(exc)
+            futures.append(future)
+        return cls(futures)
+
+    def results(self) -> list[T]:
+        """Each call's result, in order, once every call has ended; if one raised, the
+        first such error is raised."""
+        errors = [f.exception() for f in self._futures]  # waits for each
+        for error in errors:
+            if error is not None:
+                raise error
+        return [f.result() for f in self._futures]
+
+    def wait(self) -> None:
+        """Until every call has ended (errors left unread)."""
+        for future in self._futures:
+            future.exception()

@@ -16,8 +16,8 @@ relays), and a Retry-After, when one does come, is used as it is.
 sees the same `tat`, and a group of requests books its slots in one round trip (`reserve_many`:
 the rule applied n times in one atomic script, so the slots are exactly those n reservations
 one after another would get). `LocalRateLimiter` runs the same rule (the pure functions below)
-in process, for the embedded mode. Celery's own `rate_limit` is per worker process and is not
-used.
+on one machine, for the embedded mode (its forked submit lanes share it). Celery's own
+`rate_limit` is per worker process and is not used.
 
 A slot is a promise about *when* a request goes: one sent late could land in a window that
 other slots already fill. `in_slots` therefore sends each request at its slot, and books a new
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import multiprocessing
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -39,7 +40,7 @@ from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 from redis.exceptions import RedisError
 
 from veobatch.engine.backoff import COOL_DOWN
-from veobatch.engine.fanout import Fanout
+from veobatch.engine.fanout import Fanout, Running
 from veobatch.errors import LimiterUnavailable, ProviderError
 from veobatch.metrics import COOL_DOWNS, RATE_WAIT
 from veobatch.settings import Rate
@@ -96,6 +97,19 @@ def in_slots(
     *,
     kind: str = "submit",
 ) -> list[T | ProviderError | None]:
+    """`start_in_slots`, waited for: each answer."""
+    return start_in_slots(limiter, fanout, wait, requests, waits, kind=kind).results()
+
+
+def start_in_slots(
+    limiter: RateLimiter,
+    fanout: Fanout,
+    wait: Callable[[float], bool],
+    requests: Sequence[Callable[[], T]],
+    waits: Sequence[float],
+    *,
+    kind: str = "submit",
+) -> Running[T | ProviderError | None]:
     """Each of `requests` sent in its slot, `waits[i]` seconds after the slots were booked
     (`limiter.reserve_many`, just before), `fanout.size` at once: each answer, or the
     `ProviderError` it raised, or None where nothing was sent (`wait(seconds)` said stop, a
@@ -132,7 +146,7 @@ def in_slots(
                     limiter.cool_down(error.retry_after)
             return error
 
-    return fanout.map([partial(send, index) for index in range(len(requests))])
+    return fanout.start([partial(send, index) for index in range(len(requests))])
 
 
 def interval_of(rate: Rate | None) -> tuple[float, int]:
@@ -159,19 +173,19 @@ def cool_down_seconds(strikes: int, retry_after: float | None) -> float:
 
 @dataclass
 class LocalRateLimiter:
-    """The rule in process (embedded mode): threads of one process share it. `clock` gives
-    seconds (monotonic by default; tests pass their own)."""
+    """The rule on one machine, for the embedded mode: the threads of a process and the
+    processes it forks (its submit lanes) book from one schedule, kept in shared memory under
+    a process-shared lock. `clock` gives seconds (monotonic by default: one clock for every
+    process of the machine; tests pass their own)."""
 
     interval: float
     burst: int = 1
     clock: Callable[[], float] = time.monotonic
 
     def __post_init__(self) -> None:
-        self._lock = threading.Lock()
-        self._tat = 0.0
-        self._cooldown_until = 0.0
-        self._strikes = 0
-        self._last_strike = -math.inf
+        self._lock = multiprocessing.Lock()
+        # tat, cooldown_until, strikes, last strike: memory a forked process shares
+        self._state = multiprocessing.RawArray("d", [0.0, 0.0, 0.0, -math.inf])
 
     @classmethod
     def for_rate(
@@ -185,23 +199,28 @@ class LocalRateLimiter:
 
     def reserve_many(self, count: int) -> list[float]:
         waits = []
+        state = self._state
         with self._lock:
             now = self.clock()
+            tat, cooldown_until = state[_TAT], state[_COOLDOWN_UNTIL]
             for _ in range(count):
-                wait, self._tat = gcra_reserve(
-                    self._tat, now, self.interval, self.burst, self._cooldown_until
-                )
+                wait, tat = gcra_reserve(tat, now, self.interval, self.burst, cooldown_until)
                 waits.append(wait)
+            state[_TAT] = tat
         return waits
 
     def cool_down(self, retry_after: float | None = None) -> float:
+        state = self._state
         with self._lock:
             now = self.clock()
-            self._strikes = self._strikes + 1 if now - self._last_strike < STRIKE_MEMORY else 1
-            self._last_strike = now
-            pause = cool_down_seconds(self._strikes, retry_after)
-            self._cooldown_until = max(self._cooldown_until, now + pause)
+            strikes = state[_STRIKES] + 1 if now - state[_LAST_STRIKE] < STRIKE_MEMORY else 1
+            state[_STRIKES], state[_LAST_STRIKE] = strikes, now
+            pause = cool_down_seconds(int(strikes), retry_after)
+            state[_COOLDOWN_UNTIL] = max(state[_COOLDOWN_UNTIL], now + pause)
         return pause
+
+
+_TAT, _COOLDOWN_UNTIL, _STRIKES, _LAST_STRIKE = range(4)  # LocalRateLimiter's shared state
 
 
 # KEYS[1] tat, KEYS[2] cooldown_until (both microseconds on Redis's clock)

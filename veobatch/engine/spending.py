@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
@@ -74,9 +74,7 @@ def reserve_rows(
     unpriced = {job.batch_id for job in jobs if spending.price_of(job.model) is None}
     budgets: dict[int, int | None] = {}
     if unpriced:
-        found = conn.execute(
-            sa.select(Batch.id, Batch.budget_micros).where(Batch.id.in_(sorted(unpriced)))
-        )
+        found = conn.execute(_BUDGETS, {"ids": sorted(unpriced)})
         budgets = {int(bid): budget for bid, budget in found}
     going: list[sa.Row[Any]] = []
     refused: list[tuple[int, str]] = []
@@ -119,22 +117,14 @@ def _hold_together(
         return False
     for price in set(prices):
         ids = [job.id for job, p in zip(rows, prices, strict=True) if p == price]
-        conn.execute(sa.update(Job).where(Job.id.in_(ids)).values(held_micros=price, held_day=day))
+        conn.execute(_HOLD, {"ids": ids, "price": price, "day": day})
     return True
 
 
 def _take_from_budget(conn: Connection, batch_id: int, amount: int) -> bool:
     """Add `amount` to what the batch has committed, if it still fits its budget (one
     conditional UPDATE: the database decides between racing workers)."""
-    fits = sa.or_(
-        Batch.budget_micros.is_(None), Batch.committed_micros + amount <= Batch.budget_micros
-    )
-    took = conn.execute(
-        sa.update(Batch)
-        .where(Batch.id == batch_id, fits)
-        .values(committed_micros=Batch.committed_micros + amount)
-    ).rowcount
-    return bool(took)
+    return bool(conn.execute(_TAKE_FROM_BUDGET, {"batch": batch_id, "amount": amount}).rowcount)
 
 
 def _take_from_day(conn: Connection, day: Any, amount: int, cap: int) -> bool:
@@ -153,11 +143,7 @@ def settle_kept(conn: Connection, job_ids: Sequence[int]) -> None:
     """The held prices of rows `job_ids` become their cost (a task exists, or may): one
     UPDATE. A row settled already (its lease ran out) holds nothing and is left alone."""
     if job_ids:
-        conn.execute(
-            sa.update(Job)
-            .where(Job.id.in_(list(job_ids)), Job.held_micros > 0)
-            .values(**keep_held())
-        )
+        conn.execute(_SETTLE_KEPT, {"ids": list(job_ids)})
 
 
 def settle(conn: Connection, job_id: int, kept: bool) -> None:
@@ -197,3 +183,30 @@ def _add(conn: Connection, batch_id: int, day: Any, amount: int) -> None:
             .where(SpendDay.day == day)
             .values(committed_micros=SpendDay.committed_micros + amount)
         )
+
+
+# The statements of every claim and outcome, built once (the hot path of a submission).
+_IDS: Final[sa.BindParameter[list[int]]] = sa.bindparam("ids", expanding=True)
+_AMOUNT: Final = sa.bindparam("amount", type_=Batch.committed_micros.type)
+_BUDGETS: Final = sa.select(Batch.id, Batch.budget_micros).where(Batch.id.in_(_IDS))
+_TAKE_FROM_BUDGET: Final = (
+    sa.update(Batch)
+    .where(
+        Batch.id == sa.bindparam("batch"),
+        sa.or_(
+            Batch.budget_micros.is_(None), Batch.committed_micros + _AMOUNT <= Batch.budget_micros
+        ),
+    )
+    .values(committed_micros=Batch.committed_micros + _AMOUNT)
+)
+_HOLD: Final = (
+    sa.update(Job)
+    .where(Job.id.in_(_IDS))
+    .values(
+        held_micros=sa.bindparam("price", type_=Job.held_micros.type),
+        held_day=sa.bindparam("day", type_=Job.held_day.type),
+    )
+)
+_SETTLE_KEPT: Final = (
+    sa.update(Job).where(Job.id.in_(_IDS), Job.held_micros > 0).values(**keep_held())
+)

@@ -27,9 +27,9 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
 from veobatch.engine import events, spending, transitions
-from veobatch.engine.fanout import Fanout
+from veobatch.engine.fanout import Fanout, Running
 from veobatch.engine.poll_rules import Pacing
-from veobatch.engine.rate_limit import RateLimiter, in_slots
+from veobatch.engine.rate_limit import HALTING, RateLimiter, start_in_slots
 from veobatch.engine.spend_rules import Spending
 from veobatch.engine.submit_rules import (
     MAX_ATTEMPTS,
@@ -103,11 +103,32 @@ def submit_rows(
         if len(job_ids) > fanout.size:  # later waves wait: held, in case this process dies
             with wave.lock, conn.begin():
                 transitions.hold(conn, job_ids[fanout.size :], transitions.utcnow(), lease)
-        for start in range(0, len(job_ids), fanout.size):
-            if start and not wait(0.0):  # stopping: the rest stay queued for another process
-                break
-            outcomes += wave.submit(conn, job_ids[start : start + fanout.size])
+        flying: _Flight | None = None  # the wave whose POSTs are out
+        try:
+            for start in range(0, len(job_ids), fanout.size):
+                if start and not wait(0.0):  # stopping: the rest stay queued for another process
+                    break
+                claimed = wave.claim(conn, job_ids[start : start + fanout.size])
+                landed = flying.answers() if flying is not None else None
+                if landed is not None and _halts(landed):  # a 429, a refused key or balance
+                    wave.give_back(conn, claimed)
+                    break
+                # This wave's POSTs go out while the last one's outcomes are recorded.
+                flying, previous = wave.send(conn, claimed), flying
+                if previous is not None and landed is not None:
+                    outcomes += wave.record(conn, previous.claimed, landed)
+            if flying is not None:
+                last, flying = flying, None
+                outcomes += wave.record(conn, last.claimed, last.answers())
+        finally:
+            if flying is not None:  # (an error): nothing of ours still sends once we return
+                flying.running.wait()
     return outcomes
+
+
+def _halts(sent: list[_Sent]) -> bool:
+    """Whether an answer of the wave is one every later request would get too."""
+    return any(isinstance(s.answer, ProviderError) and s.answer.kind in HALTING for s in sent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +148,36 @@ class _Sent(NamedTuple):
     at: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    """A wave as claimed: the rows to send, the attempts made already (an image that could
+    not be had), the ids of the rows holding a price."""
+
+    ready: list[_Ready]
+    attempts: list[transitions.Attempted]
+    holding: set[int]
+
+
+@dataclass(frozen=True, slots=True)
+class _Flight:
+    """A wave whose POSTs were started: `answers()` waits for them."""
+
+    claimed: _Claimed
+    rows: list[_Ready]  # those sent (or going), in the order of the answers
+    answered_at: list[datetime | None]  # None: not answered, or with no answer (yet)
+    running: Running[str | ProviderError | None]
+
+    def answers(self) -> list[_Sent]:
+        """Each row's answer (None: not sent) and when it came, once all have ended."""
+        answers = self.running.results()
+        if not answers and self.rows:  # the limiter could not be asked: none was sent
+            return [_Sent(row, None, None) for row in self.rows]
+        return [
+            _Sent(row, answer, at)
+            for row, answer, at in zip(self.rows, answers, self.answered_at, strict=True)
+        ]
+
+
 @dataclass(frozen=True)
 class _Wave:
     """What submitting one wave needs (see `submit_rows`)."""
@@ -143,7 +194,9 @@ class _Wave:
     wait: Callable[[float], bool]
     lock: AbstractContextManager[object]
 
-    def submit(self, conn: Connection, job_ids: Sequence[int]) -> list[Outcome]:
+    def claim(self, conn: Connection, job_ids: Sequence[int]) -> _Claimed:
+        """The rows claimed (committed), their images made ready; a row whose image cannot
+        be had is an attempt already (nothing was sent)."""
         claimed, holding = self._claim(conn, job_ids)
         attempts: list[transitions.Attempted] = []
         ready: list[_Ready] = []
@@ -159,11 +212,24 @@ class _Wave:
                 continue
             ready.append(_Ready(job, payload_of(job, entries), stored))
             del entries  # inline images can be megabytes: only the payload keeps them
-        sent = self._send(conn, ready)
+        return _Claimed(ready, attempts, holding)
+
+    def give_back(self, conn: Connection, claimed: _Claimed) -> None:
+        """Claimed rows not to be sent after all: pending again, untouched (those whose
+        image failed are recorded as that)."""
+        with self.lock, conn.begin():
+            transitions.unclaim(conn, [r.job.id for r in claimed.ready], transitions.utcnow())
+            transitions.record(conn, claimed.attempts, self.pacing)
+        for attempt in claimed.attempts:
+            events.submitted(conn, attempt.job, attempt.outcome)
+
+    def record(self, conn: Connection, claimed: _Claimed, sent: list[_Sent]) -> list[Outcome]:
+        """The wave's outcomes, recorded in one transaction (a row not sent goes back)."""
+        attempts = list(claimed.attempts)
         with self.lock, conn.begin():
             unsent = [s.row.job.id for s in sent if s.answer is None]
             transitions.unclaim(conn, unsent, transitions.utcnow())
-            attempts += self._outcomes(conn, sent, holding)
+            attempts += self._outcomes(conn, sent, claimed.holding)
             transitions.record(conn, attempts, self.pacing)
         for attempt in attempts:
             events.submitted(conn, attempt.job, attempt.outcome)
@@ -188,15 +254,16 @@ class _Wave:
             events.paused(conn, batch_id, why)
         return going, {job.id for job in going if self.prices.price_of(job.model) is not None}
 
-    def _send(self, conn: Connection, ready: list[_Ready]) -> list[_Sent]:
-        """Each row's answer (None: not sent) and when it came; a row taken from us while
+    def send(self, conn: Connection, claimed: _Claimed) -> _Flight:
+        """The wave's POSTs started, each at its slot (booked now); a row taken from us while
         its lease was moved is left out (not ours to record)."""
+        ready = claimed.ready
         if not ready:
-            return []
+            return _Flight(claimed, [], [], Running([]))
         try:
             waits = self.limiter.reserve_many(len(ready))
         except LimiterUnavailable:  # Redis is gone: nothing was sent, the rows go back
-            return [_Sent(row, None, None) for row in ready]
+            return _Flight(claimed, ready, [None] * len(ready), Running.done([]))
         ours = self._leased(conn, [r.job.id for r in ready], max(waits))
         going = [(row, wait) for row, wait in zip(ready, waits, strict=True) if row.job.id in ours]
         answered_at: list[datetime | None] = [None] * len(going)
@@ -207,7 +274,7 @@ class _Wave:
             finally:
                 answered_at[index] = transitions.utcnow()
 
-        answers = in_slots(
+        running = start_in_slots(
             self.limiter,
             self.fanout,
             self.wait,
@@ -215,10 +282,7 @@ class _Wave:
             [wait for _, wait in going],
             kind="submit",
         )
-        return [
-            _Sent(row, answer, at)
-            for (row, _), answer, at in zip(going, answers, answered_at, strict=True)
-        ]
+        return _Flight(claimed, [row for row, _ in going], answered_at, running)
 
     def _leased(self, conn: Connection, job_ids: list[int], longest: float) -> set[int]:
         """The rows still ours, their leases moved first when the wait is long (many

@@ -52,6 +52,11 @@ def release(
         limit = min(limit, max_in_flight - int(conn.execute(flying).scalar_one()))
     if limit <= 0:
         return []
+    if batch_ids is not None and len(batch_ids) == 1:  # the embedded runner's lanes
+        released = conn.execute(
+            _RELEASE_ONE, {"batch": batch_ids[0], "limit": limit, "now": now}
+        ).scalars()
+        return sorted(released)
     ready = sa.and_(
         Job.status == JobStatus.PENDING,
         sa.or_(Job.next_attempt_at.is_(None), Job.next_attempt_at <= now),
@@ -99,6 +104,32 @@ def release(
         ).scalars()
     )
     return [i for i in order if i in queued]
+
+
+# One batch's next rows to queued, in one statement (built once: a lane releases a wave at a
+# time). PostgreSQL skips the rows another transaction has locked, as the general path does.
+_NOW: Final = sa.bindparam("now", type_=Job.updated_at.type)
+_RELEASE_ONE: Final = (
+    sa.update(Job)
+    .where(
+        Job.id.in_(
+            sa.select(Job.id)
+            .where(
+                Job.batch_id == sa.bindparam("batch"),
+                Job.status == JobStatus.PENDING,
+                sa.or_(Job.next_attempt_at.is_(None), Job.next_attempt_at <= _NOW),
+            )
+            .order_by(Job.id)
+            .limit(sa.bindparam("limit"))
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        ),
+        Job.status == JobStatus.PENDING,
+        sa.exists().where(Batch.id == sa.bindparam("batch"), Batch.state == BatchState.ACTIVE),
+    )
+    .values(status=JobStatus.QUEUED, updated_at=_NOW)
+    .returning(Job.id)
+)
 
 
 def claim(conn: Connection, job_id: int, now: datetime, lease: timedelta) -> sa.Row[Any] | None:
@@ -153,11 +184,14 @@ def hold(conn: Connection, job_ids: Sequence[int], now: datetime, lease: timedel
     """Queued rows a worker has taken (their message) and will claim wave by wave get a lease
     while they wait: if the worker dies first, `expire_leases` sends them back to pending
     (they were never sent) without waiting for the message to come back."""
-    conn.execute(
-        sa.update(Job)
-        .where(Job.id.in_(list(job_ids)), Job.status == JobStatus.QUEUED)
-        .values(lease_until=now + lease)
-    )
+    conn.execute(_HOLD, {"ids": list(job_ids), "until": now + lease})
+
+
+_HOLD: Final = (
+    sa.update(Job)
+    .where(Job.id.in_(_IDS), Job.status == JobStatus.QUEUED)
+    .values(lease_until=sa.bindparam("until", type_=Job.lease_until.type))
+)
 
 
 def extend_leases(conn: Connection, job_ids: Sequence[int], until: datetime) -> set[int]:
@@ -187,13 +221,16 @@ def unclaim(conn: Connection, job_ids: Sequence[int], now: datetime) -> None:
     their group) go back to pending, untouched; the prices their claims held go back too."""
     if not job_ids:
         return
-    conn.execute(
-        sa.update(Job)
-        .where(Job.id.in_(list(job_ids)), Job.status == JobStatus.SUBMITTING)
-        .values(status=JobStatus.PENDING, lease_until=None, updated_at=now)
-    )
+    conn.execute(_UNCLAIM, {"ids": list(job_ids), "now": now})
     for job_id in job_ids:
         spending.settle(conn, job_id, kept=False)
+
+
+_UNCLAIM: Final = (
+    sa.update(Job)
+    .where(Job.id.in_(_IDS), Job.status == JobStatus.SUBMITTING)
+    .values(status=JobStatus.PENDING, lease_until=None, updated_at=_NOW)
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,11 @@ VEO_S3_PUBLIC_URL, the public URL of the key instead. Credentials are boto3's us
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Final
 
 import boto3
@@ -44,17 +46,25 @@ class Bucket:
         self.name, _, prefix = url.removeprefix("s3://").partition("/")
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.public_url = public_url
-        self._client = client or boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            config=Config(
-                signature_version="s3v4",
-                s3={"addressing_style": "path" if endpoint else "auto"},
-                connect_timeout=10,
-                read_timeout=60,
-                retries={"max_attempts": 3, "mode": "standard"},
-            ),
+        # boto3's client keeps a pool of connections: a forked process makes its own
+        self._make = (
+            None
+            if client is not None
+            else partial(
+                boto3.client,
+                "s3",
+                endpoint_url=endpoint,
+                config=Config(
+                    signature_version="s3v4",
+                    s3={"addressing_style": "path" if endpoint else "auto"},
+                    connect_timeout=10,
+                    read_timeout=60,
+                    retries={"max_attempts": 3, "mode": "standard"},
+                ),
+            )
         )
+        self._client = client if self._make is None else self._make()
+        self._pid = os.getpid()
         self._clock = clock
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
@@ -70,13 +80,21 @@ class Bucket:
             settings.s3_url, endpoint=settings.s3_endpoint, public_url=settings.s3_public_url
         )
 
+    def _s3(self) -> Any:
+        """The S3 client of this process (one made anew in a forked process)."""
+        if self._make is not None and os.getpid() != self._pid:
+            with self._lock:
+                if os.getpid() != self._pid:
+                    self._client, self._pid = self._make(), os.getpid()
+        return self._client
+
     def key_for(self, sha256: str, extension: str) -> str:
         return f"{self.prefix}{sha256}.{extension}"
 
     def check(self) -> None:
         """ConfigError, in words, unless the bucket answers with these credentials."""
         try:
-            self._client.head_bucket(Bucket=self.name)
+            self._s3().head_bucket(Bucket=self.name)
         except (ClientError, BotoCoreError) as exc:
             raise ConfigError(
                 f"VEO_S3_URL: bucket {self.name!r} cannot be used: {_reason(exc)} (check the "
@@ -94,7 +112,7 @@ class Bucket:
                 return
             try:
                 if not self._exists(key):
-                    self._client.put_object(
+                    self._s3().put_object(
                         Bucket=self.name, Key=key, Body=read(), ContentType=content_type
                     )
                     with self._lock:
@@ -112,7 +130,7 @@ class Bucket:
         cached = self._links.get(key)
         if cached is not None and now - cached[1] < RENEW_AFTER:
             return cached[0]
-        url: str = self._client.generate_presigned_url(
+        url: str = self._s3().generate_presigned_url(
             "get_object", Params={"Bucket": self.name, "Key": key}, ExpiresIn=LINK_SECONDS
         )
         self._links[key] = (url, now)
@@ -120,7 +138,7 @@ class Bucket:
 
     def _exists(self, key: str) -> bool:
         try:
-            self._client.head_object(Bucket=self.name, Key=key)
+            self._s3().head_object(Bucket=self.name, Key=key)
         except ClientError as exc:
             if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
                 return False

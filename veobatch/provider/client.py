@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
+import os
 import re
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -142,7 +145,9 @@ def classify(status: int, body: bytes, headers: Mapping[str, str]) -> ProviderEr
 
 
 class ProviderClient:
-    """One HTTP client per process, reused for every request (keep-alive, one pool)."""
+    """One HTTP client per process, reused for every request (keep-alive, one pool). A process
+    forked from the one that made it opens connections of its own on its first request (the
+    ones it inherited are its parent's)."""
 
     def __init__(
         self,
@@ -154,17 +159,32 @@ class ProviderClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._redact = Redactor(api_key.reveal())  # every text from the relay goes through it
-        self._http = httpx.Client(
+        self._open = partial(
+            httpx.Client,
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {api_key.reveal()}"},
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
-            transport=transport if transport is not None else transport_for(base_url),
             cookies=_NoCookies(),  # a relay's API keeps no session: nothing to remember
         )
+        self._transport = transport  # a caller's own (tests); else one per process
+        self._pid = os.getpid()
+        self._reopening = threading.Lock()
+        self._http = self._client()
         self._submit_url = self._url(SUBMIT_PATH)
 
+    def _client(self) -> httpx.Client:
+        base = str(self._open.keywords["base_url"])
+        return self._open(transport=self._transport or transport_for(base))
+
+    def _reopen(self) -> None:
+        """In a forked process: a client of its own (once, whichever thread comes first)."""
+        with self._reopening:
+            if os.getpid() != self._pid:
+                self._pid, self._http = os.getpid(), self._client()
+
     def close(self) -> None:
-        self._http.close()
+        if os.getpid() == self._pid:  # (a forked child's copy is its parent's to close)
+            self._http.close()
 
     def __enter__(self) -> ProviderClient:
         return self
@@ -214,6 +234,8 @@ class ProviderClient:
         kind = "submit" if method == "POST" else "poll"
         started = time.perf_counter()
         try:
+            if os.getpid() != self._pid:
+                self._reopen()
             response = self._http.send(self._request(method, path, json))
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             failed = ProviderError(ErrorKind.NETWORK, self._redact(_describe(exc)))
