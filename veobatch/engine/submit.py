@@ -108,12 +108,12 @@ def submit_rows(
             for start in range(0, len(job_ids), fanout.size):
                 if start and not wait(0.0):  # stopping: the rest stay queued for another process
                     break
-                claimed = wave.claim(conn, job_ids[start : start + fanout.size])
                 landed = flying.answers() if flying is not None else None
                 if landed is not None and _halts(landed):  # a 429, a refused key or balance
-                    wave.give_back(conn, claimed)
                     break
-                # This wave's POSTs go out while the last one's outcomes are recorded.
+                # Claimed only once the last wave's answers are in (a process killed while
+                # they are out leaves this wave unclaimed), sent while they are recorded.
+                claimed = wave.claim(conn, job_ids[start : start + fanout.size])
                 flying, previous = wave.send(conn, claimed), flying
                 if previous is not None and landed is not None:
                     outcomes += wave.record(conn, previous.claimed, landed)
@@ -213,15 +213,6 @@ class _Wave:
             ready.append(_Ready(job, payload_of(job, entries), stored))
             del entries  # inline images can be megabytes: only the payload keeps them
         return _Claimed(ready, attempts, holding)
-
-    def give_back(self, conn: Connection, claimed: _Claimed) -> None:
-        """Claimed rows not to be sent after all: pending again, untouched (those whose
-        image failed are recorded as that)."""
-        with self.lock, conn.begin():
-            transitions.unclaim(conn, [r.job.id for r in claimed.ready], transitions.utcnow())
-            transitions.record(conn, claimed.attempts, self.pacing)
-        for attempt in claimed.attempts:
-            events.submitted(conn, attempt.job, attempt.outcome)
 
     def record(self, conn: Connection, claimed: _Claimed, sent: list[_Sent]) -> list[Outcome]:
         """The wave's outcomes, recorded in one transaction (a row not sent goes back)."""
