@@ -317,7 +317,10 @@ def test_a_killed_workers_row_counts_against_the_budget(stack: Stack) -> None:
     worker = stack.start_worker(concurrency=1, VEO_LEASE="2", VEO_PRICES="veo3.1=0.25")
     stack.start_scheduler()
     created = stack.mock.state.created_by_prompt
-    wait_until(lambda: created["[mock:slow=30] slow"] == 1, what="the slow request to arrive")
+    wait_until(  # both of the wave's requests (sent at once, in either order) have arrived
+        lambda: created["[mock:slow=30] slow"] == 1 and sum(created.values()) == 2,
+        what="the wave's two requests to arrive",
+    )
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait()
     stack.start_worker(concurrency=1, VEO_LEASE="2", VEO_PRICES="veo3.1=0.25")

@@ -5,7 +5,8 @@ then download) and the same limiter rule on the machine.
 New submissions go through submit lanes, each working like a Celery worker process: it
 releases a wave of pending rows, claims them in one statement, sends their POSTs at once (its
 share of `concurrency`) and records their outcomes in one transaction (`submit_rows`). On Linux,
-with a database file or server, each lane is a process forked at the start (one per CPU: a
+with a database file or server, from a process with no other thread (the command line, not a
+host application), each lane is a process forked at the start (one per CPU: a
 process has one interpreter lock, and a lane is mostly Python between its requests); they share
 the rate limiter (in shared memory) and take turns writing (one lock, as SQLite wants one
 writer). Elsewhere (an in-memory database, no fork) the lanes are threads of this process.
@@ -451,10 +452,14 @@ class _WriteLock:
 
 
 def _can_fork(engine: Engine) -> bool:
-    """Whether submit lanes may be forked processes: on Linux (fork is its default and safe
-    there), with a database other processes can open (a file or a server, not memory)."""
+    """Whether submit lanes may be forked processes: on Linux (fork is its default there),
+    from a process with no other thread (a fork copies the locks another thread holds, in
+    libpq or OpenSSL say, and the child would wait on them for ever: a host application, a
+    test, `run --mock` keep thread lanes), with a database other processes can open (a file
+    or a server, not memory)."""
     in_memory = database.is_sqlite(engine.url) and database.sqlite_file(engine.url) is None
-    return sys.platform == "linux" and not in_memory
+    alone = threading.active_count() == 1
+    return sys.platform == "linux" and alone and not in_memory
 
 
 def _portable(exc: BaseException) -> BaseException:
