@@ -21,6 +21,7 @@ from veobatch.engine import spending, webhooks
 from veobatch.engine.poll_rules import Pacing, PollOutcome
 from veobatch.engine.submit_rules import Outcome
 from veobatch.states import IN_FLIGHT, OPEN, BatchState, ErrorKind, JobStatus
+from veobatch.store import many
 from veobatch.store.tables import Attempt, Batch, Job
 
 
@@ -265,9 +266,14 @@ def record(conn: Connection, attempts: Sequence[Attempted], pacing: Pacing) -> N
             attempt.images is not None,
         )
         shapes.setdefault(shape, []).append(attempt)
-    for shape, group in shapes.items():
-        conn.execute(_recording(*shape), [_recorded(a, pacing) for a in group])
-    conn.execute(_HISTORY, [_attempt_line(a) for a in attempts])
+    for (has_task, finished, images), group in shapes.items():
+        many.execute(
+            conn,
+            functools.partial(_recording, has_task, finished, images),
+            [_recorded(a, pacing) for a in group],
+            key="row_id",
+        )
+    many.execute(conn, _history_of, [_attempt_line(a) for a in attempts])
     kept = (JobStatus.SUBMITTED, JobStatus.IN_DOUBT)
     holding = [a for a in attempts if a.holds]
     spending.settle_kept(conn, [a.job.id for a in holding if a.outcome.status in kept])
@@ -279,38 +285,83 @@ def record(conn: Connection, attempts: Sequence[Attempted], pacing: Pacing) -> N
             pause(conn, attempt.job.batch_id, attempt.outcome.pause_reason, attempt.at)
 
 
-_HISTORY: Final = sa.insert(Attempt)
+# The fields of a recorded outcome, bound per row (see `_recorded`).
+_RECORDED: Final[many.Fields] = {
+    "row_id": Job.id.type,
+    "new_status": Job.status.type,
+    "new_error": Job.error.type,
+    "new_error_kind": Job.error_kind.type,
+    "new_http_status": Job.http_status.type,
+    "at": Job.updated_at.type,
+    "new_next_attempt_at": Job.next_attempt_at.type,
+    "added": Job.attempts.type,
+}
+_RECORDED_TASK: Final[many.Fields] = {
+    "new_task_id": Job.task_id.type,
+    "first_poll": Job.next_poll_at.type,
+    "deadline": Job.poll_until.type,
+}
+_RECORDED_IMAGES: Final[many.Fields] = {"new_images": Job.images.type}
+_HISTORY_FIELDS: Final[many.Fields] = {
+    "job_id": Attempt.job_id.type,
+    "action": Attempt.action.type,
+    "at": Attempt.at.type,
+    "http_status": Attempt.http_status.type,
+    "task_id": Attempt.task_id.type,
+    "remote_status": Attempt.remote_status.type,
+    "error": Attempt.error.type,
+    "error_kind": Attempt.error_kind.type,
+}
+
+
+def _recorded_fields(has_task: bool, images: bool) -> many.Fields:
+    return {
+        **_RECORDED,
+        **(_RECORDED_TASK if has_task else {}),
+        **(_RECORDED_IMAGES if images else {}),
+    }
 
 
 @functools.cache
-def _recording(has_task: bool, finished: bool, images: bool) -> sa.Update:
-    """The UPDATE of one kind of outcome, its values bound per row (see `_recorded`)."""
+def _recording(has_task: bool, finished: bool, images: bool, together: bool) -> sa.Update:
+    """The UPDATE of one kind of outcome, its values given per row (see `_recorded`)."""
+    row = many.columns(_recorded_fields(has_task, images), together)
     expected = Job.status == JobStatus.SUBMITTING  # (no IN: executemany cannot expand one)
     if has_task:
         expected = sa.or_(expected, Job.status == JobStatus.IN_DOUBT)
     values: dict[str, Any] = {
-        "status": sa.bindparam("new_status"),
-        "error": sa.bindparam("new_error"),
-        "error_kind": sa.bindparam("new_error_kind"),
-        "http_status": sa.bindparam("new_http_status"),
+        "status": row["new_status"],
+        "error": row["new_error"],
+        "error_kind": row["new_error_kind"],
+        "http_status": row["new_http_status"],
         "lease_until": None,
-        "updated_at": sa.bindparam("at"),
-        "next_attempt_at": sa.bindparam("new_next_attempt_at", type_=Job.next_attempt_at.type),
-        "attempts": Job.attempts + sa.bindparam("added"),
+        "updated_at": row["at"],
+        "next_attempt_at": row["new_next_attempt_at"],
+        "attempts": Job.attempts + row["added"],
     }
     if has_task:
         values.update(
-            task_id=sa.bindparam("new_task_id"),
-            submitted_at=sa.bindparam("at"),
+            task_id=row["new_task_id"],
+            submitted_at=row["at"],
             polls=0,
-            next_poll_at=sa.bindparam("first_poll", type_=Job.next_poll_at.type),
-            poll_until=sa.bindparam("deadline", type_=Job.poll_until.type),
+            next_poll_at=row["first_poll"],
+            poll_until=row["deadline"],
         )
     if finished:
-        values["finished_at"] = sa.bindparam("at")
+        values["finished_at"] = row["at"]
     if images:
-        values["images"] = sa.bindparam("new_images", type_=Job.images.type)
-    return sa.update(Job).where(Job.id == sa.bindparam("row_id"), expected).values(**values)
+        values["images"] = row["new_images"]
+    found = many.matching(Job.id.expression, row["row_id"], "row_id", together)
+    return sa.update(Job).where(found, expected).values(**values)
+
+
+@functools.cache
+def _history_of(together: bool) -> sa.Insert:
+    """The INSERT of a group's history lines (see `_attempt_line`)."""
+    if not together:
+        return sa.insert(Attempt)
+    row = many.columns(_HISTORY_FIELDS, together)
+    return sa.insert(Attempt).from_select(list(row), sa.select(*row.values()))
 
 
 def _recorded(attempt: Attempted, pacing: Pacing) -> dict[str, Any]:
