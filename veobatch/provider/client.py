@@ -36,7 +36,7 @@ import httpx
 from veobatch.errors import ProviderError
 from veobatch.metrics import count_request
 from veobatch.provider.redact import Redactor
-from veobatch.provider.transport import transport_for
+from veobatch.provider.transport import Answer, StdlibTransport, origin_of, transport_for
 from veobatch.settings import Secret
 from veobatch.states import ErrorKind
 
@@ -169,12 +169,29 @@ class ProviderClient:
         self._transport = transport  # a caller's own (tests); else one per process
         self._pid = os.getpid()
         self._reopening = threading.Lock()
+        self._direct: StdlibTransport | None = None  # set by `_client`
         self._http = self._client()
         self._submit_url = self._url(SUBMIT_PATH)
+        # The provider's requests go straight to the standard library's transport where it
+        # is the one in use (no proxy; see `transport.py`), past httpx's Client.send.
+        self._origin = origin_of(self._http.base_url)
+        self._timeouts = {"connect": connect_timeout, "read": read_timeout}
+        self._headers = {
+            "Authorization": f"Bearer {api_key.reveal()}",
+            "Accept": "application/json",
+            "User-Agent": "veo-batch",
+        }
 
     def _client(self) -> httpx.Client:
+        """An httpx client over the caller's transport, else this process's own (which sets
+        `_direct`: the standard library's, where no proxy applies)."""
         base = str(self._open.keywords["base_url"])
-        return self._open(transport=self._transport or transport_for(base))
+        transport = self._transport or transport_for(base)
+        if isinstance(transport, StdlibTransport):
+            self._direct = transport
+        else:
+            self._direct = None
+        return self._open(transport=transport)
 
     def _reopen(self) -> None:
         """In a forked process: a client of its own (once, whichever thread comes first)."""
@@ -201,7 +218,7 @@ class ProviderClient:
             # The request was accepted; a task may exist that we cannot name.
             raise ProviderError(
                 ErrorKind.BAD_ANSWER,
-                f"200 without a task_id: {self._redact(response.text)[:200]!r}",
+                f"200 without a task_id: {self._redact(_text(response))[:200]!r}",
                 response.status_code,
             )
         return self._redact(task_id)
@@ -213,7 +230,7 @@ class ProviderClient:
         if not isinstance(data, dict) or not isinstance(data.get("status"), str):
             raise ProviderError(
                 ErrorKind.BAD_ANSWER,
-                f"no status in {self._redact(response.text)[:200]!r}",
+                f"no status in {self._redact(_text(response))[:200]!r}",
                 response.status_code,
             )
         output = data.get("data")
@@ -230,13 +247,13 @@ class ProviderClient:
 
     def _send(
         self, method: str, path: str, *, json: Any = None, may_have_arrived: bool = False
-    ) -> httpx.Response:
+    ) -> Answer:
         kind = "submit" if method == "POST" else "poll"
         started = time.perf_counter()
         try:
             if os.getpid() != self._pid:
                 self._reopen()
-            response = self._http.send(self._request(method, path, json))
+            response = self._exchange(method, path, json)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             failed = ProviderError(ErrorKind.NETWORK, self._redact(_describe(exc)))
         except httpx.TransportError as exc:  # read timeout, dropped connection, ...
@@ -248,30 +265,39 @@ class ProviderClient:
                 return response
             # Redacted before anything is cut from it.
             body = self._redact(response.content.decode("utf-8", errors="replace")).encode()
-            failed = classify(response.status_code, body, response.headers)
+            failed = classify(response.status_code, body, response.headers())
         count_request(kind, time.perf_counter() - started, failed.http_status, failed.kind)
         raise failed
 
-    def _request(self, method: str, path: str, body: Any) -> httpx.Request:
-        """The request, built here rather than by `Client.request`, which parses and merges
-        the URL, cookies and headers again for each of thousands of identical requests."""
+    def _exchange(self, method: str, path: str, payload: Any) -> Answer:
+        """The request sent, its answer read whole. Its URL and headers are this client's,
+        built once, rather than by `Client.request`, which parses and merges the URL, cookies
+        and headers again for each of thousands of identical requests."""
         url = self._submit_url if path == SUBMIT_PATH else self._url(path)
-        if body is None:
-            return httpx.Request(method, url, headers=self._http.headers)
-        content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        headers = {**self._http.headers, "Content-Type": "application/json"}
-        return httpx.Request(method, url, headers=headers, content=content.encode())
+        headers = self._headers
+        content = None
+        if payload is not None:
+            text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+            content = text.encode()
+            headers = {**headers, "Content-Type": "application/json"}
+        direct = self._direct
+        if direct is not None:
+            where = url.raw_path.decode("ascii")
+            return direct.exchange(method, self._origin, where, headers, content, self._timeouts)
+        request = httpx.Request(method, url, headers=headers, content=content)
+        response = self._http.send(request)
+        return Answer(response.status_code, response.headers.multi_items(), response.content)
 
     def _url(self, path: str) -> httpx.URL:
         """`path` below the base URL, its own path kept (`https://relay/api` + `/v2/...`)."""
         base = self._http.base_url  # its path ends with "/"
         return base.copy_with(raw_path=base.raw_path + path.lstrip("/").encode("ascii"))
 
-    def _json(self, response: httpx.Response) -> Any:
+    def _json(self, response: Answer) -> Any:
         try:
-            return response.json()
+            return json.loads(response.content)
         except ValueError:
-            message = f"not JSON: {self._redact(response.text)[:200]!r}"
+            message = f"not JSON: {self._redact(_text(response))[:200]!r}"
             raise ProviderError(ErrorKind.BAD_ANSWER, message, response.status_code) from None
 
 
@@ -280,6 +306,10 @@ class _NoCookies(http.cookiejar.CookieJar):
 
     def extract_cookies(self, response: Any, request: Any) -> None:
         return None
+
+
+def _text(response: Answer) -> str:
+    return response.content.decode("utf-8", errors="replace")
 
 
 def _describe(exc: httpx.TransportError) -> str:

@@ -26,13 +26,19 @@ import select
 import socket
 import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Final
+from typing import Final, NamedTuple, TypeAlias
 
 import httpx
 
 MAX_IDLE: Final = 32  # kept-alive connections per host
+
+Origin: TypeAlias = tuple[str, str, int]  # scheme, host, port: the connections a request may use
+
+
+def origin_of(url: httpx.URL) -> Origin:
+    return (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
 
 
 def transport_for(url: str) -> httpx.BaseTransport | None:
@@ -44,55 +50,87 @@ def transport_for(url: str) -> httpx.BaseTransport | None:
     return StdlibTransport()
 
 
+class Answer(NamedTuple):
+    """A response read whole: its status, its headers as they came, its body."""
+
+    status_code: int
+    header_list: list[tuple[str, str]]
+    content: bytes
+
+    def headers(self) -> httpx.Headers:
+        """The headers, looked up in any case (built only when asked: a 200 needs none)."""
+        return httpx.Headers(self.header_list)
+
+
 class StdlibTransport(httpx.BaseTransport):
+    """`exchange` is the request itself; `handle_request` serves it to an httpx client.
+    `ProviderClient` calls `exchange` directly: httpx's `Client.send` (its request and
+    response models, hooks and redirect handling) would cost as much again as the request."""
+
     def __init__(self) -> None:
-        self._idle: dict[tuple[str, str, int], list[http.client.HTTPConnection]] = {}
+        self._idle: dict[Origin, list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
         self._tls = httpx.create_ssl_context()  # verified, certifi's bundle: httpx's default
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        timeouts = request.extensions.get("timeout", {})
-        key = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
-        body = request.read()
-        with self._connection(key, timeouts) as conn:
-            try:
-                conn.putrequest(
-                    request.method,
-                    url.raw_path.decode("ascii"),
-                    skip_host=True,
-                    skip_accept_encoding=True,
-                )
-                for name, value in request.headers.raw:
-                    conn.putheader(name.decode("latin-1"), value.decode("latin-1"))
-                conn.endheaders(body or None)
-            except TimeoutError as exc:
-                raise httpx.WriteTimeout(str(exc) or "timed out writing", request=request) from exc
-            except OSError as exc:
-                raise httpx.WriteError(str(exc) or type(exc).__name__, request=request) from exc
-            try:
-                answer = conn.getresponse()
-                content = answer.read()
-            except TimeoutError as exc:
-                raise httpx.ReadTimeout(str(exc) or "timed out reading", request=request) from exc
-            except (http.client.HTTPException, ConnectionError) as exc:
-                message = str(exc) or type(exc).__name__
-                raise httpx.RemoteProtocolError(message, request=request) from exc
-            except OSError as exc:
-                raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
-            if answer.will_close:
-                conn.close()
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in request.headers.raw
+        }
+        try:
+            answer = self.exchange(
+                request.method,
+                origin_of(url),
+                url.raw_path.decode("ascii"),
+                headers,
+                request.read() or None,
+                request.extensions.get("timeout", {}),
+            )
+        except httpx.RequestError as exc:
+            exc.request = request
+            raise
         return httpx.Response(
-            answer.status,
-            headers=answer.getheaders(),
-            stream=httpx.ByteStream(content),
+            answer.status_code,
+            headers=answer.header_list,
+            stream=httpx.ByteStream(answer.content),
             request=request,
             extensions={"http_version": b"HTTP/1.1"},
         )
 
+    def exchange(
+        self,
+        method: str,
+        origin: Origin,
+        path: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        timeouts: Mapping[str, float | None],
+    ) -> Answer:
+        """Send one request and read its answer whole. `headers` may leave out Host,
+        Content-Length and Accept-Encoding (then: the origin's, the body's, identity)."""
+        with self._connection(origin, timeouts) as conn:
+            try:
+                conn.request(method, path, body, dict(headers))
+            except TimeoutError as exc:
+                raise httpx.WriteTimeout(str(exc) or "timed out writing") from exc
+            except OSError as exc:
+                raise httpx.WriteError(str(exc) or type(exc).__name__) from exc
+            try:
+                answer = conn.getresponse()
+                content = answer.read()
+            except TimeoutError as exc:
+                raise httpx.ReadTimeout(str(exc) or "timed out reading") from exc
+            except (http.client.HTTPException, ConnectionError) as exc:
+                raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__) from exc
+            except OSError as exc:
+                raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
+            if answer.will_close:
+                conn.close()
+        return Answer(answer.status, answer.getheaders(), content)
+
     @contextmanager
     def _connection(
-        self, key: tuple[str, str, int], timeouts: dict[str, float | None]
+        self, key: Origin, timeouts: Mapping[str, float | None]
     ) -> Iterator[http.client.HTTPConnection]:
         """A kept connection still open, or a new one; kept again afterwards if still open.
         A failure to connect raises ConnectError or ConnectTimeout: nothing was sent."""
@@ -114,7 +152,7 @@ class StdlibTransport(httpx.BaseTransport):
                     return
             conn.close()
 
-    def _kept(self, key: tuple[str, str, int]) -> http.client.HTTPConnection | None:
+    def _kept(self, key: Origin) -> http.client.HTTPConnection | None:
         while True:
             with self._lock:
                 idle = self._idle.get(key)
@@ -126,7 +164,7 @@ class StdlibTransport(httpx.BaseTransport):
             conn.close()  # the server closed it (or sent what nobody asked for)
 
     def _connect(
-        self, key: tuple[str, str, int], timeouts: dict[str, float | None]
+        self, key: Origin, timeouts: Mapping[str, float | None]
     ) -> http.client.HTTPConnection:
         scheme, host, port = key
         conn: http.client.HTTPConnection
