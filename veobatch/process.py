@@ -32,9 +32,9 @@ from veobatch.service import BatchService
 from veobatch.settings import Rate, Settings
 from veobatch.store import database
 
-REQUESTS_AT_ONCE: Final = 8  # requests one worker process keeps in flight
+REQUESTS_AT_ONCE: Final = 16  # requests one worker process keeps in flight
 SUBMIT_GROUP: Final = 32  # rows one submit message names
-RUN_CONCURRENCY: Final = 2 * REQUESTS_AT_ONCE  # `veo-batch run`'s requests in flight by default
+RUN_CONCURRENCY: Final = 16  # `veo-batch run`'s requests in flight by default (across its lanes)
 
 
 @dataclass

@@ -539,6 +539,10 @@ def _fetch_image(state: MockState, task_id: str, prompt: str, link: str, first: 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's listen backlog is 5: a burst of new connections past it (every worker
+    # process opening its connections at once) would be refused or reset, which no relay
+    # behind a real web server does. The kernel caps it at net.core.somaxconn.
+    request_queue_size = 1024
     state: MockState
 
     def handle_error(self, request: Any, client_address: Any) -> None:
