@@ -45,7 +45,7 @@ BOOL_FIELDS: Final = frozenset({"enhance_prompt", "enable_upsample"})
 OUTPUT_FIELDS: Final = frozenset(OUTPUT_COLUMNS)
 
 # A stored row: the values of `ROW_COLUMNS`, in that order, ready for executemany or COPY.
-ROW_COLUMNS: Final = (
+ROW_COLUMNS: Final[tuple[str, ...]] = (
     "batch_id",
     "ref",
     "line",
