@@ -64,17 +64,20 @@ def test_the_rate_holds_across_worker_processes(stack: Stack) -> None:
 def test_a_worker_killed_mid_group_leaves_what_it_sent_in_doubt_and_sends_the_rest(
     stack: Stack,
 ) -> None:
-    """One message of 16 rows, sent 8 at a time (a wave): the worker dies while its first wave
-    waits for a slow answer. That wave's rows were sent (their tasks exist, their answers
-    are lost): `in_doubt`, never sent again. The second wave was never claimed: back to
-    pending once its hold runs out, and another worker sends it."""
+    """One message of two waves (a worker process sends REQUESTS_AT_ONCE rows at a time): the
+    worker dies while its first wave waits for a slow answer. That wave's rows were sent
+    (their tasks exist, their answers are lost): `in_doubt`, never sent again. The second
+    wave was never claimed: back to pending once its hold runs out, and another worker
+    sends it."""
     slow = "[mock:slow=30] slow"
-    quick = [f"quick {n}" for n in range(15)]
+    wave = REQUESTS_AT_ONCE
+    group = min(2 * wave, 20)  # (the test scheduler keeps 20 rows queued: a group fits in it)
+    quick = [f"quick {n}" for n in range(group - 1)]
     stack.load([slow, *quick])
     worker = stack.start_worker(concurrency=1, VEO_LEASE="2")
-    stack.start_scheduler(submit_group=16)
+    stack.start_scheduler(submit_group=group)
     created = stack.mock.state.created_by_prompt
-    first_wave, second_wave = [slow, *quick[:7]], quick[7:]
+    first_wave, second_wave = [slow, *quick[: wave - 1]], quick[wave - 1 :]
     wait_until(lambda: all(created[p] for p in first_wave), what="the first wave to arrive")
     os.killpg(worker.pid, signal.SIGKILL)  # the tasks exist; the slow answer never comes
     worker.wait()
