@@ -185,6 +185,18 @@ def test_the_key_is_never_in_a_message_even_when_echoed() -> None:
     assert error.message == "bad token Bearer ***"
 
 
+def test_a_nul_from_the_relay_is_dropped_before_anything_keeps_it() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(400, json={"error": {"message": "bad\u0000 prompt"}})
+        return httpx.Response(200, json={"task_id": "t\u00001", "status": "fail\u0000ure"})
+
+    with transport_client(httpx.MockTransport(answer)) as client:
+        assert failure(client, "x").message == "bad prompt"
+        state = client.query("t1")
+    assert (state.task_id, state.status) == ("t1", "FAILURE")
+
+
 @pytest.mark.parametrize(
     ("status", "body", "headers", "kind", "retry_after"),
     [

@@ -25,7 +25,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final
@@ -85,7 +85,12 @@ def job_payload(
 
 
 def error_message(body: bytes, content_type: str = "") -> str:
-    """The provider's own words from an error body, whatever shape it came in."""
+    """The provider's own words from an error body, whatever shape it came in (no NUL: see
+    `_cleaner`; JSON may carry one escaped, past the cleaning of the raw body)."""
+    return _words(body, content_type).replace("\x00", "")
+
+
+def _words(body: bytes, content_type: str) -> str:
     text = body.decode("utf-8", errors="replace").strip()
     try:
         data = json.loads(text)
@@ -158,7 +163,7 @@ class ProviderClient:
         read_timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._redact = Redactor(api_key.reveal())  # every text from the relay goes through it
+        self._redact = _cleaner(Redactor(api_key.reveal()))  # every text from the relay
         self._open = partial(
             httpx.Client,
             base_url=base_url.rstrip("/"),
@@ -306,6 +311,17 @@ class _NoCookies(http.cookiejar.CookieJar):
 
     def extract_cookies(self, response: Any, request: Any) -> None:
         return None
+
+
+def _cleaner(redact: Redactor) -> Callable[[str], str]:
+    """What a text from the relay becomes before anything keeps it: the key masked, and no
+    NUL character (no PostgreSQL text column takes one: the row's outcome could not be
+    recorded)."""
+
+    def clean(text: str) -> str:
+        return redact(text.replace("\x00", ""))
+
+    return clean
 
 
 def _text(response: Answer) -> str:
