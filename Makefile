@@ -40,4 +40,4 @@ bench: $(BIN)/veo-batch  ## the benchmarks: loading, submitting, following tasks
 	$(BIN)/python bench/claims.py
 
 clean:
-	rm -rf $(VENV) veo-batch-data veo-batch.db veo-batch.db-wal veo-batch.db-shm jobs.example.results.csv
+	rm -rf $(VENV) veo-batch-data veo-batch.db veo-batch.db-wal veo-batch.db-shm veo-batch.db.lock jobs.example.results.csv

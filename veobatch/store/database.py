@@ -8,6 +8,8 @@ an unmigrated one says so instead of failing on a missing table.
 from __future__ import annotations
 
 import importlib.util
+import os
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,6 +61,12 @@ def sqlite_file(url: str | sa.URL) -> Path | None:
     return Path(name) if name and name != ":memory:" else None
 
 
+def lock_file(path: Path) -> Path:
+    """The file beside a SQLite database that processes lock while one of them opens or
+    migrates it (`veo-batch.db.lock`)."""
+    return path.with_name(path.name + ".lock")
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # First: the switch to WAL below needs the file to itself for a moment, and another
@@ -79,11 +87,28 @@ def create_engine(url: str) -> Engine:
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
             engine = sa.create_engine(url, **pool)
+            _closed_before_fork(engine)
         else:
             engine = sa.create_engine(url)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return sa.create_engine(url, pool_pre_ping=True, **pool)
+
+
+def _closed_before_fork(engine: Engine) -> None:
+    """Close the engine's idle SQLite connections before this process forks (an embedded
+    run's lanes, a multiprocessing pool of the caller's). A child must never use or close a
+    connection it inherited: SQLite's own locks belong to the parent, and closing the copy's
+    file would drop the locks of the child's own connections to the same file. With none
+    inherited, the child opens its own."""
+    ref = weakref.ref(engine)
+
+    def before_fork() -> None:
+        alive = ref()
+        if alive is not None:
+            alive.pool.dispose()
+
+    os.register_at_fork(before=before_fork)
 
 
 @contextmanager
@@ -96,7 +121,11 @@ def _migrating(url: str) -> Iterator[None]:
     if path is None or fcntl is None:
         yield
         return
-    with open(path, "ab") as handle:  # an advisory lock, apart from SQLite's own locks
+    # The lock is on a file of its own, never on the database: closing any handle on a file
+    # drops every POSIX lock this process holds on it, SQLite's included. A process whose
+    # connections had lost their locks looked unused to the others, and the next one to close
+    # its last connection checkpointed and deleted the WAL under it (a "malformed" file).
+    with open(lock_file(path), "ab") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
