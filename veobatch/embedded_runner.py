@@ -48,6 +48,7 @@ from veobatch.engine.rate_limit import RateLimiter
 from veobatch.engine.spend_rules import Spending
 from veobatch.engine.submit import submit_rows
 from veobatch.engine.submit_rules import MAX_ATTEMPTS
+from veobatch.engine.unrecorded import Unrecorded
 from veobatch.errors import DatabaseError, VeoBatchError
 from veobatch.images.sending import ImageSender
 from veobatch.process import Process, worker_processes
@@ -87,6 +88,7 @@ class EmbeddedRunner:
         download_dir: Path | None = None,
         on_progress: ProgressCallback | None = None,
         videos: httpx.Client | None = None,
+        unrecorded: Unrecorded | None = None,
     ) -> None:
         self.engine = engine
         self.client = client
@@ -98,6 +100,7 @@ class EmbeddedRunner:
         self.lease = lease
         self.images = images
         self.spending = spending
+        self.unrecorded = unrecorded
         self.tick = tick
         self.max_attempts = max_attempts
         self.max_in_flight = max_in_flight
@@ -163,6 +166,7 @@ class EmbeddedRunner:
             download_dir=download_dir,
             on_progress=on_progress,
             videos=held.videos,
+            unrecorded=held.unrecorded,
         )
 
     def run(self) -> Progress:
@@ -278,6 +282,7 @@ class EmbeddedRunner:
                 max_attempts=self.max_attempts,
                 wait=self._wait_for_slot,
                 write_lock=self._db_lock,
+                unrecorded=self.unrecorded,
             )
 
     def _lane_thread(self, number: int) -> None:

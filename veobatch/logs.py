@@ -25,6 +25,7 @@ from veobatch.settings import Settings
 ROW_FIELDS: Final = (
     "batch",
     "row",
+    "account",
     "status",
     "task_id",
     "attempt",

@@ -14,6 +14,7 @@ import math
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Final
 
 import httpx
@@ -25,6 +26,7 @@ from veobatch.engine.fanout import Fanout
 from veobatch.engine.poll_rules import Pacing, claim_for
 from veobatch.engine.rate_limit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from veobatch.engine.spend_rules import Spending
+from veobatch.engine.unrecorded import Unrecorded
 from veobatch.errors import ConfigError
 from veobatch.images.sending import ImageSender
 from veobatch.provider.client import ProviderClient
@@ -50,6 +52,7 @@ class Process:
     images: ImageSender  # local images as VEO_IMAGE_MODE sends them
     spending: Spending  # prices and the daily cap every claim is checked against
     fanout: Fanout  # the requests of a group this process sends at once
+    unrecorded: Unrecorded  # task ids the database could not take yet (VEO_DATA_DIR)
 
     @classmethod
     def open(
@@ -86,6 +89,7 @@ class Process:
             images=images,
             spending=Spending.of(settings),
             fanout=Fanout(REQUESTS_AT_ONCE),
+            unrecorded=Unrecorded(Path(settings.data_dir)),
         )
 
     def poll_claim(self, outstanding: int) -> timedelta:

@@ -33,6 +33,7 @@ def submit(job_ids: list[int] | int) -> int:
         lease=held.lease,
         pacing=held.pacing,
         wait=stoppable_wait,
+        unrecorded=held.unrecorded,
     )
     return len(outcomes)
 

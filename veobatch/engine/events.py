@@ -16,6 +16,7 @@ from sqlalchemy import Connection
 
 from veobatch.engine.poll_rules import PollOutcome
 from veobatch.engine.submit_rules import Outcome
+from veobatch.engine.unrecorded import shown
 from veobatch.metrics import ROW_CHANGES
 from veobatch.states import JobStatus
 from veobatch.store.tables import Batch
@@ -57,6 +58,22 @@ def submitted(conn: Connection, job: sa.Row[Any], outcome: Outcome) -> None:
     )
     if outcome.pause_reason:
         paused(conn, job.batch_id, outcome.pause_reason)
+
+
+def task_arrived(batch: str, job: sa.Row[Any], task_id: str, account: str = "default") -> None:
+    """The relay answered row `job`'s POST with `task_id`: said before it is recorded, so
+    an operator can always match the relay's tasks with the rows."""
+    log.info(
+        "submit: task created",
+        extra={
+            "batch": batch,
+            "row": job.ref,
+            "account": account,
+            "status": JobStatus.SUBMITTING.value,  # (until recorded)
+            "task_id": shown(task_id),
+            "attempt": job.attempts + 1,
+        },
+    )
 
 
 def paused(conn: Connection, batch_id: int, reason: str) -> None:

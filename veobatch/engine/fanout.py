@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
@@ -82,7 +83,18 @@ class Running(Generic[T]):
                 raise error
         return [f.result() for f in self._futures]
 
-    def wait(self) -> None:
-        """Until every call has ended (errors left unread)."""
-        for future in self._futures:
-            future.exception()
+    def wait(self, timeout: float | None = None) -> bool:
+        """Until every call has ended (errors left unread), or `timeout` seconds: whether
+        every call has ended."""
+        return not futures.wait(self._futures, timeout).not_done
+
+    def ended(self) -> list[int]:
+        """The indices of the calls that have ended."""
+        return [n for n, future in enumerate(self._futures) if future.done()]
+
+    def result(self, index: int) -> T:
+        """Call `index`'s result (it has ended), or the error it raised."""
+        return self._futures[index].result()
+
+    def __len__(self) -> int:
+        return len(self._futures)

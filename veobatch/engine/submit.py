@@ -4,8 +4,12 @@ their rate slots, POST them at once, record what came back.
 The plain function behind both the embedded runner's threads and the Celery task. Rows go in
 waves of `fanout.size`: a wave is claimed in one conditional statement (with its leases and
 prices) and committed before any of its POSTs, its slots are booked in one reservation, its
-POSTs go out concurrently, each at its slot, and its outcomes are recorded in one transaction.
-A worker killed mid-wave leaves that wave's rows `submitting` until their lease runs out: the
+POSTs go out concurrently, each at its slot, and its outcomes are recorded in one transaction
+(answers that wait STRAGGLER seconds on a slower one of their wave are recorded without it).
+A task id is logged the moment it arrives. A write the database cannot take is retried for
+RECORD_PATIENCE seconds, then made row by row; a task id that still cannot be written is kept
+on disk (`engine.unrecorded`) and recorded by the next submission of this host. A worker killed
+mid-wave leaves that wave's rows `submitting` until their lease runs out: the
 scheduler then marks them `in_doubt`, never resends them; the group's later waves were never
 claimed, still `queued`, and go to another worker. Local images are read (and checked against
 their hash) or uploaded after the claim and before the slots: a row whose picture changed fails
@@ -14,17 +18,21 @@ without spending a request.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any, Final, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from veobatch.engine import events, spending, transitions
 from veobatch.engine.fanout import Fanout, Running
@@ -39,12 +47,27 @@ from veobatch.engine.submit_rules import (
     mode_refused,
     refuses_image_mode,
     succeeded,
+    unrecordable,
 )
+from veobatch.engine.unrecorded import Answer, Settled, Unrecorded, shown
 from veobatch.errors import ImageError, LimiterUnavailable, ProviderError
 from veobatch.images.sending import ImageSender
 from veobatch.provider.client import ProviderClient, job_payload
+from veobatch.settings import Settings
+from veobatch.states import JobStatus
+from veobatch.store.tables import Job
 
 LONG_WAIT: Final = 10.0  # seconds of waiting for a rate slot past which the lease is moved
+STRAGGLER: Final = 2.0  # seconds answers wait for a slower one of their wave before recording
+RECORD_PATIENCE: Final = 30.0  # seconds a write is retried while the database cannot be reached
+log = logging.getLogger("veobatch.submit")
+
+
+def _reason(error: BaseException) -> str:
+    """A database error in one line (its driver's words, without the statement)."""
+    orig = getattr(error, "orig", None)
+    text = str(orig if orig is not None else error).strip().splitlines()
+    return text[0][:300] if text else type(error).__name__
 
 
 def payload_of(job: sa.Row[Any], images: list[str]) -> dict[str, Any]:
@@ -73,6 +96,7 @@ def submit_rows(
     max_attempts: int = MAX_ATTEMPTS,
     wait: Callable[[float], bool] = sleep,
     write_lock: AbstractContextManager[object] | None = None,
+    unrecorded: Unrecorded | None = None,
 ) -> list[Outcome]:
     """The outcomes of submitting rows `job_ids` (none for a row that was not ours to submit:
     a duplicate message, a row that moved on, a batch not active, a price that does not fit).
@@ -83,8 +107,10 @@ def submit_rows(
     the batch's budget and the day's cap, in the claim's transaction (else the batch pauses).
     `write_lock` serializes the transactions of threads that share one SQLite file (SQLite has
     one writer; without it they would queue up in its busy handler, which sleeps milliseconds
-    at a time).
+    at a time). `unrecorded` keeps the task ids the database could not take (default: under
+    ./veo-batch-data); those it holds are recorded first.
     """
+    kept = unrecorded or Unrecorded(Path(Settings().data_dir))
     wave = _Wave(
         engine,
         client,
@@ -97,8 +123,11 @@ def submit_rows(
         max_attempts=max_attempts,
         wait=wait,
         lock=write_lock or nullcontext(),
+        unrecorded=kept,
     )
     outcomes: list[Outcome] = []
+    if kept.waiting():
+        wave.record_kept()
     with engine.connect() as conn:  # one connection for the group's claims and outcomes
         if len(job_ids) > fanout.size:  # later waves wait: held, in case this process dies
             with wave.lock, conn.begin():
@@ -108,27 +137,22 @@ def submit_rows(
             for start in range(0, len(job_ids), fanout.size):
                 if start and not wait(0.0):  # stopping: the rest stay queued for another process
                     break
-                landed = flying.answers() if flying is not None else None
-                if landed is not None and _halts(landed):  # a 429, a refused key or balance
+                landed = wave.landed(conn, flying, outcomes) if flying is not None else None
+                if flying is not None and flying.halts():  # a 429, a refused key or balance
                     break
                 # Claimed only once the last wave's answers are in (a process killed while
                 # they are out leaves this wave unclaimed), sent while they are recorded.
                 claimed = wave.claim(conn, job_ids[start : start + fanout.size])
                 flying, previous = wave.send(conn, claimed), flying
                 if previous is not None and landed is not None:
-                    outcomes += wave.record(conn, previous.claimed, landed)
+                    outcomes += wave.record(conn, previous, landed)
             if flying is not None:
                 last, flying = flying, None
-                outcomes += wave.record(conn, last.claimed, last.answers())
+                outcomes += wave.record(conn, last, wave.landed(conn, last, outcomes))
         finally:
             if flying is not None:  # (an error): nothing of ours still sends once we return
                 flying.running.wait()
     return outcomes
-
-
-def _halts(sent: list[_Sent]) -> bool:
-    """Whether an answer of the wave is one every later request would get too."""
-    return any(isinstance(s.answer, ProviderError) and s.answer.kind in HALTING for s in sent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,24 +182,47 @@ class _Claimed:
     holding: set[int]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Flight:
-    """A wave whose POSTs were started: `answers()` waits for them."""
+    """A wave whose POSTs were started: `arrived()` hands out their answers as they come."""
 
     claimed: _Claimed
     rows: list[_Ready]  # those sent (or going), in the order of the answers
     answered_at: list[datetime | None]  # None: not answered, or with no answer (yet)
     running: Running[str | ProviderError | None]
+    taken: set[int] = field(default_factory=set)  # the rows whose answers were handed out
+    halting: bool = False  # an answer every later request would get too (a 429, a bad key)
+    attempts_taken: bool = False  # the claim's own attempts were handed out
 
-    def answers(self) -> list[_Sent]:
-        """Each row's answer (None: not sent) and when it came, once all have ended."""
-        answers = self.running.results()
-        if not answers and self.rows:  # the limiter could not be asked: none was sent
-            return [_Sent(row, None, None) for row in self.rows]
-        return [
-            _Sent(row, answer, at)
-            for row, answer, at in zip(self.rows, answers, self.answered_at, strict=True)
-        ]
+    def arrived(self, patience: float | None) -> tuple[list[_Sent], bool]:
+        """The answers that came and were not handed out yet, once every answer is in or
+        `patience` seconds have passed (None: until every answer is in); and whether every
+        answer is in. A row's answer is None where it was not sent; a request that raised
+        what no request should is raised here."""
+        if self.rows and not len(self.running):  # the limiter could not be asked: none sent
+            fresh = [n for n in range(len(self.rows)) if n not in self.taken]
+            self.taken.update(fresh)
+            return [_Sent(self.rows[n], None, None) for n in fresh], True
+        complete = self.running.wait(patience)
+        fresh = [n for n in self.running.ended() if n not in self.taken]
+        sent = []
+        for n in fresh:
+            answer = self.running.result(n)
+            self.taken.add(n)
+            sent.append(_Sent(self.rows[n], answer, self.answered_at[n]))
+            if isinstance(answer, ProviderError) and answer.kind in HALTING:
+                self.halting = True
+        return sent, complete
+
+    def halts(self) -> bool:
+        return self.halting
+
+    def attempts(self) -> list[transitions.Attempted]:
+        """The claim's own attempts (an image that could not be had), handed out once."""
+        if self.attempts_taken:
+            return []
+        self.attempts_taken = True
+        return list(self.claimed.attempts)
 
 
 @dataclass(frozen=True)
@@ -193,6 +240,7 @@ class _Wave:
     max_attempts: int
     wait: Callable[[float], bool]
     lock: AbstractContextManager[object]
+    unrecorded: Unrecorded
 
     def claim(self, conn: Connection, job_ids: Sequence[int]) -> _Claimed:
         """The rows claimed (committed), their images made ready; a row whose image cannot
@@ -214,17 +262,142 @@ class _Wave:
             del entries  # inline images can be megabytes: only the payload keeps them
         return _Claimed(ready, attempts, holding)
 
-    def record(self, conn: Connection, claimed: _Claimed, sent: list[_Sent]) -> list[Outcome]:
-        """The wave's outcomes, recorded in one transaction (a row not sent goes back)."""
-        attempts = list(claimed.attempts)
-        with self.lock, conn.begin():
-            unsent = [s.row.job.id for s in sent if s.answer is None]
-            transitions.unclaim(conn, unsent, transitions.utcnow())
-            attempts += self._outcomes(conn, sent, claimed.holding)
-            transitions.record(conn, attempts, self.pacing)
+    def landed(self, conn: Connection, flight: _Flight, outcomes: list[Outcome]) -> list[_Sent]:
+        """The wave's answers not recorded yet, once all are in. Answers that waited
+        STRAGGLER seconds on a slower one are recorded meanwhile (added to `outcomes`): a
+        row that drips its answer holds back no other."""
+        while True:
+            sent, complete = flight.arrived(STRAGGLER)
+            if complete:
+                return sent
+            if sent:
+                outcomes += self.record(conn, flight, sent)
+
+    def record(self, conn: Connection, flight: _Flight, sent: list[_Sent]) -> list[Outcome]:
+        """The outcomes of `sent` (and of the claim's own attempts, the first time), recorded
+        in one transaction (a row not sent goes back). A write the database cannot take is
+        retried, then made row by row (`_one_by_one`)."""
+        earlier = flight.attempts()
+        holding = flight.claimed.holding
+        try:
+            attempts = self._retried(conn, partial(self._write, earlier, sent, holding))
+        except SQLAlchemyError as exc:
+            attempts = self._one_by_one(earlier, sent, holding, exc)
         for attempt in attempts:
             events.submitted(conn, attempt.job, attempt.outcome)
         return [attempt.outcome for attempt in attempts]
+
+    def _write(
+        self,
+        earlier: list[transitions.Attempted],
+        sent: list[_Sent],
+        holding: set[int],
+        conn: Connection,
+    ) -> list[transitions.Attempted]:
+        """One transaction: the rows not sent back, the outcomes of the others recorded."""
+        with self.lock, conn.begin():
+            unsent = [s.row.job.id for s in sent if s.answer is None]
+            transitions.unclaim(conn, unsent, transitions.utcnow())
+            attempts = earlier + self._outcomes(conn, sent, holding)
+            transitions.record(conn, attempts, self.pacing)
+        return attempts
+
+    def _retried(
+        self, conn: Connection, write: Callable[[Connection], list[transitions.Attempted]]
+    ) -> list[transitions.Attempted]:
+        """`write` on `conn`, made again on a new connection while the database cannot be
+        reached (a restart, a lost connection, a busy file), for RECORD_PATIENCE seconds."""
+        give_up = time.monotonic() + RECORD_PATIENCE
+        delay = 0.2
+        try:
+            return write(conn)
+        except (OperationalError, InterfaceError) as exc:
+            error: SQLAlchemyError = exc
+        while time.monotonic() + delay <= give_up:
+            log.warning(
+                "the database could not take a wave's outcomes (%s): trying again in %.1f s",
+                _reason(error),
+                delay,
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            try:
+                with self.engine.connect() as fresh:
+                    return write(fresh)
+            except (OperationalError, InterfaceError) as exc:
+                error = exc
+        raise error
+
+    def _one_by_one(
+        self,
+        earlier: list[transitions.Attempted],
+        sent: list[_Sent],
+        holding: set[int],
+        error: SQLAlchemyError,
+    ) -> list[transitions.Attempted]:
+        """The wave's outcomes written a row at a time, after the wave's write failed with
+        `error`: a value the database refuses spoils no other row. A task id whose row
+        cannot be written is kept on disk, and its row marked in doubt where it can be."""
+        log.warning(
+            "a wave's outcomes could not be written together (%s): row by row", _reason(error)
+        )
+        recorded: list[transitions.Attempted] = []
+        singles: list[tuple[list[transitions.Attempted], list[_Sent]]] = [
+            ([attempt], []) for attempt in earlier
+        ] + [([], [one]) for one in sent]
+        for own, answer in singles:
+            with self.engine.connect() as conn:
+                try:
+                    recorded += self._retried(conn, partial(self._write, own, answer, holding))
+                    continue
+                except SQLAlchemyError as exc:
+                    failed = exc
+            if answer and isinstance(answer[0].answer, str):
+                recorded += self._keep(answer[0], failed, holding)
+            else:
+                rows = [a.job for a in own] + [one.row.job for one in answer]
+                log.error(
+                    "the outcome of row %s could not be written (%s); it stays claimed until "
+                    "its lease runs out",
+                    ", ".join(str(job.id) for job in rows),
+                    _reason(failed),
+                )
+        return recorded
+
+    def _keep(
+        self, sent: _Sent, error: SQLAlchemyError, holding: set[int]
+    ) -> list[transitions.Attempted]:
+        """A task id its row could not take, kept on disk: recorded later when the database
+        could not be reached; else (a value it refuses) its row becomes in doubt, saying so."""
+        job, task_id = sent.row.job, str(sent.answer)
+        at = sent.at or transitions.utcnow()
+        refused = not isinstance(error, (OperationalError, InterfaceError))
+        path = self.unrecorded.keep([Answer.of(job, task_id, at, _reason(error))], refused=refused)
+        log.error(
+            "the relay created task %s for row %s, but it could not be written (%s): kept in %s",
+            shown(task_id),
+            job.id,
+            _reason(error),
+            path,
+        )
+        if not refused:
+            return []
+        doubt = transitions.Attempted(
+            job,
+            unrecordable(shown(task_id), _reason(error), str(path)),
+            at,
+            holds=job.id in holding,
+        )
+        try:
+            with self.engine.connect() as conn:
+                return self._retried(conn, partial(self._write, [doubt], [], set()))
+        except SQLAlchemyError as exc:
+            log.error("row %s could not be marked in doubt either (%s)", job.id, _reason(exc))
+            return []
+
+    def record_kept(self) -> None:
+        """The task ids kept on disk written to their rows (see `recorded_later`)."""
+        self.unrecorded.settle(partial(recorded_later, self.engine, self.pacing, self.lock))
 
     def _claim(
         self, conn: Connection, job_ids: Sequence[int]
@@ -258,12 +431,16 @@ class _Wave:
         ours = self._leased(conn, [r.job.id for r in ready], max(waits))
         going = [(row, wait) for row, wait in zip(ready, waits, strict=True) if row.job.id in ours]
         answered_at: list[datetime | None] = [None] * len(going)
+        names = {b: events.batch_name(conn, b) for b in {row.job.batch_id for row, _ in going}}
 
         def post(index: int) -> str:
+            job = going[index][0].job
             try:
-                return self.client.submit(going[index][0].payload)
+                task_id = self.client.submit(going[index][0].payload)
             finally:
                 answered_at[index] = transitions.utcnow()
+            events.task_arrived(names[job.batch_id], job, task_id)
+            return task_id
 
         running = start_in_slots(
             self.limiter,
@@ -316,3 +493,51 @@ class _Wave:
                 transitions.Attempted(job, outcome, at, row.stored, holds=job.id in holding)
             )
         return attempts
+
+
+def recorded_later(
+    engine: Engine, pacing: Pacing, lock: AbstractContextManager[object], answers: list[Answer]
+) -> Settled:
+    """Task ids kept on disk written to their rows, where a row still waits for its answer
+    (the same attempt, no task yet, `submitting` or `in_doubt`); those the database still
+    cannot be reached for, returned. A row that moved on is logged with the task id (an
+    operator reconciles it with the relay); a value the database refuses goes to the
+    refused answers."""
+    left: list[Answer] = []
+    refused: list[Answer] = []
+    for answer in answers:
+        try:
+            with lock, engine.begin() as conn:
+                job = conn.execute(sa.select(Job).where(Job.id == answer.job_id)).one_or_none()
+                waits = (
+                    job is not None
+                    and job.task_id is None
+                    and job.attempts == answer.attempts
+                    and job.status in (JobStatus.SUBMITTING, JobStatus.IN_DOUBT)
+                )
+                if waits and job is not None:
+                    at = datetime.fromisoformat(answer.at)
+                    done = transitions.Attempted(job, succeeded(answer.task_id), at, holds=True)
+                    transitions.record(conn, [done], pacing)
+        except (OperationalError, InterfaceError):
+            left.append(answer)
+            continue
+        except SQLAlchemyError as exc:
+            refused.append(dataclasses.replace(answer, why=_reason(exc)))
+            log.error(
+                "task %s of row %s cannot be written (%s): kept with the refused answers",
+                shown(answer.task_id),
+                answer.job_id,
+                _reason(exc),
+            )
+            continue
+        if not waits:
+            log.warning(
+                "task %s of row %s was not recorded: the row has moved on since (reconcile "
+                "it with the relay)",
+                shown(answer.task_id),
+                answer.job_id,
+            )
+        else:
+            log.info("task %s recorded on row %s", shown(answer.task_id), answer.job_id)
+    return Settled(left, refused)

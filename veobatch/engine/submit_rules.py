@@ -134,3 +134,17 @@ def mode_refused(outcome: Outcome, mode: str) -> Outcome:
             f"take them another way: set VEO_IMAGE_MODE to {others}, then resume"
         ),
     )
+
+
+def unrecordable(task_id_shown: str, reason: str, kept_in: str) -> Outcome:
+    """The outcome of a row whose task id the relay gave but the database would not take: in
+    doubt (the task exists, its id is kept in file `kept_in`), never resent on its own."""
+    return Outcome(
+        JobStatus.IN_DOUBT,
+        error=(
+            f"the relay created task {task_id_shown}, but the database refused it ({reason}); "
+            f"the answer is kept in {kept_in}: not resent"
+        ),
+        error_kind=ErrorKind.AMBIGUOUS,
+        http_status=200,
+    )

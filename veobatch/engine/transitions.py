@@ -349,6 +349,8 @@ def _recording(has_task: bool, finished: bool, images: bool, together: bool) -> 
         )
     if finished:
         values["finished_at"] = row["at"]
+    elif has_task:  # (a row in doubt whose answer came after all is not finished)
+        values["finished_at"] = None
     if images:
         values["images"] = row["new_images"]
     found = many.matching(Job.id.expression, row["row_id"], "row_id", together)
@@ -514,7 +516,8 @@ def expire_leases(conn: Connection, now: datetime, batch_id: int | None = None) 
         .values(
             status=JobStatus.IN_DOUBT,
             error_kind=ErrorKind.AMBIGUOUS,
-            error="the worker stopped during the request (lease expired); the provider may "
+            error="no outcome was recorded before the row's lease ran out (the worker "
+            "stopped, or could not reach the database, during the request); the provider may "
             "have created (and billed) a task: not resent",
             lease_until=None,
             finished_at=now,
