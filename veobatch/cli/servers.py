@@ -141,8 +141,9 @@ def mock_api(
 
     A marker in a job's prompt asks for a fault: [mock:status=502], [mock:drop-before],
     [mock:drop-after], [mock:slow=SECONDS], [mock:fail], [mock:no-task-id],
-    [mock:cut-video] (the first download of its video stops halfway), [mock:echo-key]
-    (a 400 that echoes the caller's key), [mock:echo-key-poll] (poll answers that echo it).
+    [mock:task-id-size=N] (a task id N characters long), [mock:cut-video] (the first
+    download of its video stops halfway), [mock:echo-key] (a 400 that echoes the caller's
+    key), [mock:echo-key-poll] (poll answers that echo it).
     GET /_mock/stats tells requests, polls, 429s, the busiest window, tasks per prompt and
     the most tasks generating at once.
 

@@ -63,6 +63,11 @@ RECORD_PATIENCE: Final = 30.0  # seconds a write is retried while the database c
 log = logging.getLogger("veobatch.submit")
 
 
+def _unreachable(error: BaseException) -> bool:
+    """Whether a database error says it could not be reached (else: it refused what it got)."""
+    return isinstance(error, (OperationalError, InterfaceError))
+
+
 def _reason(error: BaseException) -> str:
     """A database error in one line (its driver's words, without the statement)."""
     orig = getattr(error, "orig", None)
@@ -303,14 +308,21 @@ class _Wave:
         return attempts
 
     def _retried(
-        self, conn: Connection, write: Callable[[Connection], list[transitions.Attempted]]
+        self,
+        conn: Connection | None,
+        write: Callable[[Connection], list[transitions.Attempted]],
+        patience: float | None = None,
     ) -> list[transitions.Attempted]:
-        """`write` on `conn`, made again on a new connection while the database cannot be
-        reached (a restart, a lost connection, a busy file), for RECORD_PATIENCE seconds."""
-        give_up = time.monotonic() + RECORD_PATIENCE
+        """`write` on `conn` (None: a new connection), made again on a new connection while
+        the database cannot be reached (a restart, a lost connection, a busy file), for
+        `patience` seconds (default RECORD_PATIENCE)."""
+        give_up = time.monotonic() + (RECORD_PATIENCE if patience is None else patience)
         delay = 0.2
         try:
-            return write(conn)
+            if conn is not None:
+                return write(conn)
+            with self.engine.connect() as fresh:
+                return write(fresh)
         except (OperationalError, InterfaceError) as exc:
             error: SQLAlchemyError = exc
         while time.monotonic() + delay <= give_up:
@@ -345,10 +357,12 @@ class _Wave:
         singles: list[tuple[list[transitions.Attempted], list[_Sent]]] = [
             ([attempt], []) for attempt in earlier
         ] + [([], [one]) for one in sent]
+        failed: SQLAlchemyError = error
         for own, answer in singles:
-            with self.engine.connect() as conn:
+            if not _unreachable(failed):  # (once unreachable, the rest are kept at once)
                 try:
-                    recorded += self._retried(conn, partial(self._write, own, answer, holding))
+                    write = partial(self._write, own, answer, holding)
+                    recorded += self._retried(None, write, patience=0.0)
                     continue
                 except SQLAlchemyError as exc:
                     failed = exc
@@ -371,7 +385,7 @@ class _Wave:
         could not be reached; else (a value it refuses) its row becomes in doubt, saying so."""
         job, task_id = sent.row.job, str(sent.answer)
         at = sent.at or transitions.utcnow()
-        refused = not isinstance(error, (OperationalError, InterfaceError))
+        refused = not _unreachable(error)
         path = self.unrecorded.keep([Answer.of(job, task_id, at, _reason(error))], refused=refused)
         log.error(
             "the relay created task %s for row %s, but it could not be written (%s): kept in %s",
@@ -389,8 +403,7 @@ class _Wave:
             holds=job.id in holding,
         )
         try:
-            with self.engine.connect() as conn:
-                return self._retried(conn, partial(self._write, [doubt], [], set()))
+            return self._retried(None, partial(self._write, [doubt], [], set()))
         except SQLAlchemyError as exc:
             log.error("row %s could not be marked in doubt either (%s)", job.id, _reason(exc))
             return []

@@ -11,8 +11,8 @@ It speaks both endpoints over real HTTP, with the relay's error shapes (see shar
   `[mock:status=502]` (502 is an HTML page, like a proxy's), `[mock:drop-before]` (connection
   closed before a task exists), `[mock:drop-after]` (task created, then the connection
   closed), `[mock:slow=SECONDS]` (task created, answer late), `[mock:fail]` (the task ends in
-  FAILURE), `[mock:no-task-id]` (200 without a task_id), `[mock:cut-video]` (the first
-  download of the video stops halfway);
+  FAILURE), `[mock:no-task-id]` (200 without a task_id), `[mock:task-id-size=N]` (a task id
+  N characters long), `[mock:cut-video]` (the first download of the video stops halfway);
 - videos served at `/_mock/videos/...`, with `Range` requests answered 206, as a CDN does:
   with `clips`, a real 3 s MP4 of a slow zoom over the task's first image (made once per
   image); else `video_bytes` of text, the same bytes for the same task;
@@ -368,6 +368,8 @@ class _Handler(BaseHTTPRequestHandler):
             if config.balance is not None:
                 config.balance -= 1
             task_id = f"veo3:{int(time.time())}-{uuid.uuid4().hex[:10]}"
+            if markers.get("task-id-size"):  # an id longer than any column keeps
+                task_id = task_id.ljust(int(markers["task-id-size"]), "x")
             fails = "fail" in markers or state.rng.random() < config.failure_rate
             created = time.monotonic()
             echo = self._token() if "echo-key-poll" in markers else ""

@@ -1,0 +1,211 @@
+"""Once the relay has answered a POST with a task id, that id reaches its row, whatever else
+fails: a slower row of the same wave, a value the database refuses, a database that cannot be
+reached when the answers come. And every id is logged the moment it arrives."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from tests.conftest import MOCK_KEY, POSTGRES_ADMIN_URL
+from tests.helpers import FAST, load_prompts, wait_until
+from veobatch.engine import submit as submitting
+from veobatch.engine import transitions
+from veobatch.engine.fanout import Fanout
+from veobatch.engine.rate_limit import LocalRateLimiter
+from veobatch.engine.spend_rules import Spending
+from veobatch.engine.submit import submit_rows
+from veobatch.engine.submit_rules import Outcome
+from veobatch.engine.unrecorded import Unrecorded
+from veobatch.images.sending import ImageSender
+from veobatch.provider.client import ProviderClient
+from veobatch.provider.mock import MockProvider
+from veobatch.settings import Secret, normalize_database_url
+from veobatch.store.tables import Job
+
+WAVE = 4
+
+
+def queued(engine: Engine, prompts: list[str]) -> list[int]:
+    load_prompts(engine, prompts, "b")
+    with engine.begin() as conn:
+        return transitions.release(conn, transitions.utcnow(), len(prompts))
+
+
+def submit(
+    engine: Engine,
+    mock: MockProvider,
+    ids: list[int],
+    kept: Unrecorded,
+    wait: Callable[[float], bool] | None = None,
+) -> list[Outcome]:
+    fanout = Fanout(WAVE)
+    try:
+        with ProviderClient(mock.url, Secret(MOCK_KEY), read_timeout=30.0) as client:
+            return submit_rows(
+                engine,
+                client,
+                LocalRateLimiter(0.0),
+                ids,
+                fanout=fanout,
+                images=ImageSender("data-uri"),
+                prices=Spending(),
+                lease=timedelta(seconds=60),
+                pacing=FAST,
+                unrecorded=kept,
+                wait=wait or submitting.sleep,
+            )
+    finally:
+        fanout.close()
+
+
+def rows(engine: Engine) -> dict[str, Any]:
+    with engine.connect() as conn:
+        return {r.prompt: r for r in conn.execute(sa.select(Job))}
+
+
+def test_a_slow_answer_holds_back_no_other_row_of_its_wave(
+    engine: Engine, mock: MockProvider, tmp_path: Path
+) -> None:
+    """Three answers come at once, the fourth 20 s later: the three are recorded within
+    seconds (before: only once the fourth came, and a lease shorter than that made the whole
+    wave in doubt)."""
+    prompts = ["fast 1", "fast 2", "fast 3", "[mock:slow=20] slow"]
+    ids = queued(engine, prompts)
+    done: list[list[Outcome]] = []
+    sender = threading.Thread(
+        target=lambda: done.append(submit(engine, mock, ids, Unrecorded(tmp_path)))
+    )
+    sender.start()
+    try:
+
+        def fast_ones_recorded() -> bool:
+            found = rows(engine)
+            return all(found[p].status == "submitted" and found[p].task_id for p in prompts[:3])
+
+        wait_until(fast_ones_recorded, 12, "the three fast rows to be recorded")
+        assert rows(engine)[prompts[3]].status == "submitting"  # its answer is still out
+    finally:
+        sender.join(timeout=60)
+    assert [o.status for o in done[0]] == ["submitted"] * 4
+    assert rows(engine)[prompts[3]].task_id
+
+
+def test_a_task_id_the_database_refuses_spoils_no_other_row(
+    postgres_url: str, mock: MockProvider, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 100,000-character task id among four: PostgreSQL's varchar(200) refuses it. The
+    other rows keep their tasks; that one is in doubt, saying so, its answer kept on disk."""
+    engine = _emptied(postgres_url)
+    prompts = ["one", "two", "[mock:task-id-size=100000] too long", "three"]
+    ids = queued(engine, prompts)
+    kept = Unrecorded(tmp_path)
+    caplog.set_level(logging.INFO, logger="veobatch.rows")
+    outcomes = submit(engine, mock, ids, kept)
+    found = rows(engine)
+    for prompt in ("one", "two", "three"):
+        assert found[prompt].status == "submitted", found[prompt].error
+        assert found[prompt].task_id
+    bad = found[prompts[2]]
+    assert bad.status == "in_doubt"
+    assert bad.task_id is None
+    assert "the database refused it" in bad.error
+    assert str(kept.refused) in bad.error
+    assert sorted(o.status for o in outcomes) == ["in_doubt"] + ["submitted"] * 3
+    (line,) = kept.refused.read_text().splitlines()
+    answer = json.loads(line)
+    assert answer["job_id"] == bad.id
+    assert len(answer["task_id"]) == 100_000
+    # Every task id was logged as it came, the refused one included (cut short).
+    logged = [r for r in caplog.records if r.getMessage() == "submit: task created"]
+    assert len(logged) == 4
+    assert {found[p].task_id for p in ("one", "two", "three")} <= {
+        getattr(r, "task_id", None) for r in logged
+    }
+    engine.dispose()
+
+
+def test_task_ids_reach_their_rows_though_the_database_was_away_when_they_came(
+    postgres_url: str,
+    mock: MockProvider,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database goes away while a wave's POSTs are out (its connections cut, new ones
+    refused) and stays away past the write's patience: the task ids are kept on disk, and the
+    next submission writes them to their rows, though their leases ran out meanwhile."""
+    monkeypatch.setattr(submitting, "RECORD_PATIENCE", 1.0)
+    engine = _emptied(postgres_url)
+    prompts = [f"row {n}" for n in range(WAVE)]
+    ids = queued(engine, prompts)
+    kept = Unrecorded(tmp_path)
+    name = sa.make_url(postgres_url).database
+    cut = threading.Event()
+    lock = threading.Lock()
+
+    def cut_the_database_then_send(_seconds: float) -> bool:
+        with lock:
+            if not cut.is_set():
+                _allow_connections(name, False)
+                cut.set()
+        return True
+
+    try:
+        outcomes = submit(engine, mock, ids, kept, wait=cut_the_database_then_send)
+        assert outcomes == []  # nothing could be written
+        assert mock.stats()["created"] == WAVE
+        answers = [json.loads(line) for line in kept.pending.read_text().splitlines()]
+        assert sorted(a["job_id"] for a in answers) == sorted(ids)
+    finally:
+        _allow_connections(name, True)
+    engine.dispose()
+    with engine.begin() as conn:  # meanwhile the rows' leases ran out: in doubt
+        later = transitions.utcnow() + timedelta(minutes=5)
+        assert transitions.expire_leases(conn, later) == WAVE
+    assert submit(engine, mock, [], kept) == []  # the next submission of this host
+    found = rows(engine)
+    by_id = {a["job_id"]: a["task_id"] for a in answers}
+    for prompt in prompts:
+        row = found[prompt]
+        assert row.status == "submitted", row.error
+        assert row.task_id == by_id[row.id]
+        assert row.finished_at is None
+    assert not kept.pending.exists()
+    assert mock.stats()["created"] == WAVE  # nothing sent twice
+
+
+def _emptied(url: str) -> Engine:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "TRUNCATE attempts, jobs, batches, spend_days RESTART IDENTITY CASCADE"
+        )
+    return engine
+
+
+def _allow_connections(name: str | None, allowed: bool) -> None:
+    """Let connections to database `name` in, or cut the ones it has and refuse new ones."""
+    admin = sa.create_engine(
+        normalize_database_url(POSTGRES_ADMIN_URL), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.exec_driver_sql(
+            f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {"true" if allowed else "false"}'
+        )
+        if not allowed:
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"
+                ),
+                {"name": name},
+            )
+    admin.dispose()
