@@ -72,7 +72,7 @@ def test_a_failed_task_carries_the_reason(client: ProviderClient) -> None:
         ("[mock:drop-before] x", ErrorKind.AMBIGUOUS, None, "RemoteProtocolError", 0),
         ("[mock:drop-after] x", ErrorKind.AMBIGUOUS, None, "RemoteProtocolError", 1),
         ("[mock:slow=3] x", ErrorKind.AMBIGUOUS, None, "ReadTimeout", 1),
-        ("[mock:no-task-id] x", ErrorKind.BAD_ANSWER, 200, "200 without a task_id", 1),
+        ("[mock:no-task-id] x", ErrorKind.BAD_ANSWER, 200, "200 without a usable task id", 1),
     ],
 )
 def test_each_fault_gets_its_kind(

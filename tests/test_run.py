@@ -55,7 +55,7 @@ def test_every_outcome_ends_in_its_state(engine: Engine, mock: MockProvider) -> 
         "[mock:status=502] proxy down": ("failed", "server", 502),
         "[mock:drop-after] answer lost": ("in_doubt", "ambiguous", None),
         "[mock:drop-before] connection lost": ("in_doubt", "ambiguous", None),
-        "[mock:no-task-id] strange answer": ("failed", "bad_answer", 200),
+        "[mock:no-task-id] strange answer": ("in_doubt", "bad_answer", 200),
     }
     assert rows(engine)["fine"].task_id.startswith("veo3:")
     assert "模拟错误 400" in rows(engine)["[mock:status=400] bad input"].error

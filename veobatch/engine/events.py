@@ -16,8 +16,8 @@ from sqlalchemy import Connection
 
 from veobatch.engine.poll_rules import PollOutcome
 from veobatch.engine.submit_rules import Outcome
-from veobatch.engine.unrecorded import shown
 from veobatch.metrics import ROW_CHANGES
+from veobatch.provider.answers import shown
 from veobatch.states import JobStatus
 from veobatch.store.tables import Batch
 

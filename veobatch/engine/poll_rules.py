@@ -117,11 +117,12 @@ def after_poll(
             http_status=200,
         )
     if answer.status == "SUCCESS":
+        why = answer.video_problem or "there is no video URL (data.output is empty)"
         return PollOutcome(
             JobStatus.FAILED,
             answer.status,
             answer.progress,
-            error="the provider reported SUCCESS without a video URL (data.output is empty)",
+            error=f"the provider reported SUCCESS, but {why}",
             error_kind=ErrorKind.BAD_ANSWER,
             http_status=200,
         )

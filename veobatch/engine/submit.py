@@ -49,9 +49,10 @@ from veobatch.engine.submit_rules import (
     succeeded,
     unrecordable,
 )
-from veobatch.engine.unrecorded import Answer, Settled, Unrecorded, shown
+from veobatch.engine.unrecorded import Answer, Settled, Unrecorded
 from veobatch.errors import ImageError, LimiterUnavailable, ProviderError
 from veobatch.images.sending import ImageSender
+from veobatch.provider.answers import shown
 from veobatch.provider.client import ProviderClient, job_payload
 from veobatch.settings import Settings
 from veobatch.states import JobStatus

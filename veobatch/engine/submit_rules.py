@@ -5,8 +5,9 @@
 - a task_id: `submitted`;
 - `network`, `rate_limited`, `server` (nothing was created): back to `pending` after a
   backoff with jitter, until `max_attempts`; then `failed`;
-- `ambiguous` (a task may exist and be billed): `in_doubt`, never sent again on its own;
-- `invalid`, `bad_answer`: `failed`;
+- `ambiguous` (a task may exist and be billed), and `bad_answer` (a 200 without a usable
+  task id: one may exist): `in_doubt`, never sent again on its own;
+- `invalid`: `failed`;
 - `auth`, `quota`: the batch is paused and the row goes back to `pending` without counting
   an attempt: every other row would fail the same way;
 - `image` (a local image could not be sent; nothing was): `failed` when the file changed or
@@ -72,7 +73,7 @@ def after_error(
             counts_as_attempt=False,
             pause_reason=f"{kind.value}: {message} ({advice})",
         )
-    if kind is ErrorKind.AMBIGUOUS:
+    if kind in (ErrorKind.AMBIGUOUS, ErrorKind.BAD_ANSWER):  # (a 200 with no usable task id)
         error = f"{message}; the provider may have created (and billed) a task: not resent"
         return Outcome(JobStatus.IN_DOUBT, error=error, error_kind=kind, http_status=http_status)
     if kind in RETRIED and attempts < max_attempts:

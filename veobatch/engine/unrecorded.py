@@ -31,7 +31,6 @@ except ImportError:  # not on Windows: there one process at a time must use a da
 
 PENDING: Final = "unrecorded-answers.jsonl"
 REFUSED: Final = "refused-answers.jsonl"
-SHOWN: Final = 120  # characters of a task id in a log line or an error
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +47,6 @@ class Answer:
     @classmethod
     def of(cls, job: Any, task_id: str, at: datetime, why: str = "") -> Answer:
         return cls(job.id, job.batch_id, job.attempts, task_id, at.isoformat(), why)
-
-
-def shown(task_id: str) -> str:
-    """A task id fit for a log line or a message: escaped, and cut if long."""
-    text = task_id if len(task_id) <= SHOWN else f"{task_id[:SHOWN]}… ({len(task_id):,} chars)"
-    return text.encode("unicode_escape").decode("ascii")
 
 
 class Settled(NamedTuple):

@@ -11,7 +11,8 @@ the row (see `classify`):
     invalid      400 and other 4xx: the row itself is wrong
     auth         401, or 403 that is not about balance: the key is wrong
     quota        403 insufficient_user_quota (or quota wording): out of balance
-    bad_answer   200 without a task_id
+    bad_answer   an answer that cannot be used (`answers`): to a POST, a 200 without a usable
+                 task id (a task may exist: the row is in doubt); to a poll, no usable status
 
 The provider's message is kept as it came (Chinese included); the API key is never part of a
 message, even if the provider echoes it.
@@ -35,6 +36,7 @@ import httpx
 
 from veobatch.errors import ProviderError
 from veobatch.metrics import count_request
+from veobatch.provider.answers import shown, task_id_problem, text_field, video_url_problem
 from veobatch.provider.redact import Redactor
 from veobatch.provider.transport import Answer, StdlibTransport, origin_of, transport_for
 from veobatch.settings import Secret
@@ -45,6 +47,7 @@ FINISHED: Final = frozenset({"SUCCESS", "FAILURE"})
 _QUOTA_WORDS: Final = re.compile(r"quota|balance|余额|额度|insufficient", re.IGNORECASE)
 _MAX_MESSAGE: Final = 500
 _MAX_FIELD: Final = 100  # a progress text
+_STATUS: Final = re.compile(r"[A-Za-z_]{1,40}")  # SUCCESS, IN_PROGRESS, ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,7 @@ class TaskState:
     progress: str | None
     fail_reason: str | None
     video_url: str | None
+    video_problem: str | None = None  # why the video URL given could not be used
 
     @property
     def finished(self) -> bool:
@@ -217,37 +221,47 @@ class ProviderClient:
     def submit(self, payload: Mapping[str, Any]) -> str:
         """POST one job; its task_id. Raises ProviderError (see `classify` for the kinds)."""
         response = self._send("POST", SUBMIT_PATH, json=payload, may_have_arrived=True)
-        data = self._json(response)
+        try:
+            data = self._json(response)
+        except ProviderError as exc:  # accepted: a task may exist that we cannot name
+            raise ProviderError(
+                ErrorKind.BAD_ANSWER, f"200 without a usable task id: {exc.message}", 200
+            ) from None
         task_id = data.get("task_id") if isinstance(data, dict) else None
-        if not isinstance(task_id, str) or not task_id:
-            # The request was accepted; a task may exist that we cannot name.
+        problem = task_id_problem(task_id) if isinstance(data, dict) else "not a JSON object"
+        if problem is not None:
             raise ProviderError(
                 ErrorKind.BAD_ANSWER,
-                f"200 without a task_id: {self._redact(_text(response))[:200]!r}",
+                f"200 without a usable task id ({problem}): {shown(self._redact(_text(response)))}",
                 response.status_code,
             )
-        return self._redact(task_id)
+        return self._redact(str(task_id))
 
     def query(self, task_id: str) -> TaskState:
         """GET one task's state (the id is quoted: ids may contain ':')."""
         response = self._send("GET", f"{SUBMIT_PATH}/{quote(task_id, safe='')}")
         data = self._json(response)
-        if not isinstance(data, dict) or not isinstance(data.get("status"), str):
+        status = data.get("status") if isinstance(data, dict) else None
+        status = self._redact(status) if isinstance(status, str) else None
+        if status is None or not _STATUS.fullmatch(status):
             raise ProviderError(
                 ErrorKind.BAD_ANSWER,
-                f"no status in {self._redact(_text(response))[:200]!r}",
+                f"no usable status in {shown(self._redact(_text(response)))}",
                 response.status_code,
             )
         output = data.get("data")
         video = output.get("output") if isinstance(output, dict) else None
-        progress = data.get("progress")
+        problem = video_url_problem(video) if video not in (None, "") else None
         clean = self._redact
+        progress = text_field(data.get("progress"), _MAX_FIELD)
+        reason = text_field(data.get("fail_reason"), _MAX_MESSAGE)
         return TaskState(
-            task_id=clean(str(data.get("task_id") or task_id)),
-            status=clean(data["status"].upper()),
-            progress=clean(str(progress))[:_MAX_FIELD] if progress not in (None, "") else None,
-            fail_reason=clean(str(data.get("fail_reason") or ""))[:_MAX_MESSAGE] or None,
-            video_url=clean(str(video)) if video else None,
+            task_id=task_id,
+            status=status.upper(),
+            progress=clean(progress) if progress else None,
+            fail_reason=clean(reason) if reason else None,
+            video_url=clean(video) if video and problem is None else None,
+            video_problem=clean(problem) if problem else None,
         )
 
     def _send(
