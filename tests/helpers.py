@@ -9,13 +9,14 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import httpx
 import pytest
@@ -31,12 +32,12 @@ from veobatch.engine.poll_rules import Pacing
 from veobatch.engine.progress import Progress
 from veobatch.engine.rate_limit import LocalRateLimiter
 from veobatch.engine.spend_rules import Spending
+from veobatch.engine.unrecorded import Unrecorded
 from veobatch.httpapi import create_app
 from veobatch.images.sending import ImageSender
 from veobatch.intake.job_spec import RawJob
 from veobatch.intake.loader import LoadResult, load_rows
 from veobatch.provider.client import ProviderClient
-from veobatch.provider.mock import MockProvider
 from veobatch.settings import Secret, Settings
 from veobatch.store.tables import Batch
 
@@ -113,13 +114,22 @@ class Served:
 FAST: Final = Pacing(delay=0.05, shortest=0.05, longest=0.2, deadline=30.0)
 
 
+class Relay(Protocol):
+    """The mock provider, or a test's own relay: a server with a base URL."""
+
+    @property
+    def url(self) -> str: ...
+
+
 def run_embedded(
-    engine: Engine, mock: MockProvider, batch_id: int, key: str = MOCK_KEY, **options: Any
+    engine: Engine, mock: Relay, batch_id: int, key: str = MOCK_KEY, **options: Any
 ) -> Progress:
-    """The embedded runner on batch `batch_id` against the mock, until the batch is done."""
+    """The embedded runner on batch `batch_id` against the mock (or a test's own relay),
+    until the batch is done."""
     options.setdefault("pacing", FAST)
     options.setdefault("images", ImageSender(Settings().image_mode))
     options.setdefault("spending", Spending())
+    options.setdefault("unrecorded", Unrecorded(Path(tempfile.mkdtemp(prefix="veo-batch-data-"))))
     with ProviderClient(mock.url, Secret(key), read_timeout=1.0) as client:
         runner = EmbeddedRunner(
             engine,

@@ -102,8 +102,8 @@ def test_a_session_from_changed_tokens_or_a_forged_cookie_is_refused() -> None:
     viewer = sessions.viewer(cookie)
     assert viewer is not None
     assert viewer.can_act
-    _kind, fingerprint, expires, signature = cookie.split(".")
-    assert sessions.viewer(f"act.{fingerprint}.{int(expires) + 10}.{signature}") is None
+    _kind, fingerprint, expires, nonce, signature = cookie.split(".")
+    assert sessions.viewer(f"act.{fingerprint}.{int(expires) + 10}.{nonce}.{signature}") is None
     assert sessions.viewer(cookie, now=int(expires) + 1) is None  # expired
     assert Sessions([b"b" * 20], []).viewer(cookie) is None  # the tokens changed
     looker = sessions.viewer(sessions.login("r" * 20))
@@ -176,7 +176,7 @@ def test_a_read_only_token_looks_but_does_not_act(site: Served) -> None:
     with logged_in(site, READ_TOKEN) as client:
         page = client.get("/ui/batches/shop").text
         assert "read-only" in page
-        assert 'name="csrf"' not in page  # no forms to act with
+        assert page.count('name="csrf"') == 1  # no forms to act with: the logout's only
         refused = client.post("/ui/batches/shop/pause", data={"csrf": "x"})
         assert refused.status_code == 409
         assert "this token can look, not act" in refused.text
@@ -278,3 +278,34 @@ def test_the_batches_page_shows_each_batch_at_work_with_its_pace(
     row = re.search(r'<tr data-batch="later">.*?</tr>', page, re.S)
     assert row is not None
     assert "4 rows/min · ETA 0.5 min" in row.group(0)
+
+
+def test_a_logout_ends_the_session_on_the_server_and_needs_its_csrf_token(site: Served) -> None:
+    with logged_in(site) as client:
+        page = client.get("/").text
+        cookie = client.cookies["veo_session"]
+        forged = client.post("/logout", data={"csrf": "0" * 64})  # another site's form
+        assert forged.status_code == 409  # refused, as every stale form is
+        assert client.get("/ui/batches/shop").status_code == 200  # still logged in
+        assert client.post("/logout", data={"csrf": csrf_of(page)}).status_code == 303
+    with httpx.Client(base_url=site.url, timeout=30) as replay:  # the old cookie, copied
+        replay.cookies.set("veo_session", cookie)
+        assert replay.get("/ui/batches/shop").status_code == 303  # to the login form
+        resumed = replay.post("/ui/batches/shop/resume", data={"csrf": csrf_of(page)})
+        assert resumed.status_code in (303, 401, 403)
+        assert "/login" in resumed.headers.get("location", "/login")
+
+
+def test_every_answer_carries_the_security_headers(site: Served) -> None:
+    with logged_in(site) as client:
+        for path in ("/", "/ui/batches/shop", "/ui/static/pages.js", "/batches", "/nope"):
+            answer = client.get(path)
+            policy = answer.headers["content-security-policy"]
+            assert "frame-ancestors 'none'" in policy, path
+            assert "script-src 'self';" in policy, path  # no inline script
+            assert answer.headers["x-frame-options"] == "DENY"
+            assert answer.headers["x-content-type-options"] == "nosniff"
+            assert answer.headers["referrer-policy"] == "same-origin"
+        page = client.get("/ui/batches/shop").text
+    assert "onsubmit=" not in page  # the confirmation is the shipped script's
+    assert not re.search(r"<script>(?!</script>)", page)  # no inline script in a page

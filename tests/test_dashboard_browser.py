@@ -150,3 +150,22 @@ def test_watch_filter_open_play_reject_and_rerun(
     assert pending == {"r1", "r4"}
     assert problems == [], problems
     page.close()
+
+
+def test_another_local_page_cannot_frame_the_dashboard(
+    browser: Any, site: tuple[str, Engine, Path]
+) -> None:
+    """A page of another local port frames the dashboard (clickjacking): the browser refuses
+    to show it (`frame-ancestors 'none'`), and the pages run with no CSP complaint."""
+    base, _engine, _folder = site
+    page = browser.new_page()
+    violations: list[str] = []
+    page.on("console", lambda m: violations.append(m.text) if m.type == "error" else None)
+    page.goto(f"{base}/login")
+    assert violations == [], violations  # the page itself runs under its policy
+    page.set_content(f'<iframe id="framed" src="{base}/login" width="600" height="400"></iframe>')
+    page.wait_for_function("() => document.getElementById('framed') !== null", timeout=10_000)
+    framed = page.frame_locator("#framed")
+    assert framed.locator("input[name=token]").count() == 0  # nothing of ours shown
+    assert any("frame-ancestors" in text for text in violations), violations
+    page.close()

@@ -20,6 +20,7 @@ from pythonjsonlogger.json import JsonFormatter
 
 from veobatch.provider.redact import Redactor
 from veobatch.settings import Settings
+from veobatch.visible import visible
 
 # The fields a row's line may carry, in the order text shows them.
 ROW_FIELDS: Final = (
@@ -49,7 +50,8 @@ class TextFormatter(logging.Formatter):
             for name in ROW_FIELDS
             if getattr(record, name, None) not in (None, "")
         ]
-        return f"{line} {' '.join(fields)}" if fields else line
+        # Escape codes from a relay's text (a failure reason) never reach a terminal or log.
+        return visible(f"{line} {' '.join(fields)}" if fields else line)
 
 
 def _text(value: Any) -> str:

@@ -22,6 +22,7 @@ from veobatch.cli.options import (
     status_option,
 )
 from veobatch.cli.output import (
+    echo,
     live_progress,
     one_line,
     print_estimate,
@@ -82,7 +83,7 @@ def status(app: App, name: str | None, watch: bool, every: float, as_json: bool)
         )
         return
     if not summaries:
-        click.echo("no batches yet: veo-batch load FILE")
+        echo("no batches yet: veo-batch load FILE")
         return
     headers = ["BATCH", "STATE", "TOTAL", *(s.upper() for s in STATUS_ORDER)]
     rows = [
@@ -92,12 +93,12 @@ def status(app: App, name: str | None, watch: bool, every: float, as_json: bool)
     table(headers, rows)
     for summary in summaries:
         if summary.pause_reason:
-            click.echo(f"{summary.name}: paused: {summary.pause_reason}")
+            echo(f"{summary.name}: paused: {summary.pause_reason}")
         if (spent := spend_line(summary, app.settings.currency)) is not None:
-            click.echo(f"{summary.name}: {spent}")
+            echo(f"{summary.name}: {spent}")
         if summary.error_kinds:
             kinds = ", ".join(f"{kind} ×{count:,}" for kind, count in summary.error_kinds)
-            click.echo(f"errors: {kinds}")
+            echo(f"errors: {kinds}")
 
 
 def _batch_json(summary: BatchSummary, currency: str) -> dict[str, Any]:
@@ -167,9 +168,9 @@ def budget(app: App, name: str, amount: str | None) -> None:
       veo-batch budget spring-sale none
     """
     summary = app.service.set_budget(name, amount)
-    click.echo(f"{name}: {spend_line(summary, app.settings.currency)}")
+    echo(f"{name}: {spend_line(summary, app.settings.currency)}")
     if summary.state == BatchState.PAUSED:
-        click.echo(f"{name} is paused ({summary.pause_reason}): veo-batch resume {name}")
+        echo(f"{name} is paused ({summary.pause_reason}): veo-batch resume {name}")
 
 
 def _watch_status(app: App, name: str, every: float) -> None:
@@ -230,7 +231,7 @@ def jobs(
         print_json({"total": total, "jobs": rows})
         return
     if not rows:
-        click.echo("no rows match")
+        echo("no rows match")
         return
     grid = [
         [
@@ -247,7 +248,7 @@ def jobs(
     ]
     table(["ID", "LINE", "STATUS", "MODEL", "TASK_ID", "KIND", "HTTP", "ERROR"], grid)
     if total > len(rows):
-        click.echo(f"showing {len(rows):,} of {total:,} rows; --limit 0 shows all")
+        echo(f"showing {len(rows):,} of {total:,} rows; --limit 0 shows all")
     if chosen:
         _stories(app, name, rows)
 
@@ -256,7 +257,7 @@ def _stories(app: App, name: str, rows: list[dict[str, Any]]) -> None:
     """Each row's result fields, then one table of every row's history."""
     history = []
     for job in rows:
-        click.echo("\n" + _job_details(job))
+        echo("\n" + _job_details(job))
         history += [
             [
                 job["id"],
@@ -272,7 +273,7 @@ def _stories(app: App, name: str, rows: list[dict[str, Any]]) -> None:
         ]
     if history:
         headers = ["ID", "AT", "ACTION", "HTTP", "TASK_ID", "REMOTE", "KIND", "ERROR"]
-        click.echo()
+        echo()
         table(headers, history)
 
 
@@ -360,7 +361,7 @@ def rerun(
     look = service.rerun(name, chosen, kinds, refs=rows, reviews=marks, dry_run=True)
     cost = _rerun_cost(look.adds, look.unpriced, app.settings) if app.settings.prices else ""
     if dry_run or look.matched == 0:
-        click.echo(f"{rows_text(look.matched)} match{cost}; nothing changed")
+        echo(f"{rows_text(look.matched)} match{cost}; nothing changed")
         return
     if look.paid_rows and not yes:
         click.confirm(
@@ -372,18 +373,18 @@ def rerun(
         )
     done = service.rerun(name, chosen, kinds, refs=rows, reviews=marks)
     if done.sent_again:
-        click.echo(
+        echo(
             f"{rows_text(done.sent_again)} {is_are(done.sent_again)} pending again; "
             f"`veo-batch run --batch {name}` or the workers send them"
         )
     if done.polled_again:
-        click.echo(
+        echo(
             f"{rows_text(done.polled_again)} that timed out {is_are(done.polled_again)} "
             "generating again: their tasks are polled (for another VEO_POLL_DEADLINE) by "
             "`veo-batch run` or the workers"
         )
     if done.state == BatchState.PAUSED:
-        click.echo(f"the batch is paused: `veo-batch resume {name}` once its cause is fixed")
+        echo(f"the batch is paused: `veo-batch resume {name}` once its cause is fixed")
 
 
 @cli.command()
@@ -412,7 +413,7 @@ def review(app: App, name: str, refs: Sequence[str], verdict: str | None) -> Non
     if verdict is None:
         raise click.UsageError("say --approve, --reject or --clear")
     marked = app.service.review(name, split_values(refs), None if verdict == "none" else verdict)
-    click.echo(f"{rows_text(marked)} marked {verdict if verdict != 'none' else 'not reviewed'}")
+    echo(f"{rows_text(marked)} marked {verdict if verdict != 'none' else 'not reviewed'}")
 
 
 def _rerun_cost(adds: int | None, unpriced: list[str], settings: Settings) -> str:
@@ -435,7 +436,7 @@ def pause(app: App, name: str) -> None:
       veo-batch pause spring-sale && veo-batch resume spring-sale
     """
     app.service.pause(name, "paused by hand")
-    click.echo(f"batch {name!r} paused; `veo-batch resume {name}` goes on")
+    echo(f"batch {name!r} paused; `veo-batch resume {name}` goes on")
 
 
 @cli.command()
@@ -450,7 +451,7 @@ def resume(app: App, name: str) -> None:
       veo-batch resume spring-sale && veo-batch run --batch spring-sale
     """
     app.service.resume(name)
-    click.echo(f"batch {name!r} is active again")
+    echo(f"batch {name!r} is active again")
 
 
 @cli.command()
@@ -467,4 +468,4 @@ def cancel(app: App, name: str, yes: bool) -> None:
     if not yes:
         click.confirm(f"cancel batch {name!r}? Its unsent rows will never be sent", abort=True)
     rows = app.service.cancel(name)
-    click.echo(f"batch {name!r} cancelled; {rows_text(rows)} will not be sent")
+    echo(f"batch {name!r} cancelled; {rows_text(rows)} will not be sent")

@@ -21,7 +21,7 @@ from veobatch.cli.options import (
     strict_option,
     webhook_option,
 )
-from veobatch.cli.output import print_estimate
+from veobatch.cli.output import echo, print_estimate
 from veobatch.errors import ExitCode, JobFileError, VeoBatchError
 from veobatch.intake.loader import LoadResult, Progress
 from veobatch.intake.problems import DEFAULT_MAX_PROBLEMS
@@ -101,7 +101,7 @@ def load(
     if result.rejected:
         sys.exit(ExitCode.INVALID_ROWS)
     if not dry_run:
-        click.echo(f"next: veo-batch status {result.batch}")
+        echo(f"next: veo-batch status {result.batch}")
 
 
 def load_file(
@@ -160,20 +160,20 @@ def _progress_printer(size: int | None) -> Progress | None:
 
     def show(rows: int, position: int | None) -> None:
         share = f" ({100 * position / size:.0f}%)" if position is not None and size else ""
-        click.echo(f"\rchecked {rows_text(rows)}{share}", nl=False, err=True)
+        echo(f"\rchecked {rows_text(rows)}{share}", nl=False, err=True)
 
     return show
 
 
 def _print_load(name: str, result: LoadResult, dry_run: bool, seconds: float) -> None:
     if sys.stderr.isatty():
-        click.echo("\r\033[K", nl=False, err=True)
+        echo("\r\033[K", nl=False, err=True)
     report = result.report
     for line in report.lines():
-        click.echo(line, err=True)
+        echo(line, err=True)
     for line in report.warning_lines():
         click.secho(line, err=True, fg="yellow")
-    click.echo(
+    echo(
         f"{name}: {rows_text(result.rows)} checked, {result.valid:,} valid"
         + (
             f", {report.invalid_rows:,} invalid ({plural(report.total, 'problem')})"
@@ -182,24 +182,22 @@ def _print_load(name: str, result: LoadResult, dry_run: bool, seconds: float) ->
         )
     )
     if result.models:
-        click.echo("  models: " + ", ".join(f"{m} ×{n:,}" for m, n in result.models.most_common()))
-        click.echo(
+        echo("  models: " + ", ".join(f"{m} ×{n:,}" for m, n in result.models.most_common()))
+        echo(
             "  images per job: "
             + ", ".join(f"{k} ×{n:,}" for k, n in sorted(result.image_counts.items()))
         )
     files, size, made = result.local_images
     if files:
         copies = f", {made:,} scaled down or turned upright" if made else ""
-        click.echo(
+        echo(
             f"  local images: {plural(files, 'file')}, {size / 2**20:,.1f} MB{copies} "
             "(the rows keep their paths and hashes, not their bytes)"
         )
     if result.ignored_fields:
-        click.echo(
-            f"  ignored result columns of an export: {', '.join(sorted(result.ignored_fields))}"
-        )
+        echo(f"  ignored result columns of an export: {', '.join(sorted(result.ignored_fields))}")
     if dry_run:
-        click.echo("dry run: nothing was stored")
+        echo("dry run: nothing was stored")
         return
     if result.rejected:
         click.secho(
@@ -211,7 +209,7 @@ def _print_load(name: str, result: LoadResult, dry_run: bool, seconds: float) ->
         return
     rate = f" ({result.rows / seconds:,.0f} rows/s)" if result.rows >= 10_000 else ""
     kind = "new" if result.created else "existing"
-    click.echo(
+    echo(
         f"batch {result.batch!r} ({kind}): stored {rows_text(result.stored)} "
         f"in {seconds:.1f} s{rate}"
         + (
@@ -222,13 +220,13 @@ def _print_load(name: str, result: LoadResult, dry_run: bool, seconds: float) ->
         )
     )
     if result.invalid_kept:
-        click.echo(
+        echo(
             f"  {result.invalid_kept:,} invalid {rows_text(result.invalid_kept).split()[1]} stored "
             "as failed (error kind 'invalid')"
         )
     if result.invalid_kept < report.invalid_rows:
         skipped = report.invalid_rows - result.invalid_kept
-        click.echo(f"  {rows_text(skipped)} not stored: their id was already taken in the file")
+        echo(f"  {rows_text(skipped)} not stored: their id was already taken in the file")
 
 
 # ---------------------------------------------------------------------------------- export
@@ -272,4 +270,4 @@ def export(
     text = app.service.export(name, fmt, statuses=statuses, kinds=kinds)
     write_export(output, text, stdout=sys.stdout)
     if output != "-":
-        click.echo(f"wrote {rows_text(text.rows)} to {output}", err=True)
+        echo(f"wrote {rows_text(text.rows)} to {output}", err=True)

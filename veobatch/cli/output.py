@@ -26,6 +26,7 @@ from veobatch.engine.spend_rules import TYPICAL_GENERATION, Estimate
 from veobatch.pricing import money
 from veobatch.states import BatchState, JobStatus
 from veobatch.store.queries import BatchSummary
+from veobatch.visible import visible
 
 PLAIN_EVERY: Final = 10.0  # seconds between progress lines in a pipe or a log
 PLAIN_WIDTH: Final = 100_000  # a pipe has no width: never wrap or cut a line there
@@ -33,6 +34,12 @@ PLAIN_WIDTH: Final = 100_000  # a pipe has no width: never wrap or cut a line th
 
 def _console(stream: TextIO) -> Console:
     return Console(file=stream, highlight=False, soft_wrap=False)
+
+
+def echo(text: str = "", *, err: bool = False, nl: bool = True) -> None:
+    """A line printed (to stderr if `err`), every character that would act on a terminal
+    rather than show shown escaped (`veobatch.visible`): its text may come from a relay."""
+    click.echo(visible(text), err=err, nl=nl)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, err: bool = False) -> None:
@@ -43,12 +50,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, err: bool
     for header in headers:
         grid.add_column(header, overflow="fold")
     for row in rows:
-        grid.add_row(*("" if cell is None else str(cell) for cell in row))
+        grid.add_row(*_cells(row))
     terminal = _console(stream)
     if terminal.is_terminal:
         terminal.print(grid)
         return
-    click.echo(_plain(grid), err=err)
+    click.echo(_plain(grid), err=err)  # (cells escaped)
 
 
 def table_text(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -57,8 +64,13 @@ def table_text(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     for header in headers:
         grid.add_column(header)
     for row in rows:
-        grid.add_row(*("" if cell is None else str(cell) for cell in row))
+        grid.add_row(*_cells(row))
     return _plain(grid)
+
+
+def _cells(row: Sequence[object]) -> list[Text]:
+    """A row's cells as plain text (never read as rich markup), hidden characters escaped."""
+    return [Text(visible("" if cell is None else str(cell))) for cell in row]
 
 
 def _plain(grid: Table) -> str:
@@ -71,7 +83,7 @@ def _plain(grid: Table) -> str:
 
 def one_line(text: str | None, limit: int) -> str:
     """`text` on one line, cut to at most `limit` terminal columns (with an ellipsis)."""
-    line = Text(" ".join((text or "").split()))
+    line = Text(visible(" ".join((text or "").split())))
     line.truncate(limit, overflow="ellipsis")
     return line.plain
 
@@ -103,7 +115,7 @@ def live_progress(title: str, every: float = PLAIN_EVERY) -> Iterator[Callable[[
         def line(progress: Progress) -> None:
             if time.monotonic() - shown[0] >= every:
                 shown[0] = time.monotonic()
-                click.echo(describe_progress(progress), err=True)
+                echo(describe_progress(progress), err=True)
 
         yield line
         return
@@ -194,21 +206,21 @@ def print_estimate(estimate: Estimate) -> None:
     if rows:
         table(["MODEL", "ROWS", "PRICE", "TOTAL"], rows)
     else:
-        click.echo("nothing left to send")
+        echo("nothing left to send")
     total = money(estimate.priced_total, price)
     if not rows:
         total = money(0, price)
     unpriced_rows = sum(m.rows for m in estimate.models if m.price is None)
     if not unpriced_rows:
-        click.echo(f"total: {total} for {estimate.rows:,} rows")
+        echo(f"total: {total} for {estimate.rows:,} rows")
     else:
-        click.echo(
+        echo(
             f"total: {total} for {estimate.rows - unpriced_rows:,} priced rows; "
             f"{unpriced_rows:,} more of {', '.join(estimate.unpriced)} have no price in "
             "VEO_PRICES (unpriced, not free)"
         )
     polls = estimate.rows * estimate.polls_per_task
-    click.echo(
+    echo(
         f"requests: {estimate.rows:,} submissions + about {polls:,} polls "
         f"({estimate.polls_per_task} per task of ~{TYPICAL_GENERATION:.0f} s) = "
         f"{estimate.requests:,}"
@@ -217,7 +229,7 @@ def print_estimate(estimate: Estimate) -> None:
         line = f"spent so far: {money(estimate.spent, price)}"
         if estimate.budget is not None:
             line += f"; budget {money(estimate.budget, price)}, left {money(estimate.left, price)}"
-        click.echo(line)
+        echo(line)
     if estimate.left is not None and estimate.total is not None and estimate.total > estimate.left:
         click.secho(
             f"the budget covers only part of it: the batch will pause with reason budget "

@@ -26,7 +26,7 @@ from veobatch.cli.options import (
     strict_option,
     webhook_option,
 )
-from veobatch.cli.output import live_progress, print_estimate, spend_line, table
+from veobatch.cli.output import echo, live_progress, print_estimate, spend_line, table
 from veobatch.embedded_runner import EmbeddedRunner
 from veobatch.engine.download import check_directory
 from veobatch.engine.progress import Progress
@@ -221,13 +221,13 @@ def _stored_or_loaded(
 def _follow_workers(
     app: App, batch: BatchSummary, wait: bool, download_dir: str | None
 ) -> Progress:
-    click.echo(
+    echo(
         "VEO_REDIS_URL is set: the rows go to the workers (`veo-batch scheduler` and "
         "`veo-batch worker` must be running); following the batch",
         err=True,
     )
     if download_dir:
-        click.echo(
+        echo(
             "--download is for runs in this process: the workers download into their "
             "own VEO_DOWNLOAD_DIR (set it on the scheduler and the workers)",
             err=True,
@@ -238,7 +238,7 @@ def _follow_workers(
             for progress in app.service.watch(batch.name, wait_for_videos=wait):
                 show(progress)
     except KeyboardInterrupt:
-        click.echo(f"stopped following; the workers go on: veo-batch status {batch.name}", err=True)
+        echo(f"stopped following; the workers go on: veo-batch status {batch.name}", err=True)
         sys.exit(ExitCode.INTERRUPTED)
     assert progress is not None  # watch yields at least once
     return progress
@@ -259,9 +259,7 @@ def _run_here(
                 )
             )
             settings = _on_mock(settings, provider.url)
-            click.echo(
-                f"sending to the mock provider at {provider.url} (nothing is spent)", err=True
-            )
+            echo(f"sending to the mock provider at {provider.url} (nothing is spent)", err=True)
         held = Process.open(settings, engine=app.engine, shared=False)
         stack.callback(held.client.close)
         stack.callback(held.videos.close)
@@ -279,7 +277,7 @@ def _run_here(
                 return runner.run()
         except KeyboardInterrupt:
             stack.close()  # the live display first, then the message under it
-            click.echo(
+            echo(
                 "stopped: requests in flight were recorded; rows not sent are "
                 "pending again. Run the same command to go on.",
                 err=True,
@@ -322,7 +320,7 @@ def _call_webhooks(app: App) -> None:
     that fails is tried again by the next run or by the scheduler."""
     arrived = app.service.deliver_webhooks()
     if arrived:
-        click.echo(f"webhook told ({arrived:,} call{'s' if arrived > 1 else ''})", err=True)
+        echo(f"webhook told ({arrived:,} call{'s' if arrived > 1 else ''})", err=True)
 
 
 def _print_run(app: App, name: str, progress: Progress, output: str | None) -> None:
@@ -333,10 +331,10 @@ def _print_run(app: App, name: str, progress: Progress, output: str | None) -> N
     table(["STATUS", "ROWS"], [(s, f"{n:,}") for s, n in counts if n])
     if batch.error_kinds:
         kinds = ", ".join(f"{kind} ×{count:,}" for kind, count in batch.error_kinds)
-        click.echo(f"errors: {kinds}")
+        echo(f"errors: {kinds}")
     if (spent := spend_line(batch, app.settings.currency)) is not None:
-        click.echo(spent)
-    click.echo(f"results: {path}")
+        echo(spent)
+    echo(f"results: {path}")
     if batch.state == BatchState.PAUSED:
         _exit_paused(name, batch.pause_reason)
     succeeded = batch.counts.get(JobStatus.SUCCEEDED, 0)
@@ -345,9 +343,9 @@ def _print_run(app: App, name: str, progress: Progress, output: str | None) -> N
         succeeded - progress.downloaded - progress.downloads_due if progress.downloading else 0
     )
     if progress.downloading:
-        click.echo(f"videos on disk: {progress.downloaded:,} of {succeeded:,}")
+        echo(f"videos on disk: {progress.downloaded:,} of {succeeded:,}")
         if unsaved:
-            click.echo(
+            echo(
                 f"{plural(unsaved, 'video')} not saved (the rows stay succeeded; "
                 f"`veo-batch jobs {name} --status succeeded` shows download_error); run again "
                 "to retry them",
@@ -355,7 +353,7 @@ def _print_run(app: App, name: str, progress: Progress, output: str | None) -> N
             )
     unfinished = batch.counts.get(JobStatus.FAILED, 0) + batch.counts.get(JobStatus.IN_DOUBT, 0)
     if unfinished:
-        click.echo(
+        echo(
             f"{rows_text(unfinished)} failed or {is_are(unfinished)} in doubt: "
             f"`veo-batch jobs {name} --status "
             f"failed` says why; `veo-batch rerun {name}` sends them again (`--kind timeout`: "
@@ -369,5 +367,5 @@ def _print_run(app: App, name: str, progress: Progress, output: str | None) -> N
 
 def _exit_paused(name: str, reason: str | None) -> None:
     click.secho(f"batch {name!r} is paused: {reason}", err=True, fg="red")
-    click.echo(f"fix the cause, then: veo-batch resume {name} && veo-batch run ...", err=True)
+    echo(f"fix the cause, then: veo-batch resume {name} && veo-batch run ...", err=True)
     sys.exit(ExitCode.PAUSED)

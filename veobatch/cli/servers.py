@@ -16,6 +16,7 @@ from prometheus_client import REGISTRY, start_http_server
 
 from veobatch import logs, metrics
 from veobatch.cli.app import App, cli, pass_app
+from veobatch.cli.output import echo
 from veobatch.errors import (
     ConfigError,
 )
@@ -50,9 +51,7 @@ def upgrade(app: App) -> None:
     """
     url = app.settings.database_url
     engine = database.open_database(url, migrate=True)
-    click.echo(
-        f"{database.safe_url(url)}: at revision {database.current_revision(engine)} (newest)"
-    )
+    echo(f"{database.safe_url(url)}: at revision {database.current_revision(engine)} (newest)")
 
 
 @db_group.command()
@@ -66,7 +65,7 @@ def current(app: App) -> None:
     """
     url = app.settings.database_url
     revision = database.current_revision(database.create_engine(url))
-    click.echo(
+    echo(
         f"{database.safe_url(url)}: at revision {revision or 'none'}; "
         f"newest is {database.head_revision()}"
     )
@@ -167,7 +166,7 @@ def mock_api(
     )
     server = MockProvider(config, host, port)
     where = "from VEO_API_KEY" if key != "mock-key" else "mock-key"
-    click.echo(f"mock provider on {server.url} (key: {where}); Ctrl-C stops it", err=True)
+    echo(f"mock provider on {server.url} (key: {where}); Ctrl-C stops it", err=True)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
 
@@ -287,7 +286,7 @@ def scheduler_command(app: App, tick: float, depth: int | None, metrics_port: in
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     cap = settings.max_in_flight or "none"
-    click.echo(
+    echo(
         f"scheduler running (tick {tick}s, depth {loop.depth}, in-flight cap {cap}, downloads "
         f"{'on' if loop.downloads else 'off'}); Ctrl-C stops it",
         err=True,
@@ -337,7 +336,7 @@ def serve(app: App, host: str, port: int, no_auth: bool, max_body_mb: int) -> No
 
     logs.configure(settings.log_format, secrets=logs.secrets_of(settings))
     api = create_app(settings, app.engine, max_body=max_body_mb * 1024 * 1024)
-    click.echo(
+    echo(
         f"serving on http://{host}:{port} (dashboard: /, schema: /openapi.json, docs: /docs)",
         err=True,
     )

@@ -157,7 +157,13 @@ def login(
 
 
 @router.post("/logout")
-def logout() -> Response:
+def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
+    """End the session (a CSRF token is required: another site cannot log a viewer out)."""
+    sessions: Sessions = request.app.state.sessions
+    viewer = sessions.viewer(request.cookies.get(COOKIE))
+    if viewer is not None and not hmac.compare_digest(csrf, viewer.csrf):
+        raise NotAllowed("the form is out of date (its CSRF token does not match): reload it")
+    sessions.end(request.cookies.get(COOKIE))
     answer = RedirectResponse("/login", 303)
     answer.delete_cookie(COOKIE)
     return answer
@@ -263,15 +269,7 @@ def gallery(
     )
 
 
-@router.get("/ui/batches/{name}/rows/{ref}", response_class=HTMLResponse)
-def row(request: Request, name: str, ref: str) -> HTMLResponse:
-    service = _service(request)
-    return _page(
-        request, "row.html", batch=service.status(name, errors=False), row=service.job(name, ref)
-    )
-
-
-@router.get("/ui/batches/{name}/rows/{ref}/video")
+@router.get("/ui/batches/{name}/rows/{ref:path}/video")
 def video(request: Request, name: str, ref: str) -> Response:
     """The row's video: the downloaded file if it is in the download folder, else the
     provider's URL."""
@@ -286,7 +284,7 @@ def video(request: Request, name: str, ref: str) -> Response:
     raise NotFoundError(f"row {ref!r} has no video yet")
 
 
-@router.get("/ui/batches/{name}/rows/{ref}/images/{index}")
+@router.get("/ui/batches/{name}/rows/{ref:path}/images/{index}")
 def image(request: Request, name: str, ref: str, index: int) -> Response:
     """Image `index` of the row, as the row names it: a link is followed, a data: URI or a
     checked file is served."""
@@ -303,6 +301,15 @@ def image(request: Request, name: str, ref: str, index: int) -> Response:
 
 
 # ---------------------------------------------------------------------------------- actions
+
+
+# (After the video and image routes: a row id may hold "/", and the page takes the rest.)
+@router.get("/ui/batches/{name}/rows/{ref:path}", response_class=HTMLResponse)
+def row(request: Request, name: str, ref: str) -> HTMLResponse:
+    service = _service(request)
+    return _page(
+        request, "row.html", batch=service.status(name, errors=False), row=service.job(name, ref)
+    )
 
 
 @router.post("/ui/batches/{name}/pause")

@@ -17,9 +17,9 @@ from sqlalchemy import Connection
 from veobatch.engine.poll_rules import PollOutcome
 from veobatch.engine.submit_rules import Outcome
 from veobatch.metrics import ROW_CHANGES
-from veobatch.provider.answers import shown
 from veobatch.states import JobStatus
 from veobatch.store.tables import Batch
+from veobatch.visible import shown
 
 log = logging.getLogger("veobatch.rows")
 MAX_ERROR: Final = 300  # characters of an error in a log line

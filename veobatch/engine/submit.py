@@ -52,11 +52,11 @@ from veobatch.engine.submit_rules import (
 from veobatch.engine.unrecorded import Answer, Settled, Unrecorded
 from veobatch.errors import ImageError, LimiterUnavailable, ProviderError
 from veobatch.images.sending import ImageSender
-from veobatch.provider.answers import shown
 from veobatch.provider.client import ProviderClient, job_payload
 from veobatch.settings import Settings
 from veobatch.states import JobStatus
 from veobatch.store.tables import Job
+from veobatch.visible import shown
 
 LONG_WAIT: Final = 10.0  # seconds of waiting for a rate slot past which the lease is moved
 STRAGGLER: Final = 2.0  # seconds answers wait for a slower one of their wave before recording

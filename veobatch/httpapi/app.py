@@ -35,6 +35,7 @@ from veobatch.errors import (
     VeoBatchError,
 )
 from veobatch.httpapi.guards import LOOKING, Guard, any_matches, is_page
+from veobatch.httpapi.headers import SecurityHeaders
 from veobatch.httpapi.operations import serve_operations
 from veobatch.httpapi.routes import router
 from veobatch.service import BatchService
@@ -90,6 +91,7 @@ def create_app(
         read_tokens=app.state.read_tokens,
         max_in_flight=max_in_flight,
     )
+    app.add_middleware(SecurityHeaders)  # outermost: on every answer, the guards' included
     _answer_errors(app)
     app.include_router(router, dependencies=[Depends(caller)])
     app.mount("/ui/static", StaticFiles(directory=DASHBOARD_STATIC), name="dashboard-static")

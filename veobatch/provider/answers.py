@@ -9,21 +9,13 @@ check is described in words (with the raw value cut and escaped), never kept as 
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from veobatch.visible import hidden, shown
+
 MAX_TASK_ID: Final = 200
 MAX_URL: Final = 2048
-SHOWN: Final = 120  # characters of a raw value shown in a message
-
-
-def shown(value: Any) -> str:
-    """A raw value fit for a message or a log line: escaped (no control character reaches
-    a terminal or a log), and cut if long."""
-    text = value if isinstance(value, str) else _json_like(value)
-    cut = text if len(text) <= SHOWN else f"{text[:SHOWN]}… ({len(text):,} chars)"
-    return cut.encode("unicode_escape").decode("ascii")
 
 
 def task_id_problem(value: Any) -> str | None:
@@ -34,7 +26,7 @@ def task_id_problem(value: Any) -> str | None:
         return "task_id is empty"
     if len(value) > MAX_TASK_ID:
         return f"task_id is {len(value):,} characters long (at most {MAX_TASK_ID})"
-    if not value.isprintable() or value != value.strip() or _invisible(value):
+    if value != value.strip() or any(hidden(c) for c in value):
         return f"task_id {shown(value)} holds control, blank or invisible characters"
     return None
 
@@ -74,12 +66,3 @@ def _kind(value: Any) -> str:
     names = {dict: "an object", list: "a list", bool: "a boolean", type(None): "null"}
     name = names.get(type(value)) or ("a number" if isinstance(value, (int, float)) else None)
     return name or type(value).__name__
-
-
-def _json_like(value: Any) -> str:
-    return repr(value)
-
-
-def _invisible(text: str) -> bool:
-    """Whether `text` holds bidi controls or zero-width characters (format characters)."""
-    return any(unicodedata.category(c) == "Cf" for c in text)

@@ -36,11 +36,12 @@ import httpx
 
 from veobatch.errors import ProviderError
 from veobatch.metrics import count_request
-from veobatch.provider.answers import shown, task_id_problem, text_field, video_url_problem
+from veobatch.provider.answers import task_id_problem, text_field, video_url_problem
 from veobatch.provider.redact import Redactor
 from veobatch.provider.transport import Answer, StdlibTransport, origin_of, transport_for
 from veobatch.settings import Secret
 from veobatch.states import ErrorKind
+from veobatch.visible import shown
 
 SUBMIT_PATH: Final = "/v2/videos/generations"
 FINISHED: Final = frozenset({"SUCCESS", "FAILURE"})
