@@ -309,3 +309,13 @@ def test_every_answer_carries_the_security_headers(site: Served) -> None:
         page = client.get("/ui/batches/shop").text
     assert "onsubmit=" not in page  # the confirmation is the shipped script's
     assert not re.search(r"<script>(?!</script>)", page)  # no inline script in a page
+
+
+def test_a_row_whose_id_holds_a_slash_has_its_page(site: Served, engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.update(Job).where(Job.ref == "a").values(ref="sku/42"))
+    with logged_in(site) as client:
+        page = client.get("/ui/batches/shop/rows/sku%2F42")
+        assert page.status_code == 200, page.text
+        assert "sku/42" in page.text
+        assert client.get("/ui/batches/shop/rows/sku/42/images/0").status_code == 200
