@@ -197,7 +197,9 @@ def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("name", ["", "  padded  ", "x" * 201])
+@pytest.mark.parametrize(
+    "name", ["", "  padded  ", "x" * 201, "spring\u202egnp.exe", "zero\u200bwidth"]
+)
 def test_bad_batch_names_are_refused(sqlite_run: Cli, name: str) -> None:
     result = sqlite_run("load", EXAMPLE, "--batch", name)
     assert result.exit_code == ExitCode.USAGE

@@ -71,7 +71,10 @@ _URL: Final = rf"https?://[^\s/?#\"\\\x00-\x1f\x7f\ud800-\udfff]+{_URL_CHARS}*"
 # Characters no stored text may hold: NUL and the other control characters (a prompt may
 # have tabs and line breaks), and lone surrogates (text that is not Unicode, as JSON's
 # "\ud800" makes); the databases refuse them, or store what the provider cannot read.
-BAD_NAME_CHARS: Final = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+# A name (a batch's, a row's id) shows in files, pages and hints: no control character, and no
+# bidi control or zero-width character (`spring\u202egnp.exe` would read as `springexe.png`).
+_INVISIBLE: Final = r"\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
+BAD_NAME_CHARS: Final = re.compile(rf"[\x00-\x1f\x7f-\x9f\ud800-\udfff{_INVISIBLE}]")
 BAD_PROMPT_CHARS: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 _HTTP_URL: Final = re.compile(_URL)
 _DATA_URI: Final = re.compile(rf"data:image/[\w.+-]+(?:;[\w.+=-]+)*,{_URL_CHARS}*")
@@ -592,6 +595,8 @@ def text_problem(text: str, bad: re.Pattern[str]) -> str | None:
         return f"holds a NUL character {where}"
     if "\ud800" <= char <= "\udfff":
         return f"holds a lone surrogate (U+{ord(char):04X}, not Unicode text) {where}"
+    if re.fullmatch(f"[{_INVISIBLE}]", char):
+        return f"holds an invisible or direction-changing character (U+{ord(char):04X}) {where}"
     return f"holds a control character (U+{ord(char):04X}) {where}"
 
 
