@@ -4,14 +4,19 @@ See shared/API.md. Every failure becomes a `ProviderError` whose `kind` decides 
 the row (see `classify`):
 
     network      nothing was sent (connection refused, connect timeout): safe to retry
-    ambiguous    the request may have arrived (read timeout, connection dropped after sending):
-                 a task may exist and be billed, so the row is never resent on its own
+    ambiguous    the request may have arrived (read timeout, connection dropped after sending,
+                 its whole deadline passed): a task may exist and be billed, so the row is
+                 never resent on its own
     rate_limited 429; `retry_after` is set when the provider sent Retry-After
     server       5xx, including a proxy's HTML 502: nothing was created, retry
     invalid      400 and other 4xx: the row itself is wrong
     auth         401, or 403 that is not about balance: the key is wrong
     quota        403 insufficient_user_quota (or quota wording): out of balance
     bad_answer   200 without a task_id
+
+Each request must end within its whole deadline, VEO_CONNECT_TIMEOUT + VEO_READ_TIMEOUT
+(connect, send, the answer's headers and body), however slowly the relay sends. A poll given
+up because the process stops (`abandon`) raises `Abandoned`, not a `ProviderError`.
 
 The provider's message is kept as it came (Chinese included); the API key is never part of a
 message, even if the provider echoes it.
@@ -35,8 +40,9 @@ import httpx
 
 from veobatch.errors import ProviderError
 from veobatch.metrics import count_request
+from veobatch.provider.deadline import WATCHDOG
 from veobatch.provider.redact import Redactor
-from veobatch.provider.transport import Answer, StdlibTransport, origin_of, transport_for
+from veobatch.provider.transport import Answer, StdlibTransport, origin_of, transport_for, whole
 from veobatch.settings import Secret
 from veobatch.states import ErrorKind
 
@@ -289,9 +295,33 @@ class ProviderClient:
         if direct is not None:
             where = url.raw_path.decode("ascii")
             return direct.exchange(method, self._origin, where, headers, content, self._timeouts)
-        request = httpx.Request(method, url, headers=headers, content=content)
-        response = self._http.send(request)
-        return Answer(response.status_code, response.headers.multi_items(), response.content)
+        return self._through_httpx(httpx.Request(method, url, headers=headers, content=content))
+
+    def _through_httpx(self, request: httpx.Request) -> Answer:
+        """A request sent by the httpx client (a proxy applies, or a caller's transport):
+        its whole deadline is checked between the chunks of the answer (its socket is the
+        transport's own, out of the watchdog's reach)."""
+        ticket = WATCHDOG.start(whole(self._timeouts), self, request.method == "GET")
+        try:
+            response = self._http.send(request, stream=True)
+            try:
+                chunks = []
+                for chunk in response.iter_bytes():
+                    ticket.check()
+                    chunks.append(chunk)
+                ticket.check()
+            finally:
+                response.close()
+        finally:
+            WATCHDOG.stop(ticket)
+        return Answer(response.status_code, response.headers.multi_items(), b"".join(chunks))
+
+    def abandon(self) -> None:
+        """Give up the polls in flight at once (they raise `Abandoned`), and any poll asked
+        from now on: the process is stopping. Submissions already sent are left to finish."""
+        WATCHDOG.abandon(self)
+        if self._direct is not None:
+            self._direct.abandon()
 
     def _url(self, path: str) -> httpx.URL:
         """`path` below the base URL, its own path kept (`https://relay/api` + `/v2/...`)."""
