@@ -39,7 +39,7 @@ import httpx
 from sqlalchemy.engine import Engine
 
 from veobatch.engine import transitions
-from veobatch.engine.download import download_one, video_client
+from veobatch.engine.download import DOWNLOAD_TIMEOUT, download_one, video_client
 from veobatch.engine.fanout import Fanout
 from veobatch.engine.poll import poll_rows
 from veobatch.engine.poll_rules import Pacing
@@ -87,6 +87,7 @@ class EmbeddedRunner:
         download_dir: Path | None = None,
         on_progress: ProgressCallback | None = None,
         videos: httpx.Client | None = None,
+        download_timeout: float = DOWNLOAD_TIMEOUT,
     ) -> None:
         self.engine = engine
         self.client = client
@@ -133,6 +134,7 @@ class EmbeddedRunner:
         # One connection pool for every download of the run: the caller's, or one of our own.
         self._own_videos = videos is None
         self._videos = video_client() if videos is None else videos
+        self.download_timeout = download_timeout
 
     @classmethod
     def for_process(
@@ -163,6 +165,7 @@ class EmbeddedRunner:
             download_dir=download_dir,
             on_progress=on_progress,
             videos=held.videos,
+            download_timeout=held.settings.download_timeout,
         )
 
     def run(self) -> Progress:
@@ -409,7 +412,14 @@ class EmbeddedRunner:
 
     def _download(self, job_id: int) -> None:
         assert self.download_dir is not None
-        download_one(self.engine, self._videos, job_id, self.download_dir, write_lock=self._db_lock)
+        download_one(
+            self.engine,
+            self._videos,
+            job_id,
+            self.download_dir,
+            write_lock=self._db_lock,
+            deadline=self.download_timeout,
+        )
 
     def _wait_for_slot(self, seconds: float) -> bool:
         """Wait for a rate slot; False (send nothing) if the run is stopping meanwhile."""
