@@ -19,6 +19,9 @@ from veobatch.errors import ConfigError
 from veobatch.pricing import micros, parse_prices
 
 DEFAULT_DATABASE_URL: Final = "sqlite:///./veo-batch.db"
+# A stop (SIGTERM, Ctrl-C) waits for submissions in flight at most their whole deadline and
+# this, to record them; polls and downloads in flight are given up at once.
+STOP_SLACK: Final = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -463,6 +466,12 @@ class Settings:
         if self.lease is not None:
             return self.lease
         return self.connect_timeout + self.read_timeout + 60
+
+    @property
+    def stop_grace(self) -> float:
+        """How long a stopping `run` or worker may take: the whole deadline of a submission
+        already sent, then STOP_SLACK to record it."""
+        return self.connect_timeout + self.read_timeout + STOP_SLACK
 
     def on_database(self, url: str) -> Settings:
         """These settings with another database (checked as VEO_DATABASE_URL is)."""

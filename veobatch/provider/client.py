@@ -316,9 +316,15 @@ class ProviderClient:
             WATCHDOG.stop(ticket)
         return Answer(response.status_code, response.headers.multi_items(), b"".join(chunks))
 
+    @property
+    def deadline(self) -> float | None:
+        """Seconds a request may take in all: the connect and read timeouts together."""
+        return whole(self._timeouts)
+
     def abandon(self) -> None:
-        """Give up the polls in flight at once (they raise `Abandoned`), and any poll asked
-        from now on: the process is stopping. Submissions already sent are left to finish."""
+        """Give up the polls in flight at once (they raise `Abandoned`), and every poll asked
+        through this client from now on: the process is stopping. Submissions already sent
+        are left to finish, within their deadline."""
         WATCHDOG.abandon(self)
         if self._direct is not None:
             self._direct.abandon()
