@@ -3,7 +3,10 @@ against the length announced, named safely. A real HTTP server on a local port."
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -13,8 +16,9 @@ import httpx
 import pytest
 
 from tests.conftest import serving
-from veobatch.engine.download import fetch, safe_name, video_client, video_path
-from veobatch.errors import DownloadError
+from tests.helpers import wait_until
+from veobatch.engine.download import abandon, fetch, safe_name, video_client, video_path
+from veobatch.errors import Abandoned, DownloadError
 
 VIDEO = bytes(range(256)) * 400  # 102,400 bytes
 
@@ -23,6 +27,7 @@ class Host(ThreadingHTTPServer):
     daemon_threads = True
     ranges = True  # answer Range requests with 206
     short = False  # announce the whole length, send less
+    drip = 0.0  # seconds between the bytes of an answer, status line and headers too
     requests: list[str | None]
 
 
@@ -35,6 +40,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         wanted = self.headers.get("Range")
         self.server.requests.append(wanted)
+        if self.server.drip:
+            self.wfile = Drip(self.wfile, self.server.drip)  # type: ignore[assignment]
         start = int(wanted[6:-1]) if wanted and self.server.ranges else 0
         if start >= len(VIDEO):
             self.send_response(416)
@@ -48,8 +55,25 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(VIDEO) - start))
         self.end_headers()
         body = VIDEO[start:]
-        self.wfile.write(body[: len(body) // 2] if self.server.short else body)
+        with contextlib.suppress(OSError):  # (a client that gave up)
+            self.wfile.write(body[: len(body) // 2] if self.server.short else body)
         self.close_connection = True
+
+
+class Drip:
+    """A writer that sends a byte at a time."""
+
+    def __init__(self, plain: Any, seconds: float) -> None:
+        self.plain, self.seconds = plain, seconds
+
+    def write(self, data: bytes) -> int:
+        for index in range(len(data)):
+            self.plain.write(data[index : index + 1])
+            time.sleep(self.seconds)
+        return len(data)
+
+    def flush(self) -> None:
+        self.plain.flush()
 
 
 @pytest.fixture
@@ -125,3 +149,43 @@ def test_names_are_safe_and_distinct(ref: str, name: str) -> None:
 def test_the_video_path_keeps_a_known_extension(tmp_path: Path) -> None:
     assert video_path(tmp_path, "b", "r", "https://cdn/x.webm?sig=1") == tmp_path / "b" / "r.webm"
     assert video_path(tmp_path, "b", "r", "https://cdn/x.php") == tmp_path / "b" / "r.mp4"
+
+
+def test_a_dripping_host_ends_at_the_whole_deadline(host: Host, tmp_path: Path) -> None:
+    host.drip = 0.05  # headers and body, a byte every 0.05 s: no read ever waits 60 s
+    target = tmp_path / "v.mp4"
+    started = time.monotonic()
+    with video_client() as http, pytest.raises(httpx.ReadTimeout, match="whole deadline of 1 s"):
+        fetch(http, url(host), target, deadline=1.0)
+    assert time.monotonic() - started < 3.0
+    assert not target.exists()
+    host.drip = 0.0
+    with video_client() as http:  # tried again later, from what came
+        fetch(http, url(host), target)
+    assert target.read_bytes() == VIDEO
+
+
+def test_an_abandoned_download_ends_at_once_and_leaves_no_part(host: Host, tmp_path: Path) -> None:
+    host.drip = 0.001
+    target = tmp_path / "v.mp4"
+    outcome: list[BaseException] = []
+
+    def download(http: httpx.Client) -> None:
+        try:
+            fetch(http, url(host), target, deadline=60.0)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    with video_client() as http:
+        thread = threading.Thread(target=download, args=(http,))
+        thread.start()
+        part = tmp_path / "v.mp4.part"
+        wait_until(lambda: part.exists() and part.stat().st_size > 0, 10, "bytes to arrive")
+        abandon(http)
+        thread.join(2.0)
+        assert not thread.is_alive()
+        assert isinstance(outcome[0], Abandoned)
+        assert not part.exists()
+        assert not target.exists()
+        with pytest.raises(Abandoned):  # and no download from now on
+            fetch(http, url(host), target)

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
+import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import MOCK_KEY as KEY
+from tests.conftest import serving
 from tests.helpers import wait_until
-from veobatch.errors import ProviderError
+from veobatch.errors import Abandoned, ProviderError
 from veobatch.provider.client import (
     ProviderClient,
     classify,
@@ -247,3 +253,90 @@ def test_payload_passes_extra_fields_through() -> None:
         "aspect_ratio": "9:16",
         "enhance_prompt": True,
     }
+
+
+# ---------------------------------------------------------------------------------- deadlines
+
+
+def dripping_client(mock: MockProvider, **options: Any) -> ProviderClient:
+    """A client whose requests must end within 1.2 s in all, each read within 0.4 s: a relay
+    dripping a byte every 0.05 s never trips the read timeout."""
+    return ProviderClient(mock.url, Secret(KEY), connect_timeout=0.8, read_timeout=0.4, **options)
+
+
+def test_a_dripping_answer_ends_at_the_whole_deadline(mock: MockProvider) -> None:
+    with dripping_client(mock) as client:
+        started = time.monotonic()
+        error = failure(client, "[mock:drip=0.05] x")  # status line and headers drip too
+        took = time.monotonic() - started
+        assert error.kind == ErrorKind.AMBIGUOUS  # sent: a task may exist (here it does)
+        assert "ReadTimeout" in error.message
+        assert "whole deadline of 1.2 s" in error.message
+        assert 1.1 < took < 3.0
+        task_id = submit(client, "fine")
+        mock.state.config.drip_polls = 0.05
+        started = time.monotonic()
+        with pytest.raises(ProviderError) as info:
+            client.query(task_id)
+        assert time.monotonic() - started < 3.0
+    assert info.value.kind == ErrorKind.NETWORK  # a poll is simply asked again later
+    assert "whole deadline" in info.value.message
+    assert mock.stats()["created_by_prompt"]["[mock:drip=0.05] x"] == 1
+
+
+class DrippingBody(BaseHTTPRequestHandler):
+    """Headers at once, then a JSON body a byte every 0.05 s (for 10 s at most)."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = b'{"task_id": "t-1"' + b" " * 200 + b"}"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            for index in range(len(body)):
+                self.wfile.write(body[index : index + 1])
+                time.sleep(0.05)
+
+
+def test_through_httpx_the_deadline_is_checked_between_chunks() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), DrippingBody)
+    server.daemon_threads = True
+    with serving(server):
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        transport = httpx.HTTPTransport()  # a caller's own (or a proxy's): no socket to shut
+        with ProviderClient(
+            url, Secret(KEY), connect_timeout=0.8, read_timeout=0.4, transport=transport
+        ) as client:
+            started = time.monotonic()
+            error = failure(client, "x")
+    assert time.monotonic() - started < 3.0
+    assert error.kind == ErrorKind.AMBIGUOUS
+    assert "whole deadline of 1.2 s" in error.message
+
+
+def test_a_poll_in_flight_is_abandoned_at_once(mock: MockProvider) -> None:
+    with ProviderClient(mock.url, Secret(KEY), read_timeout=30.0) as client:
+        task_id = submit(client, "fine")
+        mock.state.config.drip_polls = 0.05
+        outcome: list[BaseException] = []
+
+        def poll() -> None:
+            try:
+                client.query(task_id)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=poll)
+        thread.start()
+        wait_until(lambda: mock.stats()["dripping"] == 1, 5, "the poll's answer to drip")
+        client.abandon()
+        thread.join(2.0)
+        assert not thread.is_alive()
+        assert isinstance(outcome[0], Abandoned)
+        with pytest.raises(Abandoned):  # and no poll from now on
+            client.query(task_id)
+        assert submit(client, "still sent")  # a submission is never abandoned

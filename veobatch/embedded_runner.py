@@ -14,9 +14,12 @@ writer). Elsewhere (an in-memory database, no fork) the lanes are threads of thi
 This process keeps the rest: a dispatcher hands due polls to request threads (`concurrency`
 of them) and due downloads to threads of their own (a slow video host never holds up the API),
 looks for leases run out, and counts the batch for the progress shown. Stopping (Ctrl-C) lets
-requests in flight finish and be recorded and puts rows still queued back to pending: nothing
-stays `submitting`, and running again resumes where this run stopped, polling what was
-submitted.
+submissions in flight finish and be recorded (each within its whole deadline), gives up polls
+and downloads in flight at once (handed back, due again; a download's `.part` removed) and puts
+rows still queued back to pending: nothing stays `submitting`, and running again resumes where
+this run stopped, polling what was submitted. The stop takes at most `stop_grace` seconds (a
+submission's deadline plus STOP_SLACK): a submit lane still busy then is killed, and its rows
+left `submitting` become `in_doubt` when their lease runs out.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import httpx
 from sqlalchemy.engine import Engine
 
 from veobatch.engine import transitions
-from veobatch.engine.download import download_one, video_client
+from veobatch.engine.download import DOWNLOAD_TIMEOUT, abandon, download_one, video_client
 from veobatch.engine.fanout import Fanout
 from veobatch.engine.poll import poll_rows
 from veobatch.engine.poll_rules import Pacing
@@ -53,6 +56,7 @@ from veobatch.errors import DatabaseError, VeoBatchError
 from veobatch.images.sending import ImageSender
 from veobatch.process import Process, worker_processes
 from veobatch.provider.client import ProviderClient
+from veobatch.settings import STOP_SLACK
 from veobatch.states import BatchState
 from veobatch.store import database
 
@@ -89,6 +93,7 @@ class EmbeddedRunner:
         on_progress: ProgressCallback | None = None,
         videos: httpx.Client | None = None,
         unrecorded: Unrecorded | None = None,
+        download_timeout: float = DOWNLOAD_TIMEOUT,
     ) -> None:
         self.engine = engine
         self.client = client
@@ -136,6 +141,8 @@ class EmbeddedRunner:
         # One connection pool for every download of the run: the caller's, or one of our own.
         self._own_videos = videos is None
         self._videos = video_client() if videos is None else videos
+        self.download_timeout = download_timeout
+        self.stop_grace = (client.deadline or 0.0) + STOP_SLACK
 
     @classmethod
     def for_process(
@@ -167,6 +174,7 @@ class EmbeddedRunner:
             on_progress=on_progress,
             videos=held.videos,
             unrecorded=held.unrecorded,
+            download_timeout=held.settings.download_timeout,
         )
 
     def run(self) -> Progress:
@@ -201,10 +209,14 @@ class EmbeddedRunner:
                         break
                 self._wakeup.wait(self.tick)  # a thread wakes us when its queue runs low
                 self._wakeup.clear()
+        except BaseException:  # stopped (Ctrl-C, SIGTERM): polls and downloads in flight
+            self._stop.set()  # are given up at once, asked again later
+            self.client.abandon()
+            abandon(self._videos)
+            raise
         finally:
             self._stop.set()
-            for host in [*self._lane_hosts, *threads]:
-                host.join()
+            self._end_all([*self._lane_hosts, *threads])
             self._lanes_failed()  # what a lane said as it stopped
             for fanout in self._fanouts:
                 fanout.close()
@@ -219,6 +231,16 @@ class EmbeddedRunner:
         if self._failures:
             raise self._failures[0]
         return self._progress(progress)
+
+    def _end_all(self, hosts: list[multiprocessing.process.BaseProcess | threading.Thread]) -> None:
+        """Wait for the lanes and threads to end, `stop_grace` seconds in all; a lane process
+        still at work then is killed (a thread is left: it ends with this process)."""
+        ends = time.monotonic() + self.stop_grace
+        for host in hosts:
+            host.join(max(ends - time.monotonic(), 0.0))
+            if host.is_alive() and isinstance(host, multiprocessing.process.BaseProcess):
+                host.kill()
+                host.join()
 
     # ------------------------------------------------------------------ submit lanes
 
@@ -414,7 +436,14 @@ class EmbeddedRunner:
 
     def _download(self, job_id: int) -> None:
         assert self.download_dir is not None
-        download_one(self.engine, self._videos, job_id, self.download_dir, write_lock=self._db_lock)
+        download_one(
+            self.engine,
+            self._videos,
+            job_id,
+            self.download_dir,
+            write_lock=self._db_lock,
+            deadline=self.download_timeout,
+        )
 
     def _wait_for_slot(self, seconds: float) -> bool:
         """Wait for a rate slot; False (send nothing) if the run is stopping meanwhile."""

@@ -195,6 +195,11 @@ class LimiterUnavailable(VeoBatchError):
     """The shared rate limit (Redis) cannot be asked: nothing may be sent until it can."""
 
 
+class Abandoned(VeoBatchError):
+    """A poll or a download given up because its process is stopping: nothing to record,
+    the row is handed back to be asked again."""
+
+
 class DownloadError(VeoBatchError):
     """A video could not be fetched (whatever the cause, the row's status stays)."""
 

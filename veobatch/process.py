@@ -153,6 +153,11 @@ def worker_process() -> Process:
     return _opened[pid]
 
 
+def opened_process() -> Process | None:
+    """This worker process's `Process` if it opened one."""
+    return _opened.get(os.getpid())
+
+
 def worker_service() -> BatchService:
     """This worker process's service over the store: all that storing jobs needs (no
     provider key)."""

@@ -19,6 +19,9 @@ from veobatch.errors import ConfigError
 from veobatch.pricing import micros, parse_prices
 
 DEFAULT_DATABASE_URL: Final = "sqlite:///./veo-batch.db"
+# A stop (SIGTERM, Ctrl-C) waits for submissions in flight at most their whole deadline and
+# this, to record them; polls and downloads in flight are given up at once.
+STOP_SLACK: Final = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +44,12 @@ SETTINGS: Final[tuple[SettingSpec, ...]] = (
     SettingSpec("api_key", "VEO_API_KEY", "Provider API key (never stored or logged)."),
     SettingSpec("rate", "VEO_RATE", "Global request rate, e.g. 10/min or 2/s,burst=4."),
     SettingSpec("connect_timeout", "VEO_CONNECT_TIMEOUT", "Seconds to connect to the provider."),
-    SettingSpec("read_timeout", "VEO_READ_TIMEOUT", "Seconds to wait for the provider's answer."),
+    SettingSpec(
+        "read_timeout",
+        "VEO_READ_TIMEOUT",
+        "Seconds to wait for each read of the provider's answer; a request ends within both "
+        "timeouts together in all, however slowly the answer comes (default 60).",
+    ),
     SettingSpec(
         "lease",
         "VEO_LEASE",
@@ -102,6 +110,12 @@ SETTINGS: Final[tuple[SettingSpec, ...]] = (
         "download_dir",
         "VEO_DOWNLOAD_DIR",
         "Download each finished video into this directory (default: no downloads).",
+    ),
+    SettingSpec(
+        "download_timeout",
+        "VEO_DOWNLOAD_TIMEOUT",
+        "Seconds a video's download may take in all: connecting, the headers and every byte "
+        "(default 600); past it, it is tried again later from where it stopped.",
     ),
     SettingSpec(
         "prices",
@@ -375,6 +389,7 @@ class Settings:
     poll_deadline: float = 1800.0
     poll_rate: Rate | None = None
     download_dir: str | None = None
+    download_timeout: float = 600.0
     api_tokens: tuple[Secret, ...] = field(default=(), repr=False)
     api_read_tokens: tuple[Secret, ...] = field(default=(), repr=False)
     webhook_secret: Secret | None = field(default=None, repr=False)
@@ -414,6 +429,7 @@ class Settings:
             poll_deadline=_seconds(raw, "poll_deadline", base.poll_deadline),
             poll_rate=Rate.parse(raw["poll_rate"], "VEO_POLL_RATE") if "poll_rate" in raw else None,
             download_dir=raw.get("download_dir"),
+            download_timeout=_seconds(raw, "download_timeout", base.download_timeout),
             api_tokens=_tokens(raw.get("api_tokens", "")),
             api_read_tokens=_tokens(raw.get("api_read_tokens", ""), "VEO_API_READ_TOKENS"),
             webhook_secret=Secret(raw["webhook_secret"]) if "webhook_secret" in raw else None,
@@ -450,6 +466,12 @@ class Settings:
         if self.lease is not None:
             return self.lease
         return self.connect_timeout + self.read_timeout + 60
+
+    @property
+    def stop_grace(self) -> float:
+        """How long a stopping `run` or worker may take: the whole deadline of a submission
+        already sent, then STOP_SLACK to record it."""
+        return self.connect_timeout + self.read_timeout + STOP_SLACK
 
     def on_database(self, url: str) -> Settings:
         """These settings with another database (checked as VEO_DATABASE_URL is)."""

@@ -59,7 +59,13 @@ def download(job_id: int) -> bool:
     held = worker_process()
     if held.settings.download_dir is None:
         return False  # the scheduler wants downloads, this worker was not told where
-    return download_one(held.engine, held.videos, job_id, Path(held.settings.download_dir))
+    return download_one(
+        held.engine,
+        held.videos,
+        job_id,
+        Path(held.settings.download_dir),
+        deadline=held.settings.download_timeout,
+    )
 
 
 @shared_task(name=ENQUEUE_TASK, ignore_result=False)  # type: ignore[untyped-decorator]

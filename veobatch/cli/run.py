@@ -116,8 +116,11 @@ def run(
     `timeout` after VEO_POLL_DEADLINE. A row whose request may have reached the provider
     without an answer is left `in_doubt` and never resent on its own (the provider has no
     idempotency key: a resend may pay twice). A 401 or an empty balance pauses the batch.
-    Ctrl-C stops cleanly; running the same command again resumes: it sends nothing twice
-    and polls the tasks already made.
+    Ctrl-C (or SIGTERM, SIGHUP) stops cleanly within VEO_CONNECT_TIMEOUT +
+    VEO_READ_TIMEOUT + 10 seconds (80 by default): submissions in flight are recorded (each
+    ends within both timeouts together), polls and downloads in flight are given up at once
+    and due again. Running the same command again resumes: it sends nothing twice and polls
+    the tasks already made.
 
     \b
     Exit codes: 0 every row succeeded (with --no-wait: has a task); 8 some rows failed or
@@ -278,8 +281,9 @@ def _run_here(
         except KeyboardInterrupt:
             stack.close()  # the live display first, then the message under it
             echo(
-                "stopped: requests in flight were recorded; rows not sent are "
-                "pending again. Run the same command to go on.",
+                "stopped: submissions in flight were recorded; polls and downloads in "
+                "flight are due again; rows not sent are pending again. Run the same "
+                "command to go on.",
                 err=True,
             )
             sys.exit(ExitCode.INTERRUPTED)
@@ -288,7 +292,8 @@ def _run_here(
 @contextmanager
 def stops_as_ctrl_c() -> Iterator[None]:
     """SIGTERM (kill, a container stopping) and SIGHUP (a closed terminal) stop the run as
-    Ctrl-C does: requests in flight are recorded, nothing is left claimed, exit 130."""
+    Ctrl-C does: submissions in flight are recorded, polls and downloads in flight handed
+    back, nothing is left claimed, exit 130."""
 
     def interrupt(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt

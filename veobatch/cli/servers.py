@@ -205,8 +205,11 @@ def worker(
     VEO_DOWNLOAD_DIR for downloads). Run one per host, as many hosts as you like;
     they share one rate limit through Redis. Extra arguments go to `celery worker`.
 
-    SIGTERM stops it gracefully: no new message is taken, requests already sent are
-    finished and recorded, rows still waiting for their rate slot go back to pending.
+    SIGTERM stops it gracefully, within VEO_CONNECT_TIMEOUT + VEO_READ_TIMEOUT + 10
+    seconds (80 by default; then Celery's cold shutdown): no new message is taken,
+    submissions already sent are finished and recorded (each ends within both timeouts
+    together), polls and downloads in flight are given up at once and handed back, rows
+    still waiting for their rate slot go back to pending.
     `--metrics-port` serves the counts of all its processes (prometheus_client's
     multiprocess mode, in a folder of its own).
 

@@ -7,6 +7,11 @@ arrived, and its size and sha256 are recorded on the row.
 
 The video host is not the provider's API: downloads use their own HTTP client, which never
 carries the API key, and no rate slot.
+
+A download must end within its whole deadline (VEO_DOWNLOAD_TIMEOUT: connect, headers, every
+byte), however slowly the host sends: past it, it fails with `ReadTimeout` and is tried again
+later from its `.part`. A download given up because the process stops (`abandon`) removes its
+`.part` and hands the row back, due again at once, without counting a try.
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from contextvars import Token
 from pathlib import Path, PurePosixPath
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import httpx
@@ -27,8 +34,11 @@ from sqlalchemy.engine import Engine
 
 from veobatch.engine import events, transitions
 from veobatch.engine.backoff import DOWNLOAD_RETRY
-from veobatch.errors import DownloadError, WriteError
+from veobatch.errors import Abandoned, DownloadError, WriteError
 from veobatch.metrics import count_request
+from veobatch.provider.deadline import CURRENT, WATCHDOG, Ticket
+from veobatch.provider.watched import watched_transport
+from veobatch.settings import Settings
 from veobatch.store.tables import Batch, Job
 
 MAX_DOWNLOADS: Final = 5  # tries before a download waits for the next `veo-batch run`
@@ -63,12 +73,54 @@ def video_path(directory: Path, batch: str, ref: str, url: str) -> Path:
     return directory / safe_name(batch) / name
 
 
-def fetch(http: httpx.Client, url: str, target: Path) -> tuple[int, str]:
-    """Download `url` to `target`, resuming a `.part` left by an earlier try; (bytes, sha256)."""
+DOWNLOAD_TIMEOUT: Final = Settings().download_timeout
+
+
+def fetch(
+    http: httpx.Client, url: str, target: Path, deadline: float | None = DOWNLOAD_TIMEOUT
+) -> tuple[int, str]:
+    """Download `url` to `target`, resuming a `.part` left by an earlier try, within
+    `deadline` seconds in all; (bytes, sha256). Raises Abandoned (the `.part` removed) if
+    `abandon(http)` was called meanwhile."""
     if urlsplit(url).scheme not in ("http", "https"):
         raise DownloadError(f"not an http(s) URL: {url[:200]!r}")
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
+    ticket = WATCHDOG.start(deadline, http, True)
+    token = CURRENT.set(ticket)
+    try:
+        have, digest, total = _stream(http, url, part, ticket.check)
+    except (httpx.HTTPError, OSError, DownloadError, Abandoned) as exc:
+        failure = _ended(ticket, token, part)
+        if failure is None:
+            raise
+        raise failure from exc  # (its socket was shut down: the error says only that)
+    except BaseException:
+        _ended(ticket, token, part)
+        raise
+    if (failure := _ended(ticket, token, part)) is not None:  # it passed as the end came
+        raise failure
+    if total is not None and have != total:
+        raise DownloadError(f"got {have:,} of {total:,} bytes")
+    os.replace(part, target)
+    return have, digest.hexdigest()
+
+
+def _ended(ticket: Ticket, token: Token[Ticket | None], part: Path) -> Exception | None:
+    """The download is over: what the watchdog made of it (abandoned: its `.part` removed)."""
+    CURRENT.reset(token)
+    WATCHDOG.stop(ticket)
+    failure = ticket.failure()
+    if isinstance(failure, Abandoned):
+        part.unlink(missing_ok=True)
+    return failure
+
+
+def _stream(
+    http: httpx.Client, url: str, part: Path, check: Callable[[], None]
+) -> tuple[int, Any, int | None]:
+    """The answer's bytes appended to `part` (or written anew); (bytes in `part`, their
+    hash, the length announced). `check()` between blocks raises once time is up."""
     digest = hashlib.sha256()
     have = 0
     if part.exists():
@@ -92,15 +144,13 @@ def fetch(http: httpx.Client, url: str, target: Path) -> tuple[int, str]:
         if mode:
             with part.open(mode) as out:
                 for block in response.iter_bytes():  # as it arrives: a cut keeps what came
+                    check()
                     out.write(block)
                     digest.update(block)
                     have += len(block)
                 out.flush()
                 os.fsync(out.fileno())
-    if total is not None and have != total:
-        raise DownloadError(f"got {have:,} of {total:,} bytes")
-    os.replace(part, target)
-    return have, digest.hexdigest()
+    return have, digest, total
 
 
 def _range_start(response: httpx.Response) -> int | None:
@@ -124,8 +174,10 @@ def download_one(
     directory: Path,
     *,
     write_lock: AbstractContextManager[object] | None = None,
+    deadline: float = DOWNLOAD_TIMEOUT,
 ) -> bool:
-    """Fetch row `job_id`'s video into `directory` and record the outcome; True if on disk."""
+    """Fetch row `job_id`'s video into `directory` within `deadline` seconds and record the
+    outcome; True if on disk. Abandoned (the process stops): handed back, nothing recorded."""
     with engine.connect() as conn:
         row = conn.execute(
             sa.select(
@@ -144,7 +196,11 @@ def download_one(
     target = video_path(directory, row.batch, row.ref, row.video_url)
     started = time.perf_counter()
     try:
-        size, sha256 = fetch(http, row.video_url, target)
+        size, sha256 = fetch(http, row.video_url, target, deadline)
+    except Abandoned:
+        with write_lock or nullcontext(), engine.begin() as conn:
+            transitions.hand_back_download(conn, job_id, transitions.utcnow())
+        return False
     except (httpx.HTTPError, OSError, DownloadError) as exc:
         count_request("download", time.perf_counter() - started, None, "download")
         tries = row.downloads + 1
@@ -172,5 +228,16 @@ def download_one(
 
 
 def video_client() -> httpx.Client:
-    """The HTTP client for video hosts: redirects followed, no credentials of ours."""
-    return httpx.Client(follow_redirects=True, timeout=httpx.Timeout(60.0, connect=10.0))
+    """The HTTP client for video hosts: redirects followed, no credentials of ours, its
+    sockets within the watchdog's reach (each download's deadline is `fetch`'s)."""
+    return httpx.Client(
+        follow_redirects=True,
+        timeout=httpx.Timeout(60.0, connect=10.0),
+        transport=watched_transport(),
+    )
+
+
+def abandon(http: httpx.Client) -> None:
+    """End the downloads in flight through `http` at once, and fail its later ones: the
+    process is stopping (each row is handed back, its `.part` removed)."""
+    WATCHDOG.abandon(http)

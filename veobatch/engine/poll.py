@@ -19,7 +19,7 @@ from veobatch.engine import events, transitions
 from veobatch.engine.poll_rules import Pacing, PollOutcome, after_poll
 from veobatch.engine.rate_limit import RateLimiter, limited
 from veobatch.engine.submit import sleep
-from veobatch.errors import LimiterUnavailable
+from veobatch.errors import Abandoned, LimiterUnavailable
 from veobatch.provider.client import ProviderClient
 from veobatch.states import JobStatus
 from veobatch.store.queries import utc
@@ -36,8 +36,9 @@ def poll_rows(
     wait: Callable[[float], bool] = sleep,
     write_lock: AbstractContextManager[object] | None = None,
 ) -> list[PollOutcome]:
-    """Poll each row still `submitted`; the outcomes. Stops early if `wait` says stop: the
-    rows not polled are handed back, due again at once (for another process to poll)."""
+    """Poll each row still `submitted`; the outcomes. Stops early if `wait` says stop, or a
+    poll was abandoned (the process is stopping): the rows not polled are handed back, due
+    again at once (for another process to poll)."""
     with engine.connect() as conn:
         jobs = conn.execute(
             sa.select(Job).where(Job.id.in_(list(job_ids)), Job.status == JobStatus.SUBMITTED)
@@ -46,7 +47,7 @@ def poll_rows(
     for index, job in enumerate(jobs):
         try:
             answer = limited(limiter, wait, partial(client.query, job.task_id), kind="poll")
-        except LimiterUnavailable:  # Redis is gone: hand the rest back, as when stopping
+        except (LimiterUnavailable, Abandoned):  # Redis is gone, or stopping: hand the rest back
             answer = None
         if answer is None:  # stopping
             left = [row.id for row in jobs[index:]]

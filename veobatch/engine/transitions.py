@@ -781,6 +781,16 @@ def downloaded(
     conn.execute(sa.insert(Attempt).values(job_id=job_id, action="download", at=now, error=error))
 
 
+def hand_back_download(conn: Connection, job_id: int, now: datetime) -> int:
+    """A download given up unfinished (the process is stopping) is due again at once; no
+    try is counted."""
+    return conn.execute(
+        sa.update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.SUCCEEDED, Job.video_path.is_(None))
+        .values(next_download_at=now, updated_at=now)
+    ).rowcount
+
+
 def retry_downloads(conn: Connection, batch_id: int, now: datetime) -> int:
     """Succeeded rows of the batch whose download gave up are due again (a new run asks)."""
     return conn.execute(

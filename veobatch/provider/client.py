@@ -4,8 +4,9 @@ See shared/API.md. Every failure becomes a `ProviderError` whose `kind` decides 
 the row (see `classify`):
 
     network      nothing was sent (connection refused, connect timeout): safe to retry
-    ambiguous    the request may have arrived (read timeout, connection dropped after sending):
-                 a task may exist and be billed, so the row is never resent on its own
+    ambiguous    the request may have arrived (read timeout, connection dropped after sending,
+                 its whole deadline passed): a task may exist and be billed, so the row is
+                 never resent on its own
     rate_limited 429; `retry_after` is set when the provider sent Retry-After
     server       5xx, including a proxy's HTML 502: nothing was created, retry
     invalid      400 and other 4xx: the row itself is wrong
@@ -13,6 +14,10 @@ the row (see `classify`):
     quota        403 insufficient_user_quota (or quota wording): out of balance
     bad_answer   an answer that cannot be used (`answers`): to a POST, a 200 without a usable
                  task id (a task may exist: the row is in doubt); to a poll, no usable status
+
+Each request must end within its whole deadline, VEO_CONNECT_TIMEOUT + VEO_READ_TIMEOUT
+(connect, send, the answer's headers and body), however slowly the relay sends. A poll given
+up because the process stops (`abandon`) raises `Abandoned`, not a `ProviderError`.
 
 The provider's message is kept as it came (Chinese included); the API key is never part of a
 message, even if the provider echoes it.
@@ -37,8 +42,9 @@ import httpx
 from veobatch.errors import ProviderError
 from veobatch.metrics import count_request
 from veobatch.provider.answers import task_id_problem, text_field, video_url_problem
+from veobatch.provider.deadline import WATCHDOG
 from veobatch.provider.redact import Redactor
-from veobatch.provider.transport import Answer, StdlibTransport, origin_of, transport_for
+from veobatch.provider.transport import Answer, StdlibTransport, origin_of, transport_for, whole
 from veobatch.settings import Secret
 from veobatch.states import ErrorKind
 from veobatch.visible import shown
@@ -304,9 +310,39 @@ class ProviderClient:
         if direct is not None:
             where = url.raw_path.decode("ascii")
             return direct.exchange(method, self._origin, where, headers, content, self._timeouts)
-        request = httpx.Request(method, url, headers=headers, content=content)
-        response = self._http.send(request)
-        return Answer(response.status_code, response.headers.multi_items(), response.content)
+        return self._through_httpx(httpx.Request(method, url, headers=headers, content=content))
+
+    def _through_httpx(self, request: httpx.Request) -> Answer:
+        """A request sent by the httpx client (a proxy applies, or a caller's transport):
+        its whole deadline is checked between the chunks of the answer (its socket is the
+        transport's own, out of the watchdog's reach)."""
+        ticket = WATCHDOG.start(whole(self._timeouts), self, request.method == "GET")
+        try:
+            response = self._http.send(request, stream=True)
+            try:
+                chunks = []
+                for chunk in response.iter_bytes():
+                    ticket.check()
+                    chunks.append(chunk)
+                ticket.check()
+            finally:
+                response.close()
+        finally:
+            WATCHDOG.stop(ticket)
+        return Answer(response.status_code, response.headers.multi_items(), b"".join(chunks))
+
+    @property
+    def deadline(self) -> float | None:
+        """Seconds a request may take in all: the connect and read timeouts together."""
+        return whole(self._timeouts)
+
+    def abandon(self) -> None:
+        """Give up the polls in flight at once (they raise `Abandoned`), and every poll asked
+        through this client from now on: the process is stopping. Submissions already sent
+        are left to finish, within their deadline."""
+        WATCHDOG.abandon(self)
+        if self._direct is not None:
+            self._direct.abandon()
 
     def _url(self, path: str) -> httpx.URL:
         """`path` below the base URL, its own path kept (`https://relay/api` + `/v2/...`)."""

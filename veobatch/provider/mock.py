@@ -12,7 +12,10 @@ It speaks both endpoints over real HTTP, with the relay's error shapes (see shar
   closed before a task exists), `[mock:drop-after]` (task created, then the connection
   closed), `[mock:slow=SECONDS]` (task created, answer late), `[mock:fail]` (the task ends in
   FAILURE), `[mock:no-task-id]` (200 without a task_id), `[mock:task-id-size=N]` (a task id
-  N characters long), `[mock:cut-video]` (the first download of the video stops halfway);
+  N characters long), `[mock:cut-video]` (the first download of the video stops halfway),
+  `[mock:drip=SECONDS]` (task created, its answer sent a byte every SECONDS, status line and
+  headers too, as a hostile relay may); `drip_polls` and `drip_videos` make every poll's
+  answer, or every video, drip the same way;
 - videos served at `/_mock/videos/...`, with `Range` requests answered 206, as a CDN does:
   with `clips`, a real 3 s MP4 of a slow zoom over the task's first image (made once per
   image); else `video_bytes` of text, the same bytes for the same task;
@@ -49,6 +52,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
@@ -81,6 +85,8 @@ class MockConfig:
     seed: int = 0
     accepts: list[str] = field(default_factory=lambda: ["url", "data-uri", "base64"])
     clips: bool = False  # videos are real MP4 clips of the first image (else `video_bytes` of text)
+    drip_polls: float = 0.0  # seconds between the bytes of each poll's answer (0: at once)
+    drip_videos: float = 0.0  # seconds between the bytes of each video's answer (0: at once)
 
 
 @dataclass
@@ -116,6 +122,7 @@ class MockState:
     busiest_window: int = 0
     video_requests: int = 0
     video_bytes_sent: int = 0
+    dripping: int = 0  # answers being dripped now
     running_ends: list[float] = field(default_factory=list)  # a heap: when each task ends
     peak_running: int = 0
     rng: random.Random = field(default_factory=random.Random)
@@ -180,6 +187,7 @@ class MockState:
             "peak_running": self.peak_running,
             "video_requests": self.video_requests,
             "video_bytes_sent": self.video_bytes_sent,
+            "dripping": self.dripping,
             "rejected_429": self.rejected_429,
             "busiest_window": self.busiest_window,
             "limit": self.config.limit,
@@ -224,6 +232,27 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    @contextlib.contextmanager
+    def _dripping(self, seconds: float) -> Iterator[None]:
+        """What is written meanwhile goes out a byte every `seconds` (headers too), until
+        the client hangs up."""
+        if seconds <= 0:
+            yield
+            return
+        state = self.server.state
+        plain = self.wfile
+        self.wfile = _Drip(plain, seconds)  # type: ignore[assignment]
+        with state.lock:
+            state.dripping += 1
+        try:
+            yield
+        except OSError:  # the client gave up
+            self.close_connection = True
+        finally:
+            self.wfile = plain
+            with state.lock:
+                state.dripping -= 1
 
     def _drop(self) -> None:
         """Close the connection without a word, as a crashed proxy would."""
@@ -396,7 +425,8 @@ class _Handler(BaseHTTPRequestHandler):
         if "no-task-id" in markers:
             self._reply(200, {"code": "success", "message": "ok"})
             return
-        self._reply(200, {"task_id": task_id})
+        with self._dripping(float(markers.get("drip") or 0)):
+            self._reply(200, {"task_id": task_id})
 
     def do_GET(self) -> None:
         arrived = time.monotonic()
@@ -420,7 +450,8 @@ class _Handler(BaseHTTPRequestHandler):
         if task is None:
             self._reply(404, {"code": "task_not_exist", "message": "task_not_exist", "data": None})
             return
-        self._reply(200, self._task_view(task))
+        with self._dripping(state.config.drip_polls):
+            self._reply(200, self._task_view(task))
 
     def _task_view(self, task: _Task) -> dict[str, Any]:
         now = time.monotonic()
@@ -462,6 +493,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(404, _error("video not found"))
             return
         data = state.video_of(task)  # a clip is made outside the lock: it takes a moment
+        with self._dripping(state.config.drip_videos):
+            self._send_video(data, cut)
+
+    def _send_video(self, data: bytes, cut: bool) -> None:
+        state = self.server.state
         size = len(data)
         start = 0
         match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", "").strip())
@@ -537,6 +573,22 @@ def _fetch_image(state: MockState, task_id: str, prompt: str, link: str, first: 
         if task is not None:
             task.fetching -= 1
             task.image_error = task.image_error or problem
+
+
+class _Drip:
+    """A writer that sends what it is given a byte at a time, `seconds` apart."""
+
+    def __init__(self, plain: Any, seconds: float) -> None:
+        self._plain, self._seconds = plain, seconds
+
+    def write(self, data: bytes) -> int:
+        for index in range(len(data)):
+            self._plain.write(data[index : index + 1])
+            time.sleep(self._seconds)
+        return len(data)
+
+    def flush(self) -> None:
+        self._plain.flush()
 
 
 class _Server(ThreadingHTTPServer):

@@ -9,7 +9,11 @@ relies on:
 - the same exceptions as httpx's transport, so a failure is classified the same way: nothing
   sent (`ConnectError`, `ConnectTimeout`, `PoolTimeout`) versus a request that may have arrived
   (`WriteError`, `ReadTimeout`, `ReadError`, `RemoteProtocolError`);
-- the connect and read timeouts of the request;
+- the connect and read timeouts of the request, and a whole deadline of both together for
+  connecting, sending and reading the answer (headers and body): a relay that drips its
+  answer a byte at a time cannot hold a request longer (`deadline.WATCHDOG` shuts down its
+  socket; it ends with `ReadTimeout`, or `ConnectTimeout` if it passed during the TLS
+  handshake, before anything was sent). `abandon()` ends the GETs in flight at once;
 - kept-alive connections, one per request in flight (a pool per host, shared by threads), and
   a kept connection the server closed meanwhile is never written to: it is checked for EOF
   before reuse, as httpcore does;
@@ -24,6 +28,7 @@ from __future__ import annotations
 import http.client
 import select
 import socket
+import ssl
 import threading
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -31,6 +36,8 @@ from contextlib import contextmanager
 from typing import Final, NamedTuple, TypeAlias
 
 import httpx
+
+from veobatch.provider.deadline import DONE, WATCHDOG, Ticket
 
 MAX_IDLE: Final = 32  # kept-alive connections per host
 
@@ -106,44 +113,52 @@ class StdlibTransport(httpx.BaseTransport):
         body: bytes | None,
         timeouts: Mapping[str, float | None],
     ) -> Answer:
-        """Send one request and read its answer whole. `headers` may leave out Host,
-        Content-Length and Accept-Encoding (then: the origin's, the body's, identity)."""
-        with self._connection(origin, timeouts) as conn:
-            try:
-                conn.request(method, path, body, dict(headers))
-            except TimeoutError as exc:
-                raise httpx.WriteTimeout(str(exc) or "timed out writing") from exc
-            except OSError as exc:
-                raise httpx.WriteError(str(exc) or type(exc).__name__) from exc
-            try:
-                answer = conn.getresponse()
-                content = answer.read()
-            except TimeoutError as exc:
-                raise httpx.ReadTimeout(str(exc) or "timed out reading") from exc
-            except (http.client.HTTPException, ConnectionError) as exc:
-                raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__) from exc
-            except OSError as exc:
-                raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
-            if answer.will_close:
-                conn.close()
+        """Send one request and read its answer whole, within `whole(timeouts)`. `headers`
+        may leave out Host, Content-Length and Accept-Encoding (then: the origin's, the
+        body's, identity)."""
+        ticket = WATCHDOG.start(whole(timeouts), self, method == "GET")
+        try:
+            with self._connection(origin, timeouts, ticket) as conn:
+                answer, content = _converse(conn, method, path, headers, body)
+        except httpx.TransportError as exc:
+            WATCHDOG.stop(ticket)
+            failure = ticket.failure()
+            if failure is None or isinstance(exc, httpx.ConnectTimeout):
+                raise  # (a deadline passed in the TLS handshake: nothing was sent)
+            raise failure from exc
+        finally:
+            WATCHDOG.stop(ticket)
+        failure = ticket.failure()  # (its socket was shut down as the answer ended)
+        if failure is not None:
+            raise failure
         return Answer(answer.status, answer.getheaders(), content)
+
+    def abandon(self) -> None:
+        """End this transport's GETs in flight at once, and fail its later ones: the process
+        is stopping (a POST already sent is left to finish)."""
+        WATCHDOG.abandon(self)
 
     @contextmanager
     def _connection(
-        self, key: Origin, timeouts: Mapping[str, float | None]
+        self, key: Origin, timeouts: Mapping[str, float | None], ticket: Ticket
     ) -> Iterator[http.client.HTTPConnection]:
-        """A kept connection still open, or a new one; kept again afterwards if still open.
-        A failure to connect raises ConnectError or ConnectTimeout: nothing was sent."""
+        """A kept connection still open, or a new one; kept again afterwards if still open
+        and the request ended in time. A failure to connect raises ConnectError or
+        ConnectTimeout: nothing was sent."""
         conn = self._kept(key)
         if conn is None:
-            conn = self._connect(key, timeouts)
+            conn = self._connect(key, timeouts, ticket)
         elif conn.sock is not None:
             conn.sock.settimeout(timeouts.get("read"))
+            WATCHDOG.attach(ticket, conn.sock)
         try:
             yield conn
         except BaseException:
             conn.close()
             raise
+        if WATCHDOG.stop(ticket) != DONE:  # its socket was shut down
+            conn.close()
+            return
         if conn.sock is not None:
             with self._lock:
                 idle = self._idle.setdefault(key, [])
@@ -164,27 +179,38 @@ class StdlibTransport(httpx.BaseTransport):
             conn.close()  # the server closed it (or sent what nobody asked for)
 
     def _connect(
-        self, key: Origin, timeouts: Mapping[str, float | None]
+        self, key: Origin, timeouts: Mapping[str, float | None], ticket: Ticket
     ) -> http.client.HTTPConnection:
+        """A new connection (TLS set up, under the request's deadline)."""
         scheme, host, port = key
+        connect = timeouts.get("connect")
         conn: http.client.HTTPConnection
-        if scheme == "https":
-            conn = http.client.HTTPSConnection(
-                host, port, timeout=timeouts.get("connect"), context=self._tls
-            )
-        else:
-            conn = http.client.HTTPConnection(host, port, timeout=timeouts.get("connect"))
         try:
-            conn.connect()
+            sock = socket.create_connection((host, port), connect)
         except TimeoutError as exc:
-            conn.close()
             raise httpx.ConnectTimeout(str(exc) or "timed out connecting") from exc
-        except OSError as exc:  # refused, unreachable, no such host, TLS refused
-            conn.close()
+        except OSError as exc:  # refused, unreachable, no such host
             raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
-        assert conn.sock is not None
-        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn.sock.settimeout(timeouts.get("read"))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if scheme == "https":
+            conn = http.client.HTTPSConnection(host, port, timeout=connect, context=self._tls)
+            sock = self._tls.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=connect)
+        conn.sock = sock  # (so `request` does not connect again)
+        WATCHDOG.attach(ticket, sock)
+        if isinstance(sock, ssl.SSLSocket):
+            try:
+                sock.do_handshake()
+            except OSError as exc:  # TLS refused, or its deadline passed
+                conn.close()
+                failure = ticket.failure()
+                if isinstance(failure, httpx.ReadTimeout):
+                    raise httpx.ConnectTimeout(f"in the TLS handshake, {failure}") from exc
+                if isinstance(exc, TimeoutError):
+                    raise httpx.ConnectTimeout(str(exc) or "timed out in TLS") from exc
+                raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
+        sock.settimeout(timeouts.get("read"))
         return conn
 
     def close(self) -> None:
@@ -193,6 +219,41 @@ class StdlibTransport(httpx.BaseTransport):
             self._idle.clear()
         for conn in kept:
             conn.close()
+
+
+def whole(timeouts: Mapping[str, float | None]) -> float | None:
+    """A request's whole deadline: its connect and read timeouts together (None if either
+    is None)."""
+    connect, read = timeouts.get("connect"), timeouts.get("read")
+    return None if connect is None or read is None else connect + read
+
+
+def _converse(
+    conn: http.client.HTTPConnection,
+    method: str,
+    path: str,
+    headers: Mapping[str, str],
+    body: bytes | None,
+) -> tuple[http.client.HTTPResponse, bytes]:
+    """The request written, its answer read whole; failures as httpx's transport has them."""
+    try:
+        conn.request(method, path, body, dict(headers))
+    except TimeoutError as exc:
+        raise httpx.WriteTimeout(str(exc) or "timed out writing") from exc
+    except OSError as exc:
+        raise httpx.WriteError(str(exc) or type(exc).__name__) from exc
+    try:
+        answer = conn.getresponse()
+        content = answer.read()
+    except TimeoutError as exc:
+        raise httpx.ReadTimeout(str(exc) or "timed out reading") from exc
+    except (http.client.HTTPException, ConnectionError) as exc:
+        raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__) from exc
+    except OSError as exc:
+        raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
+    if answer.will_close:
+        conn.close()
+    return answer, content
 
 
 def _readable(sock: socket.socket) -> bool:
