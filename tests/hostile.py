@@ -7,7 +7,12 @@ A job asks for a misdeed with a word in its prompt, `hostile:NAME`:
   (the task id as that), `huge-id` (a task id of 1 MB), `huge-json` (50 MB of JSON);
 - to the polls (`POLL`): `nested-output` (data.output an object), `newline-url`, `long-url`
   (100 KB), `ansi-reason` (a failure reason that clears the screen and sets the title),
-  `huge-poll` (50 MB of JSON).
+  `huge-poll` (50 MB of JSON);
+- video URLs that lead into this machine's network (`INSIDE`): `loopback-url` (another port
+  of this machine: `internal`, a stand-in for an internal service), `decimal-url` and
+  `mapped-url` (the same, spelt as a decimal number and as IPv4-mapped IPv6),
+  `metadata-url` (169.254.169.254), `redirect-inside` (the relay's own origin, which
+  redirects to `internal`).
 
 Any other prompt gets an honest task that succeeds at once with a video on this server.
 It counts the POSTs per prompt (`created`), so a test can see a row was not sent twice.
@@ -23,6 +28,9 @@ from typing import Any, Final
 
 SUBMIT: Final = frozenset({"html", "number", "null", "object", "list", "empty", "huge-id"})
 POLL: Final = frozenset({"nested-output", "newline-url", "long-url", "ansi-reason"})
+INSIDE: Final = frozenset(
+    {"loopback-url", "decimal-url", "mapped-url", "metadata-url", "redirect-inside"}
+)
 ANSI: Final = "\x1b[2J\x1b]0;pwned\x07\x1b]8;;http://evil.example/\x07click\x1b]8;;\x07 failed"
 HUGE: Final = 50 * 1024 * 1024
 
@@ -40,6 +48,7 @@ class HostileRelay(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.created: Counter[str] = Counter()
+        self.internal = ""  # the URL of a service of this machine's (a test sets it)
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05})
 
@@ -88,6 +97,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._json({"task_id": f"h:{deed or 'honest'}:{number}"})
 
     def do_GET(self) -> None:
+        if self.path.startswith("/redirect"):
+            self.send_response(302)
+            self.send_header("Location", f"{self.server.internal}/secret.mp4")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if self.path.startswith("/video/"):
             self._send(200, b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 1000, "video/mp4")
             return
@@ -103,6 +118,17 @@ class _Handler(BaseHTTPRequestHandler):
             answer["data"] = {"output": f"{video}\nX-Injected: 1"}
         elif deed == "long-url":
             answer["data"] = {"output": f"{video}?{'a' * 100_000}"}
+        elif deed in INSIDE:
+            port = self.server.internal.rsplit(":", 1)[-1]
+            answer["data"] = {
+                "output": {
+                    "loopback-url": f"{self.server.internal}/secret.mp4",
+                    "decimal-url": f"http://2130706433:{port}/secret.mp4",
+                    "mapped-url": f"http://[::ffff:127.0.0.1]:{port}/secret.mp4",
+                    "metadata-url": "http://169.254.169.254/latest/meta-data/v.mp4",
+                    "redirect-inside": f"{self.url}/redirect/v.mp4",
+                }[deed]
+            }
         elif deed == "ansi-reason":
             answer = {"status": "FAILURE", "fail_reason": ANSI}
         else:

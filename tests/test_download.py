@@ -17,10 +17,13 @@ import pytest
 
 from tests.conftest import serving
 from tests.helpers import wait_until
+from veobatch.destinations import Destinations
 from veobatch.engine.download import abandon, fetch, safe_name, video_client, video_path
 from veobatch.errors import Abandoned, DownloadError
 
 VIDEO = bytes(range(256)) * 400  # 102,400 bytes
+
+THIS_MACHINE = Destinations(allow_private=True)  # the test's own video host is local
 
 
 class Host(ThreadingHTTPServer):
@@ -91,7 +94,7 @@ def url(host: Host) -> str:
 def test_a_part_file_is_resumed_with_a_range_request(host: Host, tmp_path: Path) -> None:
     target = tmp_path / "v.mp4"
     (tmp_path / "v.mp4.part").write_bytes(VIDEO[:1000])
-    with video_client() as http:
+    with video_client(THIS_MACHINE) as http:
         size, sha256 = fetch(http, url(host), target)
     assert (size, sha256) == (len(VIDEO), hashlib.sha256(VIDEO).hexdigest())
     assert target.read_bytes() == VIDEO
@@ -103,7 +106,7 @@ def test_a_host_that_ignores_ranges_starts_over(host: Host, tmp_path: Path) -> N
     host.ranges = False
     target = tmp_path / "v.mp4"
     (tmp_path / "v.mp4.part").write_bytes(b"x" * 1000)  # not even the right bytes
-    with video_client() as http:
+    with video_client(THIS_MACHINE) as http:
         size, sha256 = fetch(http, url(host), target)
     assert (size, sha256) == (len(VIDEO), hashlib.sha256(VIDEO).hexdigest())
     assert target.read_bytes() == VIDEO
@@ -111,7 +114,7 @@ def test_a_host_that_ignores_ranges_starts_over(host: Host, tmp_path: Path) -> N
 
 def test_a_complete_part_file_is_only_renamed(host: Host, tmp_path: Path) -> None:
     (tmp_path / "v.mp4.part").write_bytes(VIDEO)
-    with video_client() as http:
+    with video_client(THIS_MACHINE) as http:
         size, _ = fetch(http, url(host), tmp_path / "v.mp4")
     assert size == len(VIDEO)
     assert host.requests == [f"bytes={len(VIDEO)}-"]
@@ -120,19 +123,19 @@ def test_a_complete_part_file_is_only_renamed(host: Host, tmp_path: Path) -> Non
 def test_a_short_body_keeps_its_part_and_no_final_file(host: Host, tmp_path: Path) -> None:
     host.short = True
     target = tmp_path / "v.mp4"
-    with video_client() as http, pytest.raises(httpx.HTTPError):
+    with video_client(THIS_MACHINE) as http, pytest.raises(httpx.HTTPError):
         fetch(http, url(host), target)
     assert not target.exists()
     assert (tmp_path / "v.mp4.part").stat().st_size == len(VIDEO) // 2
     host.short = False
-    with video_client() as http:
+    with video_client(THIS_MACHINE) as http:
         fetch(http, url(host), target)
     assert target.read_bytes() == VIDEO
     assert host.requests[-1] == f"bytes={len(VIDEO) // 2}-"
 
 
 def test_only_http_urls_are_fetched(tmp_path: Path) -> None:
-    with video_client() as http, pytest.raises(DownloadError, match="not an http"):
+    with video_client(THIS_MACHINE) as http, pytest.raises(DownloadError, match="not an http"):
         fetch(http, "file:///etc/passwd", tmp_path / "v.mp4")
 
 
@@ -155,12 +158,15 @@ def test_a_dripping_host_ends_at_the_whole_deadline(host: Host, tmp_path: Path) 
     host.drip = 0.05  # headers and body, a byte every 0.05 s: no read ever waits 60 s
     target = tmp_path / "v.mp4"
     started = time.monotonic()
-    with video_client() as http, pytest.raises(httpx.ReadTimeout, match="whole deadline of 1 s"):
+    with (
+        video_client(THIS_MACHINE) as http,
+        pytest.raises(httpx.ReadTimeout, match="whole deadline of 1 s"),
+    ):
         fetch(http, url(host), target, deadline=1.0)
     assert time.monotonic() - started < 3.0
     assert not target.exists()
     host.drip = 0.0
-    with video_client() as http:  # tried again later, from what came
+    with video_client(THIS_MACHINE) as http:  # tried again later, from what came
         fetch(http, url(host), target)
     assert target.read_bytes() == VIDEO
 
@@ -176,7 +182,7 @@ def test_an_abandoned_download_ends_at_once_and_leaves_no_part(host: Host, tmp_p
         except BaseException as exc:
             outcome.append(exc)
 
-    with video_client() as http:
+    with video_client(THIS_MACHINE) as http:
         thread = threading.Thread(target=download, args=(http,))
         thread.start()
         part = tmp_path / "v.mp4.part"

@@ -3,15 +3,17 @@ reason, nothing is sent twice, and no text of its reaches a terminal as it came.
 
 from __future__ import annotations
 
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tests.conftest import Cli
+from tests.conftest import Cli, serving
 from tests.helpers import load_prompts, run_embedded
-from tests.hostile import ANSI, POLL, SUBMIT, HostileRelay
+from tests.hostile import ANSI, INSIDE, POLL, SUBMIT, HostileRelay
 from veobatch.logs import TextFormatter
 from veobatch.store.tables import Job
 
@@ -82,3 +84,44 @@ def test_a_relays_escape_codes_are_shown_escaped(
     lines = [formatter.format(r) for r in caplog.records if r.name == "veobatch.rows"]
     assert any("\\x1b[2J" in line for line in lines)
     assert not any("\x1b" in line for line in lines)
+
+
+class _Internal(BaseHTTPRequestHandler):
+    """A service of this machine's that no link from a relay may reach."""
+
+    def do_GET(self) -> None:
+        self.server.hits += 1  # type: ignore[attr-defined]
+        body = b"\x00\x00\x00\x18ftypmp42 the secret page"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+
+def test_video_links_into_this_network_are_refused_and_never_fetched(
+    engine: Engine, relay: HostileRelay, tmp_path: Path
+) -> None:
+    internal = HTTPServer(("127.0.0.1", 0), _Internal)
+    internal.hits = 0  # type: ignore[attr-defined]
+    with serving(internal):
+        relay.internal = f"http://127.0.0.1:{internal.server_address[1]}"
+        prompts = [f"a fox hostile:{deed}" for deed in sorted(INSIDE)] + ["an honest fox"]
+        batch_id = load_prompts(engine, prompts)
+        run_embedded(engine, relay, batch_id, download_dir=tmp_path / "videos")
+    assert internal.hits == 0  # type: ignore[attr-defined]
+    found = rows(engine)
+    assert found["an honest fox"].video_path  # the relay's own origin is trusted
+    for deed in INSIDE:
+        row = found[f"a fox hostile:{deed}"]
+        assert row.status == "succeeded"  # the task did succeed: only its link is refused
+        assert row.video_path is None, deed
+        assert "refused" in (row.download_error or ""), (deed, row.download_error)
+        assert "VEO_DOWNLOAD_ALLOW_PRIVATE" in row.download_error
+    metadata = found["a fox hostile:metadata-url"].download_error
+    assert "169.254.169.254" in metadata
+    assert "link-local" in metadata
+    stored = sorted(p.name for p in (tmp_path / "videos").rglob("*") if p.is_file())
+    assert len(stored) == 1  # the honest row's video, nothing else

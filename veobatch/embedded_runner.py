@@ -41,6 +41,7 @@ from typing import Any, Protocol
 import httpx
 from sqlalchemy.engine import Engine
 
+from veobatch.destinations import Destinations
 from veobatch.engine import transitions
 from veobatch.engine.download import DOWNLOAD_TIMEOUT, abandon, download_one, video_client
 from veobatch.engine.fanout import Fanout
@@ -140,7 +141,9 @@ class EmbeddedRunner:
         self._failures: list[BaseException] = []
         # One connection pool for every download of the run: the caller's, or one of our own.
         self._own_videos = videos is None
-        self._videos = video_client() if videos is None else videos
+        # (Without a client of the caller's: videos from the relay's own origin, or public.)
+        trusted = Destinations.of([client.base_url], False, "VEO_DOWNLOAD_ALLOW_PRIVATE")
+        self._videos = video_client(trusted) if videos is None else videos
         self.download_timeout = download_timeout
         self.stop_grace = (client.deadline or 0.0) + STOP_SLACK
 

@@ -204,6 +204,11 @@ class DownloadError(VeoBatchError):
     """A video could not be fetched (whatever the cause, the row's status stays)."""
 
 
+class RefusedDestination(DownloadError):
+    """A host a link from a stranger named (a video URL, a redirect, a webhook) is on this
+    machine's network, or cannot be resolved: no connection was made."""
+
+
 class ImageError(VeoBatchError):
     """A local image that cannot be used: at load, what is wrong with the file; at submit,
     why it cannot be sent now. `scope` says what that costs: `row` (the file changed or

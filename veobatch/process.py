@@ -21,7 +21,7 @@ import httpx
 import redis
 from sqlalchemy.engine import Engine
 
-from veobatch.engine.download import video_client
+from veobatch.engine.download import destinations_of, video_client
 from veobatch.engine.fanout import Fanout
 from veobatch.engine.poll_rules import Pacing, claim_for
 from veobatch.engine.rate_limit import LocalRateLimiter, RateLimiter, RedisRateLimiter
@@ -85,7 +85,7 @@ class Process:
             poll_limiter=poll_limiter,
             lease=timedelta(seconds=settings.lease_seconds),
             pacing=Pacing.of(settings),
-            videos=video_client(),
+            videos=video_client(destinations_of(settings)),
             images=images,
             spending=Spending.of(settings),
             fanout=Fanout(REQUESTS_AT_ONCE),

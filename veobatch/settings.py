@@ -101,6 +101,13 @@ SETTINGS: Final[tuple[SettingSpec, ...]] = (
         "Secret that signs webhook calls (HMAC-SHA256 of the timestamp and body).",
     ),
     SettingSpec(
+        "download_allow_private",
+        "VEO_DOWNLOAD_ALLOW_PRIVATE",
+        "Let video downloads reach private, loopback and link-local addresses other than the "
+        "relay's own (VEO_API_BASE's host and port, always allowed): true or false (default "
+        "false, so a link from a relay cannot reach the services of this network).",
+    ),
+    SettingSpec(
         "webhook_allow_private",
         "VEO_WEBHOOK_ALLOW_PRIVATE",
         "Let webhooks call private, loopback and link-local addresses: true or false (default "
@@ -394,6 +401,7 @@ class Settings:
     api_read_tokens: tuple[Secret, ...] = field(default=(), repr=False)
     webhook_secret: Secret | None = field(default=None, repr=False)
     webhook_allow_private: bool = False
+    download_allow_private: bool = False
     prices: Mapping[str, int] = field(default_factory=dict)  # model → micro-units per request
     currency: str = "USD"
     daily_budget: int | None = None  # micro-units per UTC day
@@ -434,6 +442,9 @@ class Settings:
             api_read_tokens=_tokens(raw.get("api_read_tokens", ""), "VEO_API_READ_TOKENS"),
             webhook_secret=Secret(raw["webhook_secret"]) if "webhook_secret" in raw else None,
             webhook_allow_private=_flag(raw, "webhook_allow_private", base.webhook_allow_private),
+            download_allow_private=_flag(
+                raw, "download_allow_private", base.download_allow_private
+            ),
             prices=parse_prices(raw["prices"]) if "prices" in raw else base.prices,
             currency=_currency(raw.get("currency", base.currency)),
             daily_budget=micros(raw["daily_budget"], "VEO_DAILY_BUDGET")

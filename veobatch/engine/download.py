@@ -32,9 +32,10 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from veobatch.destinations import Destinations
 from veobatch.engine import events, transitions
 from veobatch.engine.backoff import DOWNLOAD_RETRY
-from veobatch.errors import Abandoned, DownloadError, WriteError
+from veobatch.errors import Abandoned, DownloadError, RefusedDestination, WriteError
 from veobatch.metrics import count_request
 from veobatch.provider.deadline import CURRENT, WATCHDOG, Ticket
 from veobatch.provider.watched import watched_transport
@@ -42,6 +43,7 @@ from veobatch.settings import Settings
 from veobatch.store.tables import Batch, Job
 
 MAX_DOWNLOADS: Final = 5  # tries before a download waits for the next `veo-batch run`
+MAX_REDIRECTS: Final = 5
 _UNSAFE: Final = re.compile(r"[^A-Za-z0-9._-]")
 _EXTENSIONS: Final = frozenset({".mp4", ".webm", ".mov", ".mkv"})
 
@@ -206,7 +208,8 @@ def download_one(
         tries = row.downloads + 1
         cause = str(exc) if isinstance(exc, DownloadError) else f"{type(exc).__name__}: {exc}"
         error = f"download: {cause}"
-        retry_in = DOWNLOAD_RETRY.delay(tries) if tries < MAX_DOWNLOADS else None
+        again = tries < MAX_DOWNLOADS and not isinstance(exc, RefusedDestination)
+        retry_in = DOWNLOAD_RETRY.delay(tries) if again else None  # (a refusal stays one)
         with write_lock or nullcontext(), engine.begin() as conn:
             transitions.downloaded(
                 conn, job_id, transitions.utcnow(), error=error[:500], retry_in=retry_in
@@ -227,13 +230,24 @@ def download_one(
     return True
 
 
-def video_client() -> httpx.Client:
-    """The HTTP client for video hosts: redirects followed, no credentials of ours, its
-    sockets within the watchdog's reach (each download's deadline is `fetch`'s)."""
+def video_client(destinations: Destinations | None = None) -> httpx.Client:
+    """The HTTP client for video hosts: redirects followed (at most MAX_REDIRECTS, each hop
+    checked), no credentials of ours, its sockets within the watchdog's reach (each
+    download's deadline is `fetch`'s), its connections only where `destinations` allows
+    (default: public addresses only)."""
     return httpx.Client(
         follow_redirects=True,
+        max_redirects=MAX_REDIRECTS,
         timeout=httpx.Timeout(60.0, connect=10.0),
-        transport=watched_transport(),
+        transport=watched_transport(destinations or Destinations()),
+    )
+
+
+def destinations_of(settings: Settings) -> Destinations:
+    """Where this deployment's videos may come from: the relay's own origin, public hosts,
+    and this network only with VEO_DOWNLOAD_ALLOW_PRIVATE."""
+    return Destinations.of(
+        [settings.api_base], settings.download_allow_private, "VEO_DOWNLOAD_ALLOW_PRIVATE"
     )
 
 

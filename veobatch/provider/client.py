@@ -198,6 +198,11 @@ class ProviderClient:
             "User-Agent": "veo-batch",
         }
 
+    @property
+    def base_url(self) -> str:
+        """The relay's base URL (its origin is where its videos may be, whatever its address)."""
+        return str(self._open.keywords["base_url"])
+
     def _client(self) -> httpx.Client:
         """An httpx client over the caller's transport, else this process's own (which sets
         `_direct`: the standard library's, where no proxy applies)."""

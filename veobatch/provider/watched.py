@@ -6,6 +6,9 @@ Every read and write of a connection first hands its socket to the ticket of the
 thread is making, so the watchdog can shut it down when the deadline passes or the request is
 abandoned, whether the server is dripping the headers or the body. (A TLS handshake is bounded
 by the read timeout of each of its reads only: httpcore's socket changes under it.)
+
+Each connection is first checked by `destinations` (a link from a stranger must not reach this
+machine's network), and made to the address that was checked.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 import httpcore
 import httpx
 
+from veobatch.destinations import Destinations
 from veobatch.provider.deadline import CURRENT, WATCHDOG
 
 
@@ -54,6 +58,9 @@ class _Stream(httpcore.NetworkStream):
 
 
 class _Backend(httpcore.SyncBackend):
+    def __init__(self, destinations: Destinations) -> None:
+        self.destinations = destinations
+
     def connect_tcp(
         self,
         host: str,
@@ -62,12 +69,15 @@ class _Backend(httpcore.SyncBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
-        return _Stream(super().connect_tcp(host, port, timeout, local_address, socket_options))
+        # Every connection (each redirect hop's too) goes to the address that was checked.
+        address = self.destinations.address(host, port)
+        return _Stream(super().connect_tcp(address, port, timeout, local_address, socket_options))
 
 
-def watched_transport() -> httpx.HTTPTransport:
+def watched_transport(destinations: Destinations) -> httpx.HTTPTransport:
     """httpx's transport with its defaults (TLS verified with certifi's bundle, the same
-    limits), over sockets the watchdog can reach."""
+    limits), over sockets the watchdog can reach, connecting only where `destinations`
+    allows."""
     transport = httpx.HTTPTransport()
     limits = httpx.Limits()  # httpx's defaults, as HTTPTransport() has them
     # httpx (0.28) passes no network backend on to its pool: the pool is made again with one.
@@ -76,6 +86,6 @@ def watched_transport() -> httpx.HTTPTransport:
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,
-        network_backend=_Backend(),
+        network_backend=_Backend(destinations),
     )
     return transport
