@@ -39,7 +39,6 @@ import uuid
 from datetime import timedelta
 from typing import Any, Final
 
-import httpx
 import redis
 import sqlalchemy as sa
 from celery import Celery
@@ -272,7 +271,7 @@ class Scheduler:
     def _call_webhooks(self, stop: threading.Event) -> None:
         """The webhook thread: it outlives any failure (a database gone for a moment, a bug),
         logging it and trying again on the next tick."""
-        with httpx.Client() as http:
+        with webhooks.webhook_client(self.webhook_allow_private) as http:
             while not stop.wait(self.tick):
                 if not self._leading.is_set():
                     continue

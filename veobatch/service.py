@@ -22,7 +22,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-import httpx
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -575,7 +574,7 @@ class BatchService:
     def deliver_webhooks(self) -> int:
         """Try each webhook call that is due once (a batch finished or paused); how many
         arrived. The scheduler does this on its own thread; `veo-batch run` at its end."""
-        with httpx.Client() as http:
+        with webhooks.webhook_client(self.settings.webhook_allow_private) as http:
             return webhooks.deliver_due(
                 self.engine,
                 http,

@@ -20,7 +20,6 @@ import ipaddress
 import json
 import logging
 import re
-import socket
 import time
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -30,10 +29,12 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
+from veobatch.destinations import Destinations, refusal
 from veobatch.engine.backoff import WEBHOOK_RETRY
 from veobatch.errors import VeoBatchError
 from veobatch.metrics import WEBHOOK_DELIVERIES
 from veobatch.pricing import decimal_text
+from veobatch.provider.watched import watched_transport
 from veobatch.settings import Secret
 from veobatch.store.queries import status_counts
 from veobatch.store.tables import Batch, Delivery, DeliveryAttempt
@@ -122,32 +123,24 @@ def check_target(url: str, *, allow_private: bool) -> str:
 
 
 def _refused_address(host: str) -> bool:
-    """A literal address a webhook may not call: private, loopback, link-local, reserved."""
+    """A literal address a webhook may not call (see `destinations.refusal`)."""
     try:
         address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return not address.is_global or address.is_multicast
+    return refusal(address) is not None
 
 
 def _is_local_name(host: str) -> bool:
     return host == "localhost" or host.endswith(".localhost")
 
 
-def _resolved_refusal(url: str) -> str | None:
-    """Why `url`'s host may not be called now that its name is resolved (None: it may)."""
-    parsed = httpx.URL(url)
-    host = parsed.raw_host.decode("ascii")
-    try:
-        found = socket.getaddrinfo(host, parsed.port or 443, proto=socket.IPPROTO_TCP)
-    except OSError as exc:
-        return f"cannot resolve {host}: {exc}"
-    refused = sorted({str(info[4][0]) for info in found if _refused_address(str(info[4][0]))})
-    if refused:
-        return f"{host} resolves to {', '.join(refused)}, an address of this network (refused)"
-    return None
+def webhook_client(allow_private: bool) -> httpx.Client:
+    """The client that calls webhooks: every connection checked where it goes (a host that
+    resolves into this network is refused, and the address checked is the one connected
+    to), no redirect followed."""
+    where = Destinations(allow_private=allow_private, setting="VEO_WEBHOOK_ALLOW_PRIVATE")
+    return httpx.Client(follow_redirects=False, transport=watched_transport(where))
 
 
 def deliver_due(
@@ -217,10 +210,7 @@ def _try(
     """One call: (HTTP status, error); any failure is an error of this try."""
     try:
         check_target(row.url, allow_private=allow_private)
-        refusal = None if allow_private else _resolved_refusal(row.url)
-        if refusal is not None:
-            return None, refusal
-        return _post(http, secret, row)
+        return _post(http, secret, row)  # (its host is checked as it connects)
     except VeoBatchError as exc:
         return None, str(exc)[:500]
     except Exception as exc:  # one bad call must not stop the others
