@@ -199,22 +199,37 @@ class EmbeddedRunner:
                 self._wakeup.clear()
         finally:
             self._stop.set()
-            for host in [*self._lane_hosts, *threads]:
-                host.join()
-            self._lanes_failed()  # what a lane said as it stopped
-            for fanout in self._fanouts:
-                fanout.close()
-            if self._own_videos:
-                self._videos.close()
-            with self.engine.begin() as conn:
-                transitions.requeue(conn, transitions.utcnow(), batch_id=self.batch_id)
-                with self._busy_lock:  # polls handed out and never made: due again now
-                    unmade = list(self._claimed_polls)
-                transitions.hand_back_polls(conn, unmade, transitions.utcnow())
-                transitions.finish_batches(conn, transitions.utcnow())
+            try:
+                self._stop_hosts(threads)
+            finally:  # even when a stop (Ctrl-C) comes while they end: every change is
+                self._settle()  # conditional, so a thread still ending cannot be undone
         if self._failures:
             raise self._failures[0]
         return self._progress(progress)
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the run is ending (its lanes and threads told to stop)."""
+        return self._stop.is_set()
+
+    def _stop_hosts(self, threads: list[threading.Thread]) -> None:
+        for host in [*self._lane_hosts, *threads]:
+            host.join()
+        self._lanes_failed()  # what a lane said as it stopped
+        for fanout in self._fanouts:
+            fanout.close()
+        if self._own_videos:
+            self._videos.close()
+
+    def _settle(self) -> None:
+        """What the run leaves: rows it queued back to pending, polls it handed out and never
+        made due again, and its batch finished if nothing is left to send or follow."""
+        with self.engine.begin() as conn:
+            transitions.requeue(conn, transitions.utcnow(), batch_id=self.batch_id)
+            with self._busy_lock:  # polls handed out and never made: due again now
+                unmade = list(self._claimed_polls)
+            transitions.hand_back_polls(conn, unmade, transitions.utcnow())
+            transitions.finish_batches(conn, transitions.utcnow())
 
     # ------------------------------------------------------------------ submit lanes
 
