@@ -52,7 +52,6 @@ from veobatch.errors import DatabaseError, VeoBatchError
 from veobatch.images.sending import ImageSender
 from veobatch.process import Process, worker_processes
 from veobatch.provider.client import ProviderClient
-from veobatch.states import BatchState
 from veobatch.store import database
 
 SNAPSHOT_EVERY = 0.5  # seconds between counts of the batch (a few GROUP BY queries)
@@ -374,13 +373,7 @@ class EmbeddedRunner:
         return threads_idle and all(self._lanes_idle)
 
     def _finished(self, progress: Progress) -> bool:
-        if not self._idle():
-            return False
-        if progress.state not in (BatchState.ACTIVE, BatchState.FINISHED):
-            return True  # paused or cancelled: the next run goes on from here
-        if progress.of(*progress.open_statuses):
-            return False
-        return self.download_dir is None or progress.downloads_due == 0
+        return self._idle() and progress.over  # paused or cancelled: the next run goes on
 
     # ------------------------------------------------------------------ the threads
 
@@ -434,6 +427,7 @@ class EmbeddedRunner:
         progress = snapshot(self.engine, self.batch_id, previous)
         progress.waits_for_videos = self.wait_for_videos
         progress.downloading = self.download_dir is not None
+        progress.waits_for_downloads = progress.downloading
         return progress
 
 

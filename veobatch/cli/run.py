@@ -117,7 +117,9 @@ def run(
     without an answer is left `in_doubt` and never resent on its own (the provider has no
     idempotency key: a resend may pay twice). A 401 or an empty balance pauses the batch.
     Ctrl-C stops cleanly; running the same command again resumes: it sends nothing twice
-    and polls the tasks already made.
+    and polls the tasks already made. With VEO_REDIS_URL the workers do the work and, with
+    --download, fetch the videos into their own VEO_DOWNLOAD_DIR: the run waits for them
+    before the results.
 
     \b
     Exit codes: 0 every row succeeded (with --no-wait: has a task); 8 some rows failed or
@@ -146,15 +148,17 @@ def run(
     if batch.state == BatchState.PAUSED:
         _exit_paused(batch.name, batch.pause_reason)
     settings = app.settings
+    videos = download_dir or settings.download_dir
+    path = output or f"{name}.results.csv"
     if settings.redis_url and not mock:
-        progress = _follow_workers(app, batch, wait, download_dir)
+        progress = _follow_workers(app, batch, wait, bool(videos), path)
     else:
-        videos = download_dir or settings.download_dir
         if videos:
             check_directory(Path(videos))
-        progress = _run_here(app, batch, mock, concurrency, wait, Path(videos) if videos else None)
+        folder = Path(videos) if videos else None
+        progress = _run_here(app, batch, mock, concurrency, wait, folder)
         _call_webhooks(app)
-    _print_run(app, name, progress, output)
+    _print_run(app, name, progress, path)
 
 
 def _dry_run(
@@ -219,28 +223,65 @@ def _stored_or_loaded(
 
 
 def _follow_workers(
-    app: App, batch: BatchSummary, wait: bool, download_dir: str | None
+    app: App, batch: BatchSummary, wait: bool, downloads: bool, path: str
 ) -> Progress:
+    """Follow the batch while the scheduler and the workers take it to videos; with
+    `downloads` (and `wait`), until every video of its succeeded rows is on disk or given up,
+    so the results name them."""
     click.echo(
         "VEO_REDIS_URL is set: the rows go to the workers (`veo-batch scheduler` and "
         "`veo-batch worker` must be running); following the batch",
         err=True,
     )
-    if download_dir:
+    if downloads:
         click.echo(
-            "--download is for runs in this process: the workers download into their "
-            "own VEO_DOWNLOAD_DIR (set it on the scheduler and the workers)",
+            "the workers download the videos, each into its own VEO_DOWNLOAD_DIR (set it on "
+            "the scheduler and the workers)" + ("; the results wait for them" if wait else ""),
             err=True,
         )
+        if wait:
+            app.service.retry_downloads(batch.name)  # those given up on are asked for again
     progress = None
     try:
         with stops_as_ctrl_c(), live_progress(batch.name) as show:
-            for progress in app.service.watch(batch.name, wait_for_videos=wait):
+            watching = app.service.watch(
+                batch.name,
+                wait_for_videos=wait,
+                downloading=downloads or None,
+                wait_for_downloads=downloads and wait,
+            )
+            told = False
+            for progress in watching:
                 show(progress)
+                if (
+                    not told
+                    and progress.downloads_left
+                    and not progress.of(*progress.open_statuses)
+                ):
+                    told = True
+                    click.echo(
+                        "every row has ended; waiting for the workers to save "
+                        f"{plural(progress.downloads_left, 'video')} (Ctrl-C stops waiting; "
+                        f"they go on, and `veo-batch export {batch.name} -o {path}` writes "
+                        "the final results later)",
+                        err=True,
+                    )
     except KeyboardInterrupt:
-        click.echo(f"stopped following; the workers go on: veo-batch status {batch.name}", err=True)
+        click.echo(
+            f"stopped following; the workers go on: once `veo-batch status {batch.name} --watch` "
+            f"has ended, `veo-batch export {batch.name} -o {path}` writes the final results",
+            err=True,
+        )
         sys.exit(ExitCode.INTERRUPTED)
     assert progress is not None  # watch yields at least once
+    if not wait:
+        click.echo(
+            f"the workers go on ({'polls and downloads' if downloads else 'polls'}): once "
+            f"`veo-batch status {batch.name} --watch` has ended"
+            + (" and shows every video on disk" if downloads else "")
+            + f", `veo-batch export {batch.name} -o {path}` writes the final results",
+            err=True,
+        )
     return progress
 
 
@@ -325,9 +366,8 @@ def _call_webhooks(app: App) -> None:
         click.echo(f"webhook told ({arrived:,} call{'s' if arrived > 1 else ''})", err=True)
 
 
-def _print_run(app: App, name: str, progress: Progress, output: str | None) -> None:
+def _print_run(app: App, name: str, progress: Progress, path: str) -> None:
     batch = app.service.status(name)
-    path = output or f"{name}.results.csv"
     write_export(path, app.service.export(name, export_format(path, None)))
     counts = [(status, batch.counts.get(status, 0)) for status in STATUS_ORDER]
     table(["STATUS", "ROWS"], [(s, f"{n:,}") for s, n in counts if n])
