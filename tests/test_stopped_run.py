@@ -4,28 +4,23 @@ test_cli's stop test)."""
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
 
-from tests.conftest import MOCK_KEY, serving
-from tests.helpers import FAST, ROOT, load_prompts, wait_until
-from veobatch.embedded_runner import EmbeddedRunner
-from veobatch.engine.rate_limit import LocalRateLimiter
-from veobatch.engine.spend_rules import Spending
-from veobatch.images.sending import ImageSender
-from veobatch.provider.client import ProviderClient
-from veobatch.provider.mock import MockProvider
-from veobatch.settings import Secret, Settings
-from veobatch.store.tables import Batch, Job
+from tests.conftest import serving
+from tests.helpers import ROOT, wait_until
+from veobatch.store.tables import Batch
 
 EXAMPLE = ROOT / "jobs.example.yaml"
 
@@ -64,38 +59,42 @@ def slow_receiver() -> Iterator[SlowReceiver]:
         server.answer.set()
 
 
-def test_a_stop_while_the_runner_ends_still_finishes_its_batch(
-    engine: Engine, mock: MockProvider
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_a_run_stopped_at_its_very_end_writes_its_results(
+    tmp_path: Path, slow_receiver: SlowReceiver, stop: signal.Signals
 ) -> None:
-    """The stop (a real SIGINT) comes while the runner waits for its threads to end, after
-    every row succeeded: the batch is finished all the same, and the stop goes on up."""
-    batch = load_prompts(engine, ["a", "b"])
-    with ProviderClient(mock.url, Secret(MOCK_KEY), read_timeout=1.0) as client:
-        runner = EmbeddedRunner(
-            engine,
-            client,
-            LocalRateLimiter(0.0),
-            batch,
-            pacing=FAST,
-            images=ImageSender(Settings().image_mode),
-            spending=Spending(),
-            tick=3.0,  # each idle thread takes up to this long to see the run end
-            lease=timedelta(seconds=30),
-            poll_claim=timedelta(minutes=2),
-            concurrency=2,
-        )
-
-        def stop_while_ending() -> None:
-            wait_until(lambda: runner.stopping, 120, "the run to end")
-            os.kill(os.getpid(), signal.SIGINT)
-
-        stopper = threading.Thread(target=stop_while_ending)
-        stopper.start()
-        try:
-            with pytest.raises(KeyboardInterrupt):
-                runner.run()
-        finally:
-            stopper.join()
+    """The stop comes while the run tells the batch's webhook that it finished: every row
+    succeeded and every video is on disk, so the run ends as if nothing had stopped it."""
+    database = tmp_path / "veo-batch.db"
+    env = {
+        **os.environ,
+        "VEO_DATABASE_URL": f"sqlite:///{database}",
+        "VEO_WEBHOOK_SECRET": "webhook-secret-for-tests",
+        "VEO_WEBHOOK_ALLOW_PRIVATE": "true",
+    }
+    hook = f"http://127.0.0.1:{slow_receiver.server_address[1]}/hook"
+    command = [sys.executable, "-m", "veobatch", "run", str(EXAMPLE), "--mock"]
+    command += ["--download", "videos", "--webhook", hook, "-o", "out.csv"]
+    running = subprocess.Popen(
+        command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        wait_until(slow_receiver.called.is_set, 120, "the webhook to be called")
+        running.send_signal(stop)
+        stdout, stderr = running.communicate(timeout=60)
+    finally:
+        if running.poll() is None:
+            running.kill()
+            running.wait()
+    assert running.returncode == 0, stderr.decode()
+    assert b"stopped, with nothing left to do: writing the results" in stderr
+    assert b"results: out.csv" in stdout
+    with (tmp_path / "out.csv").open(encoding="utf-8") as results:
+        rows = list(csv.DictReader(results))
+    assert len(rows) == 6
+    assert {row["status"] for row in rows} == {"succeeded"}
+    assert all(Path(row["video_path"]).is_file() for row in rows)
+    engine = sa.create_engine(f"sqlite:///{database}")
     with engine.connect() as conn:
-        assert set(conn.execute(sa.select(Job.status)).scalars()) == {"succeeded"}
         assert conn.execute(sa.select(Batch.state)).scalar_one() == "finished"
+    engine.dispose()

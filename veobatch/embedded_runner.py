@@ -197,19 +197,14 @@ class EmbeddedRunner:
                 self._wakeup.wait(self.tick)  # a thread wakes us when its queue runs low
                 self._wakeup.clear()
         finally:
-            self._stop.set()
             try:
+                self._stop.set()
                 self._stop_hosts(threads)
             finally:  # even when a stop (Ctrl-C) comes while they end: every change is
                 self._settle()  # conditional, so a thread still ending cannot be undone
         if self._failures:
             raise self._failures[0]
         return self._progress(progress)
-
-    @property
-    def stopping(self) -> bool:
-        """Whether the run is ending (its lanes and threads told to stop)."""
-        return self._stop.is_set()
 
     def _stop_hosts(self, threads: list[threading.Thread]) -> None:
         for host in [*self._lane_hosts, *threads]:

@@ -69,8 +69,9 @@ EXIT_CODE_MEANINGS: Final[dict[ExitCode, str]] = {
     "no permission)",
     ExitCode.CHECK_FAILED: "`health`, `doctor`: a check failed (each one is named, with what to "
     "do)",
-    ExitCode.INTERRUPTED: "`run`: stopped with Ctrl-C (or SIGTERM, SIGHUP); running the same "
-    "command again goes on",
+    ExitCode.INTERRUPTED: "`run`: stopped with Ctrl-C (or SIGTERM, SIGHUP) with work left; "
+    "running the same command again goes on (stopped with nothing left, it ends as usual: "
+    "batch finished, results written)",
 }
 
 

@@ -447,6 +447,12 @@ class BatchService:
         with self.engine.begin() as conn:
             return transitions.retry_downloads(conn, batch_id(conn, batch), transitions.utcnow())
 
+    def finish_batches(self) -> int:
+        """Active batches with no row left to send or to follow become finished (as the
+        scheduler and a run's end do); how many."""
+        with self.engine.begin() as conn:
+            return transitions.finish_batches(conn, transitions.utcnow())
+
     # ------------------------------------------------------------------ changes
 
     def rerun(

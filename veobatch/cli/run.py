@@ -117,9 +117,9 @@ def run(
     without an answer is left `in_doubt` and never resent on its own (the provider has no
     idempotency key: a resend may pay twice). A 401 or an empty balance pauses the batch.
     Ctrl-C stops cleanly; running the same command again resumes: it sends nothing twice
-    and polls the tasks already made. With VEO_REDIS_URL the workers do the work and, with
-    --download, fetch the videos into their own VEO_DOWNLOAD_DIR: the run waits for them
-    before the results.
+    and polls the tasks already made (a run stopped with nothing left ends as usual, its
+    results written). With VEO_REDIS_URL the workers do the work and, with --download, fetch
+    the videos into their own VEO_DOWNLOAD_DIR: the run waits for them before the results.
 
     \b
     Exit codes: 0 every row succeeded (with --no-wait: has a task); 8 some rows failed or
@@ -150,15 +150,28 @@ def run(
     settings = app.settings
     videos = download_dir or settings.download_dir
     path = output or f"{name}.results.csv"
-    if settings.redis_url and not mock:
-        progress = _follow_workers(app, batch, wait, bool(videos), path)
-    else:
-        if videos:
-            check_directory(Path(videos))
-        folder = Path(videos) if videos else None
-        progress = _run_here(app, batch, mock, concurrency, wait, folder)
-        _call_webhooks(app)
-    _print_run(app, name, progress, path)
+    workers = bool(settings.redis_url and not mock)
+    try:
+        with stops_as_ctrl_c():
+            if workers:
+                progress = _follow_workers(app, batch, wait, bool(videos), path)
+            else:
+                if videos:
+                    check_directory(Path(videos))
+                folder = Path(videos) if videos else None
+                progress = _run_here(app, batch, mock, concurrency, wait, folder)
+                _call_webhooks(app)
+    except KeyboardInterrupt:
+        progress = _stopped(app, name, wait, bool(videos), path, workers)
+    try:
+        with stops_as_ctrl_c():
+            _print_run(app, name, progress, path)
+    except KeyboardInterrupt:
+        click.echo(
+            f"stopped before the results were written: veo-batch export {name} -o {path}",
+            err=True,
+        )
+        sys.exit(ExitCode.INTERRUPTED)
 
 
 def _dry_run(
@@ -242,37 +255,25 @@ def _follow_workers(
         if wait:
             app.service.retry_downloads(batch.name)  # those given up on are asked for again
     progress = None
-    try:
-        with stops_as_ctrl_c(), live_progress(batch.name) as show:
-            watching = app.service.watch(
-                batch.name,
-                wait_for_videos=wait,
-                downloading=downloads or None,
-                wait_for_downloads=downloads and wait,
-            )
-            told = False
-            for progress in watching:
-                show(progress)
-                if (
-                    not told
-                    and progress.downloads_left
-                    and not progress.of(*progress.open_statuses)
-                ):
-                    told = True
-                    click.echo(
-                        "every row has ended; waiting for the workers to save "
-                        f"{plural(progress.downloads_left, 'video')} (Ctrl-C stops waiting; "
-                        f"they go on, and `veo-batch export {batch.name} -o {path}` writes "
-                        "the final results later)",
-                        err=True,
-                    )
-    except KeyboardInterrupt:
-        click.echo(
-            f"stopped following; the workers go on: once `veo-batch status {batch.name} --watch` "
-            f"has ended, `veo-batch export {batch.name} -o {path}` writes the final results",
-            err=True,
+    with live_progress(batch.name) as show:
+        watching = app.service.watch(
+            batch.name,
+            wait_for_videos=wait,
+            downloading=downloads or None,
+            wait_for_downloads=downloads and wait,
         )
-        sys.exit(ExitCode.INTERRUPTED)
+        told = False
+        for progress in watching:
+            show(progress)
+            if not told and progress.downloads_left and not progress.of(*progress.open_statuses):
+                told = True
+                click.echo(
+                    f"every row has ended; waiting for the workers to save "
+                    f"{plural(progress.downloads_left, 'video')} (Ctrl-C stops waiting; they go "
+                    f"on, and `veo-batch export {batch.name} -o {path}` writes the final "
+                    "results later)",
+                    err=True,
+                )
     assert progress is not None  # watch yields at least once
     if not wait:
         click.echo(
@@ -315,17 +316,45 @@ def _run_here(
             download_dir=videos,
             on_progress=show,
         )
-        try:
-            with stops_as_ctrl_c():
-                return runner.run()
-        except KeyboardInterrupt:
-            stack.close()  # the live display first, then the message under it
-            click.echo(
-                "stopped: requests in flight were recorded; rows not sent are "
-                "pending again. Run the same command to go on.",
-                err=True,
+        return runner.run()
+
+
+def _stopped(
+    app: App, name: str, wait: bool, downloads: bool, path: str, workers: bool
+) -> Progress:
+    """After Ctrl-C (SIGTERM, SIGHUP): if nothing was left for the run (every row finished,
+    every video asked for on disk or given up), its batch is finished by the one rule and
+    the run ends as a normal end would; else it says how to go on and exits 130."""
+    progress = None
+    try:
+        with stops_as_ctrl_c():  # a second stop: how to go on, as below
+            app.service.finish_batches()
+            progress = next(
+                app.service.watch(
+                    name,
+                    wait_for_videos=wait,
+                    downloading=downloads or None,
+                    wait_for_downloads=downloads and wait,
+                )
             )
-            sys.exit(ExitCode.INTERRUPTED)
+    except KeyboardInterrupt:
+        pass
+    if progress is not None and progress.done == progress.total and not progress.downloads_left:
+        click.echo("stopped, with nothing left to do: writing the results", err=True)
+        return progress
+    if workers:
+        click.echo(
+            f"stopped following; the workers go on: once `veo-batch status {name} --watch` "
+            f"has ended, `veo-batch export {name} -o {path}` writes the final results",
+            err=True,
+        )
+    else:
+        click.echo(
+            "stopped: requests in flight were recorded; rows not sent are "
+            "pending again. Run the same command to go on.",
+            err=True,
+        )
+    sys.exit(ExitCode.INTERRUPTED)
 
 
 @contextmanager
