@@ -58,7 +58,6 @@ from veobatch.images.sending import ImageSender
 from veobatch.process import Process, worker_processes
 from veobatch.provider.client import ProviderClient
 from veobatch.settings import STOP_SLACK
-from veobatch.states import BatchState
 from veobatch.store import database
 
 SNAPSHOT_EVERY = 0.5  # seconds between counts of the batch (a few GROUP BY queries)
@@ -218,19 +217,11 @@ class EmbeddedRunner:
             abandon(self._videos)
             raise
         finally:
-            self._stop.set()
-            self._end_all([*self._lane_hosts, *threads])
-            self._lanes_failed()  # what a lane said as it stopped
-            for fanout in self._fanouts:
-                fanout.close()
-            if self._own_videos:
-                self._videos.close()
-            with self.engine.begin() as conn:
-                transitions.requeue(conn, transitions.utcnow(), batch_id=self.batch_id)
-                with self._busy_lock:  # polls handed out and never made: due again now
-                    unmade = list(self._claimed_polls)
-                transitions.hand_back_polls(conn, unmade, transitions.utcnow())
-                transitions.finish_batches(conn, transitions.utcnow())
+            try:
+                self._stop.set()
+                self._stop_hosts(threads)
+            finally:  # even when a stop (Ctrl-C) comes while they end: every change is
+                self._settle()  # conditional, so a thread still ending cannot be undone
         if self._failures:
             raise self._failures[0]
         return self._progress(progress)
@@ -244,6 +235,25 @@ class EmbeddedRunner:
             if host.is_alive() and isinstance(host, multiprocessing.process.BaseProcess):
                 host.kill()
                 host.join()
+
+    def _stop_hosts(self, threads: list[threading.Thread]) -> None:
+        """The lanes and threads ended (within `stop_grace`), and what they used closed."""
+        self._end_all([*self._lane_hosts, *threads])
+        self._lanes_failed()  # what a lane said as it stopped
+        for fanout in self._fanouts:
+            fanout.close()
+        if self._own_videos:
+            self._videos.close()
+
+    def _settle(self) -> None:
+        """What the run leaves: rows it queued back to pending, polls it handed out and never
+        made due again, and its batch finished if nothing is left to send or follow."""
+        with self.engine.begin() as conn:
+            transitions.requeue(conn, transitions.utcnow(), batch_id=self.batch_id)
+            with self._busy_lock:  # polls handed out and never made: due again now
+                unmade = list(self._claimed_polls)
+            transitions.hand_back_polls(conn, unmade, transitions.utcnow())
+            transitions.finish_batches(conn, transitions.utcnow())
 
     # ------------------------------------------------------------------ submit lanes
 
@@ -389,13 +399,7 @@ class EmbeddedRunner:
         return threads_idle and all(self._lanes_idle)
 
     def _finished(self, progress: Progress) -> bool:
-        if not self._idle():
-            return False
-        if progress.state not in (BatchState.ACTIVE, BatchState.FINISHED):
-            return True  # paused or cancelled: the next run goes on from here
-        if progress.of(*progress.open_statuses):
-            return False
-        return self.download_dir is None or progress.downloads_due == 0
+        return self._idle() and progress.over  # paused or cancelled: the next run goes on
 
     # ------------------------------------------------------------------ the threads
 
@@ -456,6 +460,7 @@ class EmbeddedRunner:
         progress = snapshot(self.engine, self.batch_id, previous)
         progress.waits_for_videos = self.wait_for_videos
         progress.downloading = self.download_dir is not None
+        progress.waits_for_downloads = progress.downloading
         return progress
 
 

@@ -8,7 +8,8 @@
     ├── JobFileError              a job file cannot be read as a job file at all
     ├── InvalidJobs               some jobs or rows are invalid; nothing was stored
     ├── ProviderError             the relay did not give what was asked; `kind` says why
-    ├── WriteError                a file could not be written (disk full, no permission)
+    ├── WriteError                a file or the database could not be written (disk full,
+    │                             no permission)
     ├── DownloadError             a video could not be fetched (the row's status stays)
     └── ImageError                a local image cannot be used (at load) or sent (at submit)
 
@@ -64,11 +65,13 @@ EXIT_CODE_MEANINGS: Final[dict[ExitCode, str]] = {
     "daily cap, the image mode): fix it, then `veo-batch resume NAME`",
     ExitCode.DOWNLOADS_FAILED: "`run --download`: some videos could not be saved (the rows stay "
     "succeeded; `veo-batch jobs NAME --status succeeded` shows why; run again to retry)",
-    ExitCode.CANNOT_WRITE: "a file could not be written (the disk is full, or no permission)",
+    ExitCode.CANNOT_WRITE: "a file or the database could not be written (the disk is full, or "
+    "no permission)",
     ExitCode.CHECK_FAILED: "`health`, `doctor`: a check failed (each one is named, with what to "
     "do)",
-    ExitCode.INTERRUPTED: "`run`: stopped with Ctrl-C (or SIGTERM, SIGHUP); running the same "
-    "command again goes on",
+    ExitCode.INTERRUPTED: "`run`: stopped with Ctrl-C (or SIGTERM, SIGHUP) with work left; "
+    "running the same command again goes on (stopped with nothing left, it ends as usual: "
+    "batch finished, results written)",
 }
 
 
@@ -186,7 +189,8 @@ class ProviderError(VeoBatchError):
 
 
 class WriteError(VeoBatchError):
-    """A file (an export, the results) could not be written; nothing half-written is left."""
+    """A file (an export, the results) or the database (its disk full) could not be written;
+    nothing half-written is left."""
 
     exit_code = ExitCode.CANNOT_WRITE
 

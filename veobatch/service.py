@@ -423,9 +423,11 @@ class BatchService:
         every: float = 1.0,
         wait_for_videos: bool = True,
         downloading: bool | None = None,
+        wait_for_downloads: bool = False,
     ) -> Iterator[Progress]:
         """The batch's progress now, then every `every` seconds, until nothing is left to do
-        for it or it stops being active (paused, cancelled)."""
+        for it (with `wait_for_downloads`, every video on disk or given up) or it stops being
+        active (paused, cancelled)."""
         with self.engine.connect() as conn:
             bid = batch_id(conn, batch)
         if downloading is None:
@@ -436,7 +438,19 @@ class BatchService:
             every=every,
             wait_for_videos=wait_for_videos,
             downloading=downloading,
+            wait_for_downloads=wait_for_downloads,
         )
+
+    def retry_downloads(self, batch: str) -> int:
+        """The batch's videos whose downloads gave up are due again; how many."""
+        with self.engine.begin() as conn:
+            return transitions.retry_downloads(conn, batch_id(conn, batch), transitions.utcnow())
+
+    def finish_batches(self) -> int:
+        """Active batches with no row left to send or to follow become finished (as the
+        scheduler and a run's end do); how many."""
+        with self.engine.begin() as conn:
+            return transitions.finish_batches(conn, transitions.utcnow())
 
     # ------------------------------------------------------------------ changes
 

@@ -8,9 +8,8 @@ from typing import Any, Final, TypeVar
 
 import click
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
 
-from veobatch.errors import EXIT_CODE_MEANINGS, DatabaseError, ExitCode, VeoBatchError
+from veobatch.errors import EXIT_CODE_MEANINGS, VeoBatchError
 from veobatch.service import BatchService
 from veobatch.settings import SETTINGS, Settings
 from veobatch.store import database
@@ -71,11 +70,11 @@ class VeoGroup(click.Group):
         except VeoBatchError as exc:
             click.secho(f"error: {exc}", err=True, fg="red")
             ctx.exit(exc.exit_code)
-        except OperationalError as exc:
-            click.secho(
-                f"error: {DatabaseError(f'database error: {exc.orig}')}", err=True, fg="red"
-            )
-            ctx.exit(ExitCode.DATABASE)
+        except database.OPERATIONAL_ERRORS as exc:
+            app = ctx.find_object(App)
+            problem = database.failure(exc, app.settings.database_url if app else "sqlite://")
+            click.secho(f"error: {problem}", err=True, fg="red")
+            ctx.exit(problem.exit_code)
 
 
 SETTING_FLAGS: Final = frozenset(f"--{spec.name.replace('_', '-')}" for spec in SETTINGS)

@@ -120,7 +120,9 @@ def run(
     VEO_READ_TIMEOUT + 10 seconds (80 by default): submissions in flight are recorded (each
     ends within both timeouts together), polls and downloads in flight are given up at once
     and due again. Running the same command again resumes: it sends nothing twice and polls
-    the tasks already made.
+    the tasks already made (a run stopped with nothing left ends as usual, its results
+    written). With VEO_REDIS_URL the workers do the work and, with --download, fetch the
+    videos into their own VEO_DOWNLOAD_DIR: the run waits for them before the results.
 
     \b
     Exit codes: 0 every row succeeded (with --no-wait: has a task); 8 some rows failed or
@@ -149,15 +151,30 @@ def run(
     if batch.state == BatchState.PAUSED:
         _exit_paused(batch.name, batch.pause_reason)
     settings = app.settings
-    if settings.redis_url and not mock:
-        progress = _follow_workers(app, batch, wait, download_dir)
-    else:
-        videos = download_dir or settings.download_dir
-        if videos:
-            check_directory(Path(videos))
-        progress = _run_here(app, batch, mock, concurrency, wait, Path(videos) if videos else None)
-        _call_webhooks(app)
-    _print_run(app, name, progress, output)
+    videos = download_dir or settings.download_dir
+    path = output or f"{name}.results.csv"
+    workers = bool(settings.redis_url and not mock)
+    try:
+        with stops_as_ctrl_c():
+            if workers:
+                progress = _follow_workers(app, batch, wait, bool(videos), path)
+            else:
+                if videos:
+                    check_directory(Path(videos))
+                folder = Path(videos) if videos else None
+                progress = _run_here(app, batch, mock, concurrency, wait, folder)
+                _call_webhooks(app)
+    except KeyboardInterrupt:
+        progress = _stopped(app, name, wait, bool(videos), path, workers)
+    try:
+        with stops_as_ctrl_c():
+            _print_run(app, name, progress, path)
+    except KeyboardInterrupt:
+        echo(
+            f"stopped before the results were written: veo-batch export {name} -o {path}",
+            err=True,
+        )
+        sys.exit(ExitCode.INTERRUPTED)
 
 
 def _dry_run(
@@ -222,28 +239,53 @@ def _stored_or_loaded(
 
 
 def _follow_workers(
-    app: App, batch: BatchSummary, wait: bool, download_dir: str | None
+    app: App, batch: BatchSummary, wait: bool, downloads: bool, path: str
 ) -> Progress:
+    """Follow the batch while the scheduler and the workers take it to videos; with
+    `downloads` (and `wait`), until every video of its succeeded rows is on disk or given up,
+    so the results name them."""
     echo(
         "VEO_REDIS_URL is set: the rows go to the workers (`veo-batch scheduler` and "
         "`veo-batch worker` must be running); following the batch",
         err=True,
     )
-    if download_dir:
+    if downloads:
         echo(
-            "--download is for runs in this process: the workers download into their "
-            "own VEO_DOWNLOAD_DIR (set it on the scheduler and the workers)",
+            "the workers download the videos, each into its own VEO_DOWNLOAD_DIR (set it on "
+            "the scheduler and the workers)" + ("; the results wait for them" if wait else ""),
             err=True,
         )
+        if wait:
+            app.service.retry_downloads(batch.name)  # those given up on are asked for again
     progress = None
-    try:
-        with stops_as_ctrl_c(), live_progress(batch.name) as show:
-            for progress in app.service.watch(batch.name, wait_for_videos=wait):
-                show(progress)
-    except KeyboardInterrupt:
-        echo(f"stopped following; the workers go on: veo-batch status {batch.name}", err=True)
-        sys.exit(ExitCode.INTERRUPTED)
+    with live_progress(batch.name) as show:
+        watching = app.service.watch(
+            batch.name,
+            wait_for_videos=wait,
+            downloading=downloads or None,
+            wait_for_downloads=downloads and wait,
+        )
+        told = False
+        for progress in watching:
+            show(progress)
+            if not told and progress.downloads_left and not progress.of(*progress.open_statuses):
+                told = True
+                echo(
+                    f"every row has ended; waiting for the workers to save "
+                    f"{plural(progress.downloads_left, 'video')} (Ctrl-C stops waiting; they go "
+                    f"on, and `veo-batch export {batch.name} -o {path}` writes the final "
+                    "results later)",
+                    err=True,
+                )
     assert progress is not None  # watch yields at least once
+    if not wait:
+        echo(
+            f"the workers go on ({'polls and downloads' if downloads else 'polls'}): once "
+            f"`veo-batch status {batch.name} --watch` has ended"
+            + (" and shows every video on disk" if downloads else "")
+            + f", `veo-batch export {batch.name} -o {path}` writes the final results",
+            err=True,
+        )
     return progress
 
 
@@ -275,18 +317,46 @@ def _run_here(
             download_dir=videos,
             on_progress=show,
         )
-        try:
-            with stops_as_ctrl_c():
-                return runner.run()
-        except KeyboardInterrupt:
-            stack.close()  # the live display first, then the message under it
-            echo(
-                "stopped: submissions in flight were recorded; polls and downloads in "
-                "flight are due again; rows not sent are pending again. Run the same "
-                "command to go on.",
-                err=True,
+        return runner.run()
+
+
+def _stopped(
+    app: App, name: str, wait: bool, downloads: bool, path: str, workers: bool
+) -> Progress:
+    """After Ctrl-C (SIGTERM, SIGHUP): if nothing was left for the run (every row finished,
+    every video asked for on disk or given up), its batch is finished by the one rule and
+    the run ends as a normal end would; else it says how to go on and exits 130."""
+    progress = None
+    try:
+        with stops_as_ctrl_c():  # a second stop: how to go on, as below
+            app.service.finish_batches()
+            progress = next(
+                app.service.watch(
+                    name,
+                    wait_for_videos=wait,
+                    downloading=downloads or None,
+                    wait_for_downloads=downloads and wait,
+                )
             )
-            sys.exit(ExitCode.INTERRUPTED)
+    except KeyboardInterrupt:
+        pass
+    if progress is not None and progress.done == progress.total and not progress.downloads_left:
+        echo("stopped, with nothing left to do: writing the results", err=True)
+        return progress
+    if workers:
+        echo(
+            f"stopped following; the workers go on: once `veo-batch status {name} --watch` "
+            f"has ended, `veo-batch export {name} -o {path}` writes the final results",
+            err=True,
+        )
+    else:
+        echo(
+            "stopped: submissions in flight were recorded; polls and downloads in "
+            "flight are due again; rows not sent are pending again. Run the same "
+            "command to go on.",
+            err=True,
+        )
+    sys.exit(ExitCode.INTERRUPTED)
 
 
 @contextmanager
@@ -328,9 +398,8 @@ def _call_webhooks(app: App) -> None:
         echo(f"webhook told ({arrived:,} call{'s' if arrived > 1 else ''})", err=True)
 
 
-def _print_run(app: App, name: str, progress: Progress, output: str | None) -> None:
+def _print_run(app: App, name: str, progress: Progress, path: str) -> None:
     batch = app.service.status(name)
-    path = output or f"{name}.results.csv"
     write_export(path, app.service.export(name, export_format(path, None)))
     counts = [(status, batch.counts.get(status, 0)) for status in STATUS_ORDER]
     table(["STATUS", "ROWS"], [(s, f"{n:,}") for s, n in counts if n])

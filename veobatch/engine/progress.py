@@ -27,7 +27,8 @@ class Progress:
     done_at_start: int | None = None
     waits_for_videos: bool = True  # False: a row is done once it has a task (`--no-wait`)
     generating: dict[str | None, int] = field(default_factory=dict)  # submitted rows by progress
-    downloading: bool = False  # videos are being fetched (shown, and waited for)
+    downloading: bool = False  # videos are being fetched (shown)
+    waits_for_downloads: bool = False  # ... and the run waits for them (`run --download`)
     downloaded: int = 0
     downloads_due: int = 0  # succeeded rows whose video is still to be fetched
     download_errors: int = 0  # of which the last try failed
@@ -49,9 +50,17 @@ class Progress:
         return self.total - self.of(*self.open_statuses)
 
     @property
+    def downloads_left(self) -> int:
+        """Videos still to be fetched that the run waits for (tries left: not given up)."""
+        return self.downloads_due if self.waits_for_downloads else 0
+
+    @property
     def over(self) -> bool:
-        """Nothing is left to wait for: every row is done, or the batch is not active."""
-        return self.state != BatchState.ACTIVE or not self.of(*self.open_statuses)
+        """Nothing is left to wait for: every row is done (and, when the run waits for them,
+        every video is on disk or given up), or the batch is paused or cancelled."""
+        if self.state not in (BatchState.ACTIVE, BatchState.FINISHED):
+            return True
+        return not self.of(*self.open_statuses) and not self.downloads_left
 
     @property
     def rate(self) -> float:
@@ -110,6 +119,7 @@ def snapshot(engine: Engine, batch_id: int, previous: Progress | None = None) ->
         progress.started, progress.done_at_start = previous.started, previous.done_at_start
         progress.waits_for_videos = previous.waits_for_videos
         progress.downloading = previous.downloading
+        progress.waits_for_downloads = previous.waits_for_downloads
     return progress
 
 
@@ -120,13 +130,16 @@ def follow(
     every: float,
     wait_for_videos: bool = True,
     downloading: bool = False,
+    wait_for_downloads: bool = False,
     sleep: Callable[[float], object] = time.sleep,
 ) -> Iterator[Progress]:
     """The batch's progress now, then every `every` seconds, until nothing is left to wait
-    for (the last one yielded is `over`)."""
+    for (the last one yielded is `over`); with `wait_for_downloads`, that includes the
+    videos of its succeeded rows (fetched by the workers)."""
     progress = snapshot(engine, batch_id)
     progress.waits_for_videos = wait_for_videos
-    progress.downloading = downloading or progress.downloaded > 0
+    progress.downloading = downloading or wait_for_downloads or progress.downloaded > 0
+    progress.waits_for_downloads = wait_for_downloads and wait_for_videos
     progress.done_at_start = progress.done
     yield progress
     while not progress.over:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sqlite3
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ except ImportError:  # not on Windows: there two processes must not make one fil
     fcntl = None  # type: ignore[assignment]
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -28,7 +30,12 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from veobatch.errors import DatabaseError
+from veobatch.errors import DatabaseError, VeoBatchError, WriteError
+
+# What a database says when it cannot go on: SQLAlchemy's wrapper, or a driver's own error
+# (raised where a driver is used directly: COPY, SQLite's executemany).
+OPERATIONAL_ERRORS = (OperationalError, sqlite3.OperationalError, psycopg.OperationalError)
+PG_DISK_FULL = "53100"  # SQLSTATE disk_full
 
 
 def _migrations_dir() -> Path:
@@ -65,6 +72,47 @@ def lock_file(path: Path) -> Path:
     """The file beside a SQLite database that processes lock while one of them opens or
     migrates it (`veo-batch.db.lock`)."""
     return path.with_name(path.name + ".lock")
+
+
+def failure(exc: BaseException, url: str | sa.URL) -> VeoBatchError:
+    """What an operational error of the database at `url` means to the person at the
+    terminal: no room left (SQLite's SQLITE_FULL, PostgreSQL's disk_full) is a full disk,
+    with what to free (exit 11); anything else, a database that cannot be used (exit 4)."""
+    cause = _cause(exc)
+    said = _said(exc)
+    if _no_room(cause):
+        path = sqlite_file(url)
+        where = (
+            f"the disk that holds it ({path.resolve().parent})"
+            if path is not None
+            else "the disk that holds it (the database server's data directory)"
+        )
+        return WriteError(
+            f"the database {path or safe_url(url)} is full ({said}): free space on {where}, "
+            "or point VEO_DATABASE_URL at a database with room, then run the same command "
+            "again"
+        )
+    return DatabaseError(f"database error: {said}")
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """The driver's own error behind SQLAlchemy's wrapper."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
+        return exc.orig
+    return exc
+
+
+def _said(exc: BaseException) -> str:
+    """The first line of what the database said (PostgreSQL adds context lines)."""
+    text = str(_cause(exc)).strip()
+    return text.splitlines()[0] if text else type(_cause(exc)).__name__
+
+
+def _no_room(cause: BaseException) -> bool:
+    if isinstance(cause, sqlite3.Error):
+        code = getattr(cause, "sqlite_errorcode", None)
+        return code == sqlite3.SQLITE_FULL or "database or disk is full" in str(cause)
+    return isinstance(cause, psycopg.Error) and cause.sqlstate == PG_DISK_FULL
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -173,9 +221,12 @@ def open_database(url: str, *, migrate: bool | None = None) -> Engine:
             if migrate if migrate is not None else is_sqlite(url):
                 upgrade(engine)
                 return engine
-    except OperationalError as exc:
+    except OPERATIONAL_ERRORS as exc:
+        problem = failure(exc, url)
+        if isinstance(problem, WriteError):
+            raise problem from None
         raise DatabaseError(
-            f"cannot open the database {safe_url(url)}: {exc.orig}; check VEO_DATABASE_URL"
+            f"cannot open the database {safe_url(url)}: {_said(exc)}; check VEO_DATABASE_URL"
         ) from None
     except SQLAlchemyError as exc:
         raise DatabaseError(f"database {safe_url(url)}: {exc}") from None
