@@ -3,6 +3,7 @@ reason, nothing is sent twice, and no text of its reaches a terminal as it came.
 
 from __future__ import annotations
 
+import tracemalloc
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tests.conftest import Cli, serving
+from tests.conftest import MOCK_KEY, Cli, serving
 from tests.helpers import load_prompts, run_embedded
 from tests.hostile import ANSI, INSIDE, POLL, SUBMIT, HostileRelay
+from veobatch.errors import ProviderError
 from veobatch.logs import TextFormatter
+from veobatch.provider.client import ProviderClient
+from veobatch.settings import Secret
 from veobatch.store.tables import Job
 
 
@@ -125,3 +129,20 @@ def test_video_links_into_this_network_are_refused_and_never_fetched(
     assert "link-local" in metadata
     stored = sorted(p.name for p in (tmp_path / "videos").rglob("*") if p.is_file())
     assert len(stored) == 1  # the honest row's video, nothing else
+
+
+def test_an_answer_of_50_mb_is_not_read_on(engine: Engine, relay: HostileRelay) -> None:
+    """50 MB of JSON to a POST: the row is in doubt (it may have made a task), read no
+    further than 1 MiB; to a poll: an error of that poll, the memory it took bounded."""
+    batch_id = load_prompts(engine, ["a fox hostile:huge-json"])
+    run_embedded(engine, relay, batch_id, max_attempts=1)
+    row = rows(engine)["a fox hostile:huge-json"]
+    assert (row.status, row.error_kind) == ("in_doubt", "ambiguous")
+    assert "over 1 MiB" in row.error
+    with ProviderClient(relay.url, Secret(MOCK_KEY)) as client:
+        tracemalloc.start()
+        with pytest.raises(ProviderError, match="over 1 MiB"):
+            client.query("h:huge-poll:1")
+        _now, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024

@@ -44,7 +44,15 @@ from veobatch.metrics import count_request
 from veobatch.provider.answers import task_id_problem, text_field, video_url_problem
 from veobatch.provider.deadline import WATCHDOG
 from veobatch.provider.redact import Redactor
-from veobatch.provider.transport import Answer, StdlibTransport, origin_of, transport_for, whole
+from veobatch.provider.transport import (
+    MAX_ANSWER,
+    Answer,
+    StdlibTransport,
+    origin_of,
+    too_long,
+    transport_for,
+    whole,
+)
 from veobatch.settings import Secret
 from veobatch.states import ErrorKind
 from veobatch.visible import shown
@@ -325,10 +333,13 @@ class ProviderClient:
         try:
             response = self._http.send(request, stream=True)
             try:
-                chunks = []
+                chunks, size = [], 0
                 for chunk in response.iter_bytes():
                     ticket.check()
                     chunks.append(chunk)
+                    size += len(chunk)
+                    if size > MAX_ANSWER:  # no more: a relay may send gigabytes
+                        raise httpx.ReadError(too_long())
                 ticket.check()
             finally:
                 response.close()

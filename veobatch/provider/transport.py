@@ -40,6 +40,7 @@ import httpx
 from veobatch.provider.deadline import DONE, WATCHDOG, Ticket
 
 MAX_IDLE: Final = 32  # kept-alive connections per host
+MAX_ANSWER: Final = 1024 * 1024  # bytes of an answer read: a relay's JSON is a few hundred
 
 Origin: TypeAlias = tuple[str, str, int]  # scheme, host, port: the connections a request may use
 
@@ -244,7 +245,10 @@ def _converse(
         raise httpx.WriteError(str(exc) or type(exc).__name__) from exc
     try:
         answer = conn.getresponse()
-        content = answer.read()
+        content = answer.read(MAX_ANSWER + 1)  # no more: a relay may send gigabytes
+        if len(content) > MAX_ANSWER:
+            conn.close()  # the rest is never read
+            raise httpx.ReadError(too_long())
     except TimeoutError as exc:
         raise httpx.ReadTimeout(str(exc) or "timed out reading") from exc
     except (http.client.HTTPException, ConnectionError) as exc:
@@ -254,6 +258,11 @@ def _converse(
     if answer.will_close:
         conn.close()
     return answer, content
+
+
+def too_long() -> str:
+    """What an answer past MAX_ANSWER is told as."""
+    return f"the answer is over {MAX_ANSWER // 1024 // 1024} MiB: not read on"
 
 
 def _readable(sock: socket.socket) -> bool:
