@@ -12,7 +12,9 @@ A job asks for a misdeed with a word in its prompt, `hostile:NAME`:
   of this machine: `internal`, a stand-in for an internal service), `decimal-url` and
   `mapped-url` (the same, spelt as a decimal number and as IPv4-mapped IPv6),
   `metadata-url` (169.254.169.254), `redirect-inside` (the relay's own origin, which
-  redirects to `internal`).
+  redirects to `internal`);
+- videos that are not what they say (`VIDEOS`): `html-video` (an HTML page), `huge-video`
+  (announced as 2 GB), `endless-video` (an MP4 start, then bytes without end or length).
 
 Any other prompt gets an honest task that succeeds at once with a video on this server.
 It counts the POSTs per prompt (`created`), so a test can see a row was not sent twice.
@@ -31,6 +33,7 @@ POLL: Final = frozenset({"nested-output", "newline-url", "long-url", "ansi-reaso
 INSIDE: Final = frozenset(
     {"loopback-url", "decimal-url", "mapped-url", "metadata-url", "redirect-inside"}
 )
+VIDEOS: Final = frozenset({"html-video", "huge-video", "endless-video"})
 ANSI: Final = "\x1b[2J\x1b]0;pwned\x07\x1b]8;;http://evil.example/\x07click\x1b]8;;\x07 failed"
 HUGE: Final = 50 * 1024 * 1024
 
@@ -104,7 +107,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         if self.path.startswith("/video/"):
-            self._send(200, b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 1000, "video/mp4")
+            self._video(self.path.removeprefix("/video/").removesuffix(".mp4"))
             return
         deed = self.path.rsplit("/", 1)[-1].split("%3A")[1]
         if deed == "huge-poll":
@@ -138,6 +141,31 @@ class _Handler(BaseHTTPRequestHandler):
     @property
     def url(self) -> str:
         return self.server.url
+
+    def _video(self, deed: str) -> None:
+        start = b"\x00\x00\x00\x18ftypmp42"
+        if deed == "html-video":
+            self._send(200, b"<!doctype html><title>login</title>secret", "video/mp4")
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "video/mp4")
+        if deed == "huge-video":
+            self.send_header("Content-Length", str(2 * 1024**3))
+        elif deed == "endless-video":
+            self.send_header("Connection", "close")  # no length: until the connection ends
+        else:
+            self.send_header("Content-Length", str(len(start) + 1000))
+        self.end_headers()
+        try:
+            self.wfile.write(start)
+            if deed in ("huge-video", "endless-video"):
+                chunk = b"\x00" * 65536
+                for _ in range(32768):  # 2 GB at most: the client stops long before
+                    self.wfile.write(chunk)
+            else:
+                self.wfile.write(b"\x00" * 1000)
+        except OSError:
+            pass
 
     def _json(self, data: Any) -> None:
         self._send(200, json.dumps(data).encode(), "application/json")

@@ -20,8 +20,9 @@ from tests.helpers import wait_until
 from veobatch.destinations import Destinations
 from veobatch.engine.download import abandon, fetch, safe_name, video_client, video_path
 from veobatch.errors import Abandoned, DownloadError
+from veobatch.provider.mock import MP4_START
 
-VIDEO = bytes(range(256)) * 400  # 102,400 bytes
+VIDEO = MP4_START + bytes(range(256)) * 400  # an MP4 box, then 102,400 bytes
 
 THIS_MACHINE = Destinations(allow_private=True)  # the test's own video host is local
 

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from tests.conftest import MOCK_KEY, Cli, serving
 from tests.helpers import load_prompts, run_embedded
-from tests.hostile import ANSI, INSIDE, POLL, SUBMIT, HostileRelay
+from tests.hostile import ANSI, INSIDE, POLL, SUBMIT, VIDEOS, HostileRelay
 from veobatch.errors import ProviderError
 from veobatch.logs import TextFormatter
 from veobatch.provider.client import ProviderClient
@@ -146,3 +146,27 @@ def test_an_answer_of_50_mb_is_not_read_on(engine: Engine, relay: HostileRelay) 
         _now, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
     assert peak < 8 * 1024 * 1024
+
+
+def test_a_video_that_is_not_one_or_too_large_is_not_kept(
+    engine: Engine, relay: HostileRelay, tmp_path: Path
+) -> None:
+    prompts = [f"a fox hostile:{deed}" for deed in sorted(VIDEOS)] + ["an honest fox"]
+    batch_id = load_prompts(engine, prompts)
+    videos = tmp_path / "videos"
+    run_embedded(engine, relay, batch_id, download_dir=videos, video_max_bytes=1024 * 1024)
+    found = rows(engine)
+    assert found["an honest fox"].video_path
+    expected = {
+        "html-video": "not a video",
+        "huge-video": "over VEO_VIDEO_MAX_MB (2,147,483,648 bytes announced",
+        "endless-video": "over VEO_VIDEO_MAX_MB",
+    }
+    for deed, words in expected.items():
+        row = found[f"a fox hostile:{deed}"]
+        assert row.video_path is None, deed
+        assert words in (row.download_error or ""), (deed, row.download_error)
+        assert row.downloads == 1  # refused once, not tried again
+    kept = [p for p in videos.rglob("*") if p.is_file()]
+    assert len(kept) == 1  # the honest video; no .part, nothing over the limit
+    assert kept[0].stat().st_size < 2000

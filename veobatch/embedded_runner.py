@@ -43,7 +43,13 @@ from sqlalchemy.engine import Engine
 
 from veobatch.destinations import Destinations
 from veobatch.engine import transitions
-from veobatch.engine.download import DOWNLOAD_TIMEOUT, abandon, download_one, video_client
+from veobatch.engine.download import (
+    DOWNLOAD_TIMEOUT,
+    MAX_BYTES,
+    abandon,
+    download_one,
+    video_client,
+)
 from veobatch.engine.fanout import Fanout
 from veobatch.engine.poll import poll_rows
 from veobatch.engine.poll_rules import Pacing
@@ -94,6 +100,7 @@ class EmbeddedRunner:
         videos: httpx.Client | None = None,
         unrecorded: Unrecorded | None = None,
         download_timeout: float = DOWNLOAD_TIMEOUT,
+        video_max_bytes: int = MAX_BYTES,
     ) -> None:
         self.engine = engine
         self.client = client
@@ -144,6 +151,7 @@ class EmbeddedRunner:
         trusted = Destinations.of([client.base_url], False, "VEO_DOWNLOAD_ALLOW_PRIVATE")
         self._videos = video_client(trusted) if videos is None else videos
         self.download_timeout = download_timeout
+        self.video_max_bytes = video_max_bytes
         self.stop_grace = (client.deadline or 0.0) + STOP_SLACK
 
     @classmethod
@@ -177,6 +185,7 @@ class EmbeddedRunner:
             videos=held.videos,
             unrecorded=held.unrecorded,
             download_timeout=held.settings.download_timeout,
+            video_max_bytes=int(held.settings.video_max_mb * 1024 * 1024),
         )
 
     def run(self) -> Progress:
@@ -450,6 +459,7 @@ class EmbeddedRunner:
             self.download_dir,
             write_lock=self._db_lock,
             deadline=self.download_timeout,
+            max_bytes=self.video_max_bytes,
         )
 
     def _wait_for_slot(self, seconds: float) -> bool:

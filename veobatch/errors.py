@@ -208,7 +208,16 @@ class DownloadError(VeoBatchError):
     """A video could not be fetched (whatever the cause, the row's status stays)."""
 
 
-class RefusedDestination(DownloadError):
+class DownloadRefused(DownloadError):
+    """A download that would end the same way if tried again: not tried again."""
+
+
+class UnusableVideo(DownloadRefused):
+    """What the video host sent is not a video this tool keeps: not a video container, or
+    larger than VEO_VIDEO_MAX_MB. Nothing of it is kept."""
+
+
+class RefusedDestination(DownloadRefused):
     """A host a link from a stranger named (a video URL, a redirect, a webhook) is on this
     machine's network, or cannot be resolved: no connection was made."""
 

@@ -125,6 +125,12 @@ SETTINGS: Final[tuple[SettingSpec, ...]] = (
         "(default 600); past it, it is tried again later from where it stopped.",
     ),
     SettingSpec(
+        "video_max_mb",
+        "VEO_VIDEO_MAX_MB",
+        "The largest video kept, in MB (default 500): a larger one is refused as soon as its "
+        "size is announced, or stopped when its bytes pass it, and nothing of it is kept.",
+    ),
+    SettingSpec(
         "prices",
         "VEO_PRICES",
         "Price of one request per model, in VEO_CURRENCY: veo3.1=0.25,veo3-fast-frames=0.15, or "
@@ -397,6 +403,7 @@ class Settings:
     poll_rate: Rate | None = None
     download_dir: str | None = None
     download_timeout: float = 600.0
+    video_max_mb: float = 500.0
     api_tokens: tuple[Secret, ...] = field(default=(), repr=False)
     api_read_tokens: tuple[Secret, ...] = field(default=(), repr=False)
     webhook_secret: Secret | None = field(default=None, repr=False)
@@ -438,6 +445,7 @@ class Settings:
             poll_rate=Rate.parse(raw["poll_rate"], "VEO_POLL_RATE") if "poll_rate" in raw else None,
             download_dir=raw.get("download_dir"),
             download_timeout=_seconds(raw, "download_timeout", base.download_timeout),
+            video_max_mb=_number(raw, "video_max_mb", base.video_max_mb, "a size in MB above 0"),
             api_tokens=_tokens(raw.get("api_tokens", "")),
             api_read_tokens=_tokens(raw.get("api_read_tokens", ""), "VEO_API_READ_TOKENS"),
             webhook_secret=Secret(raw["webhook_secret"]) if "webhook_secret" in raw else None,

@@ -65,6 +65,7 @@ def download(job_id: int) -> bool:
         job_id,
         Path(held.settings.download_dir),
         deadline=held.settings.download_timeout,
+        max_bytes=int(held.settings.video_max_mb * 1024 * 1024),
     )
 
 

@@ -16,16 +16,18 @@ later from its `.part`. A download given up because the process stops (`abandon`
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from contextvars import Token
 from pathlib import Path, PurePosixPath
-from typing import Any, Final
+from typing import IO, Any, Final
 from urllib.parse import urlsplit
 
 import httpx
@@ -35,7 +37,7 @@ from sqlalchemy.engine import Engine
 from veobatch.destinations import Destinations
 from veobatch.engine import events, transitions
 from veobatch.engine.backoff import DOWNLOAD_RETRY
-from veobatch.errors import Abandoned, DownloadError, RefusedDestination, WriteError
+from veobatch.errors import Abandoned, DownloadError, DownloadRefused, UnusableVideo, WriteError
 from veobatch.metrics import count_request
 from veobatch.provider.deadline import CURRENT, WATCHDOG, Ticket
 from veobatch.provider.watched import watched_transport
@@ -78,21 +80,59 @@ def video_path(directory: Path, batch: str, ref: str, url: str) -> Path:
 DOWNLOAD_TIMEOUT: Final = Settings().download_timeout
 
 
+MAX_BYTES: Final = int(Settings().video_max_mb * 1024 * 1024)
+SPARE: Final = 64 * 1024 * 1024  # bytes left free on the disk beside a video
+
+
+def video_container(head: bytes) -> str | None:
+    """The kind of video file `head` (its first 12 bytes or more) begins: MP4 or MOV (an
+    ISO box: `ftyp`, or a QuickTime file's first atom), WebM or Matroska (EBML); None for
+    anything else (an HTML page, a JSON error, text)."""
+    if len(head) >= 8 and head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"):
+        return "mp4"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "webm"
+    return None
+
+
+def part_of(target: Path) -> Path:
+    """Where a video is written until every byte has arrived."""
+    return target.with_name(target.name + ".part")
+
+
 def fetch(
-    http: httpx.Client, url: str, target: Path, deadline: float | None = DOWNLOAD_TIMEOUT
+    http: httpx.Client,
+    url: str,
+    target: Path,
+    deadline: float | None = DOWNLOAD_TIMEOUT,
+    max_bytes: int = MAX_BYTES,
 ) -> tuple[int, str]:
     """Download `url` to `target`, resuming a `.part` left by an earlier try, within
     `deadline` seconds in all; (bytes, sha256). Raises Abandoned (the `.part` removed) if
-    `abandon(http)` was called meanwhile."""
+    `abandon(http)` was called meanwhile, and UnusableVideo (nothing kept) for what is not a
+    video, or is larger than `max_bytes`."""
     if urlsplit(url).scheme not in ("http", "https"):
         raise DownloadError(f"not an http(s) URL: {url[:200]!r}")
     target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(target.name + ".part")
+    part = part_of(target)
     ticket = WATCHDOG.start(deadline, http, True)
     token = CURRENT.set(ticket)
     try:
-        have, digest, total = _stream(http, url, part, ticket.check)
-    except (httpx.HTTPError, OSError, DownloadError, Abandoned) as exc:
+        have, digest, total = _stream(http, url, part, ticket.check, max_bytes)
+    except UnusableVideo:
+        _ended(ticket, token, part)
+        part.unlink(missing_ok=True)  # nothing of it is kept
+        raise
+    except OSError as exc:
+        if (failure := _ended(ticket, token, part)) is not None:
+            raise failure from exc
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            part.unlink(missing_ok=True)
+            raise DownloadError(
+                f"the disk of {target.parent} is full ({exc.strerror}): free space there"
+            ) from None
+        raise
+    except (httpx.HTTPError, DownloadError, Abandoned) as exc:
         failure = _ended(ticket, token, part)
         if failure is None:
             raise
@@ -119,15 +159,18 @@ def _ended(ticket: Ticket, token: Token[Ticket | None], part: Path) -> Exception
 
 
 def _stream(
-    http: httpx.Client, url: str, part: Path, check: Callable[[], None]
+    http: httpx.Client, url: str, part: Path, check: Callable[[], None], max_bytes: int
 ) -> tuple[int, Any, int | None]:
     """The answer's bytes appended to `part` (or written anew); (bytes in `part`, their
-    hash, the length announced). `check()` between blocks raises once time is up."""
+    hash, the length announced). `check()` between blocks raises once time is up; what is
+    not a video, or passes `max_bytes`, raises UnusableVideo."""
     digest = hashlib.sha256()
     have = 0
+    head = b""
     if part.exists():
         with part.open("rb") as existing:
             for block in iter(lambda: existing.read(1 << 20), b""):
+                head = head or block[:16]
                 digest.update(block)
                 have += len(block)
     headers = {"Accept-Encoding": "identity"}  # byte offsets must be the file's own
@@ -136,23 +179,79 @@ def _stream(
     with http.stream("GET", url, headers=headers) as response:
         if response.status_code == 206 and _range_start(response) == have:
             mode, total = "ab", _range_total(response)
-        elif response.status_code == 200:
-            mode, have, digest = "wb", 0, hashlib.sha256()  # no ranges here: start over
+        elif response.status_code == 200:  # no ranges here: start over
+            mode, have, digest, head = "wb", 0, hashlib.sha256(), b""
             total = _int(response.headers.get("content-length"))
         elif response.status_code == 416 and have and _range_total(response) == have:
             mode, total = "", have  # the .part already holds every byte
         else:
             raise DownloadError(f"HTTP {response.status_code} from the video host")
+        _room_for(part, total, have, max_bytes)
         if mode:
             with part.open(mode) as out:
-                for block in response.iter_bytes():  # as it arrives: a cut keeps what came
-                    check()
-                    out.write(block)
-                    digest.update(block)
-                    have += len(block)
-                out.flush()
-                os.fsync(out.fileno())
+                have, head = _write(response, out, (have, head), digest, check, max_bytes)
+    if video_container(head) is None:  # (a file of fewer than 12 bytes, say)
+        raise UnusableVideo(_not_a_video(head, None))
     return have, digest, total
+
+
+def _write(
+    response: httpx.Response,
+    out: IO[Any],
+    start: tuple[int, bytes],
+    digest: Any,
+    check: Callable[[], None],
+    max_bytes: int,
+) -> tuple[int, bytes]:
+    """The answer's blocks written to `out` as they arrive (a cut keeps what came), from
+    `start` (bytes in the file, its first bytes); the new (bytes, first bytes). Its first
+    bytes must be a video's, its size at most `max_bytes` (else UnusableVideo)."""
+    have, head = start
+    for block in response.iter_bytes():
+        check()
+        if len(head) < 16:
+            head += block[: 16 - len(head)]
+            if len(head) >= 12 and video_container(head) is None:
+                raise UnusableVideo(_not_a_video(head, response))
+        if have + len(block) > max_bytes:
+            raise UnusableVideo(_too_large(have + len(block), max_bytes, "passed"))
+        out.write(block)
+        digest.update(block)
+        have += len(block)
+    out.flush()
+    os.fsync(out.fileno())
+    return have, head
+
+
+def _room_for(part: Path, total: int | None, have: int, max_bytes: int) -> None:
+    """Refuse a video announced larger than `max_bytes`, and wait for room on a disk
+    without space for it (and SPARE beside it)."""
+    if total is None:
+        return
+    if total > max_bytes:
+        raise UnusableVideo(_too_large(total, max_bytes, "announced"))
+    free = shutil.disk_usage(part.parent).free
+    if free < total - have + SPARE:
+        raise DownloadError(
+            f"not enough free space in {part.parent} for a video of {total:,} bytes "
+            f"({free:,} free): free some, it is tried again later"
+        )
+
+
+def _too_large(size: int, max_bytes: int, how: str) -> str:
+    return (
+        f"the video is over VEO_VIDEO_MAX_MB ({size:,} bytes {how}, at most {max_bytes:,}): "
+        "not kept"
+    )
+
+
+def _not_a_video(head: bytes, response: httpx.Response | None) -> str:
+    kind = response.headers.get("content-type", "")[:60] if response is not None else ""
+    said = f", served as {kind!r}" if kind else ""
+    return (
+        f"the video host sent something that is not a video (it begins {head[:12]!r}{said}): "
+        "not kept"
+    )
 
 
 def _range_start(response: httpx.Response) -> int | None:
@@ -177,6 +276,7 @@ def download_one(
     *,
     write_lock: AbstractContextManager[object] | None = None,
     deadline: float = DOWNLOAD_TIMEOUT,
+    max_bytes: int = MAX_BYTES,
 ) -> bool:
     """Fetch row `job_id`'s video into `directory` within `deadline` seconds and record the
     outcome; True if on disk. Abandoned (the process stops): handed back, nothing recorded."""
@@ -198,7 +298,7 @@ def download_one(
     target = video_path(directory, row.batch, row.ref, row.video_url)
     started = time.perf_counter()
     try:
-        size, sha256 = fetch(http, row.video_url, target, deadline)
+        size, sha256 = fetch(http, row.video_url, target, deadline, max_bytes)
     except Abandoned:
         with write_lock or nullcontext(), engine.begin() as conn:
             transitions.hand_back_download(conn, job_id, transitions.utcnow())
@@ -208,8 +308,10 @@ def download_one(
         tries = row.downloads + 1
         cause = str(exc) if isinstance(exc, DownloadError) else f"{type(exc).__name__}: {exc}"
         error = f"download: {cause}"
-        again = tries < MAX_DOWNLOADS and not isinstance(exc, RefusedDestination)
+        again = tries < MAX_DOWNLOADS and not isinstance(exc, DownloadRefused)
         retry_in = DOWNLOAD_RETRY.delay(tries) if again else None  # (a refusal stays one)
+        if not again:  # given up: nothing half-written is left behind
+            part_of(target).unlink(missing_ok=True)
         with write_lock or nullcontext(), engine.begin() as conn:
             transitions.downloaded(
                 conn, job_id, transitions.utcnow(), error=error[:500], retry_in=retry_in

@@ -64,6 +64,7 @@ from veobatch.images.formats import SNIFF_BYTES, sniff
 from veobatch.provider.client import SUBMIT_PATH
 from veobatch.provider.clips import ClipMaker
 
+MP4_START: Final = b"\x00\x00\x00\x14ftypisom\x00\x00\x02\x00isom"  # an MP4's first box
 _MARKER: Final = re.compile(r"\[mock:([a-z-]+)(?:=([^\]]*))?\]")
 _OUR_TASK_ID: Final = re.compile(r"^veo3:(\d+)-[0-9a-f]{10}$")
 _KEPT_IMAGES: Final = 256  # distinct first images the mock keeps for its clips
@@ -103,8 +104,10 @@ class _Task:
     image_error: str = ""  # a link that gave no image: the task ends in FAILURE with this
 
     def video(self, size: int) -> bytes:
+        """`size` bytes that start as an MP4 file does (an `ftyp` box), then the task's id."""
         unit = (self.task_id + "\n").encode()
-        return (unit * (size // len(unit) + 1))[:size]
+        body = MP4_START + unit * (size // len(unit) + 1)
+        return body[:size]
 
 
 @dataclass
