@@ -549,3 +549,11 @@ def test_an_export_that_cannot_be_written_is_a_clear_error(sqlite_run: Cli, tmp_
     assert result.exit_code == ExitCode.CANNOT_WRITE
     assert "out.csv: cannot write here" in result.output
     assert "Traceback" not in result.output
+
+
+def test_names_in_printed_hints_are_shell_quoted(sqlite_run: Cli) -> None:
+    """A hint is there to be copied: a name like `$(id)` must not run when pasted."""
+    assert sqlite_run("load", EXAMPLE, "--batch", "$(id)").exit_code == 0
+    paused = sqlite_run("pause", "$(id)")
+    assert paused.exit_code == 0, paused.output
+    assert "`veo-batch resume '$(id)'` goes on" in paused.output

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from shlex import quote
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -394,7 +395,8 @@ class BatchService:
             row = conn.execute(query).first()
             if row is None:
                 raise NotFoundError(
-                    f"batch {batch!r} has no job {ref!r}; `veo-batch jobs {batch}` lists them"
+                    f"batch {batch!r} has no job {ref!r}; `veo-batch jobs {quote(batch)}` lists "
+                    "them"
                 )
             view = job_view(row)
             view["history"] = [history_view(attempt) for _, attempt in attempts_of(conn, query)]

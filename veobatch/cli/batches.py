@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from shlex import quote
 from typing import Any
 
 import click
@@ -170,7 +171,7 @@ def budget(app: App, name: str, amount: str | None) -> None:
     summary = app.service.set_budget(name, amount)
     echo(f"{name}: {spend_line(summary, app.settings.currency)}")
     if summary.state == BatchState.PAUSED:
-        echo(f"{name} is paused ({summary.pause_reason}): veo-batch resume {name}")
+        echo(f"{name} is paused ({summary.pause_reason}): veo-batch resume {quote(name)}")
 
 
 def _watch_status(app: App, name: str, every: float) -> None:
@@ -375,7 +376,7 @@ def rerun(
     if done.sent_again:
         echo(
             f"{rows_text(done.sent_again)} {is_are(done.sent_again)} pending again; "
-            f"`veo-batch run --batch {name}` or the workers send them"
+            f"`veo-batch run --batch {quote(name)}` or the workers send them"
         )
     if done.polled_again:
         echo(
@@ -384,7 +385,7 @@ def rerun(
             "`veo-batch run` or the workers"
         )
     if done.state == BatchState.PAUSED:
-        echo(f"the batch is paused: `veo-batch resume {name}` once its cause is fixed")
+        echo(f"the batch is paused: `veo-batch resume {quote(name)}` once its cause is fixed")
 
 
 @cli.command()
@@ -436,7 +437,7 @@ def pause(app: App, name: str) -> None:
       veo-batch pause spring-sale && veo-batch resume spring-sale
     """
     app.service.pause(name, "paused by hand")
-    echo(f"batch {name!r} paused; `veo-batch resume {name}` goes on")
+    echo(f"batch {name!r} paused; `veo-batch resume {quote(name)}` goes on")
 
 
 @cli.command()

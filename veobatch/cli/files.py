@@ -6,6 +6,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from shlex import quote
 
 import click
 
@@ -101,7 +102,7 @@ def load(
     if result.rejected:
         sys.exit(ExitCode.INVALID_ROWS)
     if not dry_run:
-        echo(f"next: veo-batch status {result.batch}")
+        echo(f"next: veo-batch status {quote(result.batch)}")
 
 
 def load_file(

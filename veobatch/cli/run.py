@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from shlex import quote
 
 import click
 
@@ -171,7 +172,8 @@ def run(
             _print_run(app, name, progress, path)
     except KeyboardInterrupt:
         echo(
-            f"stopped before the results were written: veo-batch export {name} -o {path}",
+            "stopped before the results were written: "
+            f"veo-batch export {quote(name)} -o {quote(path)}",
             err=True,
         )
         sys.exit(ExitCode.INTERRUPTED)
@@ -273,7 +275,8 @@ def _follow_workers(
                 echo(
                     f"every row has ended; waiting for the workers to save "
                     f"{plural(progress.downloads_left, 'video')} (Ctrl-C stops waiting; they go "
-                    f"on, and `veo-batch export {batch.name} -o {path}` writes the final "
+                    f"on, and `veo-batch export {quote(batch.name)} -o {quote(path)}` writes the "
+                    "final "
                     "results later)",
                     err=True,
                 )
@@ -281,9 +284,9 @@ def _follow_workers(
     if not wait:
         echo(
             f"the workers go on ({'polls and downloads' if downloads else 'polls'}): once "
-            f"`veo-batch status {batch.name} --watch` has ended"
+            f"`veo-batch status {quote(batch.name)} --watch` has ended"
             + (" and shows every video on disk" if downloads else "")
-            + f", `veo-batch export {batch.name} -o {path}` writes the final results",
+            + f", `veo-batch export {quote(batch.name)} -o {quote(path)}` writes the final results",
             err=True,
         )
     return progress
@@ -345,8 +348,9 @@ def _stopped(
         return progress
     if workers:
         echo(
-            f"stopped following; the workers go on: once `veo-batch status {name} --watch` "
-            f"has ended, `veo-batch export {name} -o {path}` writes the final results",
+            f"stopped following; the workers go on: once `veo-batch status {quote(name)} --watch` "
+            f"has ended, `veo-batch export {quote(name)} -o {quote(path)}` writes the final "
+            "results",
             err=True,
         )
     else:
@@ -421,7 +425,8 @@ def _print_run(app: App, name: str, progress: Progress, path: str) -> None:
         if unsaved:
             echo(
                 f"{plural(unsaved, 'video')} not saved (the rows stay succeeded; "
-                f"`veo-batch jobs {name} --status succeeded` shows download_error); run again "
+                f"`veo-batch jobs {quote(name)} --status succeeded` shows download_error); run "
+                "again "
                 "to retry them",
                 err=True,
             )
@@ -429,8 +434,9 @@ def _print_run(app: App, name: str, progress: Progress, path: str) -> None:
     if unfinished:
         echo(
             f"{rows_text(unfinished)} failed or {is_are(unfinished)} in doubt: "
-            f"`veo-batch jobs {name} --status "
-            f"failed` says why; `veo-batch rerun {name}` sends them again (`--kind timeout`: "
+            f"`veo-batch jobs {quote(name)} --status "
+            f"failed` says why; `veo-batch rerun {quote(name)}` sends them again "
+            "(`--kind timeout`: "
             "polls their tasks again)",
             err=True,
         )
@@ -441,5 +447,5 @@ def _print_run(app: App, name: str, progress: Progress, path: str) -> None:
 
 def _exit_paused(name: str, reason: str | None) -> None:
     click.secho(f"batch {name!r} is paused: {reason}", err=True, fg="red")
-    echo(f"fix the cause, then: veo-batch resume {name} && veo-batch run ...", err=True)
+    echo(f"fix the cause, then: veo-batch resume {quote(name)} && veo-batch run ...", err=True)
     sys.exit(ExitCode.PAUSED)

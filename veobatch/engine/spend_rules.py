@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from shlex import quote
 from typing import Final
 
 from veobatch.engine.poll_rules import Pacing
@@ -56,7 +57,7 @@ def over_budget(spending: Spending, name: str, price: int, committed: int, budge
     return (
         f"budget: the next row ({spending.money(price)}) does not fit: "
         f"{spending.money(committed)} of the budget of {spending.money(budget)} is spent or "
-        f"being spent; raise it with `veo-batch budget {name} AMOUNT`, then resume"
+        f"being spent; raise it with `veo-batch budget {quote(name)} AMOUNT`, then resume"
     )
 
 
