@@ -319,3 +319,15 @@ def test_a_row_whose_id_holds_a_slash_has_its_page(site: Served, engine: Engine)
         assert page.status_code == 200, page.text
         assert "sku/42" in page.text
         assert client.get("/ui/batches/shop/rows/sku/42/images/0").status_code == 200
+
+
+def test_a_file_that_is_not_a_video_is_never_served_as_one(site: Served, engine: Engine) -> None:
+    """A download kept before the checks (an HTML page saved as ID.mp4) is not served."""
+    with engine.connect() as conn:
+        path = conn.execute(sa.select(Job.video_path).where(Job.ref == "a")).scalar_one()
+    Path(path).write_bytes(b"<!doctype html><script>alert(1)</script>")
+    with logged_in(site) as client:
+        answer = client.get("/ui/batches/shop/rows/a/video")
+    assert answer.status_code == 404
+    assert b"<script>" not in answer.content
+    assert answer.headers["x-content-type-options"] == "nosniff"

@@ -24,6 +24,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from veobatch.dashboard.sessions import COOKIE, LIFETIME, Sessions, Viewer
+from veobatch.engine.download import video_container
 from veobatch.errors import BatchStateError, InvalidJobs, NotFoundError
 from veobatch.images.formats import FORMATS, sniff
 from veobatch.intake.archive import is_zip
@@ -277,7 +278,11 @@ def video(request: Request, name: str, ref: str) -> Response:
     service = _service(request)
     found = service.video_file(name, ref)
     if found is not None:
-        return FileResponse(found, media_type="video/mp4")
+        with open(found, "rb") as file:  # only a video is served as one (an older download
+            kind = video_container(file.read(16))  # was not checked as it came)
+        if kind is None:
+            raise NotFoundError(f"row {ref!r}'s file is not a video")
+        return FileResponse(found, media_type="video/webm" if kind == "webm" else "video/mp4")
     url = service.job(name, ref).get("video_url")
     if isinstance(url, str) and url.startswith(("https://", "http://")):
         return RedirectResponse(url, 307)

@@ -303,7 +303,8 @@ def download_one(
         with write_lock or nullcontext(), engine.begin() as conn:
             transitions.hand_back_download(conn, job_id, transitions.utcnow())
         return False
-    except (httpx.HTTPError, OSError, DownloadError) as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError, DownloadError) as exc:
+        # (A link from a stranger may fail in any of these ways: each is this row's error.)
         count_request("download", time.perf_counter() - started, None, "download")
         tries = row.downloads + 1
         cause = str(exc) if isinstance(exc, DownloadError) else f"{type(exc).__name__}: {exc}"
