@@ -325,6 +325,7 @@ def test_a_file_that_is_not_a_video_is_never_served_as_one(site: Served, engine:
     """A download kept before the checks (an HTML page saved as ID.mp4) is not served."""
     with engine.connect() as conn:
         path = conn.execute(sa.select(Job.video_path).where(Job.ref == "a")).scalar_one()
+    assert path is not None
     Path(path).write_bytes(b"<!doctype html><script>alert(1)</script>")
     with logged_in(site) as client:
         answer = client.get("/ui/batches/shop/rows/a/video")

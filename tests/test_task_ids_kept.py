@@ -25,11 +25,12 @@ from veobatch.engine.rate_limit import LocalRateLimiter
 from veobatch.engine.spend_rules import Spending
 from veobatch.engine.submit import submit_rows
 from veobatch.engine.submit_rules import Outcome
-from veobatch.engine.unrecorded import Unrecorded
+from veobatch.engine.unrecorded import Answer, Unrecorded
+from veobatch.health import answers_check
 from veobatch.images.sending import ImageSender
 from veobatch.provider.client import ProviderClient
 from veobatch.provider.mock import MockProvider
-from veobatch.settings import Secret, normalize_database_url
+from veobatch.settings import Secret, Settings, normalize_database_url
 from veobatch.store.tables import Job
 
 WAVE = 4
@@ -220,3 +221,17 @@ def _allow_connections(name: str | None, allowed: bool) -> None:
                 {"name": name},
             )
     admin.dispose()
+
+
+def test_health_tells_of_task_ids_waiting_on_this_host(tmp_path: Path) -> None:
+    settings = Settings(data_dir=str(tmp_path))
+    assert answers_check(settings).ok
+    kept = Unrecorded(tmp_path)
+    kept.keep([Answer(7, 1, 0, "veo3:1-abc", "2026-12-03T00:00:00+00:00", "unreachable")])
+    waiting = answers_check(settings)
+    assert (waiting.ok, waiting.warning) == (False, True)
+    assert f"1 task id(s) wait in {kept.pending}" in waiting.detail
+    kept.keep(
+        [Answer(8, 1, 0, "veo3:2-abc", "2026-12-03T00:00:00+00:00", "too long")], refused=True
+    )
+    assert answers_check(settings).failed

@@ -7,7 +7,9 @@ is a plain function returning a `Check`; none raises.
 - database: reachable, and at the newest schema;
 - redis: reachable (when VEO_REDIS_URL is set; a scheduler and workers need it);
 - scheduler: a scheduler process beating (it ticks), and one of them holding the leader lock;
-- workers: at least one worker process beating.
+- workers: at least one worker process beating;
+- answers: no task id of this host's submissions waits to be written to its row (a warning
+  while one does, a failure once the database refused one: see `engine.unrecorded`).
 
 With `here_only`, the scheduler and worker checks look for a process of this host only (a
 container's healthcheck asks about its own process, not the deployment's).
@@ -18,6 +20,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 import redis
@@ -25,6 +28,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from veobatch import heartbeat
+from veobatch.engine.unrecorded import Unrecorded
 from veobatch.errors import DatabaseError
 from veobatch.settings import Settings
 from veobatch.store import database
@@ -150,10 +154,35 @@ def _here(beats: list[heartbeat.Beat], here_only: bool) -> list[heartbeat.Beat]:
     return [b for b in beats if b.host == host] if here_only else beats
 
 
+def answers_check(settings: Settings) -> Check:
+    """Task ids this host's submissions could not write to their rows yet (the database was
+    away), or that the database refused: a warning while any wait, saying where."""
+    kept = Unrecorded(Path(settings.data_dir))
+    waiting = kept.count(kept.pending)
+    refused = kept.count(kept.refused)
+    if not waiting and not refused:
+        return Check("answers", True, "every task id the relay gave is on its row")
+    parts = []
+    if waiting:
+        parts.append(f"{waiting} task id(s) wait in {kept.pending} for the next submission")
+    if refused:
+        parts.append(f"{refused} the database refused are kept in {kept.refused}")
+    return Check(
+        "answers",
+        False,
+        "; ".join(parts),
+        "their rows are in doubt: reconcile them with the relay (each line names the row "
+        "and the task)",
+        warning=not refused,
+    )
+
+
 def checks_for(settings: Settings, role: str = "all") -> list[Check]:
     """The checks of `role` (see the module docstring), in order; later ones are skipped
     when what they need is down."""
     found = [database_check(settings)]
+    if role != "api":
+        found.append(answers_check(settings))
     if role == "api":
         return found
     broker = redis_client(settings)

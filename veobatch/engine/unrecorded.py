@@ -73,6 +73,15 @@ class Unrecorded:
             _append(path, _lines(answers))
         return path
 
+    @staticmethod
+    def count(path: Path) -> int:
+        """The answers in file `path` (0 if there is none)."""
+        try:
+            with open(path, "rb") as lines:
+                return sum(1 for _ in lines)
+        except FileNotFoundError:
+            return 0
+
     def waiting(self) -> bool:
         """Whether answers wait to be recorded (one `stat`)."""
         return self.pending.exists()
