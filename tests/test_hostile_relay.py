@@ -13,8 +13,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.conftest import MOCK_KEY, Cli, serving
-from tests.helpers import load_prompts, run_embedded
+from tests.helpers import load_prompts, run_embedded, wait_until
 from tests.hostile import ANSI, INSIDE, POLL, SUBMIT, VIDEOS, HostileRelay
+from tests.stack import Stack
 from veobatch.errors import ProviderError
 from veobatch.logs import TextFormatter
 from veobatch.provider.client import ProviderClient
@@ -170,3 +171,23 @@ def test_a_video_that_is_not_one_or_too_large_is_not_kept(
     kept = [p for p in videos.rglob("*") if p.is_file()]
     assert len(kept) == 1  # the honest video; no .part, nothing over the limit
     assert kept[0].stat().st_size < 2000
+
+
+def test_a_hostile_relays_answers_end_each_row_in_distributed_mode_too(
+    stack: Stack, relay: HostileRelay
+) -> None:
+    """The same answers to a scheduler and a worker's processes (PostgreSQL, Redis): every
+    row ends in its state, the worker never stops, nothing is sent twice."""
+    deeds = sorted(SUBMIT | POLL | {"huge-json"})
+    stack.load([f"a fox hostile:{deed}" for deed in deeds] + ["an honest fox"])
+    stack.start_worker(VEO_API_BASE=relay.url)
+    stack.start_scheduler()
+    wait_until(lambda: stack.batch_state() == "finished", what="the batch to finish")
+    found = {row.prompt: row for row in stack.rows()}
+    assert found["an honest fox"].status == "succeeded"
+    for deed in SUBMIT | {"huge-json"}:
+        assert found[f"a fox hostile:{deed}"].status == "in_doubt", deed
+    for deed in POLL:
+        assert found[f"a fox hostile:{deed}"].status == "failed", deed
+    assert set(relay.created.values()) == {1}
+    assert all(worker.poll() is None for worker in stack.workers)  # still at work
