@@ -216,9 +216,16 @@ def veo_batch_server(
         wait_until(answers, 60, f"veo-batch {command[0]} to answer")
         yield base
     finally:
+        stop_group(process, 15)
+
+
+def stop_group(process: subprocess.Popen[bytes], grace: float) -> None:
+    """A process started in a session of its own, stopped with its children: SIGTERM, then
+    SIGKILL after `grace` seconds."""
+    if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

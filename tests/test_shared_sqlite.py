@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import redis
 import sqlalchemy as sa
 
 from tests.conftest import MOCK_KEY, REDIS_URL
-from tests.helpers import ROOT, URL, veo_batch_server, wait_until
+from tests.helpers import ROOT, URL, stop_group, veo_batch_server, wait_until
 from veobatch.store import database
 
 ROWS = 60
@@ -40,16 +39,6 @@ def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 @pytest.fixture
@@ -106,8 +95,8 @@ def test_scheduler_worker_pool_and_readers_share_one_sqlite_file(
 
             wait_until(finished, 180, "the batch to finish on the shared SQLite file")
     finally:
-        _stop(worker)
-        _stop(scheduler)
+        stop_group(worker, 90)  # (a worker's stop is bounded by its requests' deadline)
+        stop_group(scheduler, 30)
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         counts = dict(conn.execute("SELECT status, count(*) FROM jobs GROUP BY status"))
