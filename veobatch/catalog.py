@@ -1,6 +1,6 @@
 """The provider's models and how many input images each accepts.
 
-The default table comes from the relay documentation (see shared/API.md). The provider may add
+The default table comes from the relay documentation (see docs/relay-api.md). The provider may add
 models or change limits, so the table can be extended or overridden with `VEO_MODELS`, e.g.
 `VEO_MODELS="veo3.1=1-2,veo4-frames=1-3"`.
 """

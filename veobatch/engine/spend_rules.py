@@ -18,7 +18,7 @@ from veobatch.engine.poll_rules import Pacing
 from veobatch.pricing import money
 from veobatch.settings import Settings
 
-# A typical generation, for the polls an estimate expects (shared/API.md: about 100 s).
+# A typical generation, for the polls an estimate expects (docs/relay-api.md: about 100 s).
 TYPICAL_GENERATION: Final = 100.0
 
 

@@ -1,6 +1,6 @@
 """The Veo relay API: submit a job, query a task, and say exactly what went wrong.
 
-See shared/API.md. Every failure becomes a `ProviderError` whose `kind` decides what happens to
+See docs/relay-api.md. Every failure becomes a `ProviderError` whose `kind` decides what happens to
 the row (see `classify`):
 
     network      nothing was sent (connection refused, connect timeout): safe to retry

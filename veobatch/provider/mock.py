@@ -1,6 +1,6 @@
 """A local stand-in for the Veo relay API, with the provider's habits, for tests and dry runs.
 
-It speaks both endpoints over real HTTP, with the relay's error shapes (see shared/API.md):
+It speaks both endpoints over real HTTP, with the relay's error shapes (see docs/relay-api.md):
 
 - a sliding-window request limit over every request that arrives, answered with 429 and a
   Chinese message, without Retry-After;
