@@ -557,3 +557,14 @@ def test_names_in_printed_hints_are_shell_quoted(sqlite_run: Cli) -> None:
     paused = sqlite_run("pause", "$(id)")
     assert paused.exit_code == 0, paused.output
     assert "`veo-batch resume '$(id)'` goes on" in paused.output
+
+
+def test_an_export_respects_the_umask(sqlite_run: Cli, tmp_path: Path) -> None:
+    """A results file is made as any new file is (0644 under the usual umask), not 0600."""
+    assert sqlite_run("load", EXAMPLE, "--batch", "shop").exit_code == 0
+    previous = os.umask(0o022)
+    try:
+        assert sqlite_run("export", "shop", "-o", str(tmp_path / "out.csv")).exit_code == 0
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "out.csv").stat().st_mode & 0o777 == 0o644

@@ -158,6 +158,21 @@ class ExportText:
         yield buffer.getvalue()
 
 
+def _umask() -> int:
+    """This process's umask: read from /proc on Linux (setting it to read it back would
+    change it for a moment for every thread), else set and set back."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_export(path: str, text: Iterable[str], stdout: IO[str] | None = None) -> None:
     """Write `text` to `path` (`-`: `stdout`), atomically: into a temporary file beside it,
     renamed into place once complete."""
@@ -172,6 +187,7 @@ def write_export(path: str, text: Iterable[str], stdout: IO[str] | None = None) 
     except OSError as exc:
         raise WriteError(f"{path}: cannot write here: {exc.strerror}") from None
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # as any new file (mkstemp's is 0600)
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
             out.writelines(text)
         os.replace(temporary, target)
