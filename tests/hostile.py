@@ -4,7 +4,7 @@ that wants to hurt its client would.
 A job asks for a misdeed with a word in its prompt, `hostile:NAME`:
 
 - to the POST (`SUBMIT`): `html` (a 200 page), `number`, `null`, `object`, `list`, `empty`
-  (the task id as that), `huge-id` (a task id of 1 MB), `huge-json` (50 MB of JSON);
+  (the task id as that), `huge-id` (a task id of 500 KB), `huge-json` (50 MB of JSON);
 - to the polls (`POLL`): `nested-output` (data.output an object), `newline-url`, `long-url`
   (100 KB), `ansi-reason` (a failure reason that clears the screen and sets the title),
   `huge-poll` (50 MB of JSON);
@@ -88,7 +88,7 @@ class _Handler(BaseHTTPRequestHandler):
             "object": {"id": "x"},
             "list": ["x"],
             "empty": "",
-            "huge-id": "t" * (1024 * 1024),
+            "huge-id": "t" * 500_000,  # (under the 1 MiB an answer may take)
         }
         if deed == "html":
             self._send(200, b"<html><title>Welcome</title><body>hi</body></html>", "text/html")

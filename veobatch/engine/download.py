@@ -16,6 +16,7 @@ later from its `.part`. A download given up because the process stops (`abandon`
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -100,6 +101,12 @@ def part_of(target: Path) -> Path:
     return target.with_name(target.name + ".part")
 
 
+def _discard(part: Path) -> None:
+    """A `.part` removed, if it can be (what stops that is the download's error already)."""
+    with contextlib.suppress(OSError):
+        part.unlink(missing_ok=True)
+
+
 def fetch(
     http: httpx.Client,
     url: str,
@@ -121,13 +128,13 @@ def fetch(
         have, digest, total = _stream(http, url, part, ticket.check, max_bytes)
     except UnusableVideo:
         _ended(ticket, token, part)
-        part.unlink(missing_ok=True)  # nothing of it is kept
+        _discard(part)  # nothing of it is kept
         raise
     except OSError as exc:
         if (failure := _ended(ticket, token, part)) is not None:
             raise failure from exc
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            part.unlink(missing_ok=True)
+            _discard(part)
             raise DownloadError(
                 f"the disk of {target.parent} is full ({exc.strerror}): free space there"
             ) from None
@@ -154,7 +161,7 @@ def _ended(ticket: Ticket, token: Token[Ticket | None], part: Path) -> Exception
     WATCHDOG.stop(ticket)
     failure = ticket.failure()
     if isinstance(failure, Abandoned):
-        part.unlink(missing_ok=True)
+        _discard(part)
     return failure
 
 
@@ -312,7 +319,7 @@ def download_one(
         again = tries < MAX_DOWNLOADS and not isinstance(exc, DownloadRefused)
         retry_in = DOWNLOAD_RETRY.delay(tries) if again else None  # (a refusal stays one)
         if not again:  # given up: nothing half-written is left behind
-            part_of(target).unlink(missing_ok=True)
+            _discard(part_of(target))
         with write_lock or nullcontext(), engine.begin() as conn:
             transitions.downloaded(
                 conn, job_id, transitions.utcnow(), error=error[:500], retry_in=retry_in
