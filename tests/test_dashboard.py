@@ -332,3 +332,17 @@ def test_a_file_that_is_not_a_video_is_never_served_as_one(site: Served, engine:
     assert answer.status_code == 404
     assert b"<script>" not in answer.content
     assert answer.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_relays_control_and_bidi_characters_are_shown_escaped_in_pages(
+    site: Served, engine: Engine
+) -> None:
+    reason = "\x1b[2J\x1b]0;pwned\x07 failed: spring\u202egnp.exe"
+    with engine.begin() as conn:
+        conn.execute(sa.update(Job).where(Job.ref == "a").values(error=reason))
+    with logged_in(site) as client:
+        for path in ("/ui/batches/shop/rows/a", "/ui/batches/shop/charts"):
+            page = client.get(path).text
+            assert "\x1b" not in page, path
+            assert "\u202e" not in page, path
+        assert "\\x1b[2J" in client.get("/ui/batches/shop/rows/a").text

@@ -33,12 +33,16 @@ from veobatch.pricing import money
 from veobatch.service import BatchService, check_batch_name, refuse_invalid
 from veobatch.states import ErrorKind, JobStatus, Review
 from veobatch.store.queries import STATUS_ORDER
+from veobatch.visible import visible
 
 ROWS_PER_PAGE: Final = 50
 VIDEOS_PER_PAGE: Final = 24
 HERE: Final = Path(__file__).parent
 DASHBOARD_STATIC: Final = HERE / "static"
 templates = Jinja2Templates(directory=HERE / "templates")
+# Every value a page shows: control, escape and bidi characters (a relay's failure reason, a
+# name) shown as their escapes, before the HTML escaping.
+templates.env.finalize = lambda value: visible(value) if isinstance(value, str) else value
 templates.env.globals.update(
     statuses=STATUS_ORDER,
     kinds=[k.value for k in ErrorKind],

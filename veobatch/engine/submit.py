@@ -18,7 +18,6 @@ without spending a request.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -49,31 +48,18 @@ from veobatch.engine.submit_rules import (
     succeeded,
     unrecordable,
 )
-from veobatch.engine.unrecorded import Answer, Settled, Unrecorded
+from veobatch.engine.unrecorded import Answer, Unrecorded, recorded_later
 from veobatch.errors import ImageError, LimiterUnavailable, ProviderError
 from veobatch.images.sending import ImageSender
 from veobatch.provider.client import ProviderClient, job_payload
 from veobatch.settings import Settings
-from veobatch.states import JobStatus
-from veobatch.store.tables import Job
+from veobatch.store import database
 from veobatch.visible import shown
 
 LONG_WAIT: Final = 10.0  # seconds of waiting for a rate slot past which the lease is moved
 STRAGGLER: Final = 2.0  # seconds answers wait for a slower one of their wave before recording
 RECORD_PATIENCE: Final = 30.0  # seconds a write is retried while the database cannot be reached
 log = logging.getLogger("veobatch.submit")
-
-
-def _unreachable(error: BaseException) -> bool:
-    """Whether a database error says it could not be reached (else: it refused what it got)."""
-    return isinstance(error, (OperationalError, InterfaceError))
-
-
-def _reason(error: BaseException) -> str:
-    """A database error in one line (its driver's words, without the statement)."""
-    orig = getattr(error, "orig", None)
-    text = str(orig if orig is not None else error).strip().splitlines()
-    return text[0][:300] if text else type(error).__name__
 
 
 def payload_of(job: sa.Row[Any], images: list[str]) -> dict[str, Any]:
@@ -329,7 +315,7 @@ class _Wave:
         while time.monotonic() + delay <= give_up:
             log.warning(
                 "the database could not take a wave's outcomes (%s): trying again in %.1f s",
-                _reason(error),
+                database.said(error),
                 delay,
             )
             time.sleep(delay)
@@ -352,7 +338,7 @@ class _Wave:
         `error`: a value the database refuses spoils no other row. A task id whose row
         cannot be written is kept on disk, and its row marked in doubt where it can be."""
         log.warning(
-            "a wave's outcomes could not be written together (%s): row by row", _reason(error)
+            "a wave's outcomes could not be written together (%s): row by row", database.said(error)
         )
         recorded: list[transitions.Attempted] = []
         singles: list[tuple[list[transitions.Attempted], list[_Sent]]] = [
@@ -360,7 +346,7 @@ class _Wave:
         ] + [([], [one]) for one in sent]
         failed: SQLAlchemyError = error
         for own, answer in singles:
-            if not _unreachable(failed):  # (once unreachable, the rest are kept at once)
+            if not database.unreachable(failed):  # (once unreachable, the rest are kept at once)
                 try:
                     write = partial(self._write, own, answer, holding)
                     recorded += self._retried(None, write, patience=0.0)
@@ -375,7 +361,7 @@ class _Wave:
                     "the outcome of row %s could not be written (%s); it stays claimed until "
                     "its lease runs out",
                     ", ".join(str(job.id) for job in rows),
-                    _reason(failed),
+                    database.said(failed),
                 )
         return recorded
 
@@ -386,27 +372,29 @@ class _Wave:
         could not be reached; else (a value it refuses) its row becomes in doubt, saying so."""
         job, task_id = sent.row.job, str(sent.answer)
         at = sent.at or transitions.utcnow()
-        refused = not _unreachable(error)
-        path = self.unrecorded.keep([Answer.of(job, task_id, at, _reason(error))], refused=refused)
+        refused = not database.unreachable(error)
+        path = self.unrecorded.keep(
+            [Answer.of(job, task_id, at, database.said(error))], refused=refused
+        )
         log.error(
             "the relay created task %s for row %s, but it could not be written (%s): kept in %s",
             shown(task_id),
             job.id,
-            _reason(error),
+            database.said(error),
             path,
         )
         if not refused:
             return []
         doubt = transitions.Attempted(
             job,
-            unrecordable(shown(task_id), _reason(error), str(path)),
+            unrecordable(shown(task_id), database.said(error), str(path)),
             at,
             holds=job.id in holding,
         )
         try:
             return self._retried(None, partial(self._write, [doubt], [], set()))
         except SQLAlchemyError as exc:
-            log.error("row %s could not be marked in doubt either (%s)", job.id, _reason(exc))
+            log.error("row %s could not be marked in doubt either (%s)", job.id, database.said(exc))
             return []
 
     def record_kept(self) -> None:
@@ -507,51 +495,3 @@ class _Wave:
                 transitions.Attempted(job, outcome, at, row.stored, holds=job.id in holding)
             )
         return attempts
-
-
-def recorded_later(
-    engine: Engine, pacing: Pacing, lock: AbstractContextManager[object], answers: list[Answer]
-) -> Settled:
-    """Task ids kept on disk written to their rows, where a row still waits for its answer
-    (the same attempt, no task yet, `submitting` or `in_doubt`); those the database still
-    cannot be reached for, returned. A row that moved on is logged with the task id (an
-    operator reconciles it with the relay); a value the database refuses goes to the
-    refused answers."""
-    left: list[Answer] = []
-    refused: list[Answer] = []
-    for answer in answers:
-        try:
-            with lock, engine.begin() as conn:
-                job = conn.execute(sa.select(Job).where(Job.id == answer.job_id)).one_or_none()
-                waits = (
-                    job is not None
-                    and job.task_id is None
-                    and job.attempts == answer.attempts
-                    and job.status in (JobStatus.SUBMITTING, JobStatus.IN_DOUBT)
-                )
-                if waits and job is not None:
-                    at = datetime.fromisoformat(answer.at)
-                    done = transitions.Attempted(job, succeeded(answer.task_id), at, holds=True)
-                    transitions.record(conn, [done], pacing)
-        except (OperationalError, InterfaceError):
-            left.append(answer)
-            continue
-        except SQLAlchemyError as exc:
-            refused.append(dataclasses.replace(answer, why=_reason(exc)))
-            log.error(
-                "task %s of row %s cannot be written (%s): kept with the refused answers",
-                shown(answer.task_id),
-                answer.job_id,
-                _reason(exc),
-            )
-            continue
-        if not waits:
-            log.warning(
-                "task %s of row %s was not recorded: the row has moved on since (reconcile "
-                "it with the relay)",
-                shown(answer.task_id),
-                answer.job_id,
-            )
-        else:
-            log.info("task %s recorded on row %s", shown(answer.task_id), answer.job_id)
-    return Settled(left, refused)

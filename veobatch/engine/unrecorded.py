@@ -4,10 +4,10 @@ Once the relay has answered a POST with a task id, the task exists and is billed
 reach its row whatever else fails. A wave's outcomes are written in one transaction, retried
 while the database cannot be reached, then row by row (`engine.submit`). An answer whose row
 still cannot be written is appended to `unrecorded-answers.jsonl` under VEO_DATA_DIR (one JSON
-line, flushed to disk before anything else happens) and written to the row later by `replay`,
-which every submitting process runs before it claims rows (a file that is not there costs one
-`stat`). An answer the database refuses for good (a value it cannot hold) goes to
-`refused-answers.jsonl` instead, its row `in_doubt` with that said: a person decides.
+line, flushed to disk before anything else happens) and written to its row later by
+`recorded_later`, which every submitting process runs before it claims rows (a file that is
+not there costs one `stat`). An answer the database refuses for good (a value it cannot hold)
+goes to `refused-answers.jsonl` instead, its row `in_doubt` with that said: a person decides.
 
 Every task id is also logged the moment it arrives (`events.task_arrived`), so an operator can
 always match the relay's tasks with the rows.
@@ -16,19 +16,35 @@ always match the relay's tasks with the rows.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import logging
 import os
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from veobatch.engine import transitions
+from veobatch.engine.poll_rules import Pacing
+from veobatch.engine.submit_rules import succeeded
+from veobatch.states import JobStatus
+from veobatch.store import database
+from veobatch.store.tables import Job
+from veobatch.visible import shown
 
 try:
     import fcntl
 except ImportError:  # not on Windows: there one process at a time must use a data folder
     fcntl = None  # type: ignore[assignment]
 
+log = logging.getLogger("veobatch.submit")
 PENDING: Final = "unrecorded-answers.jsonl"
 REFUSED: Final = "refused-answers.jsonl"
 
@@ -140,3 +156,51 @@ def _append(path: Path, text: str) -> None:
         out.write(text)
         out.flush()
         os.fsync(out.fileno())
+
+
+def recorded_later(
+    engine: Engine, pacing: Pacing, lock: AbstractContextManager[object], answers: list[Answer]
+) -> Settled:
+    """Task ids kept on disk written to their rows, where a row still waits for its answer
+    (the same attempt, no task yet, `submitting` or `in_doubt`); those the database still
+    cannot be reached for, returned. A row that moved on is logged with the task id (an
+    operator reconciles it with the relay); a value the database refuses goes to the
+    refused answers."""
+    left: list[Answer] = []
+    refused: list[Answer] = []
+    for answer in answers:
+        try:
+            with lock, engine.begin() as conn:
+                job = conn.execute(sa.select(Job).where(Job.id == answer.job_id)).one_or_none()
+                waits = (
+                    job is not None
+                    and job.task_id is None
+                    and job.attempts == answer.attempts
+                    and job.status in (JobStatus.SUBMITTING, JobStatus.IN_DOUBT)
+                )
+                if waits and job is not None:
+                    at = datetime.fromisoformat(answer.at)
+                    done = transitions.Attempted(job, succeeded(answer.task_id), at, holds=True)
+                    transitions.record(conn, [done], pacing)
+        except SQLAlchemyError as exc:
+            if database.unreachable(exc):
+                left.append(answer)
+                continue
+            refused.append(dataclasses.replace(answer, why=database.said(exc)))
+            log.error(
+                "task %s of row %s cannot be written (%s): kept with the refused answers",
+                shown(answer.task_id),
+                answer.job_id,
+                database.said(exc),
+            )
+            continue
+        if not waits:
+            log.warning(
+                "task %s of row %s was not recorded: the row has moved on since (reconcile "
+                "it with the relay)",
+                shown(answer.task_id),
+                answer.job_id,
+            )
+        else:
+            log.info("task %s recorded on row %s", shown(answer.task_id), answer.job_id)
+    return Settled(left, refused)

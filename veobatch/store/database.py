@@ -79,7 +79,7 @@ def failure(exc: BaseException, url: str | sa.URL) -> VeoBatchError:
     terminal: no room left (SQLite's SQLITE_FULL, PostgreSQL's disk_full) is a full disk,
     with what to free (exit 11); anything else, a database that cannot be used (exit 4)."""
     cause = _cause(exc)
-    said = _said(exc)
+    words = said(exc)
     if _no_room(cause):
         path = sqlite_file(url)
         where = (
@@ -88,11 +88,11 @@ def failure(exc: BaseException, url: str | sa.URL) -> VeoBatchError:
             else "the disk that holds it (the database server's data directory)"
         )
         return WriteError(
-            f"the database {path or safe_url(url)} is full ({said}): free space on {where}, "
+            f"the database {path or safe_url(url)} is full ({words}): free space on {where}, "
             "or point VEO_DATABASE_URL at a database with room, then run the same command "
             "again"
         )
-    return DatabaseError(f"database error: {said}")
+    return DatabaseError(f"database error: {words}")
 
 
 def _cause(exc: BaseException) -> BaseException:
@@ -102,10 +102,17 @@ def _cause(exc: BaseException) -> BaseException:
     return exc
 
 
-def _said(exc: BaseException) -> str:
-    """The first line of what the database said (PostgreSQL adds context lines)."""
+def said(exc: BaseException) -> str:
+    """The first line of what the database said (PostgreSQL adds context lines), at most
+    300 characters."""
     text = str(_cause(exc)).strip()
-    return text.splitlines()[0] if text else type(_cause(exc)).__name__
+    return text.splitlines()[0][:300] if text else type(_cause(exc)).__name__
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether a database error says it could not be reached or used for now (a lost
+    connection, a restart, a busy file), rather than that it refused what it was given."""
+    return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
 
 
 def _no_room(cause: BaseException) -> bool:
@@ -226,7 +233,7 @@ def open_database(url: str, *, migrate: bool | None = None) -> Engine:
         if isinstance(problem, WriteError):
             raise problem from None
         raise DatabaseError(
-            f"cannot open the database {safe_url(url)}: {_said(exc)}; check VEO_DATABASE_URL"
+            f"cannot open the database {safe_url(url)}: {said(exc)}; check VEO_DATABASE_URL"
         ) from None
     except SQLAlchemyError as exc:
         raise DatabaseError(f"database {safe_url(url)}: {exc}") from None
