@@ -12,6 +12,7 @@ any other secret given) wherever it appears in a line, whatever logged it.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Iterable
 from typing import Any, Final
@@ -34,6 +35,7 @@ ROW_FIELDS: Final = (
     "error_kind",
     "count",
 )
+_QUOTED: Final = re.compile(r"[\s\"'=]")  # a field with one of these is shown quoted
 TEXT_FORMAT: Final = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
@@ -56,7 +58,7 @@ class TextFormatter(logging.Formatter):
 
 def _text(value: Any) -> str:
     text = str(value)
-    return repr(text) if not text or any(c.isspace() or c in "\"'=" for c in text) else text
+    return repr(text) if not text or _QUOTED.search(text) else text
 
 
 class Redacting(logging.Filter):
