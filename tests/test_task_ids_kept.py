@@ -8,7 +8,9 @@ import json
 import logging
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from veobatch.engine.rate_limit import LocalRateLimiter
 from veobatch.engine.spend_rules import Spending
 from veobatch.engine.submit import submit_rows
 from veobatch.engine.submit_rules import Outcome
-from veobatch.engine.unrecorded import Answer, Unrecorded
+from veobatch.engine.unrecorded import Answer, Unrecorded, recorded_later
 from veobatch.health import answers_check
 from veobatch.images.sending import ImageSender
 from veobatch.provider.client import ProviderClient
@@ -235,3 +237,26 @@ def test_health_tells_of_task_ids_waiting_on_this_host(tmp_path: Path) -> None:
         [Answer(8, 1, 0, "veo3:2-abc", "2026-12-03T00:00:00+00:00", "too long")], refused=True
     )
     assert answers_check(settings).failed
+
+
+def test_a_spoilt_line_on_disk_is_set_aside_and_the_others_recorded(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The file of kept answers is read back as any input is: a line whose fields are spoilt
+    goes to the refused answers, no traceback, and the good one reaches its row."""
+    ids = queued(engine, ["good", "spoilt"])
+    with engine.begin() as conn:
+        conn.execute(sa.update(Job).where(Job.id.in_(ids)).values(status="submitting"))
+    kept = Unrecorded(tmp_path)
+    kept.keep(
+        [
+            Answer(ids[0], 1, 0, "veo3:1-good", "2026-12-03T00:00:00+00:00"),
+            Answer(ids[1], 1, 0, "veo3:2-spoilt", "yesterday"),
+        ]
+    )
+    kept.settle(partial(recorded_later, engine, FAST, nullcontext()))
+    found = rows(engine)
+    assert (found["good"].status, found["good"].task_id) == ("submitted", "veo3:1-good")
+    assert found["spoilt"].status == "submitting"  # left for its lease, and a person
+    assert not kept.pending.exists()
+    assert "veo3:2-spoilt" in kept.refused.read_text()

@@ -31,7 +31,7 @@ from typing import Any, Final, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from veobatch.engine import events, spending, transitions
 from veobatch.engine.fanout import Fanout, Running
@@ -310,8 +310,10 @@ class _Wave:
                 return write(conn)
             with self.engine.connect() as fresh:
                 return write(fresh)
-        except (OperationalError, InterfaceError) as exc:
-            error: SQLAlchemyError = exc
+        except SQLAlchemyError as exc:
+            if not database.unreachable(exc):
+                raise
+            error = exc
         while time.monotonic() + delay <= give_up:
             log.warning(
                 "the database could not take a wave's outcomes (%s): trying again in %.1f s",
@@ -323,7 +325,9 @@ class _Wave:
             try:
                 with self.engine.connect() as fresh:
                     return write(fresh)
-            except (OperationalError, InterfaceError) as exc:
+            except SQLAlchemyError as exc:
+                if not database.unreachable(exc):
+                    raise
                 error = exc
         raise error
 

@@ -179,19 +179,20 @@ def recorded_later(
                     and job.status in (JobStatus.SUBMITTING, JobStatus.IN_DOUBT)
                 )
                 if waits and job is not None:
-                    at = datetime.fromisoformat(answer.at)
+                    at = datetime.fromisoformat(answer.at)  # (a line spoilt on disk: ValueError)
                     done = transitions.Attempted(job, succeeded(answer.task_id), at, holds=True)
                     transitions.record(conn, [done], pacing)
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, ValueError, TypeError) as exc:
             if database.unreachable(exc):
                 left.append(answer)
                 continue
-            refused.append(dataclasses.replace(answer, why=database.said(exc)))
+            why = database.said(exc)  # the database refused it, or the line is spoilt
+            refused.append(dataclasses.replace(answer, why=why))
             log.error(
                 "task %s of row %s cannot be written (%s): kept with the refused answers",
                 shown(answer.task_id),
                 answer.job_id,
-                database.said(exc),
+                why,
             )
             continue
         if not waits:
