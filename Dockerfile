@@ -4,9 +4,6 @@ FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md alembic.ini ./
 COPY veobatch ./veobatch
-COPY worker ./worker
-COPY scheduler ./scheduler
-COPY migrations ./migrations
 RUN pip install --no-cache-dir . && useradd --create-home veo
 
 USER veo

@@ -38,15 +38,15 @@ import sqlalchemy as sa
 
 from bench.common import OUT_DIR, drop_database, recreate_database
 from veobatch.catalog import DEFAULT_MODELS
-from veobatch.engine import transitions
-from veobatch.engine.fanout import Fanout
-from veobatch.engine.poll_rules import Pacing
-from veobatch.engine.rate_limit import LocalRateLimiter
-from veobatch.engine.spend_rules import Spending
-from veobatch.engine.submit import submit_rows
 from veobatch.images.sending import ImageSender
 from veobatch.intake.job_spec import RawJob
 from veobatch.intake.loader import load_rows
+from veobatch.lifecycle import transitions
+from veobatch.lifecycle.fanout import Fanout
+from veobatch.lifecycle.poll_rules import Pacing
+from veobatch.lifecycle.rate_limit import LocalRateLimiter
+from veobatch.lifecycle.spend_rules import Spending
+from veobatch.lifecycle.submit import submit_rows
 from veobatch.provider.client import ProviderClient
 from veobatch.store import database
 from veobatch.store.tables import Batch, Job

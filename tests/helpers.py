@@ -28,15 +28,15 @@ from sqlalchemy.engine import Engine
 from tests.conftest import MOCK_KEY
 from veobatch.catalog import DEFAULT_MODELS
 from veobatch.embedded_runner import EmbeddedRunner
-from veobatch.engine.poll_rules import Pacing
-from veobatch.engine.progress import Progress
-from veobatch.engine.rate_limit import LocalRateLimiter
-from veobatch.engine.spend_rules import Spending
-from veobatch.engine.unrecorded import Unrecorded
 from veobatch.httpapi import create_app
 from veobatch.images.sending import ImageSender
 from veobatch.intake.job_spec import RawJob
 from veobatch.intake.loader import LoadResult, load_rows
+from veobatch.lifecycle.poll_rules import Pacing
+from veobatch.lifecycle.progress import Progress
+from veobatch.lifecycle.rate_limit import LocalRateLimiter
+from veobatch.lifecycle.spend_rules import Spending
+from veobatch.lifecycle.unrecorded import Unrecorded
 from veobatch.provider.client import ProviderClient
 from veobatch.settings import Secret, Settings
 from veobatch.store.tables import Batch

@@ -17,13 +17,13 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from scheduler.loop import Scheduler
 from tests.conftest import REDIS_URL
 from tests.helpers import ROOT, load_prompts
 from veobatch.provider.mock import MockProvider
+from veobatch.scheduler.loop import Scheduler
 from veobatch.settings import Settings
 from veobatch.store.tables import Batch, Job
-from worker.app import make_app
+from veobatch.worker.app import make_app
 
 KEY = "mock-key"
 

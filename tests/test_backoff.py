@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from veobatch.engine.backoff import COOL_DOWN, SUBMIT_RETRY, WEBHOOK_RETRY, Backoff
-from veobatch.engine.submit_rules import after_error
+from veobatch.lifecycle.backoff import COOL_DOWN, SUBMIT_RETRY, WEBHOOK_RETRY, Backoff
+from veobatch.lifecycle.submit_rules import after_error
 from veobatch.states import ErrorKind, JobStatus
 
 

@@ -30,7 +30,7 @@ from veobatch.process import REQUESTS_AT_ONCE
 from veobatch.service import BatchService
 from veobatch.settings import Settings
 from veobatch.store.tables import Attempt, Batch, Job
-from worker.app import make_app
+from veobatch.worker.app import make_app
 
 
 def test_two_worker_processes_send_every_row_exactly_once(stack: Stack) -> None:

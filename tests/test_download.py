@@ -18,8 +18,8 @@ import pytest
 from tests.conftest import serving
 from tests.helpers import wait_until
 from veobatch.destinations import Destinations
-from veobatch.engine.download import abandon, fetch, safe_name, video_client, video_path
 from veobatch.errors import Abandoned, DownloadError
+from veobatch.lifecycle.download import abandon, fetch, safe_name, video_client, video_path
 from veobatch.provider.mock import MP4_START
 
 VIDEO = MP4_START + bytes(range(256)) * 400  # an MP4 box, then 102,400 bytes

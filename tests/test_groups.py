@@ -17,13 +17,13 @@ from sqlalchemy.engine import Engine
 
 from tests.conftest import MOCK_KEY
 from tests.helpers import FAST, load_prompts
-from veobatch.engine import spending, transitions
-from veobatch.engine.fanout import Fanout
-from veobatch.engine.rate_limit import LocalRateLimiter, in_slots
-from veobatch.engine.spend_rules import Spending
-from veobatch.engine.submit import submit_rows
 from veobatch.errors import ProviderError
 from veobatch.images.sending import ImageSender
+from veobatch.lifecycle import spending, transitions
+from veobatch.lifecycle.fanout import Fanout
+from veobatch.lifecycle.rate_limit import LocalRateLimiter, in_slots
+from veobatch.lifecycle.spend_rules import Spending
+from veobatch.lifecycle.submit import submit_rows
 from veobatch.provider.client import ProviderClient
 from veobatch.provider.mock import MockProvider
 from veobatch.settings import Rate, Secret

@@ -26,25 +26,25 @@ from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import Engine
 
-from scheduler.loop import Scheduler
 from tests.conftest import MOCK_KEY
 from tests.helpers import FAST, ROOT, free_port, load_prompts, wait_until
 from tests.stack import KEY, Stack
 from veobatch import heartbeat, logs
 from veobatch.cli import cli
 from veobatch.doctor import CLOCK_SKEW, _clock_check, image_check
-from veobatch.engine import transitions
-from veobatch.engine.fanout import Fanout
-from veobatch.engine.rate_limit import LocalRateLimiter, RedisRateLimiter
-from veobatch.engine.spend_rules import Spending
-from veobatch.engine.submit import submit_rows
 from veobatch.errors import ExitCode
 from veobatch.images.sending import ImageSender
+from veobatch.lifecycle import transitions
+from veobatch.lifecycle.fanout import Fanout
+from veobatch.lifecycle.rate_limit import LocalRateLimiter, RedisRateLimiter
+from veobatch.lifecycle.spend_rules import Spending
+from veobatch.lifecycle.submit import submit_rows
 from veobatch.provider.client import ProviderClient
 from veobatch.provider.mock import MockProvider
+from veobatch.scheduler.loop import Scheduler
 from veobatch.settings import Rate, Secret, Settings
 from veobatch.store.tables import Job
-from worker.app import make_app
+from veobatch.worker.app import make_app
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,10 @@ lock file pins each of them."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
@@ -27,3 +30,35 @@ def test_runtime_dependencies_have_an_upper_bound_and_a_pin() -> None:
     pinned = names([line for line in lines if "==" in line and not line.startswith("#")])
     tests = names(project["optional-dependencies"]["test"])
     assert set(declared) | set(tests) <= set(pinned), set(declared) | set(tests) - set(pinned)
+
+
+def test_the_wheel_adds_one_top_level_package_with_its_migrations_and_pages(
+    tmp_path: Path,
+) -> None:
+    """`pip install veo-batch` adds `veobatch` and nothing else to site-packages' top level
+    (a `worker` or `migrations` of ours would shadow a user's own), and the files the package
+    reads at run time (the migrations, the dashboard's templates) go with it."""
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = tmp_path.glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert top == {"veobatch"}
+    assert "veobatch/migrations/script.py.mako" in names
+    assert any(name.startswith("veobatch/migrations/versions/0001_") for name in names)
+    assert any(name.startswith("veobatch/dashboard/templates/") for name in names)

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from veobatch.engine.poll_rules import Pacing, PollOutcome, after_poll, claim_for, percent_of
 from veobatch.errors import ProviderError
+from veobatch.lifecycle.poll_rules import Pacing, PollOutcome, after_poll, claim_for, percent_of
 from veobatch.provider.client import TaskState
 from veobatch.settings import Rate
 from veobatch.states import ErrorKind, JobStatus

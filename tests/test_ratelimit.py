@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from tests.conftest import REDIS_URL
-from veobatch.engine.backoff import COOL_DOWN
-from veobatch.engine.rate_limit import (
+from veobatch.lifecycle.backoff import COOL_DOWN
+from veobatch.lifecycle.rate_limit import (
     STRIKE_MEMORY,
     LocalRateLimiter,
     RedisRateLimiter,

@@ -15,13 +15,13 @@ from tests.conftest import MOCK_KEY as KEY
 from tests.helpers import FAST, load_prompts, run_embedded
 from veobatch.destinations import Destinations
 from veobatch.embedded_runner import EmbeddedRunner
-from veobatch.engine import transitions
-from veobatch.engine.download import download_one, video_client
-from veobatch.engine.poll_rules import Pacing
-from veobatch.engine.progress import Progress
-from veobatch.engine.rate_limit import LocalRateLimiter
-from veobatch.engine.spend_rules import Spending
 from veobatch.images.sending import ImageSender
+from veobatch.lifecycle import transitions
+from veobatch.lifecycle.download import download_one, video_client
+from veobatch.lifecycle.poll_rules import Pacing
+from veobatch.lifecycle.progress import Progress
+from veobatch.lifecycle.rate_limit import LocalRateLimiter
+from veobatch.lifecycle.spend_rules import Spending
 from veobatch.provider.client import ProviderClient
 from veobatch.provider.mock import MockConfig, MockProvider
 from veobatch.service import BatchService

@@ -10,15 +10,15 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from scheduler.loop import UNACKED, Scheduler
 from tests.conftest import REDIS_URL
 from tests.helpers import load_prompts
-from veobatch.engine import transitions
+from veobatch.lifecycle import transitions
+from veobatch.scheduler.loop import UNACKED, Scheduler
 from veobatch.settings import Settings
 from veobatch.states import JobStatus
 from veobatch.store.tables import Job
-from worker.app import make_app
-from worker.names import POLL_QUEUE, SUBMIT_QUEUE
+from veobatch.worker.app import make_app
+from veobatch.worker.names import POLL_QUEUE, SUBMIT_QUEUE
 
 
 def queued_long_ago(engine: Engine, count: int) -> None:

@@ -16,11 +16,11 @@ from sqlalchemy.engine import Engine
 
 from tests.conftest import Cli
 from tests.helpers import run_embedded
-from veobatch.engine import spending, transitions
-from veobatch.engine.poll_rules import Pacing
-from veobatch.engine.spend_rules import Spending, expected_polls
 from veobatch.errors import ConfigError, VeoBatchError
 from veobatch.intake.readers import open_job_file
+from veobatch.lifecycle import spending, transitions
+from veobatch.lifecycle.poll_rules import Pacing
+from veobatch.lifecycle.spend_rules import Spending, expected_polls
 from veobatch.pricing import amount, decimal_text, money, parse_prices
 from veobatch.provider.mock import MockProvider
 from veobatch.python_api import Client

@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from tests.conftest import MOCK_KEY
 from tests.helpers import wait_until
 from tests.stack import Stack
-from veobatch.engine import transitions
 from veobatch.errors import ExitCode
+from veobatch.lifecycle import transitions
 from veobatch.provider.mock import MockProvider
 from veobatch.store import database
 from veobatch.store.tables import Job

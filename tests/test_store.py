@@ -19,11 +19,11 @@ from sqlalchemy.engine import Engine
 
 from tests.helpers import URL, load, row
 from veobatch.catalog import DEFAULT_MODELS
-from veobatch.engine import transitions
 from veobatch.errors import BatchStateError, JobFileError
 from veobatch.intake.job_spec import RawJob
 from veobatch.intake.loader import CHUNK_ROWS, load_rows
 from veobatch.intake.readers import open_job_file
+from veobatch.lifecycle import transitions
 from veobatch.service import BatchService
 from veobatch.settings import Settings
 from veobatch.store import database
@@ -55,7 +55,9 @@ def test_migrations_and_models_do_not_drift(engine: Engine) -> None:
 
 def test_the_migrations_are_one_line_whose_end_is_the_newest_file() -> None:
     scripts = ScriptDirectory.from_config(database.alembic_config("sqlite://"))
-    files = sorted((Path(__file__).parent.parent / "migrations" / "versions").glob("0*.py"))
+    files = sorted(
+        (Path(__file__).parent.parent / "veobatch" / "migrations" / "versions").glob("0*.py")
+    )
     chain = [scripts.get_revision(path.name.split("_", 1)[0]) for path in files]
     assert all(script is not None for script in chain), "a file's name is not its revision"
     assert [s.down_revision for s in chain] == [None, *(s.revision for s in chain[:-1])]

@@ -20,16 +20,16 @@ from sqlalchemy.engine import Engine
 
 from tests.conftest import MOCK_KEY, POSTGRES_ADMIN_URL
 from tests.helpers import FAST, load_prompts, wait_until
-from veobatch.engine import submit as submitting
-from veobatch.engine import transitions
-from veobatch.engine.fanout import Fanout
-from veobatch.engine.rate_limit import LocalRateLimiter
-from veobatch.engine.spend_rules import Spending
-from veobatch.engine.submit import submit_rows
-from veobatch.engine.submit_rules import Outcome
-from veobatch.engine.unrecorded import Answer, Unrecorded, recorded_later
 from veobatch.health import answers_check
 from veobatch.images.sending import ImageSender
+from veobatch.lifecycle import submit as submitting
+from veobatch.lifecycle import transitions
+from veobatch.lifecycle.fanout import Fanout
+from veobatch.lifecycle.rate_limit import LocalRateLimiter
+from veobatch.lifecycle.spend_rules import Spending
+from veobatch.lifecycle.submit import submit_rows
+from veobatch.lifecycle.submit_rules import Outcome
+from veobatch.lifecycle.unrecorded import Answer, Unrecorded, recorded_later
 from veobatch.provider.client import ProviderClient
 from veobatch.provider.mock import MockProvider
 from veobatch.settings import Secret, Settings, normalize_database_url

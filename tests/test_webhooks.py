@@ -22,9 +22,9 @@ from sqlalchemy.engine import Engine
 from tests.conftest import Cli, serving
 from tests.helpers import job
 from veobatch import Client
-from veobatch.engine import transitions, webhooks
-from veobatch.engine.backoff import WEBHOOK_RETRY
 from veobatch.errors import NotFoundError, VeoBatchError
+from veobatch.lifecycle import transitions, webhooks
+from veobatch.lifecycle.backoff import WEBHOOK_RETRY
 from veobatch.settings import Secret, Settings
 from veobatch.store.tables import Batch, Delivery, DeliveryAttempt, Job
 

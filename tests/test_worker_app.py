@@ -1,4 +1,4 @@
-"""The Celery app that `celery -A worker worker` and `veo-batch worker` load."""
+"""The Celery app that `celery -A veobatch.worker worker` and `veo-batch worker` load."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import pytest
 import redis
 from kombu.message import Message
 
-import worker
+import veobatch.worker
 from tests.conftest import REDIS_URL
 from veobatch.settings import Settings
-from worker.app import VISIBILITY_TIMEOUT, make_app
-from worker.guard import Refused, check
-from worker.names import (
+from veobatch.worker.app import VISIBILITY_TIMEOUT, make_app
+from veobatch.worker.guard import Refused, check
+from veobatch.worker.names import (
     DOWNLOAD_QUEUE,
     ENQUEUE_TASK,
     INTAKE_QUEUE,
@@ -25,11 +25,11 @@ from worker.names import (
 
 def test_the_submit_task_is_registered_under_its_stable_name() -> None:
     assert SUBMIT_TASK == "veobatch.submit"
-    assert SUBMIT_TASK in worker.app.tasks
+    assert SUBMIT_TASK in veobatch.worker.app.tasks
 
 
 def test_messages_are_acknowledged_late_one_at_a_time() -> None:
-    conf = worker.app.conf
+    conf = veobatch.worker.app.conf
     assert conf.task_acks_late is True
     assert conf.task_reject_on_worker_lost is True
     assert conf.worker_prefetch_multiplier == 1

@@ -42,25 +42,25 @@ import httpx
 from sqlalchemy.engine import Engine
 
 from veobatch.destinations import Destinations
-from veobatch.engine import transitions
-from veobatch.engine.download import (
+from veobatch.errors import DatabaseError, VeoBatchError
+from veobatch.images.sending import ImageSender
+from veobatch.lifecycle import transitions
+from veobatch.lifecycle.download import (
     DOWNLOAD_TIMEOUT,
     MAX_BYTES,
     abandon,
     download_one,
     video_client,
 )
-from veobatch.engine.fanout import Fanout
-from veobatch.engine.poll import poll_rows
-from veobatch.engine.poll_rules import Pacing
-from veobatch.engine.progress import Progress, snapshot
-from veobatch.engine.rate_limit import RateLimiter
-from veobatch.engine.spend_rules import Spending
-from veobatch.engine.submit import submit_rows
-from veobatch.engine.submit_rules import MAX_ATTEMPTS
-from veobatch.engine.unrecorded import Unrecorded
-from veobatch.errors import DatabaseError, VeoBatchError
-from veobatch.images.sending import ImageSender
+from veobatch.lifecycle.fanout import Fanout
+from veobatch.lifecycle.poll import poll_rows
+from veobatch.lifecycle.poll_rules import Pacing
+from veobatch.lifecycle.progress import Progress, snapshot
+from veobatch.lifecycle.rate_limit import RateLimiter
+from veobatch.lifecycle.spend_rules import Spending
+from veobatch.lifecycle.submit import submit_rows
+from veobatch.lifecycle.submit_rules import MAX_ATTEMPTS
+from veobatch.lifecycle.unrecorded import Unrecorded
 from veobatch.process import Process, worker_processes
 from veobatch.provider.client import ProviderClient
 from veobatch.settings import STOP_SLACK

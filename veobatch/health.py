@@ -9,7 +9,7 @@ is a plain function returning a `Check`; none raises.
 - scheduler: a scheduler process beating (it ticks), and one of them holding the leader lock;
 - workers: at least one worker process beating;
 - answers: no task id of this host's submissions waits to be written to its row (a warning
-  while one does, a failure once the database refused one: see `engine.unrecorded`).
+  while one does, a failure once the database refused one: see `lifecycle.unrecorded`).
 
 With `here_only`, the scheduler and worker checks look for a process of this host only (a
 container's healthcheck asks about its own process, not the deployment's).
@@ -28,8 +28,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from veobatch import heartbeat
-from veobatch.engine.unrecorded import Unrecorded
 from veobatch.errors import DatabaseError
+from veobatch.lifecycle.unrecorded import Unrecorded
 from veobatch.settings import Settings
 from veobatch.store import database
 

@@ -21,14 +21,14 @@ import httpx
 import redis
 from sqlalchemy.engine import Engine
 
-from veobatch.engine.download import destinations_of, video_client
-from veobatch.engine.fanout import Fanout
-from veobatch.engine.poll_rules import Pacing, claim_for
-from veobatch.engine.rate_limit import LocalRateLimiter, RateLimiter, RedisRateLimiter
-from veobatch.engine.spend_rules import Spending
-from veobatch.engine.unrecorded import Unrecorded
 from veobatch.errors import ConfigError
 from veobatch.images.sending import ImageSender
+from veobatch.lifecycle.download import destinations_of, video_client
+from veobatch.lifecycle.fanout import Fanout
+from veobatch.lifecycle.poll_rules import Pacing, claim_for
+from veobatch.lifecycle.rate_limit import LocalRateLimiter, RateLimiter, RedisRateLimiter
+from veobatch.lifecycle.spend_rules import Spending
+from veobatch.lifecycle.unrecorded import Unrecorded
 from veobatch.provider.client import ProviderClient
 from veobatch.service import BatchService
 from veobatch.settings import Rate, Settings

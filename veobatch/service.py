@@ -27,10 +27,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from veobatch import pricing
-from veobatch.engine import spend_rules, transitions, webhooks
-from veobatch.engine.poll_rules import Pacing
-from veobatch.engine.progress import Progress, follow
-from veobatch.engine.spend_rules import Estimate, Spending, unpriced
 from veobatch.errors import (
     BatchStateError,
     DatabaseError,
@@ -43,10 +39,13 @@ from veobatch.images.files import ImageInspector, ImageRules
 from veobatch.images.sending import checked_bytes
 from veobatch.intake.archive import unpacked_zip
 from veobatch.intake.job_spec import BAD_NAME_CHARS, ID_ALIAS, RawJob, text_problem
-from veobatch.intake.loader import LoadResult, load_rows
-from veobatch.intake.loader import Progress as LoadProgress
+from veobatch.intake.loader import LoadResult, ReadProgress, load_rows
 from veobatch.intake.problems import DEFAULT_MAX_PROBLEMS, Problem
 from veobatch.intake.readers import JobFile
+from veobatch.lifecycle import spend_rules, transitions, webhooks
+from veobatch.lifecycle.poll_rules import Pacing
+from veobatch.lifecycle.progress import Progress, follow
+from veobatch.lifecycle.spend_rules import Estimate, Spending, unpriced
 from veobatch.settings import Settings
 from veobatch.states import OPEN, PAID_FOR, BatchState, JobStatus, Review
 from veobatch.store import activity
@@ -223,7 +222,7 @@ class BatchService:
         dry_run: bool = False,
         max_problems: int = DEFAULT_MAX_PROBLEMS,
         webhook_url: str | None = None,
-        progress: LoadProgress | None = None,
+        progress: ReadProgress | None = None,
         reader_process: bool | None = None,
         budget: object | None = None,
         strict: bool = False,

@@ -16,6 +16,10 @@ class JobStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+# The statuses in the order of a row's life: the columns of every count shown.
+STATUS_ORDER: tuple[str, ...] = tuple(status.value for status in JobStatus)
+
+
 class BatchState(StrEnum):
     ACTIVE = "active"
     PAUSED = "paused"

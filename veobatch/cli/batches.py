@@ -36,8 +36,8 @@ from veobatch.errors import ExitCode, NotFoundError
 from veobatch.pricing import decimal_text, money
 from veobatch.service import estimate_view
 from veobatch.settings import Settings
-from veobatch.states import BatchState, JobStatus
-from veobatch.store.queries import STATUS_ORDER, BatchSummary
+from veobatch.states import STATUS_ORDER, BatchState, JobStatus
+from veobatch.store.queries import BatchSummary
 
 # ---------------------------------------------------------------------------------- status
 

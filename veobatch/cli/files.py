@@ -24,7 +24,7 @@ from veobatch.cli.options import (
 )
 from veobatch.cli.output import echo, print_estimate
 from veobatch.errors import ExitCode, JobFileError, VeoBatchError
-from veobatch.intake.loader import LoadResult, Progress
+from veobatch.intake.loader import LoadResult, ReadProgress
 from veobatch.intake.problems import DEFAULT_MAX_PROBLEMS
 from veobatch.intake.readers import open_job_file
 from veobatch.service import BatchService, check_batch_name
@@ -154,7 +154,7 @@ def _batch_name(given: str | None, file: str) -> str:
         raise click.BadParameter(str(exc), param_hint="--batch") from None
 
 
-def _progress_printer(size: int | None) -> Progress | None:
+def _progress_printer(size: int | None) -> ReadProgress | None:
     """Rows checked so far (and how much of the file) on stderr, when it is a terminal."""
     if not sys.stderr.isatty():
         return None

@@ -6,14 +6,11 @@ from collections.abc import Callable, Sequence
 
 import click
 
-from veobatch.engine.webhooks import check_target
 from veobatch.errors import VeoBatchError
 from veobatch.intake.readers import FORMATS
+from veobatch.lifecycle.webhooks import check_target
 from veobatch.pricing import amount
-from veobatch.states import ErrorKind
-from veobatch.store.queries import (
-    STATUS_ORDER,
-)
+from veobatch.states import STATUS_ORDER, ErrorKind
 
 batch_option = click.option(
     "--batch",

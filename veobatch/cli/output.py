@@ -21,8 +21,8 @@ from rich.progress import Progress as Display
 from rich.table import Table
 from rich.text import Text
 
-from veobatch.engine.progress import Progress
-from veobatch.engine.spend_rules import TYPICAL_GENERATION, Estimate
+from veobatch.lifecycle.progress import Progress
+from veobatch.lifecycle.spend_rules import TYPICAL_GENERATION, Estimate
 from veobatch.pricing import money
 from veobatch.states import BatchState, JobStatus
 from veobatch.store.queries import BatchSummary

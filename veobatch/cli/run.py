@@ -29,14 +29,14 @@ from veobatch.cli.options import (
 )
 from veobatch.cli.output import echo, live_progress, print_estimate, spend_line, table
 from veobatch.embedded_runner import EmbeddedRunner
-from veobatch.engine.download import check_directory
-from veobatch.engine.progress import Progress
 from veobatch.errors import BatchStateError, ExitCode
+from veobatch.lifecycle.download import check_directory
+from veobatch.lifecycle.progress import Progress
 from veobatch.process import RUN_CONCURRENCY, Process
 from veobatch.settings import Secret, Settings
-from veobatch.states import BatchState, JobStatus
+from veobatch.states import STATUS_ORDER, BatchState, JobStatus
 from veobatch.store.export import export_format, write_export
-from veobatch.store.queries import STATUS_ORDER, BatchSummary
+from veobatch.store.queries import BatchSummary
 
 MOCK_TASK_SECONDS = 3.0  # how long `run --mock` takes to "generate" a video
 MOCK_KEY = "mock-key"

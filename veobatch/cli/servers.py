@@ -216,7 +216,7 @@ def worker(
     \b
     Examples:
       veo-batch worker --concurrency 8 --metrics-port 9101
-      celery -A worker worker --concurrency 8      # the same, with celery's own command
+      celery -A veobatch.worker worker --concurrency 8      # the same, with celery's own command
     """
     app: App = ctx.obj
     if not app.settings.redis_url:
@@ -228,7 +228,7 @@ def worker(
         environ = {**os.environ, metrics.MULTIPROCESS_ENV: folder}
         os.execve(sys.executable, [sys.executable, "-m", "veobatch", *sys.argv[1:]], environ)
     _export_settings(ctx.parent.params if ctx.parent else {})
-    from worker.app import make_app  # noqa: PLC0415 - built from the settings just exported
+    from veobatch.worker.app import make_app  # noqa: PLC0415 - built from the settings just exported
 
     if metrics_port is not None:
         try:
@@ -272,8 +272,8 @@ def scheduler_command(app: App, tick: float, depth: int | None, metrics_port: in
     settings = app.settings
     if not settings.redis_url:
         raise ConfigError("the scheduler needs VEO_REDIS_URL")
-    from scheduler.loop import Scheduler  # noqa: PLC0415
-    from worker.app import make_app  # noqa: PLC0415
+    from veobatch.scheduler.loop import Scheduler  # noqa: PLC0415
+    from veobatch.worker.app import make_app  # noqa: PLC0415
 
     logs.configure(settings.log_format, secrets=logs.secrets_of(settings))
     broker = redis.Redis.from_url(settings.redis_url)

@@ -24,15 +24,14 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from veobatch.dashboard.sessions import COOKIE, LIFETIME, Sessions, Viewer
-from veobatch.engine.download import video_container
 from veobatch.errors import BatchStateError, InvalidJobs, NotFoundError
 from veobatch.images.formats import FORMATS, sniff
 from veobatch.intake.archive import is_zip
 from veobatch.intake.readers import job_file_from_bytes
+from veobatch.lifecycle.download import video_container
 from veobatch.pricing import money
 from veobatch.service import BatchService, check_batch_name, refuse_invalid
-from veobatch.states import ErrorKind, JobStatus, Review
-from veobatch.store.queries import STATUS_ORDER
+from veobatch.states import STATUS_ORDER, ErrorKind, JobStatus, Review
 from veobatch.visible import visible
 
 ROWS_PER_PAGE: Final = 50

@@ -36,7 +36,7 @@ from veobatch.errors import (
 )
 from veobatch.httpapi.guards import LOOKING, Guard, any_matches, is_page
 from veobatch.httpapi.headers import SecurityHeaders
-from veobatch.httpapi.operations import serve_operations
+from veobatch.httpapi.probes import serve_probes
 from veobatch.httpapi.routes import router
 from veobatch.service import BatchService
 from veobatch.settings import Settings
@@ -79,7 +79,7 @@ def create_app(
     )
     _serve_docs(app)
     app.state.service = BatchService(engine, settings)
-    serve_operations(app)
+    serve_probes(app)
     app.state.tokens = [t.reveal().encode() for t in settings.api_tokens]
     app.state.read_tokens = [t.reveal().encode() for t in settings.api_read_tokens]
     app.state.sessions = Sessions(app.state.tokens, app.state.read_tokens)

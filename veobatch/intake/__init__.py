@@ -3,6 +3,6 @@
 - `job_spec`: one job's fields and the checks on them;
 - `problems`: what is wrong with a row, by line (or index) and field;
 - `readers`: CSV, YAML and JSON Lines files read row by row, with line numbers;
-- `loader`: check every row, then store them in one transaction (or nothing);
-- `bulk`: the fast multi-row inserts the loader writes with.
+- `loader`: check every row, then store them in one transaction (or nothing), with the fast
+  multi-row inserts of `store.inserts`.
 """

@@ -1,6 +1,6 @@
 """What a job is, and the checks every row passes before anything is stored.
 
-Pure logic: a reader (see `sources.py`) turns each row into a `RawJob`, and `JobChecker.check`
+Pure logic: a reader (`intake.readers`) turns each row into a `RawJob`, and `JobChecker.check`
 turns that into either a `StoredRow`, ready for the database, or a list of `Problem`s naming
 the line and field. Loading a million rows spends most of its time here, so `check` first tries
 a fast path that only answers "is this row fine?"; any row it does not accept goes through
@@ -19,11 +19,11 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
 from veobatch.catalog import ASPECT_RATIOS, ImageRange
-from veobatch.engine.spend_rules import unpriced
 from veobatch.errors import ImageError, Problem
 from veobatch.images.files import ImageInspector
 from veobatch.images.formats import shape_warning
 from veobatch.images.references import is_local
+from veobatch.lifecycle.spend_rules import unpriced
 from veobatch.store.export import OUTPUT_COLUMNS
 
 MAX_PROMPT_CHARS: Final = 4000

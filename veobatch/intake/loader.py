@@ -28,17 +28,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from veobatch.catalog import ImageRange
-from veobatch.engine import transitions
 from veobatch.errors import BatchStateError, VeoBatchError
 from veobatch.images.files import ImageInspector
-from veobatch.intake.bulk import row_writer
 from veobatch.intake.job_spec import JobChecker, RawJob, StoredRow, describe
 from veobatch.intake.problems import DEFAULT_MAX_PROBLEMS, ProblemReport
+from veobatch.lifecycle import transitions
 from veobatch.states import BatchState, ErrorKind, JobStatus
+from veobatch.store.inserts import row_writer
 from veobatch.store.tables import Batch
 
 CHUNK_ROWS = 5_000
-Progress = Callable[[int, int | None], None]  # rows read so far, bytes read (if known)
+ReadProgress = Callable[[int, int | None], None]  # rows read so far, bytes read (if known)
 Position = Callable[[], int | None]  # where the reader is in the file, in bytes
 Chunk = tuple[int, int | None, list[StoredRow]]  # rows read, bytes read, rows to store
 _FAILED, _INVALID = JobStatus.FAILED.value, ErrorKind.INVALID.value
@@ -82,7 +82,7 @@ def load_rows(
     skip_invalid: bool = False,
     dry_run: bool = False,
     max_problems: int = DEFAULT_MAX_PROBLEMS,
-    progress: Progress | None = None,
+    progress: ReadProgress | None = None,
     position: Position | None = None,
     reader_process: bool | None = None,
     images: ImageInspector | None = None,
@@ -126,7 +126,7 @@ def _load(
     skip_invalid: bool,
     dry_run: bool,
     max_problems: int,
-    progress: Progress | None,
+    progress: ReadProgress | None,
     position: Position | None,
     reader_process: bool | None,
     checker: JobChecker,

@@ -5,5 +5,5 @@
 - `queries`: reading batches and rows back (counts per status, pages, history);
 - `export`: a batch as CSV or JSON Lines.
 
-Row changes are the engine's (`veobatch.engine.transitions`); rows are created by intake.
+Row changes are the engine's (`veobatch.lifecycle.transitions`); rows are created by intake.
 """

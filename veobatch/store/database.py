@@ -7,7 +7,6 @@ an unmigrated one says so instead of failing on a missing table.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sqlite3
 import weakref
@@ -39,12 +38,9 @@ PG_DISK_FULL = "53100"  # SQLSTATE disk_full
 
 
 def _migrations_dir() -> Path:
-    """The `migrations` package's folder, found without importing it: the migrations import
+    """The folder of `veobatch.migrations`, found without importing it: the migrations import
     the store's tables, never the other way round."""
-    spec = importlib.util.find_spec("migrations")
-    if spec is None or spec.origin is None:
-        raise DatabaseError("the migrations are not installed beside veobatch; reinstall it")
-    return Path(spec.origin).parent
+    return Path(__file__).resolve().parents[1] / "migrations"
 
 
 POOL_SIZE = 5  # connections kept open

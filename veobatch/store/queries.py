@@ -59,7 +59,7 @@ def batch_summaries(
 
     What a batch spent is its `committed` less what its rows hold: every claim adds its price
     to both the batch's `committed` and the row's `held`, and its outcome either moves the
-    held price to the row's cost or takes it back from both (`engine.spending`). So the few
+    held price to the row's cost or takes it back from both (`lifecycle.spending`). So the few
     rows holding a price are summed (by their own index), never the whole batch."""
     query = sa.select(Batch).order_by(Batch.id)
     if name is not None:
@@ -219,6 +219,3 @@ def count_jobs(conn: Connection, query: sa.Select[Any]) -> int:
     """How many rows a `select_jobs` query chooses (counted in its index where it can be)."""
     counted = query.with_only_columns(sa.func.count(), maintain_column_froms=True).order_by(None)
     return int(conn.execute(counted).scalar_one())
-
-
-STATUS_ORDER: tuple[str, ...] = tuple(status.value for status in JobStatus)

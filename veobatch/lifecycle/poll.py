@@ -15,11 +15,11 @@ from functools import partial
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from veobatch.engine import events, transitions
-from veobatch.engine.poll_rules import Pacing, PollOutcome, after_poll
-from veobatch.engine.rate_limit import RateLimiter, limited
-from veobatch.engine.submit import sleep
 from veobatch.errors import Abandoned, LimiterUnavailable
+from veobatch.lifecycle import events, transitions
+from veobatch.lifecycle.poll_rules import Pacing, PollOutcome, after_poll
+from veobatch.lifecycle.rate_limit import RateLimiter, limited
+from veobatch.lifecycle.submit import sleep
 from veobatch.provider.client import ProviderClient
 from veobatch.states import JobStatus
 from veobatch.store.queries import utc

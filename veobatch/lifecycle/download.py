@@ -36,9 +36,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from veobatch.destinations import Destinations
-from veobatch.engine import events, transitions
-from veobatch.engine.backoff import DOWNLOAD_RETRY
 from veobatch.errors import Abandoned, DownloadError, DownloadRefused, UnusableVideo, WriteError
+from veobatch.lifecycle import events, transitions
+from veobatch.lifecycle.backoff import DOWNLOAD_RETRY
 from veobatch.metrics import count_request
 from veobatch.provider.deadline import CURRENT, WATCHDOG, Ticket
 from veobatch.provider.watched import watched_transport

@@ -17,11 +17,11 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from veobatch.engine import spending, webhooks
-from veobatch.engine.poll_rules import Pacing, PollOutcome
-from veobatch.engine.submit_rules import Outcome
+from veobatch.lifecycle import spending, webhooks
+from veobatch.lifecycle.poll_rules import Pacing, PollOutcome
+from veobatch.lifecycle.submit_rules import Outcome
 from veobatch.states import IN_FLIGHT, OPEN, BatchState, ErrorKind, JobStatus
-from veobatch.store import many
+from veobatch.store import per_row
 from veobatch.store.tables import Attempt, Batch, Job
 
 
@@ -267,13 +267,13 @@ def record(conn: Connection, attempts: Sequence[Attempted], pacing: Pacing) -> N
         )
         shapes.setdefault(shape, []).append(attempt)
     for (has_task, finished, images), group in shapes.items():
-        many.execute(
+        per_row.execute(
             conn,
             functools.partial(_recording, has_task, finished, images),
             [_recorded(a, pacing) for a in group],
             key="row_id",
         )
-    many.execute(conn, _history_of, [_attempt_line(a) for a in attempts])
+    per_row.execute(conn, _history_of, [_attempt_line(a) for a in attempts])
     kept = (JobStatus.SUBMITTED, JobStatus.IN_DOUBT)
     holding = [a for a in attempts if a.holds]
     spending.settle_kept(conn, [a.job.id for a in holding if a.outcome.status in kept])
@@ -286,7 +286,7 @@ def record(conn: Connection, attempts: Sequence[Attempted], pacing: Pacing) -> N
 
 
 # The fields of a recorded outcome, bound per row (see `_recorded`).
-_RECORDED: Final[many.Fields] = {
+_RECORDED: Final[per_row.Fields] = {
     "row_id": Job.id.type,
     "new_status": Job.status.type,
     "new_error": Job.error.type,
@@ -296,13 +296,13 @@ _RECORDED: Final[many.Fields] = {
     "new_next_attempt_at": Job.next_attempt_at.type,
     "added": Job.attempts.type,
 }
-_RECORDED_TASK: Final[many.Fields] = {
+_RECORDED_TASK: Final[per_row.Fields] = {
     "new_task_id": Job.task_id.type,
     "first_poll": Job.next_poll_at.type,
     "deadline": Job.poll_until.type,
 }
-_RECORDED_IMAGES: Final[many.Fields] = {"new_images": Job.images.type}
-_HISTORY_FIELDS: Final[many.Fields] = {
+_RECORDED_IMAGES: Final[per_row.Fields] = {"new_images": Job.images.type}
+_HISTORY_FIELDS: Final[per_row.Fields] = {
     "job_id": Attempt.job_id.type,
     "action": Attempt.action.type,
     "at": Attempt.at.type,
@@ -314,7 +314,7 @@ _HISTORY_FIELDS: Final[many.Fields] = {
 }
 
 
-def _recorded_fields(has_task: bool, images: bool) -> many.Fields:
+def _recorded_fields(has_task: bool, images: bool) -> per_row.Fields:
     return {
         **_RECORDED,
         **(_RECORDED_TASK if has_task else {}),
@@ -325,7 +325,7 @@ def _recorded_fields(has_task: bool, images: bool) -> many.Fields:
 @functools.cache
 def _recording(has_task: bool, finished: bool, images: bool, together: bool) -> sa.Update:
     """The UPDATE of one kind of outcome, its values given per row (see `_recorded`)."""
-    row = many.columns(_recorded_fields(has_task, images), together)
+    row = per_row.columns(_recorded_fields(has_task, images), together)
     expected = Job.status == JobStatus.SUBMITTING  # (no IN: executemany cannot expand one)
     if has_task:
         expected = sa.or_(expected, Job.status == JobStatus.IN_DOUBT)
@@ -353,7 +353,7 @@ def _recording(has_task: bool, finished: bool, images: bool, together: bool) -> 
         values["finished_at"] = None
     if images:
         values["images"] = row["new_images"]
-    found = many.matching(Job.id.expression, row["row_id"], "row_id", together)
+    found = per_row.matching(Job.id.expression, row["row_id"], "row_id", together)
     return sa.update(Job).where(found, expected).values(**values)
 
 
@@ -362,7 +362,7 @@ def _history_of(together: bool) -> sa.Insert:
     """The INSERT of a group's history lines (see `_attempt_line`)."""
     if not together:
         return sa.insert(Attempt)
-    row = many.columns(_HISTORY_FIELDS, together)
+    row = per_row.columns(_HISTORY_FIELDS, together)
     return sa.insert(Attempt).from_select(list(row), sa.select(*row.values()))
 
 

@@ -14,8 +14,8 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from veobatch.engine.poll_rules import PollOutcome
-from veobatch.engine.submit_rules import Outcome
+from veobatch.lifecycle.poll_rules import PollOutcome
+from veobatch.lifecycle.submit_rules import Outcome
 from veobatch.metrics import ROW_CHANGES
 from veobatch.states import JobStatus
 from veobatch.store.tables import Batch

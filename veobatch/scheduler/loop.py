@@ -46,9 +46,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from veobatch import heartbeat
-from veobatch.engine import transitions, webhooks
-from veobatch.engine.poll_rules import claim_for
 from veobatch.heartbeat import LOCK_KEY
+from veobatch.lifecycle import transitions, webhooks
+from veobatch.lifecycle.poll_rules import claim_for
 from veobatch.metrics import (
     LEASES_EXPIRED,
     MESSAGES_RESENT,
@@ -60,7 +60,7 @@ from veobatch.process import poll_group, queue_depth, submit_group
 from veobatch.settings import Secret, Settings
 from veobatch.states import JobStatus
 from veobatch.store.tables import Job
-from worker.names import (
+from veobatch.worker.names import (
     DOWNLOAD_QUEUE,
     DOWNLOAD_TASK,
     POLL_QUEUE,

@@ -39,9 +39,9 @@ from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
 from redis.exceptions import RedisError
 
-from veobatch.engine.backoff import COOL_DOWN
-from veobatch.engine.fanout import Fanout, Running
 from veobatch.errors import LimiterUnavailable, ProviderError
+from veobatch.lifecycle.backoff import COOL_DOWN
+from veobatch.lifecycle.fanout import Fanout, Running
 from veobatch.metrics import COOL_DOWNS, RATE_WAIT
 from veobatch.settings import Rate
 from veobatch.states import ErrorKind

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from shlex import quote
 from typing import Final
 
-from veobatch.engine.poll_rules import Pacing
+from veobatch.lifecycle.poll_rules import Pacing
 from veobatch.pricing import money
 from veobatch.settings import Settings
 

@@ -15,7 +15,7 @@ from veobatch.service import BatchService
 from veobatch.store.gauges import store_registry
 
 
-def serve_operations(app: FastAPI) -> None:
+def serve_probes(app: FastAPI) -> None:
     service: BatchService = app.state.service
     gauges = store_registry(service.engine, service.settings.max_in_flight)
 

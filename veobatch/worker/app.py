@@ -9,8 +9,8 @@ from celery import Celery, Task
 from kombu.entity import Exchange, Queue
 
 from veobatch.settings import Settings
-from worker import lifecycle
-from worker.names import (
+from veobatch.worker import hooks
+from veobatch.worker.names import (
     DOWNLOAD_QUEUE,
     DOWNLOAD_TASK,
     ENQUEUE_TASK,
@@ -29,7 +29,7 @@ VISIBILITY_TIMEOUT: Final = 3600
 
 
 class GuardedTask(Task):  # type: ignore[misc]  # celery has no annotations
-    """Our tasks: every message is checked before it runs (see `worker.guard`)."""
+    """Our tasks: every message is checked before it runs (see `veobatch.worker.guard`)."""
 
     Strategy = "worker.guard:guarded_strategy"
 
@@ -61,8 +61,8 @@ def make_app(settings: Settings) -> Celery:
             ENQUEUE_TASK: {"queue": INTAKE_QUEUE},
         },
     )
-    app.autodiscover_tasks(["worker"], related_name="tasks", force=True)
-    lifecycle.install(settings)
+    app.autodiscover_tasks(["veobatch.worker"], related_name="tasks", force=True)
+    hooks.install(settings)
     return app
 
 

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from veobatch.engine.backoff import SUBMIT_RETRY
+from veobatch.lifecycle.backoff import SUBMIT_RETRY
 from veobatch.settings import IMAGE_MODES
 from veobatch.states import ErrorKind, JobStatus
 

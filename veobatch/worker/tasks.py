@@ -8,13 +8,13 @@ from typing import Any
 
 from celery import shared_task
 
-from veobatch.engine.download import download_one
-from veobatch.engine.poll import poll_rows
-from veobatch.engine.submit import submit_rows
 from veobatch.errors import InvalidJobs, VeoBatchError
+from veobatch.lifecycle.download import download_one
+from veobatch.lifecycle.poll import poll_rows
+from veobatch.lifecycle.submit import submit_rows
 from veobatch.process import worker_process, worker_service
-from worker.lifecycle import stoppable_wait
-from worker.names import DOWNLOAD_TASK, ENQUEUE_TASK, POLL_TASK, SUBMIT_TASK
+from veobatch.worker.hooks import stoppable_wait
+from veobatch.worker.names import DOWNLOAD_TASK, ENQUEUE_TASK, POLL_TASK, SUBMIT_TASK
 
 
 @shared_task(name=SUBMIT_TASK)  # type: ignore[untyped-decorator]

@@ -22,8 +22,8 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
 
-from veobatch.engine import spend_rules
-from veobatch.engine.spend_rules import Spending
+from veobatch.lifecycle import spend_rules
+from veobatch.lifecycle.spend_rules import Spending
 from veobatch.store.tables import Batch, Job, SpendDay
 
 

@@ -30,7 +30,7 @@ import redis
 from celery import signals
 
 from veobatch import heartbeat, logs
-from veobatch.engine.download import abandon
+from veobatch.lifecycle.download import abandon
 from veobatch.process import opened_process
 from veobatch.settings import Settings
 

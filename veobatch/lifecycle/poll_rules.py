@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from veobatch.engine.submit_rules import PAUSING
 from veobatch.errors import ProviderError
+from veobatch.lifecycle.submit_rules import PAUSING
 from veobatch.provider.client import TaskState
 from veobatch.settings import Rate, Settings
 from veobatch.states import ErrorKind, JobStatus

@@ -8,7 +8,7 @@ POSTs go out concurrently, each at its slot, and its outcomes are recorded in on
 (answers that wait STRAGGLER seconds on a slower one of their wave are recorded without it).
 A task id is logged the moment it arrives. A write the database cannot take is retried for
 RECORD_PATIENCE seconds, then made row by row; a task id that still cannot be written is kept
-on disk (`engine.unrecorded`) and recorded by the next submission of this host. A worker killed
+on disk (`lifecycle.unrecorded`) and recorded by the next submission of this host. A worker killed
 mid-wave leaves that wave's rows `submitting` until their lease runs out: the
 scheduler then marks them `in_doubt`, never resends them; the group's later waves were never
 claimed, still `queued`, and go to another worker. Local images are read (and checked against
@@ -33,12 +33,14 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from veobatch.engine import events, spending, transitions
-from veobatch.engine.fanout import Fanout, Running
-from veobatch.engine.poll_rules import Pacing
-from veobatch.engine.rate_limit import HALTING, RateLimiter, start_in_slots
-from veobatch.engine.spend_rules import Spending
-from veobatch.engine.submit_rules import (
+from veobatch.errors import ImageError, LimiterUnavailable, ProviderError
+from veobatch.images.sending import ImageSender
+from veobatch.lifecycle import events, spending, transitions
+from veobatch.lifecycle.fanout import Fanout, Running
+from veobatch.lifecycle.poll_rules import Pacing
+from veobatch.lifecycle.rate_limit import HALTING, RateLimiter, start_in_slots
+from veobatch.lifecycle.spend_rules import Spending
+from veobatch.lifecycle.submit_rules import (
     MAX_ATTEMPTS,
     Outcome,
     after_error,
@@ -48,9 +50,7 @@ from veobatch.engine.submit_rules import (
     succeeded,
     unrecordable,
 )
-from veobatch.engine.unrecorded import Answer, Unrecorded, recorded_later
-from veobatch.errors import ImageError, LimiterUnavailable, ProviderError
-from veobatch.images.sending import ImageSender
+from veobatch.lifecycle.unrecorded import Answer, Unrecorded, recorded_later
 from veobatch.provider.client import ProviderClient, job_payload
 from veobatch.settings import Settings
 from veobatch.store import database

@@ -30,8 +30,8 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
 from veobatch.destinations import Destinations, refusal
-from veobatch.engine.backoff import WEBHOOK_RETRY
 from veobatch.errors import VeoBatchError
+from veobatch.lifecycle.backoff import WEBHOOK_RETRY
 from veobatch.metrics import WEBHOOK_DELIVERIES
 from veobatch.pricing import decimal_text
 from veobatch.provider.watched import watched_transport

@@ -2,7 +2,7 @@
 
 Once the relay has answered a POST with a task id, the task exists and is billed: that id must
 reach its row whatever else fails. A wave's outcomes are written in one transaction, retried
-while the database cannot be reached, then row by row (`engine.submit`). An answer whose row
+while the database cannot be reached, then row by row (`lifecycle.submit`). An answer whose row
 still cannot be written is appended to `unrecorded-answers.jsonl` under VEO_DATA_DIR (one JSON
 line, flushed to disk before anything else happens) and written to its row later by
 `recorded_later`, which every submitting process runs before it claims rows (a file that is
@@ -31,9 +31,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from veobatch.engine import transitions
-from veobatch.engine.poll_rules import Pacing
-from veobatch.engine.submit_rules import succeeded
+from veobatch.lifecycle import transitions
+from veobatch.lifecycle.poll_rules import Pacing
+from veobatch.lifecycle.submit_rules import succeeded
 from veobatch.states import JobStatus
 from veobatch.store import database
 from veobatch.store.tables import Job

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from veobatch.engine.poll_rules import percent_of
+from veobatch.lifecycle.poll_rules import percent_of
 from veobatch.states import OPEN, UNSENT, BatchState, JobStatus
 from veobatch.store.queries import status_counts
 from veobatch.store.tables import Batch, Job

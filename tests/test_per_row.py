@@ -11,10 +11,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.helpers import load_prompts
-from veobatch.store import many
+from veobatch.store import per_row
 from veobatch.store.tables import Job
 
-FIELDS: many.Fields = {
+FIELDS: per_row.Fields = {
     "row_id": Job.id.type,
     "new_error": Job.error.type,
     "new_http_status": Job.http_status.type,
@@ -25,8 +25,8 @@ FIELDS: many.Fields = {
 
 @functools.cache
 def _update(together: bool) -> sa.Update:
-    row = many.columns(FIELDS, together)
-    found = many.matching(Job.id.expression, row["row_id"], "row_id", together)
+    row = per_row.columns(FIELDS, together)
+    found = per_row.matching(Job.id.expression, row["row_id"], "row_id", together)
     return (
         sa.update(Job)
         .where(found, Job.status == "pending")
@@ -69,7 +69,7 @@ def test_each_row_gets_its_own_values_of_every_type(engine: Engine) -> None:
     ]
     with engine.begin() as conn:
         conn.execute(sa.update(Job).where(Job.id == ids[2]).values(status="queued"))
-        many.execute(conn, _update, rows, key="row_id")
+        per_row.execute(conn, _update, rows, key="row_id")
     with engine.connect() as conn:
         got = {
             r.id: r
@@ -97,5 +97,5 @@ def test_no_rows_run_no_statement(engine: Engine) -> None:
     ran: list[str] = []
     sa.event.listen(engine, "before_cursor_execute", lambda *args: ran.append(args[2]))
     with engine.begin() as conn:
-        many.execute(conn, _update, [], key="row_id")
+        per_row.execute(conn, _update, [], key="row_id")
     assert ran == []

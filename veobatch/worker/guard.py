@@ -18,7 +18,7 @@ from typing import Any, Final
 from celery import Celery, Task
 from celery.worker.strategy import default
 
-from worker.names import DOWNLOAD_TASK, ENQUEUE_TASK, POLL_TASK, SUBMIT_TASK
+from veobatch.worker.names import DOWNLOAD_TASK, ENQUEUE_TASK, POLL_TASK, SUBMIT_TASK
 
 MAX_DEPTH: Final = 32  # nesting of a message's arguments (a job's `extra` is held to less)
 MAX_BYTES: Final = 32 * 1024 * 1024  # a message's body
