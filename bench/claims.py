@@ -45,8 +45,10 @@ from veobatch.lifecycle import transitions
 from veobatch.lifecycle.fanout import Fanout
 from veobatch.lifecycle.poll_rules import Pacing
 from veobatch.lifecycle.rate_limit import LocalRateLimiter
+from veobatch.lifecycle.sender import Sender
 from veobatch.lifecycle.spend_rules import Spending
 from veobatch.lifecycle.submit import submit_rows
+from veobatch.lifecycle.unrecorded import Unrecorded
 from veobatch.provider.client import ProviderClient
 from veobatch.store import database
 from veobatch.store.tables import Batch, Job
@@ -92,7 +94,16 @@ def one_run(url: str, rows: int, spending: Spending, threads: int) -> float:
     for start in range(0, len(ids), GROUP):
         todo.put(ids[start : start + GROUP])
     relay = cast(ProviderClient, InstantRelay())
-    limiter = LocalRateLimiter(0.0)
+    sender = Sender(
+        client=relay,
+        limiter=LocalRateLimiter(0.0),
+        poll_limiter=LocalRateLimiter(0.0),
+        images=ImageSender("data-uri"),
+        spending=spending,
+        pacing=PACING,
+        lease=timedelta(minutes=5),
+        unrecorded=Unrecorded(Path(tempfile.mkdtemp(prefix="veo-batch-bench-"))),
+    )
     sqlite_lock = threading.Lock() if url.startswith("sqlite") else None
 
     def work() -> None:
@@ -102,16 +113,7 @@ def one_run(url: str, rows: int, spending: Spending, threads: int) -> float:
             except queue.Empty:
                 return
             submit_rows(
-                engine,
-                relay,
-                limiter,
-                group,
-                fanout=Fanout(1),
-                images=ImageSender("data-uri"),
-                prices=spending,
-                lease=timedelta(minutes=5),
-                pacing=PACING,
-                write_lock=sqlite_lock or nullcontext(),
+                engine, sender, group, fanout=Fanout(1), write_lock=sqlite_lock or nullcontext()
             )
 
     started = time.perf_counter()

@@ -3,6 +3,7 @@ and a wait with a deadline (never a sleep that hopes it was enough)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import signal
@@ -34,7 +35,8 @@ from veobatch.intake.job_spec import RawJob
 from veobatch.intake.loader import LoadResult, load_rows
 from veobatch.lifecycle.poll_rules import Pacing
 from veobatch.lifecycle.progress import Progress
-from veobatch.lifecycle.rate_limit import LocalRateLimiter
+from veobatch.lifecycle.rate_limit import LocalRateLimiter, RateLimiter
+from veobatch.lifecycle.sender import Sender
 from veobatch.lifecycle.spend_rules import Spending
 from veobatch.lifecycle.unrecorded import Unrecorded
 from veobatch.provider.client import ProviderClient
@@ -121,23 +123,35 @@ class Relay(Protocol):
     def url(self) -> str: ...
 
 
+def sender_for(client: ProviderClient, limiter: RateLimiter | None = None, **fields: Any) -> Sender:
+    """A sender for tests: `client`, no rate (or `limiter`), inline images, no prices, FAST
+    pacing, a 30 s lease and a fresh folder for kept task ids; `fields` replace any of them."""
+    limiter = limiter or LocalRateLimiter(0.0)
+    fields.setdefault("poll_limiter", limiter)
+    fields.setdefault("images", ImageSender("data-uri"))
+    fields.setdefault("spending", Spending())
+    fields.setdefault("pacing", FAST)
+    fields.setdefault("lease", timedelta(seconds=30))
+    fields.setdefault("unrecorded", Unrecorded(Path(tempfile.mkdtemp(prefix="veo-batch-data-"))))
+    return Sender(client=client, limiter=limiter, **fields)
+
+
+SENDER_FIELDS: Final = frozenset(field.name for field in dataclasses.fields(Sender))
+
+
 def run_embedded(
     engine: Engine, mock: Relay, batch_id: int, key: str = MOCK_KEY, **options: Any
 ) -> Progress:
     """The embedded runner on batch `batch_id` against the mock (or a test's own relay),
-    until the batch is done."""
-    options.setdefault("pacing", FAST)
-    options.setdefault("images", ImageSender(Settings().image_mode))
-    options.setdefault("spending", Spending())
-    options.setdefault("unrecorded", Unrecorded(Path(tempfile.mkdtemp(prefix="veo-batch-data-"))))
+    until the batch is done. `options` are the runner's, or fields of its sender."""
+    fields = {name: options.pop(name) for name in SENDER_FIELDS & set(options)}
+    fields.setdefault("images", ImageSender(Settings().image_mode))
     with ProviderClient(mock.url, Secret(key), read_timeout=1.0) as client:
         runner = EmbeddedRunner(
             engine,
-            client,
-            LocalRateLimiter(0.0),
+            sender_for(client, **fields),
             batch_id,
             tick=0.02,
-            lease=timedelta(seconds=30),
             poll_claim=timedelta(minutes=2),
             **options,
         )

@@ -16,9 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.conftest import MOCK_KEY
-from tests.helpers import FAST, load_prompts
+from tests.helpers import load_prompts, sender_for
 from veobatch.errors import ProviderError
-from veobatch.images.sending import ImageSender
 from veobatch.lifecycle import spending, transitions
 from veobatch.lifecycle.fanout import Fanout
 from veobatch.lifecycle.rate_limit import LocalRateLimiter, in_slots
@@ -59,17 +58,7 @@ def queued(engine: Engine, count: int, batch: str) -> list[int]:
 
 def submit(engine: Engine, mock: MockProvider, ids: list[int], fanout: Fanout) -> list[Any]:
     with ProviderClient(mock.url, Secret(MOCK_KEY)) as client:
-        return submit_rows(
-            engine,
-            client,
-            LocalRateLimiter(0.0),
-            ids,
-            fanout=fanout,
-            images=ImageSender("data-uri"),
-            prices=Spending(),
-            lease=timedelta(seconds=30),
-            pacing=FAST,
-        )
+        return submit_rows(engine, sender_for(client), ids, fanout=fanout)
 
 
 def test_a_wave_of_eight_costs_the_statements_of_one_row(

@@ -27,17 +27,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import Engine
 
 from tests.conftest import MOCK_KEY
-from tests.helpers import FAST, ROOT, free_port, load_prompts, wait_until
+from tests.helpers import ROOT, free_port, load_prompts, sender_for, wait_until
 from tests.stack import KEY, Stack
 from veobatch import heartbeat, logs
 from veobatch.cli import cli
 from veobatch.doctor import CLOCK_SKEW, _clock_check, image_check
 from veobatch.errors import ExitCode
-from veobatch.images.sending import ImageSender
 from veobatch.lifecycle import transitions
 from veobatch.lifecycle.fanout import Fanout
 from veobatch.lifecycle.rate_limit import LocalRateLimiter, RedisRateLimiter
-from veobatch.lifecycle.spend_rules import Spending
 from veobatch.lifecycle.submit import submit_rows
 from veobatch.provider.client import ProviderClient
 from veobatch.provider.mock import MockProvider
@@ -278,18 +276,8 @@ def _queued_row(engine: Engine, prompt: str) -> int:
 
 def _submit(engine: Engine, mock: MockProvider, limiter: Any, job_id: int, wait: Any) -> Any:
     with ProviderClient(mock.url, Secret(MOCK_KEY)) as client:
-        outcomes = submit_rows(
-            engine,
-            client,
-            limiter,
-            [job_id],
-            fanout=Fanout(1),
-            images=ImageSender("data-uri"),
-            prices=Spending(),
-            lease=timedelta(seconds=30),
-            pacing=FAST,
-            wait=wait,
-        )
+        sender = sender_for(client, limiter)
+        outcomes = submit_rows(engine, sender, [job_id], fanout=Fanout(1), wait=wait)
     return outcomes[0] if outcomes else None
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 
 from tests.conftest import Cli
 from tests.helpers import TOKEN, Served, load_prompts, run_embedded
-from veobatch.errors import VeoBatchError
+from veobatch.errors import UnconfirmedRerun, VeoBatchError
 from veobatch.provider.mock import MockProvider
 from veobatch.service import BatchService
 from veobatch.settings import Settings
@@ -33,7 +33,11 @@ def test_a_review_is_kept_filtered_exported_and_rerun(engine: Engine, mock: Mock
 
     look = veo.rerun("b", ["succeeded"], reviews=["rejected"], dry_run=True)
     assert (look.matched, look.paid_rows) == (2, 2)
-    done = veo.rerun("b", ["succeeded"], reviews=["rejected"])
+    with pytest.raises(UnconfirmedRerun) as refused:  # their videos were paid for
+        veo.rerun("b", ["succeeded"], reviews=["rejected"])
+    assert (refused.value.matched, refused.value.paid_rows) == (2, 2)
+    assert veo.status("b").counts == {"succeeded": 4}  # nothing changed
+    done = veo.rerun("b", ["succeeded"], reviews=["rejected"], confirm_paid=True)
     assert done.sent_again == 2
     run_embedded(engine, mock, batch)
     created = mock.stats()["created_by_prompt"]
@@ -76,3 +80,16 @@ def test_reviews_from_the_command_line(sqlite_run: Cli, tmp_path: Path) -> None:
     look = sqlite_run("rerun", "shop", "--status", "succeeded", "--review", "rejected", "--dry-run")
     assert "2 rows match; nothing changed" in look.stdout
     assert sqlite_run("review", "shop", "--id", "a").exit_code == 2  # which verdict?
+
+
+def test_a_rerun_resends_the_rows_its_dry_run_counted(engine: Engine, mock: MockProvider) -> None:
+    """The dry run and the rerun choose rows with one filter: "none" (not reviewed) means
+    the same to both."""
+    batch = load_prompts(engine, ["one", "two", "three"])
+    run_embedded(engine, mock, batch)
+    veo = BatchService(engine, Settings())
+    veo.review("b", ["r2"], "rejected")
+    marks = ["none", "rejected"]
+    look = veo.rerun("b", ["succeeded"], reviews=marks, dry_run=True)
+    done = veo.rerun("b", ["succeeded"], reviews=marks, confirm_paid=True)
+    assert look.matched == done.sent_again == 3

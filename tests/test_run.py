@@ -12,21 +12,20 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.conftest import MOCK_KEY as KEY
-from tests.helpers import FAST, load_prompts, run_embedded
+from tests.helpers import load_prompts, run_embedded, sender_for
 from veobatch.destinations import Destinations
 from veobatch.embedded_runner import EmbeddedRunner
-from veobatch.images.sending import ImageSender
 from veobatch.lifecycle import transitions
 from veobatch.lifecycle.download import download_one, video_client
 from veobatch.lifecycle.poll_rules import Pacing
 from veobatch.lifecycle.progress import Progress
 from veobatch.lifecycle.rate_limit import LocalRateLimiter
-from veobatch.lifecycle.spend_rules import Spending
 from veobatch.provider.client import ProviderClient
 from veobatch.provider.mock import MockConfig, MockProvider
 from veobatch.service import BatchService
 from veobatch.settings import Rate, Secret, Settings
 from veobatch.states import JobStatus
+from veobatch.store.queries import RowFilter
 from veobatch.store.tables import Attempt, Job
 
 DEADLINE = timedelta(minutes=30)  # a rerun's new deadline for polls
@@ -153,7 +152,7 @@ def test_rerun_sends_failed_rows_again(engine: Engine, mock: MockProvider) -> No
     run_embedded(engine, mock, batch_id)
     with engine.begin() as conn:
         assert transitions.rerun(
-            conn, batch_id, transitions.utcnow(), ["failed"], deadline=DEADLINE
+            conn, batch_id, transitions.utcnow(), RowFilter(["failed"]), deadline=DEADLINE
         ) == (1, 0)
         assert transitions.resume(conn, batch_id, transitions.utcnow())
     run_embedded(engine, mock, batch_id)
@@ -209,7 +208,11 @@ def test_a_deadline_times_out_and_rerun_polls_the_same_task_again(
     assert "--kind timeout" in row.error
     with engine.begin() as conn:
         again = transitions.rerun(
-            conn, batch_id, transitions.utcnow(), ["failed"], ["timeout"], deadline=DEADLINE
+            conn,
+            batch_id,
+            transitions.utcnow(),
+            RowFilter(["failed"], ["timeout"]),
+            deadline=DEADLINE,
         )
         assert again == (0, 1)  # nothing to send, one task to poll
         transitions.reopen(conn, batch_id, transitions.utcnow())
@@ -226,7 +229,11 @@ def test_rerun_of_a_remote_failure_makes_a_new_task(engine: Engine, mock: MockPr
     assert (first.status, first.error_kind) == ("failed", "remote")
     with engine.begin() as conn:
         assert transitions.rerun(
-            conn, batch_id, transitions.utcnow(), ["failed"], ["remote"], deadline=DEADLINE
+            conn,
+            batch_id,
+            transitions.utcnow(),
+            RowFilter(["failed"], ["remote"]),
+            deadline=DEADLINE,
         ) == (
             1,
             0,
@@ -371,16 +378,10 @@ def test_polls_claimed_and_not_made_are_handed_back_when_a_run_stops(
     with ProviderClient(mock.url, Secret(KEY)) as client, pytest.raises(KeyboardInterrupt):
         EmbeddedRunner(
             engine,
-            client,
-            LocalRateLimiter(0.0),
+            sender_for(client, poll_limiter=one_a_minute),
             batch_id,
-            pacing=FAST,
             tick=0.02,
-            lease=timedelta(seconds=30),
             poll_claim=timedelta(minutes=2),
-            images=ImageSender("data-uri"),
-            spending=Spending(),
-            poll_limiter=one_a_minute,
             on_progress=stop_after_one_poll,
         ).run()
     later = transitions.utcnow() + timedelta(seconds=60)

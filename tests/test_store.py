@@ -28,7 +28,7 @@ from veobatch.service import BatchService
 from veobatch.settings import Settings
 from veobatch.store import database
 from veobatch.store.export import ExportText, write_export
-from veobatch.store.queries import batch_id, batch_summaries, select_jobs
+from veobatch.store.queries import RowFilter, batch_id, batch_summaries
 from veobatch.store.tables import Base, Job
 
 EXAMPLE = Path(__file__).parent.parent / "jobs.example.yaml"
@@ -73,7 +73,7 @@ def test_load_the_example_file(engine: Engine, tmp_path: Path) -> None:
     assert result.models["veo3.1"] == 2
     assert statuses(engine, "example") == {"pending": 6}
     with engine.connect() as conn:
-        rows = {r.ref: r for r in conn.execute(select_jobs(batch_id(conn, "example")))}
+        rows = {r.ref: r for r in conn.execute(RowFilter().query(batch_id(conn, "example")))}
     tea = rows["tea-garden-zh"]
     assert tea.prompt.startswith("清晨的茶园")
     assert tea.enhance_prompt is True
@@ -110,7 +110,7 @@ def test_skip_invalid_stores_bad_rows_as_failed(engine: Engine) -> None:
     assert (result.valid, result.report.invalid_rows, result.stored) == (1, 2, 2)
     assert statuses(engine) == {"pending": 1, "failed": 1}
     with engine.connect() as conn:
-        bad = conn.execute(select_jobs(batch_id(conn, "b"), refs=["bad"])).one()
+        bad = conn.execute(RowFilter(refs=["bad"]).query(batch_id(conn, "b"))).one()
     assert bad.error_kind == "invalid"
     assert bad.error.startswith("line 3: images: 'cat.png' is a file path")
     assert bad.images == ["cat.png"]  # kept as given, for the person who fixes it
@@ -147,7 +147,7 @@ def test_export_round_trips_through_the_loader(engine: Engine, tmp_path: Path) -
     load(engine, rows)
     out = tmp_path / "out.csv"
     with engine.connect() as conn:
-        text = ExportText(engine, select_jobs(batch_id(conn, "b")), "csv")
+        text = ExportText(engine, RowFilter().query(batch_id(conn, "b")), "csv")
     write_export(str(out), text)
     assert text.rows == 2
     with out.open(newline="", encoding="utf-8") as handle:
@@ -164,7 +164,7 @@ def test_export_round_trips_through_the_loader(engine: Engine, tmp_path: Path) -
     assert again.stored == 2
     assert "status" in again.ignored_fields
     with engine.connect() as conn:
-        copy = {r.ref: r for r in conn.execute(select_jobs(batch_id(conn, "again")))}
+        copy = {r.ref: r for r in conn.execute(RowFilter().query(batch_id(conn, "again")))}
     assert copy["b"].prompt == rows[1].prompt
     assert copy["b"].extra == {"seed": "7"}  # CSV carries text
     assert copy["a"].enhance_prompt is True
@@ -174,7 +174,7 @@ def test_export_jsonl_keeps_types(engine: Engine, tmp_path: Path) -> None:
     load(engine, [row(2, "a", enhance_prompt=False, seed=7)])
     out = tmp_path / "out.jsonl"
     with engine.connect() as conn:
-        write_export(str(out), ExportText(engine, select_jobs(batch_id(conn, "b")), "jsonl"))
+        write_export(str(out), ExportText(engine, RowFilter().query(batch_id(conn, "b")), "jsonl"))
     record = json.loads(out.read_text(encoding="utf-8"))
     assert record["images"] == [URL]
     assert record["enhance_prompt"] is False
@@ -223,7 +223,7 @@ def test_both_ways_of_loading_store_the_same_rows(
     )
     assert result.image_counts == {2: CHUNK_ROWS + 7}
     with engine.connect() as conn:
-        last = conn.execute(select_jobs(batch_id(conn, "b"), refs=[f"r{CHUNK_ROWS + 6}"])).one()
+        last = conn.execute(RowFilter(refs=[f"r{CHUNK_ROWS + 6}"]).query(batch_id(conn, "b"))).one()
     assert last.line == CHUNK_ROWS + 8
     assert last.enhance_prompt is True
     assert last.extra == {"seed": str(CHUNK_ROWS + 6)}
@@ -304,7 +304,7 @@ def test_external_id_is_the_rows_key_in_every_format(
         with open_job_file(str(path)) as job_file:
             load(engine, list(job_file.rows()))
     with engine.connect() as conn:
-        rows = conn.execute(select_jobs(batch_id(conn, "b"))).all()
+        rows = conn.execute(RowFilter().query(batch_id(conn, "b"))).all()
     assert [(r.ref, r.prompt, r.extra) for r in rows] == [
         ("sku-1", "a", None),
         ("sku-2", "b", None),

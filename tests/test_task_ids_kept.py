@@ -19,14 +19,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.conftest import MOCK_KEY, POSTGRES_ADMIN_URL
-from tests.helpers import FAST, load_prompts, wait_until
+from tests.helpers import FAST, load_prompts, sender_for, wait_until
 from veobatch.health import answers_check
-from veobatch.images.sending import ImageSender
 from veobatch.lifecycle import submit as submitting
 from veobatch.lifecycle import transitions
 from veobatch.lifecycle.fanout import Fanout
-from veobatch.lifecycle.rate_limit import LocalRateLimiter
-from veobatch.lifecycle.spend_rules import Spending
 from veobatch.lifecycle.submit import submit_rows
 from veobatch.lifecycle.submit_rules import Outcome
 from veobatch.lifecycle.unrecorded import Answer, Unrecorded, recorded_later
@@ -54,19 +51,8 @@ def submit(
     fanout = Fanout(WAVE)
     try:
         with ProviderClient(mock.url, Secret(MOCK_KEY), read_timeout=30.0) as client:
-            return submit_rows(
-                engine,
-                client,
-                LocalRateLimiter(0.0),
-                ids,
-                fanout=fanout,
-                images=ImageSender("data-uri"),
-                prices=Spending(),
-                lease=timedelta(seconds=60),
-                pacing=FAST,
-                unrecorded=kept,
-                wait=wait or submitting.sleep,
-            )
+            sender = sender_for(client, lease=timedelta(seconds=60), unrecorded=kept)
+            return submit_rows(engine, sender, ids, fanout=fanout, wait=wait or submitting.sleep)
     finally:
         fanout.close()
 

@@ -43,7 +43,6 @@ from sqlalchemy.engine import Engine
 
 from veobatch.destinations import Destinations
 from veobatch.errors import DatabaseError, VeoBatchError
-from veobatch.images.sending import ImageSender
 from veobatch.lifecycle import transitions
 from veobatch.lifecycle.download import (
     DOWNLOAD_TIMEOUT,
@@ -52,22 +51,17 @@ from veobatch.lifecycle.download import (
     download_one,
     video_client,
 )
+from veobatch.lifecycle.due import Rules, Wanted, due_work
 from veobatch.lifecycle.fanout import Fanout
 from veobatch.lifecycle.poll import poll_rows
-from veobatch.lifecycle.poll_rules import Pacing
 from veobatch.lifecycle.progress import Progress, snapshot
-from veobatch.lifecycle.rate_limit import RateLimiter
-from veobatch.lifecycle.spend_rules import Spending
+from veobatch.lifecycle.sender import Sender
 from veobatch.lifecycle.submit import submit_rows
-from veobatch.lifecycle.submit_rules import MAX_ATTEMPTS
-from veobatch.lifecycle.unrecorded import Unrecorded
 from veobatch.process import Process, worker_processes
-from veobatch.provider.client import ProviderClient
 from veobatch.settings import STOP_SLACK
 from veobatch.store import database
 
 SNAPSHOT_EVERY = 0.5  # seconds between counts of the batch (a few GROUP BY queries)
-DOWNLOAD_CLAIM = timedelta(minutes=15)
 DOWNLOAD_THREADS = 2
 LOCK_TIMEOUT = 60.0  # seconds a write may wait for the lock before the run gives up
 LEASE_CHECK = 1.0  # seconds between looks for leases run out (a thread that died mid-request)
@@ -80,43 +74,28 @@ class EmbeddedRunner:
     def __init__(
         self,
         engine: Engine,
-        client: ProviderClient,
-        limiter: RateLimiter,
+        sender: Sender,
         batch_id: int,
         *,
-        pacing: Pacing,
-        lease: timedelta,
         poll_claim: timedelta,
-        images: ImageSender,
-        spending: Spending,
-        poll_limiter: RateLimiter | None = None,
         concurrency: int = 4,
         tick: float = 0.2,
-        max_attempts: int = MAX_ATTEMPTS,
         max_in_flight: int | None = None,
         wait_for_videos: bool = True,
         download_dir: Path | None = None,
         on_progress: ProgressCallback | None = None,
         videos: httpx.Client | None = None,
-        unrecorded: Unrecorded | None = None,
         download_timeout: float = DOWNLOAD_TIMEOUT,
         video_max_bytes: int = MAX_BYTES,
     ) -> None:
         self.engine = engine
-        self.client = client
-        self.limiter = limiter
-        self.poll_limiter = poll_limiter or limiter
+        self.sender = sender
+        self.client = sender.client
         self.batch_id = batch_id
-        self.pacing = pacing
         self.concurrency = concurrency
-        self.lease = lease
-        self.images = images
-        self.spending = spending
-        self.unrecorded = unrecorded
         self.tick = tick
-        self.max_attempts = max_attempts
-        self.max_in_flight = max_in_flight
-        self.poll_claim = poll_claim  # a poll handed to a thread is not handed out again before
+        # A poll handed to a thread is not handed out again before `poll_claim` (`lifecycle.due`).
+        self.rules = Rules(poll_claim, max_in_flight)
         self.wait_for_videos = wait_for_videos
         self.download_dir = download_dir if wait_for_videos else None
         self.on_progress = on_progress
@@ -148,11 +127,11 @@ class EmbeddedRunner:
         # One connection pool for every download of the run: the caller's, or one of our own.
         self._own_videos = videos is None
         # (Without a client of the caller's: videos from the relay's own origin, or public.)
-        trusted = Destinations.of([client.base_url], False, "VEO_DOWNLOAD_ALLOW_PRIVATE")
+        trusted = Destinations.of([sender.client.base_url], False, "VEO_DOWNLOAD_ALLOW_PRIVATE")
         self._videos = video_client(trusted) if videos is None else videos
         self.download_timeout = download_timeout
         self.video_max_bytes = video_max_bytes
-        self.stop_grace = (client.deadline or 0.0) + STOP_SLACK
+        self.stop_grace = (sender.client.deadline or 0.0) + STOP_SLACK
 
     @classmethod
     def for_process(
@@ -168,22 +147,15 @@ class EmbeddedRunner:
         """A runner with what `held` holds (built from the settings)."""
         return cls(
             held.engine,
-            held.client,
-            held.limiter,
+            held.sender,
             batch_id,
-            pacing=held.pacing,
-            lease=held.lease,
             poll_claim=held.poll_claim(4 * concurrency),
-            images=held.images,
-            spending=held.spending,
-            poll_limiter=held.poll_limiter,
             concurrency=concurrency,
             max_in_flight=held.settings.max_in_flight,
             wait_for_videos=wait_for_videos,
             download_dir=download_dir,
             on_progress=on_progress,
             videos=held.videos,
-            unrecorded=held.unrecorded,
             download_timeout=held.settings.download_timeout,
             video_max_bytes=int(held.settings.video_max_mb * 1024 * 1024),
         )
@@ -297,15 +269,11 @@ class EmbeddedRunner:
         """Release a wave of pending rows and submit it, until the run stops (or, in a forked
         lane, its `parent` is gone)."""
         fanout = self._fanouts[number]
+        batch = [self.batch_id]
         while not self._stop.is_set() and (parent is None or os.getppid() == parent):
             with self._db_lock, self.engine.begin() as conn:
-                job_ids = transitions.release(
-                    conn,
-                    transitions.utcnow(),
-                    fanout.size,
-                    [self.batch_id],
-                    max_in_flight=self.max_in_flight,
-                )
+                wave = Wanted(submits=fanout.size)
+                job_ids = due_work(conn, transitions.utcnow(), wave, self.rules, batch).submits
             if not job_ids and not self._lanes_idle[number]:
                 self._lanes_idle[number] = True
                 self._wakeup.set()  # the run may be over
@@ -315,18 +283,11 @@ class EmbeddedRunner:
                 continue
             submit_rows(
                 self.engine,
-                self.client,
-                self.limiter,
+                self.sender,
                 job_ids,
                 fanout=fanout,
-                images=self.images,
-                prices=self.spending,
-                lease=self.lease,
-                pacing=self.pacing,
-                max_attempts=self.max_attempts,
                 wait=self._wait_for_slot,
                 write_lock=self._db_lock,
-                unrecorded=self.unrecorded,
             )
 
     def _lane_thread(self, number: int) -> None:
@@ -379,25 +340,20 @@ class EmbeddedRunner:
         looking = time.monotonic() >= self._leases_seen + LEASE_CHECK
         if not (polling or downloading or looking):
             return
-        now = transitions.utcnow()
-        batch = [self.batch_id]
+        wanted = Wanted(
+            polls=free if polling else 0,
+            downloads=downloads_free if downloading else 0,
+            expire=looking,
+        )
         with self._db_lock, self.engine.begin() as conn:
-            if looking:
-                transitions.expire_leases(conn, now, self.batch_id)
-                self._leases_seen = time.monotonic()
-            polls = []
-            if polling:
-                polls = transitions.due_polls(conn, now, free, self.poll_claim, batch)
-            downloads = []
-            if downloading:
-                downloads = transitions.due_downloads(
-                    conn, now, downloads_free, DOWNLOAD_CLAIM, batch
-                )
+            due = due_work(conn, transitions.utcnow(), wanted, self.rules, [self.batch_id])
+        if looking:
+            self._leases_seen = time.monotonic()
         with self._busy_lock:
-            self._claimed_polls.update(polls)
-        for job_id in polls:
+            self._claimed_polls.update(due.polls)
+        for job_id in due.polls:
             self._requests.put(partial(self._poll, [job_id]))
-        for job_id in downloads:
+        for job_id in due.downloads:
             self._downloads.put(partial(self._download, job_id))
 
     def _idle(self) -> bool:
@@ -439,10 +395,8 @@ class EmbeddedRunner:
     def _poll(self, job_ids: list[int]) -> None:
         outcomes = poll_rows(
             self.engine,
-            self.client,
-            self.poll_limiter,
+            self.sender,
             job_ids,
-            pacing=self.pacing,
             wait=self._wait_for_slot,
             write_lock=self._db_lock,
         )

@@ -119,6 +119,28 @@ class BatchStateError(VeoBatchError):
         self.state = state
 
 
+class UnconfirmedRerun(BatchStateError):
+    """A rerun chose rows whose tasks the provider has (or may have) billed: sending them
+    again pays again, so it is refused (nothing changed) until the caller confirms. It carries
+    what the rerun would do: `matched` rows, `paid_rows` of them in the `paid_for` statuses,
+    what resending costs (`adds`, in micros; None: some are `unpriced`)."""
+
+    def __init__(
+        self,
+        matched: int,
+        paid_rows: int,
+        paid_for: list[str],
+        adds: int | None,
+        unpriced: list[str],
+    ) -> None:
+        super().__init__(
+            f"{paid_rows:,} of the {matched:,} rows chosen are {' or '.join(paid_for)}: the "
+            "provider has (or may have) billed their tasks, and a new task pays again"
+        )
+        self.matched, self.paid_rows, self.paid_for = matched, paid_rows, paid_for
+        self.adds, self.unpriced = adds, unpriced
+
+
 class JobFileError(VeoBatchError):
     """The file as a whole cannot be used: the message names the file (and line if known)."""
 

@@ -14,22 +14,15 @@ import math
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Final
 
 import httpx
-import redis
 from sqlalchemy.engine import Engine
 
-from veobatch.errors import ConfigError
-from veobatch.images.sending import ImageSender
 from veobatch.lifecycle.download import destinations_of, video_client
 from veobatch.lifecycle.fanout import Fanout
-from veobatch.lifecycle.poll_rules import Pacing, claim_for
-from veobatch.lifecycle.rate_limit import LocalRateLimiter, RateLimiter, RedisRateLimiter
-from veobatch.lifecycle.spend_rules import Spending
-from veobatch.lifecycle.unrecorded import Unrecorded
-from veobatch.provider.client import ProviderClient
+from veobatch.lifecycle.poll_rules import claim_for
+from veobatch.lifecycle.sender import Sender
 from veobatch.service import BatchService
 from veobatch.settings import Rate, Settings
 from veobatch.store import database
@@ -43,53 +36,22 @@ RUN_CONCURRENCY: Final = 16  # `veo-batch run`'s requests in flight by default (
 class Process:
     settings: Settings
     engine: Engine
-    client: ProviderClient
-    limiter: RateLimiter
-    poll_limiter: RateLimiter
-    lease: timedelta
-    pacing: Pacing
+    sender: Sender  # the provider client, the limiters, prices, pacing, images, leases
     videos: httpx.Client  # for video hosts: never carries the API key
-    images: ImageSender  # local images as VEO_IMAGE_MODE sends them
-    spending: Spending  # prices and the daily cap every claim is checked against
     fanout: Fanout  # the requests of a group this process sends at once
-    unrecorded: Unrecorded  # task ids the database could not take yet (VEO_DATA_DIR)
 
     @classmethod
     def open(
         cls, settings: Settings, *, engine: Engine | None = None, shared: bool = True
     ) -> Process:
-        """Everything a submitting process needs. `shared` limiters live in Redis (every
-        worker on every host books from one schedule) when VEO_REDIS_URL is set; otherwise,
-        and for the embedded mode, they are this process's own."""
-        if settings.api_base is None or settings.api_key is None:
-            raise ConfigError(
-                "set VEO_API_BASE and VEO_API_KEY to send to the provider (`veo-batch run "
-                "--mock` tries it offline)"
-            )
-        images = ImageSender.of(settings)  # in url mode, checks the bucket before anything else
-        redis_url = settings.redis_url if shared else None
-        limiter = limiter_for(redis_url, settings.rate, "veo-batch:rate")
-        poll_limiter = limiter
-        if settings.poll_rate is not None:
-            poll_limiter = limiter_for(redis_url, settings.poll_rate, "veo-batch:poll-rate")
+        """Everything a submitting process needs (`shared`: see `Sender.of`)."""
+        sender = Sender.of(settings, shared=shared)
         return cls(
             settings=settings,
             engine=engine or database.open_database(settings.database_url),
-            client=ProviderClient(
-                settings.api_base,
-                settings.api_key,
-                connect_timeout=settings.connect_timeout,
-                read_timeout=settings.read_timeout,
-            ),
-            limiter=limiter,
-            poll_limiter=poll_limiter,
-            lease=timedelta(seconds=settings.lease_seconds),
-            pacing=Pacing.of(settings),
+            sender=sender,
             videos=video_client(destinations_of(settings)),
-            images=images,
-            spending=Spending.of(settings),
             fanout=Fanout(REQUESTS_AT_ONCE),
-            unrecorded=Unrecorded(Path(settings.data_dir)),
         )
 
     def poll_claim(self, outstanding: int) -> timedelta:
@@ -98,16 +60,9 @@ class Process:
 
     def close(self) -> None:
         self.fanout.close()
-        self.client.close()
+        self.sender.close()
         self.videos.close()
         self.engine.dispose()
-
-
-def limiter_for(redis_url: str | None, rate: Rate | None, prefix: str) -> RateLimiter:
-    """Shared through Redis when there is one (every worker on every host), else in process."""
-    if redis_url:
-        return RedisRateLimiter(redis.Redis.from_url(redis_url), rate, prefix)
-    return LocalRateLimiter.for_rate(rate)
 
 
 def worker_processes() -> int:

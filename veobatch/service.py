@@ -33,6 +33,7 @@ from veobatch.errors import (
     ImageError,
     InvalidJobs,
     NotFoundError,
+    UnconfirmedRerun,
     VeoBatchError,
 )
 from veobatch.images.files import ImageInspector, ImageRules
@@ -47,7 +48,7 @@ from veobatch.lifecycle.poll_rules import Pacing
 from veobatch.lifecycle.progress import Progress, follow
 from veobatch.lifecycle.spend_rules import Estimate, Spending, unpriced
 from veobatch.settings import Settings
-from veobatch.states import OPEN, PAID_FOR, BatchState, JobStatus, Review
+from veobatch.states import OPEN, BatchState, JobStatus, Review
 from veobatch.store import activity
 from veobatch.store.activity import Series
 from veobatch.store.export import (
@@ -59,6 +60,7 @@ from veobatch.store.export import (
 )
 from veobatch.store.queries import (
     BatchSummary,
+    RowFilter,
     attempts_of,
     batch_id,
     batch_summaries,
@@ -66,7 +68,6 @@ from veobatch.store.queries import (
     error_kinds,
     model_counts,
     page_of,
-    select_jobs,
     stream_jobs,
     utc,
 )
@@ -87,29 +88,6 @@ class Intake:
     added: int  # rows stored now
     already_there: int  # jobs whose id the batch had: nothing was added for them
     refs: list[str] = field(default_factory=list)  # each job's key, in the order given
-
-
-@dataclass(frozen=True)
-class RowFilter:
-    """Which rows of a batch `jobs` and `count` choose (see `store.queries.select_jobs`)."""
-
-    statuses: Sequence[str] = ()
-    kinds: Sequence[str] = ()
-    refs: Sequence[str] = ()
-    reviews: Sequence[str] = ()
-    models: Sequence[str] = ()
-    text: str | None = None
-
-    def query(self, batch: int) -> sa.Select[Any]:
-        return select_jobs(
-            batch,
-            self.statuses,
-            self.kinds,
-            self.refs,
-            reviews=self.reviews,
-            models=self.models,
-            text=self.text,
-        )
 
 
 @dataclass(frozen=True)
@@ -313,7 +291,7 @@ class BatchService:
         offset: int = 0,
     ) -> list[dict[str, Any]]:
         """A page of the batch's rows (in the order they were added), as plain dicts;
-        `limit=0` is every row from `offset` on. Filters as `store.queries.select_jobs`."""
+        `limit=0` is every row from `offset` on. Filters as `store.queries.RowFilter`."""
         chosen = RowFilter(statuses, kinds, refs, reviews, models, text)
         with self.engine.connect() as conn:
             query = chosen.query(batch_id(conn, batch))
@@ -342,7 +320,7 @@ class BatchService:
         folder = self.settings.download_dir
         with self.engine.connect() as conn:
             found = conn.execute(
-                select_jobs(batch_id(conn, batch), refs=[ref]).with_only_columns(Job.video_path)
+                RowFilter(refs=[ref]).query(batch_id(conn, batch)).with_only_columns(Job.video_path)
             ).scalar()
         if not found or not folder:
             return None
@@ -353,7 +331,7 @@ class BatchService:
         """Entry `index` of the row's stored `images` (NotFoundError past the end)."""
         with self.engine.connect() as conn:
             images = conn.execute(
-                select_jobs(batch_id(conn, batch), refs=[ref]).with_only_columns(Job.images)
+                RowFilter(refs=[ref]).query(batch_id(conn, batch)).with_only_columns(Job.images)
             ).scalar()
         if images is None:
             raise NotFoundError(f"no row {ref!r} in batch {batch!r}")
@@ -390,7 +368,7 @@ class BatchService:
     def job(self, batch: str, ref: str) -> dict[str, Any]:
         """One row with its whole history (each submission, poll and download)."""
         with self.engine.connect() as conn:
-            query = select_jobs(batch_id(conn, batch), refs=[ref])
+            query = RowFilter(refs=[ref]).query(batch_id(conn, batch))
             row = conn.execute(query).first()
             if row is None:
                 raise NotFoundError(
@@ -404,7 +382,7 @@ class BatchService:
     def iter_jobs(self, batch: str) -> Iterator[dict[str, Any]]:
         """Every row of the batch, streamed."""
         with self.engine.connect() as conn:
-            query = select_jobs(batch_id(conn, batch))
+            query = RowFilter().query(batch_id(conn, batch))
             for row in stream_jobs(conn, query):
                 yield job_view(row)
 
@@ -415,7 +393,7 @@ class BatchService:
         fields (loadable again) and its outcome. An unknown batch raises at once."""
         with self.engine.connect() as conn:
             bid = batch_id(conn, batch)
-        return ExportText(self.engine, select_jobs(bid, statuses, kinds), format)
+        return ExportText(self.engine, RowFilter(statuses, kinds).query(bid), format)
 
     def watch(
         self,
@@ -464,35 +442,32 @@ class BatchService:
         refs: Sequence[str] = (),
         reviews: Sequence[str] = (),
         dry_run: bool = False,
+        confirm_paid: bool = False,
     ) -> Rerun:
         """Rows back to work: sent again as new tasks, except timed-out rows, whose task is
-        polled again. Sending a row that has a task pays again (`paid_for` names the chosen
-        statuses that do): choose statuses with care, or look with `dry_run` first. `refs`
-        and `reviews` (say, the rows whose videos were rejected) narrow the choice."""
-        paid = [str(status) for status in statuses if status in PAID_FOR]
-        if dry_run:
-            with self.engine.connect() as conn:
-                bid = batch_id(conn, batch)
-                chosen = select_jobs(bid, statuses, kinds, refs, reviews=reviews)
-                matched = count_jobs(conn, chosen)
-                paying = select_jobs(bid, paid, kinds, refs, reviews=reviews)
-                paid_rows = count_jobs(conn, paying) if paid else 0
-                again = model_counts(
-                    conn, bid, statuses, kinds, resent_only=True, refs=refs, reviews=reviews
-                )
-            adds = self.estimate_rows(again)
-            return Rerun(
-                matched, paid, paid_rows=paid_rows, adds=adds.total, unpriced=adds.unpriced
-            )
-        deadline = timedelta(seconds=self.settings.poll_deadline)
-        with self.engine.begin() as conn:
+        polled again. `refs` and `reviews` (say, the rows whose videos were rejected) narrow
+        the choice. Sending a row that has (or may have) a paid task pays again: unless
+        `confirm_paid`, such a rerun is refused with `UnconfirmedRerun` (which says how many
+        rows and what they cost) and nothing changes. `dry_run` only looks."""
+        rows = RowFilter(statuses, kinds, refs, reviews)
+        paid = rows.paid()
+        paid_for = list(paid.statuses) if paid is not None else []
+        with self.engine.begin() as conn:  # counted and changed in one transaction
             bid = batch_id(conn, batch)
+            paid_rows = count_jobs(conn, paid.query(bid)) if paid is not None else 0
+            if dry_run or (paid_rows and not confirm_paid):
+                matched = count_jobs(conn, rows.query(bid))
+                adds = self.estimate_rows(model_counts(conn, bid, rows, resent_only=True))
+                if dry_run:
+                    return Rerun(
+                        matched, paid_for, paid_rows, adds=adds.total, unpriced=adds.unpriced
+                    )
+                raise UnconfirmedRerun(matched, paid_rows, paid_for, adds.total, adds.unpriced)
             now = transitions.utcnow()
-            sent, polled = transitions.rerun(
-                conn, bid, now, statuses, kinds, deadline=deadline, refs=refs, reviews=reviews
-            )
+            deadline = timedelta(seconds=self.settings.poll_deadline)
+            sent, polled = transitions.rerun(conn, bid, now, rows, deadline=deadline)
             state = transitions.reopen(conn, bid, now)
-        return Rerun(sent + polled, paid, sent_again=sent, polled_again=polled, state=state)
+        return Rerun(sent + polled, paid_for, paid_rows, sent, polled, state=state)
 
     def set_budget(self, batch: str, budget: object | None) -> BatchSummary:
         """The most batch `batch` may spend (in VEO_CURRENCY; None: no cap), from now on. Every
@@ -543,7 +518,9 @@ class BatchService:
         the requests left (submissions plus the polls expected)."""
         summary = self.status(batch, errors=False)
         with self.engine.connect() as conn:
-            counts = model_counts(conn, summary.id, [JobStatus.PENDING, JobStatus.QUEUED])
+            counts = model_counts(
+                conn, summary.id, RowFilter([JobStatus.PENDING, JobStatus.QUEUED])
+            )
         return self.estimate_rows(
             counts, spent=summary.spent, committed=summary.committed, budget=summary.budget
         )

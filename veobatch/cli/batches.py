@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from functools import partial
 from shlex import quote
 from typing import Any
 
@@ -32,7 +33,7 @@ from veobatch.cli.output import (
     table,
     when,
 )
-from veobatch.errors import ExitCode, NotFoundError
+from veobatch.errors import ExitCode, NotFoundError, UnconfirmedRerun
 from veobatch.pricing import decimal_text, money
 from veobatch.service import estimate_view
 from veobatch.settings import Settings
@@ -357,22 +358,27 @@ def rerun(
     chosen = list(statuses) or [JobStatus.FAILED.value]
     if in_doubt:
         chosen.append(JobStatus.IN_DOUBT.value)
-    service = app.service
-    rows, marks = split_values(refs), list(reviews)
-    look = service.rerun(name, chosen, kinds, refs=rows, reviews=marks, dry_run=True)
-    cost = _rerun_cost(look.adds, look.unpriced, app.settings) if app.settings.prices else ""
-    if dry_run or look.matched == 0:
+    rerun = partial(
+        app.service.rerun, name, chosen, kinds, refs=split_values(refs), reviews=list(reviews)
+    )
+    if dry_run:
+        look = rerun(dry_run=True)
+        cost = _rerun_cost(look.adds, look.unpriced, app.settings)
         echo(f"{rows_text(look.matched)} match{cost}; nothing changed")
         return
-    if look.paid_rows and not yes:
+    try:
+        done = rerun(confirm_paid=yes)
+    except UnconfirmedRerun as paid:  # nothing changed: ask, then confirm
         click.confirm(
-            f"of the {rows_text(look.matched)} chosen, those {' or '.join(look.paid_for)}: "
+            f"of the {rows_text(paid.matched)} chosen, those {' or '.join(paid.paid_for)}: "
             "the provider has (or may have) created and billed their tasks already, and a "
-            f"new task pays again{cost}. Go on?",
+            f"new task pays again{_rerun_cost(paid.adds, paid.unpriced, app.settings)}. Go on?",
             abort=True,
             err=True,
         )
-    done = service.rerun(name, chosen, kinds, refs=rows, reviews=marks)
+        done = rerun(confirm_paid=True)
+    if done.matched == 0:
+        echo(f"{rows_text(0)} match; nothing changed")
     if done.sent_again:
         echo(
             f"{rows_text(done.sent_again)} {is_are(done.sent_again)} pending again; "
@@ -418,7 +424,10 @@ def review(app: App, name: str, refs: Sequence[str], verdict: str | None) -> Non
 
 
 def _rerun_cost(adds: int | None, unpriced: list[str], settings: Settings) -> str:
-    """`; sending them again adds USD 1.25` (or says which models have no price)."""
+    """`; sending them again adds USD 1.25` (or says which models have no price); nothing
+    when no prices are set."""
+    if not settings.prices:
+        return ""
     if unpriced:
         return (
             f"; {', '.join(unpriced)} ha{'s' if len(unpriced) == 1 else 've'} no price (VEO_PRICES)"

@@ -309,7 +309,7 @@ def _run_here(
             settings = _on_mock(settings, provider.url)
             echo(f"sending to the mock provider at {provider.url} (nothing is spent)", err=True)
         held = Process.open(settings, engine=app.engine, shared=False)
-        stack.callback(held.client.close)
+        stack.callback(held.sender.close)
         stack.callback(held.videos.close)
         show = stack.enter_context(live_progress(batch.name))
         runner = EmbeddedRunner.for_process(

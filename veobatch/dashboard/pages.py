@@ -24,7 +24,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from veobatch.dashboard.sessions import COOKIE, LIFETIME, Sessions, Viewer
-from veobatch.errors import BatchStateError, InvalidJobs, NotFoundError
+from veobatch.errors import BatchStateError, InvalidJobs, NotFoundError, UnconfirmedRerun
 from veobatch.images.formats import FORMATS, sniff
 from veobatch.intake.archive import is_zip
 from veobatch.intake.readers import job_file_from_bytes
@@ -377,26 +377,24 @@ def rerun(
         "refs": ids or [],
         "reviews": [r.value for r in review or ()],
     }
-    look = service.rerun(
-        name,
-        chosen["statuses"],
-        chosen["kinds"],
-        refs=chosen["refs"],
-        reviews=chosen["reviews"],
-        dry_run=True,
-    )
-    if look.matched and look.paid_rows and not confirmed:
+    try:
+        service.rerun(
+            name,
+            chosen["statuses"],
+            chosen["kinds"],
+            refs=chosen["refs"],
+            reviews=chosen["reviews"],
+            confirm_paid=confirmed,
+        )
+    except UnconfirmedRerun as paid:  # nothing changed: a page asks first
         return _page(
             request,
             "confirm_rerun.html",
             batch=service.status(name, errors=False),
-            look=look,
+            look=paid,
             chosen=chosen,
             viewer=viewer,
         )
-    service.rerun(
-        name, chosen["statuses"], chosen["kinds"], refs=chosen["refs"], reviews=chosen["reviews"]
-    )
     return _back(f"/ui/batches/{name}")
 
 

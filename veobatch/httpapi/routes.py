@@ -11,7 +11,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import StreamingResponse
 
-from veobatch.errors import BatchStateError
+from veobatch.errors import BatchStateError, UnconfirmedRerun
 from veobatch.httpapi import schemas
 from veobatch.httpapi.schemas import errors
 from veobatch.intake.archive import is_zip
@@ -260,18 +260,18 @@ def attachment(filename: str) -> str:
 def rerun_batch(name: str, body: schemas.RerunIn, veo: Service) -> schemas.Rerun:
     """Failed rows (by default) back to work; timed-out rows are polled again. `dry_run`
     only counts them (and says which chosen statuses would pay again)."""
-    rows, marks = body.ids, [str(r) for r in body.reviews]
-    if not body.dry_run and not body.confirm_paid:
-        paid = veo.rerun(name, body.statuses, body.kinds, refs=rows, reviews=marks, dry_run=True)
-        if paid.paid_rows:
-            raise BatchStateError(
-                f"{paid.paid_rows:,} of the rows chosen are {' or '.join(paid.paid_for)}: the "
-                "provider has (or may have) billed their tasks, and a new task pays again; "
-                'send "confirm_paid": true to go on'
-            )
-    done = veo.rerun(
-        name, body.statuses, body.kinds, refs=rows, reviews=marks, dry_run=body.dry_run
-    )
+    try:
+        done = veo.rerun(
+            name,
+            body.statuses,
+            body.kinds,
+            refs=body.ids,
+            reviews=[str(r) for r in body.reviews],
+            dry_run=body.dry_run,
+            confirm_paid=body.confirm_paid,
+        )
+    except UnconfirmedRerun as paid:  # nothing changed
+        raise BatchStateError(f'{paid}; send "confirm_paid": true to go on') from None
     return schemas.Rerun(
         matched=done.matched,
         paid_for=[JobStatus(s) for s in done.paid_for],

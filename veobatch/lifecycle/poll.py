@@ -17,10 +17,10 @@ from sqlalchemy.engine import Engine
 
 from veobatch.errors import Abandoned, LimiterUnavailable
 from veobatch.lifecycle import events, transitions
-from veobatch.lifecycle.poll_rules import Pacing, PollOutcome, after_poll
-from veobatch.lifecycle.rate_limit import RateLimiter, limited
+from veobatch.lifecycle.poll_rules import PollOutcome, after_poll
+from veobatch.lifecycle.rate_limit import limited
+from veobatch.lifecycle.sender import Sender
 from veobatch.lifecycle.submit import sleep
-from veobatch.provider.client import ProviderClient
 from veobatch.states import JobStatus
 from veobatch.store.queries import utc
 from veobatch.store.tables import Job
@@ -28,11 +28,9 @@ from veobatch.store.tables import Job
 
 def poll_rows(
     engine: Engine,
-    client: ProviderClient,
-    limiter: RateLimiter,
+    sender: Sender,
     job_ids: Sequence[int],
     *,
-    pacing: Pacing,
     wait: Callable[[float], bool] = sleep,
     write_lock: AbstractContextManager[object] | None = None,
 ) -> list[PollOutcome]:
@@ -43,10 +41,12 @@ def poll_rows(
         jobs = conn.execute(
             sa.select(Job).where(Job.id.in_(list(job_ids)), Job.status == JobStatus.SUBMITTED)
         ).all()
+    deadline = timedelta(seconds=sender.pacing.deadline)  # a task's, when its row has none
     outcomes = []
     for index, job in enumerate(jobs):
         try:
-            answer = limited(limiter, wait, partial(client.query, job.task_id), kind="poll")
+            query = partial(sender.client.query, job.task_id)
+            answer = limited(sender.poll_limiter, wait, query, kind="poll")
         except (LimiterUnavailable, Abandoned):  # Redis is gone, or stopping: hand the rest back
             answer = None
         if answer is None:  # stopping
@@ -60,11 +60,11 @@ def poll_rows(
             answer,
             now=now,
             submitted_at=submitted_at,
-            poll_until=utc(job.poll_until) or submitted_at + timedelta(seconds=pacing.deadline),
+            poll_until=utc(job.poll_until) or submitted_at + deadline,
             polls=job.polls + 1,
             last_status=job.remote_status,
             last_progress=job.progress,
-            pacing=pacing,
+            pacing=sender.pacing,
         )
         with write_lock or nullcontext(), engine.connect() as conn:
             with conn.begin():

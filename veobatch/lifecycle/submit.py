@@ -25,7 +25,6 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from pathlib import Path
 from typing import Any, Final, NamedTuple
 
 import sqlalchemy as sa
@@ -34,14 +33,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from veobatch.errors import ImageError, LimiterUnavailable, ProviderError
-from veobatch.images.sending import ImageSender
 from veobatch.lifecycle import events, spending, transitions
 from veobatch.lifecycle.fanout import Fanout, Running
-from veobatch.lifecycle.poll_rules import Pacing
-from veobatch.lifecycle.rate_limit import HALTING, RateLimiter, start_in_slots
-from veobatch.lifecycle.spend_rules import Spending
+from veobatch.lifecycle.rate_limit import HALTING, start_in_slots
+from veobatch.lifecycle.sender import Sender
 from veobatch.lifecycle.submit_rules import (
-    MAX_ATTEMPTS,
     Outcome,
     after_error,
     after_image_error,
@@ -50,9 +46,8 @@ from veobatch.lifecycle.submit_rules import (
     succeeded,
     unrecordable,
 )
-from veobatch.lifecycle.unrecorded import Answer, Unrecorded, recorded_later
-from veobatch.provider.client import ProviderClient, job_payload
-from veobatch.settings import Settings
+from veobatch.lifecycle.unrecorded import Answer, recorded_later
+from veobatch.provider.client import job_payload
 from veobatch.store import database
 from veobatch.visible import shown
 
@@ -76,54 +71,33 @@ def sleep(seconds: float) -> bool:
 
 def submit_rows(
     engine: Engine,
-    client: ProviderClient,
-    limiter: RateLimiter,
+    sender: Sender,
     job_ids: Sequence[int],
     *,
     fanout: Fanout,
-    images: ImageSender,
-    prices: Spending,
-    lease: timedelta,
-    pacing: Pacing,
-    max_attempts: int = MAX_ATTEMPTS,
     wait: Callable[[float], bool] = sleep,
     write_lock: AbstractContextManager[object] | None = None,
-    unrecorded: Unrecorded | None = None,
 ) -> list[Outcome]:
-    """The outcomes of submitting rows `job_ids` (none for a row that was not ours to submit:
-    a duplicate message, a row that moved on, a batch not active, a price that does not fit).
+    """The outcomes of submitting rows `job_ids` with `sender` (none for a row that was not
+    ours to submit: a duplicate message, a row that moved on, a batch not active, a price that
+    does not fit).
 
-    `wait(seconds)` waits for a rate slot; if it returns False (the process is stopping) the
-    row goes back to pending unsent, and no later wave is claimed. `images` turns stored
-    images into what the relay takes (VEO_IMAGE_MODE). `prices` decide whether the claims fit
-    the batch's budget and the day's cap, in the claim's transaction (else the batch pauses).
-    `write_lock` serializes the transactions of threads that share one SQLite file (SQLite has
-    one writer; without it they would queue up in its busy handler, which sleeps milliseconds
-    at a time). `unrecorded` keeps the task ids the database could not take (default: under
-    ./veo-batch-data); those it holds are recorded first.
+    `fanout` sends a wave's requests at once. `wait(seconds)` waits for a rate slot; if it
+    returns False (the process is stopping) the row goes back to pending unsent, and no later
+    wave is claimed. `write_lock` serializes the transactions of threads that share one SQLite
+    file (SQLite has one writer; without it they would queue up in its busy handler, which
+    sleeps milliseconds at a time). The task ids the database could not take are kept in
+    `sender.unrecorded`; those it holds are recorded first.
     """
-    kept = unrecorded or Unrecorded(Path(Settings().data_dir))
-    wave = _Wave(
-        engine,
-        client,
-        limiter,
-        fanout=fanout,
-        images=images,
-        prices=prices,
-        lease=lease,
-        pacing=pacing,
-        max_attempts=max_attempts,
-        wait=wait,
-        lock=write_lock or nullcontext(),
-        unrecorded=kept,
-    )
+    kept = sender.unrecorded
+    wave = _Wave(engine, sender, fanout=fanout, wait=wait, lock=write_lock or nullcontext())
     outcomes: list[Outcome] = []
     if kept.waiting():
         wave.record_kept()
     with engine.connect() as conn:  # one connection for the group's claims and outcomes
         if len(job_ids) > fanout.size:  # later waves wait: held, in case this process dies
             with wave.lock, conn.begin():
-                transitions.hold(conn, job_ids[fanout.size :], transitions.utcnow(), lease)
+                transitions.hold(conn, job_ids[fanout.size :], transitions.utcnow(), sender.lease)
         flying: _Flight | None = None  # the wave whose POSTs are out
         try:
             for start in range(0, len(job_ids), fanout.size):
@@ -222,17 +196,10 @@ class _Wave:
     """What submitting one wave needs (see `submit_rows`)."""
 
     engine: Engine
-    client: ProviderClient
-    limiter: RateLimiter
+    sender: Sender
     fanout: Fanout
-    images: ImageSender
-    prices: Spending
-    lease: timedelta
-    pacing: Pacing
-    max_attempts: int
     wait: Callable[[float], bool]
     lock: AbstractContextManager[object]
-    unrecorded: Unrecorded
 
     def claim(self, conn: Connection, job_ids: Sequence[int]) -> _Claimed:
         """The rows claimed (committed), their images made ready; a row whose image cannot
@@ -242,10 +209,10 @@ class _Wave:
         ready: list[_Ready] = []
         for job in claimed:
             try:
-                entries, stored = self.images.images_for(job.images)
+                entries, stored = self.sender.images.images_for(job.images)
             except ImageError as exc:  # nothing was sent
                 outcome = after_image_error(
-                    exc.message, exc.scope, job.attempts + 1, max_attempts=self.max_attempts
+                    exc.message, exc.scope, job.attempts + 1, max_attempts=self.sender.max_attempts
                 )
                 at = transitions.utcnow()
                 attempts.append(transitions.Attempted(job, outcome, at, holds=job.id in holding))
@@ -291,7 +258,7 @@ class _Wave:
             unsent = [s.row.job.id for s in sent if s.answer is None]
             transitions.unclaim(conn, unsent, transitions.utcnow())
             attempts = earlier + self._outcomes(conn, sent, holding)
-            transitions.record(conn, attempts, self.pacing)
+            transitions.record(conn, attempts, self.sender.pacing)
         return attempts
 
     def _retried(
@@ -377,7 +344,7 @@ class _Wave:
         job, task_id = sent.row.job, str(sent.answer)
         at = sent.at or transitions.utcnow()
         refused = not database.unreachable(error)
-        path = self.unrecorded.keep(
+        path = self.sender.unrecorded.keep(
             [Answer.of(job, task_id, at, database.said(error))], refused=refused
         )
         log.error(
@@ -403,7 +370,9 @@ class _Wave:
 
     def record_kept(self) -> None:
         """The task ids kept on disk written to their rows (see `recorded_later`)."""
-        self.unrecorded.settle(partial(recorded_later, self.engine, self.pacing, self.lock))
+        self.sender.unrecorded.settle(
+            partial(recorded_later, self.engine, self.sender.pacing, self.lock)
+        )
 
     def _claim(
         self, conn: Connection, job_ids: Sequence[int]
@@ -413,16 +382,18 @@ class _Wave:
         its rows back to pending."""
         with self.lock, conn.begin():
             now = transitions.utcnow()
-            claimed = transitions.claim_rows(conn, job_ids, now, self.lease)
+            claimed = transitions.claim_rows(conn, job_ids, now, self.sender.lease)
             if not claimed:
                 return [], set()
-            going, refused = spending.reserve_rows(conn, claimed, now, self.prices)
+            going, refused = spending.reserve_rows(conn, claimed, now, self.sender.spending)
             kept = {job.id for job in going}
             transitions.unclaim(conn, [job.id for job in claimed if job.id not in kept], now)
             paused = [(b, why) for b, why in refused if transitions.pause(conn, b, why, now)]
         for batch_id, why in paused:
             events.paused(conn, batch_id, why)
-        return going, {job.id for job in going if self.prices.price_of(job.model) is not None}
+        return going, {
+            job.id for job in going if self.sender.spending.price_of(job.model) is not None
+        }
 
     def send(self, conn: Connection, claimed: _Claimed) -> _Flight:
         """The wave's POSTs started, each at its slot (booked now); a row taken from us while
@@ -431,7 +402,7 @@ class _Wave:
         if not ready:
             return _Flight(claimed, [], [], Running([]))
         try:
-            waits = self.limiter.reserve_many(len(ready))
+            waits = self.sender.limiter.reserve_many(len(ready))
         except LimiterUnavailable:  # Redis is gone: nothing was sent, the rows go back
             return _Flight(claimed, ready, [None] * len(ready), Running.done([]))
         ours = self._leased(conn, [r.job.id for r in ready], max(waits))
@@ -442,14 +413,14 @@ class _Wave:
         def post(index: int) -> str:
             job = going[index][0].job
             try:
-                task_id = self.client.submit(going[index][0].payload)
+                task_id = self.sender.client.submit(going[index][0].payload)
             finally:
                 answered_at[index] = transitions.utcnow()
             events.task_arrived(names[job.batch_id], job, task_id)
             return task_id
 
         running = start_in_slots(
-            self.limiter,
+            self.sender.limiter,
             self.fanout,
             self.wait,
             [partial(post, n) for n in range(len(going))],
@@ -464,7 +435,7 @@ class _Wave:
         never sent would look lost (`in_doubt`)."""
         if longest <= LONG_WAIT:
             return set(job_ids)
-        until = transitions.utcnow() + timedelta(seconds=longest) + self.lease
+        until = transitions.utcnow() + timedelta(seconds=longest) + self.sender.lease
         with self.lock, conn.begin():
             return transitions.extend_leases(conn, job_ids, until)
 
@@ -484,7 +455,7 @@ class _Wave:
                     answer.message,
                     answer.http_status,
                     job.attempts + 1,
-                    max_attempts=self.max_attempts,
+                    max_attempts=self.sender.max_attempts,
                 )
             else:
                 outcome = succeeded(answer)
@@ -494,7 +465,7 @@ class _Wave:
                 and job.batch_id not in with_task
                 and not transitions.has_tasks(conn, job.batch_id)
             ):
-                outcome = mode_refused(outcome, self.images.mode)
+                outcome = mode_refused(outcome, self.sender.images.mode)
             attempts.append(
                 transitions.Attempted(job, outcome, at, row.stored, holds=job.id in holding)
             )

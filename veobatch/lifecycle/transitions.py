@@ -22,6 +22,7 @@ from veobatch.lifecycle.poll_rules import Pacing, PollOutcome
 from veobatch.lifecycle.submit_rules import Outcome
 from veobatch.states import IN_FLIGHT, OPEN, BatchState, ErrorKind, JobStatus
 from veobatch.store import per_row
+from veobatch.store.queries import RowFilter, sent_as_new
 from veobatch.store.tables import Attempt, Batch, Job
 
 
@@ -572,12 +573,9 @@ def rerun(
     conn: Connection,
     batch_id: int,
     now: datetime,
-    statuses: Sequence[str],
-    kinds: Sequence[str] = (),
+    rows: RowFilter,
     *,
     deadline: timedelta,
-    refs: Sequence[str] = (),
-    reviews: Sequence[str] = (),
 ) -> tuple[int, int]:
     """Matching rows go again; (rows to send again, rows to poll again).
 
@@ -585,23 +583,10 @@ def rerun(
     other row goes back to `pending` with a fresh count of attempts and is sent as a new task
     (the attempts table keeps the old one's history).
     """
-    chosen = sa.and_(Job.batch_id == batch_id, Job.status.in_(list(statuses)))
-    if kinds:
-        chosen = sa.and_(chosen, Job.error_kind.in_(list(kinds)))
-    if refs:
-        chosen = sa.and_(chosen, Job.ref.in_(list(refs)))
-    if reviews:
-        chosen = sa.and_(chosen, Job.review.in_(list(reviews)))
+    chosen = rows.where(batch_id)
     sent = conn.execute(
         sa.update(Job)
-        .where(
-            chosen,
-            sa.or_(
-                Job.status != JobStatus.FAILED,
-                Job.error_kind.is_distinct_from(ErrorKind.TIMEOUT),
-                Job.task_id.is_(None),
-            ),
-        )
+        .where(chosen, sent_as_new())
         .values(
             status=JobStatus.PENDING,
             attempts=0,
@@ -627,12 +612,7 @@ def rerun(
     ).rowcount
     polled = conn.execute(
         sa.update(Job)
-        .where(
-            chosen,
-            Job.status == JobStatus.FAILED,
-            Job.error_kind == ErrorKind.TIMEOUT,
-            Job.task_id.is_not(None),
-        )
+        .where(chosen, sa.not_(sent_as_new()))
         .values(
             status=JobStatus.SUBMITTED,
             error=None,

@@ -1,22 +1,15 @@
 """The scheduler: release rows to the workers as fast as they can be sent, and nothing lost.
 
 Each tick, while it holds the leader lock in Redis (a second scheduler started by mistake
-waits; the row claims would keep it harmless anyway):
-
-1. rows whose worker died mid-request (lease run out) become `in_doubt`;
-2. rows `queued` whose message is gone (a Redis restart, FLUSHALL) go back to `pending`:
-   the database knows how many rows are queued, Redis which rows the messages waiting or
-   being worked on name, and a shortfall means lost messages;
-3. pending rows of active batches, oldest batch first, become `queued` and go out in groups
-   (one message submits `submit_group` rows), only up to `depth` queued at once (never a
-   million messages in Redis), and never more than `max_in_flight` rows queued, submitting
-   or generating;
-4. submitted rows whose next poll is due go out in groups (one message polls `poll_group`
-   rows), about `depth` polls waiting at once; the rows' next poll moves ahead by
-   `poll_claim`, so a lost message only makes its polls late;
-5. with downloads on, succeeded rows whose video is due are sent to be fetched, about
-   twenty waiting at once;
-6. batches with nothing left to send or follow become `finished`.
+waits; the row claims would keep it harmless anyway), it asks `lifecycle.due` what is due:
+rows in doubt once their lease ran out, queued rows whose message is gone (a Redis restart,
+FLUSHALL) back to pending, pending rows released up to `depth` queued at once (never a million
+messages in Redis) and never more than `max_in_flight` out, due polls (about `depth` waiting),
+due downloads (about twenty waiting), batches that are over. What it tells `due` comes from
+Redis: how many rows the submit messages waiting or being worked on name (the database knows
+how many rows are queued; a shortfall means lost messages), how many polls and downloads wait.
+It then sends what is due as messages: `submit_group` rows a submit message, `poll_group` rows
+a poll message, a download each.
 
 A round that sent messages is followed by the next one after BUSY_TICK, one that found rows
 waiting in the queue after QUEUED_TICK, an idle one after `tick`: the workers never wait for
@@ -40,7 +33,6 @@ from datetime import timedelta
 from typing import Any, Final
 
 import redis
-import sqlalchemy as sa
 from celery import Celery
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -48,6 +40,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from veobatch import heartbeat
 from veobatch.heartbeat import LOCK_KEY
 from veobatch.lifecycle import transitions, webhooks
+from veobatch.lifecycle.due import GRACE, Due, Queue, Rules, Wanted, due_work
 from veobatch.lifecycle.poll_rules import claim_for
 from veobatch.metrics import (
     LEASES_EXPIRED,
@@ -58,8 +51,6 @@ from veobatch.metrics import (
 )
 from veobatch.process import poll_group, queue_depth, submit_group
 from veobatch.settings import Secret, Settings
-from veobatch.states import JobStatus
-from veobatch.store.tables import Job
 from veobatch.worker.names import (
     DOWNLOAD_QUEUE,
     DOWNLOAD_TASK,
@@ -73,8 +64,6 @@ log = logging.getLogger("veobatch.scheduler")
 # kombu's Redis transport keeps a list per queue, and a hash of the messages delivered but
 # not acknowledged (of every queue).
 UNACKED: Final = "unacked"
-GRACE: Final = timedelta(seconds=10)  # a queued row older than this without a message is lost
-DOWNLOAD_CLAIM: Final = timedelta(minutes=15)
 DOWNLOADS_WAITING: Final = 20  # download messages kept waiting for the workers
 # Seconds to the next round after one that sent messages: while rows flow, the queue is
 # topped up as soon as the workers drain it (at `tick` it would run dry between rounds).
@@ -115,16 +104,14 @@ class Scheduler:
         self.depth = depth
         self.tick = tick
         self.busy_tick = min(busy_tick, tick)  # after a round that sent messages
-        self.max_in_flight = max_in_flight
+        self.rules = Rules(poll_claim, max_in_flight, grace)  # see `lifecycle.due`
         self.submit_group = submit_group
         self.poll_group = poll_group
-        self.poll_claim = poll_claim
         self.downloads = downloads
         self.webhook_secret = webhook_secret
         self.webhook_allow_private = webhook_allow_private
         self._leading = threading.Event()
         self._pause = tick  # until the next round: sooner while rows flow (see `_paced`)
-        self.grace = grace  # how long a queued row may wait before its message counts as lost
         self._token = uuid.uuid4().hex
         self._hold = broker.register_script(_HOLD)
 
@@ -201,41 +188,31 @@ class Scheduler:
         return bool(self._hold(keys=[LOCK_KEY], args=[self._token, ttl]))
 
     def tick_once(self) -> list[int]:
-        """One round; the ids of the rows it sent to be submitted."""
-        now = transitions.utcnow()
-        resent = 0
+        """One round: what is due (`lifecycle.due`), sent as messages; the ids of the rows
+        sent to be submitted."""
+        waiting = self._rows_in_submissions()
+        waiting_polls = self.broker.llen(POLL_QUEUE) * self.poll_group
+        waiting_downloads = self.broker.llen(DOWNLOAD_QUEUE) if self.downloads else 0
+        wanted = Wanted(
+            queue=Queue(self.depth, self.submit_group, in_messages=waiting),
+            polls=self.depth - waiting_polls,
+            downloads=DOWNLOADS_WAITING - waiting_downloads if self.downloads else 0,
+            expire=True,
+            finish=True,
+        )
         with self.engine.begin() as conn:
-            expired = transitions.expire_leases(conn, now)
-            queued = self._queued(conn)
-            waiting = self._rows_in_submissions()
-            if queued > waiting:
-                resent = transitions.requeue(
-                    conn, now, older_than=self.grace, limit=queued - waiting
-                )
-                queued -= resent
-            ids = transitions.release(
-                conn, now, self._room(queued), max_in_flight=self.max_in_flight
-            )
-            waiting_polls = self.broker.llen(POLL_QUEUE) * self.poll_group
-            polls = transitions.due_polls(conn, now, self.depth - waiting_polls, self.poll_claim)
-            downloads: list[int] = []
-            waiting_downloads = 0
-            if self.downloads:
-                waiting_downloads = self.broker.llen(DOWNLOAD_QUEUE)
-                downloads = transitions.due_downloads(
-                    conn, now, DOWNLOADS_WAITING - waiting_downloads, DOWNLOAD_CLAIM
-                )
-            transitions.finish_batches(conn, now)
-        self._report(expired, resent, waiting, waiting_polls // self.poll_group, waiting_downloads)
+            due = due_work(conn, transitions.utcnow(), wanted, self.rules)
+        self._report(due, waiting, waiting_polls // self.poll_group, waiting_downloads)
         # After the commit: a message never names a row whose change is not visible yet.
-        self._pause = self._paced(bool(ids or polls or downloads), queued)
-        for start in range(0, len(ids), self.submit_group):
-            self.app.send_task(SUBMIT_TASK, args=[ids[start : start + self.submit_group]])
-        for start in range(0, len(polls), self.poll_group):
-            self.app.send_task(POLL_TASK, args=[polls[start : start + self.poll_group]])
-        for job_id in downloads:
+        self._pause = self._paced(bool(due), due.queued)
+        for start in range(0, len(due.submits), self.submit_group):
+            group = due.submits[start : start + self.submit_group]
+            self.app.send_task(SUBMIT_TASK, args=[group])
+        for start in range(0, len(due.polls), self.poll_group):
+            self.app.send_task(POLL_TASK, args=[due.polls[start : start + self.poll_group]])
+        for job_id in due.downloads:
             self.app.send_task(DOWNLOAD_TASK, args=[job_id])
-        return ids
+        return due.submits
 
     def _paced(self, sent: bool, queued: int) -> float:
         """Seconds to the next round: BUSY_TICK after one that sent messages, QUEUED_TICK (at
@@ -245,19 +222,13 @@ class Scheduler:
             return self.busy_tick
         return min(self.tick, QUEUED_TICK) if queued else self.tick
 
-    def _room(self, queued: int) -> int:
-        """Rows to release now: the queue is topped up to `depth` once a quarter of it (or a
-        group) has gone, so a busy deployment tops it up in a few large rounds a second, not
-        twenty small ones."""
-        room = self.depth - queued
-        return room if room >= max(self.submit_group, self.depth // 4) else 0
-
-    def _report(self, expired: int, resent: int, submits: int, polls: int, downloads: int) -> None:
+    def _report(self, due: Due, submits: int, polls: int, downloads: int) -> None:
         """The round's counts, as metrics and (when something was lost) log lines."""
         SCHEDULER_TICKS.inc()
         QUEUE_MESSAGES.labels(SUBMIT_QUEUE).set(submits)
         QUEUE_MESSAGES.labels(POLL_QUEUE).set(polls)
         QUEUE_MESSAGES.labels(DOWNLOAD_QUEUE).set(downloads)
+        expired, resent = due.expired, due.requeued
         if expired:
             LEASES_EXPIRED.inc(expired)
             log.warning(
@@ -305,14 +276,6 @@ class Scheduler:
             if routing_key == SUBMIT_QUEUE:
                 count += _rows_named(message)
         return count
-
-    @staticmethod
-    def _queued(conn: sa.Connection) -> int:
-        return int(
-            conn.execute(
-                sa.select(sa.func.count()).where(Job.status == JobStatus.QUEUED)
-            ).scalar_one()
-        )
 
 
 def _rows_named(message: Any) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from veobatch.errors import NotFoundError
-from veobatch.states import ErrorKind, JobStatus
+from veobatch.states import PAID_FOR, ErrorKind, JobStatus
 from veobatch.store.tables import Attempt, Batch, Job
 
 
@@ -111,31 +111,24 @@ def status_counts(conn: Connection, batch_ids: Sequence[int] | None) -> dict[int
 
 
 def model_counts(
-    conn: Connection,
-    batch: int,
-    statuses: Sequence[str],
-    kinds: Sequence[str] = (),
-    *,
-    resent_only: bool = False,
-    refs: Sequence[str] = (),
-    reviews: Sequence[str] = (),
+    conn: Connection, batch: int, rows: RowFilter, *, resent_only: bool = False
 ) -> dict[str, int]:
-    """The batch's rows in `statuses` (and error `kinds`) counted per model; `resent_only`
-    leaves out timed-out rows with a task, which a rerun polls again instead of resending."""
-    query = (
-        select_jobs(batch, statuses, kinds, refs, reviews=reviews)
-        .with_only_columns(Job.model, sa.func.count())
-        .order_by(None)
-    )
+    """The batch's `rows` counted per model; `resent_only` leaves out timed-out rows with a
+    task, which a rerun polls again instead of resending."""
+    query = sa.select(Job.model, sa.func.count()).where(rows.where(batch))
     if resent_only:
-        query = query.where(
-            sa.or_(
-                Job.status != JobStatus.FAILED,
-                Job.error_kind.is_distinct_from(ErrorKind.TIMEOUT),
-                Job.task_id.is_(None),
-            )
-        )
+        query = query.where(sent_as_new())
     return {row.model: int(row[1]) for row in conn.execute(query.group_by(Job.model))}
+
+
+def sent_as_new() -> sa.ColumnElement[bool]:
+    """The rows a rerun sends as new tasks: all but the timed-out rows that have a task,
+    which it polls again (`sa.not_` of this: no part of it is ever NULL)."""
+    return sa.or_(
+        Job.status != JobStatus.FAILED,
+        Job.error_kind.is_distinct_from(ErrorKind.TIMEOUT),
+        Job.task_id.is_(None),
+    )
 
 
 def batch_id(conn: Connection, name: str) -> int:
@@ -156,41 +149,57 @@ def error_kinds(conn: Connection, batch: int) -> list[tuple[str | None, int]]:
     return [(kind, count) for kind, count in conn.execute(query)]
 
 
-def select_jobs(
-    batch: int,
-    statuses: Sequence[str] = (),
-    kinds: Sequence[str] = (),
-    refs: Sequence[str] = (),
-    *,
-    reviews: Sequence[str] = (),
-    models: Sequence[str] = (),
-    text: str | None = None,
-) -> sa.Select[Any]:
-    """The batch's rows, in the order they were added, narrowed by each filter given;
-    `reviews` may hold "none" for rows not reviewed; `text` is found in the prompt or id."""
-    query = sa.select(Job).where(Job.batch_id == batch).order_by(Job.id)
-    if statuses:
-        query = query.where(Job.status.in_(statuses))
-    if kinds:
-        query = query.where(Job.error_kind.in_(kinds))
-    if refs:
-        query = query.where(Job.ref.in_(refs))
-    if reviews:
-        given = [r for r in reviews if r != "none"]
-        chosen = Job.review.in_(given)
-        query = query.where(sa.or_(chosen, Job.review.is_(None)) if "none" in reviews else chosen)
-    if models:
-        query = query.where(Job.model.in_(models))
-    if text:
-        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        query = query.where(
-            sa.or_(Job.prompt.ilike(pattern, escape="\\"), Job.ref.ilike(pattern, escape="\\"))
-        )
-    return query
+@dataclass(frozen=True)
+class RowFilter:
+    """Which rows of a batch a page, a count, an export or a rerun chooses: the one filter
+    of them all. Each field given narrows the choice (empty: any); `reviews` may hold "none"
+    for rows not reviewed; `text` is found in the prompt or the id, in any case."""
+
+    statuses: Sequence[str] = ()
+    kinds: Sequence[str] = ()
+    refs: Sequence[str] = ()
+    reviews: Sequence[str] = ()
+    models: Sequence[str] = ()
+    text: str | None = None
+
+    def where(self, batch: int) -> sa.ColumnElement[bool]:
+        """The condition on `jobs` that chooses these rows of batch `batch`."""
+        chosen: list[sa.ColumnElement[bool]] = [Job.batch_id == batch]
+        if self.statuses:
+            chosen.append(Job.status.in_(list(self.statuses)))
+        if self.kinds:
+            chosen.append(Job.error_kind.in_(list(self.kinds)))
+        if self.refs:
+            chosen.append(Job.ref.in_(list(self.refs)))
+        if self.reviews:
+            marked = Job.review.in_([r for r in self.reviews if r != "none"])
+            chosen.append(
+                sa.or_(marked, Job.review.is_(None)) if "none" in self.reviews else marked
+            )
+        if self.models:
+            chosen.append(Job.model.in_(list(self.models)))
+        if self.text:
+            text = self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            pattern = f"%{text}%"
+            chosen.append(
+                sa.or_(Job.prompt.ilike(pattern, escape="\\"), Job.ref.ilike(pattern, escape="\\"))
+            )
+        return sa.and_(*chosen)
+
+    def query(self, batch: int) -> sa.Select[Any]:
+        """The rows chosen, in the order they were added."""
+        return sa.select(Job).where(self.where(batch)).order_by(Job.id)
+
+    def paid(self) -> RowFilter | None:
+        """These rows, of the statuses whose rows have (or may have) a paid task; None if
+        none of the statuses chosen has."""
+        given = self.statuses or [status.value for status in JobStatus]
+        paid = [str(status) for status in given if status in PAID_FOR]
+        return replace(self, statuses=paid) if paid else None
 
 
 def page_of(query: sa.Select[Any], limit: int, offset: int = 0) -> sa.Select[Any]:
-    """`limit` rows of a `select_jobs` query from `offset` on: the ids are found first (in an
+    """`limit` rows of a `RowFilter.query` from `offset` on: the ids are found first (in an
     index: skipping 99,950 of them reads no row), then only those rows are read."""
     ids = query.with_only_columns(Job.id, maintain_column_froms=True).limit(limit).offset(offset)
     return sa.select(Job).where(Job.id.in_(ids.scalar_subquery())).order_by(Job.id)
@@ -216,6 +225,6 @@ def attempts_of(conn: Connection, query: sa.Select[Any]) -> list[tuple[str, sa.R
 
 
 def count_jobs(conn: Connection, query: sa.Select[Any]) -> int:
-    """How many rows a `select_jobs` query chooses (counted in its index where it can be)."""
+    """How many rows a `RowFilter.query` chooses (counted in its index where it can be)."""
     counted = query.with_only_columns(sa.func.count(), maintain_column_froms=True).order_by(None)
     return int(conn.execute(counted).scalar_one())

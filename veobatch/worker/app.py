@@ -31,7 +31,7 @@ VISIBILITY_TIMEOUT: Final = 3600
 class GuardedTask(Task):  # type: ignore[misc]  # celery has no annotations
     """Our tasks: every message is checked before it runs (see `veobatch.worker.guard`)."""
 
-    Strategy = "worker.guard:guarded_strategy"
+    Strategy = "veobatch.worker.guard:guarded_strategy"
 
 
 def make_app(settings: Settings) -> Celery:

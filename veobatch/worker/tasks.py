@@ -22,19 +22,8 @@ def submit(job_ids: list[int] | int) -> int:
     """Claim a group of queued rows, a wave at a time, POST each in its rate slot, record the
     outcomes; how many were sent. (One row id, as older schedulers sent, is a group of one.)"""
     held = worker_process()
-    outcomes = submit_rows(
-        held.engine,
-        held.client,
-        held.limiter,
-        [job_ids] if isinstance(job_ids, int) else job_ids,
-        fanout=held.fanout,
-        images=held.images,
-        prices=held.spending,
-        lease=held.lease,
-        pacing=held.pacing,
-        wait=stoppable_wait,
-        unrecorded=held.unrecorded,
-    )
+    group = [job_ids] if isinstance(job_ids, int) else job_ids
+    outcomes = submit_rows(held.engine, held.sender, group, fanout=held.fanout, wait=stoppable_wait)
     return len(outcomes)
 
 
@@ -42,14 +31,7 @@ def submit(job_ids: list[int] | int) -> int:
 def poll(job_ids: list[int]) -> int:
     """Poll a group of submitted rows, each in its rate slot; how many were polled."""
     held = worker_process()
-    outcomes = poll_rows(
-        held.engine,
-        held.client,
-        held.poll_limiter,
-        job_ids,
-        pacing=held.pacing,
-        wait=stoppable_wait,
-    )
+    outcomes = poll_rows(held.engine, held.sender, job_ids, wait=stoppable_wait)
     return len(outcomes)
 
 
