@@ -6,15 +6,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from tests.conftest import MOCK_KEY
 from tests.helpers import job, run_embedded
 from veobatch import Client, Intake, InvalidJobs
-from veobatch.errors import BatchStateError, NotFoundError, VeoBatchError
+from veobatch.errors import BatchStateError, ExitCode, NotFoundError, VeoBatchError
 from veobatch.provider.mock import MockProvider
+from veobatch.running import BatchPaused
+from veobatch.settings import Secret, Settings
 
 
 @pytest.fixture
@@ -113,3 +117,32 @@ def test_many_callers_making_the_same_new_batch_at_once_all_succeed(veo: Client)
     assert sum(answer.created for answer in answers) == 1
     assert sum(answer.added for answer in answers) == 5
     assert veo.status("burst").counts == {"pending": 5}
+
+
+def test_client_run_takes_a_batch_to_its_end_as_the_cli_does(
+    database_url: str, engine: Engine, mock: MockProvider, tmp_path: Path
+) -> None:
+    """`Client.run` is `veo-batch run --batch NAME` for Python: the rows go out, each task
+    is followed to its video, the results are written, and the outcome says how it ended."""
+    settings = Settings(api_base=mock.url, api_key=Secret(MOCK_KEY), poll_delay=0.05)
+    results = tmp_path / "products.results.csv"
+    with Client(database_url, settings=settings) as veo:
+        veo.add("products", [job("sku-1"), job("sku-2"), job("bad", prompt="[mock:fail] no")])
+        seen: list[int] = []
+        outcome = veo.run(
+            "products", results=str(results), on_progress=lambda p: seen.append(p.done)
+        )
+    assert outcome.batch.counts == {"succeeded": 2, "failed": 1}
+    assert outcome.exit_code == ExitCode.ROWS_FAILED  # as `veo-batch run` exits
+    assert outcome.unfinished == 1
+    assert outcome.results == results
+    assert results.read_text().count("\n") == 4  # a header and three rows
+    assert seen[-1:] == [3]  # the last progress seen: every row done
+
+
+def test_client_run_refuses_a_paused_batch(veo: Client) -> None:
+    veo.add("products", [job("sku-1")])
+    veo.pause("products", "checking the prompts")
+    with pytest.raises(BatchPaused, match="checking the prompts") as paused:
+        veo.run("products")
+    assert paused.value.exit_code == ExitCode.PAUSED

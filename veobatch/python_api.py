@@ -6,6 +6,7 @@
         veo.add("products", [{"external_id": "sku-1", "prompt": "...", "model": "veo3.1",
                               "images": ["https://..."]}])
         print(veo.status("products").counts)
+        outcome = veo.run("products")      # or leave the rows to `veo-batch run` / the workers
 
 `Client` is the service every face calls (`veobatch.service.BatchService`), opened from a
 database URL: its methods are the operations. The rows are then sent by `veo-batch run
@@ -17,8 +18,10 @@ twice makes two rows.
 
 from __future__ import annotations
 
+import logging
 import os
 
+from veobatch.running import ProgressCallback, RunOutcome, run_batch
 from veobatch.service import BatchService, Intake
 from veobatch.settings import Settings
 from veobatch.store import database
@@ -34,6 +37,32 @@ class Client(BatchService):
         if database_url is not None:
             settings = settings.on_database(database_url)
         super().__init__(database.open_database(settings.database_url), settings)
+
+    def run(
+        self,
+        batch: str,
+        *,
+        wait: bool = True,
+        download_dir: str | None = None,
+        results: str | None = None,
+        mock: bool = False,
+        on_progress: ProgressCallback | None = None,
+    ) -> RunOutcome:
+        """Take stored batch `batch` to its end, as `veo-batch run --batch NAME` does: in
+        this process, or with VEO_REDIS_URL by following the workers. The outcome holds the
+        batch as it ended and its `exit_code` (`veobatch.running.run_batch`); Ctrl-C leaves
+        nothing claimed and raises `RunStopped` when work is left."""
+        notes = logging.getLogger("veobatch.run").info
+        return run_batch(
+            self,
+            batch,
+            wait=wait,
+            download_dir=download_dir,
+            results=results,
+            mock=mock,
+            on_progress=on_progress,
+            on_note=notes,
+        )
 
     def close(self) -> None:
         self.engine.dispose()

@@ -38,11 +38,11 @@ from veobatch.errors import (
 )
 from veobatch.images.files import ImageInspector, ImageRules
 from veobatch.images.sending import checked_bytes
-from veobatch.intake.archive import unpacked_zip
+from veobatch.intake.archive import is_zip, unpacked_zip
 from veobatch.intake.job_spec import BAD_NAME_CHARS, ID_ALIAS, RawJob, text_problem
 from veobatch.intake.loader import LoadResult, ReadProgress, load_rows
 from veobatch.intake.problems import DEFAULT_MAX_PROBLEMS, Problem
-from veobatch.intake.readers import JobFile
+from veobatch.intake.readers import JobFile, job_file_from_bytes
 from veobatch.lifecycle import spend_rules, transitions, webhooks
 from veobatch.lifecycle.poll_rules import Pacing
 from veobatch.lifecycle.progress import Progress, follow
@@ -235,6 +235,27 @@ class BatchService:
         )
         if webhook_url is not None and not dry_run and not result.rejected:
             self.set_webhook(batch, webhook_url)
+        return result
+
+    def upload(
+        self,
+        filename: str,
+        data: bytes,
+        batch: str,
+        *,
+        format: str | None = None,
+        budget: object | None = None,
+    ) -> LoadResult:
+        """Load an uploaded file (the HTTP API's, the dashboard's): a .zip of a job file and
+        its images (`load_archive`), else a job file in `format` (default: its name's
+        extension) whose images can only be links. Any invalid row and nothing is stored:
+        `InvalidJobs` lists the problems by line."""
+        if is_zip(filename, data[:4]):
+            result = self.load_archive(filename, data, batch, budget=budget)
+        else:
+            job_file = job_file_from_bytes(filename, data, format)
+            result = self.load(job_file, batch, reader_process=False, budget=budget)
+        refuse_invalid(result)
         return result
 
     def load_archive(

@@ -3,14 +3,11 @@ by the workers."""
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import signal
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from shlex import quote
 
 import click
@@ -28,18 +25,10 @@ from veobatch.cli.options import (
     webhook_option,
 )
 from veobatch.cli.output import echo, live_progress, print_estimate, spend_line, table
-from veobatch.embedded_runner import EmbeddedRunner
-from veobatch.errors import BatchStateError, ExitCode
-from veobatch.lifecycle.download import check_directory
-from veobatch.lifecycle.progress import Progress
-from veobatch.process import RUN_CONCURRENCY, Process
-from veobatch.settings import Secret, Settings
+from veobatch.errors import ExitCode
+from veobatch.process import RUN_CONCURRENCY
+from veobatch.running import BatchPaused, RunOutcome, RunStopped, run_batch
 from veobatch.states import STATUS_ORDER, BatchState, JobStatus
-from veobatch.store.export import export_format, write_export
-from veobatch.store.queries import BatchSummary
-
-MOCK_TASK_SECONDS = 3.0  # how long `run --mock` takes to "generate" a video
-MOCK_KEY = "mock-key"
 
 
 @cli.command()
@@ -146,37 +135,33 @@ def run(
     name = _stored_or_loaded(
         app, file, batch_name, file_format, skip_invalid, webhook_url, budget, strict
     )
-    batch = app.service.status(name)
-    if batch.state == BatchState.CANCELLED:
-        raise BatchStateError(f"batch {batch.name!r} is cancelled: nothing to run", batch.state)
-    if batch.state == BatchState.PAUSED:
-        _exit_paused(batch.name, batch.pause_reason)
-    settings = app.settings
-    videos = download_dir or settings.download_dir
     path = output or f"{name}.results.csv"
-    workers = bool(settings.redis_url and not mock)
     try:
-        with stops_as_ctrl_c():
-            if workers:
-                progress = _follow_workers(app, batch, wait, bool(videos), path)
-            else:
-                if videos:
-                    check_directory(Path(videos))
-                folder = Path(videos) if videos else None
-                progress = _run_here(app, batch, mock, concurrency, wait, folder)
-                _call_webhooks(app)
-    except KeyboardInterrupt:
-        progress = _stopped(app, name, wait, bool(videos), path, workers)
-    try:
-        with stops_as_ctrl_c():
-            _print_run(app, name, progress, path)
-    except KeyboardInterrupt:
+        with stops_as_ctrl_c(), live_progress(name) as show:
+            outcome = run_batch(
+                app.service,
+                name,
+                concurrency=concurrency,
+                wait=wait,
+                download_dir=download_dir,
+                mock=mock,
+                results=path,
+                on_progress=show,
+                on_note=lambda text: echo(text, err=True),
+            )
+    except BatchPaused as paused:
+        _exit_paused(name, paused.reason)
+    except RunStopped as stopped:
+        echo(str(stopped), err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+    except KeyboardInterrupt:  # a stop while the results were written
         echo(
             "stopped before the results were written: "
             f"veo-batch export {quote(name)} -o {quote(path)}",
             err=True,
         )
         sys.exit(ExitCode.INTERRUPTED)
+    _print_run(app, outcome)
 
 
 def _dry_run(
@@ -240,129 +225,6 @@ def _stored_or_loaded(
     return result.batch
 
 
-def _follow_workers(
-    app: App, batch: BatchSummary, wait: bool, downloads: bool, path: str
-) -> Progress:
-    """Follow the batch while the scheduler and the workers take it to videos; with
-    `downloads` (and `wait`), until every video of its succeeded rows is on disk or given up,
-    so the results name them."""
-    echo(
-        "VEO_REDIS_URL is set: the rows go to the workers (`veo-batch scheduler` and "
-        "`veo-batch worker` must be running); following the batch",
-        err=True,
-    )
-    if downloads:
-        echo(
-            "the workers download the videos, each into its own VEO_DOWNLOAD_DIR (set it on "
-            "the scheduler and the workers)" + ("; the results wait for them" if wait else ""),
-            err=True,
-        )
-        if wait:
-            app.service.retry_downloads(batch.name)  # those given up on are asked for again
-    progress = None
-    with live_progress(batch.name) as show:
-        watching = app.service.watch(
-            batch.name,
-            wait_for_videos=wait,
-            downloading=downloads or None,
-            wait_for_downloads=downloads and wait,
-        )
-        told = False
-        for progress in watching:
-            show(progress)
-            if not told and progress.downloads_left and not progress.of(*progress.open_statuses):
-                told = True
-                echo(
-                    f"every row has ended; waiting for the workers to save "
-                    f"{plural(progress.downloads_left, 'video')} (Ctrl-C stops waiting; they go "
-                    f"on, and `veo-batch export {quote(batch.name)} -o {quote(path)}` writes the "
-                    "final "
-                    "results later)",
-                    err=True,
-                )
-    assert progress is not None  # watch yields at least once
-    if not wait:
-        echo(
-            f"the workers go on ({'polls and downloads' if downloads else 'polls'}): once "
-            f"`veo-batch status {quote(batch.name)} --watch` has ended"
-            + (" and shows every video on disk" if downloads else "")
-            + f", `veo-batch export {quote(batch.name)} -o {quote(path)}` writes the final results",
-            err=True,
-        )
-    return progress
-
-
-def _run_here(
-    app: App, batch: BatchSummary, mock: bool, concurrency: int, wait: bool, videos: Path | None
-) -> Progress:
-    """Work on the batch from this process (with the mock provider with `mock`)."""
-    with contextlib.ExitStack() as stack:
-        settings = app.settings
-        if mock:
-            from veobatch.provider.mock import MockConfig, MockProvider  # noqa: PLC0415 - only here
-
-            provider = stack.enter_context(
-                MockProvider(
-                    MockConfig(api_key=MOCK_KEY, task_seconds=MOCK_TASK_SECONDS, clips=True)
-                )
-            )
-            settings = _on_mock(settings, provider.url)
-            echo(f"sending to the mock provider at {provider.url} (nothing is spent)", err=True)
-        held = Process.open(settings, engine=app.engine, shared=False)
-        stack.callback(held.sender.close)
-        stack.callback(held.videos.close)
-        show = stack.enter_context(live_progress(batch.name))
-        runner = EmbeddedRunner.for_process(
-            held,
-            batch.id,
-            concurrency=concurrency,
-            wait_for_videos=wait,
-            download_dir=videos,
-            on_progress=show,
-        )
-        return runner.run()
-
-
-def _stopped(
-    app: App, name: str, wait: bool, downloads: bool, path: str, workers: bool
-) -> Progress:
-    """After Ctrl-C (SIGTERM, SIGHUP): if nothing was left for the run (every row finished,
-    every video asked for on disk or given up), its batch is finished by the one rule and
-    the run ends as a normal end would; else it says how to go on and exits 130."""
-    progress = None
-    try:
-        with stops_as_ctrl_c():  # a second stop: how to go on, as below
-            app.service.finish_batches()
-            progress = next(
-                app.service.watch(
-                    name,
-                    wait_for_videos=wait,
-                    downloading=downloads or None,
-                    wait_for_downloads=downloads and wait,
-                )
-            )
-    except KeyboardInterrupt:
-        pass
-    if progress is not None and progress.done == progress.total and not progress.downloads_left:
-        echo("stopped, with nothing left to do: writing the results", err=True)
-        return progress
-    if workers:
-        echo(
-            f"stopped following; the workers go on: once `veo-batch status {quote(name)} --watch` "
-            f"has ended, `veo-batch export {quote(name)} -o {quote(path)}` writes the final "
-            "results",
-            err=True,
-        )
-    else:
-        echo(
-            "stopped: submissions in flight were recorded; polls and downloads in "
-            "flight are due again; rows not sent are pending again. Run the same "
-            "command to go on.",
-            err=True,
-        )
-    sys.exit(ExitCode.INTERRUPTED)
-
-
 @contextmanager
 def stops_as_ctrl_c() -> Iterator[None]:
     """SIGTERM (kill, a container stopping) and SIGHUP (a closed terminal) stop the run as
@@ -383,28 +245,11 @@ def stops_as_ctrl_c() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _on_mock(settings: Settings, url: str) -> Settings:
-    """The settings pointed at the mock provider; its videos take MOCK_TASK_SECONDS, so no
-    need to wait longer than that for the first poll."""
-    return dataclasses.replace(
-        settings,
-        api_base=url,
-        api_key=Secret(MOCK_KEY),
-        poll_delay=min(settings.poll_delay, MOCK_TASK_SECONDS),
-    )
-
-
-def _call_webhooks(app: App) -> None:
-    """The webhook calls due (this batch finished or paused): one try each, here; a call
-    that fails is tried again by the next run or by the scheduler."""
-    arrived = app.service.deliver_webhooks()
-    if arrived:
-        echo(f"webhook told ({arrived:,} call{'s' if arrived > 1 else ''})", err=True)
-
-
-def _print_run(app: App, name: str, progress: Progress, path: str) -> None:
-    batch = app.service.status(name)
-    write_export(path, app.service.export(name, export_format(path, None)))
+def _print_run(app: App, outcome: RunOutcome) -> None:
+    """The run's summary: rows per status, errors, money, videos on disk, what to do next;
+    then its exit code."""
+    batch, progress = outcome.batch, outcome.progress
+    name = batch.name
     counts = [(status, batch.counts.get(status, 0)) for status in STATUS_ORDER]
     table(["STATUS", "ROWS"], [(s, f"{n:,}") for s, n in counts if n])
     if batch.error_kinds:
@@ -412,37 +257,29 @@ def _print_run(app: App, name: str, progress: Progress, path: str) -> None:
         echo(f"errors: {kinds}")
     if (spent := spend_line(batch, app.settings.currency)) is not None:
         echo(spent)
-    echo(f"results: {path}")
+    echo(f"results: {outcome.results}")
     if batch.state == BatchState.PAUSED:
         _exit_paused(name, batch.pause_reason)
-    succeeded = batch.counts.get(JobStatus.SUCCEEDED, 0)
-    # Videos given up on (still due ones are being fetched, by the workers).
-    unsaved = (
-        succeeded - progress.downloaded - progress.downloads_due if progress.downloading else 0
-    )
     if progress.downloading:
+        succeeded = batch.counts.get(JobStatus.SUCCEEDED, 0)
         echo(f"videos on disk: {progress.downloaded:,} of {succeeded:,}")
-        if unsaved:
+        if outcome.unsaved:
             echo(
-                f"{plural(unsaved, 'video')} not saved (the rows stay succeeded; "
+                f"{plural(outcome.unsaved, 'video')} not saved (the rows stay succeeded; "
                 f"`veo-batch jobs {quote(name)} --status succeeded` shows download_error); run "
-                "again "
-                "to retry them",
+                "again to retry them",
                 err=True,
             )
-    unfinished = batch.counts.get(JobStatus.FAILED, 0) + batch.counts.get(JobStatus.IN_DOUBT, 0)
-    if unfinished:
+    if outcome.unfinished:
         echo(
-            f"{rows_text(unfinished)} failed or {is_are(unfinished)} in doubt: "
-            f"`veo-batch jobs {quote(name)} --status "
-            f"failed` says why; `veo-batch rerun {quote(name)}` sends them again "
-            "(`--kind timeout`: "
-            "polls their tasks again)",
+            f"{rows_text(outcome.unfinished)} failed or {is_are(outcome.unfinished)} in doubt: "
+            f"`veo-batch jobs {quote(name)} --status failed` says why; "
+            f"`veo-batch rerun {quote(name)}` sends them again (`--kind timeout`: polls their "
+            "tasks again)",
             err=True,
         )
-        sys.exit(ExitCode.ROWS_FAILED)
-    if unsaved:
-        sys.exit(ExitCode.DOWNLOADS_FAILED)
+    if outcome.exit_code != ExitCode.OK:
+        sys.exit(outcome.exit_code)
 
 
 def _exit_paused(name: str, reason: str | None) -> None:

@@ -26,11 +26,9 @@ from fastapi.templating import Jinja2Templates
 from veobatch.dashboard.sessions import COOKIE, LIFETIME, Sessions, Viewer
 from veobatch.errors import BatchStateError, InvalidJobs, NotFoundError, UnconfirmedRerun
 from veobatch.images.formats import FORMATS, sniff
-from veobatch.intake.archive import is_zip
-from veobatch.intake.readers import job_file_from_bytes
 from veobatch.lifecycle.download import video_container
 from veobatch.pricing import money
-from veobatch.service import BatchService, check_batch_name, refuse_invalid
+from veobatch.service import BatchService, check_batch_name
 from veobatch.states import STATUS_ORDER, ErrorKind, JobStatus, Review
 from veobatch.visible import visible
 
@@ -409,13 +407,8 @@ def new_batch(
     _acting(request, csrf)
     service = _service(request)
     check_batch_name(name)
-    filename, data = file.filename or "upload", file.file.read()
     try:
-        if is_zip(filename, data[:4]):
-            result = service.load_archive(filename, data, name)
-        else:
-            result = service.load(job_file_from_bytes(filename, data), name, reader_process=False)
-        refuse_invalid(result)
+        service.upload(file.filename or "upload", file.file.read(), name)
     except InvalidJobs as exc:
         return _page(request, "problems.html", problems=exc.problems, detail=exc.detail)
     return _back(f"/ui/batches/{name}")

@@ -14,10 +14,8 @@ from fastapi.responses import StreamingResponse
 from veobatch.errors import BatchStateError, UnconfirmedRerun
 from veobatch.httpapi import schemas
 from veobatch.httpapi.schemas import errors
-from veobatch.intake.archive import is_zip
-from veobatch.intake.readers import job_file_from_bytes
 from veobatch.pricing import decimal_text
-from veobatch.service import BatchService, estimate_view, refuse_invalid
+from veobatch.service import BatchService, estimate_view
 from veobatch.states import BatchState, ErrorKind, JobStatus
 from veobatch.store.queries import BatchSummary
 
@@ -93,13 +91,8 @@ def upload_job_file(
     """Add the jobs of a job file to batch NAME, checked as `veo-batch load` checks it:
     any invalid row and nothing is stored (422 lists the problems by line). Local image paths
     are only read from inside an uploaded .zip; a plain job file may only give links."""
-    filename, data = file.filename or "upload", file.file.read()
-    if is_zip(filename, data[:4]):
-        result = veo.load_archive(filename, data, name, budget=budget)
-    else:
-        job_file = job_file_from_bytes(filename, data, format.value if format else None)
-        result = veo.load(job_file, name, reader_process=False, budget=budget)
-    refuse_invalid(result)
+    data, kind = file.file.read(), format.value if format else None
+    result = veo.upload(file.filename or "upload", data, name, format=kind, budget=budget)
     return schemas.Intake(
         batch=name,
         created=result.created,
