@@ -36,6 +36,7 @@ from veobatch.catalog import DEFAULT_MODELS
 from veobatch.httpapi import create_app
 from veobatch.intake.job_spec import RawJob
 from veobatch.intake.loader import load_rows
+from veobatch.service import BatchService
 from veobatch.settings import Settings
 from veobatch.store import database
 from veobatch.store.tables import Job
@@ -102,7 +103,7 @@ def fill(url: str, rows: int) -> None:
 def measure(url: str, rows: int, repeat: int) -> dict[str, dict[str, float]]:
     settings = Settings.from_values({"database_url": url, "api_tokens": TOKEN})
     engine = database.open_database(url)
-    client = TestClient(create_app(settings, engine), base_url="http://127.0.0.1")
+    client = TestClient(create_app(BatchService(engine, settings)), base_url="http://127.0.0.1")
     assert client.post("/login", data={"token": TOKEN}, follow_redirects=False).status_code == 303
     last_rows, last_videos = -(-rows // 50), -(-int(rows * 0.6) // 24)
     pages = {

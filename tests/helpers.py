@@ -40,6 +40,7 @@ from veobatch.lifecycle.sender import Sender
 from veobatch.lifecycle.spend_rules import Spending
 from veobatch.lifecycle.unrecorded import Unrecorded
 from veobatch.provider.client import ProviderClient
+from veobatch.service import BatchService
 from veobatch.settings import Secret, Settings
 from veobatch.store.tables import Batch
 
@@ -95,7 +96,7 @@ class Served:
         settings = Settings.from_values(
             {"database_url": database_url, "api_tokens": TOKEN, **values}
         )
-        app = app or create_app(settings, engine, max_body=max_body)
+        app = app or create_app(BatchService(engine, settings), max_body=max_body)
         self.socket = socket.socket()
         self.socket.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"

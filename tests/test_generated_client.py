@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from tests.helpers import TOKEN, URL, Served
 from veobatch.httpapi import create_app
+from veobatch.service import BatchService
 from veobatch.settings import Settings
 from veobatch.store import database
 
@@ -31,7 +32,9 @@ PACKAGE = "veo_batch_generated"
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ModuleType]]:
     """The generated client's modules, by their dotted names below the package."""
     work = tmp_path_factory.mktemp("generated")
-    app = create_app(Settings.from_values({"api_tokens": TOKEN}), sa.create_engine("sqlite://"))
+    app = create_app(
+        BatchService(sa.create_engine("sqlite://"), Settings.from_values({"api_tokens": TOKEN}))
+    )
     (work / "schema.json").write_text(json.dumps(app.openapi()), encoding="utf-8")
     bin_dir = str(Path(sys.executable).parent)  # the generator formats with this ruff
     made = subprocess.run(

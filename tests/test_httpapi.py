@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 
 from tests.helpers import TOKEN, URL, Served, job, wait_until
 from veobatch.httpapi import create_app
+from veobatch.service import BatchService
 from veobatch.settings import Settings
 from veobatch.store import database
 
@@ -180,7 +181,7 @@ def test_bodies_over_the_limit_are_refused(api: httpx.Client) -> None:
 REJECTED = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"]
 SCHEMA = schemathesis.openapi.from_dict(
     create_app(
-        Settings.from_values({"api_tokens": TOKEN}), sa.create_engine("sqlite://")
+        BatchService(sa.create_engine("sqlite://"), Settings.from_values({"api_tokens": TOKEN}))
     ).openapi(),
     config=schemathesis.Config.from_dict(
         {"checks": {"negative_data_rejection": {"expected-statuses": [*REJECTED, "5xx"]}}}
@@ -244,7 +245,9 @@ def test_the_token_is_checked_before_the_body_is_read(served: Served) -> None:
 
 def test_requests_past_the_cap_are_429(engine: Engine, database_url: str) -> None:
     settings = Settings.from_values({"database_url": database_url, "api_tokens": TOKEN})
-    with Served(engine, database_url, app=create_app(settings, engine, max_in_flight=1)) as up:
+    with Served(
+        engine, database_url, app=create_app(BatchService(engine, settings), max_in_flight=1)
+    ) as up:
         address = httpx.URL(up.url)
         with socket.create_connection((address.host, address.port), timeout=5) as held:
             held.sendall(  # one request in flight, its body still coming
@@ -263,7 +266,9 @@ def test_requests_past_the_cap_are_429(engine: Engine, database_url: str) -> Non
 
 
 def test_without_tokens_only_loopback_callers_are_served(engine: Engine, database_url: str) -> None:
-    open_app = create_app(Settings.from_values({"database_url": database_url}), engine)
+    open_app = create_app(
+        BatchService(engine, Settings.from_values({"database_url": database_url}))
+    )
     with Served(engine, database_url, app=open_app) as up:
         assert httpx.get(f"{up.url}/batches").status_code == 200
         rebound = httpx.get(f"{up.url}/batches", headers={"Host": "evil.example"})

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import click
-from sqlalchemy.engine import Engine
 
 from veobatch.errors import EXIT_CODE_MEANINGS, VeoBatchError
 from veobatch.service import BatchService
@@ -26,20 +25,22 @@ class App:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._engine: Engine | None = None
+        self._service: BatchService | None = None
         self.made: Path | None = None  # the SQLite file this command made
 
     @property
-    def engine(self) -> Engine:
-        if self._engine is None:
+    def service(self) -> BatchService:
+        """The operations every face calls, over this command's database (opened, and
+        migrated if new, on first use)."""
+        if self._service is None:
             url = self.settings.database_url
             new_file = database.sqlite_file(url)
             if new_file is not None and new_file.exists():
                 new_file = None
-            self._engine = database.open_database(url)
+            self._service = BatchService(database.open_database(url), self.settings)
             if new_file is not None:
                 self.made = new_file
-        return self._engine
+        return self._service
 
     def close(self) -> None:
         """At the end of the command: say which database file it made, if it made one."""
@@ -48,13 +49,8 @@ class App:
                 f"made a new database: {self.made} (SQLite; VEO_DATABASE_URL chooses another)",
                 err=True,
             )
-        if self._engine is not None:
-            self._engine.dispose()
-
-    @property
-    def service(self) -> BatchService:
-        """The operations every face calls, over this command's database."""
-        return BatchService(self.engine, self.settings)
+        if self._service is not None and self._service.engine is not None:
+            self._service.engine.dispose()
 
 
 class VeoGroup(click.Group):

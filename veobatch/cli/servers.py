@@ -221,7 +221,7 @@ def worker(
     app: App = ctx.obj
     if not app.settings.redis_url:
         raise ConfigError("a worker needs VEO_REDIS_URL (the queue and the shared rate limit)")
-    app.engine  # noqa: B018 - fail here, clearly, if the database is not migrated
+    app.service  # noqa: B018 - fail here, clearly, if the database is not migrated
     if metrics_port is not None and not os.environ.get(metrics.MULTIPROCESS_ENV):
         # The folder must be set before prometheus_client is first imported: start again.
         folder = metrics.multiprocess_dir()
@@ -278,10 +278,10 @@ def scheduler_command(app: App, tick: float, depth: int | None, metrics_port: in
     logs.configure(settings.log_format, secrets=logs.secrets_of(settings))
     broker = redis.Redis.from_url(settings.redis_url)
     loop = Scheduler.for_settings(
-        settings, app.engine, broker, make_app(settings), tick=tick, depth=depth
+        settings, app.service.engine, broker, make_app(settings), tick=tick, depth=depth
     )
     if metrics_port is not None:
-        REGISTRY.register(StoreCollector(app.engine, settings.max_in_flight))
+        REGISTRY.register(StoreCollector(app.service.engine, settings.max_in_flight))
         try:
             start_http_server(metrics_port)
         except OSError as exc:
@@ -338,7 +338,7 @@ def serve(app: App, host: str, port: int, no_auth: bool, max_body_mb: int) -> No
     from veobatch.httpapi import create_app  # noqa: PLC0415
 
     logs.configure(settings.log_format, secrets=logs.secrets_of(settings))
-    api = create_app(settings, app.engine, max_body=max_body_mb * 1024 * 1024)
+    api = create_app(app.service, max_body=max_body_mb * 1024 * 1024)
     echo(
         f"serving on http://{host}:{port} (dashboard: /, schema: /openapi.json, docs: /docs)",
         err=True,

@@ -20,7 +20,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -39,7 +38,6 @@ from veobatch.httpapi.headers import SecurityHeaders
 from veobatch.httpapi.probes import serve_probes
 from veobatch.httpapi.routes import router
 from veobatch.service import BatchService
-from veobatch.settings import Settings
 
 MAX_BODY_BYTES: Final = 20 * 1024 * 1024
 MAX_IN_FLIGHT: Final = 16  # requests served at once; one more is answered 429
@@ -61,14 +59,14 @@ _bearer = HTTPBearer(auto_error=False)
 
 
 def create_app(
-    settings: Settings,
-    engine: Engine,
+    service: BatchService,
     *,
     max_body: int = MAX_BODY_BYTES,
     max_in_flight: int = MAX_IN_FLIGHT,
 ) -> FastAPI:
-    """The ASGI app over `engine`; `settings.api_tokens` are the callers' tokens (none: open,
-    which `veo-batch serve` only allows with --no-auth)."""
+    """The ASGI app over `service`; its `settings.api_tokens` are the callers' tokens (none:
+    open, which `veo-batch serve` only allows with --no-auth)."""
+    settings = service.settings
     app = FastAPI(
         title="veo-batch",
         version="1",
@@ -78,7 +76,7 @@ def create_app(
         redoc_url=None,
     )
     _serve_docs(app)
-    app.state.service = BatchService(engine, settings)
+    app.state.service = service
     serve_probes(app)
     app.state.tokens = [t.reveal().encode() for t in settings.api_tokens]
     app.state.read_tokens = [t.reveal().encode() for t in settings.api_read_tokens]
