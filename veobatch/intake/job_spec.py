@@ -44,21 +44,6 @@ KNOWN_EXTRAS: Final = ("enable_upsample", "notify_hook")
 BOOL_FIELDS: Final = frozenset({"enhance_prompt", "enable_upsample"})
 OUTPUT_FIELDS: Final = frozenset(OUTPUT_COLUMNS)
 
-# A stored row: the values of `ROW_COLUMNS`, in that order, ready for executemany or COPY.
-ROW_COLUMNS: Final[tuple[str, ...]] = (
-    "batch_id",
-    "ref",
-    "line",
-    "prompt",
-    "model",
-    "images",
-    "aspect_ratio",
-    "enhance_prompt",
-    "extra",
-    "status",
-    "error",
-    "error_kind",
-)
 StoredRow = tuple[Any, ...]
 
 _KNOWN_NAMES: Final = (*JOB_FIELDS, ID_ALIAS, *KNOWN_EXTRAS)

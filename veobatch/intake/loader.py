@@ -22,20 +22,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection as Pipe
 
-import sqlalchemy as sa
-from sqlalchemy import Connection
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from veobatch.catalog import ImageRange
-from veobatch.errors import BatchStateError, VeoBatchError
+from veobatch.errors import VeoBatchError
 from veobatch.images.files import ImageInspector
 from veobatch.intake.job_spec import JobChecker, RawJob, StoredRow, describe
 from veobatch.intake.problems import DEFAULT_MAX_PROBLEMS, ProblemReport
 from veobatch.lifecycle import transitions
-from veobatch.states import BatchState, ErrorKind, JobStatus
-from veobatch.store.inserts import row_writer
-from veobatch.store.tables import Batch
+from veobatch.states import ErrorKind, JobStatus
+from veobatch.store.inserts import batch_for_load, row_writer
 
 CHUNK_ROWS = 5_000
 ReadProgress = Callable[[int, int | None], None]  # rows read so far, bytes read (if known)
@@ -143,7 +139,7 @@ def _load(
     if reader_process is None:
         reader_process = "fork" in multiprocessing.get_all_start_methods()
     with engine.connect() as conn, conn.begin() as transaction:
-        checker.batch_id, result.created = _batch_for_load(conn, batch, source, budget)
+        checker.batch_id, result.created = batch_for_load(conn, batch, source, budget)
         if reader_process:
             chunks: Iterator[Chunk] = _ReaderProcess(rows, checker, result, position).chunks()
         else:
@@ -291,30 +287,3 @@ class _ReaderProcess:
         )
         result.ignored_fields = child.ignored_fields
         result.local_images = child.local_images
-
-
-def _batch_for_load(
-    conn: Connection, name: str, source: str, budget: int | None
-) -> tuple[int, bool]:
-    """The id of batch `name`, created if needed; True when this call created it. Safe when
-    many callers make the same new batch at once: the insert gives way to the one that
-    committed first (ON CONFLICT DO NOTHING), and the batch is read back. A `budget` is set
-    in the same transaction, before the rows: no claim can come before it."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    created = conn.execute(
-        insert(Batch)
-        .values(name=name, source=source, state=BatchState.ACTIVE.value)
-        .on_conflict_do_nothing(index_elements=[Batch.name])
-        .returning(Batch.id)
-    ).scalar()
-    if created is None:
-        found = conn.execute(sa.select(Batch.id, Batch.state).where(Batch.name == name)).one()
-        if found.state == BatchState.CANCELLED:
-            raise BatchStateError(
-                f"batch {name!r} was cancelled; load into a new batch with --batch NAME",
-                found.state,
-            )
-    bid = created if created is not None else found.id
-    if budget is not None:
-        conn.execute(sa.update(Batch).where(Batch.id == bid).values(budget_micros=budget))
-    return bid, created is not None

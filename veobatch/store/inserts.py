@@ -7,6 +7,8 @@
 - A batch that has rows (the same file loaded again): an executemany upsert, `ON CONFLICT
   (batch_id, ref)`, which adds only the rows the batch does not have and replaces rows that an
   earlier load stored as invalid (and that are now fixed).
+
+`batch_for_load` finds or makes the batch a load writes into, in the same transaction.
 """
 
 from __future__ import annotations
@@ -16,10 +18,29 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
 
+import sqlalchemy as sa
 from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
 
-from veobatch.intake.job_spec import ROW_COLUMNS
+from veobatch.errors import BatchStateError
+from veobatch.states import BatchState
+from veobatch.store.tables import Batch
 
+# A stored row: the values of `ROW_COLUMNS`, in that order, ready for executemany or COPY.
+ROW_COLUMNS: Final[tuple[str, ...]] = (
+    "batch_id",
+    "ref",
+    "line",
+    "prompt",
+    "model",
+    "images",
+    "aspect_ratio",
+    "enhance_prompt",
+    "extra",
+    "status",
+    "error",
+    "error_kind",
+)
 _COLUMN_LIST: Final = ", ".join(ROW_COLUMNS)
 _REPLACEABLE: Final = [c for c in ROW_COLUMNS if c not in ("batch_id", "ref")]
 _INSERT: Final = f"INSERT INTO jobs ({_COLUMN_LIST}) VALUES ({{marks}})"
@@ -78,3 +99,30 @@ def row_writer(conn: Connection, *, fresh_batch: bool) -> Iterator[Writer]:
         if not postgres:
             cursor.execute(f"PRAGMA cache_size={int(cache_size)}")
         cursor.close()
+
+
+def batch_for_load(
+    conn: Connection, name: str, source: str, budget: int | None
+) -> tuple[int, bool]:
+    """The id of batch `name`, created if needed; True when this call created it. Safe when
+    many callers make the same new batch at once: the insert gives way to the one that
+    committed first (ON CONFLICT DO NOTHING), and the batch is read back. A `budget` is set
+    in the same transaction, before the rows: no claim can come before it."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    created = conn.execute(
+        insert(Batch)
+        .values(name=name, source=source, state=BatchState.ACTIVE.value)
+        .on_conflict_do_nothing(index_elements=[Batch.name])
+        .returning(Batch.id)
+    ).scalar()
+    if created is None:
+        found = conn.execute(sa.select(Batch.id, Batch.state).where(Batch.name == name)).one()
+        if found.state == BatchState.CANCELLED:
+            raise BatchStateError(
+                f"batch {name!r} was cancelled; load into a new batch with --batch NAME",
+                found.state,
+            )
+    bid = created if created is not None else found.id
+    if budget is not None:
+        conn.execute(sa.update(Batch).where(Batch.id == bid).values(budget_micros=budget))
+    return bid, created is not None
