@@ -1,13 +1,25 @@
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
+import click
 import pytest
 
+from veobatch import settings_types as read
 from veobatch.catalog import DEFAULT_MODELS, ImageRange, parse_models
+from veobatch.cli import cli
 from veobatch.errors import ConfigError
-from veobatch.settings import DEFAULT_DATABASE_URL, SETTINGS, Rate, Settings
+from veobatch.settings import (
+    DEFAULT_DATABASE_URL,
+    SETTING_ENV_NAMES,
+    SETTINGS,
+    Rate,
+    Settings,
+    _declared,
+    setting,
+)
 
 
 def test_defaults_need_nothing() -> None:
@@ -69,6 +81,50 @@ def test_api_key_never_shows_itself() -> None:
     assert "sk-secret" not in str(settings.api_key)
 
 
+def test_no_secret_shows_itself() -> None:
+    secrets = {"api_tokens": "tok-" + "a" * 16, "api_read_tokens": "tok-" + "b" * 16}
+    settings = Settings.from_values({**secrets, "webhook_secret": "tok-hook"})
+    assert "tok-" not in repr(settings)
+    assert [token.reveal() for token in settings.api_tokens] == [secrets["api_tokens"]]
+
+
+def test_every_setting_is_declared_with_help_and_a_variable() -> None:
+    assert [spec.name for spec in SETTINGS] == [f.name for f in dataclasses.fields(Settings)]
+    options = {param.name: param for param in cli.params if isinstance(param, click.Option)}
+    for spec in SETTINGS:
+        assert spec.help.strip(), spec.name
+        assert re.fullmatch(r"VEO_[A-Z0-9_]+", spec.env), spec.name
+        assert spec.env == f"VEO_{spec.name.upper()}"
+        assert options[spec.name].envvar == spec.env
+        assert options[spec.name].help == spec.help
+    assert {spec.env for spec in SETTINGS} == SETTING_ENV_NAMES
+
+
+def test_a_setting_cannot_be_declared_without_help_or_declaration() -> None:
+    with pytest.raises(ValueError, match="help"):
+        setting(1.0, read.seconds, "  ")
+
+    @dataclasses.dataclass
+    class Undeclared:
+        plain: int = 1
+
+    with pytest.raises(TypeError, match=r"\.plain is not declared with setting"):
+        _declared(dataclasses.fields(Undeclared))
+
+
+def test_settings_made_directly_read_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VEO_READ_TIMEOUT", "never")  # modules take constants from Settings()
+    monkeypatch.setenv("VEO_RATE", "2/s")
+    assert Settings() == Settings.from_env({})
+    assert Settings(read_timeout=5.0).read_timeout == 5.0
+
+
+def test_blank_means_the_default() -> None:
+    settings = Settings.from_env({"VEO_READ_TIMEOUT": "  ", "VEO_CURRENCY": ""})
+    assert (settings.read_timeout, settings.currency) == (60.0, "USD")
+    assert Settings.from_values({"read_timeout": " 5 "}).read_timeout == 5.0
+
+
 def test_api_base_must_be_http() -> None:
     assert Settings.from_env({"VEO_API_BASE": "https://relay.example/"}).api_base == (
         "https://relay.example"
@@ -115,6 +171,7 @@ def test_polling_and_download_settings() -> None:
         ("poll_interval", "soon", "VEO_POLL_INTERVAL: 'soon' is not MIN-MAX seconds"),
         ("max_in_flight", "0", "VEO_MAX_IN_FLIGHT: '0' is not a whole number above 0"),
         ("max_in_flight", "ten", "VEO_MAX_IN_FLIGHT: 'ten' is not a whole number above 0"),
+        ("max_in_flight", "²", "VEO_MAX_IN_FLIGHT: '²' is not a whole number above 0"),
         ("poll_deadline", "-5", "VEO_POLL_DEADLINE: '-5' is not a number of seconds above 0"),
         ("poll_rate", "often", "VEO_POLL_RATE: 'often' is not a rate"),
     ],
