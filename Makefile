@@ -14,10 +14,15 @@ $(BIN)/veo-batch: pyproject.toml requirements/ci.txt
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
+# ci.txt: everything CI installs (the test extra too). runtime.txt: what the image installs,
+# the dependencies alone, held to ci.txt's versions (-c) so the image runs what CI tested.
 lock:  ## pin the dependencies again after changing them in pyproject.toml
 	$(BIN)/pip install --quiet pip-tools
 	$(BIN)/pip-compile --quiet --extra test --strip-extras --no-emit-index-url \
 		--no-emit-find-links -o requirements/ci.txt pyproject.toml
+	$(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url \
+		--no-emit-find-links -c requirements/ci.txt \
+		-o requirements/runtime.txt pyproject.toml
 
 demo: $(BIN)/veo-batch  ## run the example batch against the built-in mock provider (offline)
 	$(BIN)/veo-batch run jobs.example.yaml --mock --download videos

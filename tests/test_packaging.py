@@ -32,6 +32,26 @@ def test_runtime_dependencies_have_an_upper_bound_and_a_pin() -> None:
     assert set(declared) | set(tests) <= set(pinned), set(declared) | set(tests) - set(pinned)
 
 
+def pins(lock: str) -> dict[str, str]:
+    """The versions a lock file in requirements/ pins, by package name."""
+    lines = (ROOT / "requirements" / lock).read_text().splitlines()
+    pinned = [line for line in lines if "==" in line and not line.startswith("#")]
+    return {name: spec.removeprefix("==") for name, spec in names(pinned).items()}
+
+
+def test_the_image_lock_holds_the_versions_ci_tested() -> None:
+    """requirements/runtime.txt (what the Dockerfile installs) is ci.txt without the test
+    tools: every runtime dependency pinned, at the very version CI installed."""
+    runtime, ci = pins("runtime.txt"), pins("ci.txt")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert set(names(project["dependencies"])) <= set(runtime)
+    assert set(runtime) <= set(ci), set(runtime) - set(ci)
+    differ = {name: (runtime[name], ci[name]) for name in runtime if runtime[name] != ci[name]}
+    assert not differ, f"runtime.txt and ci.txt pin different versions: {differ}"
+    tests = set(names(project["optional-dependencies"]["test"]))
+    assert not tests & set(runtime), tests & set(runtime)
+
+
 def test_the_wheel_adds_one_top_level_package_with_its_migrations_and_pages(
     tmp_path: Path,
 ) -> None:
