@@ -125,11 +125,8 @@ def run(
     written). With VEO_REDIS_URL the workers do the work and, with --download, fetch the
     videos into their own VEO_DOWNLOAD_DIR: the run waits for them before the results.
 
-    \b
-    Exit codes: 0 every row succeeded (with --no-wait: has a task); 8 some rows failed or
-    are in doubt; 9 the batch is paused (the message says why); 10 some videos could not be
-    saved (the rows stay succeeded: run again to retry); 130 stopped with Ctrl-C, SIGTERM or
-    SIGHUP.
+    Exit codes: `veo-batch --help` lists every one, as veobatch/errors.py holds them (0: every
+    row succeeded; with --no-wait, every row has a task).
 
     \b
     Examples:
