@@ -15,9 +15,8 @@ from sqlalchemy.engine import Engine
 from tests.conftest import MOCK_KEY
 from tests.helpers import job, run_embedded
 from veobatch import Client, Intake, InvalidJobs
-from veobatch.errors import BatchStateError, ExitCode, NotFoundError, VeoBatchError
+from veobatch.errors import BatchPaused, BatchStateError, ExitCode, NotFoundError, VeoBatchError
 from veobatch.provider.mock import MockProvider
-from veobatch.running import BatchPaused
 from veobatch.settings import Secret, Settings
 
 

@@ -125,7 +125,9 @@ def test_the_pages_show_the_batch(site: Served) -> None:
         assert "Generation times" in charts
         found = client.get("/ui/batches/shop", params={"q": "BLUE", "status": ""}).text
         assert "1 rows match" in found
-        assert client.get("/ui/batches/shop", params={"status": "nope"}).status_code == 409
+        unknown = client.get("/ui/batches/shop", params={"status": "nope"})
+        assert (unknown.status_code, "unknown status nope" in unknown.text) == (422, True)
+        assert client.get("/ui/batches/shop", params={"kind": "nope"}).status_code == 422
         live = client.get("/ui/batches/shop/live").text
         assert live.startswith('\n<section id="live"') or '<section id="live"' in live
         row = client.get("/ui/batches/shop/rows/a").text
@@ -178,7 +180,7 @@ def test_a_read_only_token_looks_but_does_not_act(site: Served) -> None:
         assert "read-only" in page
         assert page.count('name="csrf"') == 1  # no forms to act with: the logout's only
         refused = client.post("/ui/batches/shop/pause", data={"csrf": "x"})
-        assert refused.status_code == 409
+        assert refused.status_code == 403  # as the API answers a read-only token
         assert "this token can look, not act" in refused.text
     api = {"Authorization": f"Bearer {READ_TOKEN}"}
     assert httpx.get(f"{site.url}/batches", headers=api).status_code == 200
@@ -191,10 +193,28 @@ def test_actions_need_the_forms_csrf_token(site: Served, engine: Engine) -> None
     with logged_in(site) as client:
         csrf = csrf_of(client.get("/ui/batches/live").text)
         stale = client.post("/ui/batches/live/pause", data={"csrf": "0" * 64})
-        assert stale.status_code == 409
+        assert stale.status_code == 403
         assert "CSRF" in stale.text
         assert client.post("/ui/batches/live/pause", data={"csrf": csrf}).status_code == 303
         assert "paused in the dashboard" in client.get("/ui/batches/live").text
+
+
+def test_a_conflict_is_a_batch_whose_state_forbids_the_action(site: Served, engine: Engine) -> None:
+    """409 is the batch's state only: a malformed form is 422, a stale one 403."""
+    job = {"prompt": "p", "model": "veo3.1", "images": ["https://x.io/a.jpg"]}
+    service = BatchService(engine, Settings())
+    service.add("gone", [job])
+    service.cancel("gone")
+    with logged_in(site) as client:
+        csrf = csrf_of(client.get("/ui/batches/gone").text)
+        refused = client.post("/ui/batches/gone/resume", data={"csrf": csrf})
+        assert refused.status_code == 409
+        assert "cancelled" in refused.text
+        assert client.post("/ui/batches/gone/resume", data={}).status_code == 422  # no csrf
+        odd = client.post("/ui/batches/shop/review", data={"csrf": csrf, "verdict": "maybe"})
+        assert odd.status_code == 422
+        stale = client.post("/ui/batches/gone/resume", data={"csrf": "0" * 64})
+        assert stale.status_code == 403  # the form is checked before the batch
 
 
 def test_review_in_the_gallery_then_rerun_the_rejected(site: Served, engine: Engine) -> None:
@@ -285,7 +305,7 @@ def test_a_logout_ends_the_session_on_the_server_and_needs_its_csrf_token(site: 
         page = client.get("/").text
         cookie = client.cookies["veo_session"]
         forged = client.post("/logout", data={"csrf": "0" * 64})  # another site's form
-        assert forged.status_code == 409  # refused, as every stale form is
+        assert forged.status_code == 403  # refused, as every stale form is
         assert client.get("/ui/batches/shop").status_code == 200  # still logged in
         assert client.post("/logout", data={"csrf": csrf_of(page)}).status_code == 303
     with httpx.Client(base_url=site.url, timeout=30) as replay:  # the old cookie, copied

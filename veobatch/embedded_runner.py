@@ -42,7 +42,7 @@ import httpx
 from sqlalchemy.engine import Engine
 
 from veobatch.destinations import Destinations
-from veobatch.errors import DatabaseError, VeoBatchError
+from veobatch.errors import DatabaseError, ProcessFailed
 from veobatch.lifecycle import transitions
 from veobatch.lifecycle.download import (
     DOWNLOAD_TIMEOUT,
@@ -324,7 +324,7 @@ class EmbeddedRunner:
                     code = getattr(host, "exitcode", None)
                     if code is not None:
                         self._failures.append(
-                            VeoBatchError(f"submit lane {host.name} ended (exit code {code})")
+                            ProcessFailed(f"submit lane {host.name} ended (exit code {code})")
                         )
         return bool(self._failures)
 
@@ -473,5 +473,5 @@ def _portable(exc: BaseException) -> BaseException:
     try:
         copy: BaseException = pickle.loads(pickle.dumps(exc))  # our own child's, just made
     except Exception:  # any exception may fail to pickle, or to be made again
-        return VeoBatchError(f"a submit lane failed: {type(exc).__name__}: {exc}")
+        return ProcessFailed(f"a submit lane failed: {type(exc).__name__}: {exc}")
     return copy

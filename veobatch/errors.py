@@ -1,22 +1,39 @@
 """Every error veo-batch raises on purpose, in one tree, and every exit code of the CLI.
 
-    VeoBatchError                 root: catch this to catch everything of ours
+    VeoBatchError                 root: catch this to catch everything of ours; raised as it
+    │                             is, a value given (a name, a format, a URL) is refused
     ├── ConfigError               a setting (env var or option) is malformed or missing
     ├── DatabaseError             the database cannot be reached or is not migrated
     ├── NotFoundError             a batch or job named by the user does not exist
     ├── BatchStateError           the batch's state forbids the operation (names the state)
+    │   ├── BatchPaused           ... it is paused: `run` cannot take it (says why)
+    │   └── UnconfirmedRerun      ... a rerun would pay again: it waits for a confirmation
     ├── JobFileError              a job file cannot be read as a job file at all
     ├── InvalidJobs               some jobs or rows are invalid; nothing was stored
     ├── ProviderError             the relay did not give what was asked; `kind` says why
+    ├── LimiterUnavailable        the shared rate limit (Redis) cannot be asked: nothing sent
     ├── WriteError                a file or the database could not be written (disk full,
     │                             no permission)
     ├── DownloadError             a video could not be fetched (the row's status stays)
-    └── ImageError                a local image cannot be used (at load) or sent (at submit)
+    │   └── DownloadRefused       ... and trying again would end the same way
+    │       ├── UnusableVideo     not a video this tool keeps (format, size)
+    │       └── RefusedDestination  a host on this machine's network, or not resolved
+    ├── ImageError                a local image cannot be used (at load) or sent (at submit)
+    ├── Abandoned                 a poll or a download given up: the process is stopping
+    ├── ProcessFailed             a process of our own (a submit lane, the file's reader)
+    │                             ended without its answer
+    ├── RunStopped                a run was stopped with work left (says how to go on)
+    ├── NotAllowed (dashboard.pages)  a dashboard action this session may not take
+    └── Refused (worker.guard)    a Celery message no task of ours can take
 
-Each class carries the process exit code the CLI uses for it, so that mapping lives here and
-nowhere else; the HTTP API maps the same classes to statuses in one table of its own. Messages
-are written for the person at the terminal: they say what is wrong and what to do next, and
-never contain the provider API key.
+A class defined elsewhere has its module (under veobatch) after its name. One exception of ours
+is outside the tree on purpose: `dashboard.pages.LoginNeeded` is not an error but the way a
+page asks for a session (its answer is the login form).
+
+Each class carries the process exit code the CLI uses for it (`exit_code`, an `ExitCode`), so
+that mapping lives here and nowhere else; the HTTP API maps the same classes to statuses in one
+table of its own. Messages are written for the person at the terminal: they say what is wrong
+and what to do next, and never contain the provider API key.
 """
 
 from __future__ import annotations
@@ -47,6 +64,9 @@ class ExitCode(IntEnum):
     DOWNLOADS_FAILED = 10
     CANNOT_WRITE = 11
     CHECK_FAILED = 12
+    PROVIDER = 13
+    LIMITER = 14
+    PROCESS_FAILED = 15
     INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
@@ -69,6 +89,12 @@ EXIT_CODE_MEANINGS: Final[dict[ExitCode, str]] = {
     "no permission)",
     ExitCode.CHECK_FAILED: "`health`, `doctor`: a check failed (each one is named, with what to "
     "do)",
+    ExitCode.PROVIDER: "the relay did not give what was asked (its answer or the network; the "
+    "message says which)",
+    ExitCode.LIMITER: "the shared rate limit (Redis, VEO_REDIS_URL) cannot be reached: nothing "
+    "more is sent until it can",
+    ExitCode.PROCESS_FAILED: "a process of veo-batch's own (a submit lane, the file's reader) "
+    "ended without its answer (the message says how)",
     ExitCode.INTERRUPTED: "`run`: stopped with Ctrl-C (or SIGTERM, SIGHUP) with work left; "
     "running the same command again goes on (stopped with nothing left, it ends as usual: "
     "batch finished, results written)",
@@ -92,7 +118,8 @@ class Problem:
 
 
 class VeoBatchError(Exception):
-    """Root of every error veo-batch raises on purpose."""
+    """Root of every error veo-batch raises on purpose; raised as it is, a value given (a
+    batch name, a format, a webhook URL, a budget) is refused, a usage error."""
 
     exit_code: ExitCode = ExitCode.USAGE
 
@@ -139,6 +166,16 @@ class UnconfirmedRerun(BatchStateError):
         )
         self.matched, self.paid_rows, self.paid_for = matched, paid_rows, paid_for
         self.adds, self.unpriced = adds, unpriced
+
+
+class BatchPaused(BatchStateError):
+    """The batch is paused (before or during a run): `reason` says why."""
+
+    exit_code = ExitCode.PAUSED
+
+    def __init__(self, batch: str, reason: str | None) -> None:
+        super().__init__(f"batch {batch!r} is paused: {reason}", "paused")
+        self.batch, self.reason = batch, reason
 
 
 class JobFileError(VeoBatchError):
@@ -195,6 +232,8 @@ class InvalidJobs(VeoBatchError):
 class ProviderError(VeoBatchError):
     """A request to the provider that did not give what was asked; `kind` says what to do."""
 
+    exit_code = ExitCode.PROVIDER
+
     def __init__(
         self,
         kind: ErrorKind,
@@ -209,6 +248,9 @@ class ProviderError(VeoBatchError):
         status = f"HTTP {http_status}: " if http_status is not None else ""
         super().__init__(f"{kind.value}: {status}{message}")
 
+    def __reduce__(self) -> tuple[type[ProviderError], tuple[Any, ...]]:
+        return type(self), (self.kind, self.message, self.http_status, self.retry_after)
+
 
 class WriteError(VeoBatchError):
     """A file (an export, the results) or the database (its disk full) could not be written;
@@ -220,14 +262,20 @@ class WriteError(VeoBatchError):
 class LimiterUnavailable(VeoBatchError):
     """The shared rate limit (Redis) cannot be asked: nothing may be sent until it can."""
 
+    exit_code = ExitCode.LIMITER
+
 
 class Abandoned(VeoBatchError):
     """A poll or a download given up because its process is stopping: nothing to record,
     the row is handed back to be asked again."""
 
+    exit_code = ExitCode.INTERRUPTED
+
 
 class DownloadError(VeoBatchError):
     """A video could not be fetched (whatever the cause, the row's status stays)."""
+
+    exit_code = ExitCode.DOWNLOADS_FAILED
 
 
 class DownloadRefused(DownloadError):
@@ -242,6 +290,20 @@ class UnusableVideo(DownloadRefused):
 class RefusedDestination(DownloadRefused):
     """A host a link from a stranger named (a video URL, a redirect, a webhook) is on this
     machine's network, or cannot be resolved: no connection was made."""
+
+
+class ProcessFailed(VeoBatchError):
+    """A process of our own (a submit lane, the reader of a job file) ended without its answer:
+    the message says how (its exit code, or the error it could not hand back)."""
+
+    exit_code = ExitCode.PROCESS_FAILED
+
+
+class RunStopped(VeoBatchError):
+    """A run was stopped (Ctrl-C, SIGTERM, SIGHUP) with work left; the message says how to
+    go on."""
+
+    exit_code = ExitCode.INTERRUPTED
 
 
 class ImageError(VeoBatchError):

@@ -24,7 +24,7 @@ from shlex import quote
 from typing import TYPE_CHECKING, Final
 
 from veobatch.embedded_runner import EmbeddedRunner
-from veobatch.errors import BatchStateError, ExitCode, VeoBatchError
+from veobatch.errors import BatchPaused, BatchStateError, ExitCode, RunStopped
 from veobatch.lifecycle.download import check_directory
 from veobatch.lifecycle.progress import Progress
 from veobatch.process import RUN_CONCURRENCY, Process
@@ -41,22 +41,6 @@ MOCK_KEY: Final = "mock-key"
 
 Note = Callable[[str], None]
 ProgressCallback = Callable[[Progress], None]
-
-
-class BatchPaused(BatchStateError):
-    """The batch is paused (before or during the run): `reason` says why."""
-
-    exit_code = ExitCode.PAUSED
-
-    def __init__(self, batch: str, reason: str | None) -> None:
-        super().__init__(f"batch {batch!r} is paused: {reason}", BatchState.PAUSED)
-        self.batch, self.reason = batch, reason
-
-
-class RunStopped(VeoBatchError):
-    """The run was stopped with work left; the message says how to go on."""
-
-    exit_code = ExitCode.INTERRUPTED
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from veobatch.cli.options import (
     webhook_option,
 )
 from veobatch.cli.output import echo, live_progress, print_estimate, spend_line, table
-from veobatch.errors import ExitCode
+from veobatch.errors import BatchPaused, ExitCode, RunStopped
 from veobatch.process import RUN_CONCURRENCY
-from veobatch.running import BatchPaused, RunOutcome, RunStopped, run_batch
+from veobatch.running import RunOutcome, run_batch
 from veobatch.states import STATUS_ORDER, BatchState, JobStatus
 
 
@@ -114,11 +114,8 @@ def run(
     written). With VEO_REDIS_URL the workers do the work and, with --download, fetch the
     videos into their own VEO_DOWNLOAD_DIR: the run waits for them before the results.
 
-    \b
-    Exit codes: 0 every row succeeded (with --no-wait: has a task); 8 some rows failed or
-    are in doubt; 9 the batch is paused (the message says why); 10 some videos could not be
-    saved (the rows stay succeeded: run again to retry); 130 stopped with Ctrl-C, SIGTERM or
-    SIGHUP.
+    Exit codes: `veo-batch --help` lists every one, as veobatch/errors.py holds them (0: every
+    row succeeded; with --no-wait, every row has a task).
 
     \b
     Examples:

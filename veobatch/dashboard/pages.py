@@ -24,7 +24,12 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from veobatch.dashboard.sessions import COOKIE, LIFETIME, Sessions, Viewer
-from veobatch.errors import BatchStateError, InvalidJobs, NotFoundError, UnconfirmedRerun
+from veobatch.errors import (
+    InvalidJobs,
+    NotFoundError,
+    UnconfirmedRerun,
+    VeoBatchError,
+)
 from veobatch.images.formats import FORMATS, sniff
 from veobatch.lifecycle.download import video_container
 from veobatch.pricing import money
@@ -58,11 +63,13 @@ router = APIRouter(include_in_schema=False)
 
 
 class LoginNeeded(Exception):
-    """The page needs a session: the answer is the login form."""
+    """The page needs a session: the answer is the login form (not an error of ours: outside
+    VeoBatchError's tree on purpose)."""
 
 
-class NotAllowed(BatchStateError):
-    """An action this session may not take now: a read-only token, or a stale form (409)."""
+class NotAllowed(VeoBatchError):
+    """An action this session may not take: a read-only token, or a stale form (its CSRF token
+    does not match): 403, as the API answers a read-only token."""
 
 
 def error_page(request: Request, status: int, message: str) -> HTMLResponse:
@@ -112,7 +119,7 @@ def _known(given: list[str] | None, allowed: Any, what: str) -> list[str]:
     chosen = [value for value in given or () if value]
     unknown = [value for value in chosen if value not in allowed]
     if unknown:
-        raise NotAllowed(f"unknown {what} {', '.join(unknown)[:80]}")
+        raise VeoBatchError(f"unknown {what} {', '.join(unknown)[:80]}")  # 422, a value refused
     return chosen
 
 

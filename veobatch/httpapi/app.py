@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from veobatch.dashboard import router as dashboard
-from veobatch.dashboard.pages import DASHBOARD_STATIC, LoginNeeded, error_page
+from veobatch.dashboard.pages import DASHBOARD_STATIC, LoginNeeded, NotAllowed, error_page
 from veobatch.dashboard.sessions import Sessions
 from veobatch.errors import (
     BatchStateError,
@@ -41,8 +41,10 @@ from veobatch.service import BatchService
 
 MAX_BODY_BYTES: Final = 20 * 1024 * 1024
 MAX_IN_FLIGHT: Final = 16  # requests served at once; one more is answered 429
-# Our errors as HTTP answers, the most specific first.
+# Our errors as HTTP answers, the most specific first: 422 for a value refused (400 is only a
+# body that cannot be read at all), 409 only for a batch whose state forbids the request.
 STATUS_OF: Final[dict[type[Exception], int]] = {
+    NotAllowed: 403,  # the dashboard's: a read-only session, or a stale form (CSRF)
     NotFoundError: 404,
     BatchStateError: 409,
     InvalidJobs: 422,

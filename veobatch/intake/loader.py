@@ -25,7 +25,7 @@ from multiprocessing.connection import Connection as Pipe
 from sqlalchemy.engine import Engine
 
 from veobatch.catalog import ImageRange
-from veobatch.errors import VeoBatchError
+from veobatch.errors import ProcessFailed
 from veobatch.images.files import ImageInspector
 from veobatch.intake.job_spec import JobChecker, RawJob, StoredRow, describe
 from veobatch.intake.problems import DEFAULT_MAX_PROBLEMS, ProblemReport
@@ -262,7 +262,7 @@ class _ReaderProcess:
                     message = self.receiver.recv()
                 except EOFError:
                     self.process.join()
-                    raise VeoBatchError(
+                    raise ProcessFailed(
                         f"the process reading the file stopped (exit code {self.process.exitcode})"
                     ) from None
                 if isinstance(message, LoadResult):

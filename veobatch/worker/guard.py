@@ -18,6 +18,7 @@ from typing import Any, Final
 from celery import Celery, Task
 from celery.worker.strategy import default
 
+from veobatch.errors import VeoBatchError
 from veobatch.worker.names import DOWNLOAD_TASK, ENQUEUE_TASK, POLL_TASK, SUBMIT_TASK
 
 MAX_DEPTH: Final = 32  # nesting of a message's arguments (a job's `extra` is held to less)
@@ -27,8 +28,9 @@ MAX_SUBMIT_GROUP: Final = 1000  # rows one submit message may name
 log = logging.getLogger("veobatch.worker")
 
 
-class Refused(Exception):
-    """A message no task of ours can take; the text says why."""
+class Refused(VeoBatchError):
+    """A message no task of ours can take; the text says why (dropped, never raised past the
+    guard: the caller of `veobatch.enqueue` is answered with it)."""
 
 
 def guarded_strategy(task: Task, app: Celery, consumer: Any, **options: Any) -> Callable[..., Any]:
