@@ -18,6 +18,7 @@ from veobatch import embedded_runner, errors
 from veobatch.errors import (
     EXIT_CODE_MEANINGS,
     Abandoned,
+    BatchPaused,
     BatchStateError,
     ConfigError,
     DatabaseError,
@@ -33,6 +34,7 @@ from veobatch.errors import (
     ProcessFailed,
     ProviderError,
     RefusedDestination,
+    UnconfirmedRerun,
     UnusableVideo,
     VeoBatchError,
     WriteError,
@@ -52,6 +54,8 @@ EXPECTED_EXIT: dict[str, ExitCode] = {
     "DatabaseError": ExitCode.DATABASE,
     "NotFoundError": ExitCode.NOT_FOUND,
     "BatchStateError": ExitCode.STATE,
+    "BatchPaused": ExitCode.PAUSED,
+    "UnconfirmedRerun": ExitCode.STATE,
     "JobFileError": ExitCode.BAD_FILE,
     "InvalidJobs": ExitCode.INVALID_ROWS,
     "ProviderError": ExitCode.PROVIDER,
@@ -64,6 +68,7 @@ EXPECTED_EXIT: dict[str, ExitCode] = {
     "ImageError": ExitCode.CONFIG,
     "Abandoned": ExitCode.INTERRUPTED,
     "ProcessFailed": ExitCode.PROCESS_FAILED,
+    "RunStopped": ExitCode.INTERRUPTED,
     "NotAllowed": ExitCode.USAGE,  # the dashboard's: no command raises it
     "Refused": ExitCode.USAGE,  # the worker's guard: a malformed message, never raised past it
 }
@@ -208,6 +213,10 @@ def sample(kind: type[VeoBatchError]) -> VeoBatchError:
         return BatchStateError("batch 'shop' is cancelled", "cancelled")
     if kind is ImageError:
         return ImageError("VEO_S3_URL is not set", "batch")
+    if kind is BatchPaused:
+        return BatchPaused("shop", "401 from the relay: check VEO_API_KEY")
+    if kind is UnconfirmedRerun:
+        return UnconfirmedRerun(3, 2, ["succeeded"], 1_250_000, [])
     return kind(f"a {kind.__name__} of the tests")
 
 
