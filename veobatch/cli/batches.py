@@ -35,10 +35,10 @@ from veobatch.cli.output import (
 )
 from veobatch.errors import ExitCode, NotFoundError, UnconfirmedRerun
 from veobatch.pricing import decimal_text, money
-from veobatch.service import estimate_view
 from veobatch.settings import Settings
 from veobatch.states import STATUS_ORDER, BatchState, JobStatus
 from veobatch.store.queries import BatchSummary
+from veobatch.views import estimate_view
 
 # ---------------------------------------------------------------------------------- status
 

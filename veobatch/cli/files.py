@@ -24,10 +24,11 @@ from veobatch.cli.options import (
 )
 from veobatch.cli.output import echo, print_estimate
 from veobatch.errors import ExitCode, JobFileError, VeoBatchError
+from veobatch.intake.batch_name import check_batch_name
 from veobatch.intake.loader import LoadResult, ReadProgress
 from veobatch.intake.problems import DEFAULT_MAX_PROBLEMS
 from veobatch.intake.readers import open_job_file
-from veobatch.service import BatchService, check_batch_name
+from veobatch.service import BatchService
 from veobatch.store.export import EXPORT_FORMATS, export_format, write_export
 
 # ---------------------------------------------------------------------------------- load

@@ -31,9 +31,10 @@ from veobatch.errors import (
     VeoBatchError,
 )
 from veobatch.images.formats import FORMATS, sniff
+from veobatch.intake.batch_name import check_batch_name
 from veobatch.lifecycle.download import video_container
 from veobatch.pricing import money
-from veobatch.service import BatchService, check_batch_name
+from veobatch.service import BatchService
 from veobatch.states import STATUS_ORDER, ErrorKind, JobStatus, Review
 from veobatch.visible import visible
 

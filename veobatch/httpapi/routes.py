@@ -15,9 +15,10 @@ from veobatch.errors import BatchStateError, UnconfirmedRerun
 from veobatch.httpapi import schemas
 from veobatch.httpapi.schemas import errors
 from veobatch.pricing import decimal_text
-from veobatch.service import BatchService, estimate_view
+from veobatch.service import BatchService
 from veobatch.states import BatchState, ErrorKind, JobStatus
 from veobatch.store.queries import BatchSummary
+from veobatch.views import estimate_view
 
 EXPORT_MEDIA = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
 
