@@ -1,39 +1,5 @@
-"""A local stand-in for the Veo relay API, with the provider's habits, for tests and dry runs.
-
-It speaks both endpoints over real HTTP, with the relay's error shapes (see docs/relay-api.md):
-
-- a sliding-window request limit over every request that arrives, answered with 429 and a
-  Chinese message, without Retry-After;
-- a wrong key answered 401 (`无效的令牌`); a balance that runs out, 403
-  `insufficient_user_quota`; a body without prompt, model or images, 400;
-- tasks that take `task_seconds` and end in FAILURE at `failure_rate`;
-- faults on demand, asked for by a marker in the prompt, so a test can give each row its own:
-  `[mock:status=502]` (502 is an HTML page, like a proxy's), `[mock:drop-before]` (connection
-  closed before a task exists), `[mock:drop-after]` (task created, then the connection
-  closed), `[mock:slow=SECONDS]` (task created, answer late), `[mock:fail]` (the task ends in
-  FAILURE), `[mock:no-task-id]` (200 without a task_id), `[mock:task-id-size=N]` (a task id
-  N characters long), `[mock:cut-video]` (the first download of the video stops halfway),
-  `[mock:drip=SECONDS]` (task created, its answer sent a byte every SECONDS, status line and
-  headers too, as a hostile relay may); `drip_polls` and `drip_videos` make every poll's
-  answer, or every video, drip the same way;
-- videos served at `/_mock/videos/...`, with `Range` requests answered 206, as a CDN does:
-  with `clips`, a real 3 s MP4 of a slow zoom over the task's first image (made once per
-  image); else `video_bytes` of text, the same bytes for the same task;
-- images checked as relays check them: only the ways of sending in `accepts` (url, data-uri,
-  base64; others answered 400 in Chinese, as a relay that takes only one way does); an inline
-  image must decode to a PNG, JPEG or WebP (else 400); a link is fetched after the task is
-  created, as relays do (only from this machine: loopback addresses; others are counted as
-  not fetched), and a link that does not answer 200 with an image fails the task. The sha256
-  of every image seen is kept per prompt (`images_by_prompt` in the stats), so a test can
-  prove which picture reached the provider.
-
-A task id of its own making that it does not know (an earlier mock made it: each `veo-batch
-run --mock` starts one) is answered as if it had made it then, so a stopped run resumes.
-
-It counts tasks created per prompt (`GET /_mock/stats`), so a test can see a job paid for
-twice, records every request's arrival to report the busiest window, and keeps the most
-tasks it had generating at once (`peak_running`), which is what a provider's cap counts.
-"""
+"""The mock's HTTP handler: the two endpoints with the relay's habits and faults, its videos,
+and its stats."""
 
 from __future__ import annotations
 
@@ -41,165 +7,32 @@ import base64
 import binascii
 import contextlib
 import hashlib
-import heapq
 import ipaddress
 import json
-import random
 import re
 import socket
-import sys
 import threading
 import time
 import uuid
-from collections import Counter, deque
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Final
+from dataclasses import asdict, fields
+from http.server import BaseHTTPRequestHandler
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 
 from veobatch.images.formats import SNIFF_BYTES, sniff
 from veobatch.provider.client import SUBMIT_PATH
-from veobatch.provider.clips import ClipMaker
+from veobatch.provider.mock.state import MARKER, MockConfig, MockState, Task
 
-MP4_START: Final = b"\x00\x00\x00\x14ftypisom\x00\x00\x02\x00isom"  # an MP4's first box
-_MARKER: Final = re.compile(r"\[mock:([a-z-]+)(?:=([^\]]*))?\]")
-_OUR_TASK_ID: Final = re.compile(r"^veo3:(\d+)-[0-9a-f]{10}$")
-_KEPT_IMAGES: Final = 256  # distinct first images the mock keeps for its clips
+if TYPE_CHECKING:
+    from veobatch.provider.mock.server import Server
+
 _HTML_502: Final = (
     "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway"
     "</h1></center><hr><center>nginx</center></body></html>"
 )
-
-
-@dataclass
-class MockConfig:
-    api_key: str = "mock-key"
-    limit: int | None = None  # requests allowed per `window` seconds (every route counts)
-    window: float = 60.0
-    balance: int | None = None  # tasks that can still be created; None: no end
-    task_seconds: float = 0.0  # time from creation to SUCCESS or FAILURE
-    failure_rate: float = 0.0  # share of tasks that end in FAILURE
-    video_bytes: int = 64 * 1024
-    seed: int = 0
-    accepts: list[str] = field(default_factory=lambda: ["url", "data-uri", "base64"])
-    clips: bool = False  # videos are real MP4 clips of the first image (else `video_bytes` of text)
-    drip_polls: float = 0.0  # seconds between the bytes of each poll's answer (0: at once)
-    drip_videos: float = 0.0  # seconds between the bytes of each video's answer (0: at once)
-
-
-@dataclass
-class _Task:
-    task_id: str
-    prompt: str
-    created: float
-    ends: float
-    fails: bool
-    cut_video: bool = False  # the next full download of its video stops halfway
-    echo: str = ""  # the caller's key, echoed in every answer about the task (a careless relay)
-    fetching: int = 0  # image links not fetched yet: the task does not end before they are
-    first_image: str | None = None  # sha256 of its first image, when the mock has its bytes
-    image_error: str = ""  # a link that gave no image: the task ends in FAILURE with this
-
-    def video(self, size: int) -> bytes:
-        """`size` bytes that start as an MP4 file does (an `ftyp` box), then the task's id."""
-        unit = (self.task_id + "\n").encode()
-        body = MP4_START + unit * (size // len(unit) + 1)
-        return body[:size]
-
-
-@dataclass
-class MockState:
-    """Everything the mock remembers; one lock guards it (handlers run on many threads)."""
-
-    config: MockConfig
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    tasks: dict[str, _Task] = field(default_factory=dict)
-    created_by_prompt: Counter[str] = field(default_factory=Counter)
-    arrivals: deque[float] = field(default_factory=deque)  # within the last window
-    requests: int = 0
-    polls: int = 0
-    rejected_429: int = 0
-    busiest_window: int = 0
-    video_requests: int = 0
-    video_bytes_sent: int = 0
-    dripping: int = 0  # answers being dripped now
-    running_ends: list[float] = field(default_factory=list)  # a heap: when each task ends
-    peak_running: int = 0
-    rng: random.Random = field(default_factory=random.Random)
-    images_by_prompt: dict[str, list[str]] = field(default_factory=dict)  # sha256 of each
-    images_not_fetched: int = 0  # links to other machines, which the mock does not fetch
-    first_images: dict[str, bytes] = field(default_factory=dict)  # by sha256, for the clips
-    clips: ClipMaker = field(default_factory=ClipMaker)
-
-    def keep_first_image(self, task: _Task | None, data: bytes) -> None:
-        """Keep a task's first image for its clip (at most _KEPT_IMAGES distinct ones)."""
-        if task is None or not self.config.clips:
-            return
-        digest = hashlib.sha256(data).hexdigest()
-        task.first_image = digest
-        if digest not in self.first_images and len(self.first_images) < _KEPT_IMAGES:
-            self.first_images[digest] = data
-
-    def video_of(self, task: _Task) -> bytes:
-        if not self.config.clips:
-            return task.video(self.config.video_bytes)
-        image = self.first_images.get(task.first_image or "")
-        return self.clips.clip_for(image)
-
-    def start_task(self, task: _Task) -> None:
-        self.tasks[task.task_id] = task
-        self.created_by_prompt[task.prompt] += 1
-        while self.running_ends and self.running_ends[0] <= task.created:
-            heapq.heappop(self.running_ends)
-        heapq.heappush(self.running_ends, task.ends)
-        self.peak_running = max(self.peak_running, len(self.running_ends))
-
-    def arrive(self, now: float) -> bool:
-        """Record one request; False if it is over the limit (it still counts, as on relays)."""
-        config = self.config
-        self.requests += 1
-        self.arrivals.append(now)
-        while self.arrivals and self.arrivals[0] <= now - config.window:
-            self.arrivals.popleft()
-        self.busiest_window = max(self.busiest_window, len(self.arrivals))
-        if config.limit is not None and len(self.arrivals) > config.limit:
-            self.rejected_429 += 1
-            return False
-        return True
-
-    def recall(self, task_id: str) -> _Task | None:
-        """A task of ours that this mock did not create: an earlier mock did (each `veo-batch
-        run --mock` starts its own). Its id says when it was made; it succeeds."""
-        match = _OUR_TASK_ID.match(task_id)
-        if match is None:
-            return None
-        age = max(time.time() - int(match.group(1)), 0.0)
-        created = time.monotonic() - age
-        task = _Task(task_id, "", created, created + self.config.task_seconds, fails=False)
-        self.tasks[task_id] = task
-        return task
-
-    def stats(self) -> dict[str, Any]:
-        return {
-            "requests": self.requests,
-            "created": sum(self.created_by_prompt.values()),
-            "polls": self.polls,
-            "peak_running": self.peak_running,
-            "video_requests": self.video_requests,
-            "video_bytes_sent": self.video_bytes_sent,
-            "dripping": self.dripping,
-            "rejected_429": self.rejected_429,
-            "busiest_window": self.busiest_window,
-            "limit": self.config.limit,
-            "window": self.config.window,
-            "balance": self.config.balance,
-            "created_by_prompt": dict(self.created_by_prompt),
-            "images_by_prompt": {k: list(v) for k, v in self.images_by_prompt.items()},
-            "images_not_fetched": self.images_not_fetched,
-        }
 
 
 def _echoed(key: str) -> str:
@@ -214,12 +47,12 @@ def _error(message: str, code: str | None = None) -> dict[str, Any]:
     return {"error": error}
 
 
-class _Handler(BaseHTTPRequestHandler):
+class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as a relay behind nginx
     # Headers and body go out in two writes; with Nagle's algorithm the second waits for the
     # client's delayed ACK, 40 ms per answer. A real server does not do that.
     disable_nagle_algorithm = True
-    server: _Server
+    server: Server
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: tests run thousands
         pass
@@ -308,7 +141,7 @@ class _Handler(BaseHTTPRequestHandler):
         prompt = self._prompt_of(body)
         if prompt is None:
             return
-        markers = dict(_MARKER.findall(prompt))
+        markers = dict(MARKER.findall(prompt))
         if "status" in markers:
             status = int(markers["status"])
             self._reply(status, _HTML_502 if status == 502 else _error(f"模拟错误 {status}"))
@@ -405,7 +238,7 @@ class _Handler(BaseHTTPRequestHandler):
             fails = "fail" in markers or state.rng.random() < config.failure_rate
             created = time.monotonic()
             echo = self._token() if "echo-key-poll" in markers else ""
-            task = _Task(
+            task = Task(
                 task_id,
                 prompt,
                 created,
@@ -456,7 +289,7 @@ class _Handler(BaseHTTPRequestHandler):
         with self._dripping(state.config.drip_polls):
             self._reply(200, self._task_view(task))
 
-    def _task_view(self, task: _Task) -> dict[str, Any]:
+    def _task_view(self, task: Task) -> dict[str, Any]:
         now = time.monotonic()
         done = now >= task.ends and task.fetching == 0
         share = min(1.0, (now - task.created) / (task.ends - task.created or 1.0))
@@ -592,62 +425,3 @@ class _Drip:
 
     def flush(self) -> None:
         self._plain.flush()
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # socketserver's listen backlog is 5: a burst of new connections past it (every worker
-    # process opening its connections at once) would be refused or reset, which no relay
-    # behind a real web server does. The kernel caps it at net.core.somaxconn.
-    request_queue_size = 1024
-    state: MockState
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that hangs up (a killed worker, a timeout) is normal here, not an error."""
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class MockProvider:
-    """The mock served on a local port, on a background thread: `with MockProvider() as m:`."""
-
-    def __init__(self, config: MockConfig | None = None, host: str = "127.0.0.1", port: int = 0):
-        self.state = MockState(config or MockConfig())
-        self.state.rng.seed(self.state.config.seed)
-        self._server = _Server((host, port), _Handler)
-        self._server.state = self.state
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> MockProvider:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},  # how soon stop() returns
-            name="veo-batch-mock-api",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def serve_forever(self) -> None:
-        self._server.serve_forever()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-
-    def stats(self) -> dict[str, Any]:
-        with self.state.lock:
-            return self.state.stats()
-
-    def __enter__(self) -> MockProvider:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
