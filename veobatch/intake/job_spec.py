@@ -4,7 +4,9 @@ Pure logic: a reader (`intake.readers`) turns each row into a `RawJob`, and `Job
 turns that into either a `StoredRow`, ready for the database, or a list of `Problem`s naming
 the line and field. Loading a million rows spends most of its time here, so `check` first tries
 a fast path that only answers "is this row fine?"; any row it does not accept goes through
-`_diagnose`, which applies the same rules one by one and says what is wrong.
+`_diagnose`, which applies the same rules one by one and says what is wrong. The module is
+longer than most (about 600 lines) on purpose: the fast path and the diagnosis are two
+spellings of one set of rules, and a change to one must be read beside the other.
 """
 
 from __future__ import annotations
