@@ -36,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa
 
-from bench.common import OUT_DIR, drop_database, recreate_database
+from bench.harness.results import OUT_DIR
+from bench.harness.services import drop_database, recreate_database
 from veobatch.catalog import DEFAULT_MODELS
 from veobatch.images.sending import ImageSender
 from veobatch.intake.job_spec import RawJob

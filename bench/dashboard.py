@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from bench.common import OUT_DIR, drop_database, recreate_database
+from bench.harness.results import OUT_DIR
+from bench.harness.services import drop_database, recreate_database
 from veobatch.catalog import DEFAULT_MODELS
 from veobatch.httpapi import create_app
 from veobatch.intake.job_spec import RawJob

@@ -38,7 +38,8 @@ import boto3
 import httpx
 from PIL import Image
 
-from bench.common import OUT_DIR, REPO
+from bench.harness.processes import REPO
+from bench.harness.results import OUT_DIR
 
 VEO = str(REPO / ".venv" / "bin" / "veo-batch")
 S3_ENV = {
