@@ -11,13 +11,14 @@ import ipaddress
 import json
 import re
 import socket
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, fields
-from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any, Final
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Final
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
@@ -25,9 +26,6 @@ import httpx
 from veobatch.images.formats import SNIFF_BYTES, sniff
 from veobatch.provider.client import SUBMIT_PATH
 from veobatch.provider.mock.state import MARKER, MockConfig, MockState, Task
-
-if TYPE_CHECKING:
-    from veobatch.provider.mock.server import Server
 
 _HTML_502: Final = (
     "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway"
@@ -45,6 +43,20 @@ def _error(message: str, code: str | None = None) -> dict[str, Any]:
     if code:
         error["code"] = code
     return {"error": error}
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # socketserver's listen backlog is 5: a burst of new connections past it (every worker
+    # process opening its connections at once) would be refused or reset, which no relay
+    # behind a real web server does. The kernel caps it at net.core.somaxconn.
+    request_queue_size = 1024
+    state: MockState
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up (a killed worker, a timeout) is normal here, not an error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class Handler(BaseHTTPRequestHandler):

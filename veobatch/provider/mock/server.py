@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 import threading
-from http.server import ThreadingHTTPServer
 from typing import Any
 
-from veobatch.provider.mock.handler import Handler
+from veobatch.provider.mock.handler import Handler, Server
 from veobatch.provider.mock.state import MockConfig, MockState
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # socketserver's listen backlog is 5: a burst of new connections past it (every worker
-    # process opening its connections at once) would be refused or reset, which no relay
-    # behind a real web server does. The kernel caps it at net.core.somaxconn.
-    request_queue_size = 1024
-    state: MockState
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that hangs up (a killed worker, a timeout) is normal here, not an error."""
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
 
 
 class MockProvider:
