@@ -1,0 +1,44 @@
+"""Readers of job files: CSV, YAML and JSON Lines, from a path or standard input.
+
+Each reader streams: it yields one `RawJob` at a time with the line where the row starts, so a
+file of a million rows never sits whole in memory. Anything that makes the file unusable as a
+whole (not UTF-8, binary, a YAML syntax error, no `prompt` column) raises `JobFileError` with
+the file name and line; a problem confined to one row travels with that row instead.
+
+- `formats`: the formats and their extensions, the shape of a reader, the limits on a file;
+- `job_file`: opening a file (or bytes), refusing binary or empty ones, and `JobFile.rows()`,
+  which decodes the text and hands it to the reader of its format;
+- `csv_reader`, `jsonl_reader`, `yaml_reader`: one reader per format;
+- `yaml_composer`: builds the YAML reader's nodes one job at a time, within the limits.
+
+Import from here: `from veobatch.intake.readers import open_job_file`.
+"""
+
+from veobatch.intake.readers.csv_reader import csv_delimiter, read_csv
+from veobatch.intake.readers.formats import (
+    EXTENSIONS,
+    FORMATS,
+    MAX_JOB_NODES,
+    MAX_JOB_TEXT,
+    MAX_YAML_DEPTH,
+    detect_format,
+)
+from veobatch.intake.readers.job_file import JobFile, job_file_from_bytes, open_job_file
+from veobatch.intake.readers.jsonl_reader import read_jsonl
+from veobatch.intake.readers.yaml_reader import read_yaml
+
+__all__ = [
+    "EXTENSIONS",
+    "FORMATS",
+    "MAX_JOB_NODES",
+    "MAX_JOB_TEXT",
+    "MAX_YAML_DEPTH",
+    "JobFile",
+    "csv_delimiter",
+    "detect_format",
+    "job_file_from_bytes",
+    "open_job_file",
+    "read_csv",
+    "read_jsonl",
+    "read_yaml",
+]
