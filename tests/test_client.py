@@ -37,6 +37,8 @@ def test_add_then_read_back(veo: Client) -> None:
     assert [(r["id"], r["status"]) for r in rows] == [("sku-1", "pending"), ("sku-2", "pending")]
     assert veo.jobs("products", limit=1, offset=1)[0]["id"] == "sku-2"
     assert veo.job("products", "sku-2")["history"] == []
+    one_view = veo.job("products", "sku-2")  # every field of the row's input, as the export
+    assert (one_view["aspect_ratio"], one_view["enhance_prompt"]) == ("9:16", None)
 
 
 def test_the_same_external_id_never_makes_a_second_row(veo: Client) -> None:

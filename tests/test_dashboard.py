@@ -36,10 +36,10 @@ def shop(engine: Engine, tmp_path: Path) -> Path:
     for n in range(3):
         photo(tmp_path / "shop" / "photos" / f"p{n}.jpg", seed=n)
     (tmp_path / "shop" / "jobs.csv").write_text(
-        "id,prompt,model,images\n"
-        "a,a slow spin of the red mug,veo3.1,photos/p0.jpg\n"
-        "b,the blue bag opens,veo3.1,photos/p1.jpg\n"
-        "c,[mock:fail] a broken one,veo3.1,photos/p2.jpg\n"
+        "id,prompt,model,images,aspect_ratio\n"
+        "a,a slow spin of the red mug,veo3.1,photos/p0.jpg,\n"
+        "b,the blue bag opens,veo3.1,photos/p1.jpg,9:16\n"
+        "c,[mock:fail] a broken one,veo3.1,photos/p2.jpg,\n"
     )
     service = BatchService(engine, Settings(data_dir=str(tmp_path / "data")))
     with open_job_file(str(tmp_path / "shop" / "jobs.csv")) as job_file:
@@ -133,6 +133,8 @@ def test_the_pages_show_the_batch(site: Served) -> None:
         row = client.get("/ui/batches/shop/rows/a").text
         assert "a slow spin of the red mug" in row
         assert row.count("<li>") >= 2  # the submission and the poll that ended it
+        portrait = client.get("/ui/batches/shop/rows/b").text
+        assert "<tr><th>aspect_ratio</th><td>9:16</td></tr>" in portrait
         gallery = client.get("/ui/batches/shop/gallery").text
         assert gallery.count('class="card"') == 2
 

@@ -100,7 +100,9 @@ def test_a_batch_named_in_any_script_exports(api: httpx.Client) -> None:
 
 
 def test_reading_a_batch_its_rows_and_one_rows_story(api: httpx.Client) -> None:
-    api.post("/batches", json={"name": "cms", "jobs": [job(f"sku-{n}") for n in range(5)]})
+    jobs = [job(f"sku-{n}") for n in range(5)]
+    jobs[1] |= {"aspect_ratio": "9:16", "enhance_prompt": False}
+    api.post("/batches", json={"name": "cms", "jobs": jobs})
     assert [b["name"] for b in api.get("/batches").json()] == ["cms"]
     page = api.get("/batches/cms/jobs", params={"limit": 2, "offset": 2}).json()
     assert [j["id"] for j in page["jobs"]] == ["sku-2", "sku-3"]
@@ -109,6 +111,7 @@ def test_reading_a_batch_its_rows_and_one_rows_story(api: httpx.Client) -> None:
     assert api.get("/batches/cms/jobs", params={"status": "lost"}).status_code == 422
     story = api.get("/batches/cms/jobs/sku-1").json()
     assert (story["id"], story["status"], story["history"]) == ("sku-1", "pending", [])
+    assert (story["aspect_ratio"], story["enhance_prompt"]) == ("9:16", False)
     assert api.get("/batches/cms/jobs/nope").status_code == 404
     exported = api.get("/batches/cms/export", params={"format": "csv"})
     assert exported.headers["content-type"].startswith("text/csv")

@@ -13,8 +13,16 @@ from veobatch.lifecycle.spend_rules import Estimate
 from veobatch.store.export import OUTPUT_COLUMNS, image_file, image_name, output_value
 from veobatch.store.queries import utc
 
-# A row as the faces show it: its input, then what the export adds (status, task, video...).
-JOB_VIEW_FIELDS: Final = ("ref", "prompt", "model", "images", *OUTPUT_COLUMNS)
+# A row as every face shows it: its input, then what the export adds (status, task, video...).
+JOB_VIEW_FIELDS: Final = (
+    "ref",
+    "prompt",
+    "model",
+    "images",
+    "aspect_ratio",
+    "enhance_prompt",
+    *OUTPUT_COLUMNS,
+)
 
 
 def job_view(row: sa.Row[Any]) -> dict[str, Any]:

@@ -163,6 +163,8 @@ class Job(BaseModel):
     model: str
     images: list[str] = Field(description="Links and data: URIs as given; local images by name")
     image_files: list[ImageFile] = Field(description="What is kept of each local image")
+    aspect_ratio: str | None = Field(None, description="As the job gave it (none: the default)")
+    enhance_prompt: bool | None = Field(None, description="As the job gave it")
     submitted_at: datetime | None
     finished_at: datetime | None
 
