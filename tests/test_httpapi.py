@@ -113,6 +113,9 @@ def test_reading_a_batch_its_rows_and_one_rows_story(api: httpx.Client) -> None:
     assert (story["id"], story["status"], story["history"]) == ("sku-1", "pending", [])
     assert (story["aspect_ratio"], story["enhance_prompt"]) == ("9:16", False)
     assert api.get("/batches/cms/jobs/nope").status_code == 404
+    unknown = api.get("/batches/no-such/jobs")
+    assert unknown.status_code == 404
+    assert "veo-batch" not in unknown.text  # the CLI's hint is the CLI's
     exported = api.get("/batches/cms/export", params={"format": "csv"})
     assert exported.headers["content-type"].startswith("text/csv")
     assert [r["id"] for r in csv.DictReader(io.StringIO(exported.text))] == [

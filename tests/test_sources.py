@@ -72,9 +72,14 @@ def test_utf16_with_a_bom_is_read_and_without_one_is_named(tmp_path: Path) -> No
 
 
 def test_csv_row_with_the_wrong_number_of_values_is_a_row_problem(tmp_path: Path) -> None:
-    rows = read(write(tmp_path, "jobs.csv", f"prompt,model,images\nhi,veo3.1,{URL},extra\n"))
-    assert rows[0].problems[0].message == "the row has 4 values, the header 3"
+    text = f"prompt,model,images\nhi, there,veo3.1,{URL}\nshort,veo3.1\n"
+    rows = read(write(tmp_path, "jobs.csv", text))
+    assert rows[0].problems[0].message == (
+        "the row has 4 values, the header 3: put a value that holds a comma in double quotes "
+        '("a, b")'
+    )
     assert rows[0].problems[0].line == 2
+    assert rows[1].problems[0].message == "the row has 2 values, the header 3"
 
 
 @pytest.mark.parametrize(

@@ -133,7 +133,14 @@ class DatabaseError(VeoBatchError):
 
 
 class NotFoundError(VeoBatchError):
+    """`hint` says how to find what exists, in the CLI's words: the command line adds it to
+    the message, the HTTP API does not."""
+
     exit_code = ExitCode.NOT_FOUND
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 class BatchStateError(VeoBatchError):

@@ -64,7 +64,7 @@ class VeoGroup(click.Group):
         try:
             return super().invoke(ctx)
         except VeoBatchError as exc:
-            click.secho(f"error: {exc}", err=True, fg="red")
+            click.secho(f"error: {said(exc)}", err=True, fg="red")
             ctx.exit(exc.exit_code)
         except database.OPERATIONAL_ERRORS as exc:
             app = ctx.find_object(App)
@@ -157,11 +157,17 @@ def cli(ctx: click.Context, /, **values: str | None) -> None:
         ctx.obj = App(Settings.from_values(values))
         ctx.call_on_close(ctx.obj.close)
     except VeoBatchError as exc:
-        click.secho(f"error: {exc}", err=True, fg="red")
+        click.secho(f"error: {said(exc)}", err=True, fg="red")
         ctx.exit(exc.exit_code)
 
 
 pass_app = click.make_pass_decorator(App)
+
+
+def said(error: VeoBatchError) -> str:
+    """An error's message as the command line says it: with the CLI's hint, if it has one."""
+    hint = getattr(error, "hint", None)
+    return f"{error}; {hint}" if hint else str(error)
 
 
 def main() -> None:

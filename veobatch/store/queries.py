@@ -80,7 +80,7 @@ def batch_summaries(
             budget=b.budget_micros,
         )
     if name is not None and not batches:
-        raise NotFoundError(f"no batch named {name!r}; `veo-batch status` lists the batches")
+        raise NotFoundError(f"no batch named {name!r}", "`veo-batch status` lists the batches")
     chosen = list(batches) if name is not None or states is not None else None
     for bid, counts in status_counts(conn, chosen).items():
         batches[bid].counts = counts
@@ -134,7 +134,7 @@ def sent_as_new() -> sa.ColumnElement[bool]:
 def batch_id(conn: Connection, name: str) -> int:
     found = conn.execute(sa.select(Batch.id).where(Batch.name == name)).scalar()
     if found is None:
-        raise NotFoundError(f"no batch named {name!r}; `veo-batch status` lists the batches")
+        raise NotFoundError(f"no batch named {name!r}", "`veo-batch status` lists the batches")
     return found
 
 

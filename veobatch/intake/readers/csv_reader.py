@@ -79,7 +79,10 @@ def read_csv(text: IO[str], name: str) -> Iterator[RawJob]:
             if not any(cell.strip() for cell in row):
                 rows -= 1
                 continue  # a blank line, or a line of bare commas
-            yield RawJob.broken(start, f"the row has {len(row)} values, the header {width}")
+            message = f"the row has {len(row)} values, the header {width}"
+            if len(row) > width:  # most often a prompt with a comma, written without quotes
+                message += ': put a value that holds a comma in double quotes ("a, b")'
+            yield RawJob.broken(start, message)
             continue
         if "'" in "".join(cell[:1] for cell in row):  # a cell an export kept from spreadsheets
             row = [_unescaped(cell) for cell in row]
