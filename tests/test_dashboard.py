@@ -221,6 +221,10 @@ def test_a_conflict_is_a_batch_whose_state_forbids_the_action(site: Served, engi
 
 def test_review_in_the_gallery_then_rerun_the_rejected(site: Served, engine: Engine) -> None:
     with logged_in(site) as client:
+        finished = client.get("/ui/batches/shop").text
+        for action in ("pause", "resume", "cancel"):  # nothing to pause, resume or cancel
+            assert f"/ui/batches/shop/{action}" not in finished
+        assert 'id="who-sends"' not in finished
         csrf = csrf_of(client.get("/ui/batches/shop/gallery").text)
         marked = client.post(
             "/ui/batches/shop/review",
@@ -239,6 +243,10 @@ def test_review_in_the_gallery_then_rerun_the_rejected(site: Served, engine: Eng
         assert "a new task pays again" in asked.text  # they were paid for: asked first
         done = client.post("/ui/batches/shop/rerun", data={**form, "confirmed": "true"})
         assert done.status_code == 303
+        again = client.get("/ui/batches/shop").text  # active again: what sends the two rows
+        assert "2 rows wait to be sent" in again
+        assert "<code>veo-batch run --batch shop</code>" in again
+        assert "/ui/batches/shop/pause" in again
     with engine.connect() as conn:
         statuses = {row.ref: row.status for row in conn.execute(sa.select(Job.ref, Job.status))}
     assert (statuses["a"], statuses["b"], statuses["c"]) == ("pending", "pending", "failed")

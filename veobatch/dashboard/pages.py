@@ -14,6 +14,7 @@ row names. No page shows a token, a provider key or a server path.
 
 import hmac
 import math
+import shlex
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Final
@@ -60,6 +61,7 @@ def _replace_page(query: Any, page: int) -> str:
 
 
 templates.env.filters["replace_page"] = _replace_page
+templates.env.filters["shell_quote"] = shlex.quote
 router = APIRouter(include_in_schema=False)
 
 
