@@ -4,6 +4,8 @@ workers in two processes is in test_distributed.py.)"""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from datetime import timedelta
@@ -15,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.conftest import Cli
-from tests.helpers import run_embedded
+from tests.helpers import URL, run_embedded
 from veobatch.errors import ConfigError, VeoBatchError
 from veobatch.intake.readers import open_job_file
 from veobatch.lifecycle import spending, transitions
@@ -332,3 +334,21 @@ def test_the_python_api_takes_a_budget_and_estimates(database_url: str) -> None:
         found = client.estimate("py")
         assert (found.rows, found.total, found.left) == (2, 500_000, 300_000)
         assert client.set_budget("py", None).budget is None
+
+
+def test_a_row_whose_model_has_no_price_shows_no_cost_not_zero(
+    engine: Engine, mock: MockProvider
+) -> None:
+    """Unpriced is never free: such a row's cost is empty in the export and null in its view,
+    while a priced row shows what it counted."""
+    veo = service(engine)  # veo3.1 costs 0.25; veo2-fast-frames has no price
+    jobs = [
+        {"id": "priced", "prompt": "a", "model": "veo3.1", "images": [URL]},
+        {"id": "free?", "prompt": "b", "model": "veo2-fast-frames", "images": [URL]},
+    ]
+    veo.add("b", jobs)
+    run_embedded(engine, mock, veo.status("b").id, spending=Spending({"veo3.1": 250_000}))
+    assert (veo.job("b", "priced")["cost"], veo.job("b", "free?")["cost"]) == ("0.25", None)
+    exported = csv.DictReader(io.StringIO("".join(veo.export("b", "csv"))))
+    costs = {row["id"]: row["cost"] for row in exported}
+    assert costs == {"priced": "0.25", "free?": ""}

@@ -3,6 +3,7 @@ JSON, the HTTP API, the dashboard and the Python API (times in UTC, amounts as d
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any, Final
 
@@ -25,12 +26,13 @@ JOB_VIEW_FIELDS: Final = (
 )
 
 
-def job_view(row: sa.Row[Any]) -> dict[str, Any]:
-    """A row as the faces show it: its key is `id`, times are UTC."""
+def job_view(row: sa.Row[Any], priced: Collection[str] | None = None) -> dict[str, Any]:
+    """A row as the faces show it: its key is `id`, times are UTC; its cost is None where its
+    model has no price and nothing was counted (`priced`: the models that have one)."""
     view = {
         name: utc(value) if isinstance(value, datetime) else value
         for name in JOB_VIEW_FIELDS
-        for value in (output_value(row, name),)
+        for value in (output_value(row, name, priced),)
     }
     view["id"] = view.pop("ref")
     stored: list[Any] = row.images or []

@@ -158,7 +158,10 @@ class Job(BaseModel):
     video_sha256: str | None
     download_error: str | None
     review: Review | None = Field(None, description="A person's verdict on the video")
-    cost: str = Field(description="The price counted for the row: each submission that made a task")
+    cost: str | None = Field(
+        description="The price counted for the row: each submission that made a task (null: "
+        "its model has no price in VEO_PRICES, and nothing was counted)"
+    )
     prompt: str
     model: str
     images: list[str] = Field(description="Links and data: URIs as given; local images by name")

@@ -78,7 +78,7 @@ class Reading(ServiceBase):
         with self.engine.connect() as conn:
             query = chosen.query(batch_id(conn, batch))
             page = page_of(query, limit, offset) if limit else query.offset(offset)
-            return [job_view(row) for row in stream_jobs(conn, page)]
+            return [job_view(row, self.settings.prices) for row in stream_jobs(conn, page)]
 
     def count(
         self,
@@ -147,7 +147,7 @@ class Reading(ServiceBase):
                     f"batch {batch!r} has no job {ref!r}; `veo-batch jobs {quote(batch)}` lists "
                     "them"
                 )
-            view = job_view(row)
+            view = job_view(row, self.settings.prices)
             view["history"] = [history_view(attempt) for _, attempt in attempts_of(conn, query)]
         return view
 
@@ -156,7 +156,7 @@ class Reading(ServiceBase):
         with self.engine.connect() as conn:
             query = RowFilter().query(batch_id(conn, batch))
             for row in stream_jobs(conn, query):
-                yield job_view(row)
+                yield job_view(row, self.settings.prices)
 
     def export(
         self, batch: str, format: str, *, statuses: Sequence[str] = (), kinds: Sequence[str] = ()
@@ -165,7 +165,8 @@ class Reading(ServiceBase):
         fields (loadable again) and its outcome. An unknown batch raises at once."""
         with self.engine.connect() as conn:
             bid = batch_id(conn, batch)
-        return ExportText(self.engine, RowFilter(statuses, kinds).query(bid), format)
+        rows = RowFilter(statuses, kinds).query(bid)
+        return ExportText(self.engine, rows, format, self.settings.prices)
 
     def watch(
         self,

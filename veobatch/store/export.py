@@ -12,7 +12,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Final
@@ -77,20 +77,21 @@ def extra_keys(conn: Connection, query: sa.Select[Any]) -> list[str]:
 
 
 def export_rows(
-    conn: Connection, query: sa.Select[Any]
+    conn: Connection, query: sa.Select[Any], priced: Collection[str] | None = None
 ) -> tuple[list[str], Iterator[dict[str, Any]]]:
-    """The column names and a stream of row dicts (native values) for `query`."""
+    """The column names and a stream of row dicts (native values) for `query` (`priced`: see
+    `output_value`)."""
     extras = extra_keys(conn, query)
     columns = [*INPUT_COLUMNS, *extras, *OUTPUT_COLUMNS]
 
     def rows() -> Iterator[dict[str, Any]]:
         for job in stream_jobs(conn, query):
-            yield _row(job, extras)
+            yield _row(job, extras, priced)
 
     return columns, rows()
 
 
-def _row(job: sa.Row[Any], extras: list[str]) -> dict[str, Any]:
+def _row(job: sa.Row[Any], extras: list[str], priced: Collection[str] | None) -> dict[str, Any]:
     row: dict[str, Any] = {
         "id": job.ref,
         "prompt": job.prompt,
@@ -103,14 +104,18 @@ def _row(job: sa.Row[Any], extras: list[str]) -> dict[str, Any]:
     for key in extras:
         row[key] = extra.get(key)
     for column in OUTPUT_COLUMNS:
-        value = output_value(job, column)
+        value = output_value(job, column, priced)
         row[column] = utc(value).isoformat() if isinstance(value, datetime) else value  # type: ignore[union-attr]
     return row
 
 
-def output_value(job: sa.Row[Any], column: str) -> Any:
-    """One of OUTPUT_COLUMNS of a row (`cost` as a decimal text in the currency's units)."""
+def output_value(job: sa.Row[Any], column: str, priced: Collection[str] | None = None) -> Any:
+    """One of OUTPUT_COLUMNS of a row (`cost` as a decimal text in the currency's units).
+    With `priced` (the models that have a price), a row of another model that counted nothing
+    has no cost (None), not 0: unpriced is never free."""
     if column == "cost":
+        if not job.cost_micros and priced is not None and job.model not in priced:
+            return None
         return decimal_text(job.cost_micros)
     return getattr(job, column)
 
@@ -139,16 +144,23 @@ class ExportText:
     while it is iterated (one connection, a server-side cursor on PostgreSQL); `rows` counts
     the rows written so far."""
 
-    def __init__(self, engine: Engine, query: sa.Select[Any], format: str) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        query: sa.Select[Any],
+        format: str,
+        priced: Collection[str] | None = None,
+    ) -> None:
         if format not in EXPORT_FORMATS:
             raise VeoBatchError(f"format: {format!r} is not one of {', '.join(EXPORT_FORMATS)}")
         self.engine, self.query, self.format = engine, query, format
+        self.priced = priced  # see `output_value`
         self.rows = 0
 
     def __iter__(self) -> Iterator[str]:
         buffer = io.StringIO()
         with self.engine.connect() as conn:
-            columns, rows = export_rows(conn, self.query)
+            columns, rows = export_rows(conn, self.query, self.priced)
             for _ in _lines(buffer, self.format, columns, rows):
                 self.rows += 1
                 if self.rows % 500 == 0:
