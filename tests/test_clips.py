@@ -15,7 +15,7 @@ from tests.conftest import Cli
 from tests.helpers import photo, run_embedded
 from veobatch.images.sending import ImageSender
 from veobatch.intake.readers import open_job_file
-from veobatch.provider.clips import FPS, SECONDS, SIZE, ClipMaker, make_clip
+from veobatch.provider.clips import FPS, PORTRAIT, SECONDS, SIZE, ClipMaker, make_clip
 from veobatch.provider.mock import MockConfig, MockProvider
 from veobatch.service import BatchService
 from veobatch.settings import Settings
@@ -92,3 +92,24 @@ def test_run_mock_downloads_real_videos(
     assert len(videos) == 6
     for video in videos:
         assert len(frames_of(video.read_bytes())) == round(SECONDS * FPS)
+
+
+def test_a_portrait_row_gets_a_portrait_clip(engine: Engine, tmp_path: Path) -> None:
+    """A 9:16 row's video is upright (360 by 640), a default row's wide (640 by 360): a
+    gallery of portrait previews shows what the provider would send."""
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "jobs.csv").write_text(
+        "id,prompt,model,images,aspect_ratio\n"
+        "wide,a beach,veo3.1,https://x.io/a.jpg,\n"
+        "tall,a tower,veo3.1,https://x.io/a.jpg,9:16\n"
+    )
+    service = BatchService(engine, Settings(data_dir=str(tmp_path / "data")))
+    with open_job_file(str(tmp_path / "shop" / "jobs.csv")) as job_file:
+        service.load(job_file, "b")
+    with MockProvider(MockConfig(api_key="mock-key", clips=True)) as mock:
+        run_embedded(engine, mock, service.status("b").id)
+        sizes = {
+            row["id"]: frames_of(httpx.get(row["video_url"], timeout=30).content)[0].size
+            for row in service.jobs("b")
+        }
+    assert sizes == {"wide": SIZE, "tall": PORTRAIT}

@@ -1,4 +1,5 @@
-"""Short, real, playable videos for the mock provider: a slow zoom over the job's first image.
+"""Short, real, playable videos for the mock provider: a slow zoom over the job's first image,
+landscape (16:9, 640 by 360) or, for a job that asked for 9:16, portrait (360 by 640).
 
 Encoded with PyAV (FFmpeg's libraries, shipped in its wheels): H.264 in MP4 with the index at
 the front, so a browser starts playing before the end arrives. Each distinct image is encoded
@@ -19,6 +20,7 @@ import av
 from PIL import Image, ImageDraw
 
 SIZE: Final = (640, 360)
+PORTRAIT: Final = (360, 640)
 FPS: Final = 24
 SECONDS: Final = 3.0
 ZOOM: Final = 0.15  # how much closer the last frame is than the first
@@ -26,19 +28,21 @@ _CACHED: Final = 256  # clips kept in memory, most recent first
 
 
 class ClipMaker:
-    """Makes (and keeps) one clip per distinct image; safe to share between threads."""
+    """Makes (and keeps) one clip per distinct image and orientation; safe to share between
+    threads."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._clips: dict[str, bytes] = {}
 
-    def clip_for(self, image: bytes | None) -> bytes:
+    def clip_for(self, image: bytes | None, *, portrait: bool = False) -> bytes:
         key = hashlib.sha256(image).hexdigest() if image else "drawn"
+        key += ":portrait" if portrait else ":landscape"
         with self._lock:
             found = self._clips.get(key)
         if found is not None:
             return found
-        made = make_clip(_picture(image))
+        made = make_clip(_picture(image), size=PORTRAIT if portrait else SIZE)
         with self._lock:
             self._clips[key] = made
             while len(self._clips) > _CACHED:
@@ -46,17 +50,19 @@ class ClipMaker:
         return made
 
 
-def make_clip(picture: Image.Image, seconds: float = SECONDS) -> bytes:
-    """`seconds` of a slow zoom into `picture`, cropped to 16:9, as MP4 bytes."""
+def make_clip(
+    picture: Image.Image, seconds: float = SECONDS, size: tuple[int, int] = SIZE
+) -> bytes:
+    """`seconds` of a slow zoom into `picture`, cropped to `size`'s shape, as MP4 bytes."""
     frames = max(1, round(seconds * FPS))
     width, height = picture.size
-    aspect = SIZE[0] / SIZE[1]
+    aspect = size[0] / size[1]
     fd, path = tempfile.mkstemp(suffix=".mp4", prefix="veo-mock-")  # the muxer seeks back
     os.close(fd)
     try:
         with av.open(path, mode="w", format="mp4", options={"movflags": "+faststart"}) as out:
             stream = out.add_stream("libx264", rate=FPS, options={"crf": "26", "preset": "fast"})
-            stream.width, stream.height = SIZE
+            stream.width, stream.height = size
             stream.pix_fmt = "yuv420p"
             for index in range(frames):
                 closer = 1.0 + ZOOM * index / frames
@@ -64,7 +70,7 @@ def make_clip(picture: Image.Image, seconds: float = SECONDS) -> bytes:
                 crop_h = crop_w / aspect
                 left, top = (width - crop_w) / 2, (height - crop_h) / 2
                 frame = picture.resize(
-                    SIZE, Image.Resampling.BILINEAR, box=(left, top, left + crop_w, top + crop_h)
+                    size, Image.Resampling.BILINEAR, box=(left, top, left + crop_w, top + crop_h)
                 )
                 picture_frame = av.VideoFrame.from_image(frame)  # type: ignore[no-untyped-call]
                 out.mux(stream.encode(picture_frame))

@@ -168,7 +168,8 @@ class Handler(BaseHTTPRequestHandler):
         if images is None:
             return
         inline, links, first = images
-        task_id = self._create_task(prompt, markers, fetching=len(links))
+        portrait = body.get("aspect_ratio") == "9:16"
+        task_id = self._create_task(prompt, markers, fetching=len(links), portrait=portrait)
         if task_id is None:
             return
         state = self.server.state
@@ -234,7 +235,9 @@ class Handler(BaseHTTPRequestHandler):
             return None
         return str(body["prompt"])
 
-    def _create_task(self, prompt: str, markers: dict[str, str], fetching: int = 0) -> str | None:
+    def _create_task(
+        self, prompt: str, markers: dict[str, str], fetching: int = 0, portrait: bool = False
+    ) -> str | None:
         """A new task's id; None (answered 403) when the balance is spent."""
         state = self.server.state
         with state.lock:
@@ -259,6 +262,7 @@ class Handler(BaseHTTPRequestHandler):
                 cut_video="cut-video" in markers,
                 echo=echo,
                 fetching=fetching,
+                portrait=portrait,
             )
             state.start_task(task)
         return task_id

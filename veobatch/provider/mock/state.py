@@ -49,6 +49,7 @@ class Task:
     fetching: int = 0  # image links not fetched yet: the task does not end before they are
     first_image: str | None = None  # sha256 of its first image, when the mock has its bytes
     image_error: str = ""  # a link that gave no image: the task ends in FAILURE with this
+    portrait: bool = False  # asked for 9:16: its clip is upright
 
     def video(self, size: int) -> bytes:
         """`size` bytes that start as an MP4 file does (an `ftyp` box), then the task's id."""
@@ -94,7 +95,7 @@ class MockState:
         if not self.config.clips:
             return task.video(self.config.video_bytes)
         image = self.first_images.get(task.first_image or "")
-        return self.clips.clip_for(image)
+        return self.clips.clip_for(image, portrait=task.portrait)
 
     def start_task(self, task: Task) -> None:
         self.tasks[task.task_id] = task
