@@ -376,3 +376,27 @@ def test_a_relays_control_and_bidi_characters_are_shown_escaped_in_pages(
             assert "\x1b" not in page, path
             assert "\u202e" not in page, path
         assert "\\x1b[2J" in client.get("/ui/batches/shop/rows/a").text
+
+
+def test_serve_plays_the_videos_run_saved_without_being_told_where(
+    engine: Engine, database_url: str, shop: Path
+) -> None:
+    """`run --download videos` then `serve` with no VEO_DOWNLOAD_DIR: the row knows where its
+    video was saved, and the page plays it from there; a file that is gone is said so, and a
+    row that points at a file of another shape is never served."""
+    with (
+        Served(engine, database_url, data_dir=str(shop / "data")) as site,
+        logged_in(site) as client,
+    ):
+        video = client.get("/ui/batches/shop/rows/a/video", follow_redirects=False)
+        assert video.status_code == 200
+        assert video.content[4:8] == b"ftyp"
+        assert '<td id="on-disk">yes</td>' in client.get("/ui/batches/shop/rows/a").text
+        (shop / "videos" / "shop" / "a.mp4").unlink()
+        gone = client.get("/ui/batches/shop/rows/a").text
+        assert "not where it was saved" in gone
+        assert str(shop) not in gone  # no server path on a page
+        with engine.begin() as conn:  # a path not of this row's shape: the provider's link
+            conn.execute(sa.update(Job).where(Job.ref == "b").values(video_path="/etc/passwd"))
+        elsewhere = client.get("/ui/batches/shop/rows/b/video", follow_redirects=False)
+        assert elsewhere.status_code == 307

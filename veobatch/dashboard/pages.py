@@ -324,7 +324,11 @@ def image(request: Request, name: str, ref: str, index: int) -> Response:
 def row(request: Request, name: str, ref: str) -> HTMLResponse:
     service = _service(request)
     return _page(
-        request, "row.html", batch=service.status(name, errors=False), row=service.job(name, ref)
+        request,
+        "row.html",
+        batch=service.status(name, errors=False),
+        row=service.job(name, ref),
+        on_disk=service.video_file(name, ref) is not None,
     )
 
 

@@ -72,6 +72,16 @@ def safe_name(text: str) -> str:
     return name
 
 
+def is_video_path_of(path: Path, batch: str, ref: str) -> bool:
+    """Whether `path` is where a download of row `ref` of `batch` is written (`video_path`,
+    under any folder): its name and its folder's are those the row's own would be."""
+    return (
+        path.suffix in _EXTENSIONS
+        and path.stem == safe_name(ref)
+        and path.parent.name == safe_name(batch)
+    )
+
+
 def video_path(directory: Path, batch: str, ref: str, url: str) -> Path:
     suffix = PurePosixPath(urlsplit(url).path).suffix.lower()
     name = safe_name(ref) + (suffix if suffix in _EXTENSIONS else ".mp4")
@@ -302,7 +312,8 @@ def download_one(
         ).first()
     if row is None or row.video_url is None:
         return False
-    target = video_path(directory, row.batch, row.ref, row.video_url)
+    # The row keeps the whole path: `serve`, started elsewhere, finds the file where it is.
+    target = video_path(directory.absolute(), row.batch, row.ref, row.video_url)
     started = time.perf_counter()
     try:
         size, sha256 = fetch(http, row.video_url, target, deadline, max_bytes)

@@ -17,6 +17,7 @@ from veobatch.errors import (
 )
 from veobatch.images.sending import checked_bytes
 from veobatch.lifecycle import transitions
+from veobatch.lifecycle.download import is_video_path_of
 from veobatch.lifecycle.progress import Progress, follow
 from veobatch.lifecycle.spend_rules import Estimate
 from veobatch.service.base import ServiceBase
@@ -97,17 +98,21 @@ class Reading(ServiceBase):
             return count_jobs(conn, chosen.query(batch_id(conn, batch)))
 
     def video_file(self, batch: str, ref: str) -> Path | None:
-        """The row's downloaded video, if it is a file inside VEO_DOWNLOAD_DIR (a path in the
-        row that points anywhere else is never served)."""
+        """The row's downloaded video where it was saved (by `run --download DIR` or a worker
+        on this machine): a file inside VEO_DOWNLOAD_DIR, or one at the very place a download
+        of this row is written (DIR/BATCH/ID.mp4). A path in the row that points anywhere else
+        is never served; None also when the file is gone."""
         folder = self.settings.download_dir
         with self.engine.connect() as conn:
             found = conn.execute(
                 RowFilter(refs=[ref]).query(batch_id(conn, batch)).with_only_columns(Job.video_path)
             ).scalar()
-        if not found or not folder:
+        if not found:
             return None
-        path, root = Path(found).resolve(), Path(folder).resolve()
-        return path if path.is_relative_to(root) and path.is_file() else None
+        path = Path(found).resolve()
+        ours = is_video_path_of(path, batch, ref) and is_video_path_of(Path(found), batch, ref)
+        inside = folder is not None and path.is_relative_to(Path(folder).resolve())
+        return path if (ours or inside) and path.is_file() else None
 
     def image_entry(self, batch: str, ref: str, index: int) -> Any:
         """Entry `index` of the row's stored `images` (NotFoundError past the end)."""
