@@ -432,3 +432,22 @@ def test_a_folder_of_photos_and_a_csv_run_end_to_end_in_each_mode(
         name = bucket.removeprefix("s3://").split("/")[0]
         listed = boto3.client("s3", endpoint_url=endpoint).list_objects_v2(Bucket=name)
         assert listed["KeyCount"] == 3
+
+
+def test_a_photo_many_rows_reuse_is_one_warning_naming_its_rows(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """300 rows over one square photo in 16:9: one warning, with how many rows and which
+    lines, not 50 copies and "... and 250 more"."""
+    photo(tmp_path / "square.jpg", size=(800, 800))
+    photo(tmp_path / "tall.jpg", size=(600, 1000))
+    rows = [(f"r{n}", "square.jpg") for n in range(300)] + [("t", "tall.jpg")]
+    jobs = write_csv(tmp_path / "jobs.csv", rows, aspect="16:9")
+    result = load_file(engine, jobs, settings(tmp_path))
+    assert result.stored == 301
+    lines = result.report.warning_lines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"warning: {jobs}:2: images: square.jpg is 800×800")
+    assert lines[0].endswith("(300 rows: lines 2, 3, 4, 5, 6 and 295 more)")
+    assert lines[1].startswith(f"warning: {jobs}:302: images: tall.jpg")
+    assert "rows:" not in lines[1]  # one row: no count

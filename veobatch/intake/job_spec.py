@@ -31,7 +31,8 @@ from veobatch.store.export import OUTPUT_COLUMNS
 MAX_PROMPT_CHARS: Final = 4000
 MAX_REF_CHARS: Final = 200
 MAX_IMAGE_BYTES: Final = 20 * 1024 * 1024  # Google's limit for one input image
-MAX_WARNINGS: Final = 50  # warnings listed in full; the rest are counted
+MAX_WARNINGS: Final = 50  # different warnings listed in full; the rest are counted
+LINES_SHOWN: Final = 5  # lines a warning that many rows share names; the rest are counted
 
 # The fields of a job that veo-batch itself understands.
 JOB_FIELDS: Final = ("id", "prompt", "model", "images", "aspect_ratio", "enhance_prompt")
@@ -220,8 +221,11 @@ class JobChecker:
         self.images = images  # None: a path in `images` is refused (jobs that came as data)
         self.priced = priced  # when given (a budget is set), a model without a price is refused
         self.strict = strict  # a prompt not in Latin script (without enhance_prompt) is refused
-        self.warnings: list[Problem] = []  # the first MAX_WARNINGS things worth saying
-        self.warning_count = 0
+        # The first MAX_WARNINGS different things worth saying, each once with the lines it
+        # applies to (a photo reused by 300 rows is one warning, not 300), and the rest counted.
+        self._warned: dict[tuple[str, str], list[int]] = {}
+        self._rows_warned: dict[tuple[str, str], int] = {}
+        self._unlisted = 0
         self.model_counts: dict[str, int] = {}
         self.image_counts: dict[int, int] = {}
         self.ignored_fields: set[str] = set()
@@ -438,9 +442,36 @@ class JobChecker:
         return True
 
     def _warn(self, line: int, name: str, message: str) -> None:
-        self.warning_count += 1
-        if len(self.warnings) < MAX_WARNINGS:
-            self.warnings.append(Problem(line, name, message))
+        key = (name, message)
+        lines = self._warned.get(key)
+        if lines is None:
+            if len(self._warned) >= MAX_WARNINGS:
+                self._unlisted += 1
+                return
+            self._warned[key] = lines = []
+            self._rows_warned[key] = 0
+        self._rows_warned[key] += 1
+        if len(lines) < LINES_SHOWN:
+            lines.append(line)
+
+    @property
+    def warnings(self) -> list[Problem]:
+        """Each warning once, at its first line; one that several rows share says how many
+        and which lines (`... (300 rows: lines 2, 3, 4, 5, 6 and 295 more)`)."""
+        found = []
+        for (name, message), lines in self._warned.items():
+            rows = self._rows_warned[(name, message)]
+            where = ""
+            if rows > 1:
+                more = f" and {rows - len(lines):,} more" if rows > len(lines) else ""
+                where = f" ({rows:,} rows: lines {', '.join(map(str, lines))}{more})"
+            found.append(Problem(lines[0], name, message + where))
+        return found
+
+    @property
+    def warning_count(self) -> int:
+        """Different warnings: those listed, and those past MAX_WARNINGS (counted per row)."""
+        return len(self._warned) + self._unlisted
 
     @staticmethod
     def _ref(raw: RawJob, bad: Callable[[str, str], None]) -> str:
