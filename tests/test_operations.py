@@ -163,6 +163,9 @@ def test_a_distributed_run_exposes_metrics_and_health(
     checks = {c["name"]: c for c in json.loads(found.output)["checks"]}
     assert not checks["scheduler"]["ok"]
     assert checks["workers"]["ok"]
+    assert re.fullmatch(r"\d+ running on 1 host", checks["workers"]["detail"])
+    here = json.loads(runner.invoke(cli, ["health", "--role", "worker", "--json"]).output)
+    assert re.fullmatch(r"\d+ running on this host", here["checks"][-1]["detail"]), here
 
 
 def test_worker_logs_are_json_lines_per_row_with_no_secret(stack: Stack, tmp_path: Path) -> None:
@@ -197,6 +200,7 @@ def test_the_doctor_finds_the_key_accepted_or_refused(stack: Stack) -> None:
     assert good.exit_code == 0, good.output
     checks = {c["name"]: c for c in json.loads(good.output)["checks"] if c["name"] != "settings"}
     assert [checks[name]["ok"] for name in ("relay", "key", "clock")] == [True, True, True]
+    assert checks["relay"]["detail"].endswith("answers (HTTP 404 for a test task)")
     bad = CliRunner(env={**env, "VEO_API_KEY": "sk-wrong-0123456789"}).invoke(cli, ["doctor"])
     assert bad.exit_code == ExitCode.CHECK_FAILED
     assert "key: refused (HTTP 401" in bad.output

@@ -145,8 +145,10 @@ def workers_check(broker: redis.Redis, here_only: bool) -> Check:
             f"no worker is running{where}",
             "start `veo-batch worker` (as many hosts as you like)",
         )
+    if here_only:
+        return Check("workers", True, f"{len(beats)} running on this host")
     hosts = len({b.host for b in beats})
-    return Check("workers", True, f"{len(beats)} running{where} on {hosts} host(s)")
+    return Check("workers", True, f"{len(beats)} running on {hosts} host{'s' if hosts > 1 else ''}")
 
 
 def _here(beats: list[heartbeat.Beat], here_only: bool) -> list[heartbeat.Beat]:
