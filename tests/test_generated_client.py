@@ -109,7 +109,7 @@ def test_a_batch_driven_through_a_generated_client(
     )
 
     csv = f"external_id,prompt,model,images\nsku-2,b,veo3.1,{URL}\nsku-3,c,veo3.1,{URL}\n"
-    upload = models.BodyUploadJobFile(
+    upload = models.UploadJobFile(
         file=api["types"].File(payload=io.BytesIO(csv.encode()), file_name="shop.csv")
     )
     uploaded = api["api.intake.upload_job_file"].sync_detailed(name="shop", client=veo, body=upload)

@@ -8,6 +8,7 @@ limit are refused with 413 before they are read; invalid jobs are 422 naming eac
 
 # No `from __future__ import annotations`: FastAPI reads the dependencies' annotations.
 
+import json
 import logging
 from pathlib import Path
 from typing import Annotated, Any, Final
@@ -176,8 +177,9 @@ def _problems_of(exc: RequestValidationError) -> list[dict[str, Any]]:
 def _tidy_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """The schema FastAPI makes, with what generated clients need: uploaded files marked
     `format: binary` (with OpenAPI 3.1's `contentMediaType` alone some generators send text),
-    and no 422 of FastAPI's own shape on routes that cannot answer it (a route that can
-    declares ours)."""
+    no 422 of FastAPI's own shape on routes that cannot answer it (a route that can declares
+    ours), and a form body named after its operation (`UploadJobFile`, not FastAPI's
+    `Body_upload_job_file`, which generated clients turn into a class name)."""
     for definition in schema.get("components", {}).get("schemas", {}).values():
         for prop in definition.get("properties", {}).values():
             if prop.get("contentMediaType") == "application/octet-stream":
@@ -191,7 +193,21 @@ def _tidy_schema(schema: dict[str, Any]) -> dict[str, Any]:
     components = schema.get("components", {}).get("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         components.pop(unused, None)
-    return schema
+    renames = {
+        name: "".join(word.title() for word in name.removeprefix("Body_").split("_"))
+        for name in components
+        if name.startswith("Body_")
+    }
+    if not renames:
+        return schema
+    text = json.dumps(schema)
+    for old, new in renames.items():
+        text = text.replace(f'"#/components/schemas/{old}"', f'"#/components/schemas/{new}"')
+    tidied: dict[str, Any] = json.loads(text)
+    bodies = tidied["components"]["schemas"]
+    for old, new in renames.items():
+        bodies[new] = {**bodies.pop(old), "title": new}
+    return tidied
 
 
 class BodyLimit:
