@@ -132,6 +132,8 @@ def test_a_distributed_run_exposes_metrics_and_health(
     wait_until(lambda: stack.batch_state() == "finished", what="the batch to finish")
 
     workers = scrape(worker_port)  # the counts of both pool children, added up
+    schedulers = ("veobatch_scheduler", "veobatch_queue", "veobatch_leases", "veobatch_messages")
+    assert [name for name in workers if name.startswith(schedulers)] == []  # not a worker's
     submits = value(workers, "veobatch_provider_requests_total", kind="submit", status_class="2xx")
     assert submits == 12
     refused = value(

@@ -6,7 +6,8 @@ starts with PROMETHEUS_MULTIPROC_DIR set (prometheus_client's multiprocess mode)
 child writes its counts to a file there and the worker's metrics server adds them up.
 
 What SQL knows (rows by status, tasks generating, money) is read when Prometheus scrapes
-(`veobatch.store.gauges`), by `serve` and the scheduler only.
+(`veobatch.store.gauges`), by `serve` and the scheduler only; the scheduler's own series are
+in `veobatch.scheduler.metrics`, so that no other process shows them stuck at 0.
 
 Names follow Prometheus' conventions: one prefix, base units (seconds), `_total` on counters
 (prometheus_client adds it), money in the currency's units (VEO_CURRENCY).
@@ -21,7 +22,6 @@ from typing import Final
 from prometheus_client import (
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     start_http_server,
 )
@@ -60,26 +60,8 @@ ROW_CHANGES: Final = Counter(
     "Rows a request moved to a status (submitted, failed, in_doubt, pending again, ...).",
     ["status"],
 )
-MESSAGES_RESENT: Final = Counter(
-    "veobatch_messages_resent", "Queued rows whose message was lost (Redis) and sent again."
-)
-LEASES_EXPIRED: Final = Counter(
-    "veobatch_leases_expired", "Rows whose worker stopped mid-request: now in_doubt."
-)
 WEBHOOK_DELIVERIES: Final = Counter(
     "veobatch_webhook_deliveries", "Webhook calls made, by outcome.", ["outcome"]
-)
-SCHEDULER_TICKS: Final = Counter("veobatch_scheduler_ticks", "Rounds the leading scheduler ran.")
-SCHEDULER_LEADER: Final = Gauge(
-    "veobatch_scheduler_leader",
-    "1 while this scheduler holds the leader lock.",
-    multiprocess_mode="max",
-)
-QUEUE_MESSAGES: Final = Gauge(
-    "veobatch_queue_messages",
-    "Messages waiting in each queue (as the scheduler saw them on its last round).",
-    ["queue"],
-    multiprocess_mode="max",
 )
 
 

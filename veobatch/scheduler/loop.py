@@ -42,14 +42,14 @@ from veobatch.heartbeat import LOCK_KEY
 from veobatch.lifecycle import transitions, webhooks
 from veobatch.lifecycle.due import GRACE, Due, Queue, Rules, Wanted, due_work
 from veobatch.lifecycle.poll_rules import claim_for
-from veobatch.metrics import (
+from veobatch.process import poll_group, queue_depth, submit_group
+from veobatch.scheduler.metrics import (
     LEASES_EXPIRED,
     MESSAGES_RESENT,
     QUEUE_MESSAGES,
     SCHEDULER_LEADER,
     SCHEDULER_TICKS,
 )
-from veobatch.process import poll_group, queue_depth, submit_group
 from veobatch.settings import Secret, Settings
 from veobatch.worker.names import (
     DOWNLOAD_QUEUE,
