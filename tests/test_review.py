@@ -93,3 +93,15 @@ def test_a_rerun_resends_the_rows_its_dry_run_counted(engine: Engine, mock: Mock
     look = veo.rerun("b", ["succeeded"], reviews=marks, dry_run=True)
     done = veo.rerun("b", ["succeeded"], reviews=marks, confirm_paid=True)
     assert look.matched == done.sent_again == 3
+
+
+def test_a_rerun_that_matches_nothing_leaves_a_finished_batch_finished(
+    engine: Engine, mock: MockProvider
+) -> None:
+    batch = load_prompts(engine, ["one"])
+    run_embedded(engine, mock, batch)
+    veo = BatchService(engine, Settings())
+    assert veo.status("b").state == "finished"
+    done = veo.rerun("b")  # no row failed
+    assert (done.matched, done.state) == (0, "finished")
+    assert veo.status("b").state == "finished"

@@ -97,7 +97,10 @@ class Changing(ServiceBase):
             now = transitions.utcnow()
             deadline = timedelta(seconds=self.settings.poll_deadline)
             sent, polled = transitions.rerun(conn, bid, now, rows, deadline=deadline)
-            state = transitions.reopen(conn, bid, now)
+            if sent + polled:  # a finished batch with rows to follow again is active again
+                state = transitions.reopen(conn, bid, now)
+            else:
+                state = transitions.batch_state(conn, bid)
         return Rerun(sent + polled, paid_for, paid_rows, sent, polled, state=state)
 
     def set_budget(self, batch: str, budget: object | None) -> BatchSummary:
