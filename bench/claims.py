@@ -38,6 +38,7 @@ import sqlalchemy as sa
 
 from bench.harness.results import OUT_DIR
 from bench.harness.services import drop_database, recreate_database
+from veobatch.accounts.spec import DEFAULT
 from veobatch.catalog import DEFAULT_MODELS
 from veobatch.images.sending import ImageSender
 from veobatch.intake.job_spec import RawJob
@@ -46,7 +47,7 @@ from veobatch.lifecycle import transitions
 from veobatch.lifecycle.fanout import Fanout
 from veobatch.lifecycle.poll_rules import Pacing
 from veobatch.lifecycle.rate_limit import LocalRateLimiter
-from veobatch.lifecycle.sender import Sender
+from veobatch.lifecycle.sender import Account, Sender
 from veobatch.lifecycle.spend_rules import Spending
 from veobatch.lifecycle.submit import submit_rows
 from veobatch.lifecycle.unrecorded import Unrecorded
@@ -95,12 +96,18 @@ def one_run(url: str, rows: int, spending: Spending, threads: int) -> float:
     for start in range(0, len(ids), GROUP):
         todo.put(ids[start : start + GROUP])
     relay = cast(ProviderClient, InstantRelay())
-    sender = Sender(
+    no_rate = LocalRateLimiter(0.0)
+    account = Account(
+        name=DEFAULT,
         client=relay,
-        limiter=LocalRateLimiter(0.0),
-        poll_limiter=LocalRateLimiter(0.0),
+        key_from="VEO_API_KEY",
+        limiter=no_rate,
+        poll_limiter=no_rate,
         images=ImageSender("data-uri"),
         spending=spending,
+    )
+    sender = Sender(
+        accounts=(account,),
         pacing=PACING,
         lease=timedelta(minutes=5),
         unrecorded=Unrecorded(Path(tempfile.mkdtemp(prefix="veo-batch-bench-"))),

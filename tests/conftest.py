@@ -74,10 +74,10 @@ def _empty(engine: Engine) -> None:
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(
-                "TRUNCATE attempts, jobs, batches, spend_days RESTART IDENTITY CASCADE"
+                "TRUNCATE attempts, jobs, batches, spend_days, accounts RESTART IDENTITY CASCADE"
             )
         else:
-            for table in ("attempts", "jobs", "batches", "spend_days"):
+            for table in ("attempts", "jobs", "batches", "spend_days", "accounts"):
                 conn.exec_driver_sql(f"DELETE FROM {table}")
 
 
@@ -234,7 +234,7 @@ def stack(postgres_url: str, redis_client: redis.Redis) -> Iterator[Any]:
     engine = database.create_engine(postgres_url)
     with engine.begin() as conn:
         conn.exec_driver_sql(
-            "TRUNCATE attempts, jobs, batches, spend_days RESTART IDENTITY CASCADE"
+            "TRUNCATE attempts, jobs, batches, spend_days, accounts RESTART IDENTITY CASCADE"
         )
     with MockProvider(MockConfig(api_key=KEY)) as mock:
         running = Stack(engine, postgres_url, mock)

@@ -27,6 +27,7 @@ from PIL import Image
 from sqlalchemy.engine import Engine
 
 from tests.conftest import MOCK_KEY
+from veobatch.accounts.spec import DEFAULT
 from veobatch.catalog import DEFAULT_MODELS
 from veobatch.embedded_runner import EmbeddedRunner
 from veobatch.httpapi import create_app
@@ -36,7 +37,7 @@ from veobatch.intake.loader import LoadResult, load_rows
 from veobatch.lifecycle.poll_rules import Pacing
 from veobatch.lifecycle.progress import Progress
 from veobatch.lifecycle.rate_limit import LocalRateLimiter, RateLimiter
-from veobatch.lifecycle.sender import Sender
+from veobatch.lifecycle.sender import Account, Sender
 from veobatch.lifecycle.spend_rules import Spending
 from veobatch.lifecycle.unrecorded import Unrecorded
 from veobatch.provider.client import ProviderClient
@@ -124,20 +125,41 @@ class Relay(Protocol):
     def url(self) -> str: ...
 
 
-def sender_for(client: ProviderClient, limiter: RateLimiter | None = None, **fields: Any) -> Sender:
-    """A sender for tests: `client`, no rate (or `limiter`), inline images, no prices, FAST
-    pacing, a 30 s lease and a fresh folder for kept task ids; `fields` replace any of them."""
+def account_for(
+    client: ProviderClient, limiter: RateLimiter | None = None, **fields: Any
+) -> Account:
+    """An account for tests, named `default`: `client`, no rate (or `limiter`), inline
+    images, no prices; `fields` replace any of them."""
     limiter = limiter or LocalRateLimiter(0.0)
+    fields.setdefault("name", DEFAULT)
+    fields.setdefault("key_from", "VEO_API_KEY")
     fields.setdefault("poll_limiter", limiter)
     fields.setdefault("images", ImageSender("data-uri"))
     fields.setdefault("spending", Spending())
+    return Account(client=client, limiter=limiter, **fields)
+
+
+def sender_for(
+    client: ProviderClient | Sequence[Account], limiter: RateLimiter | None = None, **fields: Any
+) -> Sender:
+    """A sender for tests: one account (`account_for(client, limiter)`, its fields among
+    `fields`) or the `accounts` given, FAST pacing, a 30 s lease and a fresh folder for kept
+    task ids; `fields` replace any of them."""
+    if isinstance(client, ProviderClient):
+        own = {name: fields.pop(name) for name in ACCOUNT_FIELDS & set(fields)}
+        accounts: tuple[Account, ...] = (account_for(client, limiter, **own),)
+    else:
+        accounts = tuple(client)
     fields.setdefault("pacing", FAST)
     fields.setdefault("lease", timedelta(seconds=30))
     fields.setdefault("unrecorded", Unrecorded(Path(tempfile.mkdtemp(prefix="veo-batch-data-"))))
-    return Sender(client=client, limiter=limiter, **fields)
+    return Sender(accounts=accounts, **fields)
 
 
-SENDER_FIELDS: Final = frozenset(field.name for field in dataclasses.fields(Sender))
+ACCOUNT_FIELDS: Final = frozenset(field.name for field in dataclasses.fields(Account))
+SENDER_FIELDS: Final = (
+    frozenset(field.name for field in dataclasses.fields(Sender) if field.init) | ACCOUNT_FIELDS
+)
 
 
 def run_embedded(

@@ -77,8 +77,10 @@ def test_a_wave_of_eight_costs_the_statements_of_one_row(
         fanout.close()
     assert [o.status for o in outcomes] == ["submitted"] * 8
     assert mock.stats()["created"] == 11
-    assert for_eight == for_one  # the claim, its budget read; the outcomes, the history
-    assert for_eight.count("UPDATE") == 2
+    # The claim, its accounts read, its rows' account, its budget read; the outcomes, the
+    # history, the account's strikes cleared.
+    assert for_eight == for_one
+    assert for_eight.count("UPDATE") == 4
     assert for_eight.count("COMMIT") == 2
 
 

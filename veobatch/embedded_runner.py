@@ -90,12 +90,11 @@ class EmbeddedRunner:
     ) -> None:
         self.engine = engine
         self.sender = sender
-        self.client = sender.client
         self.batch_id = batch_id
         self.concurrency = concurrency
         self.tick = tick
         # A poll handed to a thread is not handed out again before `poll_claim` (`lifecycle.due`).
-        self.rules = Rules(poll_claim, max_in_flight)
+        self.rules = Rules(poll_claim, max_in_flight, accounts=frozenset(sender.names))
         self.wait_for_videos = wait_for_videos
         self.download_dir = download_dir if wait_for_videos else None
         self.on_progress = on_progress
@@ -127,11 +126,11 @@ class EmbeddedRunner:
         # One connection pool for every download of the run: the caller's, or one of our own.
         self._own_videos = videos is None
         # (Without a client of the caller's: videos from the relay's own origin, or public.)
-        trusted = Destinations.of([sender.client.base_url], False, "VEO_DOWNLOAD_ALLOW_PRIVATE")
+        trusted = Destinations.of(sender.bases, False, "VEO_DOWNLOAD_ALLOW_PRIVATE")
         self._videos = video_client(trusted) if videos is None else videos
         self.download_timeout = download_timeout
         self.video_max_bytes = video_max_bytes
-        self.stop_grace = (sender.client.deadline or 0.0) + STOP_SLACK
+        self.stop_grace = sender.deadline + STOP_SLACK
 
     @classmethod
     def for_process(
@@ -194,7 +193,7 @@ class EmbeddedRunner:
                 self._wakeup.clear()
         except BaseException:  # stopped (Ctrl-C, SIGTERM): polls and downloads in flight
             self._stop.set()  # are given up at once, asked again later
-            self.client.abandon()
+            self.sender.abandon()
             abandon(self._videos)
             raise
         finally:
@@ -312,7 +311,7 @@ class EmbeddedRunner:
             sys.exit(1)
         finally:
             self._fanouts[number].close()
-            self.client.close()  # (its own, opened here)
+            self.sender.close()  # (its clients: its own, opened here)
 
     def _lanes_failed(self) -> bool:
         """Whether a lane failed: its error (or its end) is then in `_failures`."""

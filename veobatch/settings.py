@@ -105,6 +105,13 @@ class Settings:
     api_key: Secret | None = setting(
         None, read.secret, "Provider API key (never stored or logged).", secret=True
     )
+    accounts: str | None = setting(
+        None,
+        read.text,
+        "A TOML or YAML file of relay accounts, each with its own base, key variable, rate, "
+        "cap, prices and budget (default: the one account of VEO_API_BASE and VEO_API_KEY, "
+        "named default); see the README's Several accounts.",
+    )
     rate: Rate | None = setting(
         None, Rate.parse, "Global request rate, e.g. 10/min or 2/s,burst=4."
     )

@@ -44,6 +44,9 @@ class Rules:
     poll_claim: timedelta
     max_in_flight: int | None = None
     grace: timedelta = GRACE
+    # The accounts whose tasks this dispatcher follows (None: every one): a task is polled
+    # only through the account that made it, so one whose account left the file waits.
+    accounts: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +117,9 @@ def due_work(
     if wanted.queue is not None:
         due.queued = queued + len(due.submits)
     if wanted.polls > 0:
-        due.polls = transitions.due_polls(conn, now, wanted.polls, rules.poll_claim, batch_ids)
+        due.polls = transitions.due_polls(
+            conn, now, wanted.polls, rules.poll_claim, batch_ids, rules.accounts
+        )
     if wanted.downloads > 0:
         due.downloads = transitions.due_downloads(
             conn, now, wanted.downloads, DOWNLOAD_CLAIM, batch_ids

@@ -1,5 +1,8 @@
 """Poll a group of submitted rows: one rate slot and one GET per row, each outcome recorded.
 
+Each task is asked about through the account that made it (its key, its poll rate); a row
+whose account is no longer in VEO_ACCOUNTS is not polled anywhere.
+
 The plain function behind the embedded runner's threads and the Celery task `veobatch.poll`.
 Rows come in groups (the scheduler claimed them by moving their next poll ahead), so ten
 thousand tasks in flight are a few hundred messages a minute, not ten thousand.
@@ -15,6 +18,7 @@ from functools import partial
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from veobatch.accounts.spec import DEFAULT
 from veobatch.errors import Abandoned, LimiterUnavailable
 from veobatch.lifecycle import events, transitions
 from veobatch.lifecycle.poll_rules import PollOutcome, after_poll
@@ -44,9 +48,12 @@ def poll_rows(
     deadline = timedelta(seconds=sender.pacing.deadline)  # a task's, when its row has none
     outcomes = []
     for index, job in enumerate(jobs):
+        account = sender.account(job.account or DEFAULT)
+        if account is None:  # its account left the file: asked nowhere else (`Rules.accounts`)
+            continue
         try:
-            query = partial(sender.client.query, job.task_id)
-            answer = limited(sender.poll_limiter, wait, query, kind="poll")
+            query = partial(account.client.query, job.task_id)
+            answer = limited(account.poll_limiter, wait, query, kind="poll")
         except (LimiterUnavailable, Abandoned):  # Redis is gone, or stopping: hand the rest back
             answer = None
         if answer is None:  # stopping

@@ -73,6 +73,10 @@ class RateLimiter(Protocol):
         """After a 429: make every caller wait; the seconds of the pause."""
         ...
 
+    def peek(self) -> float:
+        """Seconds until the next slot, booking nothing (0: one is free now)."""
+        ...
+
 
 def limited(
     limiter: RateLimiter,
@@ -89,7 +93,7 @@ def limited(
 
 
 def in_slots(
-    limiter: RateLimiter,
+    limiter: RateLimiter | Sequence[RateLimiter],
     fanout: Fanout,
     wait: Callable[[float], bool],
     requests: Sequence[Callable[[], T]],
@@ -102,7 +106,7 @@ def in_slots(
 
 
 def start_in_slots(
-    limiter: RateLimiter,
+    limiter: RateLimiter | Sequence[RateLimiter],
     fanout: Fanout,
     wait: Callable[[float], bool],
     requests: Sequence[Callable[[], T]],
@@ -115,11 +119,17 @@ def start_in_slots(
     `ProviderError` it raised, or None where nothing was sent (`wait(seconds)` said stop, a
     429 or a refused key or balance of the group came first (HALTING), its slot went by and
     the next one is over LONG_SLOT away or cannot be had). The one way submits and polls are
-    sent; `kind` names them in the metrics."""
+    sent; `kind` names them in the metrics. `limiter` is every request's, or one per request
+    (requests to several accounts): a 429 then stops only the requests of its own limiter."""
     booked = time.monotonic()
-    halted = threading.Event()  # the rest of the group is not sent
+    limiters = [limiter] * len(requests) if not isinstance(limiter, Sequence) else limiter
+    # The rest of a limiter's requests is not sent once one was refused in a way every other
+    # would be (HALTING).
+    halts = {id(each): threading.Event() for each in limiters}
 
     def send(index: int) -> T | ProviderError | None:
+        limiter = limiters[index]
+        halted = halts[id(limiter)]
         due = booked + waits[index]
         if limiter.interval and time.monotonic() - due > limiter.interval / 2:
             # Its slot went by while every thread was busy: sent now, it could overfill a
@@ -209,6 +219,13 @@ class LocalRateLimiter:
             state[_TAT] = tat
         return waits
 
+    def peek(self) -> float:
+        state = self._state
+        with self._lock:
+            now = self.clock()
+            tat, cooldown_until = state[_TAT], state[_COOLDOWN_UNTIL]
+        return float(max(now, tat - (self.burst - 1) * self.interval, cooldown_until) - now)
+
     def cool_down(self, retry_after: float | None = None) -> float:
         state = self._state
         with self._lock:
@@ -245,6 +262,17 @@ redis.call('SET', KEYS[1], string.format('%d', tat), 'PX',
 return slots
 """
 
+# KEYS[1] tat, KEYS[2] cooldown_until (µs); ARGV[1] interval (µs), ARGV[2] burst
+# Returns the microseconds until the next slot: what _RESERVE's next `wait` would be.
+_PEEK: Final = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local cooldown = tonumber(redis.call('GET', KEYS[2]) or '0')
+local at = math.max(now, tat - (tonumber(ARGV[2]) - 1) * tonumber(ARGV[1]), cooldown)
+return string.format('%d', at - now)
+"""
+
 # KEYS[1] cooldown_until (µs), KEYS[2] strikes
 # ARGV[1] base (µs), ARGV[2] cap (µs), ARGV[3] retry_after (µs, or -1), ARGV[4] memory (ms)
 # Returns the pause in microseconds. The same rule as cool_down_seconds().
@@ -274,6 +302,7 @@ class RedisRateLimiter:
         self._strikes = f"{prefix}:strikes"
         self._reserve = redis.register_script(_RESERVE)
         self._cool_down = redis.register_script(_COOL_DOWN)
+        self._peek = redis.register_script(_PEEK)
 
     def reserve(self) -> float:
         return self.reserve_slot()[1]
@@ -294,6 +323,13 @@ class RedisRateLimiter:
             raise LimiterUnavailable(f"the shared rate limit cannot be asked: {exc}") from None
         pairs = zip(flat[::2], flat[1::2], strict=True)
         return [(int(at) / 1e6, int(wait) / 1e6) for at, wait in pairs]
+
+    def peek(self) -> float:
+        try:
+            micros = self._peek(keys=self._keys, args=[round(self.interval * 1e6), self.burst])
+        except RedisError as exc:
+            raise LimiterUnavailable(f"the shared rate limit cannot be asked: {exc}") from None
+        return int(micros) / 1e6
 
     def cool_down(self, retry_after: float | None = None) -> float:
         args = [

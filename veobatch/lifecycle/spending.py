@@ -9,7 +9,8 @@ condition again on the row as the other transaction left it; SQLite has one writ
 So four workers on two hosts racing for the last dollar can never go one row over. The price
 stays *held* on the row until the outcome: a task, or maybe one (`in_doubt`, a lease that ran
 out), keeps it as the row's cost; an answer that made no task (a 429, a 400, a stop before the
-POST) gives it back (`settle`).
+POST) gives it back (`settle`), to its account's day as well (`accounts.store`: an account's
+own daily budget is checked by the claim, which holds the account's row).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
 
+from veobatch.accounts import store as accounts
 from veobatch.lifecycle import spend_rules
 from veobatch.lifecycle.spend_rules import Spending
 from veobatch.store.tables import Batch, Job, SpendDay
@@ -151,7 +153,7 @@ def settle(conn: Connection, job_id: int, kept: bool) -> None:
     held price its cost; otherwise it goes back to the batch and the day. Once only: a row
     settled already (by the lease running out, say) holds nothing."""
     held = conn.execute(
-        sa.select(Job.batch_id, Job.held_micros, Job.held_day).where(Job.id == job_id)
+        sa.select(Job.batch_id, Job.held_micros, Job.held_day, Job.account).where(Job.id == job_id)
     ).one_or_none()
     if held is None or not held.held_micros:
         return
@@ -163,6 +165,7 @@ def settle(conn: Connection, job_id: int, kept: bool) -> None:
     ).rowcount
     if took and not kept:
         _add(conn, held.batch_id, held.held_day, -held.held_micros)
+        accounts.give_back(conn, held.account, held.held_day, held.held_micros)
 
 
 def keep_held() -> dict[str, Any]:

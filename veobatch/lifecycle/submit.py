@@ -33,10 +33,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from veobatch.errors import ImageError, LimiterUnavailable, ProviderError
-from veobatch.lifecycle import events, spending, transitions
+from veobatch.lifecycle import events, transitions
 from veobatch.lifecycle.fanout import Fanout, Running
 from veobatch.lifecycle.rate_limit import HALTING, start_in_slots
-from veobatch.lifecycle.sender import Sender
+from veobatch.lifecycle.routes import route_claimed
+from veobatch.lifecycle.sender import Account, Sender
 from veobatch.lifecycle.submit_rules import (
     Outcome,
     after_error,
@@ -57,9 +58,11 @@ RECORD_PATIENCE: Final = 30.0  # seconds a write is retried while the database c
 log = logging.getLogger("veobatch.submit")
 
 
-def payload_of(job: sa.Row[Any], images: list[str]) -> dict[str, Any]:
+def payload_of(job: sa.Row[Any], images: list[str], account: Account) -> dict[str, Any]:
+    """The body of row `job`'s POST to `account` (the model by the name it knows it)."""
     extra: Mapping[str, Any] | None = job.extra
-    return job_payload(job.prompt, job.model, images, job.aspect_ratio, job.enhance_prompt, extra)
+    model = account.api_model(job.model)
+    return job_payload(job.prompt, model, images, job.aspect_ratio, job.enhance_prompt, extra)
 
 
 def sleep(seconds: float) -> bool:
@@ -91,6 +94,7 @@ def submit_rows(
     """
     kept = sender.unrecorded
     wave = _Wave(engine, sender, fanout=fanout, wait=wait, lock=write_lock or nullcontext())
+    every_account = set(sender.names)
     outcomes: list[Outcome] = []
     if kept.waiting():
         wave.record_kept()
@@ -104,8 +108,10 @@ def submit_rows(
                 if start and not wait(0.0):  # stopping: the rest stay queued for another process
                     break
                 landed = wave.landed(conn, flying, outcomes) if flying is not None else None
-                if flying is not None and flying.halts():  # a 429, a refused key or balance
-                    break
+                if flying is not None:  # a 429, a refused key or balance: not that account again
+                    wave.resting.update(flying.halting)
+                    if wave.resting >= every_account:
+                        break
                 # Claimed only once the last wave's answers are in (a process killed while
                 # they are out leaves this wave unclaimed), sent while they are recorded.
                 claimed = wave.claim(conn, job_ids[start : start + fanout.size])
@@ -123,9 +129,11 @@ def submit_rows(
 
 @dataclass(frozen=True, slots=True)
 class _Ready:
-    """A claimed row about to be sent: its body, and its image entries where uploaded."""
+    """A claimed row about to be sent: its account, its body, and its image entries where
+    uploaded."""
 
     job: sa.Row[Any]
+    account: Account
     payload: dict[str, Any]
     stored: list[Any] | None
 
@@ -157,7 +165,8 @@ class _Flight:
     answered_at: list[datetime | None]  # None: not answered, or with no answer (yet)
     running: Running[str | ProviderError | None]
     taken: set[int] = field(default_factory=set)  # the rows whose answers were handed out
-    halting: bool = False  # an answer every later request would get too (a 429, a bad key)
+    # The accounts that answered what every later request to them would get (a 429, a bad key).
+    halting: set[str] = field(default_factory=set)
     attempts_taken: bool = False  # the claim's own attempts were handed out
 
     def arrived(self, patience: float | None) -> tuple[list[_Sent], bool]:
@@ -177,11 +186,8 @@ class _Flight:
             self.taken.add(n)
             sent.append(_Sent(self.rows[n], answer, self.answered_at[n]))
             if isinstance(answer, ProviderError) and answer.kind in HALTING:
-                self.halting = True
+                self.halting.add(self.rows[n].account.name)
         return sent, complete
-
-    def halts(self) -> bool:
-        return self.halting
 
     def attempts(self) -> list[transitions.Attempted]:
         """The claim's own attempts (an image that could not be had), handed out once."""
@@ -200,6 +206,9 @@ class _Wave:
     fanout: Fanout
     wait: Callable[[float], bool]
     lock: AbstractContextManager[object]
+    # Accounts that refused this call's earlier requests as they would every other (a 429,
+    # a bad key, an empty balance), not recorded yet: later waves go elsewhere.
+    resting: set[str] = field(default_factory=set)
 
     def claim(self, conn: Connection, job_ids: Sequence[int]) -> _Claimed:
         """The rows claimed (committed), their images made ready; a row whose image cannot
@@ -207,17 +216,21 @@ class _Wave:
         claimed, holding = self._claim(conn, job_ids)
         attempts: list[transitions.Attempted] = []
         ready: list[_Ready] = []
-        for job in claimed:
+        for job, account in claimed:
             try:
-                entries, stored = self.sender.images.images_for(job.images)
+                entries, stored = account.images.images_for(job.images)
             except ImageError as exc:  # nothing was sent
                 outcome = after_image_error(
                     exc.message, exc.scope, job.attempts + 1, max_attempts=self.sender.max_attempts
                 )
                 at = transitions.utcnow()
-                attempts.append(transitions.Attempted(job, outcome, at, holds=job.id in holding))
+                attempts.append(
+                    transitions.Attempted(
+                        job, outcome, at, holds=job.id in holding, account=account.name
+                    )
+                )
                 continue
-            ready.append(_Ready(job, payload_of(job, entries), stored))
+            ready.append(_Ready(job, account, payload_of(job, entries, account), stored))
             del entries  # inline images can be megabytes: only the payload keeps them
         return _Claimed(ready, attempts, holding)
 
@@ -361,6 +374,7 @@ class _Wave:
             unrecordable(shown(task_id), database.said(error), str(path)),
             at,
             holds=job.id in holding,
+            account=sent.row.account.name,
         )
         try:
             return self._retried(None, partial(self._write, [doubt], [], set()))
@@ -376,24 +390,20 @@ class _Wave:
 
     def _claim(
         self, conn: Connection, job_ids: Sequence[int]
-    ) -> tuple[list[sa.Row[Any]], set[int]]:
-        """The rows claimed (committed, with their leases and prices held), and the ids of
-        those holding a price. A batch whose price does not fit is paused (and that logged),
-        its rows back to pending."""
+    ) -> tuple[list[tuple[sa.Row[Any], Account]], set[int]]:
+        """The rows claimed (committed, each with the account it goes through, its lease and
+        its price held), and the ids of those holding a price. A batch whose price does not
+        fit, or that no account will take, is paused (and that logged), its rows back to
+        pending (see `routes.route_claimed`)."""
         with self.lock, conn.begin():
             now = transitions.utcnow()
             claimed = transitions.claim_rows(conn, job_ids, now, self.sender.lease)
             if not claimed:
                 return [], set()
-            going, refused = spending.reserve_rows(conn, claimed, now, self.sender.spending)
-            kept = {job.id for job in going}
-            transitions.unclaim(conn, [job.id for job in claimed if job.id not in kept], now)
-            paused = [(b, why) for b, why in refused if transitions.pause(conn, b, why, now)]
-        for batch_id, why in paused:
+            routed = route_claimed(conn, claimed, now, self.sender, resting=self.resting)
+        for batch_id, why in routed.paused:
             events.paused(conn, batch_id, why)
-        return going, {
-            job.id for job in going if self.sender.spending.price_of(job.model) is not None
-        }
+        return routed.going, routed.holding
 
     def send(self, conn: Connection, claimed: _Claimed) -> _Flight:
         """The wave's POSTs started, each at its slot (booked now); a row taken from us while
@@ -401,8 +411,15 @@ class _Wave:
         ready = claimed.ready
         if not ready:
             return _Flight(claimed, [], [], Running([]))
+        by_account: dict[str, list[int]] = {}
+        for n, row in enumerate(ready):
+            by_account.setdefault(row.account.name, []).append(n)
+        waits = [0.0] * len(ready)
         try:
-            waits = self.sender.limiter.reserve_many(len(ready))
+            for indexes in by_account.values():
+                booked = ready[indexes[0]].account.limiter.reserve_many(len(indexes))
+                for n, wait in zip(indexes, booked, strict=True):
+                    waits[n] = wait
         except LimiterUnavailable:  # Redis is gone: nothing was sent, the rows go back
             return _Flight(claimed, ready, [None] * len(ready), Running.done([]))
         ours = self._leased(conn, [r.job.id for r in ready], max(waits))
@@ -411,16 +428,17 @@ class _Wave:
         names = {b: events.batch_name(conn, b) for b in {row.job.batch_id for row, _ in going}}
 
         def post(index: int) -> str:
-            job = going[index][0].job
+            row = going[index][0]
+            job = row.job
             try:
-                task_id = self.sender.client.submit(going[index][0].payload)
+                task_id = row.account.client.submit(row.payload)
             finally:
                 answered_at[index] = transitions.utcnow()
             events.task_arrived(names[job.batch_id], job, task_id)
             return task_id
 
         running = start_in_slots(
-            self.sender.limiter,
+            [row.account.limiter for row, _ in going],
             self.fanout,
             self.wait,
             [partial(post, n) for n in range(len(going))],
@@ -456,6 +474,7 @@ class _Wave:
                     answer.http_status,
                     job.attempts + 1,
                     max_attempts=self.sender.max_attempts,
+                    key=row.account.key_from,
                 )
             else:
                 outcome = succeeded(answer)
@@ -465,8 +484,10 @@ class _Wave:
                 and job.batch_id not in with_task
                 and not transitions.has_tasks(conn, job.batch_id)
             ):
-                outcome = mode_refused(outcome, self.sender.images.mode)
+                outcome = mode_refused(outcome, row.account.images.mode)
             attempts.append(
-                transitions.Attempted(job, outcome, at, row.stored, holds=job.id in holding)
+                transitions.Attempted(
+                    job, outcome, at, row.stored, holds=job.id in holding, account=row.account.name
+                )
             )
         return attempts

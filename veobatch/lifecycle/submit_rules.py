@@ -8,8 +8,9 @@
 - `ambiguous` (a task may exist and be billed), and `bad_answer` (a 200 without a usable
   task id: one may exist): `in_doubt`, never sent again on its own;
 - `invalid`: `failed`;
-- `auth`, `quota`: the batch is paused and the row goes back to `pending` without counting
-  an attempt: every other row would fail the same way;
+- `auth`, `quota`: the account is paused and the row goes back to `pending` without counting
+  an attempt: every other row would fail the same way there (it goes on through another
+  account; with none left, its batch pauses at the next claim, `accounts.routing`);
 - `image` (a local image could not be sent; nothing was): `failed` when the file changed or
   vanished since the load, retried when the bucket did not answer, and the batch paused when
   a setting is wrong. A 400 about the images of the batch's first rows pauses it too: the
@@ -47,6 +48,7 @@ class Outcome:
     retry_in: float | None = None  # seconds before the row may be released again
     counts_as_attempt: bool = True
     pause_reason: str | None = None  # pause the batch with this reason
+    account_pause: str | None = None  # pause the account that answered, with this reason
 
 
 def succeeded(task_id: str) -> Outcome:
@@ -61,17 +63,19 @@ def after_error(
     *,
     max_attempts: int = MAX_ATTEMPTS,
     rng: random.Random | None = None,
+    key: str = "VEO_API_KEY",
 ) -> Outcome:
-    """The outcome of attempt number `attempts` (counting this one) that failed with `kind`."""
+    """The outcome of attempt number `attempts` (counting this one) that failed with `kind`;
+    `key` names where the account's key comes from (for the advice of a refused key)."""
     if kind in PAUSING:
-        advice = "fix VEO_API_KEY" if kind is ErrorKind.AUTH else "top up the account's balance"
+        advice = f"fix {key}" if kind is ErrorKind.AUTH else "top up the account's balance"
         return Outcome(
             JobStatus.PENDING,
             error=message,
             error_kind=kind,
             http_status=http_status,
             counts_as_attempt=False,
-            pause_reason=f"{kind.value}: {message} ({advice})",
+            account_pause=f"{kind.value}: {message} ({advice})",
         )
     if kind in (ErrorKind.AMBIGUOUS, ErrorKind.BAD_ANSWER):  # (a 200 with no usable task id)
         error = f"{message}; the provider may have created (and billed) a task: not resent"

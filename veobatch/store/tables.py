@@ -41,6 +41,10 @@ NAMING = {
 }
 
 
+# A row out at its account: being sent, or generating there.
+OUT = sa.text("status IN ('submitting', 'submitted')")
+
+
 def _one_of(column: str, values: type[JobStatus] | type[BatchState]) -> str:
     return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
 
@@ -86,6 +90,8 @@ class Job(Base):
             postgresql_where=sa.text("held_micros > 0"),
         ),
         CheckConstraint(_one_of("status", JobStatus), name="status"),
+        # Only the rows out at an account (being sent, or generating): its in-flight count.
+        Index("ix_jobs_account_out", "account", sqlite_where=OUT, postgresql_where=OUT),
         # Partial: a million freshly loaded rows have neither, and cost these indexes nothing.
         Index(
             "ix_jobs_next_poll_at",
@@ -152,6 +158,9 @@ class Job(Base):
     # A person's verdict on the video: approved | rejected (None: not reviewed).
     review: Mapped[str | None] = mapped_column(String(16))
     reviewed_at: Mapped[datetime | None]
+    # The relay account its last claim went through (VEO_ACCOUNTS; `default` without a file):
+    # its task is that account's, polled and followed only there.
+    account: Mapped[str | None] = mapped_column(String(64))
 
 
 class SpendDay(Base):
@@ -177,6 +186,28 @@ class Attempt(Base):
     remote_status: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
     error_kind: Mapped[str | None] = mapped_column(String(32))
+    account: Mapped[str | None] = mapped_column(String(64))  # the relay account asked
+
+
+class RelayAccount(Base):
+    """What every process knows of one relay account of VEO_ACCOUNTS: whether it is paused
+    (a refused key, an empty balance, a person) and why, whether it is cooling down after
+    failures in a row, and what it committed today against its own daily budget. A row is
+    made the first time a process starts with the account in its file."""
+
+    __tablename__ = "accounts"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), default="active", server_default="active")
+    reason: Mapped[str | None] = mapped_column(Text)  # why it is paused
+    changed_at: Mapped[datetime | None]  # when it was paused or resumed
+    # Failures in a row (5xx, refused connections): enough of them cool it down.
+    strikes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    cool_until: Mapped[datetime | None]  # no claim goes to it before then
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None]
+    spend_day: Mapped[date | None] = mapped_column(Date)  # the UTC day `spent_micros` counts
+    spent_micros: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Delivery(Base):

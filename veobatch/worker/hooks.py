@@ -84,5 +84,5 @@ def _abandon_when_stopping() -> None:
     STOPPING.wait()
     held = opened_process()
     if held is not None:
-        held.sender.client.abandon()
+        held.sender.abandon()
         abandon(held.videos)

@@ -7,6 +7,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from veobatch.accounts import store as accounts
 from veobatch.lifecycle import webhooks
 from veobatch.lifecycle.transitions.sending import batch_state
 from veobatch.states import OPEN, BatchState, JobStatus
@@ -27,13 +28,25 @@ def pause(conn: Connection, batch_id: int, reason: str, now: datetime) -> bool:
 
 
 def resume(conn: Connection, batch_id: int, now: datetime) -> bool:
-    return bool(
+    """A paused (or finished) batch made active. The accounts whose pause stopped it (their
+    reason is in its own) are resumed with it: a person who topped up a balance or fixed a key
+    resumes the batch, and its account is tried again."""
+    reason = conn.execute(sa.select(Batch.pause_reason).where(Batch.id == batch_id)).scalar()
+    resumed = bool(
         conn.execute(
             sa.update(Batch)
             .where(Batch.id == batch_id, Batch.state.in_([BatchState.PAUSED, BatchState.FINISHED]))
             .values(state=BatchState.ACTIVE, pause_reason=None, updated_at=now)
         ).rowcount
     )
+    if resumed and reason:
+        stopped = [
+            row.name
+            for row in accounts.all_states(conn)
+            if row.state == accounts.PAUSED and row.reason and row.reason in reason
+        ]
+        accounts.resume(conn, stopped, now)
+    return resumed
 
 
 def reopen(conn: Connection, batch_id: int, now: datetime) -> str | None:

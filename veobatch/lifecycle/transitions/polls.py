@@ -3,13 +3,14 @@ back, and each answer recorded."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from veobatch.accounts.spec import DEFAULT
 from veobatch.lifecycle.poll_rules import PollOutcome
 from veobatch.lifecycle.transitions.batches import pause
 from veobatch.lifecycle.transitions.recording import history
@@ -25,11 +26,15 @@ def due_polls(
     limit: int,
     claim: timedelta,
     batch_ids: Sequence[int] | None = None,
+    accounts: Collection[str] | None = None,
 ) -> list[int]:
     """Up to `limit` submitted rows whose next poll is due, longest waiting first; their
     next poll moves `claim` ahead, so the next round does not send them again. A poll that
-    is lost (a worker killed, a message gone) is simply due again then."""
-    return claim_due(conn, Job.next_poll_at, JobStatus.SUBMITTED, now, limit, claim, batch_ids)
+    is lost (a worker killed, a message gone) is simply due again then. With `accounts`,
+    only the tasks those accounts made (a task is asked about only where it was made)."""
+    return claim_due(
+        conn, Job.next_poll_at, JobStatus.SUBMITTED, now, limit, claim, batch_ids, accounts
+    )
 
 
 def claim_due(
@@ -40,6 +45,7 @@ def claim_due(
     limit: int,
     claim: timedelta,
     batch_ids: Sequence[int] | None,
+    accounts: Collection[str] | None = None,
 ) -> list[int]:
     """Rows in `status` whose `due_at` has come, oldest first; `due_at` moves `claim` ahead."""
     if limit <= 0:
@@ -53,6 +59,9 @@ def claim_due(
     )
     if batch_ids is not None:
         due = due.where(Job.batch_id.in_(list(batch_ids)))
+    if accounts is not None:  # (a row with none was sent before accounts: the default's)
+        mine = Job.account.in_(list(accounts))
+        due = due.where(sa.or_(mine, Job.account.is_(None)) if DEFAULT in accounts else mine)
     ids = list(conn.execute(due).scalars())
     if not ids:
         return []
@@ -99,7 +108,7 @@ def polled(conn: Connection, job: sa.Row[Any], outcome: PollOutcome, now: dateti
         sa.update(Job).where(Job.id == job.id, Job.status == JobStatus.SUBMITTED).values(**values)
     ).rowcount
     if changed and (outcome.changed or outcome.finished or outcome.error):
-        history(conn, job.id, "poll", now, job.task_id, outcome, outcome.remote_status)
+        history(conn, job.id, "poll", now, job.task_id, outcome, outcome.remote_status, job.account)
     if outcome.pause_reason is not None:
         pause(conn, job.batch_id, outcome.pause_reason, now)
     return bool(changed)

@@ -4,6 +4,7 @@ new state, its task, and a line of history per attempt."""
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,11 +13,12 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from veobatch.accounts import store as accounts
 from veobatch.lifecycle import spending
 from veobatch.lifecycle.poll_rules import Pacing, PollOutcome
 from veobatch.lifecycle.submit_rules import Outcome
 from veobatch.lifecycle.transitions.batches import pause
-from veobatch.states import JobStatus
+from veobatch.states import ErrorKind, JobStatus
 from veobatch.store import per_row
 from veobatch.store.tables import Attempt, Job
 
@@ -31,6 +33,7 @@ class Attempted:
     at: datetime
     images: list[Any] | None = None
     holds: bool = False  # the claim holds a price (to keep or give back)
+    account: str | None = None  # the account it went through (None: it was not sent)
 
 
 def record(conn: Connection, attempts: Sequence[Attempted], pacing: Pacing) -> None:
@@ -70,7 +73,41 @@ def record(conn: Connection, attempts: Sequence[Attempted], pacing: Pacing) -> N
     for attempt in attempts:
         if attempt.outcome.pause_reason is not None:
             pause(conn, attempt.job.batch_id, attempt.outcome.pause_reason, attempt.at)
+    _accounts_after(conn, attempts)
 
+
+# What an answer says of the account itself (it is down, or overwhelmed): a strike.
+_TROUBLE: Final = frozenset({ErrorKind.SERVER, ErrorKind.NETWORK, ErrorKind.AMBIGUOUS})
+
+
+def _accounts_after(conn: Connection, attempts: Sequence[Attempted]) -> None:
+    """What the answers say of their accounts: a refused key or an empty balance pauses the
+    account; tasks made clear its strikes, failures of its own add to them (and enough in a
+    row cool it down); its last error is kept (see `accounts.store`)."""
+    answers: dict[str, accounts.Answers] = {}
+    at = max(attempt.at for attempt in attempts)
+    for attempt in attempts:
+        if attempt.account is None:
+            continue
+        outcome = attempt.outcome
+        seen = answers.setdefault(attempt.account, accounts.Answers())
+        if outcome.task_id is not None:
+            seen.tasks += 1
+        elif outcome.error_kind is not None and outcome.error is not None:
+            said = f"{outcome.error_kind.value}: {outcome.error}"
+            if outcome.error_kind in _TROUBLE:
+                seen.failures += 1
+                seen.last_error = said
+            elif outcome.error_kind is ErrorKind.RATE_LIMITED:
+                seen.last_error = said
+        if outcome.account_pause is not None and accounts.pause(
+            conn, attempt.account, outcome.account_pause, attempt.at
+        ):
+            log.warning("account %s paused: %s", attempt.account, outcome.account_pause)
+    accounts.answered(conn, answers, at)
+
+
+log = logging.getLogger("veobatch.accounts")
 
 # The fields of a recorded outcome, bound per row (see `_recorded`).
 _RECORDED: Final[per_row.Fields] = {
@@ -98,6 +135,7 @@ _HISTORY_FIELDS: Final[per_row.Fields] = {
     "remote_status": Attempt.remote_status.type,
     "error": Attempt.error.type,
     "error_kind": Attempt.error_kind.type,
+    "account": Attempt.account.type,
 }
 
 
@@ -188,6 +226,7 @@ def _attempt_line(attempt: Attempted) -> dict[str, Any]:
         "remote_status": None,
         "error": outcome.error,
         "error_kind": outcome.error_kind,
+        "account": attempt.account,
     }
 
 
@@ -199,8 +238,10 @@ def history(
     task_id: str | None,
     outcome: Outcome | PollOutcome,
     remote_status: str | None = None,
+    account: str | None = None,
 ) -> None:
-    """A line of the row's history: what was tried, when, and what came of it."""
+    """A line of the row's history: what was tried, when, through which account, and what
+    came of it."""
     conn.execute(
         sa.insert(Attempt).values(
             job_id=job_id,
@@ -211,5 +252,6 @@ def history(
             remote_status=remote_status,
             error=outcome.error,
             error_kind=outcome.error_kind,
+            account=account,
         )
     )

@@ -208,12 +208,15 @@ def batch_state(conn: Connection, batch_id: int) -> str | None:
     return conn.execute(sa.select(Batch.state).where(Batch.id == batch_id)).scalar()
 
 
-def unclaim(conn: Connection, job_ids: Sequence[int], now: datetime) -> None:
+def unclaim(
+    conn: Connection, job_ids: Sequence[int], now: datetime, retry_at: datetime | None = None
+) -> None:
     """Claimed rows not sent (their price did not fit, the process is stopping, a 429 of
-    their group) go back to pending, untouched; the prices their claims held go back too."""
+    their group, no account has room) go back to pending, untouched but for `retry_at`, when
+    they may be released again (None: at once); the prices their claims held go back too."""
     if not job_ids:
         return
-    conn.execute(_UNCLAIM, {"ids": list(job_ids), "now": now})
+    conn.execute(_UNCLAIM, {"ids": list(job_ids), "now": now, "retry": retry_at})
     for job_id in job_ids:
         spending.settle(conn, job_id, kept=False)
 
@@ -221,7 +224,12 @@ def unclaim(conn: Connection, job_ids: Sequence[int], now: datetime) -> None:
 _UNCLAIM: Final = (
     sa.update(Job)
     .where(Job.id.in_(_IDS), Job.status == JobStatus.SUBMITTING)
-    .values(status=JobStatus.PENDING, lease_until=None, updated_at=_NOW)
+    .values(
+        status=JobStatus.PENDING,
+        lease_until=None,
+        updated_at=_NOW,
+        next_attempt_at=sa.bindparam("retry", type_=Job.next_attempt_at.type),
+    )
 )
 
 

@@ -126,6 +126,10 @@ class Handler(BaseHTTPRequestHandler):
         with state.lock:
             allowed = state.arrive(arrived)
             key = state.config.api_key
+            down = state.config.down
+        if down is not None:  # a relay that is down: every route answers the same
+            self._reply(down, _HTML_502 if down == 502 else _error(f"服务暂时不可用 {down}"))
+            return False
         if self.headers.get("Authorization") != f"Bearer {key}":
             self._reply(401, _error("无效的令牌"))
             return False

@@ -27,6 +27,7 @@ class MockConfig:
     limit: int | None = None  # requests allowed per `window` seconds (every route counts)
     window: float = 60.0
     balance: int | None = None  # tasks that can still be created; None: no end
+    down: int | None = None  # answer every request with this status (502: an HTML page)
     task_seconds: float = 0.0  # time from creation to SUCCESS or FAILURE
     failure_rate: float = 0.0  # share of tasks that end in FAILURE
     video_bytes: int = 64 * 1024
@@ -70,6 +71,7 @@ class MockState:
     requests: int = 0
     polls: int = 0
     rejected_429: int = 0
+    recalled: int = 0  # polls of tasks this mock did not make (see `recall`)
     busiest_window: int = 0
     video_requests: int = 0
     video_bytes_sent: int = 0
@@ -124,6 +126,7 @@ class MockState:
         match = _OUR_TASK_ID.match(task_id)
         if match is None:
             return None
+        self.recalled += 1
         age = max(time.time() - int(match.group(1)), 0.0)
         created = time.monotonic() - age
         task = Task(task_id, "", created, created + self.config.task_seconds, fails=False)
@@ -140,6 +143,7 @@ class MockState:
             "video_bytes_sent": self.video_bytes_sent,
             "dripping": self.dripping,
             "rejected_429": self.rejected_429,
+            "recalled": self.recalled,
             "busiest_window": self.busiest_window,
             "limit": self.config.limit,
             "window": self.config.window,
