@@ -342,7 +342,7 @@ def test_a_batch_budget_and_an_accounts_daily_budget_hold_exactly_across_account
     ids = queued(engine, 40, budget=10_000_000)  # ten rows at 1.00
     prices = Spending({"veo3.1": 1_000_000})
     with relays(MockConfig(api_key="key-a"), MockConfig()) as mocks:
-        fields = {
+        fields: dict[str, dict[str, Any]] = {
             "a": {"spending": prices, "daily_budget": 3_000_000},
             "b": {"spending": prices},
         }
