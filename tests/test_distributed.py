@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,14 +23,16 @@ from tests import helpers
 from tests.conftest import REDIS_URL
 from tests.helpers import URL, job, veo_batch_server, wait_until
 from tests.stack import KEY, Stack
+from veobatch.accounts.routing import BREAKER
 from veobatch.catalog import DEFAULT_MODELS
 from veobatch.cli import cli
 from veobatch.errors import ExitCode
 from veobatch.intake.loader import load_rows
 from veobatch.process import REQUESTS_AT_ONCE
+from veobatch.provider.mock import MockConfig, MockProvider
 from veobatch.service import BatchService
 from veobatch.settings import Settings
-from veobatch.store.tables import Attempt, Batch, Job
+from veobatch.store.tables import Attempt, Batch, Job, RelayAccount
 from veobatch.worker.app import make_app
 
 
@@ -338,3 +341,45 @@ def test_a_killed_workers_row_counts_against_the_budget(stack: Stack) -> None:
     summary = BatchService(stack.engine, Settings()).status("b")
     assert (summary.spent, summary.held) == (500_000, 0)
     assert (summary.pause_reason or "").startswith("budget:")
+
+
+def test_three_accounts_one_empty_one_down_one_healthy_send_every_row_once(
+    stack: Stack, tmp_path: Path
+) -> None:
+    empty = MockProvider(MockConfig(api_key="key-empty", balance=20))
+    down = MockProvider(MockConfig(api_key="key-down", down=503))
+    accounts = tmp_path / "accounts.toml"
+    accounts.write_text(
+        f'[accounts.empty]\nbase = "{empty.url}"\nkey_env = "EMPTY_KEY"\n'
+        f'[accounts.down]\nbase = "{down.url}"\nkey_env = "DOWN_KEY"\n'
+        f'[accounts.ok]\nbase = "{stack.mock.url}"\nkey_env = "OK_KEY"\n'
+    )
+    keys = {"EMPTY_KEY": "key-empty", "DOWN_KEY": "key-down", "OK_KEY": KEY}
+    prompts = [f"row {n}" for n in range(100)]
+    with empty, down:
+        stack.load(prompts)
+        for _ in range(2):
+            stack.start_worker(
+                VEO_ACCOUNTS=str(accounts),
+                EMPTY_KEY=keys["EMPTY_KEY"],
+                DOWN_KEY=keys["DOWN_KEY"],
+                OK_KEY=keys["OK_KEY"],
+            )
+        stack.start_scheduler()
+        wait_until(lambda: stack.batch_state() == "finished", what="the batch to finish")
+        stats = [relay.stats() for relay in (empty, down, stack.mock)]
+    made: Counter[str] = Counter()
+    for each in stats:
+        made.update(each["created_by_prompt"])
+    assert made == Counter(dict.fromkeys(prompts, 1))  # none twice, across the relays
+    assert set(stack.statuses().values()) == {"succeeded"}
+    assert stats[0]["created"] == 20
+    # The empty one is asked at most a wave per worker process past its balance.
+    assert stats[0]["requests"] - stats[0]["created"] - stats[0]["polls"] <= 2 * 2 * 16
+    assert [each["recalled"] for each in stats] == [0, 0, 0]  # each poll to its task's relay
+    with stack.engine.connect() as conn:
+        states = {row.name: row for row in conn.execute(sa.select(RelayAccount))}
+        by_account = Counter(conn.execute(sa.select(Job.account)).scalars())
+    assert by_account == Counter({"empty": 20, "ok": 80})
+    assert states["empty"].state == "paused"
+    assert states["down"].strikes >= BREAKER
