@@ -94,6 +94,11 @@ def current(app: App) -> None:
 )
 @click.option("--balance", type=click.IntRange(min=0), help="Tasks it creates before 403 quota.")
 @click.option(
+    "--down",
+    type=click.IntRange(500, 599),
+    help="Answer every request with this status, as a relay that is down (502: an HTML page).",
+)
+@click.option(
     "--task-seconds",
     default=0.0,
     show_default=True,
@@ -129,6 +134,7 @@ def mock_api(
     limit: int | None,
     window: float,
     balance: int | None,
+    down: int | None,
     task_seconds: float,
     failure_rate: float,
     video_bytes: int,
@@ -158,6 +164,7 @@ def mock_api(
         limit=limit,
         window=window,
         balance=balance,
+        down=down,
         task_seconds=task_seconds,
         failure_rate=failure_rate,
         video_bytes=video_bytes,
