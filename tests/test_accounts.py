@@ -4,6 +4,7 @@ healthy), in the embedded mode here and the distributed mode in test_distributed
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -15,12 +16,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from alembic import command
+from click.testing import CliRunner, Result
 from sqlalchemy.engine import Engine
 
 from tests.helpers import account_for, load_prompts, sender_for
 from veobatch.accounts import store
 from veobatch.accounts.routing import BREAKER, Candidate, Row, route
 from veobatch.accounts.spec import DEFAULT, accounts_of
+from veobatch.cli import cli
 from veobatch.embedded_runner import EmbeddedRunner
 from veobatch.errors import ConfigError
 from veobatch.lifecycle import transitions
@@ -455,3 +458,77 @@ def test_a_database_of_the_previous_release_upgrades_and_its_tasks_stay_the_defa
     # The old success, the old task followed to its end, three new ones made.
     assert progress.counts["succeeded"] == 5
     assert mock.stats()["recalled"] == 1
+
+
+# ------------------------------------------------------------------------ seeing, steering
+
+
+def cli_with(database_url: str, *args: str, **env: str) -> Result:
+    return CliRunner().invoke(
+        cli, list(args), env={"VEO_DATABASE_URL": database_url, **env}, catch_exceptions=False
+    )
+
+
+def test_accounts_are_listed_paused_and_resumed_and_a_paused_one_gets_no_row(
+    engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    batch = load_prompts(engine, [f"row {n}" for n in range(12)])
+    with relays(MockConfig(api_key="key-a"), MockConfig()) as mocks:
+        path = tmp_path / "accounts.toml"
+        path.write_text(
+            f'[accounts.a]\nbase = "{mocks[0].url}"\nkey_env = "KEY_A"\nrate = "5/s"\n'
+            f'[accounts.b]\nbase = "{mocks[1].url}"\nkey_env = "KEY_B"\nmax_in_flight = 3\n'
+        )
+        env = {"VEO_ACCOUNTS": str(path), "KEY_A": "key-a"}  # (showing needs no key)
+        paused = cli_with(database_url, "accounts", "pause", "a", "--reason", "maintenance", **env)
+        assert paused.exit_code == 0, paused.output
+        listed = cli_with(database_url, "accounts", "--json", **env)
+        views = {view["name"]: view for view in json.loads(listed.output)}
+        assert (views["a"]["state"], views["a"]["reason"]) == ("paused", "maintenance")
+        assert (views["b"]["state"], views["b"]["max_in_flight"]) == ("active", 3)
+        assert views["a"]["host"] == mocks[0].url.removeprefix("http://")
+        with accounts_at(mocks, ["a", "b"]) as acc:
+            progress = run_through(engine, acc, batch)
+        assert progress.counts == {"succeeded": 12}
+        assert [mock.stats()["created"] for mock in mocks] == [0, 12]
+        health = cli_with(database_url, "health", **env)
+        assert "accounts: a paused (maintenance)" in health.output
+        resumed = cli_with(database_url, "accounts", "resume", "a", **env)
+        assert resumed.exit_code == 0
+        table = cli_with(database_url, "accounts", **env).output
+        assert "a  " in table
+        assert "paused" not in table
+        unknown = cli_with(database_url, "accounts", "pause", "c", **env)
+        assert unknown.exit_code == 5
+        assert "no account named 'c' (accounts: a, b)" in unknown.output
+
+
+def test_a_run_on_the_mock_leaves_the_accounts_file_aside(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text(
+        "prompt,model,images\n"
+        + "".join(f"p{n},veo3.1,https://example.com/a.jpg\n" for n in range(3))
+    )
+    with relays(MockConfig(api_key="key-a")) as (real,):
+        path = tmp_path / "accounts.toml"
+        path.write_text(f'[accounts.a]\nbase = "{real.url}"\nkey_env = "KEY_A"\n')
+        url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+        ran = cli_with(
+            url, "run", str(jobs), "--mock", "--no-wait", VEO_ACCOUNTS=str(path), KEY_A="key-a"
+        )
+        assert ran.exit_code == 0, ran.output
+        assert real.stats()["requests"] == 0  # a dry run spends nothing on a real relay
+
+
+def test_a_file_that_cannot_be_used_is_refused_before_the_run_stores_anything(
+    tmp_path: Path,
+) -> None:
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text("prompt,model,images\np,veo3.1,https://example.com/a.jpg\n")
+    path = tmp_path / "accounts.toml"
+    path.write_text('[accounts.a]\nbase = "https://a.example"\nkey_env = "NOT_SET_HERE"\n')
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    ran = cli_with(url, "run", str(jobs), VEO_ACCOUNTS=str(path))
+    assert ran.exit_code == 6
+    assert "account 'a': key_env: the variable NOT_SET_HERE is not set" in ran.output
+    assert "stored" not in ran.output

@@ -10,6 +10,7 @@ the bucket is asked for), then the database and Redis, as `veo-batch health` ask
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from veobatch.accounts.spec import AccountSpec, accounts_of
 from veobatch.errors import ConfigError
 from veobatch.health import Check, database_check, redis_check, redis_client
 from veobatch.images.sending import ImageSender
@@ -177,12 +179,51 @@ def image_check(settings: Settings) -> Check:
     return Check("images", True, f"{settings.image_mode} mode: local images go inline")
 
 
+def account_checks(settings: Settings, transport: httpx.BaseTransport | None = None) -> list[Check]:
+    """Without VEO_ACCOUNTS, the checks of the one relay; with it, the file read as a worker
+    reads it, then each account's settings, relay, key, clock and images, named after it."""
+    if settings.accounts is None:
+        return [
+            *settings_checks(settings),
+            *relay_checks(settings, transport),
+            image_check(settings),
+        ]
+    try:
+        specs = accounts_of(settings)
+    except ConfigError as exc:
+        return [Check("accounts", False, str(exc), "fix the file VEO_ACCOUNTS names")]
+    found = [Check("accounts", True, f"{len(specs)} in {settings.accounts}")]
+    for spec in specs:
+        own = spec.settings_for(settings)
+        checks = [*settings_checks(own), *relay_checks(own, transport), image_check(own)]
+        found += [_of_account(check, spec) for check in checks]
+    return found
+
+
+# How the checks of one relay name its settings, and how an account of the file names them.
+_IN_THE_FILE: Final = (
+    ("VEO_API_KEY", "key_env"),
+    ("VEO_API_BASE", "base"),
+    ("VEO_RATE", "rate"),
+    ("VEO_PRICES", "prices"),
+    ("VEO_IMAGE_MODE", "image_mode"),
+    ("VEO_S3_URL", "s3_url"),
+)
+
+
+def _of_account(check: Check, spec: AccountSpec) -> Check:
+    detail, fix = check.detail, check.fix
+    for variable, field in _IN_THE_FILE:
+        detail = detail.replace(variable, field)
+        fix = fix.replace(variable, f"{spec.name}'s {field}")
+    return dataclasses.replace(check, name=f"{spec.name}: {check.name}", detail=detail, fix=fix)
+
+
 def doctor_checks(settings: Settings, transport: httpx.BaseTransport | None = None) -> list[Check]:
     """Every check of `veo-batch doctor`, in the order it prints them. The database and
     Redis are asked too; whether a scheduler and workers run is `health`'s question (a new
     setup has none yet)."""
-    found = settings_checks(settings) + relay_checks(settings, transport)
-    found.append(image_check(settings))
+    found = account_checks(settings, transport)
     broker = redis_client(settings)
     try:
         return [*found, database_check(settings), redis_check(broker, needed=False)]

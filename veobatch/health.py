@@ -9,7 +9,8 @@ is a plain function returning a `Check`; none raises.
 - scheduler: a scheduler process beating (it ticks), and one of them holding the leader lock;
 - workers: at least one worker process beating;
 - answers: no task id of this host's submissions waits to be written to its row (a warning
-  while one does, a failure once the database refused one: see `lifecycle.unrecorded`).
+  while one does, a failure once the database refused one: see `lifecycle.unrecorded`);
+- accounts: no relay account paused (a warning naming each one that is, and why).
 
 With `here_only`, the scheduler and worker checks look for a process of this host only (a
 container's healthcheck asks about its own process, not the deployment's).
@@ -28,6 +29,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from veobatch import heartbeat
+from veobatch.accounts import store as accounts
 from veobatch.errors import DatabaseError
 from veobatch.lifecycle.unrecorded import Unrecorded
 from veobatch.settings import Settings
@@ -179,12 +181,36 @@ def answers_check(settings: Settings) -> Check:
     )
 
 
+def accounts_check(settings: Settings) -> Check:
+    """No relay account paused (a warning naming each one that is, and why: the others still
+    send, and a batch pauses only when none can take its rows)."""
+    engine = database.create_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            paused = [row for row in accounts.all_states(conn) if row.state == accounts.PAUSED]
+    except SQLAlchemyError:
+        return Check("accounts", True, "not known (the database check says why)")
+    finally:
+        engine.dispose()
+    if not paused:
+        return Check("accounts", True, "none paused")
+    return Check(
+        "accounts",
+        False,
+        "; ".join(f"{row.name} paused ({row.reason})" for row in paused),
+        "top up the balance or fix the key, then `veo-batch accounts resume NAME`",
+        warning=True,
+    )
+
+
 def checks_for(settings: Settings, role: str = "all") -> list[Check]:
     """The checks of `role` (see the module docstring), in order; later ones are skipped
     when what they need is down."""
     found = [database_check(settings)]
     if role != "api":
         found.append(answers_check(settings))
+    if role in ("all", "worker") and found[0].ok:
+        found.append(accounts_check(settings))
     if role == "api":
         return found
     broker = redis_client(settings)

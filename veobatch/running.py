@@ -245,10 +245,12 @@ def _stopped(
 
 
 def _on_mock(settings: Settings, url: str) -> Settings:
-    """The settings pointed at the mock provider; its videos take MOCK_TASK_SECONDS, so no
-    need to wait longer than that for the first poll."""
+    """The settings pointed at the mock provider, as the one account (VEO_ACCOUNTS is left
+    aside: nothing goes to a real relay); its videos take MOCK_TASK_SECONDS, so no need to wait
+    longer than that for the first poll."""
     return dataclasses.replace(
         settings,
+        accounts=None,
         api_base=url,
         api_key=Secret(MOCK_KEY),
         poll_delay=min(settings.poll_delay, MOCK_TASK_SECONDS),

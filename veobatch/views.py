@@ -75,4 +75,5 @@ def history_view(attempt: sa.Row[Any]) -> dict[str, Any]:
         "remote_status": attempt.remote_status,
         "error": attempt.error,
         "error_kind": attempt.error_kind,
+        "account": attempt.account,
     }

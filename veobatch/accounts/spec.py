@@ -84,19 +84,22 @@ class AccountSpec:
         )
 
 
-def accounts_of(settings: Settings, environ: Mapping[str, str] | None = None) -> list[AccountSpec]:
+def accounts_of(
+    settings: Settings, environ: Mapping[str, str] | None = None, *, keys: bool = True
+) -> list[AccountSpec]:
     """The accounts of VEO_ACCOUNTS in priority order (then as the file lists them), or the
-    one `default` account of VEO_API_BASE and VEO_API_KEY; [] when neither is set."""
+    one `default` account of VEO_API_BASE and VEO_API_KEY; [] when neither is set. Without
+    `keys` (to show the accounts, not to send), a key that cannot be read is left empty."""
     if settings.accounts is not None:
         environ = os.environ if environ is None else environ
-        return read_file(Path(settings.accounts), settings, environ)
-    if settings.api_base is None or settings.api_key is None:
+        return read_file(Path(settings.accounts), settings, environ, keys=keys)
+    if settings.api_base is None or (settings.api_key is None and keys):
         return []
     return [
         AccountSpec(
             name=DEFAULT,
             base=settings.api_base,
-            key=settings.api_key,
+            key=settings.api_key or Secret(""),
             key_from="VEO_API_KEY",
             rate=settings.rate,
             poll_rate=settings.poll_rate,
@@ -109,8 +112,10 @@ def accounts_of(settings: Settings, environ: Mapping[str, str] | None = None) ->
     ]
 
 
-def read_file(path: Path, settings: Settings, environ: Mapping[str, str]) -> list[AccountSpec]:
-    """The accounts of file `path` (see the module's docstring)."""
+def read_file(
+    path: Path, settings: Settings, environ: Mapping[str, str], *, keys: bool = True
+) -> list[AccountSpec]:
+    """The accounts of file `path` (see the module's docstring; `keys`: see `accounts_of`)."""
     where = f"VEO_ACCOUNTS: {path}"
     try:
         raw = path.expanduser().read_bytes()
@@ -132,11 +137,15 @@ def read_file(path: Path, settings: Settings, environ: Mapping[str, str]) -> lis
             f"{where}: give a table per account, e.g. [accounts.relay-a] with base and key_env"
         )
     found = [
-        _account(str(name), fields, f"{where}: account {name!r}", settings, environ, path.parent)
+        _account(
+            str(name), fields, f"{where}: account {name!r}", settings, environ, path.parent, keys
+        )
         for name, fields in data.items()
     ]
     seen: dict[tuple[str, Secret], str] = {}
     for account in found:
+        if not account.key.reveal():
+            continue
         twin = seen.setdefault((account.base, account.key), account.name)
         if twin != account.name:
             raise ConfigError(
@@ -153,6 +162,7 @@ def _account(
     settings: Settings,
     environ: Mapping[str, str],
     folder: Path,
+    keys: bool = True,
 ) -> AccountSpec:
     if not _NAME.fullmatch(name):
         raise ConfigError(
@@ -173,7 +183,12 @@ def _account(
     values: dict[str, Any] = {}
     for field_name, value in fields.items():
         values[str(field_name)] = _FIELDS[str(field_name)](value, f"{where}: {field_name}")
-    key, key_from = _key(values, where, environ, folder)
+    try:
+        key, key_from = _key(values, where, environ, folder)
+    except ConfigError:
+        if keys:
+            raise
+        key, key_from = Secret(""), str(values.get("key_env") or values.get("key_file"))
     values.pop("key_env", None)
     values.pop("key_file", None)
     image_mode = values.get("image_mode", settings.image_mode)

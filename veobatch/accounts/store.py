@@ -83,12 +83,16 @@ def give_back(conn: Connection, name: str | None, day: date | None, amount: int)
     )
 
 
-def pause(conn: Connection, name: str, reason: str, now: datetime) -> bool:
-    """Pause account `name` with `reason`; False if it was paused already."""
+def pause(conn: Connection, name: str, reason: str, now: datetime, *, error: bool = True) -> bool:
+    """Pause account `name` with `reason` (an answer of its relay, kept as its last error too;
+    not `error`: a person's); False if it was paused already."""
+    values: dict[str, Any] = {"state": PAUSED, "reason": reason, "changed_at": now}
+    if error:
+        values.update(last_error=reason, last_error_at=now)
     changed = conn.execute(
         sa.update(RelayAccount)
         .where(RelayAccount.name == name, RelayAccount.state == ACTIVE)
-        .values(state=PAUSED, reason=reason, changed_at=now, last_error=reason, last_error_at=now)
+        .values(**values)
     ).rowcount
     return bool(changed)
 

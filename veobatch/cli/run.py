@@ -12,6 +12,7 @@ from shlex import quote
 
 import click
 
+from veobatch.accounts.spec import accounts_of
 from veobatch.cli.app import App, cli, pass_app
 from veobatch.cli.files import load_file
 from veobatch.cli.options import (
@@ -129,6 +130,8 @@ def run(
     if dry_run:
         _dry_run(app, file, batch_name, file_format, budget, strict)
         return
+    if not mock:  # a file of accounts that cannot be used is refused before anything is stored
+        accounts_of(app.settings, keys=app.settings.redis_url is None)
     name = _stored_or_loaded(
         app, file, batch_name, file_format, skip_invalid, webhook_url, budget, strict
     )

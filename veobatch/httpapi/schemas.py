@@ -146,6 +146,9 @@ class Job(BaseModel):
     line: int | None = Field(None, description="The row's line in its job file, if any.")
     status: JobStatus
     task_id: str | None
+    account: str | None = Field(
+        None, description="The relay account its last submission went through (its task's)"
+    )
     error: str | None
     error_kind: ErrorKind | None
     http_status: int | None
@@ -180,6 +183,7 @@ class Event(BaseModel):
     remote_status: str | None
     error: str | None
     error_kind: ErrorKind | None
+    account: str | None = Field(None, description="The relay account asked")
 
 
 class JobStory(Job):

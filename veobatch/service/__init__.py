@@ -5,6 +5,7 @@
              activity, overview, estimate, video_file, image_entry, image_bytes
     changes  rerun (refused for paid rows unless confirmed), review, set_budget, pause,
              resume, cancel, set_webhook, retry_downloads, finish_batches, deliver_webhooks
+    accounts accounts, account, pause_account, resume_account
 
 The command line, the HTTP API, the dashboard, the Celery task `veobatch.enqueue` and the
 Python API (`veobatch.Client`, which is this class opened from a URL) all call these methods: a
@@ -17,6 +18,7 @@ them together. Running a batch to its end is `veobatch.running.run_batch`.
 
 from __future__ import annotations
 
+from veobatch.service.accounts import AccountOps
 from veobatch.service.adding import MAX_JOBS_PER_CALL, Adding, Intake, refuse_invalid
 from veobatch.service.changes import Changing, Rerun
 from veobatch.service.reading import Activity, Reading
@@ -31,6 +33,7 @@ __all__ = [
 ]
 
 
-class BatchService(Adding, Reading, Changing):
+class BatchService(Adding, Reading, Changing, AccountOps):
     """The operations on batches over one engine and one set of settings: intake
-    (`service.adding`), reading (`service.reading`) and changes (`service.changes`)."""
+    (`service.adding`), reading (`service.reading`), changes (`service.changes`) and the
+    relay accounts (`service.accounts`)."""

@@ -35,6 +35,7 @@ FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 OUTPUT_COLUMNS: Final = (
     "status",
     "task_id",
+    "account",  # the relay account its task belongs to (VEO_ACCOUNTS; `default` without it)
     "error",
     "error_kind",
     "http_status",
