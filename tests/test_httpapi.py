@@ -360,3 +360,24 @@ def test_health_readiness_and_metrics_for_orchestrators(
                 sa.text("UPDATE alembic_version SET version_num = :head"),
                 {"head": database.head_revision()},
             )
+
+
+def test_accounts_are_seen_paused_and_resumed_over_http(engine: Engine, database_url: str) -> None:
+    with (
+        Served(engine, database_url, api_base="https://relay.example") as served,
+        httpx.Client(
+            base_url=served.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
+        ) as api,
+    ):
+        (default,) = api.get("/accounts").json()
+        assert (default["name"], default["host"], default["state"]) == (
+            "default",
+            "relay.example",
+            "active",
+        )
+        paused = api.post("/accounts/default/pause", json={"reason": "maintenance"}).json()
+        assert (paused["state"], paused["reason"]) == ("paused", "maintenance")
+        assert api.post("/accounts/default/resume").json()["state"] == "active"
+        missing = api.post("/accounts/other/pause")
+        assert missing.status_code == 404
+        assert "veo-batch" not in missing.text  # (the CLI's hint is the CLI's)

@@ -56,6 +56,7 @@ TAGS: Final = [
     {"name": "intake", "description": "Add jobs to batches: JSON, or an uploaded job file."},
     {"name": "batches", "description": "Batches: their state, export, rerun, pause, cancel."},
     {"name": "jobs", "description": "A batch's rows and each row's story."},
+    {"name": "accounts", "description": "The relay accounts: their state and load; pause, resume."},
 ]
 log = logging.getLogger("veobatch.http")
 _bearer = HTTPBearer(auto_error=False)

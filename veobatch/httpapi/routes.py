@@ -5,7 +5,7 @@ shapes the answer. Every route declares the error statuses it can answer, and no
 
 import re
 from dataclasses import asdict
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
@@ -311,6 +311,43 @@ def pause_batch(name: str, veo: Service) -> schemas.Changed:
 def resume_batch(name: str, veo: Service) -> schemas.Changed:
     """Let a paused batch send again."""
     return schemas.Changed(batch=name, state=BatchState(veo.resume(name)))
+
+
+@router.get(
+    "/accounts",
+    operation_id="list_accounts",
+    tags=["accounts"],
+    response_model=list[schemas.Account],
+)
+def list_accounts(veo: Service) -> list[dict[str, Any]]:
+    """Every relay account: its state and why, its rate, rows in flight against its cap,
+    spending today against its budget, requests in the last minute, its last error."""
+    return veo.accounts()
+
+
+@router.post(
+    "/accounts/{name}/pause",
+    operation_id="pause_account",
+    tags=["accounts"],
+    response_model=schemas.Account,
+    responses=errors(404, 422),
+)
+def pause_account(name: str, veo: Service, body: schemas.AccountPause | None = None) -> Any:
+    """Send nothing more through the account (requests in flight finish; its tasks are still
+    followed): rows go through the others."""
+    return veo.pause_account(name, body.reason if body is not None else "paused over HTTP")
+
+
+@router.post(
+    "/accounts/{name}/resume",
+    operation_id="resume_account",
+    tags=["accounts"],
+    response_model=schemas.Account,
+    responses=errors(404),
+)
+def resume_account(name: str, veo: Service) -> Any:
+    """Send through the account again (a balance topped up, a key fixed)."""
+    return veo.resume_account(name)
 
 
 @router.post(

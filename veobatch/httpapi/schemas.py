@@ -4,7 +4,7 @@
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -228,6 +228,29 @@ class Changed(BaseModel):
     batch: str
     state: BatchState
     rows: int | None = None
+
+
+class Account(BaseModel):
+    name: str
+    host: str | None = Field(description="The relay's host (null: no longer in the file)")
+    state: Literal["active", "cooling", "paused", "removed"]
+    reason: str | None = Field(description="Why it is paused, cooling or removed")
+    priority: int | None
+    rate: str | None
+    poll_rate: str | None
+    in_flight: int = Field(description="Rows being sent or generating through it")
+    max_in_flight: int | None
+    spent_today: str = Field(description="Committed today (UTC), in VEO_CURRENCY")
+    daily_budget: str | None
+    sent_last_minute: int
+    rows: int = Field(description="Rows whose last submission went through it")
+    models: list[str] | None = Field(description="The job models it serves (null: every one)")
+    last_error: str | None
+    last_error_at: datetime | None
+
+
+class AccountPause(BaseModel):
+    reason: str = Field("paused over HTTP", max_length=500)
 
 
 class ProblemOut(BaseModel):
