@@ -400,3 +400,29 @@ def test_serve_plays_the_videos_run_saved_without_being_told_where(
             conn.execute(sa.update(Job).where(Job.ref == "b").values(video_path="/etc/passwd"))
         elsewhere = client.get("/ui/batches/shop/rows/b/video", follow_redirects=False)
         assert elsewhere.status_code == 307
+
+
+def test_the_accounts_page_pauses_an_account_and_a_batch_shows_its_rows_per_account(
+    engine: Engine, database_url: str, shop: Path
+) -> None:
+    with engine.begin() as conn:  # the shop's rows, sent through two accounts
+        ids = list(conn.execute(sa.select(Job.id).order_by(Job.id)).scalars())
+        conn.execute(sa.update(Job).where(Job.id == ids[0]).values(account="relay-a"))
+        conn.execute(sa.update(Job).where(Job.id.in_(ids[1:])).values(account="relay-b"))
+    with (
+        Served(engine, database_url, api_base="https://relay.example") as served,
+        logged_in(served) as client,
+    ):
+        page = client.get("/ui/accounts").text
+        assert "relay.example" in page
+        assert "relay-a" in page  # removed from the settings, its rows still there
+        assert "no longer in VEO_ACCOUNTS" in page
+        paused = client.post(
+            "/ui/accounts/default/pause", data={"csrf": csrf_of(page)}, follow_redirects=True
+        )
+        assert "paused in the dashboard" in paused.text
+        assert 'action="/ui/accounts/default/resume"' in paused.text
+        batch = client.get("/ui/batches/shop").text
+    table = batch.split('id="per-account"')[1].split("</table>")[0]
+    assert "relay-a" in table
+    assert "relay-b" in table

@@ -136,6 +136,9 @@ def test_a_distributed_run_exposes_metrics_and_health(
     assert [name for name in workers if name.startswith(schedulers)] == []  # not a worker's
     submits = value(workers, "veobatch_provider_requests_total", kind="submit", status_class="2xx")
     assert submits == 12
+    assert (
+        value(workers, "veobatch_provider_requests_total", kind="submit", account="default") >= 12
+    )
     refused = value(
         workers,
         "veobatch_provider_requests_total",

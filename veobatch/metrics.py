@@ -34,17 +34,19 @@ WAIT_BUCKETS: Final = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.
 PROVIDER_REQUESTS: Final = Counter(
     "veobatch_provider_requests",
     "Requests to the provider, by kind (submit, poll, download), HTTP status class (none: no "
-    "answer came) and error kind (empty on success).",
-    ["kind", "status_class", "error_kind"],
+    "answer came), error kind (empty on success) and relay account (empty for video hosts).",
+    ["kind", "status_class", "error_kind", "account"],
 )
 PROVIDER_LATENCY: Final = Histogram(
     "veobatch_provider_request_duration_seconds",
     "Time from sending a request to the provider to its answer (or its failure).",
-    ["kind"],
+    ["kind", "account"],
     buckets=LATENCY_BUCKETS,
 )
 RATE_LIMITED: Final = Counter(
-    "veobatch_provider_rate_limited", "Answers 429 (too many requests) from the provider.", ["kind"]
+    "veobatch_provider_rate_limited",
+    "Answers 429 (too many requests) from the provider, by kind and relay account.",
+    ["kind", "account"],
 )
 RATE_WAIT: Final = Histogram(
     "veobatch_rate_limit_wait_seconds",
@@ -71,13 +73,18 @@ def status_class(http_status: int | None) -> str:
 
 
 def count_request(
-    kind: str, seconds: float, http_status: int | None, error_kind: str | None = None
+    kind: str,
+    seconds: float,
+    http_status: int | None,
+    error_kind: str | None = None,
+    account: str = "",
 ) -> None:
-    """One request to the provider (or to a video host, for `download`) and how it ended."""
-    PROVIDER_REQUESTS.labels(kind, status_class(http_status), error_kind or "").inc()
-    PROVIDER_LATENCY.labels(kind).observe(seconds)
+    """One request to the provider's `account` (or to a video host, for `download`) and how
+    it ended."""
+    PROVIDER_REQUESTS.labels(kind, status_class(http_status), error_kind or "", account).inc()
+    PROVIDER_LATENCY.labels(kind, account).observe(seconds)
     if http_status == 429:
-        RATE_LIMITED.labels(kind).inc()
+        RATE_LIMITED.labels(kind, account).inc()
 
 
 def multiprocess_dir() -> str:

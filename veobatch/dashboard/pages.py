@@ -227,6 +227,7 @@ def batch(
         batch=found.batch,
         activity=found,
         rows=rows,
+        per_account=service.batch_accounts(name),
         total=total,
         page=page,
         pages=max(1, math.ceil(total / ROWS_PER_PAGE)),
@@ -238,6 +239,25 @@ def batch(
             "q": q or "",
         },
     )
+
+
+@router.get("/ui/accounts", response_class=HTMLResponse)
+def accounts(request: Request) -> HTMLResponse:
+    return _page(request, "accounts.html", accounts=_service(request).accounts())
+
+
+@router.post("/ui/accounts/{name}/pause")
+def pause_account(request: Request, name: str, csrf: Annotated[str, Form()]) -> Response:
+    _acting(request, csrf)
+    _service(request).pause_account(name, "paused in the dashboard")
+    return _back("/ui/accounts")
+
+
+@router.post("/ui/accounts/{name}/resume")
+def resume_account(request: Request, name: str, csrf: Annotated[str, Form()]) -> Response:
+    _acting(request, csrf)
+    _service(request).resume_account(name)
+    return _back("/ui/accounts")
 
 
 @router.get("/ui/batches/{name}/live", response_class=HTMLResponse)

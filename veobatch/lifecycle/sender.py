@@ -61,6 +61,7 @@ class Account:
             spec.key,
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
+            account=spec.name,
         )
         return cls(
             name=spec.name,

@@ -181,7 +181,9 @@ class ProviderClient:
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
+        account: str = "default",
     ) -> None:
+        self.account = account  # the relay account it speaks for (its metrics' label)
         self._redact = _cleaner(Redactor(api_key.reveal()))  # every text from the relay
         self._open = partial(
             httpx.Client,
@@ -300,12 +302,14 @@ class ProviderClient:
             failed = ProviderError(kind_of, self._redact(_describe(exc)))
         else:
             if response.status_code == 200:
-                count_request(kind, time.perf_counter() - started, 200)
+                count_request(kind, time.perf_counter() - started, 200, account=self.account)
                 return response
             # Redacted before anything is cut from it.
             body = self._redact(response.content.decode("utf-8", errors="replace")).encode()
             failed = classify(response.status_code, body, response.headers())
-        count_request(kind, time.perf_counter() - started, failed.http_status, failed.kind)
+        count_request(
+            kind, time.perf_counter() - started, failed.http_status, failed.kind, self.account
+        )
         raise failed
 
     def _exchange(self, method: str, path: str, payload: Any) -> Answer:

@@ -15,6 +15,7 @@ from veobatch.accounts.view import account_view
 from veobatch.errors import NotFoundError
 from veobatch.lifecycle import transitions
 from veobatch.service.base import ServiceBase
+from veobatch.store.queries import batch_id
 from veobatch.store.tables import Attempt, Job
 
 
@@ -67,6 +68,19 @@ class AccountOps(ServiceBase):
                 )
             )
         return views
+
+    def batch_accounts(self, batch: str) -> dict[str, dict[str, int]]:
+        """A batch's rows per account, counted per status (rows never sent have none)."""
+        with self.engine.connect() as conn:
+            found = batch_id(conn, batch)
+            counts: dict[str, dict[str, int]] = {}
+            for account, status, count in conn.execute(
+                sa.select(Job.account, Job.status, sa.func.count())
+                .where(Job.batch_id == found, Job.account.is_not(None))
+                .group_by(Job.account, Job.status)
+            ):
+                counts.setdefault(str(account), {})[str(status)] = int(count)
+        return dict(sorted(counts.items()))
 
     def account(self, name: str) -> dict[str, Any]:
         for view in self.accounts():

@@ -1,5 +1,6 @@
 """Gauges read from SQL when Prometheus scrapes: rows of each batch at work by status, tasks
-generating against the cap, each such batch's money. Registered by `serve` and the scheduler
+generating against the cap, each such batch's money, each relay account's rows in flight and
+whether it is paused. Registered by `serve` and the scheduler
 (not by every worker, which would repeat them). Labels are only the batches still at work
 (active or paused), so they stay few; never a row or task id.
 """
@@ -13,6 +14,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 
+from veobatch.accounts import store as accounts
 from veobatch.pricing import MICROS
 from veobatch.states import BatchState, JobStatus
 from veobatch.store.queries import batch_summaries
@@ -29,6 +31,8 @@ class StoreCollector(Collector):
         with self.engine.connect() as conn:
             summaries = batch_summaries(conn, states=[BatchState.ACTIVE, BatchState.PAUSED])
             generating = sum(s.counts.get(JobStatus.SUBMITTED, 0) for s in summaries)
+            known = accounts.all_states(conn)
+            out = accounts.in_flight(conn)
         rows = GaugeMetricFamily(
             "veobatch_rows",
             "Rows of each active or paused batch, by status.",
@@ -57,6 +61,20 @@ class StoreCollector(Collector):
             if summary.budget is not None:
                 budget.add_metric([summary.name], summary.budget / MICROS)
         yield from (rows, paused, spent, held, budget)
+        account_out = GaugeMetricFamily(
+            "veobatch_account_in_flight",
+            "Rows being sent or generating through each relay account.",
+            labels=["account"],
+        )
+        account_paused = GaugeMetricFamily(
+            "veobatch_account_paused",
+            "1 while the relay account is paused (its reason: `veo-batch accounts`).",
+            labels=["account"],
+        )
+        for row in known:
+            account_out.add_metric([row.name], out.get(row.name, 0))
+            account_paused.add_metric([row.name], int(row.state == accounts.PAUSED))
+        yield from (account_out, account_paused)
         yield GaugeMetricFamily(
             "veobatch_tasks_generating",
             "Rows submitted whose video is not ready yet, in every batch at work.",
