@@ -37,6 +37,7 @@ from veobatch.lifecycle.spend_rules import Spending
 from veobatch.lifecycle.submit import submit_rows
 from veobatch.provider.client import ProviderClient
 from veobatch.provider.mock import MockConfig, MockProvider
+from veobatch.service import BatchService
 from veobatch.settings import Rate, Secret, Settings
 from veobatch.store import database
 from veobatch.store.tables import Attempt, Batch, Job, RelayAccount
@@ -374,7 +375,7 @@ def test_a_batch_budget_and_an_accounts_daily_budget_hold_exactly_across_account
 
 
 def test_a_task_is_polled_only_through_its_account_and_waits_when_that_left_the_file(
-    engine: Engine,
+    engine: Engine, tmp_path: Path
 ) -> None:
     ids = queued(engine, 8)
     with relays(MockConfig(api_key="key-a"), MockConfig()) as mocks:
@@ -397,6 +398,10 @@ def test_a_task_is_polled_only_through_its_account_and_waits_when_that_left_the_
             polled = poll_rows(engine, only_a, ids)  # (b's rows, handed to it, are skipped)
         stats = [mock.stats() for mock in mocks]
     assert len(polled) == list(made.values()).count("a")
+    only_a_file = tmp_path / "accounts.toml"
+    only_a_file.write_text('[accounts.a]\nbase = "https://a.example"\nkey_env = "KEY_A"\n')
+    service = BatchService(engine, Settings(accounts=str(only_a_file)))
+    assert service.stranded("b") == {"b": list(made.values()).count("b")}  # its batch says why
     assert stats[1]["polls"] == 0
     assert stats[0]["recalled"] == 0
 

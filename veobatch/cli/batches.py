@@ -101,6 +101,13 @@ def status(app: App, name: str | None, watch: bool, every: float, as_json: bool)
         if summary.error_kinds:
             kinds = ", ".join(f"{kind} ×{count:,}" for kind, count in summary.error_kinds)
             echo(f"errors: {kinds}")
+    if name is not None:
+        for account, count in app.service.stranded(name).items():
+            echo(
+                f"{name}: {count:,} task{'s' if count != 1 else ''} of account {account!r} wait: "
+                "it is no longer in VEO_ACCOUNTS, and a task is asked about only through the "
+                "account that made it (put it back in the file to follow them)"
+            )
 
 
 def _batch_json(summary: BatchSummary, currency: str) -> dict[str, Any]:

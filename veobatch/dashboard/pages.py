@@ -228,6 +228,7 @@ def batch(
         activity=found,
         rows=rows,
         per_account=service.batch_accounts(name),
+        stranded=service.stranded(name),
         total=total,
         page=page,
         pages=max(1, math.ceil(total / ROWS_PER_PAGE)),

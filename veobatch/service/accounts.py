@@ -10,11 +10,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from veobatch.accounts import store
-from veobatch.accounts.spec import AccountSpec, accounts_of
+from veobatch.accounts.spec import DEFAULT, AccountSpec, accounts_of
 from veobatch.accounts.view import account_view
 from veobatch.errors import NotFoundError
 from veobatch.lifecycle import transitions
 from veobatch.service.base import ServiceBase
+from veobatch.states import JobStatus
 from veobatch.store.queries import batch_id
 from veobatch.store.tables import Attempt, Job
 
@@ -81,6 +82,25 @@ class AccountOps(ServiceBase):
             ):
                 counts.setdefault(str(account), {})[str(status)] = int(count)
         return dict(sorted(counts.items()))
+
+    def stranded(self, batch: str) -> dict[str, int]:
+        """The batch's tasks whose account is no longer in the settings, per account: they are
+        polled only through their own account, so they wait until it is back."""
+        names = [spec.name for spec in self._specs()]
+        with self.engine.connect() as conn:
+            found = batch_id(conn, batch)
+            # (A row with no account was sent before there were accounts: the default's.)
+            owner = sa.func.coalesce(Job.account, sa.literal_column(f"'{DEFAULT}'"))
+            waiting = conn.execute(
+                sa.select(owner, sa.func.count())
+                .where(
+                    Job.batch_id == found,
+                    Job.status == JobStatus.SUBMITTED,
+                    owner.not_in(names),
+                )
+                .group_by(owner)
+            )
+            return {str(name): int(count) for name, count in waiting}
 
     def account(self, name: str) -> dict[str, Any]:
         for view in self.accounts():
