@@ -537,3 +537,14 @@ def test_a_file_that_cannot_be_used_is_refused_before_the_run_stores_anything(
     assert ran.exit_code == 6
     assert "account 'a': key_env: the variable NOT_SET_HERE is not set" in ran.output
     assert "stored" not in ran.output
+
+
+def test_a_worker_refuses_an_unusable_file_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.toml"
+    path.write_text('[accounts.a]\nbase = "https://a.example"\nkey_env = "NOT_SET_HERE"\n')
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    started = cli_with(
+        url, "worker", VEO_REDIS_URL="redis://127.0.0.1:6379/15", VEO_ACCOUNTS=str(path)
+    )
+    assert started.exit_code == 6
+    assert "account 'a': key_env: the variable NOT_SET_HERE is not set" in started.output

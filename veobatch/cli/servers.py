@@ -15,6 +15,7 @@ import redis
 from prometheus_client import REGISTRY, start_http_server
 
 from veobatch import logs, metrics
+from veobatch.accounts.spec import accounts_of
 from veobatch.cli.app import App, cli, pass_app
 from veobatch.cli.output import echo
 from veobatch.errors import (
@@ -228,6 +229,8 @@ def worker(
     app: App = ctx.obj
     if not app.settings.redis_url:
         raise ConfigError("a worker needs VEO_REDIS_URL (the queue and the shared rate limit)")
+    if app.settings.accounts is not None:  # refused at start, not at the first row
+        accounts_of(app.settings)
     app.service  # noqa: B018 - fail here, clearly, if the database is not migrated
     if metrics_port is not None and not os.environ.get(metrics.MULTIPROCESS_ENV):
         # The folder must be set before prometheus_client is first imported: start again.
