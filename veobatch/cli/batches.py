@@ -272,6 +272,7 @@ def _stories(app: App, name: str, rows: list[dict[str, Any]]) -> None:
                 job["id"],
                 when(a["at"]),
                 a["action"],
+                a["account"] or "",
                 a["http_status"],
                 a["task_id"],
                 a["remote_status"],
@@ -281,7 +282,7 @@ def _stories(app: App, name: str, rows: list[dict[str, Any]]) -> None:
             for a in app.service.job(name, job["id"])["history"]
         ]
     if history:
-        headers = ["ID", "AT", "ACTION", "HTTP", "TASK_ID", "REMOTE", "KIND", "ERROR"]
+        headers = ["ID", "AT", "ACTION", "ACCOUNT", "HTTP", "TASK_ID", "REMOTE", "KIND", "ERROR"]
         echo()
         table(headers, history)
 
@@ -290,6 +291,7 @@ def _job_details(job: dict[str, Any]) -> str:
     """One row's result fields, one per line (only those that are set)."""
     size = job["video_bytes"]
     fields = {
+        "account": job["account"] or "",
         "remote status": " ".join(p for p in (job["remote_status"], job["progress"]) if p),
         "polls": job["polls"] or "",
         "submitted at": when(job["submitted_at"]),

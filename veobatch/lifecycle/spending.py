@@ -163,9 +163,9 @@ def settle(conn: Connection, job_id: int, kept: bool) -> None:
     took = conn.execute(
         sa.update(Job).where(Job.id == job_id, Job.held_micros == held.held_micros).values(**values)
     ).rowcount
-    if took and not kept:
-        _add(conn, held.batch_id, held.held_day, -held.held_micros)
+    if took and not kept:  # (the account's row first, as every claim takes them)
         accounts.give_back(conn, held.account, held.held_day, held.held_micros)
+        _add(conn, held.batch_id, held.held_day, -held.held_micros)
 
 
 def keep_held() -> dict[str, Any]:

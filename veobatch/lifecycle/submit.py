@@ -32,6 +32,7 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from veobatch.accounts import store as accounts
 from veobatch.errors import ImageError, LimiterUnavailable, ProviderError
 from veobatch.lifecycle import events, transitions
 from veobatch.lifecycle.fanout import Fanout, Running
@@ -268,6 +269,13 @@ class _Wave:
     ) -> list[transitions.Attempted]:
         """One transaction: the rows not sent back, the outcomes of the others recorded."""
         with self.lock, conn.begin():
+            # The accounts whose rows this changes (a price given back, a failure counted, a
+            # pause), locked before any batch's row, in the claim's order.
+            accounts.lock(
+                conn,
+                [s.row.account.name for s in sent if not isinstance(s.answer, str)]
+                + [attempt.account for attempt in earlier if attempt.account is not None],
+            )
             unsent = [s.row.job.id for s in sent if s.answer is None]
             transitions.unclaim(conn, unsent, transitions.utcnow())
             attempts = earlier + self._outcomes(conn, sent, holding)
