@@ -330,7 +330,7 @@ def list_accounts(veo: Service) -> list[dict[str, Any]]:
     operation_id="pause_account",
     tags=["accounts"],
     response_model=schemas.Account,
-    responses=errors(404, 422),
+    responses=errors(400, 404, 413, 422),
 )
 def pause_account(name: str, veo: Service, body: schemas.AccountPause | None = None) -> Any:
     """Send nothing more through the account (requests in flight finish; its tasks are still

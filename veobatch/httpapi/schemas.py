@@ -273,7 +273,7 @@ ERRORS: dict[int, dict[str, Any]] = {
     400: {"model": Problems, "description": "The body cannot be read (not UTF-8 JSON)"},
     401: {"model": Problems, "description": "No or wrong bearer token"},
     403: {"model": Problems, "description": "Served without tokens: not a loopback caller"},
-    404: {"model": Problems, "description": "No such batch or job"},
+    404: {"model": Problems, "description": "No such batch, job or account"},
     409: {"model": Problems, "description": "The batch's state forbids it"},
     413: {"model": Problems, "description": "Body too large"},
     422: {"model": Problems, "description": "Invalid request or jobs"},
