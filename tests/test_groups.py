@@ -18,7 +18,8 @@ from sqlalchemy.engine import Engine
 from tests.conftest import MOCK_KEY
 from tests.helpers import load_prompts, sender_for
 from veobatch.errors import ProviderError
-from veobatch.lifecycle import spending, transitions
+from veobatch.lifecycle import routes, spending, transitions
+from veobatch.lifecycle import submit as submit_module
 from veobatch.lifecycle.fanout import Fanout
 from veobatch.lifecycle.rate_limit import LocalRateLimiter, in_slots
 from veobatch.lifecycle.spend_rules import Spending
@@ -215,3 +216,42 @@ def test_a_group_whose_prices_do_not_all_fit_sends_those_that_do(engine: Engine)
     assert refused[0][1].startswith("budget: the next row")
     assert committed == 750_000
     assert [held[i] for i in ids] == [250_000] * 3 + [0, 0]
+
+
+def failing_claims(monkeypatch: pytest.MonkeyPatch, *errors: BaseException | None) -> None:
+    """The claims of `submit_rows` raise `errors` in turn (None: that one goes through)."""
+    real = routes.route_claimed
+    planned = list(errors)
+
+    def route(*args: Any, **kwargs: Any) -> Any:
+        error = planned.pop(0) if planned else None
+        if error is not None:
+            raise error
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(submit_module, "route_claimed", route)
+
+
+def test_a_claim_the_database_refuses_leaves_the_last_waves_tasks_recorded(
+    engine: Engine, mock: MockProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = queued(engine, 6, "b")
+    refused = sa.exc.IntegrityError("UPDATE jobs", {}, Exception("refused"))
+    failing_claims(monkeypatch, None, refused)  # the first wave goes, the second is refused
+    with pytest.raises(sa.exc.IntegrityError):
+        submit(engine, mock, ids, Fanout(3))
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(Job.status, Job.task_id).order_by(Job.id)).all()
+    assert [(status, task is not None) for status, task in rows[:3]] == [("submitted", True)] * 3
+    assert mock.stats()["created"] == 3
+
+
+def test_a_claim_that_lost_a_race_for_a_lock_is_made_again(
+    engine: Engine, mock: MockProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = queued(engine, 6, "b")
+    deadlock = sa.exc.OperationalError("SELECT accounts", {}, Exception("deadlock detected"))
+    failing_claims(monkeypatch, None, deadlock)
+    outcomes = submit(engine, mock, ids, Fanout(3))
+    assert [o.status for o in outcomes] == ["submitted"] * 6
+    assert set(mock.stats()["created_by_prompt"].values()) == {1}

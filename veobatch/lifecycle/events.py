@@ -60,7 +60,7 @@ def submitted(conn: Connection, job: sa.Row[Any], outcome: Outcome) -> None:
         paused(conn, job.batch_id, outcome.pause_reason)
 
 
-def task_arrived(batch: str, job: sa.Row[Any], task_id: str, account: str = "default") -> None:
+def task_arrived(batch: str, job: sa.Row[Any], task_id: str, account: str) -> None:
     """The relay answered row `job`'s POST with `task_id`: said before it is recorded, so
     an operator can always match the relay's tasks with the rows."""
     log.info(

@@ -115,7 +115,13 @@ def submit_rows(
                         break
                 # Claimed only once the last wave's answers are in (a process killed while
                 # they are out leaves this wave unclaimed), sent while they are recorded.
-                claimed = wave.claim(conn, job_ids[start : start + fanout.size])
+                try:
+                    claimed = wave.claim_in_turn(conn, job_ids[start : start + fanout.size])
+                except BaseException:  # the last wave's answers are written before we give up
+                    if flying is not None and landed is not None:
+                        last, flying = flying, None
+                        outcomes += wave.record(conn, last, landed)
+                    raise
                 flying, previous = wave.send(conn, claimed), flying
                 if previous is not None and landed is not None:
                     outcomes += wave.record(conn, previous, landed)
@@ -234,6 +240,26 @@ class _Wave:
             ready.append(_Ready(job, account, payload_of(job, entries, account), stored))
             del entries  # inline images can be megabytes: only the payload keeps them
         return _Claimed(ready, attempts, holding)
+
+    def claim_in_turn(self, conn: Connection, job_ids: Sequence[int]) -> _Claimed:
+        """`claim`, made again while the database cannot take it now (it lost another
+        worker's race for a lock, a deadlock; it restarts) for RECORD_PATIENCE seconds: each
+        try is a transaction of its own, rolled back whole, so nothing is claimed twice."""
+        give_up = time.monotonic() + RECORD_PATIENCE
+        delay = 0.1
+        while True:
+            try:
+                return self.claim(conn, job_ids)
+            except SQLAlchemyError as exc:
+                if not database.unreachable(exc) or time.monotonic() + delay > give_up:
+                    raise
+                log.warning(
+                    "a claim could not be made (%s): trying again in %.1f s",
+                    database.said(exc),
+                    delay,
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     def landed(self, conn: Connection, flight: _Flight, outcomes: list[Outcome]) -> list[_Sent]:
         """The wave's answers not recorded yet, once all are in. Answers that waited
@@ -442,7 +468,7 @@ class _Wave:
                 task_id = row.account.client.submit(row.payload)
             finally:
                 answered_at[index] = transitions.utcnow()
-            events.task_arrived(names[job.batch_id], job, task_id)
+            events.task_arrived(names[job.batch_id], job, task_id, row.account.name)
             return task_id
 
         running = start_in_slots(
