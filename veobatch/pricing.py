@@ -15,15 +15,13 @@ YAML file holding a `prices` table (or only the table):
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Final
-
-import yaml
+from typing import Final
 
 from veobatch.errors import ConfigError
+from veobatch.table_file import read_table_file
 
 MICROS: Final = 1_000_000  # micro-units in one unit of the currency
 MAX_AMOUNT: Final = Decimal(10) ** 9  # a price or budget above a billion is a typo
@@ -88,18 +86,7 @@ def parse_prices(text: str) -> dict[str, int]:
 
 
 def _from_file(path: Path) -> dict[str, int]:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"VEO_PRICES: {path}: cannot be read ({exc.strerror})") from None
-    try:
-        data: Any = (
-            tomllib.loads(raw.decode("utf-8"))
-            if path.suffix.lower() == ".toml"
-            else yaml.safe_load(raw)
-        )
-    except (tomllib.TOMLDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"VEO_PRICES: {path}: not valid {path.suffix[1:]}: {exc}") from None
+    data = read_table_file(path, f"VEO_PRICES: {path}")
     if isinstance(data, Mapping) and isinstance(data.get("prices"), Mapping):
         data = data["prices"]
     if not isinstance(data, Mapping) or not data:

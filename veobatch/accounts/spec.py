@@ -23,18 +23,16 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import yaml
-
 from veobatch import settings_types as read
 from veobatch.errors import ConfigError
 from veobatch.pricing import micros
 from veobatch.settings import IMAGE_MODES, Rate, Secret, Settings
+from veobatch.table_file import read_table_file
 
 DEFAULT: Final = "default"  # the account of VEO_API_BASE and VEO_API_KEY
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -117,19 +115,7 @@ def read_file(
 ) -> list[AccountSpec]:
     """The accounts of file `path` (see the module's docstring; `keys`: see `accounts_of`)."""
     where = f"VEO_ACCOUNTS: {path}"
-    try:
-        raw = path.expanduser().read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot be read ({exc.strerror})") from None
-    try:
-        data: Any = (
-            tomllib.loads(raw.decode("utf-8"))
-            if path.suffix.lower() == ".toml"
-            else yaml.safe_load(raw)
-        )
-    except (tomllib.TOMLDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        kind = "TOML" if path.suffix.lower() == ".toml" else "YAML"
-        raise ConfigError(f"{where}: not valid {kind}: {exc}") from None
+    data = read_table_file(path, where)
     if isinstance(data, Mapping) and set(data) == {"accounts"}:
         data = data["accounts"]
     if not isinstance(data, Mapping) or not data:
