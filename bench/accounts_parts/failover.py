@@ -44,7 +44,13 @@ from bench.accounts_parts.config import (
     start_relay,
     write_csv,
 )
-from bench.accounts_parts.runs import created_across, distributed, embedded, without_prompts
+from bench.accounts_parts.runs import (
+    common_problems,
+    created_across,
+    distributed,
+    embedded,
+    without_prompts,
+)
 from bench.harness.processes import NOT_A_PROBLEM, Children
 from bench.harness.results import check_cell
 from veobatch.cli.output import table_text
@@ -124,17 +130,9 @@ def figures(result: dict[str, Any], rows: int, tag: str) -> dict[str, Any]:
         recalled={name: counters["recalled"] for name, counters in relays.items()},
         relays=without_prompts(relays),
     )
-    wrong = []
-    if result["ended"] != "done":
-        wrong.append(result["ended"])
-    if result.get("exit_code") not in (None, 0):
-        wrong.append(f"`veo-batch run` exited with {result['exit_code']}")
+    wrong = common_problems(result)
     if result["succeeded"] != rows:
         wrong.append(f"{result['succeeded']:,} of {rows:,} rows succeeded: {database['statuses']}")
-    if result["prompts_created_twice"]:
-        wrong.append(f"{result['prompts_created_twice']:,} prompts created twice")
-    if result["prompts_not_created"]:
-        wrong.append(f"{result['prompts_not_created']:,} prompts created nowhere")
     held = {name: database["tasks_by_account"].get(name, 0) for name in ACCOUNTS}
     if held != result["tasks_by_relay"] or set(database["tasks_by_account"]) - set(ACCOUNTS):
         wrong.append(

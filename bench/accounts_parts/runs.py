@@ -229,6 +229,21 @@ def created_across(relays: dict[str, dict[str, Any]]) -> Counter[str]:
     return made
 
 
+def common_problems(result: dict[str, Any]) -> list[str]:
+    """What every run of either part must not show: a run that did not end, a `run` that
+    failed, a prompt created twice or nowhere."""
+    wrong = []
+    if result["ended"] != "done":
+        wrong.append(result["ended"])
+    if result.get("exit_code") not in (None, 0):
+        wrong.append(f"`veo-batch run` exited with {result['exit_code']}")
+    if result["prompts_created_twice"]:
+        wrong.append(f"{result['prompts_created_twice']:,} prompts created twice")
+    if result["prompts_not_created"]:
+        wrong.append(f"{result['prompts_not_created']:,} prompts created nowhere")
+    return wrong
+
+
 def without_prompts(relays: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The counters without `created_by_prompt` (for the JSON: the figures are kept)."""
     return {

@@ -36,7 +36,13 @@ from bench.accounts_parts.config import (
     start_relay,
     write_csv,
 )
-from bench.accounts_parts.runs import created_across, distributed, embedded, without_prompts
+from bench.accounts_parts.runs import (
+    common_problems,
+    created_across,
+    distributed,
+    embedded,
+    without_prompts,
+)
 from bench.harness.processes import Children
 from bench.harness.results import check_cell, targets_cell, times
 from veobatch.cli.output import table_text
@@ -97,17 +103,9 @@ def figures(result: dict[str, Any], rows: int, accounts: int, tag: str) -> dict[
         busiest_window={name: counters["busiest_window"] for name, counters in relays.items()},
         relays=without_prompts(relays),
     )
-    wrong = []
-    if result["ended"] != "done":
-        wrong.append(result["ended"])
-    if result.get("exit_code") not in (None, 0):
-        wrong.append(f"`veo-batch run` exited with {result['exit_code']}")
+    wrong = common_problems(result)
     if database["submitted"] != rows:
         wrong.append(f"{database['submitted']:,} of {rows:,} rows have a task")
-    if result["prompts_created_twice"]:
-        wrong.append(f"{result['prompts_created_twice']:,} prompts created twice")
-    if result["prompts_not_created"]:
-        wrong.append(f"{result['prompts_not_created']:,} prompts created nowhere")
     recalled = {name: counters["recalled"] for name, counters in relays.items()}
     if any(recalled.values()):
         wrong.append(f"polls at a relay that did not create the task: {recalled}")
