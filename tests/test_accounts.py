@@ -37,6 +37,7 @@ from veobatch.lifecycle.spend_rules import Spending
 from veobatch.lifecycle.submit import submit_rows
 from veobatch.provider.client import ProviderClient
 from veobatch.provider.mock import MockConfig, MockProvider
+from veobatch.provider.relay import RELAY
 from veobatch.service import BatchService
 from veobatch.settings import Rate, Secret, Settings
 from veobatch.store import database
@@ -241,15 +242,20 @@ def accounts_at(
     mocks: Sequence[MockProvider], names: Sequence[str], **per_name: dict[str, Any]
 ) -> Iterator[list[Account]]:
     """An account per mock relay, with its key; `per_name` sets an account's fields (a
-    `rate` there is turned into its limiter)."""
+    `rate` there is turned into its limiter; a `dialect` and a `key` go to its client)."""
     with ExitStack() as stack:
         made = []
         for mock, name in zip(mocks, names, strict=True):
             fields = dict(per_name.get(name, {}))
             rate = fields.pop("rate", None)
             limiter = LocalRateLimiter.for_rate(Rate.parse(rate)) if rate else None
-            client = ProviderClient(mock.url, Secret(mock.state.config.api_key), read_timeout=2.0)
+            dialect = fields.pop("dialect", RELAY)
+            key = fields.pop("key", mock.state.config.api_key)
+            client = ProviderClient(
+                mock.url, Secret(key), read_timeout=2.0, account=name, dialect=dialect
+            )
             stack.enter_context(client)
+            fields.setdefault("download_header", dialect.download_header(key))
             made.append(account_for(client, limiter, name=name, **fields))
         yield made
 

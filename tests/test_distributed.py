@@ -159,7 +159,7 @@ def test_the_in_flight_cap_holds_across_worker_processes(stack: Stack) -> None:
             assert row.remote_status == "SUCCESS"
         else:
             assert (row.error_kind, row.remote_status) == ("remote", "FAILURE")
-            assert row.error == "视频生成失败：内容审核未通过"
+            assert row.error == "视频生成失败：上游服务异常"
 
 
 def test_workers_download_every_video_and_resume_a_cut_one(stack: Stack, tmp_path: Path) -> None:

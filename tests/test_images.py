@@ -24,7 +24,9 @@ from veobatch.images.sending import ImageSender
 from veobatch.intake.loader import LoadResult
 from veobatch.intake.readers import open_job_file
 from veobatch.provider.client import ProviderClient
+from veobatch.provider.dialect import Request
 from veobatch.provider.mock import MockConfig, MockProvider
+from veobatch.provider.relay import SUBMIT_PATH
 from veobatch.service import BatchService
 from veobatch.settings import Secret, Settings
 from veobatch.store.tables import Batch, Job
@@ -378,7 +380,7 @@ def test_the_mock_refuses_inline_images_that_are_not_images(mock: MockProvider) 
         ProviderClient(mock.url, Secret("mock-key")) as client,
         pytest.raises(ProviderError, match="图片无法解码") as refused,
     ):
-        client.submit(body)
+        client.submit(Request(SUBMIT_PATH, body))
     assert refused.value.http_status == 400
     assert mock.stats()["created"] == 0
 

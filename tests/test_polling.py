@@ -7,8 +7,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from veobatch.errors import ProviderError
-from veobatch.lifecycle.poll_rules import Pacing, PollOutcome, after_poll, claim_for, percent_of
-from veobatch.provider.client import TaskState
+from veobatch.lifecycle.poll_rules import (
+    Fallback,
+    Pacing,
+    PollOutcome,
+    after_poll,
+    claim_for,
+    fallback_for,
+    percent_of,
+)
+from veobatch.provider.dialect import TaskState
 from veobatch.settings import Rate
 from veobatch.states import ErrorKind, JobStatus
 
@@ -49,10 +57,40 @@ def test_success_with_a_video_succeeds() -> None:
 
 
 def test_failure_keeps_the_providers_reason() -> None:
-    outcome = poll(state("FAILURE", "100%", fail_reason="视频生成失败：内容审核未通过"))
+    outcome = poll(state("FAILURE", "100%", fail_reason="视频生成失败：上游服务异常"))
     assert (outcome.status, outcome.error_kind) == (JobStatus.FAILED, ErrorKind.REMOTE)
-    assert outcome.error == "视频生成失败：内容审核未通过"
+    assert outcome.error == "视频生成失败：上游服务异常"
     assert poll(state("FAILURE")).error == "the provider reported FAILURE without a reason"
+
+
+def filtered(charged: bool | None = None) -> TaskState:
+    return TaskState("t", "FAILURE", None, "blocked", None, filtered="blocked", charged=charged)
+
+
+def test_a_filtered_video_fails_as_filtered_and_its_price_goes_back_only_when_not_billed() -> None:
+    billed = poll(filtered(), price=250_000)
+    assert (billed.status, billed.error_kind, billed.refund) == (
+        JobStatus.FAILED,
+        ErrorKind.FILTERED,
+        0,
+    )
+    assert billed.error == "filtered: blocked"
+    assert poll(filtered(), price=250_000, filtered_charged=False).refund == 250_000
+    said_not = poll(filtered(charged=False), price=250_000)  # the provider's word wins
+    assert (said_not.refund, said_not.error) == (250_000, "filtered (not billed): blocked")
+    assert poll(filtered(charged=True), price=9, filtered_charged=False).refund == 0
+
+
+def test_a_filtered_row_with_a_fallback_goes_back_to_pending_once() -> None:
+    assert fallback_for(None, "veo3.1", None) is None
+    enhance = fallback_for("enhance_prompt", "veo3.1", False)
+    assert enhance == Fallback("enhance_prompt", True)
+    assert fallback_for("enhance_prompt", "veo3.1", True) is None  # it had it: no second try
+    assert fallback_for("veo3-fast-frames", "veo3.1", None) == Fallback("model", "veo3-fast-frames")
+    assert fallback_for("veo3-fast-frames", "veo3-fast-frames", None) is None
+    outcome = poll(filtered(), fallback=enhance)
+    assert (outcome.status, outcome.finished) == (JobStatus.PENDING, False)
+    assert outcome.error == "filtered: blocked; tried again once with enhance_prompt on"
 
 
 def test_success_without_a_video_is_a_bad_answer() -> None:

@@ -17,13 +17,10 @@ from tests.conftest import MOCK_KEY as KEY
 from tests.conftest import serving
 from tests.helpers import wait_until
 from veobatch.errors import Abandoned, ProviderError
-from veobatch.provider.client import (
-    ProviderClient,
-    classify,
-    error_message,
-    job_payload,
-)
+from veobatch.provider.client import ProviderClient
+from veobatch.provider.dialect import Request
 from veobatch.provider.mock import MockProvider
+from veobatch.provider.relay import SUBMIT_PATH, classify, error_message, job_payload
 from veobatch.settings import Secret
 from veobatch.states import ErrorKind
 
@@ -37,7 +34,7 @@ def client(mock: MockProvider) -> Iterator[ProviderClient]:
 
 
 def submit(client: ProviderClient, prompt: str) -> str:
-    return client.submit(job_payload(prompt, "veo3.1", [IMAGE]))
+    return client.submit(Request(SUBMIT_PATH, job_payload(prompt, "veo3.1", [IMAGE])))
 
 
 def failure(client: ProviderClient, prompt: str) -> ProviderError:
@@ -65,7 +62,7 @@ def test_submit_then_query_until_success(mock: MockProvider, client: ProviderCli
 def test_a_failed_task_carries_the_reason(client: ProviderClient) -> None:
     state = client.query(submit(client, "a fox [mock:fail]"))
     assert state.status == "FAILURE"
-    assert state.fail_reason == "视频生成失败：内容审核未通过"
+    assert state.fail_reason == "视频生成失败：上游服务异常"
     assert state.video_url is None
 
 
@@ -105,7 +102,7 @@ def test_wrong_key_is_auth(mock: MockProvider) -> None:
 
 def test_missing_images_is_invalid_with_the_providers_words(client: ProviderClient) -> None:
     with pytest.raises(ProviderError) as info:
-        client.submit({"prompt": "x", "model": "veo3.1", "images": []})
+        client.submit(Request(SUBMIT_PATH, {"prompt": "x", "model": "veo3.1", "images": []}))
     assert info.value.kind == ErrorKind.INVALID
     assert info.value.message == "参数错误：缺少 images"
 

@@ -182,7 +182,7 @@ def test_every_row_ends_with_its_video_or_the_providers_reason(
                 "remote",
                 "FAILURE",
             )
-            assert row.error == "视频生成失败：内容审核未通过"
+            assert row.error == "视频生成失败：上游服务异常"
         else:
             assert (row.status, row.remote_status, row.progress) == ("succeeded", "SUCCESS", "100%")
             assert row.video_url.endswith(".mp4")

@@ -13,6 +13,8 @@ import pytest
 
 from tests.conftest import MOCK_KEY
 from veobatch.provider.client import ProviderClient
+from veobatch.provider.dialect import Request
+from veobatch.provider.relay import SUBMIT_PATH
 from veobatch.provider.transport import StdlibTransport, transport_for
 from veobatch.settings import Secret
 
@@ -70,7 +72,9 @@ def test_kept_alive_connections_carry_request_after_request() -> None:
         relay(100) as (url, carried, _closed),
         ProviderClient(url, Secret(MOCK_KEY), transport=StdlibTransport()) as client,
     ):
-        assert [client.submit({"prompt": str(n)}) for n in range(5)] == ["veo3:t"] * 5
+        assert [client.submit(Request(SUBMIT_PATH, {"prompt": str(n)})) for n in range(5)] == [
+            "veo3:t"
+        ] * 5
         assert carried == [5]  # one connection for all five
 
 
@@ -82,9 +86,12 @@ def test_a_connection_the_relay_closed_is_never_written_to() -> None:
         relay(1) as (url, carried, closed),
         ProviderClient(url, Secret(MOCK_KEY), transport=StdlibTransport()) as client,
     ):
-        first = client.submit({"prompt": "one"})
+        first = client.submit(Request(SUBMIT_PATH, {"prompt": "one"}))
         assert closed.wait(10)  # the relay has closed the kept connection
-        assert (first, client.submit({"prompt": "two"})) == ("veo3:t", "veo3:t")
+        assert (first, client.submit(Request(SUBMIT_PATH, {"prompt": "two"}))) == (
+            "veo3:t",
+            "veo3:t",
+        )
         assert carried == [1, 1]
 
 

@@ -11,7 +11,6 @@ the bucket is asked for), then the database and Redis, as `veo-batch health` ask
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Final
@@ -23,8 +22,10 @@ from veobatch.accounts.spec import AccountSpec, accounts_of
 from veobatch.errors import ConfigError
 from veobatch.health import Check, database_check, redis_check, redis_client
 from veobatch.images.sending import ImageSender
-from veobatch.provider.client import SUBMIT_PATH, classify
+from veobatch.provider.dialect import Dialect
+from veobatch.provider.dialects import dialect_named
 from veobatch.provider.redact import Redactor
+from veobatch.provider.relay import RELAY
 from veobatch.settings import Settings
 from veobatch.states import ErrorKind
 
@@ -84,20 +85,23 @@ def settings_checks(settings: Settings) -> list[Check]:
 
 
 def relay_checks(
-    settings: Settings, transport: httpx.BaseTransport | None = None, now: datetime | None = None
+    settings: Settings,
+    transport: httpx.BaseTransport | None = None,
+    now: datetime | None = None,
+    dialect: Dialect = RELAY,
 ) -> list[Check]:
-    """The relay reached, the key accepted, the clock: from one GET of a task that does not
-    exist."""
+    """The relay reached, the key accepted, the clock: from one GET that creates nothing (a
+    relay's task that does not exist; Google's list of models)."""
     base, key = settings.api_base, settings.api_key
     if base is None or key is None:
         return []  # `settings_checks` says what is missing
     redact = Redactor(key.reveal())
-    probe = f"veo-batch-doctor-{uuid.uuid4().hex}"
     timeout = httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout)
     try:
         with httpx.Client(base_url=base.rstrip("/"), timeout=timeout, transport=transport) as http:
             answer = http.get(
-                f"{SUBMIT_PATH}/{probe}", headers={"Authorization": f"Bearer {key.reveal()}"}
+                dialect.probe_path,
+                headers=dialect.headers(key.reveal()),
             )
     except httpx.TransportError as exc:
         return [
@@ -108,18 +112,20 @@ def relay_checks(
                 "check VEO_API_BASE, this machine's network and any proxy (HTTPS_PROXY)",
             )
         ]
-    # The probe asks for a task that does not exist: any answer says the relay is there.
-    found = [Check("relay", True, f"{base} answers (HTTP {answer.status_code} for a test task)")]
-    found.append(_key_check(answer, redact))
+    # Any answer to the probe says the relay is there.
+    found = [Check("relay", True, f"{base} answers (HTTP {answer.status_code} to a probe)")]
+    found.append(_key_check(answer, redact, dialect))
     found.append(_clock_check(answer.headers.get("date"), now or datetime.now(UTC)))
     return found
 
 
-def _key_check(answer: httpx.Response, redact: Redactor) -> Check:
-    if answer.status_code in (200, 400, 404):
-        return Check("key", True, "accepted (a task that does not exist was asked for)")
+def _key_check(answer: httpx.Response, redact: Redactor, dialect: Dialect) -> Check:
+    if answer.status_code == 200:
+        return Check("key", True, "accepted")
     body = redact(answer.content.decode("utf-8", errors="replace")).encode()
-    error = classify(answer.status_code, body, answer.headers)
+    error = dialect.classify(answer.status_code, body, answer.headers)
+    if answer.status_code in (400, 404) and error.kind is ErrorKind.INVALID:
+        return Check("key", True, "accepted (a task that does not exist was asked for)")
     said = f"HTTP {answer.status_code}: {error.message[:200]}"
     if error.kind is ErrorKind.AUTH:
         return Check("key", False, f"refused ({said})", "check VEO_API_KEY with the relay")
@@ -195,7 +201,9 @@ def account_checks(settings: Settings, transport: httpx.BaseTransport | None = N
     found = [Check("accounts", True, f"{len(specs)} in {settings.accounts}")]
     for spec in specs:
         own = spec.settings_for(settings)
-        checks = [*settings_checks(own), *relay_checks(own, transport), image_check(own)]
+        dialect = dialect_named(spec.dialect)
+        relay = relay_checks(own, transport, dialect=dialect)
+        checks = [*settings_checks(own), *relay, image_check(own)]
         found += [_of_account(check, spec) for check in checks]
     return found
 

@@ -127,7 +127,8 @@ class EmbeddedRunner:
         self._own_videos = videos is None
         # (Without a client of the caller's: videos from the relay's own origin, or public.)
         trusted = Destinations.of(sender.bases, False, "VEO_DOWNLOAD_ALLOW_PRIVATE")
-        self._videos = video_client(trusted) if videos is None else videos
+        keyed = sender.download_headers
+        self._videos = video_client(trusted, keyed) if videos is None else videos
         self.download_timeout = download_timeout
         self.video_max_bytes = video_max_bytes
         self.stop_grace = sender.deadline + STOP_SLACK

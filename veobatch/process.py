@@ -50,7 +50,7 @@ class Process:
             settings=settings,
             engine=engine or database.open_database(settings.database_url),
             sender=sender,
-            videos=video_client(destinations_of(settings)),
+            videos=video_client(destinations_of(settings, sender.bases), sender.download_headers),
             fanout=Fanout(REQUESTS_AT_ONCE),
         )
 

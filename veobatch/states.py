@@ -46,6 +46,7 @@ class ErrorKind(StrEnum):
     REMOTE = "remote"
     TIMEOUT = "timeout"
     IMAGE = "image"  # a local image changed or vanished since the load, or could not be sent
+    FILTERED = "filtered"  # a safety filter stopped the video (the provider's reason kept)
 
 
 # Groups of row statuses, for the queries and the progress that count them.

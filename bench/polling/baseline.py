@@ -26,7 +26,7 @@ from bench.harness.processes import BenchError, Children
 from bench.harness.procfs import own_cpu
 from bench.polling.config import KEY, MOCK_COUNTERS, deadline_of, start_mock
 from bench.polling.figures import RowRecord, row_facts, summarize
-from veobatch.provider.client import SUBMIT_PATH
+from veobatch.provider.relay import SUBMIT_PATH
 
 
 async def _baseline(

@@ -35,7 +35,7 @@ from bench.submitting.config import (
     rate,
     start_mock,
 )
-from veobatch.provider.client import SUBMIT_PATH
+from veobatch.provider.relay import SUBMIT_PATH
 
 NAIVE_RATE_LIMIT: Final = "20/s"
 NAIVE_SECONDS: Final = 60.0  # the longest the naive baseline is watched (--naive-seconds)

@@ -17,7 +17,7 @@ from typing import Any, Final
 from bench.harness.processes import BenchError, Children, base_env
 from bench.submitting.config import KEY, MOCK_COUNTERS, start_mock
 from bench.submitting.overhead import run_timed
-from veobatch.provider.client import SUBMIT_PATH
+from veobatch.provider.relay import SUBMIT_PATH
 
 SCRIPT_CONCURRENCY: Final = (4, 8)
 

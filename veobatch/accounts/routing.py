@@ -117,6 +117,7 @@ class Row(NamedTuple):
     id: int
     batch_id: int
     model: str
+    refused_by: frozenset[str] = frozenset()  # accounts whose API cannot take it (`fitting`)
 
 
 @dataclass(slots=True)
@@ -143,7 +144,7 @@ def route(
         if row.batch_id in routing.stuck:
             routing.waiting.append(row.id)
             continue
-        serving = [c for c in candidates if c.serves(row.model)]
+        serving = [c for c in candidates if c.serves(row.model) and c.name not in row.refused_by]
         open_ = [c for c in serving if c.has_room(row.model, now)]
         if open_:
             soon = [c for c in open_ if c.ready_in <= HORIZON] or open_
@@ -161,7 +162,8 @@ def route(
             ]
             retry.append(min(ends) if len(ends) == len(later) else WAIT)
             continue
-        routing.stuck[row.batch_id] = why_stuck(row.model, candidates, now, money)
+        able = [c for c in candidates if c.name not in row.refused_by]
+        routing.stuck[row.batch_id] = why_stuck(row.model, able, now, money)
     if retry:
         routing.retry_in = max(min(retry), 0.1)
     return routing

@@ -12,6 +12,13 @@ The file is TOML or YAML, a table per account, its key the account's name:
     daily_budget = 40
     models = ["veo3.1", "veo3.1-fast"]     # or a table: job model = this relay's name for it
     priority = 1                   # lower first
+    filtered_charged = true        # whether a video a safety filter stopped is billed
+    on_filtered = "enhance_prompt" # one new try of a filtered row: enhance_prompt, or a model
+
+    [accounts.google]
+    dialect = "gemini"             # Google's own API (base: generativelanguage.googleapis.com)
+    key_env = "GEMINI_API_KEY"
+    models = { "veo3.1" = "veo-3.1-generate-preview" }   # required: Google's model names
 
 Every problem (a file that cannot be read or parsed, an unknown field, a bad value, an unset
 key variable, two accounts with the same base and key) is a ConfigError that names the file,
@@ -31,10 +38,14 @@ from typing import Any, Final
 from veobatch import settings_types as read
 from veobatch.errors import ConfigError
 from veobatch.pricing import micros
+from veobatch.provider.dialects import DEFAULT_DIALECT, DIALECTS, dialect_named
+from veobatch.provider.gemini import MODEL_NAME
 from veobatch.settings import IMAGE_MODES, Rate, Secret, Settings
 from veobatch.table_file import read_table_file
 
 DEFAULT: Final = "default"  # the account of VEO_API_BASE and VEO_API_KEY
+GOOGLE_BASE: Final = "https://generativelanguage.googleapis.com"  # a gemini account's default
+FALLBACK_ENHANCE: Final = "enhance_prompt"  # on_filtered: the same row, enhance_prompt on
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
@@ -57,6 +68,9 @@ class AccountSpec:
     daily_budget: int | None = None  # micro-units per UTC day, this account's own
     models: Mapping[str, str] | None = None  # job model → this account's name; None: all
     priority: int = 0
+    dialect: str = DEFAULT_DIALECT  # the API it speaks (provider.dialects)
+    filtered_charged: bool = True  # a filtered video is billed (unless the provider says)
+    on_filtered: str | None = None  # one new try of a filtered row: enhance_prompt or a model
 
     def serves(self, model: str) -> bool:
         return self.models is None or model in self.models
@@ -162,13 +176,17 @@ def _account(
         raise ConfigError(
             f"{where}: unknown field {unknown[0]!r}; the fields are {', '.join(_FIELDS)}"
         )
-    if "base" not in fields:
-        raise ConfigError(
-            f"{where}: base: missing (the relay's URL, e.g. https://relay.example.com)"
-        )
     values: dict[str, Any] = {}
     for field_name, value in fields.items():
         values[str(field_name)] = _FIELDS[str(field_name)](value, f"{where}: {field_name}")
+    dialect = dialect_named(values.get("dialect", DEFAULT_DIALECT))
+    if dialect.name == "gemini":
+        values.setdefault("base", GOOGLE_BASE)
+        _check_gemini(values, where)
+    if "base" not in values:
+        raise ConfigError(
+            f"{where}: base: missing (the relay's URL, e.g. https://relay.example.com)"
+        )
     try:
         key, key_from = _key(values, where, environ, folder)
     except ConfigError:
@@ -177,7 +195,7 @@ def _account(
         key, key_from = Secret(""), str(values.get("key_env") or values.get("key_file"))
     values.pop("key_env", None)
     values.pop("key_file", None)
-    image_mode = values.get("image_mode", settings.image_mode)
+    image_mode = dialect.image_mode or values.get("image_mode", settings.image_mode)
     s3 = {
         "s3_url": values.get("s3_url", settings.s3_url),
         "s3_endpoint": values.get("s3_endpoint", settings.s3_endpoint),
@@ -186,9 +204,37 @@ def _account(
     if image_mode == "url" and not s3["s3_url"]:
         raise ConfigError(f"{where}: s3_url: image_mode url needs a bucket (s3://BUCKET/PREFIX)")
     values.setdefault("prices", settings.prices)
+    fallback = values.get("on_filtered")
+    if fallback is not None and fallback != FALLBACK_ENHANCE and fallback not in settings.models:
+        raise ConfigError(
+            f"{where}: on_filtered: {fallback!r} is neither {FALLBACK_ENHANCE} nor a model "
+            f"({', '.join(settings.models)})"
+        )
     return AccountSpec(
         name=name, key=key, key_from=key_from, **{**values, "image_mode": image_mode, **s3}
     )
+
+
+def _check_gemini(values: Mapping[str, Any], where: str) -> None:
+    """What an account of Google's API needs beyond a relay's: its model names given (a
+    relay's names mean nothing to Google), each one Google's form; images inline."""
+    models = values.get("models")
+    if models is None or all(job == api for job, api in models.items()):
+        raise ConfigError(
+            f"{where}: models: a gemini account maps the job file's models to Google's, e.g. "
+            '{ "veo3.1" = "veo-3.1-generate-preview", "veo3-fast-frames" = '
+            '"veo-3.0-fast-generate-001" }'
+        )
+    for job, api in models.items():
+        if not MODEL_NAME.fullmatch(api):
+            raise ConfigError(
+                f"{where}: models: {job}: {api!r} is not a Google model name "
+                "(e.g. veo-3.1-generate-preview)"
+            )
+    if values.get("image_mode", "data-uri") != "data-uri":
+        raise ConfigError(
+            f"{where}: image_mode: Google's API takes images inline only: leave image_mode out"
+        )
 
 
 def _key(
@@ -273,6 +319,12 @@ def _models(value: Any, where: str) -> dict[str, str]:
     )
 
 
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: {value!r} is not true or false")
+    return value
+
+
 def _reader(reader: read.Read) -> Callable[[Any, str], Any]:
     """A VEO_* reader (text in) for a field that may come as text or as a number."""
 
@@ -299,4 +351,7 @@ _FIELDS: Final[dict[str, Callable[[Any, str], Any]]] = {
     "daily_budget": _money,
     "models": _models,
     "priority": _whole(0),
+    "dialect": _reader(read.choice(*DIALECTS)),
+    "filtered_charged": _flag,
+    "on_filtered": _text,
 }

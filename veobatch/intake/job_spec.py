@@ -18,7 +18,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from veobatch.catalog import ASPECT_RATIOS, ImageRange
 from veobatch.errors import ImageError, Problem
@@ -27,6 +27,9 @@ from veobatch.images.formats import shape_warning
 from veobatch.images.references import is_local
 from veobatch.lifecycle.spend_rules import unpriced
 from veobatch.store.export import OUTPUT_COLUMNS
+
+if TYPE_CHECKING:
+    from veobatch.accounts.fitting import Fitting
 
 MAX_PROMPT_CHARS: Final = 4000
 MAX_REF_CHARS: Final = 200
@@ -215,8 +218,10 @@ class JobChecker:
         *,
         priced: Collection[str] | None = None,
         strict: bool = False,
+        fitting: Fitting | None = None,
     ) -> None:
         self.models = models
+        self.fitting = fitting  # when given, a row no account that serves its model takes
         self.batch_id = batch_id
         self.images = images  # None: a path in `images` is refused (jobs that came as data)
         self.priced = priced  # when given (a budget is set), a model without a price is refused
@@ -275,6 +280,8 @@ class JobChecker:
             return self._diagnose(raw)
         extra = None
         if extras is not None and (extra := self._plain_extras(extras)) is False:
+            return self._diagnose(raw)
+        if self.fitting is not None and self.fitting.problem(model, images, extras) is not None:
             return self._diagnose(raw)
         ref_hash = hash(ref)
         if ref_hash in self._seen_refs:
@@ -368,6 +375,8 @@ class JobChecker:
             enhance = None
 
         extras = self._checked_extras(raw.extras or {}, bad)
+        if span is not None:
+            self._check_fit(model, images, extras, bad)
         if not problems:
             self._count(model, len(images))
         return (
@@ -382,6 +391,18 @@ class JobChecker:
             _json(extras) if extras else None,
             *_PENDING,
         ), problems
+
+    def _check_fit(
+        self,
+        model: str,
+        images: list[Any],
+        extras: Mapping[str, Any],
+        bad: Callable[[str, str], None],
+    ) -> None:
+        """Tell `bad` when no account that serves `model` can take the row (`fitting`)."""
+        refused = self.fitting.problem(model, images, extras) if self.fitting else None
+        if refused is not None:
+            bad(*refused)
 
     def _checked_images(
         self,

@@ -21,6 +21,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection as Pipe
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
@@ -32,6 +33,9 @@ from veobatch.intake.problems import DEFAULT_MAX_PROBLEMS, ProblemReport
 from veobatch.lifecycle import transitions
 from veobatch.states import ErrorKind, JobStatus
 from veobatch.store.inserts import batch_for_load, row_writer
+
+if TYPE_CHECKING:
+    from veobatch.accounts.fitting import Fitting
 
 CHUNK_ROWS = 5_000
 ReadProgress = Callable[[int, int | None], None]  # rows read so far, bytes read (if known)
@@ -85,6 +89,7 @@ def load_rows(
     budget: int | None = None,
     priced: Collection[str] | None = None,
     strict: bool = False,
+    fitting: Fitting | None = None,
 ) -> LoadResult:
     """Check `rows` and (unless `dry_run`) store them as batch `batch`.
 
@@ -94,9 +99,10 @@ def load_rows(
     `images` checks the local image files rows name; without it, a path is refused.
     `budget` (micro-units) becomes the batch's, in the same transaction as its rows; with
     `priced`, a row whose model is not in it is refused (a budget cannot count it); `strict`
-    refuses prompts mostly not in Latin script that would otherwise be a warning.
+    refuses prompts mostly not in Latin script that would otherwise be a warning; with
+    `fitting`, a row that no account serving its model can take is refused.
     """
-    checker = JobChecker(models, images=images, priced=priced, strict=strict)
+    checker = JobChecker(models, images=images, priced=priced, strict=strict, fitting=fitting)
     with _cyclic_gc_paused():
         return _load(
             engine,

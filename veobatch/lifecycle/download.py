@@ -24,7 +24,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from contextvars import Token
 from pathlib import Path, PurePosixPath
@@ -41,6 +41,7 @@ from veobatch.lifecycle import events, transitions
 from veobatch.lifecycle.backoff import DOWNLOAD_RETRY
 from veobatch.metrics import count_request
 from veobatch.provider.deadline import CURRENT, WATCHDOG, Ticket
+from veobatch.provider.transport import origin_of
 from veobatch.provider.watched import watched_transport
 from veobatch.settings import Settings
 from veobatch.store.tables import Batch, Job
@@ -351,24 +352,49 @@ def download_one(
     return True
 
 
-def video_client(destinations: Destinations | None = None) -> httpx.Client:
+def video_client(
+    destinations: Destinations | None = None,
+    keyed: Mapping[str, tuple[str, str]] | None = None,
+) -> httpx.Client:
     """The HTTP client for video hosts: redirects followed (at most MAX_REDIRECTS, each hop
-    checked), no credentials of ours, its sockets within the watchdog's reach (each
-    download's deadline is `fetch`'s), its connections only where `destinations` allows
-    (default: public addresses only)."""
+    checked), its sockets within the watchdog's reach (each download's deadline is
+    `fetch`'s), its connections only where `destinations` allows (default: public addresses
+    only). No credentials of ours, except `keyed`: a header (Google's key) sent to one
+    account's own origin (its base URL) and to no other, redirect hops included."""
+    hooks = {"request": [_keyed_hook(keyed)]} if keyed else {}
     return httpx.Client(
         follow_redirects=True,
         max_redirects=MAX_REDIRECTS,
         timeout=httpx.Timeout(60.0, connect=10.0),
         transport=watched_transport(destinations or Destinations()),
+        event_hooks=hooks,
     )
 
 
-def destinations_of(settings: Settings) -> Destinations:
-    """Where this deployment's videos may come from: the relay's own origin, public hosts,
-    and this network only with VEO_DOWNLOAD_ALLOW_PRIVATE."""
+def _keyed_hook(keyed: Mapping[str, tuple[str, str]]) -> Callable[[httpx.Request], None]:
+    """A hook run before each request (each redirect hop too: httpx copies the headers of
+    the hop before, so the header is taken off again where the origin is another)."""
+    by_origin = {origin_of(httpx.URL(base)): header for base, header in keyed.items()}
+    names = {name.lower() for name, _ in keyed.values()}
+
+    def hook(request: httpx.Request) -> None:
+        for name in names:
+            request.headers.pop(name, None)
+        header = by_origin.get(origin_of(request.url))
+        if header is not None:
+            request.headers[header[0]] = header[1]
+
+    return hook
+
+
+def destinations_of(settings: Settings, bases: Sequence[str | None] = ()) -> Destinations:
+    """Where this deployment's videos may come from: its accounts' own origins (`bases`;
+    else VEO_API_BASE's), public hosts, and this network only with
+    VEO_DOWNLOAD_ALLOW_PRIVATE."""
     return Destinations.of(
-        [settings.api_base], settings.download_allow_private, "VEO_DOWNLOAD_ALLOW_PRIVATE"
+        list(bases) or [settings.api_base],
+        settings.download_allow_private,
+        "VEO_DOWNLOAD_ALLOW_PRIVATE",
     )
 
 

@@ -87,6 +87,8 @@ def polled(conn: Connection, job: sa.Row[Any], outcome: PollOutcome) -> None:
         return
     if outcome.finished:
         what = "succeeded" if outcome.status is JobStatus.SUCCEEDED else str(outcome.status)
+    elif outcome.fallback is not None:
+        what = f"filtered, to be sent again with {outcome.fallback}"
     else:
         what = f"generating ({outcome.remote_status or '?'}{_progress(outcome.progress)})"
     _changed(

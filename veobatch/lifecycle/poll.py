@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from veobatch.accounts.spec import DEFAULT
 from veobatch.errors import Abandoned, LimiterUnavailable
 from veobatch.lifecycle import events, transitions
-from veobatch.lifecycle.poll_rules import PollOutcome, after_poll
+from veobatch.lifecycle.poll_rules import PollOutcome, after_poll, fallback_for
 from veobatch.lifecycle.rate_limit import limited
 from veobatch.lifecycle.sender import Sender
 from veobatch.lifecycle.submit import sleep
@@ -72,6 +72,9 @@ def poll_rows(
             last_status=job.remote_status,
             last_progress=job.progress,
             pacing=sender.pacing,
+            filtered_charged=account.filtered_charged,
+            price=account.spending.price_of(job.model),
+            fallback=fallback_for(account.on_filtered, job.model, job.enhance_prompt),
         )
         with write_lock or nullcontext(), engine.connect() as conn:
             with conn.begin():

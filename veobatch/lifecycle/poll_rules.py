@@ -3,6 +3,11 @@
     submitted → submitted (still running: poll again later) | succeeded | failed
 
 - SUCCESS with a video URL: `succeeded`;
+- stopped by a safety filter (the dialect says so: `TaskState.filtered`): `failed` with kind
+  `filtered` and the provider's reason; its price given back when it was not billed (the
+  provider says so, else the account's `filtered_charged`); with the account's
+  `on_filtered`, one new try instead: back to `pending` with enhance_prompt on, or with
+  another model (a row that already has it is not tried again);
 - FAILURE: `failed` with kind `remote` and the provider's `fail_reason` as the error;
 - any other status (NOT_START, IN_PROGRESS, QUEUED, UNKNOWN, one never seen): still running;
 - a poll that fails (network, 5xx, 429, ...) is still running too: the task exists, so the
@@ -21,11 +26,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Final, NamedTuple
 
 from veobatch.errors import ProviderError
 from veobatch.lifecycle.submit_rules import PAUSING
-from veobatch.provider.client import TaskState
+from veobatch.provider.dialect import TaskState
 from veobatch.settings import Rate, Settings
 from veobatch.states import ErrorKind, JobStatus
 
@@ -70,6 +75,26 @@ def percent_of(progress: str | None) -> float | None:
     return float(match.group(1)) if match else None
 
 
+class Fallback(NamedTuple):
+    """What a filtered row is tried again with: `enhance_prompt` on, or another `model`."""
+
+    field: str  # "enhance_prompt" or "model"
+    value: bool | str
+
+    def __str__(self) -> str:
+        return "enhance_prompt on" if self.field == "enhance_prompt" else f"model {self.value}"
+
+
+def fallback_for(on_filtered: str | None, model: str, enhance: bool | None) -> Fallback | None:
+    """The new try `on_filtered` makes of a filtered row of `model`; None when there is none
+    or the row already has it (one try only)."""
+    if on_filtered is None:
+        return None
+    if on_filtered == "enhance_prompt":
+        return None if enhance is True else Fallback("enhance_prompt", True)
+    return None if model == on_filtered else Fallback("model", on_filtered)
+
+
 @dataclass(frozen=True, slots=True)
 class PollOutcome:
     """The row after one poll, and what else to do."""
@@ -84,10 +109,13 @@ class PollOutcome:
     next_poll_at: datetime | None = None  # None once the row is finished
     changed: bool = True  # worth a line in the row's history
     pause_reason: str | None = None
+    refund: int = 0  # micro-units given back: a filtered video that was not billed
+    fallback: Fallback | None = None  # a filtered row's one new try, instead of failing
 
     @property
     def finished(self) -> bool:
-        return self.status is not JobStatus.SUBMITTED
+        """Whether the row is done (a filtered row tried again is `pending`, not done)."""
+        return self.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
 
 
 def after_poll(
@@ -100,14 +128,33 @@ def after_poll(
     last_status: str | None,
     last_progress: str | None,
     pacing: Pacing,
+    filtered_charged: bool = True,
+    price: int | None = None,
+    fallback: Fallback | None = None,
 ) -> PollOutcome:
-    """The outcome of poll number `polls` (counting this one) of a row's task."""
+    """The outcome of poll number `polls` (counting this one) of a row's task. For a
+    filtered video: whether the account bills one unless told (`filtered_charged`), the
+    row's `price` there (given back when it was not billed), and its one new try."""
     if isinstance(answer, ProviderError):
         if now >= poll_until:
             return _timed_out(
                 now, submitted_at, last_status, last_progress, answer.http_status, answer.message
             )
         return _after_error(answer, now, poll_until, polls, last_status, last_progress, pacing)
+    if answer.filtered is not None:
+        charged = answer.charged if answer.charged is not None else filtered_charged
+        said = "" if charged else " (not billed)"
+        retry = f"; tried again once with {fallback}" if fallback is not None else ""
+        return PollOutcome(
+            JobStatus.PENDING if fallback is not None else JobStatus.FAILED,
+            answer.status,
+            answer.progress,
+            error=f"filtered{said}: {answer.filtered}{retry}",
+            error_kind=ErrorKind.FILTERED,
+            http_status=200,
+            refund=0 if charged else price or 0,
+            fallback=fallback,
+        )
     if answer.status == "SUCCESS" and answer.video_url:
         return PollOutcome(
             JobStatus.SUCCEEDED,

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from veobatch.accounts import store
+from veobatch.accounts.fitting import refused_by
 from veobatch.accounts.routing import WAIT, Candidate, Row, route
 from veobatch.errors import LimiterUnavailable
 from veobatch.lifecycle import spending, transitions
@@ -51,7 +52,14 @@ def route_claimed(
     routed = Routed()
     candidates = _candidates(conn, sender, now, resting)
     money = sender.accounts[0].spending.money
-    routing = route([Row(j.id, j.batch_id, j.model) for j in claimed], candidates, now, money)
+    picky = [
+        (a.name, a.client.dialect) for a in sender.accounts if a.client.dialect.name != "relay"
+    ]
+    rows = [
+        Row(j.id, j.batch_id, j.model, refused_by(picky, j.model, j.images, j.extra))
+        for j in claimed
+    ]
+    routing = route(rows, candidates, now, money)
     if routing.waiting:
         retry = now + timedelta(seconds=routing.retry_in)
         transitions.unclaim(conn, routing.waiting, now, retry_at=retry)

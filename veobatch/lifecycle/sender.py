@@ -28,6 +28,7 @@ from veobatch.lifecycle.spend_rules import Spending
 from veobatch.lifecycle.submit_rules import MAX_ATTEMPTS
 from veobatch.lifecycle.unrecorded import Unrecorded
 from veobatch.provider.client import ProviderClient
+from veobatch.provider.dialects import dialect_named
 from veobatch.settings import Rate, Settings
 
 
@@ -46,6 +47,10 @@ class Account:
     max_in_flight: int | None = None  # its own cap of rows out at once
     daily_budget: int | None = None  # its own, micro-units per UTC day
     models: Mapping[str, str] | None = None  # job model → its name for it; None: every model
+    filtered_charged: bool = True  # a filtered video is billed unless the provider says not
+    on_filtered: str | None = None  # one new try of a filtered row (enhance_prompt, a model)
+    # What a download from its own origin carries (Google's API: the key): never shown.
+    download_header: tuple[str, str] | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, spec: AccountSpec, settings: Settings, redis_url: str | None) -> Account:
@@ -62,6 +67,7 @@ class Account:
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
             account=spec.name,
+            dialect=dialect_named(spec.dialect),
         )
         return cls(
             name=spec.name,
@@ -75,6 +81,9 @@ class Account:
             max_in_flight=spec.max_in_flight,
             daily_budget=spec.daily_budget,
             models=spec.models,
+            filtered_charged=spec.filtered_charged,
+            on_filtered=spec.on_filtered,
+            download_header=client.dialect.download_header(spec.key.reveal()),
         )
 
     def serves(self, model: str) -> bool:
@@ -137,6 +146,16 @@ class Sender:
     def bases(self) -> list[str]:
         """Every account's relay URL (their own origins are always reachable for videos)."""
         return [str(account.client.base_url) for account in self.accounts]
+
+    @property
+    def download_headers(self) -> dict[str, tuple[str, str]]:
+        """The header a video download carries to each account's own origin, where its
+        dialect wants one (Google's API: its key); no other origin ever gets it."""
+        return {
+            str(account.client.base_url): account.download_header
+            for account in self.accounts
+            if account.download_header is not None
+        }
 
     @property
     def deadline(self) -> float:

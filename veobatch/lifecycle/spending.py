@@ -168,6 +168,21 @@ def settle(conn: Connection, job_id: int, kept: bool) -> None:
         _add(conn, held.batch_id, held.held_day, -held.held_micros)
 
 
+def refund(conn: Connection, job: sa.Row[Any], amount: int) -> None:
+    """Row `job`'s last task was not billed after all (a filtered video the provider does
+    not charge): `amount` (at most what the row cost) goes back to the batch, the day it
+    was submitted (UTC) and its account's day."""
+    day = job.submitted_at.date() if job.submitted_at is not None else None
+    took = conn.execute(
+        sa.update(Job)
+        .where(Job.id == job.id, Job.cost_micros >= amount)
+        .values(cost_micros=Job.cost_micros - amount)
+    ).rowcount
+    if took and amount:
+        accounts.give_back(conn, job.account, day, amount)
+        _add(conn, job.batch_id, day, -amount)
+
+
 def keep_held() -> dict[str, Any]:
     """The values that make the held price of the rows an UPDATE changes their cost: for
     statements that settle many rows at once (leases that ran out)."""

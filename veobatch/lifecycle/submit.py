@@ -49,7 +49,7 @@ from veobatch.lifecycle.submit_rules import (
     unrecordable,
 )
 from veobatch.lifecycle.unrecorded import Answer, recorded_later
-from veobatch.provider.client import job_payload
+from veobatch.provider.dialect import Ask, Request
 from veobatch.store import database
 from veobatch.visible import shown
 
@@ -59,11 +59,20 @@ RECORD_PATIENCE: Final = 30.0  # seconds a write is retried while the database c
 log = logging.getLogger("veobatch.submit")
 
 
-def payload_of(job: sa.Row[Any], images: list[str], account: Account) -> dict[str, Any]:
-    """The body of row `job`'s POST to `account` (the model by the name it knows it)."""
+def payload_of(job: sa.Row[Any], images: list[str], account: Account) -> Request:
+    """Row `job`'s submission to `account`, in its dialect (the model by the name it knows
+    it). Raises ImageError for an image the dialect cannot send."""
     extra: Mapping[str, Any] | None = job.extra
-    model = account.api_model(job.model)
-    return job_payload(job.prompt, model, images, job.aspect_ratio, job.enhance_prompt, extra)
+    ask = Ask(
+        job.prompt,
+        job.model,
+        account.api_model(job.model),
+        images,
+        job.aspect_ratio,
+        job.enhance_prompt,
+        extra,
+    )
+    return account.client.dialect.request(ask)
 
 
 def sleep(seconds: float) -> bool:
@@ -141,7 +150,7 @@ class _Ready:
 
     job: sa.Row[Any]
     account: Account
-    payload: dict[str, Any]
+    payload: Request
     stored: list[Any] | None
 
 
@@ -226,6 +235,7 @@ class _Wave:
         for job, account in claimed:
             try:
                 entries, stored = account.images.images_for(job.images)
+                payload = payload_of(job, entries, account)
             except ImageError as exc:  # nothing was sent
                 outcome = after_image_error(
                     exc.message, exc.scope, job.attempts + 1, max_attempts=self.sender.max_attempts
@@ -237,7 +247,7 @@ class _Wave:
                     )
                 )
                 continue
-            ready.append(_Ready(job, account, payload_of(job, entries, account), stored))
+            ready.append(_Ready(job, account, payload, stored))
             del entries  # inline images can be megabytes: only the payload keeps them
         return _Claimed(ready, attempts, holding)
 

@@ -69,6 +69,7 @@ class Adding(ServiceBase):
             source="python",
             models=self.settings.models,
             reader_process=False,
+            fitting=self._fitting(),
             **self._money_checks(budget),
         )
         if result.rejected:
@@ -120,6 +121,7 @@ class Adding(ServiceBase):
             reader_process=reader_process,
             images=images,
             strict=strict,
+            fitting=self._fitting(),
             **self._money_checks(budget),
         )
         if webhook_url is not None and not dry_run and not result.rejected:

@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from veobatch import pricing
+from veobatch.accounts.fitting import Fitting
+from veobatch.accounts.spec import accounts_of
 from veobatch.errors import DatabaseError, VeoBatchError
 from veobatch.lifecycle import spend_rules, transitions, webhooks
 from veobatch.lifecycle.poll_rules import Pacing
@@ -81,6 +83,10 @@ class ServiceBase:
                 raise VeoBatchError(f"budget: {budget!r} {exc}") from None
         priced = self.settings.prices if Spending.of(self.settings).needs_price(amount) else None
         return {"budget": amount, "priced": priced}
+
+    def _fitting(self) -> Fitting | None:
+        """The accounts a load checks rows against (None: every one takes every row)."""
+        return Fitting.of(accounts_of(self.settings, keys=False))
 
     def _check_webhook(self, url: str) -> str:
         return webhooks.check_target(url, allow_private=self.settings.webhook_allow_private)

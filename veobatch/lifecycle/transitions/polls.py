@@ -11,9 +11,11 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from veobatch.accounts.spec import DEFAULT
+from veobatch.lifecycle import spending
 from veobatch.lifecycle.poll_rules import PollOutcome
 from veobatch.lifecycle.transitions.batches import pause
 from veobatch.lifecycle.transitions.recording import history
+from veobatch.lifecycle.transitions.reviews import sent_again
 from veobatch.states import JobStatus
 from veobatch.store.tables import Job
 
@@ -87,7 +89,11 @@ def hand_back_polls(conn: Connection, job_ids: Sequence[int], now: datetime) -> 
 
 def polled(conn: Connection, job: sa.Row[Any], outcome: PollOutcome, now: datetime) -> bool:
     """One poll's outcome (and a history row if it changed something), in the caller's
-    transaction; False if the row was no longer `submitted` (rerun, cancelled meanwhile)."""
+    transaction; False if the row was no longer `submitted` (rerun, cancelled meanwhile). A
+    filtered video not billed gives its price back; a filtered row with a new try goes back
+    to `pending` with what changes (`Fallback`), its history saying so."""
+    if outcome.fallback is not None:
+        return _tried_again(conn, job, outcome, now)
     values: dict[str, Any] = {
         "status": outcome.status,
         "remote_status": outcome.remote_status,
@@ -109,6 +115,28 @@ def polled(conn: Connection, job: sa.Row[Any], outcome: PollOutcome, now: dateti
     ).rowcount
     if changed and (outcome.changed or outcome.finished or outcome.error):
         history(conn, job.id, "poll", now, job.task_id, outcome, outcome.remote_status, job.account)
+    if changed and outcome.refund:
+        spending.refund(conn, job, outcome.refund)
     if outcome.pause_reason is not None:
         pause(conn, job.batch_id, outcome.pause_reason, now)
+    return bool(changed)
+
+
+def _tried_again(conn: Connection, job: sa.Row[Any], outcome: PollOutcome, now: datetime) -> bool:
+    """A filtered row back to `pending` for its one new try (see `polled`)."""
+    assert outcome.fallback is not None
+    values: dict[str, Any] = {
+        **sent_again(now),
+        "error": outcome.error,
+        "error_kind": outcome.error_kind,
+        "polls": Job.polls + 1,
+        outcome.fallback.field: outcome.fallback.value,
+    }
+    changed = conn.execute(
+        sa.update(Job).where(Job.id == job.id, Job.status == JobStatus.SUBMITTED).values(**values)
+    ).rowcount
+    if changed:
+        history(conn, job.id, "poll", now, job.task_id, outcome, outcome.remote_status, job.account)
+        if outcome.refund:
+            spending.refund(conn, job, outcome.refund)
     return bool(changed)

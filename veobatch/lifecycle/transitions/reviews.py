@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
@@ -28,6 +29,33 @@ def set_review(
     ).rowcount
 
 
+def sent_again(now: datetime) -> dict[str, Any]:
+    """The values that make a row `pending`, to be sent as a new task: a fresh count of
+    attempts, nothing of its last task kept (the attempts table keeps its history)."""
+    return {
+        "status": JobStatus.PENDING,
+        "attempts": 0,
+        "next_attempt_at": None,
+        "task_id": None,
+        "remote_status": None,
+        "progress": None,
+        "video_url": None,
+        "polls": 0,
+        "next_poll_at": None,
+        "poll_until": None,
+        "video_path": None,
+        "video_bytes": None,
+        "video_sha256": None,
+        "downloads": 0,
+        "download_error": None,
+        "next_download_at": None,
+        "finished_at": None,
+        "review": None,  # a new video: not reviewed yet
+        "reviewed_at": None,
+        "updated_at": now,
+    }
+
+
 def rerun(
     conn: Connection,
     batch_id: int,
@@ -44,30 +72,7 @@ def rerun(
     """
     chosen = rows.where(batch_id)
     sent = conn.execute(
-        sa.update(Job)
-        .where(chosen, sent_as_new())
-        .values(
-            status=JobStatus.PENDING,
-            attempts=0,
-            next_attempt_at=None,
-            task_id=None,
-            remote_status=None,
-            progress=None,
-            video_url=None,
-            polls=0,
-            next_poll_at=None,
-            poll_until=None,
-            video_path=None,
-            video_bytes=None,
-            video_sha256=None,
-            downloads=0,
-            download_error=None,
-            next_download_at=None,
-            finished_at=None,
-            review=None,  # a new video: not reviewed yet
-            reviewed_at=None,
-            updated_at=now,
-        )
+        sa.update(Job).where(chosen, sent_as_new()).values(**sent_again(now))
     ).rowcount
     polled = conn.execute(
         sa.update(Job)

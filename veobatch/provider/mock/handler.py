@@ -24,8 +24,8 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 
 from veobatch.images.formats import SNIFF_BYTES, sniff
-from veobatch.provider.client import SUBMIT_PATH
 from veobatch.provider.mock.state import MARKER, MockConfig, MockState, Task
+from veobatch.provider.relay import SUBMIT_PATH
 
 _HTML_502: Final = (
     "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway"
@@ -319,7 +319,7 @@ class Handler(BaseHTTPRequestHandler):
             status = "NOT_START"
         host = self.headers.get("Host", "127.0.0.1")
         output = f"http://{host}/_mock/videos/{quote(task.task_id, safe='')}.mp4"
-        reason = "视频生成失败：内容审核未通过" if done and task.fails else ""
+        reason = "视频生成失败：上游服务异常" if done and task.fails else ""
         if done and task.image_error:
             reason = task.image_error
         progress = f"{int(share * 100)}%"
