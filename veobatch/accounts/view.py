@@ -42,6 +42,7 @@ def account_view(
     return {
         "name": name,
         "host": urlsplit(spec.base).netloc if spec is not None else None,
+        "dialect": spec.dialect if spec is not None else None,
         "state": state,
         "reason": reason,
         "priority": spec.priority if spec is not None else None,

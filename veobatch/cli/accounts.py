@@ -52,7 +52,9 @@ def _row(view: dict[str, Any]) -> list[object]:
     error = view["last_error"]
     return [
         view["name"],
-        view["host"] or "",
+        f"{view['host']} ({view['dialect']})"
+        if view["dialect"] == "gemini"
+        else view["host"] or "",
         view["state"],
         view["rate"] or "none",
         f"{view['in_flight']}/{cap}" if cap else view["in_flight"],
@@ -60,6 +62,11 @@ def _row(view: dict[str, Any]) -> list[object]:
         view["sent_last_minute"],
         f"{when(view['last_error_at'])} {one_line(error, 60)}" if error else "",
     ]
+
+
+def _host(view: dict[str, Any]) -> str:
+    host = view["host"] or ""
+    return f"{host} (Google)" if view["dialect"] == "gemini" else host
 
 
 @accounts.command("pause")

@@ -233,6 +233,9 @@ class Changed(BaseModel):
 class Account(BaseModel):
     name: str
     host: str | None = Field(description="The relay's host (null: no longer in the file)")
+    dialect: Literal["relay", "gemini"] | None = Field(
+        default=None, description="The API it speaks: a relay's, or Google's (gemini)"
+    )
     state: Literal["active", "cooling", "paused", "removed"]
     reason: str | None = Field(description="Why it is paused, cooling or removed")
     priority: int | None
