@@ -360,6 +360,7 @@ def rerun(
       veo-batch rerun spring-sale                      # the failed rows
       veo-batch rerun spring-sale --kind remote        # generation failed: new tasks
       veo-batch rerun spring-sale --kind timeout       # poll the same tasks again
+      veo-batch rerun spring-sale --kind filtered      # stopped by a safety filter: new tasks
       veo-batch rerun spring-sale --kind server,network
       veo-batch rerun spring-sale --in-doubt --yes     # may pay twice for some rows
       veo-batch rerun spring-sale --status succeeded --review rejected --yes

@@ -29,7 +29,7 @@ from veobatch.cli.output import echo, live_progress, print_estimate, spend_line,
 from veobatch.errors import BatchPaused, ExitCode, RunStopped
 from veobatch.process import RUN_CONCURRENCY
 from veobatch.running import RunOutcome, run_batch
-from veobatch.states import STATUS_ORDER, BatchState, JobStatus
+from veobatch.states import STATUS_ORDER, BatchState, ErrorKind, JobStatus
 
 
 @cli.command()
@@ -257,6 +257,13 @@ def _print_run(app: App, outcome: RunOutcome) -> None:
         echo(f"errors: {kinds}")
     if (spent := spend_line(batch, app.settings.currency)) is not None:
         echo(spent)
+    if dict(batch.error_kinds).get(ErrorKind.FILTERED):
+        echo(
+            "filtered: a safety filter stopped those videos; the reasons are in the results "
+            "file (error); change the prompts, then "
+            f"`veo-batch rerun {quote(name)} --kind filtered`",
+            err=True,
+        )
     echo(f"results: {outcome.results}")
     if batch.state == BatchState.PAUSED:
         _exit_paused(name, batch.pause_reason)
