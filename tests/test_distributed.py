@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 import redis
 import sqlalchemy as sa
 from click.testing import CliRunner
@@ -28,6 +29,7 @@ from veobatch.catalog import DEFAULT_MODELS
 from veobatch.cli import cli
 from veobatch.errors import ExitCode
 from veobatch.intake.loader import load_rows
+from veobatch.intake.readers import open_job_file
 from veobatch.process import REQUESTS_AT_ONCE
 from veobatch.provider.mock import MockConfig, MockProvider
 from veobatch.service import BatchService
@@ -383,3 +385,74 @@ def test_three_accounts_one_empty_one_down_one_healthy_send_every_row_once(
     assert by_account == Counter({"empty": 20, "ok": 80})
     assert states["empty"].state == "paused"
     assert states["down"].strikes >= BREAKER
+
+
+def test_a_batch_of_local_photos_split_between_a_relay_and_google_each_row_on_one(
+    stack: Stack, tmp_path: Path
+) -> None:
+    from PIL import Image  # noqa: PLC0415 - only here
+
+    for name, color in (("a.png", (200, 20, 20)), ("b.jpg", (20, 20, 200))):
+        Image.new("RGB", (160, 90), color).save(tmp_path / name)
+    first = hashlib.sha256((tmp_path / "a.png").read_bytes()).hexdigest()
+    last = hashlib.sha256((tmp_path / "b.jpg").read_bytes()).hexdigest()
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text(
+        "prompt,model,images\n"
+        + "".join(f"row {n},veo3.1,a.png|b.jpg\n" for n in range(40))
+        + "blocked [mock:filtered],veo3.1,a.png\n",
+        encoding="utf-8",
+    )
+    google = MockProvider(MockConfig(api_key="google-key", task_seconds=0.2))
+    accounts = tmp_path / "accounts.toml"
+    accounts.write_text(
+        f'[accounts.google]\ndialect = "gemini"\nbase = "{google.url}"\nkey_env = "G_KEY"\n'
+        'models = { "veo3.1" = "veo-3.1-generate-preview" }\nmax_in_flight = 4\n'
+        f'[accounts.relay]\nbase = "{stack.mock.url}"\nkey_env = "R_KEY"\nmax_in_flight = 4\n'
+    )
+    keys = {"G_KEY": "google-key", "R_KEY": KEY}
+    with google:
+        settings = Settings(accounts=str(accounts))
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in keys.items():
+                patch.setenv(name, value)
+            with open_job_file(str(jobs)) as job_file:
+                loaded = BatchService(stack.engine, settings).load(job_file, "b")
+        assert not loaded.rejected, loaded.report.problems
+        videos = tmp_path / "videos"
+        for _ in range(2):
+            stack.start_worker(
+                VEO_ACCOUNTS=str(accounts),
+                G_KEY=keys["G_KEY"],
+                R_KEY=KEY,
+                VEO_DOWNLOAD_DIR=str(videos),
+            )
+        stack.start_scheduler(downloads=True)
+        wait_until(lambda: stack.batch_state() == "finished", what="the batch to finish")
+        wait_until(
+            lambda: all(row.video_path for row in stack.rows() if row.status == "succeeded"),
+            what="every video on disk",
+        )
+        stats = [google.stats(), stack.mock.stats()]
+    rows = stack.rows()
+    by_account = Counter(row.account for row in rows)
+    assert set(by_account) == {"google", "relay"}  # both took rows
+    assert sum(by_account.values()) == 41
+    made: Counter[str] = Counter()
+    for each in stats:
+        made.update(each["created_by_prompt"])
+    assert made == Counter({row.prompt: 1 for row in rows})  # each row once, on one account
+    assert stats[0]["created"] == by_account["google"]
+    sent = stats[0]["gemini_images_by_prompt"]
+    for row in rows:
+        if row.account == "google" and row.prompt.startswith("row"):
+            assert sent[row.prompt] == {"image": first, "lastFrame": last, "referenceImages": []}
+    blocked = next(row for row in rows if row.prompt.startswith("blocked"))
+    assert (blocked.status, blocked.error_kind) == ("failed", "filtered")
+    assert {row.status for row in rows if row is not blocked} == {"succeeded"}
+    assert [each["recalled"] for each in stats] == [0, 0]
+    # Google's videos came from its own origin, with its key; each one is on disk.
+    from_google = [r for r in rows if r.account == "google" and r.status == "succeeded"]
+    assert stats[0]["video_requests_keyed"] == len(from_google)
+    assert stats[0]["video_refused_no_key"] == 0
+    assert all(Path(row.video_path).is_file() for row in rows if row.status == "succeeded")

@@ -1,6 +1,9 @@
-"""A local stand-in for the Veo relay API, with the provider's habits, for tests and dry runs.
+"""A local stand-in for the Veo relay API and Google's Gemini API, with each one's habits,
+for tests and dry runs.
 
-It speaks both endpoints over real HTTP, with the relay's error shapes (see docs/relay-api.md):
+It speaks the relay's two endpoints over real HTTP, with the relay's error shapes (see
+docs/relay-api.md), and, under `/v1beta/`, Google's (see `gemini.py` and docs/gemini-api.md),
+on the same port, with the same key, limit, balance and tasks:
 
 - a sliding-window request limit over every request that arrives, answered with 429 and a
   Chinese message, without Retry-After;
@@ -14,8 +17,10 @@ It speaks both endpoints over real HTTP, with the relay's error shapes (see docs
   FAILURE), `[mock:no-task-id]` (200 without a task_id), `[mock:task-id-size=N]` (a task id
   N characters long), `[mock:cut-video]` (the first download of the video stops halfway),
   `[mock:drip=SECONDS]` (task created, its answer sent a byte every SECONDS, status line and
-  headers too, as a hostile relay may); `drip_polls` and `drip_videos` make every poll's
-  answer, or every video, drip the same way;
+  headers too, as a hostile relay may); `[mock:filtered]` (the task ends in FAILURE with a
+  reason of moderation; Google's: filtered, not billed), `[mock:filtered-charged]` (the same;
+  Google's reason says nothing of billing), `[mock:filtered-empty]` (SUCCESS without a video);
+  `drip_polls` and `drip_videos` make every poll's answer, or every video, drip the same way;
 - videos served at `/_mock/videos/...`, with `Range` requests answered 206, as a CDN does:
   with `clips`, a real 3 s MP4 of a slow zoom over the task's first image (made once per
   image); else `video_bytes` of text, the same bytes for the same task;

@@ -1,5 +1,5 @@
 """The mock's HTTP handler: the two endpoints with the relay's habits and faults, its videos,
-and its stats."""
+and its stats; Google's routes (`/v1beta/...`) go to `gemini.py`."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 
 from veobatch.images.formats import SNIFF_BYTES, sniff
+from veobatch.provider.mock import gemini
 from veobatch.provider.mock.state import MARKER, MockConfig, MockState, Task
 from veobatch.provider.relay import SUBMIT_PATH
 
@@ -145,6 +146,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         arrived = time.monotonic()
+        if self.path.startswith(gemini.API):
+            gemini.post(self, arrived)
+            return
+        self._post(arrived)
+
+    def _post(self, arrived: float) -> None:
+        """A POST of the relay's (or the mock's own settings)."""
         if self.path == "/_mock/config":
             self._configure()
             return
@@ -293,6 +301,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.startswith("/_mock/videos/"):
             self._video(unquote(self.path[len("/_mock/videos/") :]).removesuffix(".mp4"))
             return
+        if self.path.startswith(gemini.API):
+            gemini.get(self, arrived)
+            return
         if not self.path.startswith(SUBMIT_PATH + "/"):
             self._reply(404, _error(f"Invalid URL (GET {self.path})"))
             return
@@ -313,13 +324,18 @@ class Handler(BaseHTTPRequestHandler):
         now = time.monotonic()
         done = now >= task.ends and task.fetching == 0
         share = min(1.0, (now - task.created) / (task.ends - task.created or 1.0))
-        failed = task.fails or bool(task.image_error)
+        blocked = _blocked(task)
+        failed = task.fails or bool(task.image_error) or blocked == "failure"
         status = "IN_PROGRESS" if not done else "FAILURE" if failed else "SUCCESS"
         if not done and share < 0.1:
             status = "NOT_START"
         host = self.headers.get("Host", "127.0.0.1")
         output = f"http://{host}/_mock/videos/{quote(task.task_id, safe='')}.mp4"
+        if blocked == "empty":
+            output = ""  # a filter's SUCCESS without a video, as some relays answer
         reason = "视频生成失败：上游服务异常" if done and task.fails else ""
+        if done and blocked == "failure":
+            reason = "视频生成失败：内容审核未通过（违反安全策略）"
         if done and task.image_error:
             reason = task.image_error
         progress = f"{int(share * 100)}%"
@@ -345,7 +361,13 @@ class Handler(BaseHTTPRequestHandler):
             cut = task is not None and task.cut_video and "Range" not in self.headers
             if cut and task is not None:
                 task.cut_video = False
-        if task is None or time.monotonic() < task.ends or task.fails or task.image_error:
+        if (
+            task is None
+            or time.monotonic() < task.ends
+            or task.fails
+            or task.image_error
+            or _blocked(task) is not None
+        ):
             self._reply(404, _error("video not found"))
             return
         data = state.video_of(task)  # a clip is made outside the lock: it takes a moment
@@ -393,6 +415,16 @@ class Handler(BaseHTTPRequestHandler):
                 setattr(state.config, name, value)
             config = asdict(state.config)
         self._reply(200, config)
+
+
+def _blocked(task: Task) -> str | None:
+    """How a relay says a filter stopped the task, as its prompt's markers ask:
+    `[mock:filtered]` (or `filtered-charged`) a FAILURE whose reason speaks of moderation,
+    `[mock:filtered-empty]` a SUCCESS without a video; None: not filtered."""
+    markers = dict(MARKER.findall(task.prompt))
+    if "filtered-empty" in markers:
+        return "empty"
+    return "failure" if "filtered" in markers or "filtered-charged" in markers else None
 
 
 def _on_this_machine(link: str) -> bool:

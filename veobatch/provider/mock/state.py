@@ -81,6 +81,11 @@ class MockState:
     rng: random.Random = field(default_factory=random.Random)
     images_by_prompt: dict[str, list[str]] = field(default_factory=dict)  # sha256 of each
     images_not_fetched: int = 0  # links to other machines, which the mock does not fetch
+    # Google's dialect: each prompt's images by role (sha256) and its last parameters
+    gemini_images_by_prompt: dict[str, dict[str, Any]] = field(default_factory=dict)
+    gemini_parameters_by_prompt: dict[str, dict[str, Any]] = field(default_factory=dict)
+    video_requests_keyed: int = 0  # Google's file downloads that carried the key
+    video_refused_no_key: int = 0  # Google's file downloads refused: no key, or a wrong one
     first_images: dict[str, bytes] = field(default_factory=dict)  # by sha256, for the clips
     clips: ClipMaker = field(default_factory=ClipMaker)
 
@@ -151,4 +156,13 @@ class MockState:
             "created_by_prompt": dict(self.created_by_prompt),
             "images_by_prompt": {k: list(v) for k, v in self.images_by_prompt.items()},
             "images_not_fetched": self.images_not_fetched,
+            "gemini_images_by_prompt": {
+                k: {**v, "referenceImages": list(v["referenceImages"])}
+                for k, v in self.gemini_images_by_prompt.items()
+            },
+            "gemini_parameters_by_prompt": {
+                k: dict(v) for k, v in self.gemini_parameters_by_prompt.items()
+            },
+            "video_requests_keyed": self.video_requests_keyed,
+            "video_refused_no_key": self.video_refused_no_key,
         }
