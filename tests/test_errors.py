@@ -46,7 +46,10 @@ from veobatch.states import ErrorKind
 # the CLI.
 NOT_IMPORTED = ("veobatch.migrations", "veobatch.__main__")
 # Exceptions of ours outside the tree, each for a reason its docstring and errors.py state.
-OUTSIDE_THE_TREE = {"veobatch.dashboard.pages.LoginNeeded"}  # a redirect to the login form
+OUTSIDE_THE_TREE = {
+    "veobatch.dashboard.pages.LoginNeeded",  # a redirect to the login form
+    "veobatch.provider.mock.gemini.Refusal",  # the mock's own error answer, never ours to raise
+}
 # What each kind of error exits with; a new class must be given its code here on purpose.
 EXPECTED_EXIT: dict[str, ExitCode] = {
     "VeoBatchError": ExitCode.USAGE,  # raised as it is: a value given is refused

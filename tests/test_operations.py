@@ -205,7 +205,7 @@ def test_the_doctor_finds_the_key_accepted_or_refused(stack: Stack) -> None:
     assert good.exit_code == 0, good.output
     checks = {c["name"]: c for c in json.loads(good.output)["checks"] if c["name"] != "settings"}
     assert [checks[name]["ok"] for name in ("relay", "key", "clock")] == [True, True, True]
-    assert checks["relay"]["detail"].endswith("answers (HTTP 404 for a test task)")
+    assert checks["relay"]["detail"].endswith("answers (HTTP 404 to a probe)")
     bad = CliRunner(env={**env, "VEO_API_KEY": "sk-wrong-0123456789"}).invoke(cli, ["doctor"])
     assert bad.exit_code == ExitCode.CHECK_FAILED
     assert "key: refused (HTTP 401" in bad.output

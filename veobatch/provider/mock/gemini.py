@@ -28,14 +28,42 @@ import re
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from email.message import Message
+from typing import Any, Final, NamedTuple, Protocol
 from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit
 
 from veobatch.images.formats import SNIFF_BYTES, sniff
 from veobatch.provider.mock.state import MARKER, MockState, Task
 
-if TYPE_CHECKING:
-    from veobatch.provider.mock.handler import Handler
+
+class Served(Protocol):
+    """The server under the handler: what it remembers."""
+
+    state: MockState
+
+
+class Handler(Protocol):
+    """What these routes use of the mock's request handler (`handler.Handler`): the request,
+    its body, and the ways to answer."""
+
+    path: str
+    headers: Message
+
+    @property
+    def server(self) -> Served: ...
+
+    def _reply(self, status: int, body: dict[str, Any] | str) -> None: ...
+
+    def _body(self) -> Any: ...
+
+    def _video(self, task_id: str) -> None: ...
+
+    def send_response(self, code: int, message: str | None = None) -> None: ...
+
+    def send_header(self, keyword: str, value: str) -> None: ...
+
+    def end_headers(self) -> None: ...
+
 
 API: Final = "/v1beta/"
 MODELS: Final = (
