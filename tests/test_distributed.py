@@ -400,15 +400,19 @@ def test_a_batch_of_local_photos_split_between_a_relay_and_google_each_row_on_on
     jobs.write_text(
         "prompt,model,images\n"
         + "".join(f"row {n},veo3.1,a.png|b.jpg\n" for n in range(40))
-        + "blocked [mock:filtered],veo3.1,a.png\n",
+        + "blocked [mock:filtered],veo3.1,a.png\n"
+        + "first only,veo3.1-components,a.png\n"
+        + "three refs,veo3.1-components,b.jpg|a.png|b.jpg\n",
         encoding="utf-8",
     )
     google = MockProvider(MockConfig(api_key="google-key", task_seconds=0.2))
     accounts = tmp_path / "accounts.toml"
     accounts.write_text(
         f'[accounts.google]\ndialect = "gemini"\nbase = "{google.url}"\nkey_env = "G_KEY"\n'
-        'models = { "veo3.1" = "veo-3.1-generate-preview" }\nmax_in_flight = 4\n'
+        'models = { "veo3.1" = "veo-3.1-generate-preview", '
+        '"veo3.1-components" = "veo-3.1-generate-preview" }\nmax_in_flight = 4\n'
         f'[accounts.relay]\nbase = "{stack.mock.url}"\nkey_env = "R_KEY"\nmax_in_flight = 4\n'
+        'models = ["veo3.1"]\n'  # (components go to Google only)
     )
     keys = {"G_KEY": "google-key", "R_KEY": KEY}
     with google:
@@ -437,7 +441,7 @@ def test_a_batch_of_local_photos_split_between_a_relay_and_google_each_row_on_on
     rows = stack.rows()
     by_account = Counter(row.account for row in rows)
     assert set(by_account) == {"google", "relay"}  # both took rows
-    assert sum(by_account.values()) == 41
+    assert sum(by_account.values()) == 43
     made: Counter[str] = Counter()
     for each in stats:
         made.update(each["created_by_prompt"])
@@ -447,6 +451,8 @@ def test_a_batch_of_local_photos_split_between_a_relay_and_google_each_row_on_on
     for row in rows:
         if row.account == "google" and row.prompt.startswith("row"):
             assert sent[row.prompt] == {"image": first, "lastFrame": last, "referenceImages": []}
+    assert sent["first only"] == {"image": None, "lastFrame": None, "referenceImages": [first]}
+    assert sent["three refs"]["referenceImages"] == [last, first, last]
     blocked = next(row for row in rows if row.prompt.startswith("blocked"))
     assert (blocked.status, blocked.error_kind) == ("failed", "filtered")
     assert {row.status for row in rows if row is not blocked} == {"succeeded"}

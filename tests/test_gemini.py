@@ -96,7 +96,13 @@ def test_local_photos_run_to_videos_on_disk_through_a_gemini_account(tmp_path: P
         env = {"VEO_ACCOUNTS": str(accounts), "GOOGLE_KEY": GOOGLE_KEY}
         ran = cli_with(url, "run", str(jobs), "--download", str(videos), **env)
         stats = google.stats()
+        listed = cli_with(url, "jobs", "jobs", "--kind", "filtered", "--json", **env)
+        again = cli_with(url, "rerun", "jobs", "--kind", "filtered", "--dry-run", **env)
     assert "Traceback" not in ran.output, ran.output
+    assert "rerun jobs --kind filtered" in ran.output  # the run's hint for filtered rows
+    assert [job["id"] for job in json.loads(listed.output)["jobs"]] == ["blocked"]
+    assert again.exit_code == 0, again.output
+    assert "1 row" in again.output
     roles = stats["gemini_images_by_prompt"]
     assert roles["a red frame"] == {"image": red, "lastFrame": None, "referenceImages": []}
     assert roles["red to blue"] == {"image": red, "lastFrame": blue, "referenceImages": []}
