@@ -554,3 +554,13 @@ def test_a_worker_refuses_an_unusable_file_at_start(tmp_path: Path) -> None:
     )
     assert started.exit_code == 6
     assert "account 'a': key_env: the variable NOT_SET_HERE is not set" in started.output
+
+
+def test_a_row_every_account_refuses_stops_its_batch_saying_why() -> None:
+    google = Candidate("google")
+    routing = route([Row(1, 7, "veo3.1", frozenset({"google"}))], [google], NOW)
+    assert routing.going == {}
+    assert routing.stuck[7].startswith("no account's API can take some of its rows (refused by")
+    relay = Candidate("relay")
+    routed = route([Row(2, 7, "veo3.1", frozenset({"google"}))], [google, relay], NOW)
+    assert routed.going == {2: "relay"}

@@ -342,7 +342,7 @@ def test_a_row_only_a_relay_can_take_goes_to_the_relay(tmp_path: Path) -> None:
     [
         ("", "models: a gemini account maps the job file's models to Google's"),
         ('models = { "veo3.1" = "Veo 3.1!" }', "is not a Google model name"),
-        ('models = ["veo3.1"]', "models: a gemini account maps"),
+        ('models = ["veo3.1"]', "'veo3.1' is not a Google model name"),
         ('models = { "veo3.1" = "veo-3.1-generate-preview" }\nimage_mode = "url"', "inline only"),
         ('dialect = "sora"', "dialect"),
         ('models = { "veo3.1" = "veo-3.1-generate-preview" }\non_filtered = "veo9"', "on_filtered"),

@@ -163,7 +163,14 @@ def route(
             retry.append(min(ends) if len(ends) == len(later) else WAIT)
             continue
         able = [c for c in candidates if c.name not in row.refused_by]
-        routing.stuck[row.batch_id] = why_stuck(row.model, able, now, money)
+        if able:
+            routing.stuck[row.batch_id] = why_stuck(row.model, able, now, money)
+        else:
+            routing.stuck[row.batch_id] = (
+                f"no account's API can take some of its rows (refused by "
+                f"{', '.join(sorted(row.refused_by))}: an image that is a link, or a field that "
+                "API does not take); add an account that can take them, then resume"
+            )
     if retry:
         routing.retry_in = max(min(retry), 0.1)
     return routing

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from veobatch import settings_types as read
+from veobatch.catalog import DEFAULT_MODELS
 from veobatch.errors import ConfigError
 from veobatch.pricing import micros
 from veobatch.provider.dialects import DEFAULT_DIALECT, DIALECTS, dialect_named
@@ -219,17 +220,17 @@ def _check_gemini(values: Mapping[str, Any], where: str) -> None:
     """What an account of Google's API needs beyond a relay's: its model names given (a
     relay's names mean nothing to Google), each one Google's form; images inline."""
     models = values.get("models")
-    if models is None or all(job == api for job, api in models.items()):
+    if models is None:
         raise ConfigError(
             f"{where}: models: a gemini account maps the job file's models to Google's, e.g. "
             '{ "veo3.1" = "veo-3.1-generate-preview", "veo3-fast-frames" = '
             '"veo-3.0-fast-generate-001" }'
         )
     for job, api in models.items():
-        if not MODEL_NAME.fullmatch(api):
+        if not MODEL_NAME.fullmatch(api) or api in DEFAULT_MODELS:
             raise ConfigError(
-                f"{where}: models: {job}: {api!r} is not a Google model name "
-                "(e.g. veo-3.1-generate-preview)"
+                f"{where}: models: {job}: {api!r} is not a Google model name (e.g. "
+                'veo-3.1-generate-preview): map it, as { "veo3.1" = "veo-3.1-generate-preview" }'
             )
     if values.get("image_mode", "data-uri") != "data-uri":
         raise ConfigError(

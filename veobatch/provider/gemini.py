@@ -78,8 +78,6 @@ class GeminiDialect:
         return {"x-goog-api-key": key}
 
     def request(self, ask: Ask) -> Request:
-        if not MODEL_NAME.fullmatch(ask.api_model):
-            raise ImageError(f"{ask.api_model!r} is not a Google model name", scope="row")
         images = [_inline(entry) for entry in ask.images]
         instance: dict[str, Any] = {"prompt": ask.prompt}
         if is_references(ask.model):
@@ -98,7 +96,7 @@ class GeminiDialect:
         for field, value in (ask.extra or {}).items():
             if field in PARAMETERS:  # (`refusal` kept every other one from here)
                 parameters[PARAMETERS[field]] = value
-        path = f"{API}/models/{ask.api_model}:predictLongRunning"
+        path = f"{API}/models/{quote(ask.api_model, safe='')}:predictLongRunning"
         return Request(path, {"instances": [instance], "parameters": parameters})
 
     def task_id(self, data: Any) -> tuple[str | None, str | None]:
