@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import multiprocessing
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from veobatch.lifecycle import transitions
 from veobatch.service import BatchService
 from veobatch.settings import Settings
 from veobatch.store import database
+from veobatch.store.export import CHUNK_ROWS as EXPORT_CHUNK
 from veobatch.store.export import ExportText, write_export
 from veobatch.store.queries import RowFilter, batch_id, batch_summaries
 from veobatch.store.tables import Base, Job
@@ -180,6 +181,34 @@ def test_export_jsonl_keeps_types(engine: Engine, tmp_path: Path) -> None:
     assert record["enhance_prompt"] is False
     assert record["seed"] == 7
     assert record["line"] == 2
+
+
+def test_export_times_are_utc_whatever_the_sessions_zone_and_chunks_join_up(
+    database_url: str, tmp_path: Path
+) -> None:
+    # PostgreSQL is asked for the times as text: in UTC even when the session's zone is not.
+    url = database_url
+    if "postgresql" in url:
+        url += ("&" if "?" in url else "?") + "options=-c%20timezone%3DAsia%2FShanghai"
+    engine = database.open_database(url, migrate=True)
+    count = EXPORT_CHUNK + 3
+    load(engine, [row(n, f"r{n}") for n in range(2, count + 2)])
+    with_micros = datetime(2026, 12, 4, 1, 2, 3, 456789, tzinfo=UTC)
+    whole = datetime(2026, 12, 4, 23, 59, 59, tzinfo=UTC)
+    with engine.begin() as conn:
+        conn.execute(sa.update(Job).values(submitted_at=with_micros, finished_at=whole))
+    out = tmp_path / "out.csv"
+    with engine.connect() as conn:
+        text = ExportText(engine, RowFilter().query(batch_id(conn, "b")), "csv")
+    write_export(str(out), text)
+    engine.dispose()
+    with out.open(newline="", encoding="utf-8") as handle:
+        exported = list(csv.DictReader(handle))
+    assert text.rows == len(exported) == count  # every chunk written, in order
+    assert [r["id"] for r in exported] == [f"r{n}" for n in range(2, count + 2)]
+    assert exported[-1]["submitted_at"] == "2026-12-04T01:02:03.456789+00:00"
+    assert exported[-1]["finished_at"] == "2026-12-04T23:59:59+00:00"
+    assert exported[0]["created_at"].endswith("+00:00")
 
 
 def test_counts_per_status_use_one_query_per_call(engine: Engine) -> None:

@@ -13,7 +13,6 @@ import json
 import os
 import tempfile
 from collections.abc import Collection, Iterable, Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -23,7 +22,8 @@ from sqlalchemy.engine import Engine
 
 from veobatch.errors import VeoBatchError, WriteError
 from veobatch.pricing import decimal_text
-from veobatch.store.queries import stream_jobs, utc
+from veobatch.store.queries import utc
+from veobatch.store.tables import Job
 
 EXPORT_FORMATS: Final = ("csv", "jsonl")
 INPUT_COLUMNS: Final = ("id", "prompt", "model", "images", "aspect_ratio", "enhance_prompt")
@@ -77,37 +77,183 @@ def extra_keys(conn: Connection, query: sa.Select[Any]) -> list[str]:
     return list(keys)
 
 
-def export_rows(
-    conn: Connection, query: sa.Select[Any], priced: Collection[str] | None = None
-) -> tuple[list[str], Iterator[dict[str, Any]]]:
-    """The column names and a stream of row dicts (native values) for `query` (`priced`: see
-    `output_value`)."""
-    extras = extra_keys(conn, query)
-    columns = [*INPUT_COLUMNS, *extras, *OUTPUT_COLUMNS]
-
-    def rows() -> Iterator[dict[str, Any]]:
-        for job in stream_jobs(conn, query):
-            yield _row(job, extras, priced)
-
-    return columns, rows()
-
-
-def _row(job: sa.Row[Any], extras: list[str], priced: Collection[str] | None) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "id": job.ref,
-        "prompt": job.prompt,
-        "model": job.model,
-        "images": [image_path(entry) for entry in job.images or ()],
-        "aspect_ratio": job.aspect_ratio,
-        "enhance_prompt": job.enhance_prompt,
+# What each column of an export is read as: the row's own columns, the database's raw values
+# (no SQLAlchemy result processing: a timestamp as SQLite's text, JSON as text), in this order.
+_INPUT_READ: Final = ("ref", "prompt", "model", "images", "aspect_ratio", "enhance_prompt")
+_TEXT_OUTPUTS: Final = frozenset(
+    {
+        "status",
+        "task_id",
+        "account",
+        "error",
+        "error_kind",
+        "remote_status",
+        "progress",
+        "video_url",
+        "video_path",
+        "video_sha256",
+        "download_error",
+        "review",
     }
-    extra = job.extra or {}
-    for key in extras:
-        row[key] = extra.get(key)
-    for column in OUTPUT_COLUMNS:
-        value = output_value(job, column, priced)
-        row[column] = utc(value).isoformat() if isinstance(value, datetime) else value  # type: ignore[union-attr]
-    return row
+)
+_TIMES: Final = frozenset({"created_at", "updated_at", "submitted_at", "finished_at"})
+CHUNK_ROWS: Final = 5_000  # rows fetched, formatted and written at a time
+
+
+def export_columns(conn: Connection, query: sa.Select[Any]) -> tuple[list[str], list[str]]:
+    """The export's column names, and the pass-through fields among them (`extra_keys`)."""
+    extras = extra_keys(conn, query)
+    return [*INPUT_COLUMNS, *extras, *OUTPUT_COLUMNS], extras
+
+
+def _read(query: sa.Select[Any], dialect: str) -> sa.Select[Any]:
+    """`query` (rows of Job) narrowed to what an export reads, as text where the driver
+    would otherwise build objects that are only turned back into text: timestamps (SQLite
+    keeps them as text; PostgreSQL is asked for the same text, in UTC) and JSON."""
+    names = [*_INPUT_READ, "extra", *("cost_micros" if n == "cost" else n for n in OUTPUT_COLUMNS)]
+    return query.with_only_columns(*(_raw(name, dialect) for name in names))
+
+
+def _raw(name: str, dialect: str) -> sa.ColumnElement[Any]:
+    column: sa.ColumnElement[Any] = getattr(Job, name)
+    if name not in _RAW:
+        return column
+    if dialect != "postgresql":
+        return sa.type_coerce(column, sa.String()).label(name)
+    if name in _TIMES:  # (as SQLite keeps them: `2026-12-04 13:25:50.000000`)
+        utc_time = sa.func.timezone("UTC", column)
+        return sa.func.to_char(utc_time, "YYYY-MM-DD HH24:MI:SS.US").label(name)
+    return sa.cast(column, sa.Text).label(name)
+
+
+_RAW: Final = frozenset({"images", "extra", *_TIMES})
+
+
+def export_chunks(
+    conn: Connection,
+    query: sa.Select[Any],
+    extras: list[str],
+    priced: Collection[str] | None,
+    format: str,
+) -> Iterator[list[list[Any]]]:
+    """The export's rows, CHUNK_ROWS at a time, each a list of cells in the order of
+    `export_columns`: for CSV, as the file writes them (formulas escaped, images joined with
+    `|`, booleans as true/false); for JSON Lines, native values (images a list). One pass over
+    a server-side cursor on PostgreSQL, its values as the driver gives them (see `_read`),
+    each cell made by its column's own function."""
+    csv_cells = format == "csv"
+    text = _escaped if csv_cells else _same
+    inputs = (text, text, text, _images_joined if csv_cells else _images_list, _same)
+    flag = _flag_text if csv_cells else _flag
+    made = [_made(name, text) for name in OUTPUT_COLUMNS]
+    cost = OUTPUT_COLUMNS.index("cost")
+    result = conn.execution_options(stream_results=True, yield_per=CHUNK_ROWS).execute(
+        _read(query, conn.dialect.name)
+    )
+    try:
+        for chunk in result.partitions(CHUNK_ROWS):
+            rows: list[list[Any]] = []
+            for row in chunk:
+                cells = [v if v is None else f(v) for f, v in zip(inputs, row[:5], strict=True)]
+                cells.append(flag(row[5]))
+                if extras:
+                    cells += _extras(row[6], extras, csv_cells)
+                out = [v if v is None else f(v) for f, v in zip(made, row[7:], strict=True)]
+                if not row[7 + cost] and priced is not None and row[2] not in priced:
+                    out[cost] = None  # unpriced is never free: no cost, not 0
+                rows.append(cells + out)
+            yield rows
+    finally:
+        result.close()
+
+
+def _made(name: str, text: Any) -> Any:
+    """The function that makes output column `name`'s cell from its raw value (not None)."""
+    if name in _TEXT_OUTPUTS:
+        return text
+    if name in _TIMES:
+        return _time
+    if name == "cost":
+        return decimal_text
+    return _same
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _escaped(value: Any) -> Any:
+    """A text cell of a CSV: after a `'` when a spreadsheet would run it as a formula."""
+    if value and value[0] in _FORMULA_FIRST:
+        return "'" + value
+    return value
+
+
+_FORMULA_FIRST: Final = frozenset(start[0] for start in FORMULA_STARTS)
+
+
+def _flag(value: Any) -> bool | None:
+    return None if value is None else bool(value)  # (SQLite keeps booleans as 0 and 1)
+
+
+def _flag_text(value: Any) -> str | None:
+    return None if value is None else "true" if value else "false"
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value  # (psycopg parses JSON)
+
+
+def _images_list(value: Any) -> list[Any]:
+    if isinstance(value, str) and (plain := _plain_links(value)) is not None:
+        return plain
+    return [image_path(entry) for entry in _json(value) or ()]
+
+
+def _plain_links(text: str) -> list[str] | None:
+    """The entries of a stored `images` that holds only plain texts (`["a", "b"]`, as the
+    loader writes it), split without a JSON parser; None for anything else (an escape, a
+    local image's object, another spacing): then it is parsed."""
+    if not (text.startswith('["') and text.endswith('"]')) or "\\" in text:
+        return None
+    parts = text[2:-2].split('", "')
+    return parts if text.count('"') == 2 * len(parts) else None
+
+
+def _images_joined(value: Any) -> str:
+    return str(_escaped("|".join(str(image) for image in _images_list(value))))
+
+
+def _extras(value: Any, extras: list[str], csv_cells: bool) -> list[Any]:
+    found = _json(value) or {}
+    cells = [found.get(key) for key in extras]
+    if not csv_cells:
+        return cells
+    return [_csv_value(cell) for cell in cells]
+
+
+def _csv_value(value: Any) -> Any:
+    """A pass-through field's value as a CSV cell."""
+    if isinstance(value, str):
+        return _escaped(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def _time(value: Any) -> str:
+    """A timestamp as ISO 8601 in UTC (`2026-12-04T13:25:50+00:00`, microseconds when there
+    are): SQLite's text, or a datetime from PostgreSQL."""
+    if isinstance(value, str):
+        text = value.replace(" ", "T", 1)
+        if text.endswith(".000000"):
+            text = text[:-7]
+        return text + "+00:00"
+    stamp = utc(value)
+    assert stamp is not None
+    return stamp.isoformat()
 
 
 def output_value(job: sa.Row[Any], column: str, priced: Collection[str] | None = None) -> Any:
@@ -161,14 +307,33 @@ class ExportText:
     def __iter__(self) -> Iterator[str]:
         buffer = io.StringIO()
         with self.engine.connect() as conn:
-            columns, rows = export_rows(conn, self.query, self.priced)
-            for _ in _lines(buffer, self.format, columns, rows):
-                self.rows += 1
-                if self.rows % 500 == 0:
-                    yield buffer.getvalue()
-                    buffer.seek(0)
-                    buffer.truncate()
+            columns, extras = export_columns(conn, self.query)
+            chunks = export_chunks(conn, self.query, extras, self.priced, self.format)
+            if self.format == "csv":
+                writer = csv.writer(buffer)
+                writer.writerow(columns)
+                for rows in chunks:
+                    writer.writerows(rows)
+                    self.rows += len(rows)
+                    yield _taken(buffer)
+            else:
+                for rows in chunks:
+                    buffer.writelines(_json_line(columns, row) for row in rows)
+                    self.rows += len(rows)
+                    yield _taken(buffer)
         yield buffer.getvalue()
+
+
+def _taken(buffer: io.StringIO) -> str:
+    """What `buffer` holds, emptied."""
+    text = buffer.getvalue()
+    buffer.seek(0)
+    buffer.truncate()
+    return text
+
+
+def _json_line(columns: list[str], row: list[Any]) -> str:
+    return json.dumps(dict(zip(columns, row, strict=True)), ensure_ascii=False, default=str) + "\n"
 
 
 def _umask() -> int:
@@ -212,33 +377,3 @@ def write_export(path: str, text: Iterable[str], stdout: IO[str] | None = None) 
     except BaseException:
         os.unlink(temporary)
         raise
-
-
-def _lines(
-    out: IO[str], format: str, columns: list[str], rows: Iterator[dict[str, Any]]
-) -> Iterator[None]:
-    """Write the header (CSV), then each row, yielding after each row."""
-    if format == "jsonl":
-        for row in rows:
-            out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-            yield None
-        return
-    writer = csv.writer(out)
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_csv_cell(key, row[key]) for key in columns])
-        yield None
-
-
-def _csv_cell(key: str, value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value  # a spreadsheet would run it as a formula; the loader takes it off
-    if key == "images" and isinstance(value, list):
-        return "|".join(str(image) for image in value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
-    return value
