@@ -115,6 +115,7 @@ def test_a_batch_driven_through_a_generated_client(
     uploaded = api["api.intake.upload_job_file"].sync_detailed(name="shop", client=veo, body=upload)
     assert uploaded.status_code == 201, uploaded.content
     assert uploaded.parsed.added == 2
+    assert uploaded.parsed.refs is None  # a file's rows are listed by list_jobs, not here
 
     batch = api["api.batches.get_batch"].sync(name="shop", client=veo)
     assert batch.state == models.BatchState.ACTIVE

@@ -99,7 +99,7 @@ def upload_job_file(
         created=result.created,
         added=result.stored,
         already_there=result.already_present,
-        refs=[],
+        refs=None,  # (a file's rows can be a million: listed by GET /batches/{name}/jobs)
     )
 
 

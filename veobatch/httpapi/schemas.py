@@ -75,7 +75,12 @@ class Intake(BaseModel):
     created: bool
     added: int
     already_there: int
-    refs: list[str]
+    refs: list[str] | None = Field(
+        description=(
+            "Each job's id, in the order the call gave them (adding jobs); null for an "
+            "uploaded file, whose rows can be many: GET /batches/{name}/jobs lists them"
+        )
+    )
 
 
 class Batch(BaseModel):
