@@ -4,7 +4,9 @@ that wants to hurt its client would.
 A job asks for a misdeed with a word in its prompt, `hostile:NAME`:
 
 - to the POST (`SUBMIT`): `html` (a 200 page), `number`, `null`, `object`, `list`, `empty`
-  (the task id as that), `huge-id` (a task id of 500 KB), `huge-json` (50 MB of JSON);
+  (the task id as that), `huge-id` (a task id of 500 KB), `deep-json` (a 200 of JSON nested
+  200,000 deep), `huge-json` (50 MB of JSON); `deep-error` (a 400 whose JSON is nested as
+  deep);
 - to the polls (`POLL`): `nested-output` (data.output an object), `newline-url`, `long-url`
   (100 KB), `ansi-reason` (a failure reason that clears the screen and sets the title),
   `huge-poll` (50 MB of JSON);
@@ -28,7 +30,10 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 
-SUBMIT: Final = frozenset({"html", "number", "null", "object", "list", "empty", "huge-id"})
+SUBMIT: Final = frozenset(
+    {"html", "number", "null", "object", "list", "empty", "huge-id", "deep-json"}
+)
+DEEP: Final = b"[" * 200_000 + b"]" * 200_000  # (under the 1 MiB an answer may take)
 POLL: Final = frozenset({"nested-output", "newline-url", "long-url", "ansi-reason"})
 INSIDE: Final = frozenset(
     {"loopback-url", "decimal-url", "mapped-url", "metadata-url", "redirect-inside"}
@@ -94,6 +99,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, b"<html><title>Welcome</title><body>hi</body></html>", "text/html")
         elif deed == "huge-json":
             self._huge()
+        elif deed == "deep-json":
+            self._send(200, DEEP, "application/json")
+        elif deed == "deep-error":
+            self._send(400, DEEP, "application/json")
         elif deed in answers:
             self._json({"task_id": answers[deed]})
         else:

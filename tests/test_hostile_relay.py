@@ -52,6 +52,20 @@ def test_a_200_without_a_usable_task_id_leaves_the_row_in_doubt_and_unsent(
     assert set(relay.created.values()) == {1}  # none sent twice
 
 
+def test_an_error_nested_too_deep_to_parse_fails_its_row_with_words_not_a_crash(
+    engine: Engine, relay: HostileRelay
+) -> None:
+    batch_id = load_prompts(engine, ["a fox hostile:deep-error", "an honest fox"])
+    progress = run_embedded(engine, relay, batch_id, max_attempts=1)
+    assert progress.state == "finished"
+    found = rows(engine)
+    assert found["an honest fox"].status == "succeeded"
+    deep = found["a fox hostile:deep-error"]
+    assert (deep.status, deep.error_kind, deep.http_status) == ("failed", "invalid", 400)
+    assert deep.error.startswith("[[[[")  # the body's start, cut: never parsed whole
+    assert len(deep.error) < 1000
+
+
 def test_poll_answers_that_cannot_be_used_fail_their_row_saying_why(
     engine: Engine, relay: HostileRelay
 ) -> None:

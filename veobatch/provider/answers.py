@@ -9,6 +9,7 @@ check is described in words (with the raw value cut and escaped), never kept as 
 
 from __future__ import annotations
 
+import json
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -16,6 +17,15 @@ from veobatch.visible import hidden, shown
 
 MAX_TASK_ID: Final = 200
 MAX_URL: Final = 2048
+
+
+def parsed_json(data: bytes | str) -> Any:
+    """A stranger's JSON, parsed; ValueError for what is not JSON, and for JSON nested too
+    deep for the parser (a megabyte of `[` raises RecursionError in `json.loads`)."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deep to read") from None
 
 
 def task_id_problem(value: Any) -> str | None:

@@ -36,6 +36,7 @@ import httpx
 
 from veobatch.errors import ProviderError
 from veobatch.metrics import count_request
+from veobatch.provider.answers import parsed_json
 from veobatch.provider.deadline import WATCHDOG
 from veobatch.provider.dialect import Dialect, Request, TaskState
 from veobatch.provider.redact import Redactor
@@ -264,7 +265,7 @@ class ProviderClient:
 
     def _json(self, response: Answer) -> Any:
         try:
-            return json.loads(response.content)
+            return parsed_json(response.content)
         except ValueError:
             message = f"not JSON: {self._redact(_text(response))[:200]!r}"
             raise ProviderError(ErrorKind.BAD_ANSWER, message, response.status_code) from None

@@ -34,7 +34,7 @@ from typing import Any, Final
 from urllib.parse import quote
 
 from veobatch.errors import ImageError, ProviderError
-from veobatch.provider.answers import text_field, video_url_problem
+from veobatch.provider.answers import parsed_json, text_field, video_url_problem
 from veobatch.provider.dialect import Ask, Request, TaskState, filtered_reason
 from veobatch.provider.relay import MAX_MESSAGE, error_message, retry_after_seconds
 from veobatch.states import ErrorKind
@@ -229,7 +229,7 @@ def _error_words(error: Any) -> str:
 def _error_of(body: bytes) -> tuple[str, str, str]:
     """Google's error body: (status, message, the details as text); empty where missing."""
     try:
-        data = json.loads(body)
+        data = parsed_json(body)
     except ValueError:
         return "", "", ""
     error = data.get("error") if isinstance(data, dict) else None

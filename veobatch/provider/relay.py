@@ -17,14 +17,18 @@ both ways. Whether it was billed the relay does not say (the account's `filtered
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import quote
 
 from veobatch.errors import ProviderError
-from veobatch.provider.answers import task_id_problem, text_field, video_url_problem
+from veobatch.provider.answers import (
+    parsed_json,
+    task_id_problem,
+    text_field,
+    video_url_problem,
+)
 from veobatch.provider.dialect import Ask, Request, TaskState, filtered_reason
 from veobatch.states import ErrorKind
 
@@ -63,7 +67,7 @@ def error_message(body: bytes, content_type: str = "") -> str:
 def _words(body: bytes, content_type: str) -> str:
     text = body.decode("utf-8", errors="replace").strip()
     try:
-        data = json.loads(text)
+        data = parsed_json(text)
     except ValueError:
         data = None
     if isinstance(data, dict):
@@ -81,7 +85,7 @@ def _words(body: bytes, content_type: str) -> str:
 
 def _error_code(body: bytes) -> str:
     try:
-        data = json.loads(body)
+        data = parsed_json(body)
     except ValueError:
         return ""
     if not isinstance(data, dict):
