@@ -111,10 +111,11 @@ def test_watch_filter_open_play_reject_and_rerun(
         )
         runner.start()
         page.wait_for_selector('#counts [data-status="succeeded"]', timeout=60_000)
-        page.wait_for_function(
-            "document.querySelector('#counts [data-status=\"succeeded\"] b')?.textContent === '6'",
-            timeout=60_000,
-        )
+        # (Polled by Playwright's own matcher: the page's policy forbids eval of a string.)
+        from playwright.sync_api import expect  # noqa: PLC0415 - as the fixture imports it
+
+        succeeded = page.locator('#counts [data-status="succeeded"] b')
+        expect(succeeded).to_have_text("6", timeout=60_000)
         runner.join()
     assert page.url == f"{base}/ui/batches/shop"  # never reloaded
     assert page.is_visible("#state")
