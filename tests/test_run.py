@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -22,10 +22,11 @@ from veobatch.lifecycle.progress import Progress
 from veobatch.lifecycle.rate_limit import LocalRateLimiter
 from veobatch.provider.client import ProviderClient
 from veobatch.provider.mock import MockConfig, MockProvider
+from veobatch.running import RunOutcome
 from veobatch.service import BatchService
 from veobatch.settings import Rate, Secret, Settings
 from veobatch.states import JobStatus
-from veobatch.store.queries import RowFilter
+from veobatch.store.queries import BatchSummary, RowFilter
 from veobatch.store.tables import Attempt, Job
 
 DEADLINE = timedelta(minutes=30)  # a rerun's new deadline for polls
@@ -418,3 +419,24 @@ def test_many_threads_share_the_pool(engine: Engine, mock: MockProvider) -> None
     batch_id = load_prompts(engine, [f"row {n}" for n in range(80)])
     progress = run_embedded(engine, mock, batch_id, concurrency=32)
     assert progress.of(JobStatus.SUCCEEDED) == 80
+
+
+def test_a_run_counts_videos_not_saved_from_one_snapshot() -> None:
+    """`run --no-wait` re-reads the batch after its last progress; rows that succeeded in
+    between, their downloads not yet counted due, are not videos given up on (CI saw
+    `2 videos not saved`, exit 10, for a run whose workers were still fetching them)."""
+    seen = Progress(counts={JobStatus.SUBMITTED: 2}, downloading=True, waits_for_videos=False)
+    later = BatchSummary(
+        id=1,
+        name="jobs",
+        state="finished",
+        source="jobs.jsonl",
+        pause_reason=None,
+        created_at=datetime.now(UTC),
+        counts={JobStatus.SUCCEEDED: 2},
+    )
+    assert RunOutcome(later, seen, None).unsaved == 0
+    given_up = Progress(
+        counts={JobStatus.SUCCEEDED: 3}, downloading=True, downloaded=1, downloads_due=1
+    )
+    assert RunOutcome(later, given_up, None).unsaved == 1

@@ -57,11 +57,14 @@ class RunOutcome:
 
     @property
     def unsaved(self) -> int:
-        """Videos given up on (those still due are being fetched, by the workers)."""
-        if not self.progress.downloading:
+        """Videos given up on (those still due are being fetched, by the workers). All three
+        counts come from one snapshot, the last progress: the batch as re-read after it may
+        have more rows succeeded whose download is not yet counted due."""
+        progress = self.progress
+        if not progress.downloading:
             return 0
-        succeeded = self.batch.counts.get(JobStatus.SUCCEEDED, 0)
-        return succeeded - self.progress.downloaded - self.progress.downloads_due
+        succeeded = progress.counts.get(JobStatus.SUCCEEDED, 0)
+        return max(0, succeeded - progress.downloaded - progress.downloads_due)
 
     @property
     def exit_code(self) -> ExitCode:

@@ -268,7 +268,7 @@ def _print_run(app: App, outcome: RunOutcome) -> None:
     if batch.state == BatchState.PAUSED:
         _exit_paused(name, batch.pause_reason)
     if progress.downloading:
-        succeeded = batch.counts.get(JobStatus.SUCCEEDED, 0)
+        succeeded = progress.counts.get(JobStatus.SUCCEEDED, 0)  # the snapshot of `downloaded`
         echo(f"videos on disk: {progress.downloaded:,} of {succeeded:,}")
         if outcome.unsaved:
             echo(
