@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from http.server import HTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import boto3
 import httpx
@@ -129,7 +130,18 @@ def sqlite_run(tmp_path: Path) -> Cli:
     return Cli(f"sqlite:///{tmp_path / 'veo-batch.db'}")
 
 
-REDIS_URL = os.environ.get("VEO_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+def _redis_url() -> str:
+    """VEO_TEST_REDIS_URL (default: database 15); with pytest-xdist, each worker its own
+    database below it (gw0: 15, gw1: 14, ...), as every test empties its database first."""
+    url = urlsplit(os.environ.get("VEO_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")  # unset: not under xdist
+    database = int(url.path.lstrip("/") or 0) - int(worker.removeprefix("gw"))
+    if database < 0:
+        raise pytest.UsageError(f"too many xdist workers for Redis databases below {url.path}")
+    return urlunsplit(url._replace(path=f"/{database}"))
+
+
+REDIS_URL = _redis_url()
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from alembic import command
 from click.testing import CliRunner, Result
 from sqlalchemy.engine import Engine
 
+from tests.conftest import REDIS_URL
 from tests.helpers import account_for, load_prompts, sender_for
 from veobatch.accounts import store
 from veobatch.accounts.routing import BREAKER, Candidate, Row, route
@@ -549,9 +550,7 @@ def test_a_worker_refuses_an_unusable_file_at_start(tmp_path: Path) -> None:
     path = tmp_path / "accounts.toml"
     path.write_text('[accounts.a]\nbase = "https://a.example"\nkey_env = "NOT_SET_HERE"\n')
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    started = cli_with(
-        url, "worker", VEO_REDIS_URL="redis://127.0.0.1:6379/15", VEO_ACCOUNTS=str(path)
-    )
+    started = cli_with(url, "worker", VEO_REDIS_URL=REDIS_URL, VEO_ACCOUNTS=str(path))
     assert started.exit_code == 6
     assert "account 'a': key_env: the variable NOT_SET_HERE is not set" in started.output
 
