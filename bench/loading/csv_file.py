@@ -1,7 +1,8 @@
 """The CSV job file of bench/load.py: generated, streamed and seeded (the same rows on every
 run), with realistic rows: prompts of 60 to 200 characters (3% in Chinese, 40% of the English
-ones written as one comma-separated line), the models' image counts, https image links,
-aspect ratios and booleans, some left empty."""
+ones written as one comma-separated line; none holds a line break), the models' image counts,
+https image links, aspect ratios and booleans, some left empty. Row counts (of this file, of
+an export) are read as CSV all the same."""
 
 from __future__ import annotations
 
@@ -183,5 +184,12 @@ def write_csv(path: Path, count: int, seed: int) -> None:
 
 
 def count_csv_rows(path: Path) -> int:
+    """The records of a CSV file with a header, read as CSV (a quoted cell may hold a line
+    break), blank lines left out."""
     with path.open(newline="", encoding="utf-8") as handle:
         return sum(1 for row in csv.reader(handle) if row) - 1
+
+
+def csv_header(path: Path) -> list[str]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return next(csv.reader(handle), [])

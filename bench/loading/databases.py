@@ -1,99 +1,125 @@
-"""The loads of bench/load.py on each database: `veo-batch load FILE --batch bench` into a
-fresh database (a new SQLite file, or a new PostgreSQL database `veobatch_bench`, either
-migrated with `veo-batch db upgrade` before the clock starts: every row is checked and all
-rows are stored in one transaction), then pandas into a fresh SQLite file or the same
-PostgreSQL database. On PostgreSQL the faster of pandas' `method=None` and `method="multi"`
-is picked by a short trial first ("multi" sends chunks of 10,922 rows: PostgreSQL binds at
-most 65,535 parameters in one statement). PostgreSQL is skipped when the server at
-127.0.0.1:5432 cannot be reached."""
+"""The steps of bench/load.py on each database, in this order:
+
+1. veo-batch's load, `veo-batch load FILE --batch bench`, into a fresh database (a new SQLite
+   file, or the new PostgreSQL database `veobatch_bench`), migrated with `veo-batch db
+   upgrade` before the clock starts: every row is checked and all rows are stored in one
+   transaction; then the rows of `jobs` are counted;
+2. the exports of what it stored (bench/loading/exports.py): `veo-batch export`, then the
+   anchor, `sqlite3 -csv` or `psql \\copy ... to`; on PostgreSQL the table is first
+   `VACUUM (ANALYZE)`d, not timed, so that neither export pays for the other's first read;
+3. on PostgreSQL, the COPY anchor of the load, `psql \\copy copy_anchor FROM FILE` into a
+   table of text columns in the same database (bench/loading/postgres.py);
+4. pandas, `read_csv` + `to_sql`, into a fresh SQLite file or a table `jobs_pandas` of the
+   same PostgreSQL database (bench/loading/pandas_load.py). On PostgreSQL the faster of
+   pandas' `method=None` and `method="multi"` is picked by a short trial first ("multi"
+   sends chunks of 10,922 rows: PostgreSQL binds at most 65,535 parameters in one
+   statement).
+
+PostgreSQL is skipped when `psql` cannot reach the server at 127.0.0.1:5432, and its database
+is dropped however the steps end. Each step's rows are counted after it, and a wrong count is
+reported (the CHECK column) without stopping the others."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 from collections.abc import Callable
 from contextlib import closing
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Final
 
-import psycopg
-from psycopg import sql
-
 from bench.harness.processes import veo_batch
-from bench.harness.services import drop_database, pg_admin, recreate_database
+from bench.loading.exports import export_psql, export_sqlite3, export_veobatch
 from bench.loading.pandas_load import PANDAS_TABLE, load_pandas, pandas_command, pandas_settings
-from bench.loading.runs import Result, measured_load, run_measured, with_database
+from bench.loading.postgres import (
+    PG_URL,
+    drop_database,
+    load_copy,
+    pg_count,
+    pg_unreachable,
+    recreate_database,
+    settle,
+)
+from bench.loading.runs import Result, measured, run_measured, with_database
 
 TRIAL_ROWS: Final = 20_000  # rows of the trial that picks pandas' method on PostgreSQL
-PG_NAME: Final = "veobatch_bench"
-PG_BENCH_DSN: Final = f"host=127.0.0.1 port=5432 user=postgres dbname={PG_NAME}"
-PG_URL: Final = f"postgresql+psycopg://postgres@127.0.0.1:5432/{PG_NAME}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which steps to run besides veo-batch's load."""
+
+    export: bool  # veo-batch's export and its anchor
+    copy: bool  # the COPY anchor of the load (PostgreSQL)
+    pandas: bool  # the pandas anchor of the load
+    keep: bool  # keep the exported files
 
 
 def load_veobatch(
-    database: str, url: str, csv_path: Path, rows: int, stored: Callable[[], int]
+    database: str, url: str, csv_path: Path, rows: int, count: Callable[[], int]
 ) -> Result:
     """Migrate the fresh database (not timed), then load into it."""
     run_measured(veo_batch("db", "upgrade"), with_database(url))
-    command = veo_batch("load", str(csv_path), "--batch", "bench")
-    how = "validated, one transaction"
-    return measured_load(database, "veo-batch", how, command, with_database(url), rows, stored)
+    argv = veo_batch("load", str(csv_path), "--batch", "bench")
+    how = "veo-batch load FILE --batch bench: checked, one transaction"
+    return measured("load", database, "veo-batch", how, argv, with_database(url), rows, count)
 
 
 def sqlite_count(path: Path, table: str = "jobs") -> Callable[[], int]:
     def count() -> int:
         with closing(sqlite3.connect(path)) as conn:
-            (value,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+            (value,) = conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()
             return int(value)
 
     return count
 
 
-def pg_count(table: str = "jobs") -> Callable[[], int]:
-    def count() -> int:
-        with psycopg.connect(PG_BENCH_DSN) as conn:
-            row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
-            (value,) = row.fetchone() or (0,)
-            return int(value)
-
-    return count
-
-
-def bench_sqlite(csv_path: Path, rows: int, work: Path, skip_pandas: bool) -> list[Result]:
+def bench_sqlite(csv_path: Path, rows: int, work: Path, plan: Plan) -> list[Result]:
     ours, theirs = work / "veobatch.db", work / "pandas.db"
-    results = [load_veobatch("sqlite", f"sqlite:///{ours}", csv_path, rows, sqlite_count(ours))]
-    if not skip_pandas:
-        stored = sqlite_count(theirs, PANDAS_TABLE)
-        results.append(load_pandas("sqlite", f"sqlite:///{theirs}", csv_path, "none", rows, stored))
+    url = f"sqlite:///{ours}"
+    results = [load_veobatch("sqlite", url, csv_path, rows, sqlite_count(ours))]
+    if plan.export:
+        results.append(export_veobatch("sqlite", url, rows, work, plan.keep))
+        if shutil.which("sqlite3") is None:
+            print("sqlite: export: the anchor is skipped, sqlite3 is not installed")
+        else:
+            results.append(export_sqlite3(ours, rows, work, plan.keep))
+    if plan.pandas:
+        count = sqlite_count(theirs, PANDAS_TABLE)
+        results.append(load_pandas("sqlite", f"sqlite:///{theirs}", csv_path, "none", rows, count))
     return results
 
 
-def pg_unreachable() -> str | None:
-    """Why PostgreSQL cannot be used, or None when it can."""
-    try:
-        pg_admin("SELECT 1", PG_NAME)
-    except psycopg.OperationalError as exc:
-        return str(exc).strip()
-    return None
-
-
-def bench_postgresql(csv_path: Path, rows: int, skip_pandas: bool) -> list[Result]:
+def bench_postgresql(csv_path: Path, rows: int, work: Path, plan: Plan) -> list[Result]:
     problem = pg_unreachable()
     if problem is not None:
         print(f"postgresql: skipped, the server at 127.0.0.1:5432 cannot be reached: {problem}")
         return []
-    recreate_database(PG_NAME)
+    recreate_database()
     try:
-        results = [load_veobatch("postgresql", PG_URL, csv_path, rows, pg_count())]
-        if not skip_pandas:
-            method, trial = pg_pandas_method(csv_path)
-            stored = pg_count(PANDAS_TABLE)
-            result = load_pandas("postgresql", PG_URL, csv_path, method, rows, stored)
-            result.extra["method_trial_seconds"] = trial
-            results.append(result)
+        results = [load_veobatch("postgresql", PG_URL, csv_path, rows, partial(pg_count, "jobs"))]
+        if plan.export:
+            settle("jobs")
+            results.append(export_veobatch("postgresql", PG_URL, rows, work, plan.keep))
+            results.append(export_psql(rows, work, plan.keep))
+        if plan.copy:
+            results.append(load_copy(csv_path, rows))
+        if plan.pandas:
+            results.append(pandas_postgresql(csv_path, rows))
         return results
     finally:
-        drop_database(PG_NAME)
+        drop_database()
+
+
+def pandas_postgresql(csv_path: Path, rows: int) -> Result:
+    method, trial = pg_pandas_method(csv_path)
+    count = partial(pg_count, PANDAS_TABLE)
+    result = load_pandas("postgresql", PG_URL, csv_path, method, rows, count)
+    result.extra["method_trial_seconds"] = trial
+    return result
 
 
 def pg_pandas_method(csv_path: Path) -> tuple[str, dict[str, float]]:

@@ -1,4 +1,4 @@
-"""The baseline of bench/load.py, the code a user would write without us:
+"""An anchor of the load in bench/load.py, the code a user would write without us:
 `pandas.read_csv(FILE)` then `DataFrame.to_sql("jobs_pandas", ..., chunksize=50_000)` through a
 SQLAlchemy engine, with no validation at all. It runs as `bench/load.py --pandas-child ...`,
 in a child process of its own: only that child imports pandas and SQLAlchemy."""
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Final
 
 from bench.loading.csv_file import HEADER
-from bench.loading.runs import Result, measured_load
+from bench.loading.runs import Result, measured
 
 PANDAS_TABLE: Final = "jobs_pandas"
 PANDAS_CHUNKSIZE: Final = 50_000
@@ -62,8 +62,8 @@ def pandas_child(csv_path: str, url: str, method: str, rows: str) -> None:
 
 
 def load_pandas(
-    database: str, url: str, csv_path: Path, method: str, rows: int, stored: Callable[[], int]
+    database: str, url: str, csv_path: Path, method: str, rows: int, count: Callable[[], int]
 ) -> Result:
     command = pandas_command(csv_path, url, method, 0)
-    how = "no validation, " + pandas_settings(method)
-    return measured_load(database, "pandas", how, command, dict(os.environ), rows, stored)
+    how = "read_csv + to_sql, checks nothing, " + pandas_settings(method)
+    return measured("load", database, "pandas", how, command, dict(os.environ), rows, count)

@@ -1,12 +1,17 @@
-"""One load in a child process of its own, measured: its wall time from spawning it to its
-exit (interpreter start-up and imports count, as they do for a user), its peak RSS (the
-`ru_maxrss` that `os.wait4` returns for exactly that child) and the peak memory of its whole
-process tree (RSS and PSS, sampled every 20 ms); then the stored row count is checked against
-the file's.
+"""One step of bench/load.py in a child process of its own, measured: its wall time from
+spawning it to its exit (interpreter start-up and imports count, as they do for a user), its
+peak RSS (the `ru_maxrss` that `os.wait4` returns for exactly that child: the largest single
+process of its tree, its reaped children included) and the peak memory of its whole process
+tree (RSS and PSS, sampled every 20 ms); then what it stored or wrote is counted against the
+rows of the file. The same for every tool: veo-batch, pandas, `sqlite3` and `psql`.
 
 Linux starts a child's `ru_maxrss` at the parent's peak (the child begins as a copy of the
 parent before `exec`), so no figure can be lower than bench/load.py's own peak RSS: kept
-small because it streams the CSV and imports neither pandas nor SQLAlchemy.
+small (about 20 MB) because it streams the CSV, talks to PostgreSQL through `psql` and imports
+neither veo-batch, psycopg, pandas nor SQLAlchemy.
+
+On PostgreSQL the server's processes belong to no child: their memory counts in no figure,
+their time in every wall time.
 """
 
 from __future__ import annotations
@@ -17,12 +22,15 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any, Final
+from pathlib import Path
+from typing import IO, Any, Final
 
-from bench.harness.processes import BenchError
+from bench.harness.processes import BenchError, base_env
 
 ERROR_TAIL_CHARS: Final = 3000  # of a failed child's output (pandas quotes whole statements)
+SAMPLE_SECONDS: Final = 0.02  # between looks at the memory of a child's tree
 
 
 @dataclass(frozen=True)
@@ -64,12 +72,22 @@ def _memory_kib(pid: int) -> tuple[int, int]:
     return int(fields["Rss"].split()[0]), int(fields["Pss"].split()[0])
 
 
-def run_measured(argv: Sequence[str], env: dict[str, str]) -> Run:
+def _read(handle: IO[bytes]) -> str:
+    handle.seek(0)
+    return handle.read().decode(errors="replace")
+
+
+def run_measured(argv: Sequence[str], env: dict[str, str], stdout: Path | None = None) -> Run:
     """Run `argv` to its end: its wall time, its own peak RSS (from wait4) and the peak memory
-    of its whole process tree, sampled every 20 ms. Fails unless it exits 0."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    of its whole process tree, sampled every 20 ms. Its standard output goes to the file
+    `stdout` when given (as a shell's `> FILE` would), else it is kept. Fails unless it
+    exits 0."""
+    with ExitStack() as files:
+        out = files.enter_context(tempfile.TemporaryFile())
+        err = files.enter_context(tempfile.TemporaryFile())
+        target = out if stdout is None else files.enter_context(stdout.open("wb"))
         started = time.perf_counter()
-        child = subprocess.Popen(argv, env=env, stdout=out, stderr=err)
+        child = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=target, stderr=err)
         tree_rss = tree_pss = 0
         while True:
             pid, status, usage = os.wait4(child.pid, os.WNOHANG)
@@ -78,14 +96,10 @@ def run_measured(argv: Sequence[str], env: dict[str, str]) -> Run:
             sizes = [_memory_kib(p) for p in _descendants(child.pid)]
             tree_rss = max(tree_rss, sum(rss for rss, _ in sizes))
             tree_pss = max(tree_pss, sum(pss for _, pss in sizes))
-            time.sleep(0.02)
+            time.sleep(SAMPLE_SECONDS)
         seconds = time.perf_counter() - started
         child.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        run = Run(
-            seconds, usage.ru_maxrss, out.read().decode(), err.read().decode(), tree_rss, tree_pss
-        )
+        run = Run(seconds, usage.ru_maxrss, _read(out), _read(err), tree_rss, tree_pss)
     if child.returncode != 0:
         tail = (run.stdout + run.stderr)[-ERROR_TAIL_CHARS:]
         raise BenchError(f"`{shlex.join(argv)}` exited with {child.returncode}:\n{tail}")
@@ -93,19 +107,22 @@ def run_measured(argv: Sequence[str], env: dict[str, str]) -> Run:
 
 
 def with_database(url: str) -> dict[str, str]:
-    return {**os.environ, "VEO_DATABASE_URL": url}
+    """This environment, without any VEO_* setting of its own, pointing veo-batch at `url`."""
+    return base_env(VEO_DATABASE_URL=url)
 
 
 @dataclass
 class Result:
-    database: str
-    tool: str
-    rows: int
+    step: str  # load or export
+    database: str  # sqlite or postgresql
+    tool: str  # veo-batch, or an anchor: pandas, copy, sqlite3, psql
+    rows: int  # rows it stored or wrote, counted after it ended
+    expected: int  # rows of the CSV file
     seconds: float
     peak_rss_mb: float  # the largest single process
     how: str
     output: str = ""
-    tree_rss_mb: float = 0.0  # all processes of the load together, shared pages counted twice
+    tree_rss_mb: float = 0.0  # all processes of the step together, shared pages counted twice
     tree_pss_mb: float = 0.0  # all processes together, shared pages counted once
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -113,29 +130,43 @@ class Result:
     def rows_per_s(self) -> float:
         return self.rows / self.seconds
 
+    @property
+    def memory_mb(self) -> float:
+        """What the memory target is checked against: the larger of the two peaks."""
+        return max(self.peak_rss_mb, self.tree_rss_mb)
 
-def measured_load(
+    @property
+    def counted_right(self) -> bool:
+        return self.rows == self.expected
+
+
+def measured(
+    step: str,
     database: str,
     tool: str,
     how: str,
     argv: Sequence[str],
     env: dict[str, str],
-    rows: int,
-    stored: Callable[[], int],
+    expected: int,
+    count: Callable[[], int],
+    stdout: Path | None = None,
 ) -> Result:
-    """Run one load and check that it stored `rows` rows."""
-    print(f"{database}: {tool}: {how} ...", flush=True)
-    run = run_measured(argv, env)
-    count = stored()
-    if count != rows:
-        raise BenchError(f"{database}: {tool} stored {count:,} rows, the file has {rows:,}")
+    """Run one step, then `count` the rows it stored or wrote (`expected`: the file's)."""
+    print(f"{database}: {step}: {tool}: {how} ...", flush=True)
+    run = run_measured(argv, env, stdout)
+    rows = count()
     output = (run.stdout + run.stderr).strip()
     if output:
         print("  " + output.replace("\n", "\n  "))
+    print(f"  {run.seconds:.2f} s, {rows:,} rows", flush=True)
+    if rows != expected:
+        print(f"  WRONG: {rows:,} rows, the file has {expected:,}")
     return Result(
+        step,
         database,
         tool,
         rows,
+        expected,
         run.seconds,
         run.peak_rss_kib / 1024,
         how,
