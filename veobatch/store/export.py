@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 
 from veobatch.errors import VeoBatchError, WriteError
 from veobatch.pricing import decimal_text
+from veobatch.store.export_copy import copy_csv_lines
 from veobatch.store.queries import utc
 from veobatch.store.tables import Job
 
@@ -68,8 +69,11 @@ def export_format(path: str, format: str | None) -> str:
 
 
 def extra_keys(conn: Connection, query: sa.Select[Any]) -> list[str]:
-    """Every pass-through field used by a row of `query`, in first-seen order."""
-    texts = sa.select(sa.cast(query.subquery().c.extra, sa.Text)).distinct()
+    """Every pass-through field used by a row of `query`, in first-seen order (by row id,
+    so that both databases give the same columns in the same order)."""
+    rows = query.subquery()
+    extra = sa.cast(rows.c.extra, sa.Text)
+    texts = sa.select(extra).group_by(extra).order_by(sa.func.min(rows.c.id))
     keys: dict[str, None] = {}
     for (text,) in conn.execute(texts):
         if text and text != "null":
@@ -98,6 +102,7 @@ _TEXT_OUTPUTS: Final = frozenset(
 )
 _TIMES: Final = frozenset({"created_at", "updated_at", "submitted_at", "finished_at"})
 CHUNK_ROWS: Final = 5_000  # rows fetched, formatted and written at a time
+LINE_END: Final = "\n"  # as PostgreSQL's COPY ends a CSV line, so both databases write the same
 
 
 def export_columns(conn: Connection, query: sa.Select[Any]) -> tuple[list[str], list[str]]:
@@ -308,9 +313,12 @@ class ExportText:
         buffer = io.StringIO()
         with self.engine.connect() as conn:
             columns, extras = export_columns(conn, self.query)
+            if self.format == "csv" and conn.dialect.name == "postgresql":
+                yield from self._copied(conn, columns, extras)
+                return
             chunks = export_chunks(conn, self.query, extras, self.priced, self.format)
             if self.format == "csv":
-                writer = csv.writer(buffer)
+                writer = csv.writer(buffer, lineterminator=LINE_END)
                 writer.writerow(columns)
                 for rows in chunks:
                     writer.writerows(rows)
@@ -322,6 +330,20 @@ class ExportText:
                     self.rows += len(rows)
                     yield _taken(buffer)
         yield buffer.getvalue()
+
+    def _copied(self, conn: Connection, columns: list[str], extras: list[str]) -> Iterator[str]:
+        """The CSV made by PostgreSQL (`export_copy`): the header, then COPY's lines."""
+        header = io.StringIO()
+        csv.writer(header, lineterminator=LINE_END).writerow(columns)
+        yield header.getvalue()
+        lines = copy_csv_lines(
+            conn, self.query, extras, OUTPUT_COLUMNS, FORMULA_STARTS, self.priced
+        )
+        for text in lines:
+            if isinstance(text, int):
+                self.rows = text
+            elif text:
+                yield text
 
 
 def _taken(buffer: io.StringIO) -> str:
