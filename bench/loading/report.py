@@ -15,7 +15,7 @@ same run:
 
 RATIO is the anchor's wall time ÷ veo-batch's (above 1: veo-batch is faster). Every veo-batch
 step has a memory target too: at most 100 MB, checked against the larger of its PEAK RSS and
-TREE RSS (1 MB = 2^20 bytes). Each target reads PASS or MISS."""
+TREE PSS (1 MB = 2^20 bytes). Each target reads PASS or MISS."""
 
 from __future__ import annotations
 
@@ -185,8 +185,8 @@ def report(results: Sequence[Result], floor_mb: float) -> str:
         f"≥ ×0.5 of sqlite3 -csv and of psql \\copy; every veo-batch step at most "
         f"{TARGET_RSS_MB} MB.\n"
         "VEO-BATCH MB: the larger of its PEAK RSS (the largest single process, from wait4) and "
-        "TREE RSS (its processes together, sampled every 20 ms, shared pages counted in each; "
-        "TREE PSS counts them once). 1 MB = 2^20 bytes.\n"
+        "TREE PSS (its processes together, sampled every 250 ms, pages a forked child shares "
+        "with its parent counted once; TREE RSS counts them in each). 1 MB = 2^20 bytes.\n"
         f"peak RSS cannot read below this script's own peak, {floor_mb:.0f} MB. PostgreSQL's "
         "server processes count in no memory figure, in every wall time."
     )
