@@ -568,3 +568,23 @@ def test_an_export_respects_the_umask(sqlite_run: Cli, tmp_path: Path) -> None:
     finally:
         os.umask(previous)
     assert (tmp_path / "out.csv").stat().st_mode & 0o777 == 0o644
+
+
+def test_help_starts_without_the_engine() -> None:
+    """`veo-batch --help` (and any command's) imports the command line, not the database, the
+    HTTP clients or the engine: each command imports what it uses when it runs."""
+    script = (
+        "import sys\n"
+        "from veobatch.cli import cli\n"
+        "try:\n"
+        "    cli.main(['--help'], prog_name='veo-batch')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('sqlalchemy', 'alembic', 'httpx', 'redis', 'celery', 'fastapi', 'PIL')\n"
+        "print(' '.join(sorted(m for m in heavy if m in sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "Commands:" in done.stdout
+    assert done.stdout.splitlines()[-1] == ""  # none of them

@@ -27,10 +27,10 @@ from tests.stack import KEY, Stack
 from veobatch.accounts.routing import BREAKER
 from veobatch.catalog import DEFAULT_MODELS
 from veobatch.cli import cli
+from veobatch.concurrency import REQUESTS_AT_ONCE
 from veobatch.errors import ExitCode
 from veobatch.intake.loader import load_rows
 from veobatch.intake.readers import open_job_file
-from veobatch.process import REQUESTS_AT_ONCE
 from veobatch.provider.mock import MockConfig, MockProvider
 from veobatch.service import BatchService
 from veobatch.settings import Settings

@@ -41,6 +41,7 @@ from typing import Any, Protocol
 import httpx
 from sqlalchemy.engine import Engine
 
+from veobatch.concurrency import worker_processes
 from veobatch.destinations import Destinations
 from veobatch.errors import DatabaseError, ProcessFailed
 from veobatch.lifecycle import transitions
@@ -57,7 +58,7 @@ from veobatch.lifecycle.poll import poll_rows
 from veobatch.lifecycle.progress import Progress, snapshot
 from veobatch.lifecycle.sender import Sender
 from veobatch.lifecycle.submit import submit_rows
-from veobatch.process import Process, worker_processes
+from veobatch.process import Process
 from veobatch.settings import STOP_SLACK
 from veobatch.store import database
 

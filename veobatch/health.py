@@ -35,7 +35,6 @@ from veobatch.lifecycle.unrecorded import Unrecorded
 from veobatch.settings import Settings
 from veobatch.store import database
 
-ROLES: Final = ("all", "api", "scheduler", "worker")
 REDIS_TIMEOUT: Final = 3.0
 
 

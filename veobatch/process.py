@@ -14,11 +14,11 @@ import math
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Final
 
 import httpx
 from sqlalchemy.engine import Engine
 
+from veobatch.concurrency import REQUESTS_AT_ONCE, SUBMIT_GROUP
 from veobatch.lifecycle.download import destinations_of, video_client
 from veobatch.lifecycle.fanout import Fanout
 from veobatch.lifecycle.poll_rules import claim_for
@@ -26,10 +26,6 @@ from veobatch.lifecycle.sender import Sender
 from veobatch.service import BatchService
 from veobatch.settings import Rate, Settings
 from veobatch.store import database
-
-REQUESTS_AT_ONCE: Final = 16  # requests one worker process keeps in flight
-SUBMIT_GROUP: Final = 32  # rows one submit message names
-RUN_CONCURRENCY: Final = 16  # `veo-batch run`'s requests in flight by default (across its lanes)
 
 
 @dataclass
@@ -63,12 +59,6 @@ class Process:
         self.sender.close()
         self.videos.close()
         self.engine.dispose()
-
-
-def worker_processes() -> int:
-    """A worker's processes by default: one per CPU (each keeps REQUESTS_AT_ONCE in flight,
-    in threads that mostly wait; more processes than cores only contend for them)."""
-    return os.cpu_count() or 2
 
 
 def queue_depth(rate: Rate | None) -> int:

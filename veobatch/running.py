@@ -23,11 +23,12 @@ from pathlib import Path
 from shlex import quote
 from typing import TYPE_CHECKING, Final
 
+from veobatch.concurrency import RUN_CONCURRENCY
 from veobatch.embedded_runner import EmbeddedRunner
 from veobatch.errors import BatchPaused, BatchStateError, ExitCode, RunStopped
 from veobatch.lifecycle.download import check_directory
 from veobatch.lifecycle.progress import Progress
-from veobatch.process import RUN_CONCURRENCY, Process
+from veobatch.process import Process
 from veobatch.settings import Secret, Settings
 from veobatch.states import BatchState, JobStatus
 from veobatch.store.export import export_format, write_export

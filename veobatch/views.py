@@ -11,7 +11,8 @@ import sqlalchemy as sa
 
 from veobatch import pricing
 from veobatch.lifecycle.spend_rules import Estimate
-from veobatch.store.export import OUTPUT_COLUMNS, image_file, image_name, output_value
+from veobatch.store.export import image_file, image_name, output_value
+from veobatch.store.export_columns import OUTPUT_COLUMNS
 from veobatch.store.queries import utc
 
 # A row as every face shows it: its input, then what the export adds (status, task, video...).

@@ -54,7 +54,7 @@ from bench.harness.resources import CpuClock, tree_of
 from bench.harness.services import Mock
 from bench.submitting.config import IMAGE, KEY, MOCK_COUNTERS, WORKERS, Setup, start_mock
 from bench.submitting.distributed import check_all_submitted, run_distributed
-from veobatch.process import RUN_CONCURRENCY, worker_processes
+from veobatch.concurrency import RUN_CONCURRENCY, worker_processes
 from veobatch.provider.relay import SUBMIT_PATH
 
 DEFAULT_OVERHEAD_CONCURRENCY: Final = (worker_processes(),)  # the worker's own default

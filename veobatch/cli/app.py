@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import click
 
 from veobatch.errors import EXIT_CODE_MEANINGS, VeoBatchError
-from veobatch.service import BatchService
 from veobatch.settings import SETTINGS, Settings
-from veobatch.store import database
+
+if TYPE_CHECKING:
+    from veobatch.service import BatchService
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -33,6 +35,11 @@ class App:
         """The operations every face calls, over this command's database (opened, and
         migrated if new, on first use)."""
         if self._service is None:
+            # Imported here: `--help`, a refused file and the commands that need no database
+            # start without the engine (a command imports what it uses when it runs).
+            from veobatch.service import BatchService  # noqa: PLC0415
+            from veobatch.store import database  # noqa: PLC0415
+
             url = self.settings.database_url
             new_file = database.sqlite_file(url)
             if new_file is not None and new_file.exists():
@@ -66,7 +73,10 @@ class VeoGroup(click.Group):
         except VeoBatchError as exc:
             click.secho(f"error: {said(exc)}", err=True, fg="red")
             ctx.exit(exc.exit_code)
-        except database.OPERATIONAL_ERRORS as exc:
+        except Exception as exc:
+            database = sys.modules.get("veobatch.store.database")  # none opened: none failed
+            if database is None or not isinstance(exc, database.OPERATIONAL_ERRORS):
+                raise
             app = ctx.find_object(App)
             problem = database.failure(exc, app.settings.database_url if app else "sqlite://")
             click.secho(f"error: {problem}", err=True, fg="red")

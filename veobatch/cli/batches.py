@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from functools import partial
 from shlex import quote
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -37,8 +37,9 @@ from veobatch.errors import ExitCode, NotFoundError, UnconfirmedRerun
 from veobatch.pricing import decimal_text, money
 from veobatch.settings import Settings
 from veobatch.states import STATUS_ORDER, BatchState, JobStatus
-from veobatch.store.queries import BatchSummary
-from veobatch.views import estimate_view
+
+if TYPE_CHECKING:
+    from veobatch.store.queries import BatchSummary
 
 # ---------------------------------------------------------------------------------- status
 
@@ -145,6 +146,8 @@ def estimate(app: App, name: str, as_json: bool) -> None:
     """
     found = app.service.estimate(name)
     if as_json:
+        from veobatch.views import estimate_view  # noqa: PLC0415
+
         print_json(estimate_view(found))
         return
     print_estimate(found)

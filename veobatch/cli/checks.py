@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import click
 
 from veobatch.cli.app import App, cli, pass_app
 from veobatch.cli.output import print_json
-from veobatch.doctor import doctor_checks
 from veobatch.errors import ExitCode
-from veobatch.health import ROLES, Check, checks_for
+from veobatch.roles import ROLES
+
+if TYPE_CHECKING:
+    from veobatch.health import Check
 
 MARKS = {"ok": "[green]✓[/]", "warning": "[yellow]![/]", "failed": "[red]✗[/]"}
 
@@ -55,6 +58,8 @@ def health(app: App, role: str, as_json: bool) -> None:
       veo-batch health
       veo-batch health --role worker      # in a worker's container: is this host's worker up?
     """
+    from veobatch.health import checks_for  # noqa: PLC0415 - Redis and the database: here
+
     _report(checks_for(app.settings, role), as_json)
 
 
@@ -72,4 +77,6 @@ def doctor(app: App, as_json: bool) -> None:
     Example:
       VEO_API_BASE=https://relay.example VEO_API_KEY=sk-... veo-batch doctor
     """
+    from veobatch.doctor import doctor_checks  # noqa: PLC0415 - the relay's client: here
+
     _report(doctor_checks(app.settings), as_json)

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from shlex import quote
+from typing import TYPE_CHECKING
 
 import click
 
@@ -24,12 +25,11 @@ from veobatch.cli.options import (
 )
 from veobatch.cli.output import echo, print_estimate
 from veobatch.errors import ExitCode, JobFileError, VeoBatchError
-from veobatch.intake.batch_name import check_batch_name
-from veobatch.intake.loader import LoadResult, ReadProgress
 from veobatch.intake.problems import DEFAULT_MAX_PROBLEMS
-from veobatch.intake.readers import open_job_file
-from veobatch.service import BatchService
-from veobatch.store.export import EXPORT_FORMATS, export_format, write_export
+from veobatch.store.export_columns import EXPORT_FORMATS
+
+if TYPE_CHECKING:
+    from veobatch.intake.loader import LoadResult, ReadProgress
 
 # ---------------------------------------------------------------------------------- load
 
@@ -121,6 +121,9 @@ def load_file(
 ) -> LoadResult:
     """What `load` does, and `run` before it submits: check, store, report (with
     `dry_run`, the estimate too)."""
+    from veobatch.intake.readers import open_job_file  # noqa: PLC0415 - when a file is read
+    from veobatch.service import BatchService  # noqa: PLC0415
+
     name = _batch_name(batch_name, file)
     started = time.monotonic()
     service = BatchService(None, app.settings) if dry_run else app.service
@@ -145,6 +148,8 @@ def load_file(
 
 def _batch_name(given: str | None, file: str) -> str:
     """The --batch name, else the file's name without its extension."""
+    from veobatch.intake.batch_name import check_batch_name  # noqa: PLC0415 - with the checks
+
     if given is None:
         if file == "-":
             raise JobFileError("<stdin>", "name the batch with --batch when reading standard input")
@@ -268,6 +273,8 @@ def export(
       veo-batch export spring-sale -o results.csv
       veo-batch export spring-sale -o failed.jsonl --status failed
     """
+    from veobatch.store.export import export_format, write_export  # noqa: PLC0415
+
     fmt = export_format(output, out_format) if output != "-" else (out_format or "csv")
     text = app.service.export(name, fmt, statuses=statuses, kinds=kinds)
     write_export(output, text, stdout=sys.stdout)

@@ -8,7 +8,6 @@ import click
 
 from veobatch.errors import VeoBatchError
 from veobatch.intake.readers import FORMATS
-from veobatch.lifecycle.webhooks import check_target
 from veobatch.pricing import amount
 from veobatch.states import STATUS_ORDER, ErrorKind
 
@@ -83,6 +82,8 @@ kind_option = click.option(
 
 def _http_url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     """A webhook URL's shape, checked before any work (the service checks its target)."""
+    from veobatch.lifecycle.webhooks import check_target  # noqa: PLC0415 - httpx: when given
+
     try:
         return None if value is None else check_target(value, allow_private=True)
     except VeoBatchError as exc:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import click
 from rich import box
@@ -21,12 +21,14 @@ from rich.progress import Progress as Display
 from rich.table import Table
 from rich.text import Text
 
-from veobatch.lifecycle.progress import Progress
-from veobatch.lifecycle.spend_rules import TYPICAL_GENERATION, Estimate
 from veobatch.pricing import money
 from veobatch.states import BatchState, JobStatus
-from veobatch.store.queries import BatchSummary
 from veobatch.visible import visible
+
+if TYPE_CHECKING:
+    from veobatch.lifecycle.progress import Progress
+    from veobatch.lifecycle.spend_rules import Estimate
+    from veobatch.store.queries import BatchSummary
 
 PLAIN_EVERY: Final = 10.0  # seconds between progress lines in a pipe or a log
 PLAIN_WIDTH: Final = 100_000  # a pipe has no width: never wrap or cut a line there
@@ -198,6 +200,8 @@ def spend_line(summary: BatchSummary, currency: str) -> str | None:
 
 def print_estimate(estimate: Estimate) -> None:
     """Rows per model with their price, the total, and the requests they need."""
+    from veobatch.lifecycle.spend_rules import TYPICAL_GENERATION  # noqa: PLC0415
+
     price = estimate.currency
     rows = [
         (m.model, f"{m.rows:,}", money(m.price, price), money(m.total, price))

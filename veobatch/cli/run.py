@@ -9,10 +9,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from shlex import quote
+from typing import TYPE_CHECKING
 
 import click
 
-from veobatch.accounts.spec import accounts_of
 from veobatch.cli.app import App, cli, pass_app
 from veobatch.cli.files import load_file
 from veobatch.cli.options import (
@@ -26,10 +26,12 @@ from veobatch.cli.options import (
     webhook_option,
 )
 from veobatch.cli.output import echo, live_progress, print_estimate, spend_line, table
+from veobatch.concurrency import RUN_CONCURRENCY
 from veobatch.errors import BatchPaused, ExitCode, RunStopped
-from veobatch.process import RUN_CONCURRENCY
-from veobatch.running import RunOutcome, run_batch
 from veobatch.states import STATUS_ORDER, BatchState, ErrorKind, JobStatus
+
+if TYPE_CHECKING:
+    from veobatch.running import RunOutcome
 
 
 @cli.command()
@@ -130,6 +132,9 @@ def run(
     if dry_run:
         _dry_run(app, file, batch_name, file_format, budget, strict)
         return
+    from veobatch.accounts.spec import accounts_of  # noqa: PLC0415 - the engine: when it runs
+    from veobatch.running import run_batch  # noqa: PLC0415
+
     if not mock:  # a file of accounts that cannot be used is refused before anything is stored
         accounts_of(app.settings, keys=app.settings.redis_url is None)
     name = _stored_or_loaded(

@@ -11,20 +11,14 @@ import sys
 import threading
 
 import click
-import redis
-from prometheus_client import REGISTRY, start_http_server
 
-from veobatch import logs, metrics
-from veobatch.accounts.spec import accounts_of
 from veobatch.cli.app import App, cli, pass_app
 from veobatch.cli.output import echo
+from veobatch.concurrency import REQUESTS_AT_ONCE, worker_processes
 from veobatch.errors import (
     ConfigError,
 )
-from veobatch.process import REQUESTS_AT_ONCE, worker_processes
 from veobatch.settings import SETTINGS, Settings
-from veobatch.store import database
-from veobatch.store.gauges import StoreCollector
 
 # ---------------------------------------------------------------------------------- db
 
@@ -50,6 +44,8 @@ def upgrade(app: App) -> None:
     Example:
       veo-batch --database-url postgresql://veo@db/veo db upgrade
     """
+    from veobatch.store import database  # noqa: PLC0415 - each command imports what it uses
+
     url = app.settings.database_url
     engine = database.open_database(url, migrate=True)
     echo(f"{database.safe_url(url)}: at revision {database.current_revision(engine)} (newest)")
@@ -64,6 +60,8 @@ def current(app: App) -> None:
     Example:
       veo-batch db current     # sqlite:///./veo-batch.db: at revision 0003; newest is 0003
     """
+    from veobatch.store import database  # noqa: PLC0415
+
     url = app.settings.database_url
     revision = database.current_revision(database.create_engine(url))
     echo(
@@ -226,6 +224,9 @@ def worker(
       veo-batch worker --concurrency 8 --metrics-port 9101
       celery -A veobatch.worker worker --concurrency 8      # the same, with celery's own command
     """
+    from veobatch import metrics  # noqa: PLC0415
+    from veobatch.accounts.spec import accounts_of  # noqa: PLC0415
+
     app: App = ctx.obj
     if not app.settings.redis_url:
         raise ConfigError("a worker needs VEO_REDIS_URL (the queue and the shared rate limit)")
@@ -279,6 +280,12 @@ def scheduler_command(app: App, tick: float, depth: int | None, metrics_port: in
     Example:
       VEO_REDIS_URL=redis://localhost:6379/0 veo-batch scheduler --metrics-port 9102
     """
+    import redis  # noqa: PLC0415
+    from prometheus_client import REGISTRY, start_http_server  # noqa: PLC0415
+
+    from veobatch import logs  # noqa: PLC0415
+    from veobatch.store.gauges import StoreCollector  # noqa: PLC0415
+
     settings = app.settings
     if not settings.redis_url:
         raise ConfigError("the scheduler needs VEO_REDIS_URL")
@@ -335,6 +342,8 @@ def serve(app: App, host: str, port: int, no_auth: bool, max_body_mb: int) -> No
       VEO_API_TOKENS=$(openssl rand -hex 24) veo-batch serve --host 0.0.0.0 --port 8000
       curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8000/batches
     """
+    from veobatch import logs  # noqa: PLC0415
+
     settings = app.settings
     if not settings.api_tokens and not no_auth:
         raise ConfigError(

@@ -26,7 +26,7 @@ from veobatch.images.files import ImageInspector
 from veobatch.images.formats import shape_warning
 from veobatch.images.references import is_local
 from veobatch.lifecycle.spend_rules import unpriced
-from veobatch.store.export import OUTPUT_COLUMNS
+from veobatch.store.export_columns import OUTPUT_COLUMNS
 
 if TYPE_CHECKING:
     from veobatch.accounts.fitting import Fitting

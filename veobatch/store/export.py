@@ -23,41 +23,15 @@ from sqlalchemy.engine import Engine
 
 from veobatch.errors import VeoBatchError, WriteError
 from veobatch.pricing import decimal_text
+from veobatch.store.export_columns import (
+    EXPORT_FORMATS,
+    FORMULA_STARTS,
+    INPUT_COLUMNS,
+    OUTPUT_COLUMNS,
+)
 from veobatch.store.export_copy import copy_csv_lines
 from veobatch.store.queries import utc
 from veobatch.store.tables import Job
-
-EXPORT_FORMATS: Final = ("csv", "jsonl")
-INPUT_COLUMNS: Final = ("id", "prompt", "model", "images", "aspect_ratio", "enhance_prompt")
-# A CSV cell that starts with one of these is a formula to a spreadsheet (CSV injection): the
-# export writes it after a `'`, and the CSV reader takes the `'` off again.
-FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
-# Columns that `veo-batch export` adds after the job's own: a re-loaded export ignores them
-# instead of sending them.
-OUTPUT_COLUMNS: Final = (
-    "status",
-    "task_id",
-    "account",  # the relay account its task belongs to (VEO_ACCOUNTS; `default` without it)
-    "error",
-    "error_kind",
-    "http_status",
-    "attempts",
-    "remote_status",
-    "progress",
-    "video_url",
-    "video_path",
-    "video_bytes",
-    "video_sha256",
-    "download_error",
-    "polls",
-    "cost",  # the price counted for the row: each submission that made (or may have) a task
-    "review",  # approved or rejected, by a person looking at the video
-    "line",
-    "created_at",
-    "updated_at",
-    "submitted_at",
-    "finished_at",
-)
 
 
 def export_format(path: str, format: str | None) -> str:

@@ -14,7 +14,11 @@ the file name and line; a problem confined to one row travels with that row inst
 Import from here: `from veobatch.intake.readers import open_job_file`.
 """
 
-from veobatch.intake.readers.csv_reader import csv_delimiter, read_csv
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from veobatch.intake.readers.formats import (
     EXTENSIONS,
     FORMATS,
@@ -23,9 +27,31 @@ from veobatch.intake.readers.formats import (
     MAX_YAML_DEPTH,
     detect_format,
 )
-from veobatch.intake.readers.job_file import JobFile, job_file_from_bytes, open_job_file
-from veobatch.intake.readers.jsonl_reader import read_jsonl
-from veobatch.intake.readers.yaml_reader import read_yaml
+
+if TYPE_CHECKING:
+    from veobatch.intake.readers.csv_reader import csv_delimiter, read_csv
+    from veobatch.intake.readers.job_file import JobFile, job_file_from_bytes, open_job_file
+    from veobatch.intake.readers.jsonl_reader import read_jsonl
+    from veobatch.intake.readers.yaml_reader import read_yaml
+
+# The readers, imported when first asked for: the formats' names are known (to the command
+# line's options) without the checks of a row and what they import.
+_LAZY = {
+    "csv_delimiter": "csv_reader",
+    "read_csv": "csv_reader",
+    "JobFile": "job_file",
+    "job_file_from_bytes": "job_file",
+    "open_job_file": "job_file",
+    "read_jsonl": "jsonl_reader",
+    "read_yaml": "yaml_reader",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+
 
 __all__ = [
     "EXTENSIONS",

@@ -18,7 +18,7 @@ from typing import IO, Any, Final
 from veobatch.errors import JobFileError
 from veobatch.intake.job_spec import BOOL_FIELDS, ID_ALIAS, JOB_FIELDS, RawJob, field_name_problem
 from veobatch.intake.readers.formats import CSV_FIELD_LIMIT
-from veobatch.store.export import FORMULA_STARTS
+from veobatch.store.export_columns import FORMULA_STARTS
 
 _REQUIRED_COLUMNS: Final = ("prompt", "model", "images")
 _DELIMITERS: Final = (",", ";", "\t")
@@ -84,7 +84,7 @@ def read_csv(text: IO[str], name: str) -> Iterator[RawJob]:
                 message += ': put a value that holds a comma in double quotes ("a, b")'
             yield RawJob.broken(start, message)
             continue
-        if "'" in "".join(cell[:1] for cell in row):  # a cell an export kept from spreadsheets
+        if "\0'" in "\0".join(row) or row[0][:1] == "'":  # a cell an export escaped
             row = [_unescaped(cell) for cell in row]
         extras = (
             {column: _csv_value(column, row[i]) for i, column in extra_columns}

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Final, TypeAlias
+from typing import IO, TYPE_CHECKING, Final, TypeAlias
 
 from veobatch.errors import JobFileError
-from veobatch.intake.job_spec import RawJob
+
+if TYPE_CHECKING:
+    from veobatch.intake.job_spec import RawJob
 
 FORMATS: Final = ("csv", "yaml", "jsonl")
 EXTENSIONS: Final = {
@@ -24,7 +26,7 @@ EXTENSIONS: Final = {
     ".ndjson": "jsonl",
 }
 
-Reader: TypeAlias = Callable[[IO[str], str], Iterator[RawJob]]
+Reader: TypeAlias = "Callable[[IO[str], str], Iterator[RawJob]]"
 
 # Limits. A CSV field holds at most CSV_FIELD_LIMIT characters: data: URIs of images up to
 # 20 MB sit in one field. YAML nested deeper than MAX_YAML_DEPTH is refused; a YAML job (or
