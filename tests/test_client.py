@@ -39,6 +39,9 @@ def test_add_then_read_back(veo: Client) -> None:
     assert veo.job("products", "sku-2")["history"] == []
     one_view = veo.job("products", "sku-2")  # every field of the row's input, as the export
     assert (one_view["aspect_ratio"], one_view["enhance_prompt"]) == ("9:16", None)
+    # Jobs that came as data have no line of a file (it read 0 and 1, their places).
+    assert [r["line"] for r in rows] == [None, None]
+    assert one_view["line"] is None
 
 
 def test_the_same_external_id_never_makes_a_second_row(veo: Client) -> None:

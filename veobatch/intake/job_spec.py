@@ -219,8 +219,12 @@ class JobChecker:
         priced: Collection[str] | None = None,
         strict: bool = False,
         fitting: Fitting | None = None,
+        lines: bool = True,
     ) -> None:
         self.models = models
+        # False: the rows came as data (an API call, a Celery message), not from a file; a
+        # row's place names it in problems, but is not a line to store and show.
+        self.lines = lines
         self.fitting = fitting  # when given, a row no account that serves its model takes
         self.batch_id = batch_id
         self.images = images  # None: a path in `images` is refused (jobs that came as data)
@@ -293,7 +297,7 @@ class JobChecker:
         return (
             self.batch_id,
             ref,
-            raw.line,
+            raw.line if self.lines else None,
             prompt,
             model,
             '["' + '", "'.join(images) + '"]',
@@ -338,7 +342,7 @@ class JobChecker:
             return (
                 self.batch_id,
                 ref,
-                raw.line,
+                raw.line if self.lines else None,
                 "",
                 "",
                 "[]",
@@ -382,7 +386,7 @@ class JobChecker:
         return (
             self.batch_id,
             ref,
-            raw.line,
+            raw.line if self.lines else None,
             prompt,
             model,
             _json(images),

@@ -90,6 +90,7 @@ def load_rows(
     priced: Collection[str] | None = None,
     strict: bool = False,
     fitting: Fitting | None = None,
+    lines: bool = True,
 ) -> LoadResult:
     """Check `rows` and (unless `dry_run`) store them as batch `batch`.
 
@@ -100,9 +101,12 @@ def load_rows(
     `budget` (micro-units) becomes the batch's, in the same transaction as its rows; with
     `priced`, a row whose model is not in it is refused (a budget cannot count it); `strict`
     refuses prompts mostly not in Latin script that would otherwise be a warning; with
-    `fitting`, a row that no account serving its model can take is refused.
+    `fitting`, a row that no account serving its model can take is refused. Without
+    `lines` (rows that came as data, not from a file) no line is stored with a row.
     """
-    checker = JobChecker(models, images=images, priced=priced, strict=strict, fitting=fitting)
+    checker = JobChecker(
+        models, images=images, priced=priced, strict=strict, fitting=fitting, lines=lines
+    )
     with _cyclic_gc_paused():
         return _load(
             engine,

@@ -70,6 +70,7 @@ class Adding(ServiceBase):
             models=self.settings.models,
             reader_process=False,
             fitting=self._fitting(),
+            lines=False,  # a job's place in the call names it in problems; no line is kept
             **self._money_checks(budget),
         )
         if result.rejected:
