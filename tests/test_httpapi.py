@@ -153,7 +153,8 @@ def test_a_job_file_can_be_uploaded(api: httpx.Client) -> None:
     text = f"external_id,prompt,model,images\nsku-1,a,veo3.1,{URL}\nsku-2,b,veo3,{URL}\n"
     bad = api.post("/batches/shop/file", files={"file": ("shop.csv", text.encode())})
     assert bad.status_code == 422
-    assert bad.json()["problems"][0]["index"] == 3  # the line in the file
+    problem = bad.json()["problems"][0]
+    assert (problem["line"], problem["index"]) == (3, None)  # a file's row: by its line
     assert bad.json()["problems"][0]["field"] == "model"
     good = text.replace("veo3,", "veo3.1,")
     answer = api.post("/batches/shop/file", files={"file": ("shop.csv", good.encode())})

@@ -216,8 +216,11 @@ class InvalidJobs(VeoBatchError):
         source: str | None = None,
     ) -> None:
         self.source = source
+        # A job of a list by its `index`, a row of a job file by its `line` (the other null).
+        place = "line" if source else "index"
         self.problems: list[dict[str, Any]] = [
-            {"index": p.line, "field": p.field, "message": p.message} for p in problems
+            {"index": None, "line": None, place: p.line, "field": p.field, "message": p.message}
+            for p in problems
         ]
         where = "line" if source else "job"
         lines = [

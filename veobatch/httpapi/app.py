@@ -171,7 +171,8 @@ def _problems_of(exc: RequestValidationError) -> list[dict[str, Any]]:
         if where[:1] == ["jobs"] and where[1:2] and where[1].isdigit():
             index, where = int(where[1]), where[2:]  # job 3's field, as files say it
         field = ".".join(where) or None
-        problems.append({"index": index, "field": field, "message": error.get("msg", "")})
+        message = error.get("msg", "")
+        problems.append({"index": index, "line": None, "field": field, "message": message})
     return problems
 
 

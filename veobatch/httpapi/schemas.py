@@ -262,7 +262,8 @@ class AccountPause(BaseModel):
 
 
 class ProblemOut(BaseModel):
-    index: int | None = Field(description="The job's index in the request, or its file line.")
+    index: int | None = Field(description="The job's index in the request (null for a file).")
+    line: int | None = Field(None, description="The row's line in an uploaded file, else null.")
     field: str | None
     message: str
 
