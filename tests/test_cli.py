@@ -588,3 +588,22 @@ def test_help_starts_without_the_engine() -> None:
     )
     assert "Commands:" in done.stdout
     assert done.stdout.splitlines()[-1] == ""  # none of them
+
+
+def test_a_statement_the_database_refuses_is_one_line_not_a_traceback(
+    sqlite_run: Cli, tmp_path: Path
+) -> None:
+    """Not only a database that cannot be reached: one that refuses a statement (a schema
+    changed by hand, a trigger) is named in one line, exit 4."""
+    assert sqlite_run("db", "upgrade").exit_code == 0
+    database = sqlite_run.database_url.removeprefix("sqlite:///")
+    with sa.create_engine(f"sqlite:///{database}").begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER no_rows BEFORE INSERT ON jobs "
+            "BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END"
+        )
+    jobs = tmp_path / "one.csv"
+    jobs.write_text(f"id,prompt,model,images\na,a fox,veo3.1,{URL}\n", encoding="utf-8")
+    loaded = sqlite_run("load", str(jobs))
+    assert loaded.exit_code == ExitCode.DATABASE
+    assert "error: database error: refused by a trigger" in loaded.output

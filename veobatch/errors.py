@@ -3,7 +3,8 @@
     VeoBatchError                 root: catch this to catch everything of ours; raised as it
     │                             is, a value given (a name, a format, a URL) is refused
     ├── ConfigError               a setting (env var or option) is malformed or missing
-    ├── DatabaseError             the database cannot be reached or is not migrated
+    ├── DatabaseError             the database cannot be reached, is not migrated, or refused
+    │                             a statement
     ├── NotFoundError             a batch or job named by the user does not exist
     ├── BatchStateError           the batch's state forbids the operation (names the state)
     │   ├── BatchPaused           ... it is paused: `run` cannot take it (says why)
@@ -75,7 +76,7 @@ EXIT_CODE_MEANINGS: Final[dict[ExitCode, str]] = {
     ExitCode.INVALID_ROWS: "the job file has invalid rows; nothing was stored",
     ExitCode.USAGE: "usage error (a bad option or argument)",
     ExitCode.BAD_FILE: "the file is not a readable job file (syntax, encoding, binary, empty)",
-    ExitCode.DATABASE: "the database cannot be reached or is not migrated",
+    ExitCode.DATABASE: "the database cannot be reached, is not migrated, or refused a statement",
     ExitCode.NOT_FOUND: "no such batch or job",
     ExitCode.CONFIG: "a setting is malformed or missing",
     ExitCode.STATE: "the batch's state forbids the operation (e.g. it was cancelled)",

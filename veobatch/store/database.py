@@ -34,6 +34,9 @@ from veobatch.errors import DatabaseError, VeoBatchError, WriteError
 # What a database says when it cannot go on: SQLAlchemy's wrapper, or a driver's own error
 # (raised where a driver is used directly: COPY, SQLite's executemany).
 OPERATIONAL_ERRORS = (OperationalError, sqlite3.OperationalError, psycopg.OperationalError)
+# Any error the database or its driver raised: a statement it refused (a schema changed by
+# hand, a trigger, a constraint) included, which no operation expects.
+DATABASE_ERRORS = (SQLAlchemyError, sqlite3.Error, psycopg.Error)
 PG_DISK_FULL = "53100"  # SQLSTATE disk_full
 
 
