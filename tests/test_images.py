@@ -453,3 +453,19 @@ def test_a_photo_many_rows_reuse_is_one_warning_naming_its_rows(
     assert lines[0].endswith("(300 rows: lines 2, 3, 4, 5, 6 and 295 more)")
     assert lines[1].startswith(f"warning: {jobs}:302: images: tall.jpg")
     assert "rows:" not in lines[1]  # one row: no count
+
+
+def test_loading_the_same_file_again_does_not_repeat_its_warnings(
+    sqlite_run: Cli, tmp_path: Path
+) -> None:
+    """A resume loads the file again: its rows are stored already, and so were its warnings."""
+    photo(tmp_path / "square.jpg", size=(800, 800))
+    jobs = write_csv(tmp_path / "jobs.csv", [("a", "square.jpg"), ("b", "square.jpg")], "16:9")
+    first = sqlite_run("load", str(jobs))
+    assert first.exit_code == 0
+    assert "warning: " in first.output
+    again = sqlite_run("load", str(jobs))
+    assert again.exit_code == 0
+    assert "warning: " not in again.output
+    assert "(1 warning as when these rows were stored)" in again.output
+    assert "2 were already in the batch" in again.output

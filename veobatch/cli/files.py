@@ -172,14 +172,23 @@ def _progress_printer(size: int | None) -> ReadProgress | None:
     return show
 
 
+def _stored_before(result: LoadResult, dry_run: bool) -> bool:
+    """Every row of the file was already in the batch: nothing new was stored."""
+    return not dry_run and not result.rejected and not result.stored and bool(result.offered)
+
+
 def _print_load(name: str, result: LoadResult, dry_run: bool, seconds: float) -> None:
     if sys.stderr.isatty():
         echo("\r\033[K", nl=False, err=True)
     report = result.report
     for line in report.lines():
         echo(line, err=True)
-    for line in report.warning_lines():
-        click.secho(line, err=True, fg="yellow")
+    if _stored_before(result, dry_run) and report.warning_count:
+        # A resume loads the same file again: its warnings were given when its rows were stored.
+        echo(f"({plural(report.warning_count, 'warning')} as when these rows were stored)")
+    else:
+        for line in report.warning_lines():
+            click.secho(line, err=True, fg="yellow")
     echo(
         f"{name}: {rows_text(result.rows)} checked, {result.valid:,} valid"
         + (
