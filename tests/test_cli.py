@@ -81,7 +81,7 @@ def test_invalid_rows_are_all_listed_and_nothing_is_stored(run: Cli, tmp_path: P
         f"{path}:3: prompt: missing or empty",
         f"{path}:4: images: cat.png: no such file (looked for {path.parent / 'cat.png'})",
         f"{path}:4: aspect_ratio: must be one of 16:9, 9:16, got '4:3'",
-        f"{path}:5: id: duplicate id 'a': an earlier row has the same id",
+        f"{path}:5: id: duplicate id 'a': line 2 has the same id",
     ]
     assert "nothing was stored" in result.stderr
     assert "no batches yet" in run("status").stdout

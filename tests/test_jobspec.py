@@ -136,7 +136,12 @@ def test_duplicate_ids_are_found_across_the_file() -> None:
     assert not checker.check(RawJob.from_mapping(2, GOOD))[1]
     row, problems = checker.check(RawJob.from_mapping(9, GOOD))
     assert row is None  # it cannot be stored under an id that is taken
-    assert [p.message for p in problems] == ["duplicate id 'a1': an earlier row has the same id"]
+    assert [p.message for p in problems] == ["duplicate id 'a1': line 2 has the same id"]
+    jobs = JobChecker(DEFAULT_MODELS, lines=False)  # a list of jobs: by their places
+    assert not jobs.check(RawJob.from_mapping(0, {**GOOD, "id": "x"}))[1]
+    assert not jobs.check(RawJob.from_mapping(1, GOOD))[1]
+    _, problems = jobs.check(RawJob.from_mapping(2, {**GOOD, "id": "x"}))
+    assert [p.message for p in problems] == ["duplicate id 'x': job 0 has the same id"]
 
 
 def test_field_lines_point_at_the_field_in_yaml() -> None:

@@ -11,11 +11,13 @@ spellings of one set of rules, and a change to one must be read beside the other
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import math
 import re
 import unicodedata
+from array import array
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
@@ -36,6 +38,7 @@ MAX_REF_CHARS: Final = 200
 MAX_IMAGE_BYTES: Final = 20 * 1024 * 1024  # Google's limit for one input image
 MAX_WARNINGS: Final = 50  # different warnings listed in full; the rest are counted
 LINES_SHOWN: Final = 5  # lines a warning that many rows share names; the rest are counted
+MAX_DUPLICATES_NAMED: Final = 100  # duplicated ids whose first line a problem names
 
 # The fields of a job that veo-batch itself understands.
 JOB_FIELDS: Final = ("id", "prompt", "model", "images", "aspect_ratio", "enhance_prompt")
@@ -243,6 +246,11 @@ class JobChecker:
         # 30 million for a million rows) would be reported as a duplicate: a false alarm that
         # stores nothing, never a row stored twice.
         self._seen_refs: set[int] = set()
+        # The same hashes in file order, with each row's line (16 bytes a row), to name the
+        # line where a duplicated id first appeared; looked up for the first few duplicates.
+        self._ref_order = array("q")
+        self._ref_lines = array("q")
+        self._duplicates_named = 0
         self._name_problems: dict[str, str | None] = {}
 
     def check(self, raw: RawJob) -> tuple[StoredRow | None, Sequence[Problem]]:
@@ -293,6 +301,8 @@ class JobChecker:
         if not prompt.isascii() and enhance is not True and self._check_language(raw, prompt):
             return self._diagnose(raw)  # --strict: says which script
         self._seen_refs.add(ref_hash)
+        self._ref_order.append(ref_hash)
+        self._ref_lines.append(raw.line)
         self._count(model, len(images))
         return (
             self.batch_id,
@@ -306,6 +316,16 @@ class JobChecker:
             extra,
             *_PENDING,
         ), _NO_PROBLEMS
+
+    def _first_with(self, ref_hash: int) -> str:
+        """Where the row with this id hash is (`line 12`, or `job 3` of a list of jobs), for
+        the first MAX_DUPLICATES_NAMED duplicates (each a scan of the hashes, in C)."""
+        if self._duplicates_named < MAX_DUPLICATES_NAMED:
+            self._duplicates_named += 1
+            with contextlib.suppress(ValueError):
+                first = self._ref_lines[self._ref_order.index(ref_hash)]
+                return f"{'line' if self.lines else 'job'} {first}"
+        return "an earlier row"
 
     def _count(self, model: str, images: int) -> None:
         self.model_counts[model] = self.model_counts.get(model, 0) + 1
@@ -335,9 +355,11 @@ class JobChecker:
 
         ref = self._ref(raw, bad)
         if hash(ref) in self._seen_refs:
-            bad("id", f"duplicate id {_short(ref)}: an earlier row has the same id")
+            bad("id", f"duplicate id {_short(ref)}: {self._first_with(hash(ref))} has the same id")
             return None, problems
         self._seen_refs.add(hash(ref))
+        self._ref_order.append(hash(ref))
+        self._ref_lines.append(raw.line)
         if raw.problems:  # the reader could not make a row of it: nothing more to check
             return (
                 self.batch_id,
