@@ -76,7 +76,7 @@ _TEXT_OUTPUTS: Final = frozenset(
     }
 )
 _TIMES: Final = frozenset({"created_at", "updated_at", "submitted_at", "finished_at"})
-CHUNK_ROWS: Final = 5_000  # rows fetched, formatted and written at a time
+CHUNK_ROWS: Final = 1_000  # rows fetched, formatted and written at a time (5,000: slower, +25 MB)
 LINE_END: Final = "\n"  # as PostgreSQL's COPY ends a CSV line, so both databases write the same
 
 
