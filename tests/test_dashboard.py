@@ -123,6 +123,7 @@ def test_the_pages_show_the_batch(site: Served) -> None:
         assert "Top failure reasons" in charts
         assert "视频生成失败" in charts  # the provider's reason, as it came
         assert "Generation times" in charts
+        assert charts.count('<svg class="chart"') == 3  # drawn, not escaped into text
         found = client.get("/ui/batches/shop", params={"q": "BLUE", "status": ""}).text
         assert "1 rows match" in found
         unknown = client.get("/ui/batches/shop", params={"status": "nope"})

@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
 from veobatch.dashboard.sessions import COOKIE, LIFETIME, Sessions, Viewer
 from veobatch.errors import (
@@ -45,8 +46,11 @@ HERE: Final = Path(__file__).parent
 DASHBOARD_STATIC: Final = HERE / "static"
 templates = Jinja2Templates(directory=HERE / "templates")
 # Every value a page shows: control, escape and bidi characters (a relay's failure reason, a
-# name) shown as their escapes, before the HTML escaping.
-templates.env.finalize = lambda value: visible(value) if isinstance(value, str) else value
+# name) shown as their escapes, before the HTML escaping. Markup (a macro's own HTML, such
+# as a chart's SVG) is left as it is: made a plain text again, it was escaped into the page.
+templates.env.finalize = lambda value: (
+    visible(value) if isinstance(value, str) and not isinstance(value, Markup) else value
+)
 templates.env.globals.update(
     statuses=STATUS_ORDER,
     kinds=[k.value for k in ErrorKind],
