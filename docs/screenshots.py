@@ -4,8 +4,8 @@
 
 It runs `veo-batch run jobs.example.yaml --mock --download` on a scratch SQLite file, rejects
 one video, serves the dashboard with `veo-batch serve`, logs in with Chromium (driven by
-Playwright) and saves the batch page and the gallery as docs/images/batch.png and
-docs/images/gallery.png.
+Playwright) and saves the batches page, the batch page and the gallery, light and dark (the
+pages follow the system's setting), as docs/images/{batches,batch,gallery}{,-dark}.png.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from playwright.sync_api import sync_playwright
@@ -63,29 +64,40 @@ def main() -> None:
             OUT.mkdir(parents=True, exist_ok=True)
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-                page = browser.new_page(viewport={"width": 1280, "height": 900})
-                page.goto(f"{base}/login")
-                page.fill("input[name=token]", TOKEN)
-                page.click("button[type=submit]")
-                page.goto(f"{base}/ui/batches/jobs.example")
-                page.wait_for_selector("#charts h3")  # the charts come in a request of their own
-                page.screenshot(path=str(OUT / "batch.png"), full_page=True)
-                page.goto(f"{base}/ui/batches/jobs.example/gallery")
-                page.wait_for_load_state("networkidle")
-                for video in page.locator("video").all():  # a frame a little into each clip
-                    video.evaluate(
-                        """v => new Promise(done => { v.preload = 'auto';
-                            v.addEventListener('seeked', done, {once: true});
-                            v.addEventListener('loadeddata', () => { v.currentTime = 1.5; },
-                                               {once: true});
-                            v.load(); })"""
-                    )
-                page.screenshot(path=str(OUT / "gallery.png"), full_page=True)
+                for scheme, suffix in (("light", ""), ("dark", "-dark")):
+                    shoot(browser, base, scheme, suffix)
                 browser.close()
         finally:
             server.terminate()
             server.wait(15)
-    print(f"wrote {OUT / 'batch.png'} and {OUT / 'gallery.png'}")
+    print(f"wrote {', '.join(sorted(path.name for path in OUT.glob('*.png')))} in {OUT}")
+
+
+def shoot(browser: Any, base: str, scheme: str, suffix: str) -> None:
+    """The batches page, the batch page and the gallery, as a system set to `scheme` shows
+    them (the pages follow its dark mode)."""
+    context = browser.new_context(color_scheme=scheme, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(f"{base}/login")
+    page.fill("input[name=token]", TOKEN)
+    page.click("button[type=submit]")
+    page.goto(f"{base}/")
+    page.wait_for_selector("#batches table")
+    page.screenshot(path=str(OUT / f"batches{suffix}.png"), full_page=True)
+    page.goto(f"{base}/ui/batches/jobs.example")
+    page.wait_for_selector("#charts h3")  # the charts come in a request of their own
+    page.screenshot(path=str(OUT / f"batch{suffix}.png"), full_page=True)
+    page.goto(f"{base}/ui/batches/jobs.example/gallery")
+    page.wait_for_load_state("networkidle")
+    for video in page.locator("video").all():  # a frame a little into each clip
+        video.evaluate(
+            """v => new Promise(done => { v.preload = 'auto';
+                v.addEventListener('seeked', done, {once: true});
+                v.addEventListener('loadeddata', () => { v.currentTime = 1.5; }, {once: true});
+                v.load(); })"""
+        )
+    page.screenshot(path=str(OUT / f"gallery{suffix}.png"), full_page=True)
+    context.close()
 
 
 if __name__ == "__main__":

@@ -170,3 +170,22 @@ def test_another_local_page_cannot_frame_the_dashboard(
     assert framed.locator("input[name=token]").count() == 0  # nothing of ours shown
     assert any("frame-ancestors" in text for text in violations), violations
     page.close()
+
+
+def test_the_pages_follow_the_systems_dark_mode(
+    browser: Any, site: tuple[str, Engine, Path]
+) -> None:
+    """Dark when the system is (prefers-color-scheme), light otherwise: nothing to choose."""
+    base, _engine, _folder = site
+    seen = {}
+    for scheme in ("light", "dark"):
+        context = browser.new_context(color_scheme=scheme)
+        page = context.new_page()
+        page.goto(f"{base}/login")
+        seen[scheme] = page.evaluate(
+            "() => [getComputedStyle(document.body).backgroundColor,"
+            " getComputedStyle(document.body).color]"
+        )
+        context.close()
+    assert seen["light"] == ["rgb(248, 249, 251)", "rgb(29, 36, 48)"]
+    assert seen["dark"] == ["rgb(18, 22, 28)", "rgb(230, 232, 236)"]
