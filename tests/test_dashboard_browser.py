@@ -189,3 +189,33 @@ def test_the_pages_follow_the_systems_dark_mode(
         context.close()
     assert seen["light"] == ["rgb(248, 249, 251)", "rgb(29, 36, 48)"]
     assert seen["dark"] == ["rgb(18, 22, 28)", "rgb(230, 232, 236)"]
+
+
+def test_the_gallery_is_judged_from_the_keyboard(
+    browser: Any, site: tuple[str, Engine, Path]
+) -> None:
+    """j moves to a video, r rejects it alone, the page comes back with the next one in focus,
+    a approves that one: two verdicts, no mouse."""
+    base, engine, _folder = site
+    with engine.begin() as conn:  # the six rows done, as a run would leave them
+        conn.execute(sa.update(Job).values(status="succeeded", video_url="https://v.example/x"))
+    page = browser.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto(f"{base}/login?next=/ui/batches/shop/gallery")
+    page.fill("input[name=token]", TOKEN)
+    page.click("button[type=submit]")
+    page.wait_for_selector(".card[data-id]")
+    focused = ".card[data-id]:focus"
+    page.keyboard.press("j")
+    assert page.get_attribute(focused, "data-id") == "r0"
+    page.keyboard.press("r")
+    page.wait_for_selector('.card[data-id="r0"] .tag.rejected')
+    assert page.get_attribute(focused, "data-id") == "r1"  # the next one, in focus
+    page.keyboard.press("a")
+    page.wait_for_selector('.card[data-id="r1"] .tag.approved')
+    with engine.connect() as conn:
+        reviews = {row.ref: row.review for row in conn.execute(sa.select(Job.ref, Job.review))}
+    assert reviews == {"r0": "rejected", "r1": "approved", **{f"r{n}": None for n in range(2, 6)}}
+    assert problems == [], problems
+    page.close()
