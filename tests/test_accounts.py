@@ -312,6 +312,7 @@ def test_three_relays_one_empty_one_down_one_healthy_send_every_row_once(engine:
     assert {row.account for row in tried} == {"empty", "down", "ok"}  # each attempt's account
 
 
+@pytest.mark.timing  # what it counts depends on timing: run alone (see the Makefile)
 def test_two_rated_relays_share_the_rows_and_neither_window_overfills(engine: Engine) -> None:
     prompts = [f"row {n}" for n in range(60)]
     batch = load_prompts(engine, prompts)
@@ -327,6 +328,7 @@ def test_two_rated_relays_share_the_rows_and_neither_window_overfills(engine: En
     assert created(mocks) == Counter(dict.fromkeys(prompts, 1))
 
 
+@pytest.mark.timing  # what it counts depends on timing: run alone (see the Makefile)
 def test_an_accounts_cap_holds(engine: Engine) -> None:
     batch = load_prompts(engine, [f"row {n}" for n in range(24)])
     configs = (MockConfig(api_key="key-a", task_seconds=0.3), MockConfig(task_seconds=0.3))

@@ -50,6 +50,7 @@ def test_two_worker_processes_send_every_row_exactly_once(stack: Stack) -> None:
     assert set(stack.statuses().values()) == {"succeeded"}
 
 
+@pytest.mark.timing  # what it counts depends on timing: run alone (see the Makefile)
 def test_the_rate_holds_across_worker_processes(stack: Stack) -> None:
     # A limit measured to the millisecond needs a mock with a clock of its own: inside the test
     # process, a pause of its threads (its garbage collector after hundreds of tests) would
@@ -142,6 +143,7 @@ def test_run_hands_the_rows_to_the_workers_and_reports(stack: Stack, tmp_path: P
     assert stack.mock.stats()["created"] == 8
 
 
+@pytest.mark.timing  # what it counts depends on timing: run alone (see the Makefile)
 def test_the_in_flight_cap_holds_across_worker_processes(stack: Stack) -> None:
     stack.mock.state.config.task_seconds = 1.0
     stack.mock.state.config.failure_rate = 0.5

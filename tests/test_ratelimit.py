@@ -112,6 +112,7 @@ def _reserve_many(prefix: str, count: int, out: multiprocessing.Queue[list[float
     out.put([limiter.reserve_slot()[0] for _ in range(count)])
 
 
+@pytest.mark.timing  # what it counts depends on timing: run alone (see the Makefile)
 def test_the_limit_holds_across_processes(redis_client: redis.Redis) -> None:
     context = multiprocessing.get_context("spawn")
     out: multiprocessing.Queue[list[float]] = context.Queue()

@@ -246,6 +246,7 @@ def test_rerun_of_a_remote_failure_makes_a_new_task(engine: Engine, mock: MockPr
     assert mock.stats()["created_by_prompt"] == {"[mock:fail] refused": 2}
 
 
+@pytest.mark.timing  # what it counts depends on timing: run alone (see the Makefile)
 def test_the_in_flight_cap_holds(engine: Engine, mock: MockProvider) -> None:
     mock.state.config.task_seconds = 0.3
     batch_id = load_prompts(engine, [f"row {n}" for n in range(24)])
