@@ -271,6 +271,7 @@ def test_a_job_file_uploaded_starts_a_batch(site: Served) -> None:
         )
         assert "The job file was not loaded" in bad.text
         assert "unknown model" in bad.text
+        assert "<tr><td>2</td><td>model</td>" in bad.text  # the row's line in the file
 
 
 def test_an_image_given_as_a_data_uri_is_served_decoded(site: Served, engine: Engine) -> None:
