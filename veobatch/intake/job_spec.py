@@ -354,11 +354,12 @@ class JobChecker:
             problems.append(Problem(raw.line_of(name), name, message))
 
         ref = self._ref(raw, bad)
-        if hash(ref) in self._seen_refs:
-            bad("id", f"duplicate id {_short(ref)}: {self._first_with(hash(ref))} has the same id")
+        ref_hash = hash(ref)
+        if ref_hash in self._seen_refs:
+            bad("id", f"duplicate id {_short(ref)}: {self._first_with(ref_hash)} has the same id")
             return None, problems
-        self._seen_refs.add(hash(ref))
-        self._ref_order.append(hash(ref))
+        self._seen_refs.add(ref_hash)
+        self._ref_order.append(ref_hash)
         self._ref_lines.append(raw.line)
         if raw.problems:  # the reader could not make a row of it: nothing more to check
             return (

@@ -134,10 +134,10 @@ def export_chunks(
         if extras:
             cells += zip(*(_extras(value, extras, csv_cells) for value in raw[6]), strict=True)
         outputs = [_cells(f, column) for f, column in zip(made, raw[7:], strict=True)]
-        if priced is not None:  # unpriced is never free: no cost, not 0
+        if priced is not None:
             counted, models = raw[7 + cost], raw[2]
             outputs[cost] = [
-                None if not micros and model not in priced else shown
+                None if costless(micros, model, priced) else shown
                 for shown, micros, model in zip(outputs[cost], counted, models, strict=True)
             ]
         yield list(zip(*cells, *outputs, strict=True))
@@ -271,10 +271,14 @@ def output_value(job: sa.Row[Any], column: str, priced: Collection[str] | None =
     With `priced` (the models that have a price), a row of another model that counted nothing
     has no cost (None), not 0: unpriced is never free."""
     if column == "cost":
-        if not job.cost_micros and priced is not None and job.model not in priced:
-            return None
-        return decimal_text(job.cost_micros)
+        return None if costless(job.cost_micros, job.model, priced) else _cost_text(job.cost_micros)
     return getattr(job, column)
+
+
+def costless(micros: int, model: str, priced: Collection[str] | None) -> bool:
+    """A row that counted nothing for a model without a price (of `priced`) has no cost,
+    not 0: unpriced is never free (PostgreSQL's export says the same in SQL)."""
+    return not micros and priced is not None and model not in priced
 
 
 def image_path(entry: Any) -> Any:

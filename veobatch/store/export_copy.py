@@ -148,7 +148,7 @@ def _images_joined(formula_starts: tuple[str, ...]) -> sa.ColumnElement[Any]:
 
 def _cost(priced: Collection[str] | None) -> sa.ColumnElement[Any]:
     """The micro-units as a plain decimal (`0.25`, `0`), as `pricing.decimal_text`; none for a
-    row of a model without a price that counted nothing (unpriced is never free)."""
+    row of a model without a price that counted nothing, as `export.costless` says."""
     units = sa.func.trim_scale(sa.cast(_JOB.cost_micros, sa.Numeric) / 1_000_000)
     if priced is None:
         return units
