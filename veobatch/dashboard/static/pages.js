@@ -94,7 +94,12 @@ function judge(card, next, verdict) {
 
 // Back from a verdict: the video the address names is in focus.
 document.addEventListener("DOMContentLoaded", function () {
-  var id = decodeURIComponent(window.location.hash.slice(1));
+  var id;
+  try {
+    id = decodeURIComponent(window.location.hash.slice(1));
+  } catch (malformed) {
+    return; // an address typed by hand (`#%`): nothing to focus
+  }
   if (!id) {
     return;
   }
