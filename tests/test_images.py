@@ -467,5 +467,5 @@ def test_loading_the_same_file_again_does_not_repeat_its_warnings(
     again = sqlite_run("load", str(jobs))
     assert again.exit_code == 0
     assert "warning: " not in again.output
-    assert "(1 warning as when these rows were stored)" in again.output
+    assert "(1 warning, given when these rows were first stored)" in again.output
     assert "2 were already in the batch" in again.output

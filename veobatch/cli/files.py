@@ -185,7 +185,8 @@ def _print_load(name: str, result: LoadResult, dry_run: bool, seconds: float) ->
         echo(line, err=True)
     if _stored_before(result, dry_run) and report.warning_count:
         # A resume loads the same file again: its warnings were given when its rows were stored.
-        echo(f"({plural(report.warning_count, 'warning')} as when these rows were stored)")
+        given = plural(report.warning_count, "warning")
+        echo(f"({given}, given when these rows were first stored)", err=True)
     else:
         for line in report.warning_lines():
             click.secho(line, err=True, fg="yellow")
