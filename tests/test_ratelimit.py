@@ -84,6 +84,7 @@ def test_local_limiter_spaces_reservations() -> None:
 # ---------------------------------------------------------------------------------- Redis
 
 
+@pytest.mark.timing  # what it counts depends on timing: run alone (see the Makefile)
 def test_redis_limiter_spaces_reservations(redis_client: redis.Redis) -> None:
     limiter = RedisRateLimiter(redis_client, Rate.parse("50/s,burst=2"), prefix="t1")
     slots = []
