@@ -28,6 +28,7 @@ ROWS = [
     row(6, "@mail", prompt="+plus", flag=True, ratio=1.5),
     row(7, "formula-links"),
     row(8, "formula-path"),
+    row(9, "cr", prompt="a lone\rcarriage return"),  # quoted by both (csv's writer would not)
 ]
 # What happened to each row, set as a run would have (the times fixed, to compare them).
 OUTCOMES: dict[str, dict[str, Any]] = {
@@ -124,3 +125,5 @@ def test_a_csv_export_is_the_same_bytes_from_sqlite_and_postgresql(
     assert cells["'@mail"]["enhance_prompt"] == ""
     assert cells["formula-links"]["images"] == f"'@x|{URL}"
     assert cells["formula-path"]["images"] == "'-x.jpg"
+    assert b'"a lone\rcarriage return"' in from_sqlite
+    assert cells["cr"]["prompt"] == "a lone\rcarriage return"

@@ -13,7 +13,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Generator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -30,6 +30,7 @@ from veobatch.store.export_columns import (
     OUTPUT_COLUMNS,
 )
 from veobatch.store.export_copy import copy_csv_lines
+from veobatch.store.export_parts import Parts, parts_wanted, split
 from veobatch.store.queries import utc
 from veobatch.store.tables import Job
 
@@ -115,12 +116,13 @@ def export_chunks(
     extras: list[str],
     priced: Collection[str] | None,
     format: str,
-) -> Iterator[list[tuple[Any, ...]]]:
-    """The export's rows, CHUNK_ROWS at a time, each a tuple of cells in the order of
-    `export_columns`: for CSV, as the file writes them (formulas escaped, images joined with
-    `|`, booleans as true/false); for JSON Lines, native values (images a list). One pass over
-    the rows as the driver gives them (see `_read`); a chunk is made a column at a time, each
-    by its column's own function, and a column with no value in the chunk is left as it is."""
+) -> Iterator[list[Sequence[Any]]]:
+    """The export's rows, CHUNK_ROWS at a time, each chunk as its columns of cells in the
+    order of `export_columns`: for CSV, as the file writes them (formulas escaped, images
+    joined with `|`, booleans as true/false); for JSON Lines, native values (images a list).
+    One pass over the rows as the driver gives them (see `_read`); a chunk is made a column
+    at a time, each by its column's own function, and a column with no value in the chunk is
+    left as it is."""
     csv_cells = format == "csv"
     text = _escaped if csv_cells else _same
     inputs = (text, text, text, _images_joined if csv_cells else _images_list, _same)
@@ -140,7 +142,34 @@ def export_chunks(
                 None if costless(micros, model, priced) else shown
                 for shown, micros, model in zip(outputs[cost], counted, models, strict=True)
             ]
-        yield list(zip(*cells, *outputs, strict=True))
+        yield [*cells, *outputs]
+
+
+def csv_lines(columns: Sequence[Sequence[Any]]) -> str:
+    """A chunk's columns of cells (`export_chunks`) as CSV lines, each ended by LINE_END."""
+    fields = [_csv_fields(column) for column in columns]
+    return LINE_END.join(map(",".join, zip(*fields, strict=True))) + LINE_END
+
+
+def _csv_fields(column: Sequence[Any]) -> Sequence[str]:
+    """A column's cells as CSV fields, as PostgreSQL's COPY writes them (and Python's csv
+    writer, but for a lone carriage return, which it leaves unquoted): none as nothing, a
+    text inside double quotes when it holds `,` `"` or a line break (its quotes doubled),
+    anything else as its text."""
+    if column.count(None) == len(column):
+        return [""] * len(column)
+    return [
+        ""
+        if cell is None
+        else (
+            '"' + cell.replace('"', '""') + '"'
+            if "," in cell or '"' in cell or "\n" in cell or "\r" in cell
+            else cell
+        )
+        if type(cell) is str
+        else str(cell)
+        for cell in column
+    ]
 
 
 def _cells(make: Any, column: Sequence[Any]) -> Sequence[Any]:
@@ -301,9 +330,10 @@ def image_file(entry: Any) -> dict[str, Any] | None:
 
 
 class ExportText:
-    """The rows `query` selects as CSV or JSON Lines text, a few hundred rows a chunk, read
-    while it is iterated (one connection, a server-side cursor on PostgreSQL); `rows` counts
-    the rows written so far."""
+    """The rows `query` selects as CSV or JSON Lines text, read while it is iterated, a chunk
+    of rows at a time; `rows` counts the rows written so far. A big export is made in parts
+    at once (`export_parts`; `parts` caps how many, None: as many as this machine and
+    database allow), handed on in order; each part is one statement's view of the rows."""
 
     def __init__(
         self,
@@ -311,56 +341,55 @@ class ExportText:
         query: sa.Select[Any],
         format: str,
         priced: Collection[str] | None = None,
+        parts: int | None = None,
     ) -> None:
         if format not in EXPORT_FORMATS:
             raise VeoBatchError(f"format: {format!r} is not one of {', '.join(EXPORT_FORMATS)}")
         self.engine, self.query, self.format = engine, query, format
         self.priced = priced  # see `output_value`
+        self.parts = parts
         self.rows = 0
 
     def __iter__(self) -> Iterator[str]:
-        buffer = io.StringIO()
         with self.engine.connect() as conn:
             columns, extras = export_columns(conn, self.query)
-            if self.format == "csv" and conn.dialect.name == "postgresql":
-                yield from self._copied(conn, columns, extras)
-                return
-            chunks = export_chunks(conn, self.query, extras, self.priced, self.format)
             if self.format == "csv":
-                writer = csv.writer(buffer, lineterminator=LINE_END)
-                writer.writerow(columns)
-                for rows in chunks:
-                    writer.writerows(rows)
-                    self.rows += len(rows)
-                    yield _taken(buffer)
+                header = io.StringIO()
+                csv.writer(header, lineterminator=LINE_END).writerow(columns)
+                yield header.getvalue()
+            dialect = conn.dialect.name
+            wanted = parts_wanted(dialect) if self.parts is None else self.parts
+            first, *later = split(conn, self.query, wanted)
+            make = functools.partial(self._part, columns=columns, extras=extras)
+            with Parts(self.engine, later, make) as rest:
+                for text in make(conn, first):
+                    if isinstance(text, int):
+                        self.rows = text
+                    elif text:
+                        yield text
+                first_rows = self.rows
+                for text in rest.texts():
+                    self.rows = first_rows + rest.rows
+                    yield text
+                self.rows = first_rows + rest.rows
+
+    def _part(
+        self, conn: Connection, query: sa.Select[Any], *, columns: list[str], extras: list[str]
+    ) -> Generator[str | int, None, None]:
+        """The text of `query`'s rows (no header), a chunk at a time, then their number."""
+        if self.format == "csv" and conn.dialect.name == "postgresql":
+            yield from copy_csv_lines(
+                conn, query, extras, OUTPUT_COLUMNS, FORMULA_STARTS, self.priced
+            )
+            return
+        rows = 0
+        for chunk in export_chunks(conn, query, extras, self.priced, self.format):
+            if self.format == "csv":
+                yield csv_lines(chunk)
             else:
-                for rows in chunks:
-                    buffer.writelines(_json_line(columns, row) for row in rows)
-                    self.rows += len(rows)
-                    yield _taken(buffer)
-        yield buffer.getvalue()
-
-    def _copied(self, conn: Connection, columns: list[str], extras: list[str]) -> Iterator[str]:
-        """The CSV made by PostgreSQL (`export_copy`): the header, then COPY's lines."""
-        header = io.StringIO()
-        csv.writer(header, lineterminator=LINE_END).writerow(columns)
-        yield header.getvalue()
-        lines = copy_csv_lines(
-            conn, self.query, extras, OUTPUT_COLUMNS, FORMULA_STARTS, self.priced
-        )
-        for text in lines:
-            if isinstance(text, int):
-                self.rows = text
-            elif text:
-                yield text
-
-
-def _taken(buffer: io.StringIO) -> str:
-    """What `buffer` holds, emptied."""
-    text = buffer.getvalue()
-    buffer.seek(0)
-    buffer.truncate()
-    return text
+                yield "".join([_json_line(columns, row) for row in zip(*chunk, strict=True)])
+            rows += len(chunk[0])
+        yield rows
 
 
 def _json_line(columns: list[str], row: Sequence[Any]) -> str:

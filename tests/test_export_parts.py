@@ -1,0 +1,113 @@
+"""A big export is made in parts at once (veobatch/store/export_parts.py): forked processes on
+SQLite, threads on PostgreSQL. Parts must give the same bytes as one part, in order, and a
+part that fails must fail the export, with no worker or file left behind."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import Connection
+from sqlalchemy.engine import Engine
+
+from tests.helpers import load, row
+from veobatch.errors import VeoBatchError
+from veobatch.store import export_parts
+from veobatch.store.export import ExportText
+from veobatch.store.export_parts import Parts, split
+from veobatch.store.queries import RowFilter, batch_id
+from veobatch.store.tables import Job
+
+ROWS = 50
+
+
+@pytest.fixture
+def stored(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Engine:
+    """`ROWS` rows, a few of them failed, parts of at least 7 rows."""
+    monkeypatch.setattr(export_parts, "MIN_PART_ROWS", 7)
+    load(engine, [row(n, f"r{n}", prompt=f'"{n}", with a comma') for n in range(2, ROWS + 2)])
+    with engine.begin() as conn:
+        conn.execute(sa.update(Job).where(Job.id % 4 == 0).values(status="failed", error="x"))
+    return engine
+
+
+def exported(engine: Engine, format: str, parts: int, **filters: Any) -> tuple[str, int]:
+    with engine.connect() as conn:
+        query = RowFilter(**filters).query(batch_id(conn, "b"))
+    text = ExportText(engine, query, format, priced={"veo3.1"}, parts=parts)
+    return "".join(text), text.rows
+
+
+@pytest.mark.parametrize("format", ["csv", "jsonl"])
+def test_an_export_in_parts_is_the_same_text_as_in_one(stored: Engine, format: str) -> None:
+    whole, rows = exported(stored, format, parts=1)
+    assert rows == ROWS
+    for parts in (2, 3, 4):
+        assert exported(stored, format, parts=parts) == (whole, ROWS)
+    failed, rows = exported(stored, format, parts=3, statuses=["failed"])
+    assert rows == ROWS // 4 == len(failed.splitlines()) - (format == "csv")
+
+
+def test_rows_are_cut_into_ranges_of_ids_that_cover_each_row_once(stored: Engine) -> None:
+    with stored.connect() as conn:
+        query = RowFilter().query(batch_id(conn, "b"))
+        queries = split(conn, query, 4)
+        ids = [list(conn.scalars(q.with_only_columns(Job.id))) for q in queries]
+        few = split(conn, RowFilter(statuses=["failed"]).query(batch_id(conn, "b")), 4)
+    assert len(queries) == 4
+    assert [i for part in ids for i in part] == list(range(1, ROWS + 1))
+    assert min(len(part) for part in ids) >= 7
+    assert len(few) == 1  # 12 rows: one part of at least 7
+
+
+def _failing(conn: Connection, query: sa.Select[Any]) -> Generator[str | int, None, None]:
+    yield "a line\n"
+    raise VeoBatchError("the part broke")
+
+
+def test_a_part_that_fails_fails_the_export_and_leaves_nothing(stored: Engine) -> None:
+    with stored.connect() as conn:
+        queries = split(conn, RowFilter().query(batch_id(conn, "b")), 3)
+    with Parts(stored, queries[1:], _failing) as parts:
+        workers = list(parts._workers)
+        with pytest.raises(VeoBatchError, match="the part broke"):
+            list(parts.texts())
+    assert all(worker.file.closed for worker in workers)
+    _assert_stopped(workers)
+
+
+def _endless(conn: Connection, query: sa.Select[Any]) -> Generator[str | int, None, None]:
+    while True:
+        yield "x" * 1000
+
+
+def test_an_export_stopped_early_stops_its_workers(stored: Engine) -> None:
+    with stored.connect() as conn:
+        queries = split(conn, RowFilter().query(batch_id(conn, "b")), 3)
+    parts = Parts(stored, queries[1:], _endless)  # (the export's reader went away)
+    workers = list(parts._workers)
+    assert all(_running(worker) for worker in workers)
+    parts.close()
+    assert all(worker.file.closed for worker in workers)
+    _assert_stopped(workers)
+
+
+def _running(worker: Any) -> bool:
+    if isinstance(worker, export_parts._ProcessWorker):
+        return bool(worker._process.is_alive())
+    return bool(worker._thread.is_alive())
+
+
+def _assert_stopped(workers: list[Any]) -> None:
+    for worker in workers:
+        if isinstance(worker, export_parts._ProcessWorker):
+            process = worker._process
+            assert not process.is_alive()
+            assert process.pid is not None
+            with pytest.raises(ProcessLookupError):
+                os.kill(process.pid, 0)
+        else:
+            assert not worker._thread.is_alive()

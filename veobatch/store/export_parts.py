@@ -1,0 +1,219 @@
+"""An export made in parts at once: its rows cut into ranges of ids of about the same number of
+rows, the first made where the export is read, the others at the same time by workers that
+each write their text to a temporary file; the parts are then handed on in order.
+
+Making an export's text is the database's work (PostgreSQL's COPY builds the CSV) or Python's
+(SQLite's rows made into cells and lines), and either keeps one core busy. A worker is:
+
+- on PostgreSQL, a thread with a connection of its own: the database's processes do the work
+  and the thread only waits on its socket, so threads run at once;
+- on SQLite, a forked process with a connection of its own (Python's share of the work holds
+  the GIL, so threads would take turns). A process forks only when no other thread runs in
+  it (the command line, not a server): a fork copies one thread, and a lock another thread
+  held would stay locked in the child forever.
+
+Small exports are made in one part: below `MIN_PART_ROWS` rows a part saves less than a
+worker costs. The temporary files together hold at most the export's size less its first
+part, and are gone once read, or when the export stops early.
+"""
+
+from __future__ import annotations
+
+import codecs
+import itertools
+import multiprocessing
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Generator, Iterator
+from contextlib import ExitStack, closing
+from typing import IO, Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+from sqlalchemy.engine import Engine
+
+from veobatch.errors import ProcessFailed
+from veobatch.store.tables import Job
+
+MIN_PART_ROWS: Final = 50_000
+MAX_PARTS: Final = 4
+_READ_BYTES: Final = 1 << 20
+
+# What makes a part's text: its rows' lines on `conn`, then (last) the number of rows.
+PartText = Callable[[Connection, sa.Select[Any]], Generator[str | int, None, None]]
+
+
+def parts_wanted(dialect: str) -> int:
+    """How many parts an export on this database may be made in, here and now."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    wanted = min(MAX_PARTS, cores or 1)
+    if dialect == "postgresql":
+        return wanted
+    if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
+        return 1
+    return wanted
+
+
+def split(conn: Connection, query: sa.Select[Any], parts: int) -> list[sa.Select[Any]]:
+    """`query` (rows of Job, in id order) as up to `parts` queries of consecutive ids, each of
+    at least MIN_PART_ROWS rows (one query, `query` itself, for fewer rows)."""
+    if parts < 2:
+        return [query]
+    ids = query.with_only_columns(Job.id).order_by(None).subquery()
+    count = conn.scalar(sa.select(sa.func.count()).select_from(ids)) or 0
+    parts = min(parts, count // MIN_PART_ROWS)
+    if parts < 2:
+        return [query]
+    nth = sa.select(ids.c.id).order_by(ids.c.id).limit(1)
+    cuts = [conn.scalar(nth.offset(count * k // parts)) for k in range(1, parts)]
+    bounds = [None, *cuts, None]
+    return [
+        query.where(*([Job.id >= low] if low is not None else [])).where(
+            *([Job.id < high] if high is not None else [])
+        )
+        for low, high in itertools.pairwise(bounds)
+    ]
+
+
+class Parts:
+    """The parts after the first, made by workers while the first is read (`text` of each in
+    order, as its file is complete); `rows` counts the rows of the parts read so far."""
+
+    def __init__(self, engine: Engine, queries: list[sa.Select[Any]], make: PartText) -> None:
+        self.rows = 0
+        self._stack = ExitStack()
+        self._workers: list[_Worker] = []
+        fork = engine.dialect.name != "postgresql"
+        for query in queries:
+            file = self._stack.enter_context(tempfile.TemporaryFile())  # noqa: SIM115
+            worker = (_ProcessWorker if fork else _ThreadWorker)(engine, query, make, file)
+            self._stack.callback(worker.stop)
+            self._workers.append(worker)
+
+    def texts(self) -> Iterator[str]:
+        """Each part's text, in order, a megabyte at a time."""
+        for worker in self._workers:
+            self.rows += worker.wait()
+            worker.file.seek(0)
+            decoder = codecs.getincrementaldecoder("utf-8")()
+            while block := worker.file.read(_READ_BYTES):
+                yield decoder.decode(block)
+            yield decoder.decode(b"", final=True)
+            worker.file.close()
+
+    def close(self) -> None:
+        """Stop the workers still at work and delete every temporary file."""
+        self._stack.close()
+
+    def __enter__(self) -> Parts:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _write_part(
+    engine: Engine, query: sa.Select[Any], make: PartText, file: IO[bytes], stop: Any
+) -> int:
+    """Write the part's text to `file` (UTF-8) on a connection of its own; its rows."""
+    rows = 0
+    with engine.connect() as conn, closing(make(conn, query)) as texts:
+        for text in texts:
+            if isinstance(text, int):
+                rows = text
+            else:
+                file.write(text.encode())
+            if stop():
+                break
+    file.flush()
+    return rows
+
+
+class _Worker:
+    file: IO[bytes]
+
+    def wait(self) -> int:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+
+class _ThreadWorker(_Worker):
+    def __init__(
+        self, engine: Engine, query: sa.Select[Any], make: PartText, file: IO[bytes]
+    ) -> None:
+        self.file = file
+        self._stopped = False
+        self._rows = 0
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(engine, query, make), name="veo-batch-export", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, engine: Engine, query: sa.Select[Any], make: PartText) -> None:
+        try:
+            self._rows = _write_part(engine, query, make, self.file, lambda: self._stopped)
+        except BaseException as exc:  # handed to the reader, which raises it
+            self._error = exc
+
+    def wait(self) -> int:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._rows
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._thread.join()
+
+
+class _ProcessWorker(_Worker):
+    def __init__(
+        self, engine: Engine, query: sa.Select[Any], make: PartText, file: IO[bytes]
+    ) -> None:
+        self.file = file
+        context = multiprocessing.get_context("fork")
+        self._receiver, sender = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=self._run,
+            args=(sender, engine, query, make, file),
+            name="veo-batch-export",
+            daemon=True,
+        )
+        self._process.start()
+        sender.close()
+
+    @staticmethod
+    def _run(sender: Any, engine: Engine, query: sa.Select[Any], make: PartText, file: Any) -> None:
+        try:
+            engine.dispose(close=False)  # the parent's connections stay the parent's
+            sender.send(_write_part(engine, query, make, file, lambda: False))
+        except BaseException as exc:  # handed to the parent, which raises it
+            try:
+                sender.send(exc)
+            except Exception:  # an exception that cannot be pickled: its text then
+                sender.send(ProcessFailed(f"a process making the export failed: {exc}"))
+        finally:
+            sender.close()
+
+    def wait(self) -> int:
+        try:
+            message = self._receiver.recv()
+        except EOFError:
+            self._process.join()
+            raise ProcessFailed(
+                f"a process making the export stopped (exit code {self._process.exitcode})"
+            ) from None
+        self._process.join()
+        if isinstance(message, BaseException):
+            raise message
+        return int(message)
+
+    def stop(self) -> None:
+        self._receiver.close()
+        if self._process.is_alive():
+            self._process.terminate()
+        self._process.join()
