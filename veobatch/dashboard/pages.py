@@ -25,6 +25,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
+from veobatch.dashboard import charts
 from veobatch.dashboard.sessions import COOKIE, LIFETIME, Sessions, Viewer
 from veobatch.errors import (
     InvalidJobs,
@@ -66,6 +67,7 @@ def _replace_page(query: Any, page: int) -> str:
 
 templates.env.filters["replace_page"] = _replace_page
 templates.env.filters["shell_quote"] = shlex.quote
+templates.env.filters["duration"] = charts.duration
 router = APIRouter(include_in_schema=False)
 
 
@@ -277,7 +279,14 @@ def batch_live(request: Request, name: str) -> HTMLResponse:
 def batch_charts(request: Request, name: str) -> HTMLResponse:
     """The charts and the failure reasons, polled every 30 s (they cost more)."""
     found = _service(request).activity(name)
-    return _page(request, "batch_charts.html", batch=found.batch, activity=found)
+    return _page(
+        request,
+        "batch_charts.html",
+        batch=found.batch,
+        activity=found,
+        sent_chart=charts.activity_chart(found.series),
+        generation_chart=charts.generation_chart(found.generation),
+    )
 
 
 @router.get("/ui/batches/{name}/gallery", response_class=HTMLResponse)
