@@ -3,7 +3,8 @@
 
     /                                  batches: state, a bar of rows by status, pace, spend
     /ui/batches/NAME                   a batch: counts, filters, paged rows, failures, charts
-    /ui/batches/NAME/gallery           its finished videos in a grid, to review and rerun
+    /ui/batches/NAME/gallery           its finished videos in a grid (each larger, beside its
+                                       images, on a click), to review and rerun
     /ui/batches/NAME/rows/REF          a row: fields, images, video, its whole history
     /login, /logout                    the session cookie (see `sessions`)
 
