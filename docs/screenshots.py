@@ -5,7 +5,8 @@
 It runs `veo-batch run jobs.example.yaml --mock --download` on a scratch SQLite file, rejects
 one video, serves the dashboard with `veo-batch serve`, logs in with Chromium (driven by
 Playwright) and saves the batches page, the batch page and the gallery, light and dark (the
-pages follow the system's setting), as docs/images/{batches,batch,gallery}{,-dark}.png.
+pages follow the system's setting), as docs/images/{batches,batch,gallery}{,-dark}.png, and a
+video of the gallery opened larger, light, as docs/images/gallery-lightbox.png.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def shoot(browser: Any, base: str, scheme: str, suffix: str) -> None:
     page.goto(f"{base}/login")
     page.fill("input[name=token]", TOKEN)
     page.click("button[type=submit]")
+    page.mouse.move(0, 0)  # the pointer where the login button was would hover a chart's bar
     page.goto(f"{base}/")
     page.wait_for_selector("#batches table")
     page.screenshot(path=str(OUT / f"batches{suffix}.png"), full_page=True)
@@ -97,7 +99,28 @@ def shoot(browser: Any, base: str, scheme: str, suffix: str) -> None:
                 v.load(); })"""
         )
     page.screenshot(path=str(OUT / f"gallery{suffix}.png"), full_page=True)
+    if scheme == "light":
+        lightbox(page)
     context.close()
+
+
+def lightbox(page: Any) -> None:
+    """The gallery's larger view of a row with two images (its first and last frames), as a
+    click on its video opens it, a frame a little into the clip."""
+    page.click('.card[data-id="city-timelapse"] video')
+    page.wait_for_selector("#lightbox[open] video")
+    page.mouse.move(5, 5)  # off the video: its controls fade as they would
+    page.locator("#lightbox video").evaluate(
+        """v => new Promise(done => {
+            const at = () => { v.pause(); v.addEventListener('seeked', done, {once: true});
+                               v.currentTime = 1.5; };
+            if (v.readyState >= 1) { at(); }
+            else { v.addEventListener('loadedmetadata', at, {once: true}); }
+        })"""
+    )
+    for image in page.locator("#lightbox img").all():
+        image.evaluate("i => i.complete || new Promise(done => i.addEventListener('load', done))")
+    page.screenshot(path=str(OUT / "gallery-lightbox.png"))
 
 
 if __name__ == "__main__":

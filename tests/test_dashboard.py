@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -123,7 +125,7 @@ def test_the_pages_show_the_batch(site: Served) -> None:
         assert "Top failure reasons" in charts
         assert "视频生成失败" in charts  # the provider's reason, as it came
         assert "Generation times" in charts
-        assert charts.count('<svg class="chart"') == 3  # drawn, not escaped into text
+        assert charts.count('<svg class="chart"') == 2  # drawn, not escaped into text
         found = client.get("/ui/batches/shop", params={"q": "BLUE", "status": ""}).text
         assert "1 rows match" in found
         unknown = client.get("/ui/batches/shop", params={"status": "nope"})
@@ -138,6 +140,64 @@ def test_the_pages_show_the_batch(site: Served) -> None:
         assert "<tr><th>aspect_ratio</th><td>9:16</td></tr>" in portrait
         gallery = client.get("/ui/batches/shop/gallery").text
         assert gallery.count('class="card"') == 2
+
+
+def test_the_charts_have_axes_a_legend_and_a_title_per_bucket_that_match_the_rows(
+    site: Served, engine: Engine
+) -> None:
+    """Sent and finished per 10 s in one chart: a legend, the y axis's top, clock times under
+    the x axis, and over each bucket a title whose counts are the rows' own; the generation
+    times with their buckets in seconds, the empty ones between, and each count on its bar."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    taken = {"a": (now - timedelta(minutes=6), 40), "b": (now - timedelta(minutes=3), 100)}
+    taken["c"] = (now - timedelta(minutes=3), 20)  # failed: finished, but no video
+    with engine.begin() as conn:
+        for ref, (sent, seconds) in taken.items():
+            finished = sent + timedelta(seconds=seconds)
+            conn.execute(
+                sa.update(Job).where(Job.ref == ref).values(submitted_at=sent, finished_at=finished)
+            )
+    with logged_in(site) as client:
+        charts = client.get("/ui/batches/shop/charts").text
+    sent_chart = charts[charts.index('id="sent-chart"') : charts.index("</figure>")]
+    assert "Rows sent and finished, per 10 s" in sent_chart
+    assert re.search(
+        r'class="key sent"></span> sent <span class="key done"></span> finished', sent_chart
+    )
+    first = datetime.fromtimestamp(
+        int(min(s for s, _ in taken.values()).timestamp()) // 10 * 10, UTC
+    )
+    titles = re.findall(r"<title>([^<]*)</title>", sent_chart)
+    assert len(titles) == sent_chart.count('<rect class="hit"')  # one per bucket, hovered
+    assert 37 <= len(titles) <= 48  # from the first submission to now
+    edges = [first + timedelta(seconds=10 * n) for n in range(len(titles) + 1)]
+    expected = [
+        f"{start:%H:%M:%S}–{end:%H:%M:%S} UTC: "
+        f"{sum(start <= sent < end for sent, _ in taken.values())} sent, "
+        f"{sum(start <= sent + timedelta(seconds=s) < end for sent, s in taken.values())} finished"
+        for start, end in itertools.pairwise(edges)
+    ]
+    assert titles == expected
+    assert "2 sent, 0 finished" in " ".join(titles)  # b and c, in the same 10 s
+    beside = re.findall(r'<text class="axis" x="42"[^>]*>([^<]+)</text>', sent_chart)
+    assert beside == ["2", "1", "0"]  # the y axis: its top (2 in a bucket), the middle, 0
+    under = re.findall(r'<text class="axis" x="[\d.]+" y="211"[^>]*>([^<]+)</text>', sent_chart)
+    assert under[0] == f"{first:%H:%M:%S}"
+    assert under[-1] == f"{edges[-1]:%H:%M:%S}"
+    assert 3 <= len(under) <= 7
+
+    durations = charts[charts.index('id="generation-chart"') :]
+    durations = durations[: durations.index("</figure>")]
+    assert re.findall(r"<title>([^<]*)</title>", durations) == [
+        "30–45 s: 1 video",  # a: 40 s
+        "45–60 s: 0 videos",
+        "60–75 s: 0 videos",
+        "75–90 s: 0 videos",
+        "90–105 s: 1 video",  # b: 100 s (c failed: no video, not counted)
+    ]
+    under = re.findall(r'<text class="axis" x="[\d.]+" y="211"[^>]*>([^<]+)</text>', durations)
+    assert under == ["30 s", "45 s", "60 s", "75 s", "90 s", "105 s"]
+    assert re.findall(r'<text class="count"[^>]*>([^<]+)</text>', durations) == ["1", "1"]
 
 
 def test_no_page_shows_a_token_a_key_or_a_server_path(site: Served, shop: Path) -> None:

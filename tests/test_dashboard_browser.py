@@ -55,12 +55,14 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[tuple[str, Engine, Path]]:
-    """`veo-batch serve` on a SQLite file, with a batch of six photos loaded (not yet run)."""
+    """`veo-batch serve` on a SQLite file, with a batch of six photos loaded (not yet run): a
+    row each, r2 with a second one (its last frame)."""
     url = f"sqlite:///{tmp_path / 'veo-batch.db'}"
     engine = database.open_database(url, migrate=True)
     for n in range(6):
         photo(tmp_path / "shop" / "photos" / f"p{n}.jpg", seed=n * 40)
     lines = [f"r{n},product {n} turns slowly,veo3.1,photos/p{n}.jpg" for n in range(6)]
+    lines[2] += "|photos/p5.jpg"
     (tmp_path / "shop" / "jobs.csv").write_text(
         "id,prompt,model,images\n" + "\n".join(lines) + "\n"
     )
@@ -217,5 +219,123 @@ def test_the_gallery_is_judged_from_the_keyboard(
     with engine.connect() as conn:
         reviews = {row.ref: row.review for row in conn.execute(sa.select(Job.ref, Job.review))}
     assert reviews == {"r0": "rejected", "r1": "approved", **{f"r{n}": None for n in range(2, 6)}}
+    assert problems == [], problems
+    page.close()
+
+
+def gallery_after_a_run(browser: Any, site: tuple[str, Engine, Path]) -> tuple[Any, list[str]]:
+    """The batch run against the mock (real clips, downloaded), then its gallery open in a
+    page logged in; the page's script errors and failed requests gathered as they come."""
+    base, engine, folder = site
+    with MockProvider(MockConfig(api_key="mock-key", clips=True)) as mock:
+        batch = BatchService(engine, Settings()).status("shop").id
+        run_embedded(engine, mock, batch, download_dir=folder / "videos")
+    page = browser.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on(
+        "response",
+        lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+    )
+    page.goto(f"{base}/login?next=/ui/batches/shop/gallery")
+    page.fill("input[name=token]", TOKEN)
+    page.click("button[type=submit]")
+    page.wait_for_selector(".card[data-id]")
+    return page, problems
+
+
+def test_a_click_on_a_video_shows_it_larger_beside_its_images(
+    browser: Any, site: tuple[str, Engine, Path]
+) -> None:
+    """A click on a card's video shows it larger: the row's images (both of r2's) beside its
+    video, which plays, with controls, its prompt, its link and its review; Escape closes it
+    and stops it, and the card is in focus again."""
+    from playwright.sync_api import expect  # noqa: PLC0415 - as the fixture imports it
+
+    page, problems = gallery_after_a_run(browser, site)
+    large = page.locator("#lightbox")
+    expect(large).to_be_hidden()
+    page.click('.card[data-id="r2"] video')
+    expect(large).to_be_visible()
+    expect(large).to_have_attribute("data-id", "r2")
+    images = large.locator(".stage img")
+    expect(images).to_have_count(2)
+    row = "/ui/batches/shop/rows/r2"
+    assert [images.nth(n).get_attribute("src") for n in range(2)] == [
+        f"{row}/images/0",
+        f"{row}/images/1",
+    ]
+    for n in range(2):  # both loaded, larger than the card's one
+        width = images.nth(n).evaluate(
+            """i => i.complete ? i.naturalWidth
+                : new Promise(done => i.addEventListener('load', () => done(i.naturalWidth)))"""
+        )
+        assert width == 1280
+        assert images.nth(n).bounding_box()["width"] > 260
+    video = large.locator("video")
+    expect(video).to_have_attribute("src", f"{row}/video")
+    assert video.evaluate("v => v.controls")
+    assert video.bounding_box()["width"] > 600
+    played = video.evaluate(
+        """v => new Promise((done, fail) => {
+            const seen = () => { if (!v.paused && v.currentTime > 0) { done(v.currentTime); } };
+            v.addEventListener('timeupdate', seen);
+            v.addEventListener('error', () => fail(new Error('video error')), {once: true});
+            setTimeout(() => fail(new Error('not playing after 20 s')), 20000);
+            seen();
+        })"""
+    )
+    assert played > 0  # it plays, no click needed
+    expect(large.locator(".said")).to_have_text("product 2 turns slowly")
+    expect(large.locator(".about a")).to_have_attribute("href", row)
+    expect(large.locator(".about .tag")).to_have_text("not reviewed")
+    page.keyboard.press("Escape")
+    expect(large).to_be_hidden()
+    expect(page.locator('.card[data-id="r2"]')).to_be_focused()  # where the grid was left
+    assert large.locator("video").count() == 0  # its video gone with it, not playing on
+    assert problems == [], problems
+    page.close()
+
+
+def test_the_larger_view_is_steered_and_judged_from_the_keyboard(
+    browser: Any, site: tuple[str, Engine, Path]
+) -> None:
+    """Enter shows the card in focus larger, j moves to the next row inside the view, a
+    approves the row shown (the review form's verdict, as on a card), and the page comes
+    back with the row after it shown larger; Escape leaves it in focus, o shows it again."""
+    from playwright.sync_api import expect  # noqa: PLC0415 - as the fixture imports it
+
+    _base, engine, _folder = site
+    page, problems = gallery_after_a_run(browser, site)
+    large = page.locator("#lightbox")
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    expect(page.locator('.card[data-id="r2"]')).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(large).to_be_visible()
+    expect(large).to_have_attribute("data-id", "r2")
+    expect(large.locator(".stage img")).to_have_count(2)
+    page.keyboard.press("j")
+    expect(large).to_have_attribute("data-id", "r3")
+    expect(large).to_be_visible()
+    expect(large.locator(".said")).to_have_text("product 3 turns slowly")
+    expect(large.locator(".stage img")).to_have_count(1)
+    expect(large.locator("video")).to_have_attribute("src", "/ui/batches/shop/rows/r3/video")
+    page.keyboard.press("a")
+    expect(page.locator('.card[data-id="r3"] .tag.approved')).to_be_visible()
+    expect(large).to_have_attribute("data-id", "r4")  # back, with the next one larger
+    expect(large).to_be_visible()
+    expect(large.locator(".about .tag")).to_have_text("not reviewed")
+    with engine.connect() as conn:
+        reviews = {row.ref: row.review for row in conn.execute(sa.select(Job.ref, Job.review))}
+    assert reviews == {**{f"r{n}": None for n in range(6)}, "r3": "approved"}
+    page.keyboard.press("Escape")
+    expect(large).to_be_hidden()
+    expect(page.locator('.card[data-id="r4"]')).to_be_focused()
+    page.keyboard.press("o")
+    expect(large).to_be_visible()
+    expect(large).to_have_attribute("data-id", "r4")
     assert problems == [], problems
     page.close()

@@ -3,7 +3,8 @@
 
     /                                  batches: state, a bar of rows by status, pace, spend
     /ui/batches/NAME                   a batch: counts, filters, paged rows, failures, charts
-    /ui/batches/NAME/gallery           its finished videos in a grid, to review and rerun
+    /ui/batches/NAME/gallery           its finished videos in a grid (each larger, beside its
+                                       images, on a click), to review and rerun
     /ui/batches/NAME/rows/REF          a row: fields, images, video, its whole history
     /login, /logout                    the session cookie (see `sessions`)
 
@@ -25,6 +26,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
+from veobatch.dashboard import charts
 from veobatch.dashboard.sessions import COOKIE, LIFETIME, Sessions, Viewer
 from veobatch.errors import (
     InvalidJobs,
@@ -66,6 +68,7 @@ def _replace_page(query: Any, page: int) -> str:
 
 templates.env.filters["replace_page"] = _replace_page
 templates.env.filters["shell_quote"] = shlex.quote
+templates.env.filters["duration"] = charts.duration
 router = APIRouter(include_in_schema=False)
 
 
@@ -277,7 +280,14 @@ def batch_live(request: Request, name: str) -> HTMLResponse:
 def batch_charts(request: Request, name: str) -> HTMLResponse:
     """The charts and the failure reasons, polled every 30 s (they cost more)."""
     found = _service(request).activity(name)
-    return _page(request, "batch_charts.html", batch=found.batch, activity=found)
+    return _page(
+        request,
+        "batch_charts.html",
+        batch=found.batch,
+        activity=found,
+        sent_chart=charts.activity_chart(found.series),
+        generation_chart=charts.generation_chart(found.generation),
+    )
 
 
 @router.get("/ui/batches/{name}/gallery", response_class=HTMLResponse)

@@ -23,7 +23,7 @@ from veobatch.lifecycle.spend_rules import Estimate
 from veobatch.service.base import ServiceBase
 from veobatch.states import OPEN, BatchState, JobStatus
 from veobatch.store import activity
-from veobatch.store.activity import Series
+from veobatch.store.activity import Histogram, Series
 from veobatch.store.export import (
     ExportText,
 )
@@ -51,7 +51,7 @@ class Activity:
     eta_seconds: float | None  # at that pace, until no row is left open
     reasons: list[tuple[str, str, int]]  # the top (error kind, error, rows)
     series: Series  # rows sent and finished over time
-    generation: list[tuple[int, int]]  # (seconds to the video, rows)
+    generation: Histogram  # rows by seconds from submission to video
 
 
 class Reading(ServiceBase):
@@ -242,7 +242,7 @@ def _paced(
     per_minute: int,
     reasons: list[tuple[str, str, int]] | None = None,
     series: activity.Series | None = None,
-    generation: list[tuple[int, int]] | None = None,
+    generation: activity.Histogram | None = None,
 ) -> Activity:
     """A batch's activity, with its ETA at the pace of the last minute."""
     waiting = sum(summary.counts.get(status, 0) for status in OPEN)
@@ -253,5 +253,5 @@ def _paced(
         eta,
         reasons or [],
         series or activity.Series(None, 60, [], []),
-        generation or [],
+        generation or activity.Histogram(0, 15, []),
     )

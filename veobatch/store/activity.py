@@ -5,6 +5,7 @@ batch's rows (by the batch index), never a load of the rows themselves.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +19,9 @@ from veobatch.store.queries import utc
 from veobatch.store.tables import Job
 
 MAX_BUCKETS: Final = 48
+MAX_BARS: Final = 30
+# The widths a generation time's bucket may have, in seconds: 15 s (as counted) and rounder.
+DURATIONS: Final = (15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400)
 FINISHED: Final = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.IN_DOUBT)
 
 
@@ -29,6 +33,16 @@ class Series:
     width: int
     sent: list[int]
     finished: list[int]
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Rows per bucket of `width` seconds, the first from `start` seconds, one after the other
+    (an empty bucket is a 0)."""
+
+    start: int
+    width: int
+    counts: list[int]
 
 
 def _epoch(conn: Connection, column: Any) -> Any:
@@ -106,14 +120,29 @@ def series(conn: Connection, batch: int, now: datetime) -> Series:
     )
 
 
-def generation_times(conn: Connection, batch: int, width: int = 15) -> list[tuple[int, int]]:
-    """(seconds from submission to video, rows) in buckets of `width` seconds."""
+def generation_times(conn: Connection, batch: int, bars: int = MAX_BARS) -> Histogram:
+    """Rows that got their video, by seconds from submission to video: counted in buckets of
+    15 s, then merged into at most `bars` buckets of a round width, none left out between the
+    fastest and the slowest."""
+    base = 15
     taken = _epoch(conn, Job.finished_at) - _epoch(conn, Job.submitted_at)
-    bucket = _bucket(conn, taken, width)
+    bucket = _bucket(conn, taken, base)
     query = (
         sa.select(bucket, sa.func.count())
         .where(Job.batch_id == batch, Job.status == JobStatus.SUCCEEDED)
         .group_by(bucket)
-        .order_by(bucket)
     )
-    return [(int(b) * width, int(n)) for b, n in conn.execute(query) if b is not None]
+    found = [(int(b) * base, int(n)) for b, n in conn.execute(query) if b is not None]
+    if not found:
+        return Histogram(0, base, [])
+    low = min(seconds for seconds, _ in found)
+    high = max(seconds for seconds, _ in found)
+    width = next(
+        (w for w in DURATIONS if high // w - low // w < bars),
+        math.ceil((high - low) / (bars - 1) / 86400) * 86400,  # over a month: whole days
+    )
+    start = low // width * width
+    counts = [0] * ((high - start) // width + 1)
+    for seconds, n in found:
+        counts[(seconds - start) // width] += n
+    return Histogram(start, width, counts)
