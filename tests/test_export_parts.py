@@ -63,8 +63,8 @@ def test_rows_are_cut_into_ranges_of_ids_that_cover_each_row_once(stored: Engine
     assert len(few) == 1  # 12 rows: one part of at least 7
 
 
-def _failing(conn: Connection, query: sa.Select[Any]) -> Generator[str | int, None, None]:
-    yield "a line\n"
+def _failing(conn: Connection, query: sa.Select[Any]) -> Generator[bytes | int, None, None]:
+    yield b"a line\n"
     raise VeoBatchError("the part broke")
 
 
@@ -74,14 +74,14 @@ def test_a_part_that_fails_fails_the_export_and_leaves_nothing(stored: Engine) -
     with Parts(stored, queries[1:], _failing) as parts:
         workers = list(parts._workers)
         with pytest.raises(VeoBatchError, match="the part broke"):
-            list(parts.texts())
+            list(parts.blocks())
     assert all(worker.file.closed for worker in workers)
     _assert_stopped(workers)
 
 
-def _endless(conn: Connection, query: sa.Select[Any]) -> Generator[str | int, None, None]:
+def _endless(conn: Connection, query: sa.Select[Any]) -> Generator[bytes | int, None, None]:
     while True:
-        yield "x" * 1000
+        yield b"x" * 1000
 
 
 def test_an_export_stopped_early_stops_its_workers(stored: Engine) -> None:

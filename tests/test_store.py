@@ -149,7 +149,7 @@ def test_export_round_trips_through_the_loader(engine: Engine, tmp_path: Path) -
     out = tmp_path / "out.csv"
     with engine.connect() as conn:
         text = ExportText(engine, RowFilter().query(batch_id(conn, "b")), "csv")
-    write_export(str(out), text)
+    write_export(str(out), text.chunks())
     assert text.rows == 2
     with out.open(newline="", encoding="utf-8") as handle:
         exported = list(csv.DictReader(handle))
@@ -175,7 +175,9 @@ def test_export_jsonl_keeps_types(engine: Engine, tmp_path: Path) -> None:
     load(engine, [row(2, "a", enhance_prompt=False, seed=7)])
     out = tmp_path / "out.jsonl"
     with engine.connect() as conn:
-        write_export(str(out), ExportText(engine, RowFilter().query(batch_id(conn, "b")), "jsonl"))
+        write_export(
+            str(out), ExportText(engine, RowFilter().query(batch_id(conn, "b")), "jsonl").chunks()
+        )
     record = json.loads(out.read_text(encoding="utf-8"))
     assert record["images"] == [URL]
     assert record["enhance_prompt"] is False
@@ -200,7 +202,7 @@ def test_export_times_are_utc_whatever_the_sessions_zone_and_chunks_join_up(
     out = tmp_path / "out.csv"
     with engine.connect() as conn:
         text = ExportText(engine, RowFilter().query(batch_id(conn, "b")), "csv")
-    write_export(str(out), text)
+    write_export(str(out), text.chunks())
     engine.dispose()
     with out.open(newline="", encoding="utf-8") as handle:
         exported = list(csv.DictReader(handle))

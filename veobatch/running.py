@@ -120,7 +120,7 @@ def run_batch(
     except KeyboardInterrupt:
         progress = _stopped(service, batch, wait, bool(videos), hint, workers, note)
     if results is not None:
-        write_export(results, service.export(batch, export_format(results, None)))
+        write_export(results, service.export(batch, export_format(results, None)).chunks())
     return RunOutcome(service.status(batch), progress, Path(results) if results else None)
 
 

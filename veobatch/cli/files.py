@@ -287,6 +287,7 @@ def export(
 
     fmt = export_format(output, out_format) if output != "-" else (out_format or "csv")
     text = app.service.export(name, fmt, statuses=statuses, kinds=kinds)
-    write_export(output, text, stdout=sys.stdout)
+    sys.stdout.flush()
+    write_export(output, text.chunks(), stdout=sys.stdout.buffer)
     if output != "-":
         echo(f"wrote {rows_text(text.rows)} to {output}", err=True)

@@ -228,7 +228,7 @@ def export_batch(
     """Every row with its input fields and its outcome, as `veo-batch export` writes."""
     text = veo.export(name, format.value)
     return StreamingResponse(
-        iter(text),
+        text.chunks(),
         media_type=EXPORT_MEDIA[format.value],
         headers={"Content-Disposition": attachment(f"{name}.{format.value}")},
     )

@@ -7,6 +7,7 @@ renamed into place, so a failed export never leaves half a file behind.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import functools
 import io
@@ -47,7 +48,7 @@ def export_format(path: str, format: str | None) -> str:
 def extra_keys(conn: Connection, query: sa.Select[Any]) -> list[str]:
     """Every pass-through field used by a row of `query`, in first-seen order (by row id,
     so that both databases give the same columns in the same order)."""
-    rows = query.subquery()
+    rows = query.where(Job.extra.is_not(None)).subquery()  # (most rows have none)
     extra = sa.cast(rows.c.extra, sa.Text)
     texts = sa.select(extra).group_by(extra).order_by(sa.func.min(rows.c.id))
     keys: dict[str, None] = {}
@@ -250,13 +251,15 @@ def _images_list(value: Any) -> list[Any]:
 
 
 def _plain_links(text: str) -> list[str] | None:
-    """The entries of a stored `images` that holds only plain texts (`["a", "b"]`, as the
-    loader writes it), split without a JSON parser; None for anything else (an escape, a
-    local image's object, another spacing): then it is parsed."""
-    if not (text.startswith('["') and text.endswith('"]')) or "\\" in text:
+    """The entries of a stored `images` of plain links (`["a", "b"]`, as the loader writes
+    it), split without a JSON parser; None for anything else (an escape, a local image's
+    object), which is then parsed. An entry is a text or a local image's object, never
+    another value (the checker refuses them): a list that starts and ends with a quoted
+    entry and holds no `\\` and no `{` holds only texts. PostgreSQL's export uses the same
+    rule (`export_copy`)."""
+    if not (text.startswith('["') and text.endswith('"]')) or "\\" in text or "{" in text:
         return None
-    parts = text[2:-2].split('", "')
-    return parts if text.count('"') == 2 * len(parts) else None
+    return text[2:-2].split('", "')
 
 
 def _images_joined(value: Any) -> str:
@@ -330,10 +333,12 @@ def image_file(entry: Any) -> dict[str, Any] | None:
 
 
 class ExportText:
-    """The rows `query` selects as CSV or JSON Lines text, read while it is iterated, a chunk
-    of rows at a time; `rows` counts the rows written so far. A big export is made in parts
-    at once (`export_parts`; `parts` caps how many, None: as many as this machine and
-    database allow), handed on in order; each part is one statement's view of the rows."""
+    """The rows `query` selects as CSV or JSON Lines, read while it is iterated, a chunk of
+    rows at a time: `chunks()` gives the UTF-8 bytes a file or a response takes (PostgreSQL's
+    as COPY sends them: no text is decoded to be encoded again), iterating gives text;
+    `rows` counts the rows written so far. A big export is made in parts at once
+    (`export_parts`; `parts` caps how many, None: as many as this machine and database
+    allow), handed on in order; each part is one statement's view of the rows."""
 
     def __init__(
         self,
@@ -351,12 +356,19 @@ class ExportText:
         self.rows = 0
 
     def __iter__(self) -> Iterator[str]:
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        for chunk in self.chunks():
+            yield decoder.decode(chunk)
+        yield decoder.decode(b"", final=True)
+
+    def chunks(self) -> Iterator[bytes]:
+        """The export as UTF-8, a chunk of rows at a time."""
         with self.engine.connect() as conn:
             columns, extras = export_columns(conn, self.query)
             if self.format == "csv":
                 header = io.StringIO()
                 csv.writer(header, lineterminator=LINE_END).writerow(columns)
-                yield header.getvalue()
+                yield header.getvalue().encode()
             dialect = conn.dialect.name
             wanted = parts_wanted(dialect) if self.parts is None else self.parts
             first, *later = split(conn, self.query, wanted)
@@ -368,15 +380,15 @@ class ExportText:
                     elif text:
                         yield text
                 first_rows = self.rows
-                for text in rest.texts():
+                for block in rest.blocks():
                     self.rows = first_rows + rest.rows
-                    yield text
+                    yield block
                 self.rows = first_rows + rest.rows
 
     def _part(
         self, conn: Connection, query: sa.Select[Any], *, columns: list[str], extras: list[str]
-    ) -> Generator[str | int, None, None]:
-        """The text of `query`'s rows (no header), a chunk at a time, then their number."""
+    ) -> Generator[bytes | int, None, None]:
+        """The UTF-8 of `query`'s rows (no header), a chunk at a time, then their number."""
         if self.format == "csv" and conn.dialect.name == "postgresql":
             yield from copy_csv_lines(
                 conn, query, extras, OUTPUT_COLUMNS, FORMULA_STARTS, self.priced
@@ -385,9 +397,10 @@ class ExportText:
         rows = 0
         for chunk in export_chunks(conn, query, extras, self.priced, self.format):
             if self.format == "csv":
-                yield csv_lines(chunk)
+                yield csv_lines(chunk).encode()
             else:
-                yield "".join([_json_line(columns, row) for row in zip(*chunk, strict=True)])
+                lines = [_json_line(columns, row) for row in zip(*chunk, strict=True)]
+                yield "".join(lines).encode()
             rows += len(chunk[0])
         yield rows
 
@@ -411,12 +424,13 @@ def _umask() -> int:
     return mask
 
 
-def write_export(path: str, text: Iterable[str], stdout: IO[str] | None = None) -> None:
-    """Write `text` to `path` (`-`: `stdout`), atomically: into a temporary file beside it,
-    renamed into place once complete."""
+def write_export(path: str, chunks: Iterable[bytes], stdout: IO[bytes] | None = None) -> None:
+    """Write `chunks` (`ExportText.chunks()`) to `path` (`-`: `stdout`), atomically: into a
+    temporary file beside it, renamed into place once complete."""
     if path == "-":
         assert stdout is not None
-        stdout.writelines(text)
+        stdout.writelines(chunks)
+        stdout.flush()
         return
     target = Path(path)
     try:
@@ -426,8 +440,8 @@ def write_export(path: str, text: Iterable[str], stdout: IO[str] | None = None) 
         raise WriteError(f"{path}: cannot write here: {exc.strerror}") from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # as any new file (mkstemp's is 0600)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            out.writelines(text)
+        with os.fdopen(fd, "wb") as out:
+            out.writelines(chunks)
         os.replace(temporary, target)
     except OSError as exc:
         os.unlink(temporary)

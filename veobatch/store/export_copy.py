@@ -14,7 +14,6 @@ compares the bytes: the two must not drift apart.
 
 from __future__ import annotations
 
-import codecs
 from collections.abc import Collection, Iterator
 from typing import Any, Final
 
@@ -39,16 +38,15 @@ def copy_csv_lines(
     outputs: tuple[str, ...],
     formula_starts: tuple[str, ...],
     priced: Collection[str] | None,
-) -> Iterator[str | int]:
-    """The CSV lines of `query`'s rows (without the header), as text a megabyte at a time,
+) -> Iterator[bytes | int]:
+    """The CSV lines of `query`'s rows (without the header), as UTF-8 a megabyte at a time,
     then the number of rows (an int, last)."""
     cells = csv_cells(extras, outputs, formula_starts, priced)
     select = query.with_only_columns(*cells)
     compiled = select.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    statement = f"COPY ({compiled.string}) TO STDOUT WITH (FORMAT csv)"
+    statement = f"COPY ({compiled.string}) TO STDOUT WITH (FORMAT csv, ENCODING 'UTF8')"
     driver = conn.connection.driver_connection
     assert driver is not None
-    decoder = codecs.getincrementaldecoder(driver.info.encoding)()
     with driver.cursor() as cursor:
         with cursor.copy(statement, compiled.params) as copy:
             pending: list[bytes] = []
@@ -57,9 +55,9 @@ def copy_csv_lines(
                 pending.append(bytes(block))
                 size += len(block)
                 if size >= _READ_BYTES:
-                    yield decoder.decode(b"".join(pending))
+                    yield b"".join(pending)
                     pending, size = [], 0
-            yield decoder.decode(b"".join(pending), final=True)
+            yield b"".join(pending)
         yield int(cursor.rowcount)
 
 
@@ -103,7 +101,8 @@ def _escaped(
     text: sa.ColumnElement[Any], formula_starts: tuple[str, ...], first: Any = None
 ) -> sa.ColumnElement[Any]:
     """`text` after a `'` when it starts (or `first`, its first character, is) a formula."""
-    formula = (sa.func.left(text, 1) if first is None else first).in_(formula_starts)
+    codes = [ord(start) for start in formula_starts]  # (ascii() makes no text, left() does)
+    formula = sa.func.ascii(text if first is None else first).in_(codes)
     return sa.case((formula, sa.literal("'") + text), else_=text)
 
 
@@ -113,18 +112,17 @@ def _text(text: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
 
 def _images_joined(formula_starts: tuple[str, ...]) -> sa.ColumnElement[Any]:
     """The row's images joined with `|`, escaped: a stored list of plain links (`["a", "b"]`,
-    as the loader writes it) split as text, as the Python cells do; anything else through
-    the JSON functions, a local image by its path. Each way makes its text once."""
+    as the loader writes it; `export._plain_links` says which) split as text, as the Python
+    cells do; anything else through the JSON functions, a local image by its path. Each way
+    makes its text once."""
     stored = sa.cast(_JOB.images, sa.Text)
-    length, replace = sa.func.length, sa.func.replace
-    quotes = length(stored) - length(replace(stored, '"', ""))
-    separators = length(stored) - length(replace(stored, '", "', ""))  # 4 characters each
     plain = sa.and_(
         stored.like('["%"]'),
         sa.func.strpos(stored, "\\") == 0,
-        2 * quotes == 4 + separators,  # each entry between two quotes: no other value
+        sa.func.strpos(stored, "{") == 0,
     )
-    split = replace(sa.func.substr(stored, 3, length(stored) - 4), '", "', "|")
+    inner = sa.func.substr(stored, 3, sa.func.length(stored) - 4)
+    split = sa.func.replace(inner, '", "', "|")
     elements = sa.func.json_array_elements(_JOB.images)
     entries = elements.table_valued("value", with_ordinality="n").render_derived()
     entry = entries.c.value

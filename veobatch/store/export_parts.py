@@ -19,7 +19,6 @@ part, and are gone once read, or when the export stops early.
 
 from __future__ import annotations
 
-import codecs
 import itertools
 import multiprocessing
 import os
@@ -40,19 +39,20 @@ MIN_PART_ROWS: Final = 50_000
 MAX_PARTS: Final = 4
 _READ_BYTES: Final = 1 << 20
 
-# What makes a part's text: its rows' lines on `conn`, then (last) the number of rows.
-PartText = Callable[[Connection, sa.Select[Any]], Generator[str | int, None, None]]
+# What makes a part: its rows' lines on `conn` (UTF-8), then (last) the number of rows.
+PartText = Callable[[Connection, sa.Select[Any]], Generator[bytes | int, None, None]]
 
 
 def parts_wanted(dialect: str) -> int:
     """How many parts an export on this database may be made in, here and now."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     wanted = min(MAX_PARTS, cores or 1)
-    if dialect == "postgresql":
-        return wanted
-    if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
-        return 1
-    return wanted
+    return wanted if dialect == "postgresql" or can_fork() else 1
+
+
+def can_fork() -> bool:
+    """Whether this process can fork safely: the platform can, and no other thread runs."""
+    return "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
 
 
 def split(conn: Connection, query: sa.Select[Any], parts: int) -> list[sa.Select[Any]]:
@@ -84,22 +84,20 @@ class Parts:
         self.rows = 0
         self._stack = ExitStack()
         self._workers: list[_Worker] = []
-        fork = engine.dialect.name != "postgresql"
+        fork = can_fork() and engine.dialect.name != "postgresql"
         for query in queries:
             file = self._stack.enter_context(tempfile.TemporaryFile())  # noqa: SIM115
             worker = (_ProcessWorker if fork else _ThreadWorker)(engine, query, make, file)
             self._stack.callback(worker.stop)
             self._workers.append(worker)
 
-    def texts(self) -> Iterator[str]:
-        """Each part's text, in order, a megabyte at a time."""
+    def blocks(self) -> Iterator[bytes]:
+        """Each part's UTF-8, in order, a megabyte at a time."""
         for worker in self._workers:
             self.rows += worker.wait()
             worker.file.seek(0)
-            decoder = codecs.getincrementaldecoder("utf-8")()
             while block := worker.file.read(_READ_BYTES):
-                yield decoder.decode(block)
-            yield decoder.decode(b"", final=True)
+                yield block
             worker.file.close()
 
     def close(self) -> None:
@@ -116,14 +114,14 @@ class Parts:
 def _write_part(
     engine: Engine, query: sa.Select[Any], make: PartText, file: IO[bytes], stop: Any
 ) -> int:
-    """Write the part's text to `file` (UTF-8) on a connection of its own; its rows."""
+    """Write the part to `file` on a connection of its own; its rows."""
     rows = 0
     with engine.connect() as conn, closing(make(conn, query)) as texts:
         for text in texts:
             if isinstance(text, int):
                 rows = text
             else:
-                file.write(text.encode())
+                file.write(text)
             if stop():
                 break
     file.flush()
