@@ -241,6 +241,10 @@ class JobChecker:
         self.model_counts: dict[str, int] = {}
         self.image_counts: dict[int, int] = {}
         self.ignored_fields: set[str] = set()
+        # Whether ids are remembered to find duplicates. A load into a new batch can leave
+        # that to the database (its unique index on the batch's ids refuses a second row
+        # with an id, and the load is then made again with ids remembered): no memory per row.
+        self.remember_ids = True
         # The 64-bit hashes of the refs seen so far, not the refs: a million ids then take
         # ~70 MB instead of ~100 MB. Two different ids with the same hash (odds of about 1 in
         # 30 million for a million rows) would be reported as a duplicate: a false alarm that
@@ -295,14 +299,13 @@ class JobChecker:
             return self._diagnose(raw)
         if self.fitting is not None and self.fitting.problem(model, images, extras) is not None:
             return self._diagnose(raw)
-        ref_hash = hash(ref)
-        if ref_hash in self._seen_refs:
+        remember = self.remember_ids
+        if remember and hash(ref) in self._seen_refs:
             return self._diagnose(raw)  # says which id is taken
         if not prompt.isascii() and enhance is not True and self._check_language(raw, prompt):
             return self._diagnose(raw)  # --strict: says which script
-        self._seen_refs.add(ref_hash)
-        self._ref_order.append(ref_hash)
-        self._ref_lines.append(raw.line)
+        if remember:
+            self._remember(ref, raw.line)
         self._count(model, len(images))
         return (
             self.batch_id,
@@ -316,6 +319,24 @@ class JobChecker:
             extra,
             *_PENDING,
         ), _NO_PROBLEMS
+
+    def _taken(self, ref: str, line: int, bad: Callable[[str, str], None]) -> bool:
+        """Whether an earlier row has this id (then a problem says where); remembered if not.
+        Without `remember_ids` the database says it instead."""
+        if not self.remember_ids:
+            return False
+        ref_hash = hash(ref)
+        if ref_hash in self._seen_refs:
+            bad("id", f"duplicate id {_short(ref)}: {self._first_with(ref_hash)} has the same id")
+            return True
+        self._remember(ref, line)
+        return False
+
+    def _remember(self, ref: str, line: int) -> None:
+        ref_hash = hash(ref)
+        self._seen_refs.add(ref_hash)
+        self._ref_order.append(ref_hash)
+        self._ref_lines.append(line)
 
     def _first_with(self, ref_hash: int) -> str:
         """Where the row with this id hash is (`line 12`, or `job 3` of a list of jobs), for
@@ -354,13 +375,8 @@ class JobChecker:
             problems.append(Problem(raw.line_of(name), name, message))
 
         ref = self._ref(raw, bad)
-        ref_hash = hash(ref)
-        if ref_hash in self._seen_refs:
-            bad("id", f"duplicate id {_short(ref)}: {self._first_with(ref_hash)} has the same id")
+        if self._taken(ref, raw.line, bad):
             return None, problems
-        self._seen_refs.add(ref_hash)
-        self._ref_order.append(ref_hash)
-        self._ref_lines.append(raw.line)
         if raw.problems:  # the reader could not make a row of it: nothing more to check
             return (
                 self.batch_id,

@@ -32,7 +32,7 @@ from veobatch.intake.job_spec import JobChecker, RawJob, StoredRow, describe
 from veobatch.intake.problems import DEFAULT_MAX_PROBLEMS, ProblemReport
 from veobatch.lifecycle import transitions
 from veobatch.states import ErrorKind, JobStatus
-from veobatch.store.inserts import batch_for_load, row_writer
+from veobatch.store.inserts import DuplicateRef, batch_for_load, row_writer
 
 if TYPE_CHECKING:
     from veobatch.accounts.fitting import Fitting
@@ -91,6 +91,7 @@ def load_rows(
     strict: bool = False,
     fitting: Fitting | None = None,
     lines: bool = True,
+    again: Callable[[], Iterable[RawJob]] | None = None,
 ) -> LoadResult:
     """Check `rows` and (unless `dry_run`) store them as batch `batch`.
 
@@ -103,25 +104,40 @@ def load_rows(
     refuses prompts mostly not in Latin script that would otherwise be a warning; with
     `fitting`, a row that no account serving its model can take is refused. Without
     `lines` (rows that came as data, not from a file) no line is stored with a row.
+
+    `again` reads the same rows once more. With it, a load into a new batch remembers no id:
+    the database's unique index on a batch's ids finds a duplicate, and the load is then made
+    again from the start with ids remembered, to name every duplicate by its line (a file
+    without duplicates, the common case, is read once and holds no memory per row).
     """
-    checker = JobChecker(
-        models, images=images, priced=priced, strict=strict, fitting=fitting, lines=lines
-    )
-    with _cyclic_gc_paused():
-        return _load(
-            engine,
-            rows,
-            batch,
-            source,
-            skip_invalid,
-            dry_run,
-            max_problems,
-            progress,
-            position,
-            reader_process,
-            checker,
-            budget,
+
+    def attempt(rows: Iterable[RawJob], trust_index: bool) -> LoadResult:
+        checker = JobChecker(
+            models, images=images, priced=priced, strict=strict, fitting=fitting, lines=lines
         )
+        with _cyclic_gc_paused():
+            return _load(
+                engine,
+                rows,
+                batch,
+                source,
+                skip_invalid,
+                dry_run,
+                max_problems,
+                progress,
+                position,
+                reader_process,
+                checker,
+                budget,
+                trust_index,
+            )
+
+    if again is None:
+        return attempt(rows, trust_index=False)
+    try:
+        return attempt(rows, trust_index=True)
+    except DuplicateRef:
+        return attempt(again(), trust_index=False)
 
 
 def _load(
@@ -137,6 +153,7 @@ def _load(
     reader_process: bool | None,
     checker: JobChecker,
     budget: int | None,
+    trust_index: bool = False,
 ) -> LoadResult:
     result = LoadResult(
         batch=batch, report=ProblemReport(source, max_problems), skip_invalid=skip_invalid
@@ -150,6 +167,7 @@ def _load(
         reader_process = "fork" in multiprocessing.get_all_start_methods()
     with engine.connect() as conn, conn.begin() as transaction:
         checker.batch_id, result.created = batch_for_load(conn, batch, source, budget)
+        checker.remember_ids = not (trust_index and result.created)
         if reader_process:
             chunks: Iterator[Chunk] = _ReaderProcess(rows, checker, result, position).chunks()
         else:
@@ -190,21 +208,27 @@ def _chunks(
     """Checked rows to store, one chunk per `CHUNK_ROWS` rows read; problems go to the report.
 
     Once a row is invalid without --skip-invalid, the chunks are empty (nothing will be
-    stored), but every row is still checked so that the report is complete.
+    stored; unless the database finds the duplicates, see `keep_all`), but every row is
+    still checked so that the report is complete.
     """
     report, skip_invalid, check = result.report, result.skip_invalid, checker.check
-    storing = True  # until a row is invalid without --skip-invalid
+    # Rows are stored until a row is invalid without --skip-invalid (nothing will be kept
+    # then), unless the database finds the duplicate ids (`remember_ids` off): every row
+    # then goes on to it, invalid ones as failed, for the transaction to be rolled back.
+    keep_all = skip_invalid or not checker.remember_ids
+    storing = True
     chunk: list[StoredRow] = []
     count = 0
     for count, raw in enumerate(rows, 1):
         row, problems = check(raw)
         if problems:
             report.add_row(problems)
-            if not skip_invalid:
+            if not keep_all:
                 storing = False
             elif row is not None:
                 chunk.append((*row[:-3], _FAILED, describe(problems), _INVALID))
-                result.invalid_kept += 1
+                if skip_invalid:
+                    result.invalid_kept += 1
         elif storing:
             chunk.append(row)  # type: ignore[arg-type]  # a row without problems is not None
         if count % CHUNK_ROWS == 0:

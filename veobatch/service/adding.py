@@ -119,6 +119,7 @@ class Adding(ServiceBase):
             max_problems=max_problems,
             progress=progress,
             position=job_file.position,
+            again=job_file.again(),
             reader_process=reader_process,
             images=images,
             strict=strict,

@@ -60,12 +60,40 @@ SQLITE_LOAD_CACHE_KIB: Final = 32 * 1024
 sqlite3.register_adapter(bool, int)
 
 Writer = Callable[[Sequence[tuple[Any, ...]]], int]
+_UNIQUE_REF: Final = "uq_jobs_batch_id_ref"
+
+
+class DuplicateRef(Exception):
+    """A row's id is taken in its batch: the database's unique index refused it (a load
+    into a new batch that leaves finding duplicates to the database)."""
+
+
+def _is_duplicate_ref(exc: BaseException) -> bool:
+    """Whether the driver's error is the unique index on (batch_id, ref) refusing a row."""
+    if isinstance(exc, sqlite3.IntegrityError):
+        return "UNIQUE constraint failed: jobs.batch_id, jobs.ref" in str(exc)
+    diag = getattr(exc, "diag", None)  # psycopg's errors
+    return getattr(exc, "sqlstate", None) == "23505" and (
+        getattr(diag, "constraint_name", None) == _UNIQUE_REF
+    )
 
 
 @contextmanager
 def row_writer(conn: Connection, *, fresh_batch: bool) -> Iterator[Writer]:
     """A function that stores a chunk of rows (tuples in `ROW_COLUMNS` order) in the open
-    transaction of `conn`, and returns how many were inserted or replaced."""
+    transaction of `conn`, and returns how many were inserted or replaced. In a new batch,
+    a row whose id an earlier row has raises DuplicateRef (then or when the block ends)."""
+    try:
+        with _writer(conn, fresh_batch) as write:
+            yield write
+    except Exception as exc:
+        if fresh_batch and _is_duplicate_ref(exc):
+            raise DuplicateRef(str(exc)) from exc
+        raise
+
+
+@contextmanager
+def _writer(conn: Connection, fresh_batch: bool) -> Iterator[Writer]:
     driver = conn.connection.driver_connection
     assert driver is not None
     postgres = conn.dialect.name == "postgresql"

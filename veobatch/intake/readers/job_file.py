@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +65,18 @@ class JobFile:
             raise self._decode_error(exc) from None
         finally:
             text.detach()
+
+    def again(self) -> Callable[[], Iterator[RawJob]] | None:
+        """What reads the rows once more from the start; None when the stream cannot go back
+        (standard input)."""
+        if not self.stream.seekable():
+            return None
+
+        def rows() -> Iterator[RawJob]:
+            self.stream.seek(0)
+            return self.rows()
+
+        return rows
 
     def _decode_error(self, exc: UnicodeDecodeError) -> JobFileError:
         byte = exc.object[exc.start]
