@@ -111,3 +111,24 @@ def test_a_rejected_file_still_names_the_duplicates_after_its_first_invalid_row(
     assert problems[0].startswith("3: model:")
     assert problems[1:] == ["5: id: duplicate id 'c': line 4 has the same id"]
     assert stored(engine) == []
+
+
+@pytest.mark.parametrize("skip_invalid", [False, True], ids=["rejected", "skip-invalid"])
+def test_an_invalid_row_that_goes_on_to_the_database_fits_its_columns(
+    engine: Engine, skip_invalid: bool
+) -> None:
+    """A rejected file's rows go on to the database (for its index to see their ids): an
+    unknown model longer than the column holds must not stop the load with a database error."""
+    long_model = "veo3.1-" + "x" * 80
+    rows = Rows([row(2, "a"), row(3, "b", model=long_model), row(4, "c")])
+    result = loaded(engine, rows, reader=False, skip_invalid=skip_invalid)
+    assert messages(result)[0].startswith("3: model: unknown model")
+    assert result.rejected is not skip_invalid
+    if skip_invalid:
+        assert [(ref, status) for ref, _, status in stored(engine)] == [
+            ("a", "pending"),
+            ("b", "failed"),
+            ("c", "pending"),
+        ]
+    else:
+        assert stored(engine) == []

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 MAX_PROMPT_CHARS: Final = 4000
 MAX_REF_CHARS: Final = 200
+MODEL_COLUMN_CHARS: Final = 64  # the jobs table's `model` (store.tables): a catalogue name fits
 MAX_IMAGE_BYTES: Final = 20 * 1024 * 1024  # Google's limit for one input image
 MAX_WARNINGS: Final = 50  # different warnings listed in full; the rest are counted
 LINES_SHOWN: Final = 5  # lines a warning that many rows share names; the rest are counted
@@ -427,7 +428,7 @@ class JobChecker:
             ref,
             raw.line if self.lines else None,
             prompt,
-            model,
+            model[:MODEL_COLUMN_CHARS],  # (an unknown one stored as failed, its error names it)
             _json(images),
             aspect,
             enhance,
