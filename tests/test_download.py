@@ -19,7 +19,8 @@ from tests.conftest import serving
 from tests.helpers import wait_until
 from veobatch.destinations import Destinations
 from veobatch.errors import Abandoned, DownloadError
-from veobatch.lifecycle.download import abandon, fetch, safe_name, video_client, video_path
+from veobatch.lifecycle.download import abandon, fetch, video_client
+from veobatch.lifecycle.video_files import safe_name, video_path
 from veobatch.provider.mock import MP4_START
 
 VIDEO = MP4_START + bytes(range(256)) * 400  # an MP4 box, then 102,400 bytes

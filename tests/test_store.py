@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 
 from tests.helpers import URL, load, row
 from veobatch.catalog import DEFAULT_MODELS
-from veobatch.errors import BatchStateError, JobFileError
+from veobatch.errors import BatchStateError, DatabaseError, JobFileError
 from veobatch.intake.job_spec import RawJob
 from veobatch.intake.loader import CHUNK_ROWS, load_rows
 from veobatch.intake.readers import open_job_file
@@ -63,6 +63,21 @@ def test_the_migrations_are_one_line_whose_end_is_the_newest_file() -> None:
     assert all(script is not None for script in chain), "a file's name is not its revision"
     assert [s.down_revision for s in chain] == [None, *(s.revision for s in chain[:-1])]
     assert scripts.get_heads() == [chain[-1].revision] == [database.head_revision()]
+    # What a command compares the database with, read from the files without Alembic.
+    assert database.newest_revision() == database.head_revision()
+
+
+def test_a_database_behind_the_newest_revision_is_not_taken_for_a_current_one(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = database.create_engine(url)
+    database.upgrade(engine, "0006")
+    assert database.current_revision(engine) == "0006"
+    with pytest.raises(DatabaseError, match=r"at revision 0006, not at the newest schema"):
+        database.open_database(url, migrate=False)
+    assert database.current_revision(database.open_database(url)) == database.head_revision()
+    engine.dispose()
 
 
 def test_load_the_example_file(engine: Engine, tmp_path: Path) -> None:

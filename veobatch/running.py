@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Final
 from veobatch.concurrency import RUN_CONCURRENCY
 from veobatch.embedded_runner import EmbeddedRunner
 from veobatch.errors import BatchPaused, BatchStateError, ExitCode, RunStopped
-from veobatch.lifecycle.download import check_directory
 from veobatch.lifecycle.progress import Progress
+from veobatch.lifecycle.video_files import check_directory
 from veobatch.process import Process
 from veobatch.settings import Secret, Settings
 from veobatch.states import BatchState, JobStatus

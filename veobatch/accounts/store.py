@@ -12,10 +12,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
-from sqlalchemy.dialects import postgresql, sqlite
 
 from veobatch.accounts.routing import cool_down
 from veobatch.store.tables import Job, RelayAccount
+from veobatch.store.upsert import insert_for
 
 ACTIVE = "active"
 PAUSED = "paused"
@@ -24,7 +24,7 @@ _OUT = (Job.status == "submitting") | (Job.status == "submitted")
 
 def ensure(conn: Connection, names: Iterable[str]) -> None:
     """A row for each account of `names` that has none yet (active, nothing spent)."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    insert = insert_for(conn)
     for name in names:
         conn.execute(insert(RelayAccount).values(name=name).on_conflict_do_nothing())
 

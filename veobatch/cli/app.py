@@ -75,7 +75,7 @@ class VeoGroup(click.Group):
             ctx.exit(exc.exit_code)
         except Exception as exc:
             database = sys.modules.get("veobatch.store.database")  # none opened: none failed
-            if database is None or not isinstance(exc, database.DATABASE_ERRORS):
+            if database is None or not isinstance(exc, database.database_errors()):
                 raise
             app = ctx.find_object(App)
             problem = database.failure(exc, app.settings.database_url if app else "sqlite://")

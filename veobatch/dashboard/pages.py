@@ -36,7 +36,7 @@ from veobatch.errors import (
 )
 from veobatch.images.formats import FORMATS, sniff
 from veobatch.intake.batch_name import check_batch_name
-from veobatch.lifecycle.download import video_container
+from veobatch.lifecycle.video_files import video_container
 from veobatch.pricing import money
 from veobatch.service import BatchService
 from veobatch.states import STATUS_ORDER, ErrorKind, JobStatus, Review

@@ -22,12 +22,11 @@ import hashlib
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from contextvars import Token
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, Any, Final
 from urllib.parse import urlsplit
 
@@ -36,9 +35,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from veobatch.destinations import Destinations
-from veobatch.errors import Abandoned, DownloadError, DownloadRefused, UnusableVideo, WriteError
+from veobatch.errors import Abandoned, DownloadError, DownloadRefused, UnusableVideo
 from veobatch.lifecycle import events, transitions
 from veobatch.lifecycle.backoff import DOWNLOAD_RETRY
+from veobatch.lifecycle.video_files import part_of, video_container, video_path
 from veobatch.metrics import count_request
 from veobatch.provider.deadline import CURRENT, WATCHDOG, Ticket
 from veobatch.provider.transport import origin_of
@@ -48,45 +48,6 @@ from veobatch.store.tables import Batch, Job
 
 MAX_DOWNLOADS: Final = 5  # tries before a download waits for the next `veo-batch run`
 MAX_REDIRECTS: Final = 5
-_UNSAFE: Final = re.compile(r"[^A-Za-z0-9._-]")
-_EXTENSIONS: Final = frozenset({".mp4", ".webm", ".mov", ".mkv"})
-
-
-def check_directory(directory: Path) -> None:
-    """Fail at once, before anything is spent, if videos cannot be written into `directory`."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=directory):
-            pass
-    except OSError as exc:
-        raise WriteError(
-            f"cannot save videos into {directory}: {exc.strerror}; choose another --download "
-            "folder (or VEO_DOWNLOAD_DIR)"
-        ) from None
-
-
-def safe_name(text: str) -> str:
-    """A file name made from a batch name or row ref; a short hash keeps changed names apart."""
-    name = _UNSAFE.sub("_", text)[:120]
-    if name != text or name.startswith("."):
-        name = f"{name.lstrip('.') or 'row'}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
-    return name
-
-
-def is_video_path_of(path: Path, batch: str, ref: str) -> bool:
-    """Whether `path` is where a download of row `ref` of `batch` is written (`video_path`,
-    under any folder): its name and its folder's are those the row's own would be."""
-    return (
-        path.suffix in _EXTENSIONS
-        and path.stem == safe_name(ref)
-        and path.parent.name == safe_name(batch)
-    )
-
-
-def video_path(directory: Path, batch: str, ref: str, url: str) -> Path:
-    suffix = PurePosixPath(urlsplit(url).path).suffix.lower()
-    name = safe_name(ref) + (suffix if suffix in _EXTENSIONS else ".mp4")
-    return directory / safe_name(batch) / name
 
 
 DOWNLOAD_TIMEOUT: Final = Settings().download_timeout
@@ -94,22 +55,6 @@ DOWNLOAD_TIMEOUT: Final = Settings().download_timeout
 
 MAX_BYTES: Final = int(Settings().video_max_mb * 1024 * 1024)
 SPARE: Final = 64 * 1024 * 1024  # bytes left free on the disk beside a video
-
-
-def video_container(head: bytes) -> str | None:
-    """The kind of video file `head` (its first 12 bytes or more) begins: MP4 or MOV (an
-    ISO box: `ftyp`, or a QuickTime file's first atom), WebM or Matroska (EBML); None for
-    anything else (an HTML page, a JSON error, text)."""
-    if len(head) >= 8 and head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"):
-        return "mp4"
-    if head.startswith(b"\x1a\x45\xdf\xa3"):
-        return "webm"
-    return None
-
-
-def part_of(target: Path) -> Path:
-    """Where a video is written until every byte has arrived."""
-    return target.with_name(target.name + ".part")
 
 
 def _discard(part: Path) -> None:

@@ -21,12 +21,12 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
-from sqlalchemy.dialects import postgresql, sqlite
 
 from veobatch.accounts import store as accounts
 from veobatch.lifecycle import spend_rules
 from veobatch.lifecycle.spend_rules import Spending
 from veobatch.store.tables import Batch, Job, SpendDay
+from veobatch.store.upsert import insert_for
 
 
 def reserve(conn: Connection, job: sa.Row[Any], now: datetime, spending: Spending) -> str | None:
@@ -131,7 +131,7 @@ def _take_from_budget(conn: Connection, batch_id: int, amount: int) -> bool:
 
 def _take_from_day(conn: Connection, day: Any, amount: int, cap: int) -> bool:
     """Add `amount` to the day's committed spending, if it still fits the daily cap."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    insert = insert_for(conn)
     conn.execute(insert(SpendDay).values(day=day, committed_micros=0).on_conflict_do_nothing())
     took = conn.execute(
         sa.update(SpendDay)

@@ -22,9 +22,8 @@ import logging
 import re
 import time
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import httpx
 import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
@@ -34,15 +33,19 @@ from veobatch.errors import VeoBatchError
 from veobatch.lifecycle.backoff import WEBHOOK_RETRY
 from veobatch.metrics import WEBHOOK_DELIVERIES
 from veobatch.pricing import decimal_text
-from veobatch.provider.watched import watched_transport
 from veobatch.settings import Secret
 from veobatch.store.queries import status_counts
 from veobatch.store.tables import Batch, Delivery, DeliveryAttempt
 
+if TYPE_CHECKING:
+    import httpx
+
+# httpx is imported where a call is made: queueing a webhook (every finished batch) needs
+# none, and the command line starts faster without it.
 log = logging.getLogger("veobatch.webhooks")
 MAX_TRIES: Final = 10
 CLAIM: Final = timedelta(minutes=2)  # a delivery being tried is not tried again meanwhile
-TIMEOUT: Final = httpx.Timeout(10.0, connect=5.0)
+TIMEOUT: Final = (10.0, 5.0)  # seconds: the whole call, and connecting
 MAX_URL: Final = 2000
 _HOST: Final = re.compile(r"[A-Za-z0-9._-]+|[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*")  # a name (IDNA), an IPv6
 
@@ -102,6 +105,8 @@ def check_target(url: str, *, allow_private: bool) -> str:
     name or password in it; a literal private, loopback or link-local address (or
     `localhost`) only with `allow_private`. The reason (`VeoBatchError`) otherwise. Names are
     resolved, and checked again, when a call is made."""
+    import httpx  # noqa: PLC0415 - see the module's imports
+
     where = f"webhook_url {url[:100]!r}"
     try:
         parsed = httpx.URL(url)
@@ -139,6 +144,10 @@ def webhook_client(allow_private: bool) -> httpx.Client:
     """The client that calls webhooks: every connection checked where it goes (a host that
     resolves into this network is refused, and the address checked is the one connected
     to), no redirect followed."""
+    import httpx  # noqa: PLC0415 - see the module's imports
+
+    from veobatch.provider.watched import watched_transport  # noqa: PLC0415 - (httpx)
+
     where = Destinations(allow_private=allow_private, setting="VEO_WEBHOOK_ALLOW_PRIVATE")
     return httpx.Client(follow_redirects=False, transport=watched_transport(where))
 
@@ -230,8 +239,12 @@ def _post(http: httpx.Client, secret: Secret | None, row: Any) -> tuple[int | No
         "X-Veo-Batch-Timestamp": str(timestamp),
         "X-Veo-Batch-Signature": sign(secret, timestamp, body),
     }
+    import httpx  # noqa: PLC0415 - see the module's imports
+
+    whole, connect = TIMEOUT
     try:
-        response = http.post(row.url, content=body, headers=headers, timeout=TIMEOUT)
+        timeout = httpx.Timeout(whole, connect=connect)
+        response = http.post(row.url, content=body, headers=headers, timeout=timeout)
     except httpx.HTTPError as exc:
         return None, f"{type(exc).__name__}: {exc}"[:500]
     if 200 <= response.status_code < 300:

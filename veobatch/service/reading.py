@@ -17,9 +17,9 @@ from veobatch.errors import (
 )
 from veobatch.images.sending import checked_bytes
 from veobatch.lifecycle import transitions
-from veobatch.lifecycle.download import is_video_path_of
 from veobatch.lifecycle.progress import Progress, follow
 from veobatch.lifecycle.spend_rules import Estimate
+from veobatch.lifecycle.video_files import is_video_path_of
 from veobatch.service.base import ServiceBase
 from veobatch.states import OPEN, BatchState, JobStatus
 from veobatch.store import activity

@@ -30,7 +30,6 @@ from veobatch.store.export_columns import (
     INPUT_COLUMNS,
     OUTPUT_COLUMNS,
 )
-from veobatch.store.export_copy import copy_csv_lines
 from veobatch.store.export_parts import Parts, parts_wanted, split
 from veobatch.store.queries import utc
 from veobatch.store.tables import Job
@@ -390,6 +389,8 @@ class ExportText:
     ) -> Generator[bytes | int, None, None]:
         """The UTF-8 of `query`'s rows (no header), a chunk at a time, then their number."""
         if self.format == "csv" and conn.dialect.name == "postgresql":
+            from veobatch.store.export_copy import copy_csv_lines  # noqa: PLC0415 - (PostgreSQL's)
+
             yield from copy_csv_lines(
                 conn, query, extras, OUTPUT_COLUMNS, FORMULA_STARTS, self.priced
             )

@@ -20,11 +20,11 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
-from sqlalchemy.dialects import postgresql, sqlite
 
 from veobatch.errors import BatchStateError
 from veobatch.states import BatchState
 from veobatch.store.tables import Batch
+from veobatch.store.upsert import insert_for
 
 # A stored row: the values of `ROW_COLUMNS`, in that order, ready for executemany or COPY.
 ROW_COLUMNS: Final[tuple[str, ...]] = (
@@ -136,7 +136,7 @@ def batch_for_load(
     many callers make the same new batch at once: the insert gives way to the one that
     committed first (ON CONFLICT DO NOTHING), and the batch is read back. A `budget` is set
     in the same transaction, before the rows: no claim can come before it."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    insert = insert_for(conn)
     created = conn.execute(
         insert(Batch)
         .values(name=name, source=source, state=BatchState.ACTIVE.value)

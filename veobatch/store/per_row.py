@@ -28,7 +28,6 @@ from typing import Any, TypeAlias
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.expression import ColumnElement, Executable
 from sqlalchemy.types import TypeEngine
 
@@ -59,6 +58,8 @@ def matching(
     group's values of it (see above: `execute` passes them when told the `key`)."""
     if not together:
         return column == value
+    from sqlalchemy.dialects import postgresql  # noqa: PLC0415 - (only PostgreSQL groups rows)
+
     group = sa.bindparam(_all(key), type_=postgresql.ARRAY(column.type))
     return sa.and_(column == value, column == sa.any_(group))
 
