@@ -20,6 +20,7 @@ from tests.helpers import URL, job, wait_until
 from veobatch import Client
 from veobatch.errors import EXIT_CODE_MEANINGS, ExitCode
 from veobatch.settings import normalize_database_url
+from veobatch.store import database
 
 EXAMPLE = str(Path(__file__).parent.parent / "jobs.example.yaml")
 
@@ -587,6 +588,34 @@ def test_help_starts_without_the_engine() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert "Commands:" in done.stdout
+    assert done.stdout.splitlines()[-1] == ""  # none of them
+
+
+def test_status_on_sqlite_imports_no_migrations_driver_or_http_client(tmp_path: Path) -> None:
+    """`veo-batch status` on a SQLite database at the newest revision reads it without
+    Alembic, psycopg or httpx (each costs a command's start a tenth of a second or more):
+    they are imported where a migration, a PostgreSQL URL or a call out needs them."""
+    url = f"sqlite:///{tmp_path / 'veo-batch.db'}"
+    database.open_database(url, migrate=True).dispose()  # (migrated here: Alembic is ours)
+    script = (
+        "import sys\n"
+        "from veobatch.cli import cli\n"
+        "try:\n"
+        "    cli.main(['status'], prog_name='veo-batch')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('alembic', 'psycopg', 'httpx')\n"
+        "print(' '.join(sorted(m for m in heavy if m in sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "VEO_DATABASE_URL": url},
+    )
+    assert "no batches" in done.stdout.lower() or "BATCH" in done.stdout, done.stdout
     assert done.stdout.splitlines()[-1] == ""  # none of them
 
 
