@@ -8,8 +8,6 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from veobatch.errors import ConfigError
 
 
@@ -21,6 +19,8 @@ def read_table_file(path: Path, where: str) -> Any:
     except OSError as exc:
         raise ConfigError(f"{where}: cannot be read ({exc.strerror})") from None
     toml = path.suffix.lower() == ".toml"
+    import yaml  # noqa: PLC0415 - (a command that reads no such file starts without it)
+
     try:
         return tomllib.loads(raw.decode("utf-8")) if toml else yaml.safe_load(raw)
     except (tomllib.TOMLDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:

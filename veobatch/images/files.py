@@ -17,14 +17,15 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
-
-from PIL import Image, ImageOps, UnidentifiedImageError
+from typing import TYPE_CHECKING, Any, Final
 
 from veobatch.errors import ImageError
 from veobatch.images.formats import FORMATS, SNIFF_BYTES, sniff, what_it_is
 from veobatch.images.references import local_path
 from veobatch.settings import Settings
+
+if TYPE_CHECKING:  # Pillow is imported where a picture is opened: a load of links needs none
+    from PIL import Image
 
 # A file larger than this is not a photo we scale down: it is refused without being read.
 MAX_SOURCE_BYTES: Final = 64 * 1024 * 1024
@@ -223,6 +224,8 @@ def read_image_file(
 
 def _decoded(data: bytes, name: str) -> Image.Image:
     """The picture in `data`, fully decoded (a truncated or corrupt file fails here)."""
+    from PIL import Image, UnidentifiedImageError  # noqa: PLC0415 - see the module's imports
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -250,6 +253,8 @@ def _decoded(data: bytes, name: str) -> Image.Image:
 def _fitted(picture: Image.Image, kind: str, max_bytes: int, name: str) -> tuple[bytes, str]:
     """The picture upright (EXIF orientation applied) and re-encoded within `max_bytes`,
     scaled down, keeping its shape, only as far as needed."""
+    from PIL import ImageOps  # noqa: PLC0415 - see the module's imports
+
     try:
         return _encoded_within(ImageOps.exif_transpose(picture), kind, max_bytes, name)
     except (OSError, ValueError) as exc:  # a mode JPEG cannot hold, a broken EXIF block...
@@ -259,6 +264,8 @@ def _fitted(picture: Image.Image, kind: str, max_bytes: int, name: str) -> tuple
 def _encoded_within(
     upright: Image.Image, kind: str, max_bytes: int, name: str
 ) -> tuple[bytes, str]:
+    from PIL import Image  # noqa: PLC0415 - see the module's imports
+
     alpha = upright.mode in ("RGBA", "LA", "PA") or "transparency" in upright.info
     target = kind if kind == "webp" else "png" if alpha else "jpeg"
     if target == "jpeg" and upright.mode not in ("RGB", "L"):

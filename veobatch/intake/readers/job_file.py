@@ -8,6 +8,7 @@ UTF-16 text without its byte order mark is refused at once with a `JobFileError`
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 import sys
@@ -20,16 +21,23 @@ from typing import IO, Final
 from veobatch.errors import JobFileError
 from veobatch.images.files import ImageFolder
 from veobatch.intake.job_spec import RawJob
-from veobatch.intake.readers.csv_reader import read_csv
 from veobatch.intake.readers.formats import Reader, detect_format
-from veobatch.intake.readers.jsonl_reader import read_jsonl
-from veobatch.intake.readers.yaml_reader import read_yaml
 
-_READERS: Final[dict[str, Reader]] = {
-    "csv": read_csv,
-    "yaml": read_yaml,
-    "jsonl": read_jsonl,
+# Each format's reader, imported when a file of that format is read (YAML's parser is not
+# loaded for a CSV file).
+_READERS: Final[dict[str, tuple[str, str]]] = {
+    "csv": ("veobatch.intake.readers.csv_reader", "read_csv"),
+    "yaml": ("veobatch.intake.readers.yaml_reader", "read_yaml"),
+    "jsonl": ("veobatch.intake.readers.jsonl_reader", "read_jsonl"),
 }
+
+
+def reader_of(format: str) -> Reader:
+    module, name = _READERS[format]
+    reader: Reader = getattr(importlib.import_module(module), name)
+    return reader
+
+
 _BOM: Final = b"\xef\xbb\xbf"
 _UTF16_BOMS: Final = (b"\xff\xfe", b"\xfe\xff")
 _BINARY_SIGNATURES: Final = {
@@ -60,7 +68,7 @@ class JobFile:
         # second look, to say on which line it breaks.
         text = io.TextIOWrapper(self.stream, encoding=self.encoding, newline="")
         try:
-            yield from _READERS[self.format](text, self.name)
+            yield from reader_of(self.format)(text, self.name)
         except UnicodeDecodeError as exc:
             raise self._decode_error(exc) from None
         finally:
