@@ -256,12 +256,17 @@ def _plain_links(text: str) -> list[str] | None:
     another value (the checker refuses them): a list that starts and ends with a quoted
     entry and holds no `\\` and no `{` holds only texts. PostgreSQL's export uses the same
     rule (`export_copy`)."""
-    if not (text.startswith('["') and text.endswith('"]')) or "\\" in text or "{" in text:
-        return None
-    return text[2:-2].split('", "')
+    return text[2:-2].split('", "') if _plain(text) else None
+
+
+def _plain(text: str) -> bool:
+    return text.startswith('["') and text.endswith('"]') and "\\" not in text and "{" not in text
 
 
 def _images_joined(value: Any) -> str:
+    """The images as one CSV cell: joined with `|` (a plain list's separators replaced)."""
+    if isinstance(value, str) and _plain(value):
+        return str(_escaped(value[2:-2].replace('", "', "|")))
     return str(_escaped("|".join(str(image) for image in _images_list(value))))
 
 
@@ -284,9 +289,11 @@ def _csv_value(value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=4096)
 def _time(value: Any) -> str:
     """A timestamp as ISO 8601 in UTC (`2026-12-04T13:25:50+00:00`, microseconds when there
-    are): SQLite's text, or a datetime from PostgreSQL."""
+    are): SQLite's text, or a datetime from PostgreSQL. Each is made once (rows loaded or
+    sent together share theirs)."""
     if isinstance(value, str):
         text = value.replace(" ", "T", 1)
         if text.endswith(".000000"):
