@@ -269,7 +269,8 @@ def open_database(url: str, *, migrate: bool | None = None) -> Engine:
         # one process at a time; a second process waits, then finds it done.
         with _migrating(url):
             current = current_revision(engine)
-            if current is not None and current == newest_revision():
+            newest = newest_revision() or head_revision()  # (files not readable: Alembic's)
+            if current is not None and current == newest:
                 return engine
             if migrate if migrate is not None else is_sqlite(url):
                 upgrade(engine)
