@@ -77,8 +77,9 @@ def split(conn: Connection, query: sa.Select[Any], parts: int) -> list[sa.Select
 
 
 class Parts:
-    """The parts after the first, made by workers while the first is read (`text` of each in
-    order, as its file is complete); `rows` counts the rows of the parts read so far."""
+    """The parts after the first, made by workers while the first is read (`blocks` of each
+    in order, once its file is complete); `rows` counts the rows of the parts read so far.
+    Processes where this one can fork and the database is SQLite, threads otherwise."""
 
     def __init__(self, engine: Engine, queries: list[sa.Select[Any]], make: PartText) -> None:
         self.rows = 0
