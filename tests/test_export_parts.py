@@ -97,14 +97,14 @@ def test_an_export_stopped_early_stops_its_workers(stored: Engine) -> None:
 
 def _running(worker: Any) -> bool:
     if isinstance(worker, export_parts._ProcessWorker):
-        return bool(worker._process.is_alive())
+        return bool(worker._child.is_alive())
     return bool(worker._thread.is_alive())
 
 
 def _assert_stopped(workers: list[Any]) -> None:
     for worker in workers:
         if isinstance(worker, export_parts._ProcessWorker):
-            process = worker._process
+            process = worker._child
             assert not process.is_alive()
             assert process.pid is not None
             with pytest.raises(ProcessLookupError):

@@ -20,13 +20,12 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection as Pipe
 from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
 from veobatch.catalog import ImageRange
-from veobatch.errors import ProcessFailed
+from veobatch.forked import Forked
 from veobatch.images.files import ImageInspector
 from veobatch.intake.job_spec import JobChecker, RawJob, StoredRow, describe
 from veobatch.intake.problems import DEFAULT_MAX_PROBLEMS, ProblemReport
@@ -261,55 +260,23 @@ class _ReaderProcess:
         position: Position | None,
     ) -> None:
         self.result = result
-        context = multiprocessing.get_context("fork")
-        self.receiver, sender = context.Pipe(duplex=False)
-        self.process = context.Process(
-            target=self._run,
-            args=(sender, rows, checker, result, position),
-            name="veo-batch-reader",
-            daemon=True,
-        )
-        self.process.start()  # before the caller opens a COPY: the child needs no database
-        sender.close()
 
-    @staticmethod
-    def _run(
-        sender: Pipe,
-        rows: Iterable[RawJob],
-        checker: JobChecker,
-        result: LoadResult,
-        position: Position | None,
-    ) -> None:
-        try:
-            for chunk in _chunks(rows, checker, result, position):
-                sender.send(chunk)
-            sender.send(_summarize(result, checker))
-        except BaseException as exc:  # handed to the parent, which raises it
-            sender.send(exc)
-        finally:
-            sender.close()
+        def produce() -> Iterator[Chunk | LoadResult]:
+            yield from _chunks(rows, checker, result, position)
+            yield _summarize(result, checker)
+
+        # Started before the caller opens a COPY: the child needs no database.
+        self.child = Forked(produce, "veo-batch-reader", "the process reading the file")
 
     def chunks(self) -> Iterator[Chunk]:
         try:
-            while True:
-                try:
-                    message = self.receiver.recv()
-                except EOFError:
-                    self.process.join()
-                    raise ProcessFailed(
-                        f"the process reading the file stopped (exit code {self.process.exitcode})"
-                    ) from None
+            for message in self.child.values():
                 if isinstance(message, LoadResult):
                     self._take_counts(message)
-                    return
-                if isinstance(message, BaseException):
-                    raise message
-                yield message
+                else:
+                    yield message
         finally:
-            self.receiver.close()
-            if self.process.is_alive():
-                self.process.terminate()
-            self.process.join()
+            self.child.stop()
 
     def _take_counts(self, child: LoadResult) -> None:
         result = self.result

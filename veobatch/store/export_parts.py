@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
-from veobatch.errors import ProcessFailed
+from veobatch.forked import Forked
 from veobatch.store.tables import Job
 
 MIN_PART_ROWS: Final = 50_000
@@ -174,45 +174,16 @@ class _ProcessWorker(_Worker):
         self, engine: Engine, query: sa.Select[Any], make: PartText, file: IO[bytes]
     ) -> None:
         self.file = file
-        context = multiprocessing.get_context("fork")
-        self._receiver, sender = context.Pipe(duplex=False)
-        self._process = context.Process(
-            target=self._run,
-            args=(sender, engine, query, make, file),
-            name="veo-batch-export",
-            daemon=True,
-        )
-        self._process.start()
-        sender.close()
 
-    @staticmethod
-    def _run(sender: Any, engine: Engine, query: sa.Select[Any], make: PartText, file: Any) -> None:
-        try:
+        def produce() -> Iterator[int]:
             engine.dispose(close=False)  # the parent's connections stay the parent's
-            sender.send(_write_part(engine, query, make, file, lambda: False))
-        except BaseException as exc:  # handed to the parent, which raises it
-            try:
-                sender.send(exc)
-            except Exception:  # an exception that cannot be pickled: its text then
-                sender.send(ProcessFailed(f"a process making the export failed: {exc}"))
-        finally:
-            sender.close()
+            yield _write_part(engine, query, make, file, lambda: False)
+
+        self._child = Forked(produce, "veo-batch-export", "a process making the export")
 
     def wait(self) -> int:
-        try:
-            message = self._receiver.recv()
-        except EOFError:
-            self._process.join()
-            raise ProcessFailed(
-                f"a process making the export stopped (exit code {self._process.exitcode})"
-            ) from None
-        self._process.join()
-        if isinstance(message, BaseException):
-            raise message
-        return int(message)
+        (rows,) = self._child.values()
+        return int(rows)
 
     def stop(self) -> None:
-        self._receiver.close()
-        if self._process.is_alive():
-            self._process.terminate()
-        self._process.join()
+        self._child.stop()
