@@ -83,10 +83,9 @@ def site(tmp_path: Path) -> Iterator[tuple[str, Engine, Path]]:
         engine.dispose()
 
 
-def test_watch_filter_open_play_reject_and_rerun(
-    browser: Any, site: tuple[str, Engine, Path]
-) -> None:
-    base, engine, folder = site
+def watched_page(browser: Any) -> tuple[Any, list[str]]:
+    """A new page, and the problems it meets as they come: script errors in the console or
+    uncaught, and requests that failed (4xx, 5xx)."""
     page = browser.new_page()
     problems: list[str] = []
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
@@ -95,6 +94,14 @@ def test_watch_filter_open_play_reject_and_rerun(
         "response",
         lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None,
     )
+    return page, problems
+
+
+def test_watch_filter_open_play_reject_and_rerun(
+    browser: Any, site: tuple[str, Engine, Path]
+) -> None:
+    base, engine, folder = site
+    page, problems = watched_page(browser)
 
     page.goto(f"{base}/ui/batches/shop")
     assert "/login" in page.url  # a login first
@@ -230,14 +237,7 @@ def gallery_after_a_run(browser: Any, site: tuple[str, Engine, Path]) -> tuple[A
     with MockProvider(MockConfig(api_key="mock-key", clips=True)) as mock:
         batch = BatchService(engine, Settings()).status("shop").id
         run_embedded(engine, mock, batch, download_dir=folder / "videos")
-    page = browser.new_page()
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on(
-        "response",
-        lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None,
-    )
+    page, problems = watched_page(browser)
     page.goto(f"{base}/login?next=/ui/batches/shop/gallery")
     page.fill("input[name=token]", TOKEN)
     page.click("button[type=submit]")

@@ -10,6 +10,7 @@ a database at the newest revision reads it with one query, and starts faster for
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sqlite3
@@ -227,6 +228,7 @@ def head_revision() -> str | None:
 _REVISION = re.compile(r'^(down_)?revision: str(?: \| None)? = (None|"(\w+)")', re.MULTILINE)
 
 
+@functools.cache  # (the files do not change while a process runs)
 def newest_revision() -> str | None:
     """The newest migration's revision, read from the migrations' files without Alembic: the
     one no other names as its `down_revision` (a test holds it to `head_revision`)."""
