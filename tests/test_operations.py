@@ -369,8 +369,10 @@ def test_the_doctor_says_url_mode_needs_a_bucket() -> None:
 def test_the_grafana_dashboard_and_the_runbook_name_only_real_metrics(engine: Engine) -> None:
     from prometheus_client import REGISTRY  # noqa: PLC0415
 
+    from veobatch import metrics  # noqa: PLC0415
     from veobatch.store.gauges import store_registry  # noqa: PLC0415
 
+    metrics.series()  # as every /metrics server does
     known = {metric.name for metric in REGISTRY.collect()}
     known |= {metric.name for metric in store_registry(engine, 10).collect()}
     known = {name for name in known if name.startswith("veobatch_")}

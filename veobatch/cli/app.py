@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -37,8 +39,9 @@ class App:
         if self._service is None:
             # Imported here: `--help`, a refused file and the commands that need no database
             # start without the engine (a command imports what it uses when it runs).
-            from veobatch.service import BatchService  # noqa: PLC0415
-            from veobatch.store import database  # noqa: PLC0415
+            with kept_for_good():
+                from veobatch.service import BatchService  # noqa: PLC0415
+                from veobatch.store import database  # noqa: PLC0415
 
             url = self.settings.database_url
             new_file = database.sqlite_file(url)
@@ -180,5 +183,22 @@ def said(error: VeoBatchError) -> str:
     return f"{error}; {hint}" if hint else str(error)
 
 
+@contextmanager
+def kept_for_good() -> Iterator[None]:
+    """Imports that live as long as the process: the cyclic collector is paused while they
+    run (they make hundreds of thousands of objects and free none) and then told to leave
+    every object made so far alone (`gc.freeze`), which also spares the walk over them all
+    when the interpreter exits. Together about a fifth of a short command's time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
 def main() -> None:
+    gc.freeze()  # the command line's own modules, imported by now: see `kept_for_good`
     cli(prog_name="veo-batch")

@@ -283,7 +283,7 @@ def scheduler_command(app: App, tick: float, depth: int | None, metrics_port: in
     import redis  # noqa: PLC0415
     from prometheus_client import REGISTRY, start_http_server  # noqa: PLC0415
 
-    from veobatch import logs  # noqa: PLC0415
+    from veobatch import logs, metrics  # noqa: PLC0415
     from veobatch.store.gauges import StoreCollector  # noqa: PLC0415
 
     settings = app.settings
@@ -298,6 +298,7 @@ def scheduler_command(app: App, tick: float, depth: int | None, metrics_port: in
         settings, app.service.engine, broker, make_app(settings), tick=tick, depth=depth
     )
     if metrics_port is not None:
+        metrics.series()  # shown at 0 until counted
         REGISTRY.register(StoreCollector(app.service.engine, settings.max_in_flight))
         try:
             start_http_server(metrics_port)

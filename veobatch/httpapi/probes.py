@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from veobatch.health import database_check
+from veobatch.metrics import series
 from veobatch.service import BatchService
 from veobatch.store.gauges import store_registry
 
@@ -18,6 +19,7 @@ from veobatch.store.gauges import store_registry
 def serve_probes(app: FastAPI) -> None:
     service: BatchService = app.state.service
     gauges = store_registry(service.engine, service.settings.max_in_flight)
+    series()  # every series shows, at 0 until counted
 
     @app.get("/healthz", include_in_schema=False)
     def alive() -> JSONResponse:

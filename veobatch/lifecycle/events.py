@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 
 from veobatch.lifecycle.poll_rules import PollOutcome
 from veobatch.lifecycle.submit_rules import Outcome
-from veobatch.metrics import ROW_CHANGES
+from veobatch.metrics import count_row_change
 from veobatch.states import JobStatus
 from veobatch.store.tables import Batch
 from veobatch.visible import shown
@@ -131,7 +131,7 @@ def _changed(
     count: bool = True,
 ) -> None:
     if count:
-        ROW_CHANGES.labels(status.value).inc()
+        count_row_change(status.value)
     text = f"{message}: {error[:MAX_ERROR]}" if error else message
     extra = {
         "batch": batch_name(conn, job.batch_id),

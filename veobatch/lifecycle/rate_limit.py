@@ -42,7 +42,7 @@ from redis.exceptions import RedisError
 from veobatch.errors import LimiterUnavailable, ProviderError
 from veobatch.lifecycle.backoff import COOL_DOWN
 from veobatch.lifecycle.fanout import Fanout, Running
-from veobatch.metrics import COOL_DOWNS, RATE_WAIT
+from veobatch.metrics import count_cool_down, count_rate_wait
 from veobatch.settings import Rate
 from veobatch.states import ErrorKind
 
@@ -142,7 +142,7 @@ def start_in_slots(
                 return None
             due = time.monotonic() + again
         seconds = max(due - time.monotonic(), 0.0)
-        RATE_WAIT.labels(kind).observe(seconds)
+        count_rate_wait(kind, seconds)
         if halted.is_set() or not wait(seconds) or halted.is_set():
             return None
         try:
@@ -151,7 +151,7 @@ def start_in_slots(
             if error.kind in HALTING:
                 halted.set()
             if error.kind is ErrorKind.RATE_LIMITED:
-                COOL_DOWNS.inc()
+                count_cool_down()
                 with contextlib.suppress(LimiterUnavailable):  # the 429 is the answer all the same
                     limiter.cool_down(error.retry_after)
             return error

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 from veobatch.destinations import Destinations, refusal
 from veobatch.errors import VeoBatchError
 from veobatch.lifecycle.backoff import WEBHOOK_RETRY
-from veobatch.metrics import WEBHOOK_DELIVERIES
+from veobatch.metrics import count_webhook
 from veobatch.pricing import decimal_text
 from veobatch.settings import Secret
 from veobatch.store.queries import status_counts
@@ -185,7 +185,7 @@ def deliver_due(
         tries = row.attempts + 1
         done = error is None
         arrived += done
-        WEBHOOK_DELIVERIES.labels("delivered" if done else "failed").inc()
+        count_webhook(done)
         if not done:
             log.warning(
                 "webhook call failed (try %d of %d): %s",
