@@ -3,10 +3,13 @@
     .venv/bin/python docs/screenshots.py        # needs Chromium (apt install chromium)
 
 It runs `veo-batch run jobs.example.yaml --mock --download` on a scratch SQLite file, rejects
-one video, serves the dashboard with `veo-batch serve`, logs in with Chromium (driven by
-Playwright) and saves the batches page, the batch page and the gallery, light and dark (the
-pages follow the system's setting), as docs/images/{batches,batch,gallery}{,-dark}.png, and a
-video of the gallery opened larger, light, as docs/images/gallery-lightbox.png.
+one video, runs the same file twice more as a batch its budget pauses and one sent without
+waiting for its videos (for the batches page), serves the dashboard with `veo-batch serve`,
+logs in with Chromium (driven by Playwright) and saves the batches page, the batch page and
+the gallery, light and dark (the pages follow the system's setting), as
+docs/images/{batches,batch,gallery}{,-dark}.png, and a video of the gallery opened larger,
+light, as docs/images/gallery-lightbox.png. (docs/images/before/ keeps the three pages, light,
+as they were before the dashboard was reworked: the same runs, served by commit 1356ae6.)
 """
 
 from __future__ import annotations
@@ -50,6 +53,15 @@ def main() -> None:
             cwd=folder,
             check=True,
         )
+        # Two more batches for the batches page: one paused by its budget (its reason up
+        # front), one whose tasks are still generating (sent without waiting).
+        for more in (
+            ["--batch", "spring-catalogue", "--budget", "0.6"],
+            ["--batch", "summer-promo", "--no-wait"],
+        ):
+            subprocess.run(
+                [*veo, "run", example, "--mock", *more], env=env, cwd=folder, check=False
+            )
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]

@@ -370,6 +370,54 @@ def test_the_batches_page_shows_each_batch_at_work_with_its_pace(
     row = re.search(r'<tr data-batch="later">.*?</tr>', page, re.S)
     assert row is not None
     assert "4 rows/min · ETA 0.5 min" in row.group(0)
+    assert "2 pending · 4 succeeded" in row.group(0)
+
+
+def test_the_batches_page_adds_up_the_batches_at_work_and_puts_paused_ones_first(
+    site: Served, engine: Engine
+) -> None:
+    """A glance over every batch (Sidekiq's and Oban's first screens): batches at work, rows
+    waiting, generating, the pace, failed rows; each paused batch's reason above the table;
+    the batches at work first, the finished ones after them, newest first."""
+    service = BatchService(engine, Settings())
+    rows = [{"id": f"r{n}", "prompt": "p", "model": "veo3.1", "images": [IMAGE]} for n in range(5)]
+    for name in ("done-a", "stuck", "done-b", "going"):
+        service.add(name, rows)
+    with engine.begin() as conn:
+        for name, status in (("done-a", "succeeded"), ("done-b", "failed")):
+            conn.execute(
+                sa.update(Job)
+                .where(Job.batch_id == service.status(name).id)
+                .values(status=status, finished_at=sa.func.current_timestamp())
+            )
+        first_two = (
+            sa.select(Job.id)
+            .where(Job.batch_id == service.status("going").id)
+            .order_by(Job.id)
+            .limit(2)
+        )
+        conn.execute(
+            sa.update(Job).where(Job.id.in_(first_two.scalar_subquery())).values(status="submitted")
+        )
+    service.finish_batches()
+    service.pause("stuck", "the budget of USD 2.00 is spent")
+    with logged_in(site) as client:
+        page = client.get("/").text
+    tiles = {
+        label.strip(): number
+        for number, label in re.findall(r"<div[^>]*><b>([^<]+)</b><span>([^<]+)</span>", page)
+    }
+    # `shop`, the fixture's batch, has finished: two videos and one row failed.
+    assert tiles["batches at work"] == "2"
+    assert tiles["rows waiting to be sent"] == "8"  # 5 (stuck) + 3 (going)
+    assert tiles["generating"] == "2"
+    assert tiles["failed"] == "6"  # 5 (done-b) + 1 (shop)
+    callout = re.search(r'<p class="attention" data-paused="stuck">.*?</p>', page, re.S)
+    assert callout is not None
+    assert "the budget of USD 2.00 is spent" in callout.group(0)
+    assert page.index('data-paused="stuck"') < page.index("<table>")
+    order = re.findall(r'<tr data-batch="([^"]+)">', page)
+    assert order == ["stuck", "going", "done-b", "done-a", "shop"]
 
 
 def test_a_logout_ends_the_session_on_the_server_and_needs_its_csrf_token(site: Served) -> None:

@@ -339,3 +339,43 @@ def test_the_larger_view_is_steered_and_judged_from_the_keyboard(
     expect(large).to_have_attribute("data-id", "r4")
     assert problems == [], problems
     page.close()
+
+
+def test_the_batches_page_shows_a_pause_up_front_as_it_happens(
+    browser: Any, site: tuple[str, Engine, Path]
+) -> None:
+    """The batches page, open: a batch paused elsewhere (a budget spent, a person) shows its
+    reason above the table within the page's 2 s refresh, and the tiles that add up every
+    batch stand in one row, each number above its label."""
+    from playwright.sync_api import expect  # noqa: PLC0415 - as the fixture imports it
+
+    base, engine, _folder = site
+    page, problems = watched_page(browser)
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"{base}/login?next=/")
+    page.fill("input[name=token]", TOKEN)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
+    first = page.locator(".glance > div").first
+    assert first.inner_text().split("\n") == ["1", "batch at work"]  # a number over its label
+    assert page.locator(".attention").count() == 0
+
+    BatchService(engine, Settings()).pause("shop", "the budget of USD 1.00 is spent")
+    callout = page.locator('.attention[data-paused="shop"]')
+    expect(callout).to_contain_text("shop: the budget of USD 1.00 is spent", timeout=15_000)
+    above = callout.bounding_box()
+    table = page.locator("#batches table").bounding_box()
+    assert above is not None
+    assert table is not None
+    assert above["y"] + above["height"] <= table["y"]  # up front, not in a cell
+
+    tiles = page.locator(".glance > div")
+    boxes = [tiles.nth(n).bounding_box() for n in range(tiles.count())]
+    assert len(boxes) >= 5
+    assert len({round(box["y"]) for box in boxes if box}) == 1  # one row at this width
+    number = page.locator(".glance > div b").first.bounding_box()
+    label = page.locator(".glance > div span").first.bounding_box()
+    assert number is not None
+    assert label is not None
+    assert number["y"] < label["y"]
+    assert problems == []

@@ -27,6 +27,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
 from veobatch.dashboard import charts
+from veobatch.dashboard.glance import glance
 from veobatch.dashboard.sessions import COOKIE, LIFETIME, Sessions, Viewer
 from veobatch.errors import (
     InvalidJobs,
@@ -198,12 +199,12 @@ def _local(path: str) -> str:
 
 @router.get("/", response_class=HTMLResponse)
 def batches(request: Request) -> HTMLResponse:
-    return _page(request, "batches.html", batches=_service(request).overview())
+    return _page(request, "batches.html", glance=glance(_service(request).overview()))
 
 
 @router.get("/ui/live", response_class=HTMLResponse)
 def batches_live(request: Request) -> HTMLResponse:
-    return _page(request, "batches_live.html", batches=_service(request).overview())
+    return _page(request, "batches_live.html", glance=glance(_service(request).overview()))
 
 
 @router.get("/ui/batches/{name}", response_class=HTMLResponse)
