@@ -82,6 +82,16 @@ def test_invalid_jobs_are_422_naming_the_job_and_field(api: httpx.Client) -> Non
     assert shape.status_code == 422
     assert shape.json()["problems"][0]["field"] == "jobs"
     assert "Traceback" not in shape.text
+    several = api.post("/batches", json={"name": 5, "jobs": [{"id": "1"}], "webhook_url": 7})
+    assert several.status_code == 422
+    found = {(p["index"], p["field"]) for p in several.json()["problems"]}
+    assert found == {
+        (None, "name"),
+        (None, "webhook_url"),
+        (0, "prompt"),
+        (0, "model"),
+        (0, "images"),
+    }
 
 
 @pytest.mark.parametrize("url", ["http://xn--/", "http://[::1", "http://127.0.0.1:6379/"])
