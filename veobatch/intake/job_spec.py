@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import json
 import math
 import re
@@ -645,9 +646,11 @@ _SCRIPTS: Final = {
 }
 
 
-def _latin(char: str) -> bool:
-    code = ord(char)
-    return code < 0x250 or 0x1E00 <= code <= 0x1EFF  # with Latin Extended Additional
+@functools.lru_cache(maxsize=4096)
+def _script_word(char: str) -> str:
+    """The first word of a character's Unicode name (`CJK`, `HIRAGANA`, ...): a prompt's
+    letters repeat, from one prompt to the next too, so each is looked up once."""
+    return unicodedata.name(char, "?").split()[0]
 
 
 def script_problem(prompt: str) -> str | None:
@@ -656,10 +659,11 @@ def script_problem(prompt: str) -> str | None:
     if prompt.isascii():
         return None
     letters = [char for char in prompt if char.isalpha()]
-    other = [char for char in letters if not _latin(char)]
+    # Latin: below U+0250 (Basic Latin to Latin Extended-B), or Latin Extended Additional.
+    other = [c for c in letters if not (c < "\u0250" or "\u1e00" <= c <= "\u1eff")]
     if not other or len(other) * 2 <= len(letters):
         return None
-    word = Counter(unicodedata.name(char, "?").split()[0] for char in other).most_common(1)[0][0]
+    word = Counter(map(_script_word, other)).most_common(1)[0][0]
     script = _SCRIPTS.get(word, word.title())
     return (
         f"is mostly in {script} script and enhance_prompt is not true: Veo takes English "
