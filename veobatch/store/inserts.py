@@ -53,7 +53,9 @@ _UPSERT: Final = (
     "WHERE jobs.status = 'failed' AND jobs.error_kind = 'invalid'"
 )
 
-SQLITE_LOAD_CACHE_KIB: Final = 32 * 1024
+# SQLite's page cache while a load writes (its default is 2 MB). 32 MB was 3 to 6% faster
+# on a million rows, and held the load 15 MB over its memory target of 100 MB.
+SQLITE_LOAD_CACHE_KIB: Final = 16 * 1024
 
 # The sqlite3 driver adapts a bool by looking for a conversion protocol on every row before
 # storing it as an integer; registering the conversion skips that search.
