@@ -90,6 +90,14 @@ class Job(Base):
             postgresql_where=sa.text("held_micros > 0"),
         ),
         CheckConstraint(_one_of("status", JobStatus), name="status"),
+        # Only the rows with pass-through fields: an export finds their names from these.
+        Index(
+            "ix_jobs_extra",
+            "batch_id",
+            "id",
+            sqlite_where=sa.text("extra IS NOT NULL"),
+            postgresql_where=sa.text("extra IS NOT NULL"),
+        ),
         # Only the rows out at an account (being sent, or generating): its in-flight count.
         Index("ix_jobs_account_out", "account", sqlite_where=OUT, postgresql_where=OUT),
         # Partial: a million freshly loaded rows have neither, and cost these indexes nothing.
