@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from tests.helpers import load, row
 from veobatch.errors import VeoBatchError
 from veobatch.store import export_parts
-from veobatch.store.export import ExportText
+from veobatch.store.export import ExportText, extra_keys, extra_texts
 from veobatch.store.export_parts import Parts, split
 from veobatch.store.queries import RowFilter, batch_id
 from veobatch.store.tables import Job
@@ -111,3 +111,19 @@ def _assert_stopped(workers: list[Any]) -> None:
                 os.kill(process.pid, 0)
         else:
             assert not worker._thread.is_alive()
+
+
+def test_the_pass_through_columns_are_found_from_the_rows_that_have_some(engine: Engine) -> None:
+    """An export's pass-through columns come from the rows with an `extra`, in first-seen
+    order, read through `ix_jobs_extra` (only those rows), not the whole batch."""
+    load(engine, [row(2, "a"), row(3, "b", seed=7), row(4, "c"), row(5, "d", note="x", seed=1)])
+    with engine.connect() as conn:
+        query = RowFilter().query(batch_id(conn, "b"))
+        assert extra_keys(conn, query) == ["seed", "note"]
+        texts = extra_texts(query).compile(conn, compile_kwargs={"literal_binds": True})
+        if engine.dialect.name == "sqlite":
+            plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {texts}").fetchall()
+        else:
+            conn.exec_driver_sql("SET enable_seqscan = off")  # a tiny table: the plan, not cost
+            plan = conn.exec_driver_sql(f"EXPLAIN {texts}").fetchall()
+    assert "ix_jobs_extra" in str(plan), plan

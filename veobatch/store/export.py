@@ -47,14 +47,19 @@ def export_format(path: str, format: str | None) -> str:
 def extra_keys(conn: Connection, query: sa.Select[Any]) -> list[str]:
     """Every pass-through field used by a row of `query`, in first-seen order (by row id,
     so that both databases give the same columns in the same order)."""
-    rows = query.where(Job.extra.is_not(None)).subquery()  # (most rows have none)
-    extra = sa.cast(rows.c.extra, sa.Text)
-    texts = sa.select(extra).group_by(extra).order_by(sa.func.min(rows.c.id))
     keys: dict[str, None] = {}
-    for (text,) in conn.execute(texts):
+    for (text,) in conn.execute(extra_texts(query)):
         if text and text != "null":
             keys.update(dict.fromkeys(json.loads(text)))
     return list(keys)
+
+
+def extra_texts(query: sa.Select[Any]) -> sa.Select[Any]:
+    """Each different `extra` of `query`'s rows, as text, in first-seen order: read from the
+    rows that have one (most have none), which index `ix_jobs_extra` holds."""
+    rows = query.where(Job.extra.is_not(None)).subquery()
+    extra = sa.cast(rows.c.extra, sa.Text)
+    return sa.select(extra).group_by(extra).order_by(sa.func.min(rows.c.id))
 
 
 # What each column of an export is read as: the row's own columns, the database's raw values
