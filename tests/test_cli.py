@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gc
 import hashlib
 import json
 import os
@@ -637,3 +638,35 @@ def test_a_statement_the_database_refuses_is_one_line_not_a_traceback(
     loaded = sqlite_run("load", str(jobs))
     assert loaded.exit_code == ExitCode.DATABASE
     assert "error: database error: refused by a trigger" in loaded.output
+
+
+def test_only_a_process_that_runs_one_command_freezes_its_imports(
+    sqlite_run: Cli, tmp_path: Path
+) -> None:
+    """`veo-batch` (its `main`) keeps what it imported out of the cyclic collector; the same
+    commands called in a process that runs many (here, the tests') leave the collector as it
+    is, or garbage made between them would never be freed."""
+    before = gc.get_freeze_count()
+    assert sqlite_run("status").exit_code == 0
+    assert gc.get_freeze_count() == before
+    script = (
+        "import gc, sys\n"
+        "from veobatch.cli import main\n"
+        "sys.argv = ['veo-batch', 'status']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(gc.get_freeze_count(), gc.isenabled())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "VEO_DATABASE_URL": f"sqlite:///{tmp_path / 'one.db'}"},
+    )
+    frozen, enabled = done.stdout.split()[-2:]
+    assert int(frozen) > 100_000  # the engine's modules, SQLAlchemy's among them
+    assert enabled == "True"  # collecting again, for what the command itself makes

@@ -183,12 +183,20 @@ def said(error: VeoBatchError) -> str:
     return f"{error}; {hint}" if hint else str(error)
 
 
+_ONE_COMMAND_PROCESS = False  # set by `main`: this process runs one command, then exits
+
+
 @contextmanager
 def kept_for_good() -> Iterator[None]:
     """Imports that live as long as the process: the cyclic collector is paused while they
     run (they make hundreds of thousands of objects and free none) and then told to leave
     every object made so far alone (`gc.freeze`), which also spares the walk over them all
-    when the interpreter exits. Together about a fifth of a short command's time."""
+    when the interpreter exits. Together about a fifth of a short command's time. Only in a
+    process that runs one command (`main`): in one that runs many (a test session calling
+    the commands), frozen garbage would never be freed."""
+    if not _ONE_COMMAND_PROCESS:
+        yield
+        return
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -200,5 +208,7 @@ def kept_for_good() -> Iterator[None]:
 
 
 def main() -> None:
-    gc.freeze()  # the command line's own modules, imported by now: see `kept_for_good`
+    global _ONE_COMMAND_PROCESS  # noqa: PLW0603 - one process, one command: see kept_for_good
+    _ONE_COMMAND_PROCESS = True
+    gc.freeze()  # the command line's own modules, imported by now
     cli(prog_name="veo-batch")
