@@ -572,24 +572,46 @@ def test_an_export_respects_the_umask(sqlite_run: Cli, tmp_path: Path) -> None:
     assert (tmp_path / "out.csv").stat().st_mode & 0o777 == 0o644
 
 
+def in_a_fresh_interpreter(
+    args: list[str], then: str, env: dict[str, str] | None = None, *, entry: str = "cli"
+) -> str:
+    """The output of `veo-batch ARGS` run in a new Python process, followed by what the
+    expression `then` prints there afterwards. `entry` "cli" calls the command group as a
+    program embedding it would; "main" is the `veo-batch` program itself."""
+    call = (
+        f"sys.argv = ['veo-batch', *{args!r}]\n    main()"
+        if entry == "main"
+        else f"cli.main({args!r}, prog_name='veo-batch')"
+    )
+    script = (
+        "import gc, sys\n"
+        f"from veobatch.cli import {entry}\n"
+        "try:\n"
+        f"    {call}\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print({then})\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, **(env or {})},
+    )
+    return done.stdout
+
+
 def test_help_starts_without_the_engine() -> None:
     """`veo-batch --help` (and any command's) imports the command line, not the database, the
     HTTP clients or the engine: each command imports what it uses when it runs."""
-    script = (
-        "import sys\n"
-        "from veobatch.cli import cli\n"
-        "try:\n"
-        "    cli.main(['--help'], prog_name='veo-batch')\n"
-        "except SystemExit:\n"
-        "    pass\n"
-        "heavy = ('sqlalchemy', 'alembic', 'httpx', 'redis', 'celery', 'fastapi', 'PIL')\n"
-        "print(' '.join(sorted(m for m in heavy if m in sys.modules)))\n"
+    heavy = ("sqlalchemy", "alembic", "httpx", "redis", "celery", "fastapi", "PIL")
+    out = in_a_fresh_interpreter(
+        ["--help"], f"' '.join(sorted(m for m in {heavy!r} if m in sys.modules))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert "Commands:" in done.stdout
-    assert done.stdout.splitlines()[-1] == ""  # none of them
+    assert "Commands:" in out
+    assert out.splitlines()[-1] == ""  # none of them
 
 
 def test_status_on_sqlite_imports_no_migrations_driver_or_http_client(tmp_path: Path) -> None:
@@ -599,26 +621,14 @@ def test_status_on_sqlite_imports_no_migrations_driver_or_http_client(tmp_path: 
     or a count needs them."""
     url = f"sqlite:///{tmp_path / 'veo-batch.db'}"
     database.open_database(url, migrate=True).dispose()  # (migrated here: Alembic is ours)
-    script = (
-        "import sys\n"
-        "from veobatch.cli import cli\n"
-        "try:\n"
-        "    cli.main(['status'], prog_name='veo-batch')\n"
-        "except SystemExit:\n"
-        "    pass\n"
-        "heavy = ('alembic', 'psycopg', 'httpx', 'prometheus_client')\n"
-        "print(' '.join(sorted(m for m in heavy if m in sys.modules)))\n"
+    heavy = ("alembic", "psycopg", "httpx", "prometheus_client")
+    out = in_a_fresh_interpreter(
+        ["status"],
+        f"' '.join(sorted(m for m in {heavy!r} if m in sys.modules))",
+        {"VEO_DATABASE_URL": url},
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        env={**os.environ, "VEO_DATABASE_URL": url},
-    )
-    assert "no batches" in done.stdout.lower() or "BATCH" in done.stdout, done.stdout
-    assert done.stdout.splitlines()[-1] == ""  # none of them
+    assert "no batches" in out.lower() or "BATCH" in out, out
+    assert out.splitlines()[-1] == ""  # none of them
 
 
 def test_a_statement_the_database_refuses_is_one_line_not_a_traceback(
@@ -649,24 +659,12 @@ def test_only_a_process_that_runs_one_command_freezes_its_imports(
     before = gc.get_freeze_count()
     assert sqlite_run("status").exit_code == 0
     assert gc.get_freeze_count() == before
-    script = (
-        "import gc, sys\n"
-        "from veobatch.cli import main\n"
-        "sys.argv = ['veo-batch', 'status']\n"
-        "try:\n"
-        "    main()\n"
-        "except SystemExit:\n"
-        "    pass\n"
-        "print(gc.get_freeze_count(), gc.isenabled())\n"
+    out = in_a_fresh_interpreter(
+        ["status"],
+        "gc.get_freeze_count(), gc.isenabled()",
+        {"VEO_DATABASE_URL": f"sqlite:///{tmp_path / 'one.db'}"},
+        entry="main",
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        env={**os.environ, "VEO_DATABASE_URL": f"sqlite:///{tmp_path / 'one.db'}"},
-    )
-    frozen, enabled = done.stdout.split()[-2:]
+    frozen, enabled = out.split()[-2:]
     assert int(frozen) > 100_000  # the engine's modules, SQLAlchemy's among them
     assert enabled == "True"  # collecting again, for what the command itself makes
