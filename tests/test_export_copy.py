@@ -29,6 +29,8 @@ ROWS = [
     row(7, "formula-links"),
     row(8, "formula-path"),
     row(9, "cr", prompt="a lone\rcarriage return"),  # quoted by both (csv's writer would not)
+    # Links with letters of more than one byte and with brackets, split as text.
+    row(10, "unicode-links", images=["https://例え.jp/图片[1].png", URL + "?q=é]"]),
 ]
 # What happened to each row, set as a run would have (the times fixed, to compare them).
 OUTCOMES: dict[str, dict[str, Any]] = {
@@ -124,6 +126,7 @@ def test_a_csv_export_is_the_same_bytes_from_sqlite_and_postgresql(
     assert cells["'@mail"]["ratio"] == "1.5"
     assert cells["'@mail"]["enhance_prompt"] == ""
     assert cells["formula-links"]["images"] == f"'@x|{URL}"
+    assert cells["unicode-links"]["images"] == f"https://例え.jp/图片[1].png|{URL}?q=é]"
     assert cells["formula-path"]["images"] == "'-x.jpg"
     assert b'"a lone\rcarriage return"' in from_sqlite
     assert cells["cr"]["prompt"] == "a lone\rcarriage return"
