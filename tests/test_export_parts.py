@@ -51,16 +51,24 @@ def test_an_export_in_parts_is_the_same_text_as_in_one(stored: Engine, format: s
     assert rows == ROWS // 4 == len(failed.splitlines()) - (format == "csv")
 
 
-def test_rows_are_cut_into_ranges_of_ids_that_cover_each_row_once(stored: Engine) -> None:
+def test_rows_are_cut_into_ranges_of_ids_that_cover_each_row_once(
+    stored: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def cut(conn: Connection, **filters: Any) -> list[list[int]]:
+        queries = split(conn, RowFilter(**filters).query(batch_id(conn, "b")), 4)
+        return [list(conn.scalars(q.with_only_columns(Job.id))) for q in queries]
+
     with stored.connect() as conn:
-        query = RowFilter().query(batch_id(conn, "b"))
-        queries = split(conn, query, 4)
-        ids = [list(conn.scalars(q.with_only_columns(Job.id))) for q in queries]
-        few = split(conn, RowFilter(statuses=["failed"]).query(batch_id(conn, "b")), 4)
-    assert len(queries) == 4
+        ids = cut(conn)
+        failed = cut(conn, statuses=["failed"])  # ids 4, 8, ... 48: a range of 45 ids
+        monkeypatch.setattr(export_parts, "MIN_PART_ROWS", 23)
+        narrow = cut(conn, statuses=["failed"])  # 45 ids: too few for two parts of 23
+    assert len(ids) == 4
     assert [i for part in ids for i in part] == list(range(1, ROWS + 1))
-    assert min(len(part) for part in ids) >= 7
-    assert len(few) == 1  # 12 rows: one part of at least 7
+    assert sorted(map(len, ids)) == [12, 12, 13, 13]  # 50 ids in 4 ranges
+    assert [i for part in failed for i in part] == list(range(4, ROWS + 1, 4))
+    assert len(failed) == 4
+    assert narrow == [list(range(4, ROWS + 1, 4))]
 
 
 def _failing(conn: Connection, query: sa.Select[Any]) -> Generator[bytes | int, None, None]:

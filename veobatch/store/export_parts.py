@@ -1,6 +1,7 @@
-"""An export made in parts at once: its rows cut into ranges of ids of about the same number of
-rows, the first made where the export is read, the others at the same time by workers that
-each write their text to a temporary file; the parts are then handed on in order.
+"""An export made in parts at once: its rows cut into ranges of ids of the same width (about the
+same number of rows, as a batch's rows are loaded with consecutive ids), the first made where
+the export is read, the others at the same time by workers that each write their text to a
+temporary file; the parts are then handed on in order.
 
 Making an export's text is the database's work (PostgreSQL's COPY builds the CSV) or Python's
 (SQLite's rows made into cells and lines), and either keeps one core busy. A worker is:
@@ -56,23 +57,30 @@ def can_fork() -> bool:
 
 
 def split(conn: Connection, query: sa.Select[Any], parts: int) -> list[sa.Select[Any]]:
-    """`query` (rows of Job, in id order) as up to `parts` queries of consecutive ids, each of
-    at least MIN_PART_ROWS rows (one query, `query` itself, for fewer rows)."""
+    """`query` (rows of Job, in id order) as up to `parts` queries of consecutive ids, each a
+    range of at least MIN_PART_ROWS ids (one query, `query` itself, for a narrower range).
+
+    The ranges are cut by ids, not by rows counted: the lowest and highest id come from an
+    index at once, where counting a million rows just loaded (and finding the middle one)
+    read them all, 0.7 s before PostgreSQL's export could start. A batch's rows are loaded
+    with consecutive ids, so equal ranges of ids are parts of about equal size; a filter
+    that keeps few rows over a wide range makes small parts, which cost a worker each."""
     if parts < 2:
         return [query]
     ids = query.with_only_columns(Job.id).order_by(None).subquery()
-    count = conn.scalar(sa.select(sa.func.count()).select_from(ids)) or 0
-    parts = min(parts, count // MIN_PART_ROWS)
+    low, high = conn.execute(sa.select(sa.func.min(ids.c.id), sa.func.max(ids.c.id))).one()
+    if low is None:
+        return [query]
+    span = high - low + 1
+    parts = min(parts, span // MIN_PART_ROWS)
     if parts < 2:
         return [query]
-    nth = sa.select(ids.c.id).order_by(ids.c.id).limit(1)
-    cuts = [conn.scalar(nth.offset(count * k // parts)) for k in range(1, parts)]
-    bounds = [None, *cuts, None]
+    bounds = [None, *(low + span * k // parts for k in range(1, parts)), None]
     return [
-        query.where(*([Job.id >= low] if low is not None else [])).where(
-            *([Job.id < high] if high is not None else [])
+        query.where(*([Job.id >= start] if start is not None else [])).where(
+            *([Job.id < end] if end is not None else [])
         )
-        for low, high in itertools.pairwise(bounds)
+        for start, end in itertools.pairwise(bounds)
     ]
 
 
