@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -160,3 +162,23 @@ def test_non_ascii_urls_and_prompts_are_kept_as_they_are() -> None:
     assert row is not None
     assert row[3] == "清晨的茶园"
     assert json.loads(row[5]) == ["https://例子.cn/茶.jpg"]
+
+
+def test_long_links_that_end_badly_are_refused_at_once() -> None:
+    """The link rule could split a link in as many ways as it has letters, and tried each way
+    before it refused one: three links of 200 letters and a space took 18 s, of 2,000 letters
+    longer than anyone waits (a file, or a body sent to the HTTP API, held a worker). Run in a
+    child, to kill it at the deadline if it hangs."""
+    script = (
+        "from veobatch.catalog import DEFAULT_MODELS\n"
+        "from veobatch.intake.job_spec import JobChecker, RawJob\n"
+        "link = 'https://' + 'a' * 2000\n"
+        "row = {'prompt': 'p', 'model': 'veo3.1-components', 'images': [link, link, link + ' ']}\n"
+        "_, problems = JobChecker(DEFAULT_MODELS).check(RawJob.from_mapping(2, row))\n"
+        "print(problems[0].field, problems[0].message)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.startswith("images ")
+    assert "not a valid URL" in done.stdout
