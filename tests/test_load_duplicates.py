@@ -57,14 +57,19 @@ def messages(result: LoadResult) -> list[str]:
 def test_a_file_without_duplicates_is_read_once_and_no_id_is_remembered(
     engine: Engine, reader: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    remembered: list[str] = []
-    keep = job_spec.JobChecker._remember
+    remembered: list[int] = []  # the hashes of the ids remembered, row by row or many at once
+    keep, keep_many = job_spec.JobChecker._remember, job_spec.JobChecker._remember_hashes
 
     def spy(self: job_spec.JobChecker, ref: str, line: int) -> None:
-        remembered.append(ref)
+        remembered.append(hash(ref))
         keep(self, ref, line)
 
+    def spy_many(self: job_spec.JobChecker, hashes: Sequence[int], lines: Sequence[int]) -> None:
+        remembered.extend(hashes)
+        keep_many(self, hashes, lines)
+
     monkeypatch.setattr(job_spec.JobChecker, "_remember", spy)
+    monkeypatch.setattr(job_spec.JobChecker, "_remember_hashes", spy_many)
     rows = Rows([row(n, f"r{n}") for n in range(2, CHUNK_ROWS + 9)])
     result = loaded(engine, rows, reader=reader)
     assert (result.stored, result.created, rows.reads) == (CHUNK_ROWS + 7, True, 1)
@@ -72,7 +77,7 @@ def test_a_file_without_duplicates_is_read_once_and_no_id_is_remembered(
     assert (again.stored, again.already_present) == (0, CHUNK_ROWS + 7)
     # Remembered once, by the second load (in this process); in one process, that also shows
     # that the first remembered none.
-    assert remembered == [f"r{n}" for n in range(2, CHUNK_ROWS + 9)]
+    assert remembered == [hash(f"r{n}") for n in range(2, CHUNK_ROWS + 9)]
 
 
 @pytest.mark.parametrize("reader", [True, False], ids=["reader-process", "one-process"])

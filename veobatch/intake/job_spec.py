@@ -21,6 +21,7 @@ import unicodedata
 from array import array
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
+from itertools import chain, compress, repeat
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from veobatch.catalog import ASPECT_RATIOS, ImageRange
@@ -82,6 +83,12 @@ _PLAIN_IMAGES: Final = re.compile(rf"{_URL}(?:\n{_URL})*")
 _ASPECTS_OR_EMPTY: Final = frozenset({*ASPECT_RATIOS, ""})
 _PENDING: Final = ("pending", None, None)  # status, error, error_kind of a row to submit
 _NO_PROBLEMS: Final[Sequence[Problem]] = ()
+_PRINTABLE_ASCII: Final = bytes(range(0x20, 0x7F))
+# Every byte of UTF-8 but the characters of BAD_PROMPT_CHARS that it can hold.
+_PROMPT_BYTES: Final = _PRINTABLE_ASCII + b"\t\n\r" + bytes(range(0x80, 0x100))
+_NO_HOST: Final = re.compile(r"://(?:[/?#\s]|$)")  # a link's scheme with no host after it
+_ASPECTS_OR_NONE: Final = frozenset({*_ASPECTS_OR_EMPTY, None})
+_ENHANCE_TYPES: Final = frozenset({type(None), bool, str})  # (text: only "", see check_plain)
 
 
 class RawJob(NamedTuple):
@@ -325,6 +332,72 @@ class JobChecker:
             *_PENDING,
         ), _NO_PROBLEMS
 
+    def check_plain(self, raws: Sequence[RawJob]) -> list[StoredRow] | None:
+        """`check` of many rows at once, a column at a time: the rows to store when every one
+        of them passes `check` without a problem, else None (nothing counted, warned or
+        remembered: the caller then checks them one by one). The same rules as `check`, each
+        run over a whole column by a C loop (`map`, `set`, one regex over the joined texts),
+        which takes a third of the time of the rules run row by row."""
+        if not raws:
+            return []
+        lines, refs, prompts, models, images, aspects, enhances, extras, _, problems = zip(
+            *raws, strict=True
+        )
+        ids = _refs(refs, lines)
+        try:
+            spans = {model: self.models.get(model) for model in set(models)}
+            shapes = Counter(zip(models, map(len, images), strict=True))  # (model, images)
+            if (
+                set(problems) != {()}
+                or (self.priced is not None and not spans.keys() <= set(self.priced))
+                or not all(_fits(spans[model], count) for model, count in shapes)
+                or not _plain_columns(ids, prompts, models, images, aspects, enhances)
+            ):
+                return None
+        except TypeError:  # a value that is not text, or cannot be hashed
+            return None
+        stored_extras = extras
+        if extras.count(None) != len(extras):
+            stored_extras = tuple(None if e is None else self._plain_extras(e) for e in extras)
+            if False in stored_extras:
+                return None
+        if self.fitting is not None and any(map(self.fitting.problem, models, images, extras)):
+            return None
+        hashes = list(map(hash, ids))
+        if self.remember_ids and (
+            len(set(hashes)) < len(hashes) or not self._seen_refs.isdisjoint(hashes)
+        ):
+            return None
+        scripts = [
+            (i, language)
+            for i in compress(range(len(prompts)), map(_not_ascii, prompts))
+            if enhances[i] is not True and (language := script_problem(prompts[i])) is not None
+        ]
+        if scripts and self.strict:
+            return None
+        # Every rule holds: what `check` does for each row.
+        for i, language in scripts:
+            self._warn(raws[i].line_of("prompt"), "prompt", language)
+        if self.remember_ids:
+            self._remember_hashes(hashes, lines)
+        for (model, count), rows in shapes.items():
+            self.model_counts[model] = self.model_counts.get(model, 0) + rows
+            self.image_counts[count] = self.image_counts.get(count, 0) + rows
+        return list(
+            zip(
+                repeat(self.batch_id),
+                ids,
+                lines if self.lines else repeat(None),
+                prompts,
+                models,
+                _json_lists(images),
+                [a or None for a in aspects] if "" in aspects else aspects,
+                [None if e == "" else e for e in enhances] if "" in enhances else enhances,
+                stored_extras,
+                *map(repeat, _PENDING),
+            )
+        )
+
     def _taken(self, ref: str, line: int, bad: Callable[[str, str], None]) -> bool:
         """Whether an earlier row has this id (then a problem says where); remembered if not.
         Without `remember_ids` the database says it instead."""
@@ -342,6 +415,12 @@ class JobChecker:
         self._seen_refs.add(ref_hash)
         self._ref_order.append(ref_hash)
         self._ref_lines.append(line)
+
+    def _remember_hashes(self, hashes: Sequence[int], lines: Sequence[int]) -> None:
+        """`_remember` of many rows' ids, by their hashes."""
+        self._seen_refs.update(hashes)
+        self._ref_order.extend(hashes)
+        self._ref_lines.extend(lines)
 
     def _first_with(self, ref_hash: int) -> str:
         """Where the row with this id hash is (`line 12`, or `job 3` of a list of jobs), for
@@ -694,3 +773,91 @@ def _too_long(size: int) -> str | None:
     if size > MAX_EXTRA_BYTES:
         return f"is {size:,} bytes; a pass-through field holds at most {MAX_EXTRA_BYTES:,}"
     return None
+
+
+def _refs(refs: Sequence[Any], lines: Sequence[int]) -> Sequence[Any]:
+    """The rows' ids as `check` takes them: a missing one is the row's line, a number text."""
+    if None not in refs and "" not in refs and int not in set(map(type, refs)):
+        return refs
+    return [
+        str(line) if ref is None or ref == "" else str(ref) if type(ref) is int else ref
+        for ref, line in zip(refs, lines, strict=True)
+    ]
+
+
+def _fits(span: ImageRange | None, images: int) -> bool:
+    return span is not None and span.low <= images <= span.high
+
+
+def _plain_columns(
+    refs: Sequence[Any],
+    prompts: Sequence[Any],
+    models: Sequence[Any],
+    images: Sequence[Any],
+    aspects: Sequence[Any],
+    enhances: Sequence[Any],
+) -> bool:
+    """Whether every row's values pass `check`'s rules of types, lengths and characters
+    (whole columns at once). May raise TypeError for a value of another type."""
+    return (
+        set(map(type, refs)) | set(map(type, prompts)) | set(map(type, models)) == {str}
+        and set(map(type, images)) == {list}
+        and set(aspects) <= _ASPECTS_OR_NONE
+        and set(map(type, enhances)) <= _ENHANCE_TYPES
+        and {e for e in enhances if type(e) is str} <= {""}
+        and max(map(len, refs)) <= MAX_REF_CHARS
+        and not any(map(str.isspace, refs))
+        and _clean_names(" ".join(refs))
+        and 0 < min(map(len, prompts)) <= max(map(len, prompts)) <= MAX_PROMPT_CHARS
+        and not any(map(str.isspace, prompts))
+        and _clean_prompts(" ".join(prompts))
+        and _plain_links(images)
+    )
+
+
+def _clean_names(text: str) -> bool:
+    """Whether `text` holds no character of BAD_NAME_CHARS. For ASCII text, the common case,
+    those are its control characters, which bytes.translate finds four times as fast as the
+    search."""
+    if text.isascii():
+        return not text.encode("ascii").translate(None, _PRINTABLE_ASCII)
+    return BAD_NAME_CHARS.search(text) is None
+
+
+def _clean_prompts(text: str) -> bool:
+    """Whether `text` holds no character of BAD_PROMPT_CHARS: once in UTF-8 (where a lone
+    surrogate cannot go), the bytes left when every other byte is deleted."""
+    try:
+        return not text.encode("utf-8").translate(None, _PROMPT_BYTES)
+    except UnicodeEncodeError:
+        return BAD_PROMPT_CHARS.search(text) is None
+
+
+def _plain_links(images: Sequence[list[str]]) -> bool:
+    """Whether every entry of every row's images is a plain http(s) link (`_PLAIN_IMAGES`).
+    Links that are all printable, with no space, quote or backslash, that each start with
+    the scheme and a host, are: that is told without the regex, which then only decides for
+    the others."""
+    links = list(chain.from_iterable(images))
+    text = " ".join(links)
+    if (
+        (_clean_names(text) if text.isascii() else text.isprintable())
+        and text.count(" ") == len(links) - 1
+        and '"' not in text
+        and "\\" not in text
+        and all(map(str.startswith, links, repeat(_URL_PREFIXES)))
+        and _NO_HOST.search(text) is None
+    ):
+        return True
+    return _PLAIN_IMAGES.fullmatch("\n".join(map("\n".join, images))) is not None
+
+
+def _not_ascii(text: str) -> bool:
+    return not text.isascii()
+
+
+def _json_lists(images: Sequence[list[str]]) -> list[str]:
+    """Each row's plain links as the JSON list `check` stores (`["a", "b"]`), made by joining
+    all rows' links at once: no link holds a NUL, which separates the rows."""
+    lists = '"]\0["'.join(map('", "'.join, images))
+    return ('["' + lists + '"]').split("\0")

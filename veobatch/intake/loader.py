@@ -15,12 +15,13 @@ thread then waits for the busy reading thread at every row.)
 from __future__ import annotations
 
 import gc
+import itertools
 import multiprocessing
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
@@ -40,6 +41,7 @@ CHUNK_ROWS = 5_000
 ReadProgress = Callable[[int, int | None], None]  # rows read so far, bytes read (if known)
 Position = Callable[[], int | None]  # where the reader is in the file, in bytes
 Chunk = tuple[int, int | None, list[StoredRow]]  # rows read, bytes read, rows to store
+_Columns = tuple[int, int | None, tuple[tuple[Any, ...], ...]]  # a Chunk's rows as columns
 _FAILED, _INVALID = JobStatus.FAILED.value, ErrorKind.INVALID.value
 
 
@@ -216,26 +218,32 @@ def _chunks(
     # then goes on to it, invalid ones as failed, for the transaction to be rolled back.
     keep_all = skip_invalid or not checker.remember_ids
     storing = True
-    chunk: list[StoredRow] = []
     count = 0
-    for count, raw in enumerate(rows, 1):
-        row, problems = check(raw)
-        if problems:
-            report.add_row(problems)
-            if not keep_all:
-                storing = False
-            elif row is not None:
-                chunk.append((*row[:-3], _FAILED, describe(problems), _INVALID))
-                if skip_invalid:
-                    result.invalid_kept += 1
-        elif storing:
-            chunk.append(row)  # type: ignore[arg-type]  # a row without problems is not None
-        if count % CHUNK_ROWS == 0:
-            yield count, position() if position else None, chunk if storing else []
+    rows = iter(rows)
+    while block := list(itertools.islice(rows, CHUNK_ROWS)):
+        count += len(block)
+        # A block of valid rows is checked a column at a time; one with anything to say
+        # about a row, row by row, to say it.
+        chunk = checker.check_plain(block)
+        if chunk is None:
             chunk = []
+            for raw in block:
+                row, problems = check(raw)
+                if problems:
+                    report.add_row(problems)
+                    if not keep_all:
+                        storing = False
+                    elif row is not None:
+                        chunk.append((*row[:-3], _FAILED, describe(problems), _INVALID))
+                        if skip_invalid:
+                            result.invalid_kept += 1
+                elif storing:
+                    chunk.append(row)  # type: ignore[arg-type]  # a row without problems
+        yield count, position() if position else None, chunk if storing else []
     result.rows = count
     result.valid = count - report.invalid_rows
-    yield count, position() if position else None, chunk if storing else []
+    if count % CHUNK_ROWS == 0:  # (a last chunk, even empty, says the final position)
+        yield count, position() if position else None, []
 
 
 def _summarize(result: LoadResult, checker: JobChecker) -> LoadResult:
@@ -261,8 +269,12 @@ class _ReaderProcess:
     ) -> None:
         self.result = result
 
-        def produce() -> Iterator[Chunk | LoadResult]:
-            yield from _chunks(rows, checker, result, position)
+        def produce() -> Iterator[_Columns | LoadResult]:
+            # A chunk crosses the pipe as columns: pickling 12 tuples of 5,000 values took a
+            # third of the time of pickling 5,000 tuples of 12 (the reading process is the
+            # slower of the two, and zip makes the rows again in the writing one at once).
+            for rows_read, bytes_read, chunk in _chunks(rows, checker, result, position):
+                yield rows_read, bytes_read, tuple(zip(*chunk, strict=True))
             yield _summarize(result, checker)
 
         # Started before the caller opens a COPY: the child needs no database.
@@ -274,7 +286,8 @@ class _ReaderProcess:
                 if isinstance(message, LoadResult):
                     self._take_counts(message)
                 else:
-                    yield message
+                    rows_read, bytes_read, columns = message
+                    yield rows_read, bytes_read, list(zip(*columns, strict=True))
         finally:
             self.child.stop()
 
