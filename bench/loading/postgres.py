@@ -101,3 +101,41 @@ def load_copy(csv_path: Path, rows: int) -> Result:
     argv = psql_argv(PG_NAME, command)
     count = partial(pg_count, COPY_TABLE)
     return measured("load", "postgresql", "copy", how, argv, psql_env(), rows, count)
+
+
+# The columns veo-batch's load sends for each row (veobatch.store.inserts.ROW_COLUMNS); the
+# database fills in the rest (id, times, counters).
+ROW_COLUMNS: Final = (
+    "batch_id, ref, line, prompt, model, images, aspect_ratio, enhance_prompt, extra, status, "
+    "error, error_kind"
+)
+FLOOR_TABLE: Final = "jobs_floor"
+
+
+def load_floor(work: Path, rows: int) -> Result:
+    """The server's floor: `psql \\copy` of the rows veo-batch's load stored, in its COPY text
+    (written out before the clock starts), into `jobs_floor`, a table made `LIKE jobs
+    INCLUDING ALL`: the same columns, defaults, constraints and indexes. It is the time
+    PostgreSQL itself needs to take those rows, whatever the client does: no load of this
+    schema can be faster."""
+    copy_file = work / "rows.copy"
+    psql(
+        PG_NAME, f"\\copy (SELECT {ROW_COLUMNS} FROM jobs ORDER BY id) TO {quoted_path(copy_file)}"
+    )
+    psql(PG_NAME, f"CREATE TABLE {FLOOR_TABLE} (LIKE jobs INCLUDING ALL)", "CHECKPOINT")
+    command = f"\\copy {FLOOR_TABLE} ({ROW_COLUMNS}) FROM {quoted_path(copy_file)}"
+    how = "psql \\copy FROM of the rows veo-batch stored into a table LIKE jobs, its indexes too"
+    argv = psql_argv(PG_NAME, command)
+    try:
+        return measured(
+            "load",
+            "postgresql",
+            "floor",
+            how,
+            argv,
+            psql_env(),
+            rows,
+            partial(pg_count, FLOOR_TABLE),
+        )
+    finally:
+        copy_file.unlink(missing_ok=True)
