@@ -37,7 +37,10 @@ from veobatch.store.inserts import DuplicateRef, batch_for_load, row_writer
 if TYPE_CHECKING:
     from veobatch.accounts.fitting import Fitting
 
-CHUNK_ROWS = 5_000
+# Rows checked, handed on and written at a time. A block checked a column at a time holds
+# its rows, their columns and the rows to store at once: 5,000 rows held a million-row load
+# at 101 MB (the processes' PSS together), 2,500 at 86 MB, in the same time.
+CHUNK_ROWS = 2_500
 ReadProgress = Callable[[int, int | None], None]  # rows read so far, bytes read (if known)
 Position = Callable[[], int | None]  # where the reader is in the file, in bytes
 Chunk = tuple[int, int | None, list[StoredRow]]  # rows read, bytes read, rows to store
