@@ -26,7 +26,7 @@ from veobatch.intake.readers import open_job_file
 from veobatch.lifecycle import transitions
 from veobatch.service import BatchService
 from veobatch.settings import Settings
-from veobatch.store import database
+from veobatch.store import database, inserts
 from veobatch.store.export import CHUNK_ROWS as EXPORT_CHUNK
 from veobatch.store.export import ExportText, write_export
 from veobatch.store.queries import RowFilter, batch_id, batch_summaries
@@ -379,3 +379,41 @@ def test_processes_opening_a_new_sqlite_file_at_once_all_get_its_schema(tmp_path
         with context.Pool(4) as pool:
             revisions = pool.starmap(_open, [(url, start)] * 4)
         assert revisions == [database.head_revision()] * 4
+
+
+NO_EXTRA_PENDING = (None, "pending", None, None)  # extra, status, error, error_kind
+
+
+def test_a_new_batch_stores_each_value_of_its_rows_whichever_insert_it_takes(
+    engine: Engine,
+) -> None:
+    """Rows of a new batch that are all pending go in by an INSERT with their shared values
+    written into it (SQLite); any other chunk by the general one. Either way every value is
+    stored as given, and all the load's rows have one creation time."""
+    with engine.connect() as conn, conn.begin():
+        bid, created = inserts.batch_for_load(conn, "fresh", "test", None)
+        assert created
+        images = json.dumps([URL])
+        pending = [
+            (bid, f"r{n}", n, f"prompt {n}", "veo3.1", images, "9:16", True, *NO_EXTRA_PENDING)
+            for n in range(2, 6)
+        ]
+        failed = ("failed", "model: unknown 'veo9'", "invalid")
+        mixed = [
+            (bid, "bad", 6, "p", "veo9", "[]", None, None, '{"seed": 1}', *failed),
+            (bid, "r7", 7, "it's", "veo3.1", images, None, False, *NO_EXTRA_PENDING),
+        ]
+        with inserts.row_writer(conn, fresh_batch=True) as write:
+            assert write(pending) == 4
+            assert write(mixed) == 2
+            assert write([]) == 0
+        columns = [  # the JSON ones as the text stored
+            sa.cast(column, sa.Text) if isinstance(column.type, sa.JSON) else column
+            for column in (Job.__table__.c[name] for name in inserts.ROW_COLUMNS)
+        ]
+        stored = conn.execute(sa.select(*columns).order_by(Job.id)).all()
+        times = conn.execute(sa.select(Job.created_at, Job.updated_at).distinct()).all()
+    assert [tuple(row) for row in stored] == pending + mixed
+    assert len(times) == 1
+    assert times[0][0] == times[0][1]
+    assert abs(times[0][0].replace(tzinfo=UTC) - datetime.now(UTC)) < timedelta(minutes=5)

@@ -2,7 +2,8 @@
 
 - A batch with no rows yet: PostgreSQL takes `COPY ... FROM STDIN` (psycopg formats rows in
   C); SQLite takes a plain INSERT run by the driver's own executemany, with no SQLAlchemy
-  layer in the loop. Refs are unique within one load (the checker guarantees it), so nothing
+  layer in the loop, and with the values a chunk's rows share written into it
+  (`_pending_insert`). Refs are unique within one load (the checker guarantees it), so nothing
   can conflict.
 - A batch that has rows (the same file loaded again): an executemany upsert, `ON CONFLICT
   (batch_id, ref)`, which adds only the rows the batch does not have and replaces rows that an
@@ -13,6 +14,7 @@
 
 from __future__ import annotations
 
+import operator
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -22,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from veobatch.errors import BatchStateError
-from veobatch.states import BatchState
+from veobatch.states import BatchState, JobStatus
 from veobatch.store.tables import Batch
 from veobatch.store.upsert import insert_for
 
@@ -63,6 +65,35 @@ sqlite3.register_adapter(bool, int)
 
 Writer = Callable[[Sequence[tuple[Any, ...]]], int]
 _UNIQUE_REF: Final = "uq_jobs_batch_id_ref"
+_PENDING: Final = JobStatus.PENDING.value
+
+
+# A checked row to submit: the values every row of a chunk of them shares (its batch, status
+# pending, no error), and the others.
+_FIXED: Final = operator.itemgetter(0, 9, 10, 11)
+_VARYING: Final = operator.itemgetter(1, 2, 3, 4, 5, 6, 7, 8)
+
+
+def _pending_insert(cursor: sqlite3.Cursor) -> Callable[[int], str]:
+    """The INSERT of a chunk of SQLite rows of one batch that are all pending, without an
+    error (`_FIXED`): those values, and the time the load began, written into the statement;
+    only the others bound, row by row. Binding four values fewer a row, and no
+    CURRENT_TIMESTAMP made twice a row, took a tenth off SQLite's share of a load. (Every row
+    of a load then has the same created_at, as on PostgreSQL, whose now() is the
+    transaction's start.)"""
+    (now,) = cursor.execute("SELECT CURRENT_TIMESTAMP").fetchone()
+    if not isinstance(now, str) or "'" in now:
+        raise TypeError(f"SQLite's CURRENT_TIMESTAMP is {now!r}")
+    varying = ", ".join(ROW_COLUMNS[i] for i in range(1, 9))
+
+    def insert(batch_id: int) -> str:
+        return (
+            f"INSERT INTO jobs (batch_id, status, error, error_kind, created_at, updated_at, "
+            f"{varying}) VALUES ({int(batch_id)}, '{_PENDING}', NULL, NULL, '{now}', '{now}', "
+            f"{', '.join('?' * 8)})"
+        )
+
+    return insert
 
 
 class DuplicateRef(Exception):
@@ -115,12 +146,21 @@ def _writer(conn: Connection, fresh_batch: bool) -> Iterator[Writer]:
         return
     statement = (_INSERT if fresh_batch else _UPSERT).format(marks=marks)
     cursor = driver.cursor()
+    pending = None
     if not postgres:  # a bigger page cache saves SQLite re-reading index pages it spilled
         (cache_size,) = cursor.execute("PRAGMA cache_size").fetchone()
         cursor.execute(f"PRAGMA cache_size=-{SQLITE_LOAD_CACHE_KIB}")
+        if fresh_batch:
+            pending = _pending_insert(cursor)
     try:
 
         def execute_many(rows: Sequence[tuple[Any, ...]]) -> int:
+            if pending is not None and rows:
+                fixed = set(map(_FIXED, rows))
+                batch_id, status, error, kind = next(iter(fixed))
+                if len(fixed) == 1 and (status, error, kind) == (_PENDING, None, None):
+                    cursor.executemany(pending(batch_id), map(_VARYING, rows))
+                    return int(cursor.rowcount)
             cursor.executemany(statement, rows)
             return int(cursor.rowcount)
 
