@@ -6,7 +6,9 @@ run, for SQLite and PostgreSQL. Each step, veo-batch's then its anchors':
   `pandas.read_csv(FILE)` then `DataFrame.to_sql(...)`, which checks nothing;
 - load into PostgreSQL: `veo-batch load FILE --batch bench`, against pandas and against
   `psql -c "\\copy copy_anchor FROM 'FILE' WITH (FORMAT csv, HEADER true)"`, COPY FROM STDIN
-  of the raw file into a table of one text column per header column;
+  of the raw file into a table of one text column per header column; and beside the floor,
+  `psql \\copy` of the rows it stored into a table like jobs (PostgreSQL's own time to store
+  them);
 - export from SQLite: `veo-batch export bench -o FILE.csv`, against
   `sqlite3 -csv -header DB "select * from jobs" > FILE`;
 - export from PostgreSQL: `veo-batch export bench -o FILE.csv`, against
@@ -74,7 +76,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-pandas", action="store_true", help="no pandas anchor")
     parser.add_argument(
-        "--skip-load-anchors", action="store_true", help="no anchor of the load: pandas, COPY"
+        "--skip-load-anchors", action="store_true", help="no load anchor: pandas, COPY, floor"
     )
     parser.add_argument(
         "--skip-export", action="store_true", help="no export, veo-batch's or the anchors'"
