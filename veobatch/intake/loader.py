@@ -273,9 +273,9 @@ class _ReaderProcess:
         self.result = result
 
         def produce() -> Iterator[_Columns | LoadResult]:
-            # A chunk crosses the pipe as columns: pickling 12 tuples of 5,000 values took a
-            # third of the time of pickling 5,000 tuples of 12 (the reading process is the
-            # slower of the two, and zip makes the rows again in the writing one at once).
+            # A chunk crosses the pipe as columns: pickling 12 tuples of a chunk's values
+            # took a third of the time of pickling its rows, a tuple of 12 each (the reading
+            # process is the slower of the two; zip makes the rows again in the writing one).
             for rows_read, bytes_read, chunk in _chunks(rows, checker, result, position):
                 yield rows_read, bytes_read, tuple(zip(*chunk, strict=True))
             yield _summarize(result, checker)

@@ -18,6 +18,7 @@ import operator
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -74,16 +75,14 @@ _FIXED: Final = operator.itemgetter(0, 9, 10, 11)
 _VARYING: Final = operator.itemgetter(1, 2, 3, 4, 5, 6, 7, 8)
 
 
-def _pending_insert(cursor: sqlite3.Cursor) -> Callable[[int], str]:
+def _pending_insert() -> Callable[[int], str]:
     """The INSERT of a chunk of SQLite rows of one batch that are all pending, without an
     error (`_FIXED`): those values, and the time the load began, written into the statement;
     only the others bound, row by row. Binding four values fewer a row, and no
     CURRENT_TIMESTAMP made twice a row, took a tenth off SQLite's share of a load. (Every row
     of a load then has the same created_at, as on PostgreSQL, whose now() is the
     transaction's start.)"""
-    (now,) = cursor.execute("SELECT CURRENT_TIMESTAMP").fetchone()
-    if not isinstance(now, str) or "'" in now:
-        raise TypeError(f"SQLite's CURRENT_TIMESTAMP is {now!r}")
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")  # as CURRENT_TIMESTAMP writes it
     varying = ", ".join(ROW_COLUMNS[i] for i in range(1, 9))
 
     def insert(batch_id: int) -> str:
@@ -151,7 +150,7 @@ def _writer(conn: Connection, fresh_batch: bool) -> Iterator[Writer]:
         (cache_size,) = cursor.execute("PRAGMA cache_size").fetchone()
         cursor.execute(f"PRAGMA cache_size=-{SQLITE_LOAD_CACHE_KIB}")
         if fresh_batch:
-            pending = _pending_insert(cursor)
+            pending = _pending_insert()
     try:
 
         def execute_many(rows: Sequence[tuple[Any, ...]]) -> int:
