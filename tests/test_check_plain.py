@@ -96,8 +96,10 @@ def blocks(seed: int, count: int) -> list[list[RawJob]]:
         block = []
         for _ in range(chance.randint(1, 12)):
             values = dict(chance.choice(GOOD if chance.random() < 0.8 else BAD))
-            if values.get("id") in ("a", 42) and values["prompt"] != "a taken id":
-                values["id"] = f"{values['id']}-{line}"
+            if values.get("id") == "a" and values["prompt"] != "a taken id":
+                values["id"] = f"a-{line}"
+            elif values.get("id") == 42:
+                values["id"] = 1000 * line  # a number, made text by the checks
             block.append(RawJob.from_mapping(line, values))
             line += 1
         made.append(block)
@@ -112,6 +114,7 @@ def blocks(seed: int, count: int) -> list[list[RawJob]]:
 def test_a_block_checked_at_once_is_what_its_rows_checked_one_by_one_are(
     options: dict[str, Any],
 ) -> None:
+    options = dict(options)
     remember = options.pop("remember", True)
     by_row, by_block = (
         JobChecker(DEFAULT_MODELS, 5, **options),
