@@ -70,9 +70,11 @@ _PENDING: Final = JobStatus.PENDING.value
 
 
 # A checked row to submit: the values every row of a chunk of them shares (its batch, status
-# pending, no error), and the others.
-_FIXED: Final = operator.itemgetter(0, 9, 10, 11)
-_VARYING: Final = operator.itemgetter(1, 2, 3, 4, 5, 6, 7, 8)
+# pending, no error), and the others, picked out of a row by their names in ROW_COLUMNS.
+_SHARED_COLUMNS: Final = ("batch_id", "status", "error", "error_kind")
+_OWN_COLUMNS: Final = tuple(c for c in ROW_COLUMNS if c not in _SHARED_COLUMNS)
+_FIXED: Final = operator.itemgetter(*map(ROW_COLUMNS.index, _SHARED_COLUMNS))
+_VARYING: Final = operator.itemgetter(*map(ROW_COLUMNS.index, _OWN_COLUMNS))
 
 
 def _pending_insert() -> Callable[[int], str]:
@@ -83,14 +85,12 @@ def _pending_insert() -> Callable[[int], str]:
     of a load then has the same created_at, as on PostgreSQL, whose now() is the
     transaction's start.)"""
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")  # as CURRENT_TIMESTAMP writes it
-    varying = ", ".join(ROW_COLUMNS[i] for i in range(1, 9))
+    columns = ", ".join((*_SHARED_COLUMNS, "created_at", "updated_at", *_OWN_COLUMNS))
+    marks = ", ".join("?" * len(_OWN_COLUMNS))
 
     def insert(batch_id: int) -> str:
-        return (
-            f"INSERT INTO jobs (batch_id, status, error, error_kind, created_at, updated_at, "
-            f"{varying}) VALUES ({int(batch_id)}, '{_PENDING}', NULL, NULL, '{now}', '{now}', "
-            f"{', '.join('?' * 8)})"
-        )
+        shared = f"{int(batch_id)}, '{_PENDING}', NULL, NULL, '{now}', '{now}'"
+        return f"INSERT INTO jobs ({columns}) VALUES ({shared}, {marks})"
 
     return insert
 
