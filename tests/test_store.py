@@ -17,6 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
+from bench.loading.postgres import ROW_COLUMNS as FLOOR_COLUMNS
 from tests.helpers import URL, load, row
 from veobatch.catalog import DEFAULT_MODELS
 from veobatch.errors import BatchStateError, DatabaseError, JobFileError
@@ -417,3 +418,9 @@ def test_a_new_batch_stores_each_value_of_its_rows_whichever_insert_it_takes(
     assert len(times) == 1
     assert times[0][0] == times[0][1]
     assert abs(times[0][0].replace(tzinfo=UTC) - datetime.now(UTC)) < timedelta(minutes=5)
+
+
+def test_the_benchmarks_floor_sends_the_columns_a_load_sends() -> None:
+    """bench/load.py's floor (PostgreSQL storing veo-batch's rows by itself) names the columns
+    a load sends without importing veobatch: they must stay the same."""
+    assert FLOOR_COLUMNS.split(", ") == list(inserts.ROW_COLUMNS)

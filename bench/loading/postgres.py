@@ -90,7 +90,8 @@ def settle(table: str) -> None:
     """`VACUUM (ANALYZE)` the freshly loaded `table` (not timed), so that both exports read
     a settled table: the first reader of new rows otherwise writes their hint bits; then a
     CHECKPOINT, see `checkpoint`."""
-    psql(PG_NAME, f"VACUUM (ANALYZE) {identifier(table)}", "CHECKPOINT")
+    psql(PG_NAME, f"VACUUM (ANALYZE) {identifier(table)}")
+    checkpoint()
 
 
 def checkpoint() -> None:
@@ -102,7 +103,8 @@ def checkpoint() -> None:
 def load_copy(csv_path: Path, rows: int) -> Result:
     """The COPY anchor (see the module's docstring), checked by counting the table."""
     columns = ", ".join(f"{identifier(name)} text" for name in csv_header(csv_path))
-    psql(PG_NAME, f"CREATE TABLE {COPY_TABLE} ({columns})", "CHECKPOINT")
+    psql(PG_NAME, f"CREATE TABLE {COPY_TABLE} ({columns})")
+    checkpoint()
     command = f"\\copy {COPY_TABLE} FROM {quoted_path(csv_path)} WITH (FORMAT csv, HEADER true)"
     how = "psql \\copy FROM (COPY FROM STDIN), text columns, checks nothing"
     argv = psql_argv(PG_NAME, command)
@@ -110,8 +112,9 @@ def load_copy(csv_path: Path, rows: int) -> Result:
     return measured("load", "postgresql", "copy", how, argv, psql_env(), rows, count)
 
 
-# The columns veo-batch's load sends for each row (veobatch.store.inserts.ROW_COLUMNS); the
-# database fills in the rest (id, times, counters).
+# The columns veo-batch's load sends for each row: veobatch.store.inserts.ROW_COLUMNS, written
+# out because this script imports no veobatch (a test holds the two equal); the database fills
+# in the rest (id, times, counters).
 ROW_COLUMNS: Final = (
     "batch_id, ref, line, prompt, model, images, aspect_ratio, enhance_prompt, extra, status, "
     "error, error_kind"
@@ -129,7 +132,8 @@ def load_floor(work: Path, rows: int) -> Result:
     psql(
         PG_NAME, f"\\copy (SELECT {ROW_COLUMNS} FROM jobs ORDER BY id) TO {quoted_path(copy_file)}"
     )
-    psql(PG_NAME, f"CREATE TABLE {FLOOR_TABLE} (LIKE jobs INCLUDING ALL)", "CHECKPOINT")
+    psql(PG_NAME, f"CREATE TABLE {FLOOR_TABLE} (LIKE jobs INCLUDING ALL)")
+    checkpoint()
     command = f"\\copy {FLOOR_TABLE} ({ROW_COLUMNS}) FROM {quoted_path(copy_file)}"
     how = "psql \\copy FROM of the rows veo-batch stored into a table LIKE jobs, its indexes too"
     argv = psql_argv(PG_NAME, command)
