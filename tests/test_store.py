@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import multiprocessing
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -385,28 +386,36 @@ def test_processes_opening_a_new_sqlite_file_at_once_all_get_its_schema(tmp_path
 NO_EXTRA_PENDING = (None, "pending", None, None)  # extra, status, error, error_kind
 
 
+@pytest.mark.parametrize("marks_allowed", [None, 30], ids=["default", "30-marks"])
 def test_a_new_batch_stores_each_value_of_its_rows_whichever_insert_it_takes(
-    engine: Engine,
+    engine: Engine, marks_allowed: int | None
 ) -> None:
-    """Rows of a new batch that are all pending go in by an INSERT with their shared values
-    written into it (SQLite); any other chunk by the general one. Either way every value is
-    stored as given, and all the load's rows have one creation time."""
+    """Rows of a new batch that are all pending go in by INSERTs with their shared values
+    written into them (SQLite); any other chunk by the general ones. SQLite takes many rows
+    an INSERT, never more marks than it allows. Either way every value is stored as given,
+    in order, and all the load's rows have one creation time."""
+    if marks_allowed is not None and engine.dialect.name != "sqlite":
+        pytest.skip("a limit on a statement's marks is SQLite's")
     with engine.connect() as conn, conn.begin():
+        if marks_allowed is not None:
+            driver = conn.connection.driver_connection
+            driver.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, marks_allowed)  # type: ignore[union-attr]
         bid, created = inserts.batch_for_load(conn, "fresh", "test", None)
         assert created
         images = json.dumps([URL])
+        many = inserts.SQLITE_ROWS_PER_INSERT * 2 + 3  # some INSERTs full, one not
         pending = [
             (bid, f"r{n}", n, f"prompt {n}", "veo3.1", images, "9:16", True, *NO_EXTRA_PENDING)
-            for n in range(2, 6)
+            for n in range(2, 2 + many)
         ]
         failed = ("failed", "model: unknown 'veo9'", "invalid")
         mixed = [
-            (bid, "bad", 6, "p", "veo9", "[]", None, None, '{"seed": 1}', *failed),
-            (bid, "r7", 7, "it's", "veo3.1", images, None, False, *NO_EXTRA_PENDING),
-        ]
+            (bid, f"bad{n}", n, "p", "veo9", "[]", None, None, '{"seed": 1}', *failed)
+            for n in range(many)
+        ] + [(bid, "r-last", 7, "it's", "veo3.1", images, None, False, *NO_EXTRA_PENDING)]
         with inserts.row_writer(conn, fresh_batch=True) as write:
-            assert write(pending) == 4
-            assert write(mixed) == 2
+            assert write(pending) == len(pending)
+            assert write(mixed) == len(mixed)
             assert write([]) == 0
         columns = [  # the JSON ones as the text stored
             sa.cast(column, sa.Text) if isinstance(column.type, sa.JSON) else column
@@ -418,6 +427,37 @@ def test_a_new_batch_stores_each_value_of_its_rows_whichever_insert_it_takes(
     assert len(times) == 1
     assert times[0][0] == times[0][1]
     assert abs(times[0][0].replace(tzinfo=UTC) - datetime.now(UTC)) < timedelta(minutes=5)
+
+
+def test_a_reload_adds_and_replaces_rows_many_an_insert(engine: Engine) -> None:
+    """Loading into a batch that has rows: more rows than one INSERT takes, some new, some
+    replacing rows stored as invalid, some already there and kept; the count says how many
+    were added or replaced."""
+    images = json.dumps([URL])
+    many = inserts.SQLITE_ROWS_PER_INSERT + 7
+    failed = ("failed", "model: unknown 'veo9'", "invalid")
+
+    def rows(bid: int, status: tuple[str | None, ...], start: int) -> list[tuple[Any, ...]]:
+        return [
+            (bid, f"r{n}", n, f"prompt {n}", "veo3.1", images, None, None, None, *status)
+            for n in range(start, start + many)
+        ]
+
+    with engine.connect() as conn, conn.begin():
+        bid, _ = inserts.batch_for_load(conn, "again", "test", None)
+        with inserts.row_writer(conn, fresh_batch=True) as write:
+            write(rows(bid, failed, 0) + rows(bid, NO_EXTRA_PENDING[1:], many))
+        bid, created = inserts.batch_for_load(conn, "again", "test", None)
+        assert not created
+        with inserts.row_writer(conn, fresh_batch=False) as write:
+            # the invalid ones fixed, the pending ones again, and new ones
+            again = rows(bid, NO_EXTRA_PENDING[1:], 0)
+            assert write(again + rows(bid, NO_EXTRA_PENDING[1:], many)) == many
+            assert write(rows(bid, NO_EXTRA_PENDING[1:], 2 * many)) == many
+        counts = dict(
+            conn.execute(sa.select(Job.status, sa.func.count()).group_by(Job.status)).all()
+        )
+    assert counts == {"pending": 3 * many}
 
 
 def test_the_benchmarks_floor_sends_the_columns_a_load_sends() -> None:
