@@ -188,7 +188,10 @@ def test_workers_download_every_video_and_resume_a_cut_one(stack: Stack, tmp_pat
 def test_a_small_batch_is_not_stuck_behind_a_big_one(stack: Stack) -> None:
     stack.load([f"big {n}" for n in range(60)], batch="big")
     stack.load([f"small {n}" for n in range(5)], batch="small")
-    stack.start_worker(VEO_RATE="20/s")
+    # One worker process: it sends the groups one after another, in the order they were
+    # released, so the answers' order is the release order. (Two processes' groups race: on
+    # a busy machine a third group's answers came before the second's last.)
+    stack.start_worker(1, VEO_RATE="20/s")
     stack.start_scheduler()
     wait_until(lambda: stack.batch_state() == "finished", timeout=90, what="both batches")
     with stack.engine.connect() as conn:
