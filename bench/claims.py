@@ -41,8 +41,8 @@ from bench.harness.services import drop_database, recreate_database
 from veobatch.accounts.spec import DEFAULT
 from veobatch.catalog import DEFAULT_MODELS
 from veobatch.images.sending import ImageSender
-from veobatch.intake.job_spec import RawJob
 from veobatch.intake.loader import load_rows
+from veobatch.intake.raw_job import RawJob
 from veobatch.lifecycle import transitions
 from veobatch.lifecycle.fanout import Fanout
 from veobatch.lifecycle.poll_rules import Pacing

@@ -35,8 +35,8 @@ from bench.harness.results import OUT_DIR
 from bench.harness.services import drop_database, recreate_database
 from veobatch.catalog import DEFAULT_MODELS
 from veobatch.httpapi import create_app
-from veobatch.intake.job_spec import RawJob
 from veobatch.intake.loader import load_rows
+from veobatch.intake.raw_job import RawJob
 from veobatch.service import BatchService
 from veobatch.settings import Settings
 from veobatch.store import database

@@ -32,8 +32,8 @@ from veobatch.catalog import DEFAULT_MODELS
 from veobatch.embedded_runner import EmbeddedRunner
 from veobatch.httpapi import create_app
 from veobatch.images.sending import ImageSender
-from veobatch.intake.job_spec import RawJob
 from veobatch.intake.loader import LoadResult, load_rows
+from veobatch.intake.raw_job import RawJob
 from veobatch.lifecycle.poll_rules import Pacing
 from veobatch.lifecycle.progress import Progress
 from veobatch.lifecycle.rate_limit import LocalRateLimiter, RateLimiter

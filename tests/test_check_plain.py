@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from veobatch.catalog import DEFAULT_MODELS
-from veobatch.intake.job_spec import JobChecker, RawJob
+from veobatch.intake.job_checker import JobChecker
+from veobatch.intake.raw_job import RawJob
 
 URL = "https://img.example.com/a.jpg"
 CHINESE = "一只橘猫在窗台上晒太阳"

@@ -17,7 +17,7 @@ from tests.helpers import TOKEN, URL, Served
 from veobatch import Client
 from veobatch.catalog import DEFAULT_MODELS
 from veobatch.errors import JobFileError, VeoBatchError
-from veobatch.intake.job_spec import JobChecker
+from veobatch.intake.job_checker import JobChecker
 from veobatch.intake.readers import job_file_from_bytes
 from veobatch.store import database
 

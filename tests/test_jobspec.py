@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from veobatch.catalog import DEFAULT_MODELS
-from veobatch.intake.job_spec import JobChecker, RawJob, field_name_problem, image_problem
+from veobatch.intake.field_rules import field_name_problem, image_problem
+from veobatch.intake.job_checker import JobChecker
+from veobatch.intake.raw_job import RawJob
 
 GOOD: dict[str, Any] = {
     "id": "a1",
@@ -171,7 +173,8 @@ def test_long_links_that_end_badly_are_refused_at_once() -> None:
     child, to kill it at the deadline if it hangs."""
     script = (
         "from veobatch.catalog import DEFAULT_MODELS\n"
-        "from veobatch.intake.job_spec import JobChecker, RawJob\n"
+        "from veobatch.intake.job_checker import JobChecker\n"
+        "from veobatch.intake.raw_job import RawJob\n"
         "link = 'https://' + 'a' * 2000\n"
         "row = {'prompt': 'p', 'model': 'veo3.1-components', 'images': [link, link, link + ' ']}\n"
         "_, problems = JobChecker(DEFAULT_MODELS).check(RawJob.from_mapping(2, row))\n"

@@ -13,9 +13,9 @@ from sqlalchemy.engine import Engine
 
 from tests.helpers import row
 from veobatch.catalog import DEFAULT_MODELS
-from veobatch.intake import job_spec
-from veobatch.intake.job_spec import RawJob
+from veobatch.intake import job_checker
 from veobatch.intake.loader import CHUNK_ROWS, LoadResult, load_rows
+from veobatch.intake.raw_job import RawJob
 from veobatch.store.tables import Job
 
 
@@ -58,18 +58,18 @@ def test_a_file_without_duplicates_is_read_once_and_no_id_is_remembered(
     engine: Engine, reader: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     remembered: list[int] = []  # the hashes of the ids remembered, row by row or many at once
-    keep, keep_many = job_spec.JobChecker._remember, job_spec.JobChecker._remember_hashes
+    keep, keep_many = job_checker.JobChecker._remember, job_checker.JobChecker._remember_hashes
 
-    def spy(self: job_spec.JobChecker, ref: str, line: int) -> None:
+    def spy(self: job_checker.JobChecker, ref: str, line: int) -> None:
         remembered.append(hash(ref))
         keep(self, ref, line)
 
-    def spy_many(self: job_spec.JobChecker, hashes: Sequence[int], lines: Sequence[int]) -> None:
+    def spy_many(self: job_checker.JobChecker, hashes: Sequence[int], lines: Sequence[int]) -> None:
         remembered.extend(hashes)
         keep_many(self, hashes, lines)
 
-    monkeypatch.setattr(job_spec.JobChecker, "_remember", spy)
-    monkeypatch.setattr(job_spec.JobChecker, "_remember_hashes", spy_many)
+    monkeypatch.setattr(job_checker.JobChecker, "_remember", spy)
+    monkeypatch.setattr(job_checker.JobChecker, "_remember_hashes", spy_many)
     rows = Rows([row(n, f"r{n}") for n in range(2, CHUNK_ROWS + 9)])
     result = loaded(engine, rows, reader=reader)
     assert (result.stored, result.created, rows.reads) == (CHUNK_ROWS + 7, True, 1)

@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers import URL
 from veobatch.errors import JobFileError
-from veobatch.intake.job_spec import RawJob
+from veobatch.intake.raw_job import RawJob
 from veobatch.intake.readers import open_job_file
 
 

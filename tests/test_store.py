@@ -22,8 +22,8 @@ from bench.loading.postgres import ROW_COLUMNS as FLOOR_COLUMNS
 from tests.helpers import URL, load, row
 from veobatch.catalog import DEFAULT_MODELS
 from veobatch.errors import BatchStateError, DatabaseError, JobFileError
-from veobatch.intake.job_spec import RawJob
 from veobatch.intake.loader import CHUNK_ROWS, load_rows
+from veobatch.intake.raw_job import RawJob
 from veobatch.intake.readers import open_job_file
 from veobatch.lifecycle import transitions
 from veobatch.service import BatchService

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 from veobatch.errors import VeoBatchError
-from veobatch.intake.job_spec import BAD_NAME_CHARS, text_problem
+from veobatch.intake.field_rules import BAD_NAME_CHARS, text_problem
 
 MAX_BATCH_NAME: Final = 200
 

@@ -28,8 +28,9 @@ from sqlalchemy.engine import Engine
 from veobatch.catalog import ImageRange
 from veobatch.forked import Forked
 from veobatch.images.files import ImageInspector
-from veobatch.intake.job_spec import JobChecker, RawJob, StoredRow, describe
+from veobatch.intake.job_checker import JobChecker, StoredRow, describe
 from veobatch.intake.problems import DEFAULT_MAX_PROBLEMS, ProblemReport
+from veobatch.intake.raw_job import RawJob
 from veobatch.lifecycle import transitions
 from veobatch.states import ErrorKind, JobStatus
 from veobatch.store.inserts import DuplicateRef, batch_for_load, row_writer

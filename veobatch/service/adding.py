@@ -16,9 +16,9 @@ from veobatch.errors import (
 from veobatch.images.files import ImageInspector, ImageRules
 from veobatch.intake.archive import is_zip, unpacked_zip
 from veobatch.intake.batch_name import check_batch_name
-from veobatch.intake.job_spec import ID_ALIAS, RawJob
 from veobatch.intake.loader import LoadResult, ReadProgress, load_rows
 from veobatch.intake.problems import DEFAULT_MAX_PROBLEMS, Problem
+from veobatch.intake.raw_job import ID_ALIAS, RawJob
 from veobatch.intake.readers import JobFile, job_file_from_bytes
 from veobatch.service.base import ServiceBase
 

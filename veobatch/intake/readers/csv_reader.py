@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from typing import IO, Any, Final
 
 from veobatch.errors import JobFileError
-from veobatch.intake.job_spec import BOOL_FIELDS, ID_ALIAS, JOB_FIELDS, RawJob, field_name_problem
+from veobatch.intake.field_rules import BOOL_FIELDS, field_name_problem
+from veobatch.intake.raw_job import ID_ALIAS, JOB_FIELDS, RawJob
 from veobatch.intake.readers.formats import CSV_FIELD_LIMIT
 from veobatch.store.export_columns import FORMULA_STARTS
 

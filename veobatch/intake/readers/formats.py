@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING, Final, TypeAlias
 from veobatch.errors import JobFileError
 
 if TYPE_CHECKING:
-    from veobatch.intake.job_spec import RawJob
+    from veobatch.intake.raw_job import RawJob
 
 FORMATS: Final = ("csv", "yaml", "jsonl")
 EXTENSIONS: Final = {

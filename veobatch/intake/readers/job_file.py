@@ -20,7 +20,7 @@ from typing import IO, Final
 
 from veobatch.errors import JobFileError
 from veobatch.images.files import ImageFolder
-from veobatch.intake.job_spec import RawJob
+from veobatch.intake.raw_job import RawJob
 from veobatch.intake.readers.formats import Reader, detect_format
 
 # Each format's reader, imported when a file of that format is read (YAML's parser is not

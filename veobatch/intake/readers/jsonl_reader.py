@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from veobatch.errors import JobFileError
-from veobatch.intake.job_spec import RawJob
+from veobatch.intake.raw_job import RawJob
 
 
 def read_jsonl(text: IO[str], name: str) -> Iterator[RawJob]:

@@ -14,7 +14,7 @@ from typing import IO, Any
 import yaml
 
 from veobatch.errors import JobFileError
-from veobatch.intake.job_spec import RawJob
+from veobatch.intake.raw_job import RawJob
 from veobatch.intake.readers.yaml_composer import GuardedComposer, expansion_problem
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
