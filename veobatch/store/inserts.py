@@ -3,7 +3,7 @@
 - A batch with no rows yet: PostgreSQL takes `COPY ... FROM STDIN` (psycopg formats rows in
   C); SQLite takes plain INSERTs of many rows each (`_SqliteRows`), run by the driver with
   no SQLAlchemy layer in the loop, and with the values a chunk's rows share written into
-  them (`_pending_insert`). Refs are unique within one load (the checker guarantees it), so
+  them (`_pending_rows`). Refs are unique within one load (the checker guarantees it), so
   nothing can conflict.
 - A batch that has rows (the same file loaded again): an upsert, `ON CONFLICT (batch_id,
   ref)`, which adds only the rows the batch does not have and replaces rows that an earlier
@@ -196,25 +196,25 @@ def _writer(conn: Connection, fresh_batch: bool) -> Iterator[Writer]:
     (cache_size,) = cursor.execute("PRAGMA cache_size").fetchone()
     cursor.execute(f"PRAGMA cache_size=-{SQLITE_LOAD_CACHE_KIB}")
     # Every row of a new batch gets the time the load began, as on PostgreSQL, whose now()
-    # is the transaction's start (CURRENT_TIMESTAMP, as it writes it, would change during
-    # the load).
+    # is the transaction's start (CURRENT_TIMESTAMP, as SQLite writes it, would change
+    # during the load). Rows added to a batch that has some get it from the database.
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
     if fresh_batch:
         head = f"INSERT INTO jobs ({_COLUMN_LIST}, created_at, updated_at) VALUES "
         any_rows = _SqliteRows(cursor, head, f"({marks}, '{now}', '{now}')")
     else:
         any_rows = _SqliteRows(cursor, _INSERT, f"({marks})", _ON_CONFLICT)
-    pending: _SqliteRows | None = None
+    pending: dict[int, _SqliteRows] = {}  # by batch
     try:
 
         def insert_rows(rows: Sequence[tuple[Any, ...]]) -> int:
-            nonlocal pending
             if fresh_batch and rows:
                 fixed = set(map(_FIXED, rows))
                 batch_id, status, error, kind = next(iter(fixed))
                 if len(fixed) == 1 and (status, error, kind) == (_PENDING, None, None):
-                    pending = pending or _pending_rows(cursor, batch_id, now)
-                    return pending(rows)
+                    if batch_id not in pending:
+                        pending[batch_id] = _pending_rows(cursor, batch_id, now)
+                    return pending[batch_id](rows)
             return any_rows(rows)
 
         yield insert_rows
