@@ -54,6 +54,28 @@ def test_csv_with_bom_crlf_and_a_multiline_prompt_keeps_physical_lines(tmp_path:
     assert rows[1].aspect_ratio == ""  # empty means missing
 
 
+def test_csv_cells_an_export_escaped_are_read_as_they_were_and_other_quotes_are_kept(
+    tmp_path: Path,
+) -> None:
+    """An export puts `'` before a cell that a spreadsheet would take for a formula; a file
+    loaded back loses it, in the first column as in the others. A quote anywhere else (an
+    apostrophe, a quote before a letter) is text."""
+    text = (
+        "id,prompt,model,images,note\n"
+        f"'=1+1,'@SUM(A1),veo3.1,{URL},'-5\n"
+        f"it's,'quoted' isn't escaped,veo3.1,{URL},'x\n"
+        f"'=2+2,only the id escaped,veo3.1,{URL},\n"
+    )
+    escaped, plain, first = read(write(tmp_path, "jobs.csv", text))
+    assert (escaped.id, escaped.prompt, escaped.extras) == ("=1+1", "@SUM(A1)", {"note": "-5"})
+    assert (plain.id, plain.prompt, plain.extras) == (
+        "it's",
+        "'quoted' isn't escaped",
+        {"note": "'x"},
+    )
+    assert first.id == "=2+2"
+
+
 def test_semicolon_and_tab_separated_csv_are_read_by_their_header(tmp_path: Path) -> None:
     european = f'"id";"prompt";"model";"images"\na;un renard, le soir;veo3.1;{URL}\n'
     rows = read(write(tmp_path, "jobs.csv", european))

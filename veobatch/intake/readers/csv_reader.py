@@ -85,7 +85,9 @@ def read_csv(text: IO[str], name: str) -> Iterator[RawJob]:
                 message += ': put a value that holds a comma in double quotes ("a, b")'
             yield RawJob.broken(start, message)
             continue
-        if "\0'" in "\0".join(row) or row[0][:1] == "'":  # a cell an export escaped
+        # A cell an export escaped starts with a quote: looked for only in rows with a quote
+        # (one search for one character is three times as fast as for two).
+        if "'" in (joined := "\0".join(row)) and ("\0'" in joined or joined[0] == "'"):
             row = [_unescaped(cell) for cell in row]
         extras = (
             {column: _csv_value(column, row[i]) for i, column in extra_columns}
