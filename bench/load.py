@@ -8,7 +8,8 @@ run, for SQLite and PostgreSQL. Each step, veo-batch's then its anchors':
   `psql -c "\\copy copy_anchor FROM 'FILE' WITH (FORMAT csv, HEADER true)"`, COPY FROM STDIN
   of the raw file into a table of one text column per header column; and beside the floor,
   `psql \\copy` of the rows it stored into a table like jobs (PostgreSQL's own time to store
-  them);
+  them), and into tables like it with only the primary key and the unique (batch_id, ref),
+  and with no index;
 - export from SQLite: `veo-batch export bench -o FILE.csv`, against
   `sqlite3 -csv -header DB "select * from jobs" > FILE`;
 - export from PostgreSQL: `veo-batch export bench -o FILE.csv`, against

@@ -8,9 +8,11 @@
    anchor, `sqlite3 -csv` or `psql \\copy ... to`; on PostgreSQL the table is first
    `VACUUM (ANALYZE)`d, not timed, so that neither export pays for the other's first read;
 3. on PostgreSQL, the COPY anchor of the load, `psql \\copy copy_anchor FROM FILE` into a
-   table of text columns in the same database (bench/loading/postgres.py); then the floor:
+   table of text columns in the same database (bench/loading/postgres.py); then the floors:
    `psql \\copy` of the rows veo-batch stored, as its load sends them, into a table like
-   `jobs` with its indexes, the time PostgreSQL itself takes to store them;
+   `jobs` with its indexes, the time PostgreSQL itself takes to store them; then into one
+   with only the primary key and the unique (batch_id, ref), the least a load needs; then
+   into one with no index;
 4. pandas, `read_csv` + `to_sql`, into a fresh SQLite file or a table `jobs_pandas` of the
    same PostgreSQL database (bench/loading/pandas_load.py). On PostgreSQL the faster of
    pandas' `method=None` and `method="multi"` is picked by a short trial first ("multi"
@@ -43,7 +45,7 @@ from bench.loading.postgres import (
     checkpoint,
     drop_database,
     load_copy,
-    load_floor,
+    load_floors,
     pg_count,
     pg_unreachable,
     recreate_database,
@@ -113,7 +115,7 @@ def bench_postgresql(csv_path: Path, rows: int, work: Path, plan: Plan) -> list[
             results.append(export_psql(rows, work, plan.keep))
         if plan.copy:
             results.append(load_copy(csv_path, rows))
-            results.append(load_floor(work, rows))
+            results.extend(load_floors(work, rows))
         if plan.pandas:
             results.append(pandas_postgresql(csv_path, rows))
         return results

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Final
@@ -122,31 +123,68 @@ ROW_COLUMNS: Final = (
 FLOOR_TABLE: Final = "jobs_floor"
 
 
-def load_floor(work: Path, rows: int) -> Result:
-    """The server's floor: `psql \\copy` of the rows veo-batch's load stored, in its COPY text
-    (written out before the clock starts), into `jobs_floor`, a table made `LIKE jobs
-    INCLUDING ALL`: the same columns, defaults, constraints and indexes. It is the time
-    PostgreSQL itself needs to take those rows, whatever the client does: no load of this
-    schema can be faster."""
+@dataclass(frozen=True)
+class Floor:
+    """A table made `LIKE jobs` with `indexes` (SQL run on it, `{table}` its name), into which
+    the rows veo-batch's load stored are copied: PostgreSQL's own time to take them."""
+
+    tool: str
+    how: str
+    like: str
+    indexes: tuple[str, ...] = ()
+
+
+FLOORS: Final = (
+    # The floor: jobs as veo-batch made it, every index.
+    Floor("floor", "its indexes too", "INCLUDING ALL"),
+    # The least a load needs: the primary key, and the unique (batch_id, ref) that makes a
+    # file loaded again add nothing twice.
+    Floor(
+        "floor-keys",
+        "only the primary key and the unique (batch_id, ref)",
+        "INCLUDING DEFAULTS INCLUDING CONSTRAINTS",
+        (
+            "ALTER TABLE {table} ADD PRIMARY KEY (id)",
+            "ALTER TABLE {table} ADD UNIQUE (batch_id, ref)",
+        ),
+    ),
+    Floor("floor-table", "no index", "INCLUDING DEFAULTS INCLUDING CONSTRAINTS"),
+)
+
+
+def load_floors(work: Path, rows: int) -> list[Result]:
+    """The server's floors: `psql \\copy` of the rows veo-batch's load stored, in its COPY
+    text (written out before the clock starts), into a table made `LIKE jobs` with each of
+    FLOORS' sets of indexes (the same columns, defaults and constraints). The first is the
+    time PostgreSQL itself needs to take those rows in this schema, whatever the client does:
+    no load of it can be faster; the others show what the indexes cost."""
     copy_file = work / "rows.copy"
     psql(
         PG_NAME, f"\\copy (SELECT {ROW_COLUMNS} FROM jobs ORDER BY id) TO {quoted_path(copy_file)}"
     )
-    psql(PG_NAME, f"CREATE TABLE {FLOOR_TABLE} (LIKE jobs INCLUDING ALL)")
+    try:
+        return [_load_floor(floor, copy_file, rows) for floor in FLOORS]
+    finally:
+        copy_file.unlink(missing_ok=True)
+
+
+def _load_floor(floor: Floor, copy_file: Path, rows: int) -> Result:
+    psql(PG_NAME, f"CREATE TABLE {FLOOR_TABLE} (LIKE jobs {floor.like})")
+    for statement in floor.indexes:
+        psql(PG_NAME, statement.format(table=FLOOR_TABLE))
     checkpoint()
     command = f"\\copy {FLOOR_TABLE} ({ROW_COLUMNS}) FROM {quoted_path(copy_file)}"
-    how = "psql \\copy FROM of the rows veo-batch stored into a table LIKE jobs, its indexes too"
-    argv = psql_argv(PG_NAME, command)
+    how = f"psql \\copy FROM of the rows veo-batch stored into a table LIKE jobs, {floor.how}"
     try:
         return measured(
             "load",
             "postgresql",
-            "floor",
+            floor.tool,
             how,
-            argv,
+            psql_argv(PG_NAME, command),
             psql_env(),
             rows,
             partial(pg_count, FLOOR_TABLE),
         )
     finally:
-        copy_file.unlink(missing_ok=True)
+        psql(PG_NAME, f"DROP TABLE {FLOOR_TABLE}")

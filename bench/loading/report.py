@@ -11,6 +11,8 @@ same run:
 | load into PostgreSQL   | pandas `read_csv` + `to_sql`             | none     |
 | load into PostgreSQL   | `psql \\copy ... FROM` (COPY FROM STDIN)  | ≥ x0.5   |
 | load into PostgreSQL   | `psql \\copy` of the rows it stored       | none     |
+| load into PostgreSQL   | the same, key and unique only            | none     |
+| load into PostgreSQL   | the same, no index                       | none     |
 | export from SQLite     | `sqlite3 -csv -header`                   | ≥ x0.5   |
 | export from PostgreSQL | `psql \\copy (select ...) to`             | ≥ x0.5   |
 
@@ -72,6 +74,17 @@ COMPARISONS: Final = (
         "load into PostgreSQL",
         "psql \\copy of its rows into jobs",
         None,
+    ),
+    Comparison(
+        "load",
+        "postgresql",
+        "floor-keys",
+        "load into PostgreSQL",
+        "the same, key and unique only",
+        None,
+    ),
+    Comparison(
+        "load", "postgresql", "floor-table", "load into PostgreSQL", "the same, no index", None
     ),
     Comparison("export", "sqlite", "sqlite3", "export from SQLite", "sqlite3 -csv -header", 0.5),
     Comparison(
@@ -184,14 +197,33 @@ def comparison_table(lines: Sequence[Compared]) -> str:
     return text_table(headers, rows)
 
 
+def server_alone(results: Sequence[Result]) -> str:
+    """The COPY anchor's time ÷ each floor's: the ratio to COPY that a load into that table
+    would reach if its client cost nothing (x0.5 is the target), or "" without them."""
+    found = {r.tool: r for r in results if r.step == "load" and r.database == "postgresql"}
+    copy = found.get("copy")
+    floors = [
+        (tool, found[tool]) for tool in ("floor", "floor-keys", "floor-table") if tool in found
+    ]
+    if copy is None or not floors:
+        return ""
+    ratios = ", ".join(f"{times(copy.seconds / floor.seconds)} {tool}" for tool, floor in floors)
+    return (
+        f"PostgreSQL alone, no client: the COPY anchor's time ÷ each floor's, {ratios}: the "
+        "most a load into that table can reach of the COPY anchor.\n"
+    )
+
+
 def report(results: Sequence[Result], floor_mb: float) -> str:
     return (
         f"{steps_table(results)}\n\n{comparison_table(compared(results))}\n\n"
-        "RATIO: the anchor's wall time ÷ veo-batch's, on the same database in the same run "
+        + server_alone(results)
+        + "RATIO: the anchor's wall time ÷ veo-batch's, on the same database in the same run "
         "(above ×1: veo-batch is faster). pandas and COPY check nothing; the export anchors "
         "write `select * from jobs` as stored. `psql \\copy of its rows into jobs` is the "
         "server's floor: PostgreSQL storing the rows veo-batch stored, in a table like jobs "
-        "with its indexes, from a file made before the clock started.\n"
+        "with its indexes, from a file made before the clock started (then with only the "
+        "primary key and the unique (batch_id, ref), then with no index).\n"
         f"targets: load ≥ ×1.0 of pandas into SQLite, ≥ ×0.5 of COPY into PostgreSQL; export "
         f"≥ ×0.5 of sqlite3 -csv and of psql \\copy; every veo-batch step at most "
         f"{TARGET_RSS_MB} MB.\n"
