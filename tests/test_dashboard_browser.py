@@ -293,7 +293,9 @@ def test_a_click_on_a_video_shows_it_larger_beside_its_images(
     page.keyboard.press("Escape")
     expect(large).to_be_hidden()
     expect(page.locator('.card[data-id="r2"]')).to_be_focused()  # where the grid was left
-    assert large.locator("video").count() == 0  # its video gone with it, not playing on
+    # Its video gone with it, not playing on: when the dialog's close event comes, a task
+    # after it is hidden (the browser may give the card its focus back before that).
+    expect(large.locator("video")).to_have_count(0)
     assert problems == [], problems
     page.close()
 
